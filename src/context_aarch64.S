@@ -1,0 +1,128 @@
+/*
+ * context_aarch64.S — green thread context switch for AArch64 (AAPCS64).
+ *
+ * A suspended context is its stack pointer; its stack holds a 176-byte frame:
+ * x19-x28, x29 (fp), x30 (lr), d8-d15 and FPCR. No system call. CFI lets debuggers
+ * unwind through a switch; green_ctx_start ends the unwind at the first frame.
+ */
+    .text
+
+/* void *green_ctx_swap(green_ctx_t *from, green_ctx_t *to, void *value) */
+    .globl  green_ctx_swap
+    .hidden green_ctx_swap
+    .type   green_ctx_swap, %function
+    .p2align 4
+green_ctx_swap:
+    .cfi_startproc
+    sub     sp, sp, #176
+    .cfi_def_cfa_offset 176
+    stp     x19, x20, [sp, #0]
+    stp     x21, x22, [sp, #16]
+    stp     x23, x24, [sp, #32]
+    stp     x25, x26, [sp, #48]
+    stp     x27, x28, [sp, #64]
+    stp     x29, x30, [sp, #80]
+    .cfi_offset x19, -176
+    .cfi_offset x20, -168
+    .cfi_offset x21, -160
+    .cfi_offset x22, -152
+    .cfi_offset x23, -144
+    .cfi_offset x24, -136
+    .cfi_offset x25, -128
+    .cfi_offset x26, -120
+    .cfi_offset x27, -112
+    .cfi_offset x28, -104
+    .cfi_offset x29, -96
+    .cfi_offset x30, -88
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    mrs     x9, fpcr
+    str     x9, [sp, #160]
+    mov     x9, sp
+    str     x9, [x0]
+    /* The target's stack has the same frame layout: the CFI above stays true. */
+    ldr     x9, [x1]
+    mov     sp, x9
+    ldr     x9, [sp, #160]
+    msr     fpcr, x9
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    ldp     x19, x20, [sp, #0]
+    ldp     x21, x22, [sp, #16]
+    ldp     x23, x24, [sp, #32]
+    ldp     x25, x26, [sp, #48]
+    ldp     x27, x28, [sp, #64]
+    ldp     x29, x30, [sp, #80]
+    add     sp, sp, #176
+    .cfi_def_cfa_offset 0
+    .cfi_restore x19
+    .cfi_restore x20
+    .cfi_restore x21
+    .cfi_restore x22
+    .cfi_restore x23
+    .cfi_restore x24
+    .cfi_restore x25
+    .cfi_restore x26
+    .cfi_restore x27
+    .cfi_restore x28
+    .cfi_restore x29
+    .cfi_restore x30
+    mov     x0, x2
+    ret
+    .cfi_endproc
+    .size   green_ctx_swap, .-green_ctx_swap
+
+/* First code a new context runs: entry (in x19) gets the handed-over value (in x0). */
+    .type   green_ctx_start, %function
+    .p2align 4
+green_ctx_start:
+    .cfi_startproc
+    .cfi_undefined x30
+    blr     x19
+    brk     #0
+    .cfi_endproc
+    .size   green_ctx_start, .-green_ctx_start
+
+/* void green_ctx_make(green_ctx_t *c, void *top, void (*entry)(void *)) */
+    .globl  green_ctx_make
+    .hidden green_ctx_make
+    .type   green_ctx_make, %function
+    .p2align 4
+green_ctx_make:
+    .cfi_startproc
+    and     x1, x1, #~15
+    sub     x1, x1, #176
+    stp     x2, xzr, [x1, #0]       /* x19 = entry, x20 */
+    stp     xzr, xzr, [x1, #16]
+    stp     xzr, xzr, [x1, #32]
+    stp     xzr, xzr, [x1, #48]
+    stp     xzr, xzr, [x1, #64]
+    adr     x9, green_ctx_start
+    stp     xzr, x9, [x1, #80]      /* x29 = 0 ends fp walks, x30 = start */
+    stp     xzr, xzr, [x1, #96]
+    stp     xzr, xzr, [x1, #112]
+    stp     xzr, xzr, [x1, #128]
+    stp     xzr, xzr, [x1, #144]
+    mrs     x9, fpcr
+    str     x9, [x1, #160]
+    str     xzr, [x1, #168]
+    str     x1, [x0]
+    ret
+    .cfi_endproc
+    .size   green_ctx_make, .-green_ctx_make
+
+/* void *green_ctx_sp(const green_ctx_t *c) */
+    .globl  green_ctx_sp
+    .hidden green_ctx_sp
+    .type   green_ctx_sp, %function
+    .p2align 4
+green_ctx_sp:
+    ldr     x0, [x0]
+    ret
+    .size   green_ctx_sp, .-green_ctx_sp
+
+    .section .note.GNU-stack,"",%progbits

@@ -1,0 +1,691 @@
+/*
+ * green.c — green threads: greenlet's primitive (layer 3).
+ *
+ * A green thread is a control block (struct green) plus, once started, a stack: a
+ * dedicated slot (stack.c) or the hub's shared stack. Switching is explicit: green_switch
+ * saves the caller and resumes the target; when a green thread's function returns, its
+ * result goes to its parent (its nearest live ancestor), unless the hub scheduled it,
+ * in which case the hub picks what runs next.
+ *
+ * Invariants:
+ *  - exactly one green thread per hub is GS_RUNNING: h->current;
+ *  - a shared-mode green thread's frames are on the shared stack iff it is the stack's
+ *    owner; otherwise (if started) they are in g->s.saved. The copying is done where it
+ *    is safe: on the caller's stack when the caller does not run on the shared stack,
+ *    otherwise on the hub's small relay context;
+ *  - a dead green thread's stack is released by whichever context runs next
+ *    (h->dying), never while still standing on it;
+ *  - control blocks are type-stable: freed ones go to a per-hub free list with their
+ *    generation bumped, so a stale handle is detected, not dereferenced into freed memory.
+ */
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <malloc.h>
+#include <unistd.h>
+
+__thread struct green_hub *green__tls_hub;
+
+static pthread_key_t hub_key;
+static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
+static uint64_t id_counter;
+
+/* Chunks of control blocks are never freed; this list keeps them reachable. */
+static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
+static void **chunk_list;
+#define BLOCKS_PER_CHUNK 256
+
+static void hub_free(void *p);
+static void atfork_child(void);
+
+static void hub_once_init(void)
+{
+    pthread_key_create(&hub_key, hub_free);
+    pthread_atfork(NULL, NULL, atfork_child);
+}
+
+/* ---- control blocks ---- */
+
+static int blocks_refill(struct green_hub *h)
+{
+    struct green *c = calloc(BLOCKS_PER_CHUNK, sizeof *c);
+    void **node = malloc(2 * sizeof(void *));
+    if (!c || !node) {
+        free(c);
+        free(node);
+        errno = ENOMEM;
+        return -1;
+    }
+    pthread_mutex_lock(&chunks_lock);
+    node[0] = c;
+    node[1] = chunk_list;
+    chunk_list = node;
+    pthread_mutex_unlock(&chunks_lock);
+    for (size_t i = BLOCKS_PER_CHUNK; i-- > 0;) {
+        c[i].next = h->free_blocks;
+        h->free_blocks = &c[i];
+    }
+    return 0;
+}
+
+struct green *green__block_new(struct green_hub *h)
+{
+    if (!h->free_blocks && blocks_refill(h) != 0)
+        return NULL;
+    struct green *g = h->free_blocks;
+    h->free_blocks = g->next;
+    uint16_t gen = g->gen;
+    memset(g, 0, sizeof *g);
+    g->gen = gen;
+    __atomic_store_n(&g->hub, h, __ATOMIC_RELAXED);
+    g->timer.slot = GREEN_TIMER_IDLE;
+    green_list_init(&g->timer.link);
+    if (h->id_next == h->id_end) {
+        h->id_next = __atomic_fetch_add(&id_counter, 1024, __ATOMIC_RELAXED) + 1;
+        h->id_end = h->id_next + 1024;
+    }
+    g->id = h->id_next++;
+    return g;
+}
+
+void green__block_free(struct green_hub *h, struct green *g)
+{
+    free(g->ext);
+    g->ext = NULL;
+    if (g->flags & GF_SHARED && g->s.saved) {
+        h->saved_bytes -= g->saved_len;
+        free(g->s.saved);
+        g->s.saved = NULL;
+    }
+    __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
+    g->state = GS_FREE;
+    g->next = h->free_blocks;
+    h->free_blocks = g;
+}
+
+struct green_ext *green__ext(struct green *g)
+{
+    if (!g->ext) {
+        g->ext = calloc(1, sizeof *g->ext);
+        if (!g->ext) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        g->ext->tmo = -1;
+    }
+    return g->ext;
+}
+
+/* ---- the hub object (per OS thread) ---- */
+
+struct green_hub *green__hub(void)
+{
+    if (green__tls_hub)
+        return green__tls_hub;
+    pthread_once(&hub_once, hub_once_init);
+    struct green_hub *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    green_list_init(&h->rq);
+    struct green *root = green__block_new(h);
+    if (!root) {
+        free(h);
+        return NULL;
+    }
+    root->flags = GF_ROOT | GF_STARTED;
+    root->state = GS_RUNNING;
+    root->name = "root";
+    h->root = h->current = root;
+    green__altstack_init(h);
+#if GREEN_ASAN
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        pthread_attr_getstack(&a, &h->root_lo, &h->root_size);
+        pthread_attr_destroy(&a);
+    }
+#endif
+    green__tls_hub = h;
+    pthread_setspecific(hub_key, h);
+    return h;
+}
+
+static void hub_free(void *p)
+{
+    struct green_hub *h = p;
+    green__hub_loop_destroy(h);
+    green__stacks_destroy(h);
+    green__tls_hub = NULL;
+    /* Control blocks stay in their chunks (type-stable, reachable); the hub object
+     * may still be read through stale handles, so it is kept too. */
+    h->current = NULL;
+}
+
+/* fork(): the child continues with the calling green thread only. It becomes the root
+ * of a fresh hub; the parent's hub and green threads are abandoned in the child. */
+static void atfork_child(void)
+{
+    struct green_hub *old = green__tls_hub;
+    if (!old)
+        return;
+    struct green *self = old->current;
+    green__tls_hub = NULL;
+    struct green_hub *h = green__hub();
+    if (!h)
+        return;
+    if (self && !(self->flags & GF_ROOT)) {
+        /* Running on a green thread's stack: keep using it; it is never released. */
+        h->root->name = self->name ? self->name : "root";
+    }
+    old->current = NULL;
+}
+
+/* ---- handles ---- */
+
+struct green *green__resolve(struct green_hub *h, green_t handle)
+{
+    uintptr_t v = (uintptr_t)handle;
+    struct green *g = (struct green *)(v & GREEN_PTR_MASK);
+    if (!g) {
+        errno = EINVAL;
+        return NULL;
+    }
+    uint16_t gen = (uint16_t)(v >> 48);
+    if (__atomic_load_n(&g->gen, __ATOMIC_RELAXED) != gen) {
+        errno = ESRCH;
+        return NULL;
+    }
+    if (__atomic_load_n(&g->hub, __ATOMIC_RELAXED) != h) {
+        errno = EXDEV;
+        return NULL;
+    }
+    if (g->state == GS_FREE) {
+        errno = ESRCH;
+        return NULL;
+    }
+    return g;
+}
+
+/* ---- switching ---- */
+
+static inline void stack_of(struct green_hub *h, const struct green *g, void **lo, size_t *size)
+{
+    if (g->flags & GF_SHARED) {
+        *lo = h->shared.lo;
+        *size = (size_t)(h->shared.hi - h->shared.lo);
+    } else if (g->flags & GF_ROOT) {
+        *lo = h->root_lo;
+        *size = h->root_size;
+    } else {
+        green__stack_bounds(g->s.stack, lo, size);
+    }
+}
+
+/* The actual swap, with the sanitizer's fiber bookkeeping around it. */
+static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, void *to_lo,
+                         size_t to_size, green_ctx_t *to, void *value)
+{
+#if GREEN_ASAN
+    void *fake = NULL;
+    green_asan_start(dying ? NULL : &fake, to_lo, to_size);
+    void *r = green_ctx_swap(from, to, value);
+    green_asan_finish(fake);
+    (void)h;
+    return r;
+#else
+    (void)h, (void)dying, (void)to_lo, (void)to_size;
+    return green_ctx_swap(from, to, value);
+#endif
+}
+
+static void copy_out(struct green_hub *h, struct green *o)
+{
+    char *sp = green_ctx_sp(&o->ctx);
+    size_t n = (size_t)(h->shared.hi - sp);
+    void *buf = o->s.saved;
+    /* Reuse the buffer kept from the last resume only if it is the right size class. */
+    if (!buf || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
+        free(buf);
+        buf = malloc(n);
+        if (!buf) {
+            /* Cannot save the owner's frames: nothing sane can continue. */
+            static const char msg[] = "libgreen: out of memory saving a shared stack\n";
+            ssize_t r = write(2, msg, sizeof msg - 1);
+            (void)r;
+            abort();
+        }
+    }
+    green_asan_unpoison(sp, n);
+    memcpy(buf, sp, n);
+    o->s.saved = buf;
+    o->saved_len = (uint32_t)n;
+    h->saved_bytes += n;
+    h->copied_bytes += n;
+}
+
+static void copy_in(struct green_hub *h, struct green *t)
+{
+    size_t n = t->saved_len;
+    char *dst = h->shared.hi - n;
+    green_asan_unpoison(dst, n);
+    memcpy(dst, t->s.saved, n);
+    h->saved_bytes -= n;
+    h->copied_bytes += n;
+    /* The buffer is kept for the next copy-out; it is now stale. */
+}
+
+static void entry(void *value);
+
+/* Make the shared stack hold t's frames. Runs on a stack other than the shared one. */
+static void shared_take(struct green_hub *h, struct green *t)
+{
+    struct green *o = h->shared.owner;
+    if (o && o != t && o->state != GS_DEAD && o->state != GS_FREE)
+        copy_out(h, o);
+    if (t->flags & GF_STARTED)
+        copy_in(h, t);
+    else
+        green_ctx_make(&t->ctx, h->shared.hi, entry);
+    h->shared.owner = t;
+}
+
+static void relay_main(void *unused)
+{
+    (void)unused;
+    struct green_hub *h = green__tls_hub;
+    green_asan_finish(NULL);
+    for (;;) {
+        struct green *to = h->relay_to;
+        shared_take(h, to);
+        to->flags |= GF_STARTED;
+        void *lo;
+        size_t size;
+        stack_of(h, to, &lo, &size);
+        swap(h, &h->relay_ctx, 0, lo, size, &to->ctx, h->relay_value);
+    }
+}
+
+static void after_switch(struct green_hub *h)
+{
+    struct green *d = h->dying;
+    if (GREEN_UNLIKELY(d != NULL)) {
+        h->dying = NULL;
+        green__release(h, d);
+    }
+}
+
+/* Give `to` a stack and a context if it has never run. 0, or -1/ENOMEM. */
+int green__prepare(struct green_hub *h, struct green *to)
+{
+    if (to->flags & (GF_STARTED | GF_SHARED) || to->s.stack)
+        return 0;
+    if (green__stack_get(h, to) != 0)
+        return -1;
+    green_ctx_make(&to->ctx, green__stack_top(to->s.stack), entry);
+    return 0;
+}
+
+/* Switch from the current green thread to `to` (alive, not current, prepared). The
+ * caller has set the current one's new state. Returns the value handed back later. */
+void *green__switch(struct green_hub *h, struct green *to, void *value)
+{
+    struct green *from = h->current;
+    int dying = from->state == GS_DEAD;
+    green_ctx_t *save = dying ? &h->dead_ctx : &from->ctx;
+    void *lo;
+    size_t size;
+
+    if (!(from->flags & (GF_ROOT | GF_SHARED)) && !dying)
+        green__stack_check(from, __builtin_frame_address(0));
+    h->current = to;
+    to->state = GS_RUNNING;
+    h->switches++;
+    void *r;
+    if ((to->flags & GF_SHARED) && h->shared.owner != to) {
+        if (from->flags & GF_SHARED) {
+            /* We stand on the shared stack: let the relay move the frames. */
+            h->relay_to = to;
+            h->relay_value = value;
+            r = swap(h, save, dying, h->relay_stack, green__relay_size(), &h->relay_ctx, NULL);
+            after_switch(h);
+            return r;
+        }
+        shared_take(h, to);
+    }
+    to->flags |= GF_STARTED;
+    stack_of(h, to, &lo, &size);
+    r = swap(h, save, dying, lo, size, &to->ctx, value);
+    after_switch(h);
+    return r;
+}
+
+/* First frame of every green thread. */
+static void entry(void *value)
+{
+    (void)value;
+    green_asan_finish(NULL);
+    struct green_hub *h = green__tls_hub;
+    after_switch(h);
+    struct green *g = h->current;
+    void *r = NULL;
+    if (!(g->flags & GF_CANCELLED) || !(g->flags & GF_SCHED))
+        r = g->fn(g->arg);
+    green__finish(h, g, r);
+}
+
+struct green *green__live_ancestor(struct green *g)
+{
+    struct green_hub *h = g->hub;
+    for (;;) {
+        struct green *p = g->parent;
+        if (!p || p->gen != g->parent_gen || p->state == GS_FREE)
+            return h->root;
+        if (p->state != GS_DEAD)
+            return p;
+        g = p;
+    }
+}
+
+void green__release(struct green_hub *h, struct green *g)
+{
+    if (g->flags & GF_SHARED) {
+        if (g->s.saved) {
+            free(g->s.saved);
+            g->s.saved = NULL;
+        }
+    } else if (!(g->flags & GF_ROOT) && g->s.stack) {
+        green__stack_put(h, g->s.stack);
+        g->s.stack = NULL;
+    }
+    if (g->flags & GF_DETACHED) {
+        h->alive--;
+        green__block_free(h, g);
+    }
+}
+
+void green__finish(struct green_hub *h, struct green *g, void *result)
+{
+    g->arg = result;
+    g->state = GS_DEAD;
+    if (g->flags & GF_SHARED)
+        h->shared.owner = NULL;
+    if (g->joiner && h->join_hook && !(g->flags & GF_SCHED))
+        h->join_hook(h, g);
+    if ((g->flags & GF_SCHED) && h->exit_hook)
+        h->exit_hook(h, g); /* does not return */
+    struct green *p = green__live_ancestor(g);
+    if (p->state != GS_SUSPENDED && p->state != GS_NEW && h->exit_hook)
+        h->exit_hook(h, g); /* the parent is under the hub's control */
+    h->dying = g;
+    green__switch(h, p, result);
+    abort(); /* a dead green thread is never resumed */
+}
+
+/* ---- public API ---- */
+
+struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr)
+{
+    if (!fn) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t size = 0;
+    int shared = 0;
+    const char *name = NULL;
+    if (attr) {
+        if (attr->stack_mode != GREEN_STACK_DEDICATED && attr->stack_mode != GREEN_STACK_SHARED) {
+            errno = EINVAL;
+            return NULL;
+        }
+        shared = attr->stack_mode == GREEN_STACK_SHARED;
+        size = attr->stack_size;
+        name = attr->name;
+        if (size) {
+            size_t pg = 4096;
+            if (size < 16 * 1024 || size > ((size_t)1 << 31)) {
+                errno = EINVAL;
+                return NULL;
+            }
+            size = (size + pg - 1) & ~(pg - 1);
+        }
+    }
+    if (shared && !h->relay_ready) {
+        if (green__shared_init(h) != 0)
+            return NULL;
+        green_ctx_make(&h->relay_ctx, h->relay_stack + green__relay_size(), relay_main);
+        h->relay_ready = 1;
+    }
+    struct green *g = green__block_new(h);
+    if (!g)
+        return NULL;
+    g->fn = fn;
+    g->arg = arg;
+    g->name = name;
+    g->state = GS_NEW;
+    g->flags = shared ? GF_SHARED : 0;
+    g->stack_size = (uint32_t)size;
+    g->parent = h->current;
+    g->parent_gen = h->current->gen;
+    h->alive++;
+    return g;
+}
+
+green_t green_new(green_fn fn, void *arg, const green_attr_t *attr)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct green *g = green__create(h, fn, arg, attr);
+    return g ? green__handle(g) : NULL;
+}
+
+/* Resume with the outcome of our own switch: a thrown errno, or the value. */
+static inline void *switch_result(struct green_hub *h, void *r)
+{
+    struct green *self = h->current;
+    int e = self->wake_err;
+    if (GREEN_UNLIKELY(e)) {
+        self->wake_err = 0;
+        errno = e;
+        return NULL;
+    }
+    errno = 0;
+    return r;
+}
+
+static int switchable(const struct green *g)
+{
+    if (g->state == GS_NEW || g->state == GS_SUSPENDED)
+        return 1;
+    errno = EBUSY; /* parked or queued: the hub owns its wake-up (use green_kill) */
+    return 0;
+}
+
+void *green_switch(green_t handle, void *value)
+{
+    struct green_hub *h = green__hub_fast();
+    struct green *g = green__resolve(h, handle);
+    if (GREEN_UNLIKELY(!g))
+        return NULL;
+    if (g->state == GS_DEAD)
+        g = green__live_ancestor(g);
+    if (g == h->current) {
+        errno = 0;
+        return value;
+    }
+    if (GREEN_UNLIKELY(!switchable(g) || green__prepare(h, g) != 0))
+        return NULL;
+    h->current->state = GS_SUSPENDED;
+    void *r = green__switch(h, g, value);
+    return switch_result(h, r);
+}
+
+void *green_throw(green_t handle, int err)
+{
+    struct green_hub *h = green__hub_fast();
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return NULL;
+    if (err <= 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (g == h->current) {
+        errno = err;
+        return NULL;
+    }
+    if (g->state == GS_NEW) {
+        /* Dies without running; the throw lands in its parent. */
+        g->state = GS_DEAD;
+        g->arg = NULL;
+        g = green__live_ancestor(g);
+        if (g == h->current) {
+            errno = err;
+            return NULL;
+        }
+    } else if (g->state == GS_DEAD) {
+        g = green__live_ancestor(g);
+        if (g == h->current) {
+            errno = err;
+            return NULL;
+        }
+    }
+    if (!switchable(g) || green__prepare(h, g) != 0)
+        return NULL;
+    g->wake_err = (int16_t)err;
+    h->current->state = GS_SUSPENDED;
+    void *r = green__switch(h, g, NULL);
+    return switch_result(h, r);
+}
+
+green_t green_current(void)
+{
+    struct green_hub *h = green__hub_fast();
+    return h ? green__handle(h->current) : NULL;
+}
+
+green_t green_root(void)
+{
+    struct green_hub *h = green__hub_fast();
+    return h ? green__handle(h->root) : NULL;
+}
+
+green_t green_parent(green_t handle)
+{
+    struct green_hub *h = green__hub_fast();
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return NULL;
+    if (g->flags & GF_ROOT) {
+        errno = 0;
+        return NULL;
+    }
+    struct green *p = g->parent;
+    if (!p || p->gen != g->parent_gen || p->state == GS_FREE)
+        p = h->root;
+    return green__handle(p);
+}
+
+int green_set_parent(green_t handle, green_t parent)
+{
+    struct green_hub *h = green__hub_fast();
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    struct green *p = green__resolve(h, parent);
+    if (!p)
+        return -1;
+    if (g->flags & GF_ROOT) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (struct green *a = p; a; ) {
+        if (a == g) {
+            errno = EINVAL;
+            return -1;
+        }
+        if (a->flags & GF_ROOT)
+            break;
+        struct green *n = a->parent;
+        if (!n || n->gen != a->parent_gen || n->state == GS_FREE)
+            break;
+        a = n;
+    }
+    g->parent = p;
+    g->parent_gen = p->gen;
+    return 0;
+}
+
+int green_started(green_t handle)
+{
+    struct green *g = green__resolve(green__hub_fast(), handle);
+    if (!g)
+        return -1;
+    return (g->flags & GF_STARTED) || g->state == GS_DEAD ? 1 : 0;
+}
+
+int green_dead(green_t handle)
+{
+    struct green *g = green__resolve(green__hub_fast(), handle);
+    if (!g)
+        return -1;
+    return g->state == GS_DEAD;
+}
+
+int green_destroy(green_t handle)
+{
+    struct green_hub *h = green__hub_fast();
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if (g->flags & GF_ROOT) {
+        errno = EPERM;
+        return -1;
+    }
+    if (g == h->current || ((g->flags & GF_SCHED) && g->state != GS_DEAD)) {
+        errno = EBUSY;
+        return -1;
+    }
+    if (g->state == GS_SUSPENDED) {
+        int saved = errno;
+        g->parent = h->current;
+        g->parent_gen = h->current->gen;
+        g->wake_err = ECANCELED;
+        h->current->state = GS_SUSPENDED;
+        green__switch(h, g, NULL);
+        h->current->wake_err = 0; /* whatever it handed back, we were not thrown at */
+        errno = saved;
+        if (g->state != GS_DEAD) {
+            errno = EBUSY;
+            return -1;
+        }
+    } else if (g->state != GS_NEW && g->state != GS_DEAD) {
+        errno = EBUSY;
+        return -1;
+    }
+    if (h->shared.owner == g)
+        h->shared.owner = NULL;
+    g->flags &= (uint8_t)~GF_DETACHED;
+    green__release(h, g);
+    h->alive--;
+    green__block_free(h, g);
+    return 0;
+}
+
+uint64_t green_id(green_t handle)
+{
+    struct green *g = green__resolve(green__hub_fast(), handle);
+    return g ? g->id : 0;
+}
+
+const char *green_name(green_t handle)
+{
+    struct green *g = green__resolve(green__hub_fast(), handle);
+    if (!g)
+        return NULL;
+    return g->name ? g->name : "";
+}

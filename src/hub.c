@@ -1,0 +1,598 @@
+/*
+ * hub.c — the scheduler and the one wait mechanism (layers 4-5).
+ *
+ * Each OS thread's hub has a FIFO run queue, a timer wheel and a poller. There is no hub
+ * green thread: a green thread that parks picks the next ready one itself and switches
+ * straight to it (one switch per hand-off, not gevent's two); when nothing is ready it
+ * polls, on its own stack, until a timer or an event makes something ready.
+ *
+ * Invariants:
+ *  - a green thread is in at most one of: the run queue (GS_READY) or the timer wheel
+ *    (GS_WAITING with a deadline); both link through green.timer.link;
+ *  - green_park is the only way to block. A parked green thread is resumed exactly once,
+ *    by green__wake (its event, err 0), its timer (ETIMEDOUT), green_kill (ECANCELED)
+ *    or the deadlock detector (EDEADLK, root only); whoever wakes it unlinks its timer;
+ *  - the poller is consulted at least every GREEN_POLL_EVERY hand-offs even when the run
+ *    queue never empties, so yielding loops cannot starve timers or I/O;
+ *  - nothing can wake anyone when the run queue is empty, no timer is pending, no fd is
+ *    watched and nothing outside the hub holds a reference (h->ext_refs): that is a
+ *    deadlock, and the root's wait fails with EDEADLK instead of hanging.
+ */
+
+#include "internal.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GREEN_POLL_EVERY 128
+
+static int64_t clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t green_now(void) { return clock_ms(); }
+
+int64_t green_after(int64_t ms)
+{
+    if (ms < 0)
+        return -1;
+    return clock_ms() + ms;
+}
+
+/* ---- run queue ---- */
+
+static inline void rq_push(struct green_hub *h, struct green *g)
+{
+    g->state = GS_READY;
+    green_list_push_back(&h->rq, &g->timer.link);
+    h->nready++;
+}
+
+static inline struct green *rq_pop(struct green_hub *h)
+{
+    struct green_list *n = green_list_pop_front(&h->rq);
+    h->nready--;
+    return green_container_of(n, struct green, timer.link);
+}
+
+/* ---- waking ---- */
+
+static void wake(struct green_hub *h, struct green *g, int err)
+{
+    green__timer_del(h, &g->timer);
+    g->wake_err = (int16_t)err;
+    h->nwaiting--;
+    rq_push(h, g);
+}
+
+static void on_timer(struct green_hub *h, struct green_timer *t)
+{
+    struct green *g = green_container_of(t, struct green, timer);
+    g->wake_err = ETIMEDOUT;
+    h->nwaiting--;
+    rq_push(h, g);
+}
+
+void green__on_notify(struct green_hub *h) { (void)h; }
+
+static void poll_once(struct green_hub *h, int timeout)
+{
+    if (timeout != 0 || h->ext_refs || h->nfds || h->poller_kind == GREEN_POLLER_URING)
+        h->poller->ops->wait(h, timeout);
+    h->now = clock_ms();
+    green__timer_expire(h, h->now, on_timer);
+}
+
+/* The next green thread to run, polling for it if none is ready; NULL when nothing
+ * could ever become ready (deadlock). */
+static struct green *pick(struct green_hub *h)
+{
+    for (;;) {
+        if (GREEN_LIKELY(!green_list_empty(&h->rq))) {
+            if (GREEN_UNLIKELY(++h->since_poll >= GREEN_POLL_EVERY)) {
+                h->since_poll = 0;
+                poll_once(h, 0);
+            }
+            return rq_pop(h);
+        }
+        h->since_poll = 0;
+        int64_t next = green__timer_next(h);
+        if (next < 0 && !h->nfds && !h->ext_refs)
+            return NULL;
+        int timeout = -1;
+        if (next >= 0) {
+            int64_t d = next - clock_ms();
+            timeout = d <= 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
+        }
+        if (timeout != 0)
+            green__stack_trim(h);
+        poll_once(h, timeout);
+    }
+}
+
+/* Nothing can wake anyone: fail the root's wait. Returns what should run now. */
+static struct green *deadlock(struct green_hub *h)
+{
+    struct green *root = h->root;
+    if (root->state == GS_WAITING) {
+        wake(h, root, EDEADLK);
+        return rq_pop(h);
+    }
+    root->wake_err = EDEADLK; /* suspended in a green_switch: it returns NULL/EDEADLK */
+    return root;
+}
+
+/* ---- lazy setup ---- */
+
+static void sched_exit(struct green_hub *h, struct green *g);
+static void join_notify(struct green_hub *h, struct green *g);
+
+static const struct green_poller_ops *poller_from_env(int *kind)
+{
+    const char *e = getenv("GREEN_POLLER");
+    if (e && strcmp(e, "uring") == 0) {
+        *kind = GREEN_POLLER_URING;
+        return &green__uring_ops;
+    }
+    *kind = GREEN_POLLER_EPOLL;
+    return &green__epoll_ops;
+}
+
+static struct green_hub *loop(void)
+{
+    struct green_hub *h = green__hub_fast();
+    if (GREEN_LIKELY(h && h->poller))
+        return h;
+    if (!h) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    h->now = clock_ms();
+    if (!h->wheel && green__timer_init(h) != 0)
+        return NULL;
+    struct green_poller *p = calloc(1, sizeof *p);
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->wakefd = -1;
+    h->poller = p;
+    p->ops = poller_from_env(&h->poller_kind);
+    if (p->ops->init(h) != 0) {
+        /* io_uring may be disabled (kernel.io_uring_disabled): fall back to epoll */
+        if (h->poller_kind == GREEN_POLLER_URING) {
+            h->poller_kind = GREEN_POLLER_EPOLL;
+            p->ops = &green__epoll_ops;
+        }
+        if (p->ops->init(h) != 0) {
+            free(p);
+            h->poller = NULL;
+            return NULL;
+        }
+    }
+    h->exit_hook = sched_exit;
+    h->join_hook = join_notify;
+    return h;
+}
+
+struct green_hub *green__loop(void) { return loop(); }
+
+void green__hub_loop_destroy(struct green_hub *h)
+{
+    if (h->poller) {
+        h->poller->ops->destroy(h);
+        free(h->poller);
+        h->poller = NULL;
+    }
+    green__timer_destroy(h);
+}
+
+const char *green_poller_name(void)
+{
+    struct green_hub *h = loop();
+    return h ? h->poller->ops->name : NULL;
+}
+
+/* ---- the wait mechanism ---- */
+
+static inline int64_t effective_deadline(const struct green *g, int64_t deadline)
+{
+    if (GREEN_UNLIKELY(g->ext != NULL)) {
+        int64_t t = g->ext->tmo;
+        if (t >= 0 && (deadline < 0 || t < deadline))
+            return t;
+    }
+    return deadline;
+}
+
+/* Run something else until we are woken. The caller has made itself findable by
+ * whoever will wake it. */
+int green__park(struct green_hub *h, int64_t deadline)
+{
+    struct green *self = h->current;
+    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
+        errno = ECANCELED;
+        return -1;
+    }
+    deadline = effective_deadline(self, deadline);
+    if (deadline >= 0 && deadline <= h->now) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    self->state = GS_WAITING;
+    self->wake_err = 0;
+    h->nwaiting++;
+    if (deadline >= 0)
+        green__timer_add(h, &self->timer, deadline);
+    struct green *next = pick(h);
+    if (GREEN_UNLIKELY(!next))
+        next = deadlock(h);
+    if (next != self) {
+        green__switch(h, next, NULL);
+    } else {
+        self->state = GS_RUNNING;
+    }
+    int e = self->wake_err;
+    if (e) {
+        self->wake_err = 0;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+int green_park(int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    return green__park(h, deadline);
+}
+
+int green__wake(struct green_hub *h, struct green *g, int err)
+{
+    if (g->state != GS_WAITING || !(g->flags & GF_STARTED)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    wake(h, g, err);
+    return 0;
+}
+
+int green_wake(green_t handle, int err)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if (err < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return green__wake(h, g, err);
+}
+
+/* ---- exits and joins ---- */
+
+static void join_notify(struct green_hub *h, struct green *g)
+{
+    struct green *j = g->joiner;
+    if (j && j->state == GS_WAITING)
+        wake(h, j, 0);
+}
+
+/* A scheduled green thread has returned (on its own stack): run what is next. */
+static void sched_exit(struct green_hub *h, struct green *g)
+{
+    if (g->joiner)
+        join_notify(h, g);
+    struct green *next = pick(h);
+    if (!next)
+        next = deadlock(h);
+    h->dying = g;
+    green__switch(h, next, NULL);
+    abort(); /* never resumed */
+}
+
+static void reap(struct green_hub *h, struct green *g)
+{
+    h->alive--;
+    green__block_free(h, g);
+}
+
+int green_join(green_t handle, void **result, int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    struct green *self = h->current;
+    if (g == self) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (g->joiner && g->joiner != self)) {
+        errno = EINVAL;
+        return -1;
+    }
+    while (g->state != GS_DEAD) {
+        g->joiner = self;
+        int r = green__park(h, deadline);
+        g->joiner = NULL;
+        if (r != 0)
+            return -1;
+    }
+    if (result)
+        *result = g->arg;
+    reap(h, g);
+    return 0;
+}
+
+int green_joinall(green_t *gs, size_t n, int64_t deadline)
+{
+    if (!gs && n) {
+        errno = EINVAL;
+        return -1;
+    }
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!gs[i])
+            continue;
+        if (green_join(gs[i], NULL, err ? 0 : deadline) == 0) {
+            gs[i] = NULL;
+        } else if (!err && errno != ETIMEDOUT) {
+            err = errno;
+        } else if (!err) {
+            err = ETIMEDOUT;
+        }
+    }
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+int green_detach(green_t handle)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || g->joiner) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (g->state == GS_DEAD) {
+        reap(h, g);
+        return 0;
+    }
+    g->flags |= GF_DETACHED;
+    return 0;
+}
+
+/* A green thread that never ran dies without running. */
+static void kill_unstarted(struct green_hub *h, struct green *g)
+{
+    if (g->state == GS_READY) {
+        green_list_remove(&g->timer.link);
+        h->nready--;
+    } else if (g->state == GS_WAITING) {
+        green__timer_del(h, &g->timer);
+        h->nwaiting--;
+    }
+    g->state = GS_DEAD;
+    g->arg = NULL;
+    if (g->joiner)
+        join_notify(h, g);
+    green__release(h, g); /* frees it if detached */
+}
+
+int green_kill(green_t handle)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if (g->flags & GF_ROOT) {
+        errno = EPERM;
+        return -1;
+    }
+    if (g->state == GS_DEAD)
+        return 0;
+    g->flags |= GF_CANCELLED;
+    if (!(g->flags & GF_STARTED))
+        kill_unstarted(h, g);
+    else if (g->state == GS_WAITING)
+        wake(h, g, ECANCELED);
+    return 0;
+}
+
+int green_cancelled(void)
+{
+    struct green_hub *h = green__hub_fast();
+    return h && (h->current->flags & GF_CANCELLED) ? 1 : 0;
+}
+
+/* ---- spawning ---- */
+
+static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_fn fn, void *arg)
+{
+    struct green *g = green__create(h, fn, arg, attr);
+    if (!g)
+        return NULL;
+    if (green__prepare(h, g) != 0) {
+        h->alive--;
+        green__block_free(h, g);
+        errno = ENOMEM;
+        return NULL;
+    }
+    g->flags |= GF_SCHED;
+    g->parent = h->root;
+    g->parent_gen = h->root->gen;
+    return g;
+}
+
+green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return NULL;
+    struct green *g = spawn(h, attr, fn, arg);
+    if (!g)
+        return NULL;
+    rq_push(h, g);
+    return green__handle(g);
+}
+
+green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(NULL, fn, arg); }
+
+green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
+{
+    if (ms < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct green_hub *h = loop();
+    if (!h)
+        return NULL;
+    struct green *g = spawn(h, NULL, fn, arg);
+    if (!g)
+        return NULL;
+    g->state = GS_WAITING;
+    h->nwaiting++;
+    green__timer_add(h, &g->timer, clock_ms() + ms);
+    return green__handle(g);
+}
+
+/* ---- yielding and sleeping ---- */
+
+int green_yield(void)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *self = h->current;
+    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
+        errno = ECANCELED;
+        return -1;
+    }
+    if (green_list_empty(&h->rq)) {
+        poll_once(h, 0);
+        if (green_list_empty(&h->rq))
+            return 0;
+    }
+    rq_push(h, self);
+    struct green *next = pick(h);
+    if (next != self)
+        green__switch(h, next, NULL);
+    else
+        self->state = GS_RUNNING;
+    return 0;
+}
+
+int green_sleep_until(int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    if (deadline < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (;;) {
+        if (green__park(h, deadline) == 0)
+            continue; /* woken by green_wake: keep sleeping */
+        if (errno != ETIMEDOUT)
+            return -1;
+        /* our own deadline, or an enclosing green_timeout_push scope's? */
+        if (clock_ms() >= deadline || h->now >= deadline)
+            return 0;
+        return -1;
+    }
+}
+
+int green_sleep(int64_t ms)
+{
+    if (ms < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ms == 0)
+        return green_yield();
+    return green_sleep_until(clock_ms() + ms);
+}
+
+/* ---- scoped timeouts ---- */
+
+int green_timeout_push(int64_t ms)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green_ext *x = green__ext(h->current);
+    if (!x)
+        return -1;
+    if (x->depth == GREEN_TIMEOUT_DEPTH) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    x->tmo_saved[x->depth++] = x->tmo;
+    if (ms >= 0) {
+        int64_t d = clock_ms() + ms;
+        if (x->tmo < 0 || d < x->tmo)
+            x->tmo = d;
+    }
+    return 0;
+}
+
+int green_timeout_pop(void)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h)
+        return -1;
+    struct green_ext *x = h->current->ext;
+    if (!x || x->depth == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    x->tmo = x->tmo_saved[--x->depth];
+    return 0;
+}
+
+/* ---- statistics ---- */
+
+int green_stats(green_stats_t *st)
+{
+    if (!st) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct green_hub *h = green__hub_fast();
+    if (!h)
+        return -1;
+    memset(st, 0, sizeof *st);
+    st->alive = h->alive;
+    st->ready = h->nready;
+    st->waiting = h->nwaiting;
+    st->switches = h->switches;
+    st->timers = green__timer_count(h);
+    green__stack_stats(&st->guarded_stacks, &st->unguarded_stacks);
+    st->shared_saved_bytes = h->saved_bytes;
+    st->shared_copied_bytes = h->copied_bytes;
+    return 0;
+}

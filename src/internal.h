@@ -1,0 +1,219 @@
+/*
+ * internal.h — the structures shared by libgreen's source files.
+ *
+ * Everything hangs off the calling OS thread's hub (struct green_hub, thread-local,
+ * created lazily): its root and current green threads, its stack pool and shared stack,
+ * its run queue, timers and poller. Nothing is global except the process-wide guard-page
+ * budget and the id counter. A green thread belongs to the hub that created it for its
+ * whole life; handles used on another thread fail with EXDEV.
+ */
+#ifndef GREEN_INTERNAL_H
+#define GREEN_INTERNAL_H
+
+#include "green.h"
+#include "context.h"
+#include "list.h"
+#include "sanitize.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define GREEN_LIKELY(x) __builtin_expect(!!(x), 1)
+#define GREEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- green thread states and flags ---- */
+enum green_state {
+    GS_FREE = 0,   /* slot in the free list; handles to it are stale */
+    GS_NEW,        /* created, never run */
+    GS_RUNNING,    /* the current green thread of its hub */
+    GS_SUSPENDED,  /* switched away from explicitly (greenlet style) */
+    GS_READY,      /* in the hub's run queue */
+    GS_WAITING,    /* parked in green_park */
+    GS_DEAD,       /* finished; result kept until reaped or destroyed */
+};
+
+enum green_flag {
+    GF_ROOT = 1 << 0,      /* the OS thread's own stack */
+    GF_SHARED = 1 << 1,    /* runs on the hub's shared stack */
+    GF_SCHED = 1 << 2,     /* spawned: the hub schedules it; on exit it goes to the hub */
+    GF_DETACHED = 1 << 3,  /* reaped by itself when it finishes */
+    GF_CANCELLED = 1 << 4, /* killed: blocking calls fail with ECANCELED */
+    GF_STARTED = 1 << 5,   /* has run (its context is valid) */
+};
+
+/* A timer lives inside what it times (a green thread); see timer.c. */
+struct green_timer {
+    struct green_list link;
+    int64_t when;     /* absolute deadline, ms */
+    uint32_t slot;    /* wheel slot it is linked in, or GREEN_TIMER_IDLE */
+};
+#define GREEN_TIMER_IDLE 0xffffffffu
+
+struct green_stack; /* a dedicated stack slot, see stack.c */
+
+/* What few green threads need: allocated on first use, freed with the block. */
+#define GREEN_TIMEOUT_DEPTH 32
+struct green_ext {
+    int64_t tmo;                          /* effective scoped deadline, -1 none */
+    int depth;
+    int64_t tmo_saved[GREEN_TIMEOUT_DEPTH];
+};
+struct green_ext *green__ext(struct green *g); /* NULL + ENOMEM */
+
+/* The control block. Kept small: in shared-stack mode it is most of a sleeping green
+ * thread's memory. Blocks are type-stable (never returned to malloc), so reading the
+ * generation of a stale handle is always safe. */
+struct green {
+    green_ctx_t ctx;               /* saved CPU state while not running */
+    struct green_hub *hub;         /* owner; read racily by other threads for EXDEV */
+    struct green *parent;
+    green_fn fn;
+    void *arg;                     /* fn's argument; after death, fn's result */
+    struct green *next;            /* free list; wait queues of the sync layer */
+    struct green_timer timer;      /* its link is in the timer wheel while parked with a
+                                    * deadline, or in the run queue while ready */
+    union {
+        struct green_stack *stack; /* dedicated mode */
+        void *saved;               /* shared mode: copy of the used stack, or NULL */
+    } s;
+    const char *name;
+    struct green_ext *ext;         /* rarely needed state, allocated on first use */
+    struct green *joiner;          /* green thread waiting in green_join for us */
+    uint64_t id;
+    uint32_t saved_len;            /* shared mode: bytes in s.saved */
+    uint16_t gen;                  /* generation, also in the handle's top 16 bits */
+    uint8_t state;                 /* enum green_state */
+    uint8_t flags;                 /* enum green_flag */
+    uint16_t parent_gen;           /* parent's generation when it became our parent */
+    int16_t wake_err;              /* why the last park ended: 0 or an errno */
+    uint32_t stack_size;           /* dedicated mode: requested size */
+};
+
+/* The shared stack of a hub and who currently occupies it. */
+struct green_shared_stack {
+    char *lo, *hi;                 /* usable range; a guard page sits below lo */
+    size_t map_size;
+    struct green *owner;           /* green thread whose frames are on it now, or NULL */
+    unsigned vg_id;
+};
+
+struct green_poller; /* poll_*.c */
+
+struct green_hub {
+    struct green *current;
+    struct green *root;
+
+    /* greenlet layer */
+    struct green *free_blocks;     /* type-stable control block cache */
+    struct green_shared_stack shared;
+    green_ctx_t relay_ctx;         /* tiny context that moves frames on/off the shared stack */
+    char *relay_stack;
+    int relay_ready;
+    void *root_lo;                 /* the OS thread's own stack, for ASan */
+    size_t root_size;
+    struct green *relay_to;
+    void *relay_value;
+    struct green *dying;           /* dead green thread whose stack is released after the switch */
+    green_ctx_t dead_ctx;          /* where a dying green thread's last context is saved */
+    uint64_t id_next, id_end;      /* block of ids taken from the process counter */
+    void (*exit_hook)(struct green_hub *, struct green *); /* set by the scheduler */
+    void (*join_hook)(struct green_hub *, struct green *); /* wakes g's joiner */
+    void *stack_pools;             /* stack.c */
+    void *altstack;
+    uint64_t switches;
+    uint64_t alive;                /* not reaped, root excluded */
+    uint64_t saved_bytes, copied_bytes;
+    void *asan_fake;               /* ASan fiber bookkeeping */
+
+    /* scheduler (hub.c) */
+    struct green_list rq;          /* FIFO run queue, through green.timer.link */
+    uint64_t nready, nwaiting;
+    uint32_t since_poll;           /* switches since the last non-blocking poll */
+    void *wheel;                   /* timer.c */
+    struct green_poller *poller;
+    int poller_kind;
+    uint64_t ext_refs;             /* things outside this hub that may wake it (pool jobs...) */
+    uint64_t nfds;                 /* fds watched by the poller */
+    int64_t now;                   /* cached clock, ms */
+};
+
+/* ---- hub (thread state) ---- */
+struct green_hub *green__hub(void);          /* this thread's hub, created on first use */
+extern __thread struct green_hub *green__tls_hub;
+static inline struct green_hub *green__hub_fast(void)
+{
+    struct green_hub *h = green__tls_hub;
+    return GREEN_LIKELY(h != NULL) ? h : green__hub();
+}
+
+/* ---- handles ---- */
+#define GREEN_PTR_MASK ((((uintptr_t)1) << 48) - 1)
+static inline green_t green__handle(const struct green *g)
+{
+    return (green_t)((uintptr_t)g | ((uintptr_t)g->gen << 48));
+}
+/* Resolve a handle of this thread's hub; NULL + errno (EINVAL, ESRCH, EXDEV). */
+struct green *green__resolve(struct green_hub *h, green_t handle);
+
+/* ---- control blocks (green.c) ---- */
+struct green *green__block_new(struct green_hub *h);
+void green__block_free(struct green_hub *h, struct green *g);
+struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr);
+int green__prepare(struct green_hub *h, struct green *to);
+void *green__switch(struct green_hub *h, struct green *to, void *value);
+void green__finish(struct green_hub *h, struct green *g, void *result) __attribute__((noreturn));
+void green__release(struct green_hub *h, struct green *g); /* stack of a dead one; frees detached */
+struct green *green__live_ancestor(struct green *g);
+
+/* ---- stacks (stack.c) ---- */
+int green__stack_get(struct green_hub *h, struct green *g);    /* dedicated: g->s.stack */
+void green__stack_put(struct green_hub *h, struct green_stack *s);
+void *green__stack_top(const struct green_stack *s);
+void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size);
+void green__stack_check(const struct green *g, void *sp);      /* canary + sp limit */
+int green__shared_init(struct green_hub *h);
+int green__altstack_init(struct green_hub *h);
+void green__stacks_destroy(struct green_hub *h);
+void green__stack_stats(uint64_t *guarded, uint64_t *unguarded);
+void green__stack_trim(struct green_hub *h);
+size_t green__relay_size(void);
+size_t green__default_stack_size(void);
+void green__overflow_abort(const struct green *g, size_t size) __attribute__((noreturn));
+
+/* ---- timers (timer.c) ---- */
+int green__timer_init(struct green_hub *h);
+void green__timer_destroy(struct green_hub *h);
+void green__timer_add(struct green_hub *h, struct green_timer *t, int64_t when);
+void green__timer_del(struct green_hub *h, struct green_timer *t);
+int64_t green__timer_next(struct green_hub *h); /* earliest time worth waking at, -1 none */
+/* Fire (in deadline order, equal deadlines in insertion order) every timer due by now. */
+void green__timer_expire(struct green_hub *h, int64_t now,
+                         void (*fire)(struct green_hub *, struct green_timer *));
+uint64_t green__timer_count(struct green_hub *h);
+
+/* ---- pollers (poll_*.c) ---- */
+enum { GREEN_POLLER_EPOLL = 0, GREEN_POLLER_URING = 1 };
+struct green_poller_ops {
+    const char *name;
+    int (*init)(struct green_hub *h);
+    void (*destroy)(struct green_hub *h);
+    /* Wait up to timeout_ms (-1 forever, 0 not at all); handle what arrived. */
+    int (*wait)(struct green_hub *h, int timeout_ms);
+    int (*notify)(struct green_poller *p);   /* wake the hub from any thread */
+};
+struct green_poller {
+    const struct green_poller_ops *ops;
+    int wakefd;                    /* eventfd that other threads write to */
+    void *impl;
+};
+extern const struct green_poller_ops green__epoll_ops, green__uring_ops;
+void green__on_notify(struct green_hub *h); /* called by a poller when wakefd fired */
+
+/* ---- scheduler (hub.c) ---- */
+void green__hub_loop_destroy(struct green_hub *h);
+struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
+int green__park(struct green_hub *h, int64_t deadline);
+int green__wake(struct green_hub *h, struct green *g, int err);
+
+#endif

@@ -1,0 +1,13 @@
+/* poll_uring_none.c — built when liburing is missing: GREEN_POLLER=uring falls back to epoll. */
+#include "internal.h"
+
+static int none_init(struct green_hub *h)
+{
+    (void)h;
+    errno = ENOSYS;
+    return -1;
+}
+
+const struct green_poller_ops green__uring_ops = {
+    .name = "uring", .init = none_init, .destroy = NULL, .wait = NULL, .notify = NULL,
+};

@@ -1,0 +1,40 @@
+/*
+ * sanitize.h — telling ASan and Valgrind about stack switches.
+ *
+ * ASan must know which stack is current (its fiber API) or it reports false stack
+ * overflows and use-after-return; Valgrind must know where stacks are or memcheck takes
+ * a switch for a huge stack frame. Each hook compiles to nothing when not built for it.
+ */
+#ifndef GREEN_SANITIZE_H
+#define GREEN_SANITIZE_H
+
+#include <stddef.h>
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define GREEN_ASAN 1
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define green_asan_start(save, lo, size) __sanitizer_start_switch_fiber((save), (lo), (size))
+#define green_asan_finish(save) __sanitizer_finish_switch_fiber((save), NULL, NULL)
+#define green_asan_unpoison(p, n) __asan_unpoison_memory_region((p), (n))
+#else
+#define GREEN_ASAN 0
+#define green_asan_start(save, lo, size) ((void)(save), (void)(lo), (void)(size))
+#define green_asan_finish(save) ((void)(save))
+#define green_asan_unpoison(p, n) ((void)(p), (void)(n))
+#endif
+
+#if defined(GREEN_HAVE_VALGRIND)
+#include <valgrind/valgrind.h>
+#define green_vg_register(lo, hi) VALGRIND_STACK_REGISTER((lo), (hi))
+#define green_vg_deregister(id) VALGRIND_STACK_DEREGISTER(id)
+#else
+#define green_vg_register(lo, hi) ((void)(lo), (void)(hi), 0u)
+#define green_vg_deregister(id) ((void)(id))
+#endif
+
+#endif

@@ -1,0 +1,522 @@
+/*
+ * stack.c — where green threads' frames live (layer 2).
+ *
+ * Dedicated stacks are slots carved from large mmap'd chunks (MAP_NORESERVE, so only the
+ * pages a green thread touches cost memory). A slot is one low page plus stack_size bytes:
+ *
+ *     slot k:  [ low page | stack ........................ | 64-byte top zone ]
+ *
+ * While the process's memory-map budget allows, the low page is made PROT_NONE: a guard
+ * whose fault the SIGSEGV handler (on an alternate signal stack) reports. Each guard
+ * splits a mapping and vm.max_map_count (65,530 by default) cannot be assumed raised, so
+ * the budget is computed once from it, leaving a quarter for the application. Beyond the
+ * budget, slots go unguarded and are checked at every switch away from them: the saved
+ * stack pointer must be above the slot's bottom, and the canary in the top zone of the
+ * slot just below (the first memory an overflow clobbers, and a page that is resident
+ * anyway because its own green thread's first frames are there) must be intact.
+ *
+ * Freed stacks go to a per-hub pool (LIFO, so the hottest is reused first). Up to
+ * GREEN_POOL_HOT of them keep their pages; the hub gives the pages of the rest back
+ * with madvise when it goes idle, coalescing neighbouring slots into one call.
+ *
+ * The shared stack (one per hub) is one mapping with a guard page below it.
+ */
+
+#include "internal.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#define GREEN_DEFAULT_STACK (256u * 1024u)
+#define GREEN_SHARED_DEFAULT (8u * 1024u * 1024u)
+#define GREEN_TOP_ZONE 64u
+#define GREEN_POOL_HOT 64u
+#define GREEN_CHUNK_MAX 4096u
+#define GREEN_ALTSTACK_SIZE (64u * 1024u)
+#define GREEN_CANARY 0x9e3779b97f4a7c15ull
+
+struct green_chunk;
+
+struct green_stack {
+    char *lo;                 /* lowest usable byte */
+    char *hi;                 /* initial stack pointer (top of stack, below the top zone) */
+    struct green_stack *next; /* pool list */
+    struct green_stack *below;/* slot just below in the same chunk, or NULL */
+    struct green_pool *pool;
+    unsigned vg_id;
+    uint8_t guarded;
+    uint8_t armed;            /* its top-zone canary is in place */
+    uint8_t hot;              /* its pages may be resident */
+};
+
+struct green_chunk {
+    struct green_chunk *next;
+    char *base;
+    size_t nslots, carved;
+    struct green_stack slot[];
+};
+
+struct green_pool {
+    struct green_pool *next;
+    size_t size;              /* usable stack bytes */
+    size_t slot_size;         /* page + size */
+    struct green_stack *hot, *cold;
+    size_t nhot, ncold;
+    struct green_chunk *chunks;
+    size_t total;
+};
+
+static size_t page_size;
+static int64_t guard_budget;         /* guarded slots still allowed, process-wide */
+static uint64_t n_guarded, n_unguarded;
+static size_t shared_size;
+static struct sigaction old_segv, old_bus;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static size_t env_size(const char *name, size_t dflt)
+{
+    const char *v = getenv(name);
+    if (!v || !*v)
+        return dflt;
+    char *end;
+    unsigned long long n = strtoull(v, &end, 0);
+    if (*end == 'k' || *end == 'K')
+        n <<= 10;
+    else if (*end == 'm' || *end == 'M')
+        n <<= 20;
+    return n ? (size_t)n : dflt;
+}
+
+static long count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "re");
+    if (!f)
+        return 1000;
+    long n = 0;
+    int c;
+    while ((c = getc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static long max_map_count(void)
+{
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    long v = 65530;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uctx);
+
+static void init_once(void)
+{
+    page_size = (size_t)sysconf(_SC_PAGESIZE);
+    long max = max_map_count();
+    long budget = (max - count_maps() - max / 4) / 2;
+    if (getenv("GREEN_GUARD_BUDGET"))
+        budget = (long)env_size("GREEN_GUARD_BUDGET", 0);
+    guard_budget = budget > 0 ? budget : 0;
+    shared_size = env_size("GREEN_SHARED_STACK_SIZE", GREEN_SHARED_DEFAULT);
+    shared_size = (shared_size + page_size - 1) & ~(page_size - 1);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+static void init(void) { pthread_once(&once, init_once); }
+
+size_t green__default_stack_size(void) { return GREEN_DEFAULT_STACK; }
+
+static inline uint64_t canary_of(const void *addr)
+{
+    return GREEN_CANARY ^ (uint64_t)(uintptr_t)addr;
+}
+
+/* The canary guarding the slot above s lives in s's top zone. */
+static inline uint64_t *canary_slot(const struct green_stack *s)
+{
+    return (uint64_t *)(void *)(s->hi + GREEN_TOP_ZONE - 16);
+}
+
+static void arm(struct green_stack *s)
+{
+    uint64_t *c = canary_slot(s);
+    *c = canary_of(c);
+    s->armed = 1;
+}
+
+/* ---- async-signal-safe reporting ---- */
+
+static size_t fmt_u64(char *p, uint64_t v)
+{
+    char t[24];
+    size_t n = 0;
+    do {
+        t[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        p[i] = t[n - 1 - i];
+    return n;
+}
+
+static size_t fmt_str(char *p, const char *s, size_t max)
+{
+    size_t n = 0;
+    while (s && s[n] && n < max) {
+        p[n] = s[n];
+        n++;
+    }
+    return n;
+}
+
+void green__overflow_abort(const struct green *g, size_t size)
+{
+    char buf[256];
+    size_t n = 0;
+    n += fmt_str(buf + n, "green thread ", 32);
+    n += fmt_u64(buf + n, g->id);
+    n += fmt_str(buf + n, " '", 4);
+    n += fmt_str(buf + n, g->name ? g->name : "", 120);
+    n += fmt_str(buf + n, "' overflowed its ", 32);
+    n += fmt_u64(buf + n, size / 1024);
+    n += fmt_str(buf + n, " KiB stack\n", 16);
+    ssize_t r = write(2, buf, n);
+    (void)r;
+    /* SIGABRT's default action must run even if the program had caught it. */
+    signal(SIGABRT, SIG_DFL);
+    abort();
+}
+
+static int current_bounds(const struct green *g, char **lo, size_t *size)
+{
+    struct green_hub *h = g->hub;
+    if (g->flags & GF_SHARED) {
+        *lo = h->shared.lo;
+        *size = (size_t)(h->shared.hi - h->shared.lo);
+        return 1;
+    }
+    if (g->flags & GF_ROOT || !g->s.stack)
+        return 0;
+    *lo = g->s.stack->lo;
+    *size = (size_t)(g->s.stack->hi + GREEN_TOP_ZONE - g->s.stack->lo);
+    return 1;
+}
+
+static void *ucontext_sp(void *uctx)
+{
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (void *)(uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (void *)(uintptr_t)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return NULL;
+#endif
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uctx)
+{
+    struct green_hub *h = green__tls_hub;
+    struct green *g = h ? h->current : NULL;
+    char *lo;
+    size_t size;
+    if (g && current_bounds(g, &lo, &size)) {
+        char *addr = si->si_addr;
+        char *sp = ucontext_sp(uctx);
+        /* A fault within 64 KiB below the bottom (its guard page, or a large frame
+         * jumping past it), or a stack pointer already below the bottom. */
+        if ((addr < lo && addr >= lo - 64 * 1024) || (sp && sp < lo && sp >= lo - 64 * 1024 * 1024))
+            green__overflow_abort(g, size);
+    }
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uctx);
+        return;
+    }
+    if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+        return;
+    }
+    /* Not ours: restore the previous disposition; the faulting instruction runs again
+     * and the signal takes its default course (a core dump). */
+    sigaction(sig, old, NULL);
+}
+
+int green__altstack_init(struct green_hub *h)
+{
+    init();
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
+        return 0; /* the program has its own */
+    void *p = mmap(NULL, GREEN_ALTSTACK_SIZE, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    stack_t ss = {.ss_sp = p, .ss_size = GREEN_ALTSTACK_SIZE, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) != 0) {
+        munmap(p, GREEN_ALTSTACK_SIZE);
+        return -1;
+    }
+    h->altstack = p;
+    return 0;
+}
+
+/* ---- dedicated stacks ---- */
+
+static struct green_pool *pool_for(struct green_hub *h, size_t size)
+{
+    struct green_pool *p;
+    for (p = h->stack_pools; p; p = p->next)
+        if (p->size == size)
+            return p;
+    p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->size = size;
+    p->slot_size = size + page_size;
+    p->next = h->stack_pools;
+    h->stack_pools = p;
+    return p;
+}
+
+static int grow(struct green_pool *p)
+{
+    size_t n = p->total < 16 ? 16 : p->total;
+    if (n > GREEN_CHUNK_MAX)
+        n = GREEN_CHUNK_MAX;
+    struct green_chunk *c = calloc(1, sizeof *c + n * sizeof c->slot[0]);
+    if (!c)
+        return -1;
+    void *m = mmap(NULL, n * p->slot_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+        free(c);
+        errno = ENOMEM;
+        return -1;
+    }
+    c->base = m;
+    c->nslots = n;
+    c->next = p->chunks;
+    p->chunks = c;
+    return 0;
+}
+
+static struct green_stack *carve(struct green_pool *p)
+{
+    struct green_chunk *c = p->chunks;
+    if (!c || c->carved == c->nslots) {
+        if (grow(p) != 0)
+            return NULL;
+        c = p->chunks;
+    }
+    size_t i = c->carved++;
+    struct green_stack *s = &c->slot[i];
+    char *slot = c->base + i * p->slot_size;
+    s->lo = slot + page_size;
+    s->hi = slot + p->slot_size - GREEN_TOP_ZONE;
+    s->below = i ? &c->slot[i - 1] : NULL;
+    s->pool = p;
+    if (__atomic_sub_fetch(&guard_budget, 1, __ATOMIC_RELAXED) >= 0 &&
+        mprotect(slot, page_size, PROT_NONE) == 0) {
+        s->guarded = 1;
+        __atomic_add_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
+    } else {
+        __atomic_add_fetch(&n_unguarded, 1, __ATOMIC_RELAXED);
+    }
+    s->vg_id = green_vg_register(s->lo, s->hi + GREEN_TOP_ZONE);
+    arm(s);
+    s->hot = 1;
+    p->total++;
+    return s;
+}
+
+int green__stack_get(struct green_hub *h, struct green *g)
+{
+    init();
+    size_t size = g->stack_size ? g->stack_size : GREEN_DEFAULT_STACK;
+    struct green_pool *p = pool_for(h, size);
+    if (!p)
+        return -1;
+    struct green_stack *s;
+    if ((s = p->hot) != NULL) {
+        p->hot = s->next;
+        p->nhot--;
+    } else if ((s = p->cold) != NULL) {
+        p->cold = s->next;
+        p->ncold--;
+        if (!s->armed)
+            arm(s);
+        s->hot = 1;
+    } else if ((s = carve(p)) == NULL) {
+        return -1;
+    }
+    s->next = NULL;
+    g->s.stack = s;
+    return 0;
+}
+
+void green__stack_put(struct green_hub *h, struct green_stack *s)
+{
+    (void)h;
+    struct green_pool *p = s->pool;
+    if (p->nhot < GREEN_POOL_HOT) {
+        s->next = p->hot;
+        p->hot = s;
+        p->nhot++;
+    } else {
+        /* its pages are released by green__stack_trim when the hub idles */
+        s->next = p->cold;
+        p->cold = s;
+        p->ncold++;
+    }
+}
+
+static int by_addr(const void *a, const void *b)
+{
+    const struct green_stack *x = *(struct green_stack *const *)a;
+    const struct green_stack *y = *(struct green_stack *const *)b;
+    return (x->lo > y->lo) - (x->lo < y->lo);
+}
+
+/* Give back the pages of the cold pooled stacks, one madvise per run of neighbours. */
+void green__stack_trim(struct green_hub *h)
+{
+    for (struct green_pool *p = h->stack_pools; p; p = p->next) {
+        size_t n = 0;
+        for (struct green_stack *s = p->cold; s; s = s->next)
+            n += s->hot;
+        if (!n)
+            continue;
+        struct green_stack **v = malloc(n * sizeof *v);
+        if (!v)
+            return;
+        n = 0;
+        for (struct green_stack *s = p->cold; s; s = s->next)
+            if (s->hot)
+                v[n++] = s;
+        qsort(v, n, sizeof *v, by_addr);
+        for (size_t i = 0; i < n;) {
+            size_t j = i + 1;
+            while (j < n && v[j]->lo == v[j - 1]->hi + GREEN_TOP_ZONE + page_size)
+                j++;
+            char *start = v[i]->lo, *end = v[j - 1]->hi + GREEN_TOP_ZONE;
+            madvise(start, (size_t)(end - start), MADV_DONTNEED);
+            for (size_t k = i; k < j; k++) {
+                v[k]->hot = 0;
+                v[k]->armed = 0;
+            }
+            i = j;
+        }
+        free(v);
+    }
+}
+
+void *green__stack_top(const struct green_stack *s) { return s->hi; }
+
+void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size)
+{
+    *lo = s->lo;
+    *size = (size_t)(s->hi + GREEN_TOP_ZONE - s->lo);
+}
+
+void green__stack_check(const struct green *g, void *spv)
+{
+    const struct green_stack *s = g->s.stack;
+    if (s->guarded)
+        return;
+    char *sp = spv;
+    const struct green_stack *b = s->below;
+    if (sp < s->lo + 256 || (b && b->armed && *canary_slot(b) != canary_of(canary_slot(b))))
+        green__overflow_abort(g, (size_t)(s->hi + GREEN_TOP_ZONE - s->lo));
+}
+
+void green__stack_stats(uint64_t *guarded, uint64_t *unguarded)
+{
+    *guarded = __atomic_load_n(&n_guarded, __ATOMIC_RELAXED);
+    *unguarded = __atomic_load_n(&n_unguarded, __ATOMIC_RELAXED);
+}
+
+/* ---- the shared stack and the relay stack ---- */
+
+#define GREEN_RELAY_SIZE (64u * 1024u)
+
+int green__shared_init(struct green_hub *h)
+{
+    init();
+    if (h->shared.lo)
+        return 0;
+    size_t map = shared_size + page_size;
+    char *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+        errno = ENOMEM;
+        return -1;
+    }
+    mprotect(m, page_size, PROT_NONE);
+    char *relay = mmap(NULL, GREEN_RELAY_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (relay == MAP_FAILED) {
+        munmap(m, map);
+        errno = ENOMEM;
+        return -1;
+    }
+    h->shared.lo = m + page_size;
+    h->shared.hi = m + map;
+    h->shared.map_size = map;
+    h->shared.vg_id = green_vg_register(h->shared.lo, h->shared.hi);
+    h->relay_stack = relay;
+    return 0;
+}
+
+size_t green__relay_size(void) { return GREEN_RELAY_SIZE; }
+
+void green__stacks_destroy(struct green_hub *h)
+{
+    struct green_pool *p = h->stack_pools;
+    while (p) {
+        struct green_pool *next = p->next;
+        struct green_chunk *c = p->chunks;
+        while (c) {
+            struct green_chunk *cn = c->next;
+            for (size_t i = 0; i < c->carved; i++)
+                green_vg_deregister(c->slot[i].vg_id);
+            munmap(c->base, c->nslots * p->slot_size);
+            free(c);
+            c = cn;
+        }
+        free(p);
+        p = next;
+    }
+    h->stack_pools = NULL;
+    if (h->shared.lo) {
+        green_vg_deregister(h->shared.vg_id);
+        munmap(h->shared.lo - page_size, h->shared.map_size);
+        munmap(h->relay_stack, GREEN_RELAY_SIZE);
+        h->shared.lo = NULL;
+    }
+    if (h->altstack) {
+        stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+        sigaltstack(&ss, NULL);
+        munmap(h->altstack, GREEN_ALTSTACK_SIZE);
+        h->altstack = NULL;
+    }
+}
