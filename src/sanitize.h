@@ -28,7 +28,7 @@
 #define green_asan_unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
-#if defined(GREEN_HAVE_VALGRIND)
+#if defined(GREEN_HAVE_VALGRIND) && !GREEN_ASAN /* its client requests upset ASan */
 #include <valgrind/valgrind.h>
 #define green_vg_register(lo, hi) VALGRIND_STACK_REGISTER((lo), (hi))
 #define green_vg_deregister(id) VALGRIND_STACK_DEREGISTER(id)
