@@ -312,6 +312,14 @@ static void after_switch(struct green_hub *h)
     struct green *d = h->dying;
     if (GREEN_UNLIKELY(d != NULL)) {
         h->dying = NULL;
+#if GREEN_ASAN
+        /* Its last frames never returned: clear their poison before the memory is
+         * reused by another green thread. */
+        char *sp = green_ctx_sp(&h->dead_ctx);
+        char *top = (d->flags & GF_SHARED) ? h->shared.hi : (char *)green__stack_top(d->s.stack);
+        if (!(d->flags & GF_ROOT) && sp < top)
+            green_asan_unpoison(sp, (size_t)(top - sp));
+#endif
         green__release(h, d);
     }
 }

@@ -1,0 +1,355 @@
+/* test_stack.c — dedicated and shared stacks: depth, survival of locals, a million
+ * green threads, pooling, and overflow reports. */
+#include <green.h>
+
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#ifndef GREEN_TEST_SCALE
+#define GREEN_TEST_SCALE 1
+#endif
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* ---- depth ---- */
+
+static char *frame_addr[2];
+
+static __attribute__((noinline)) long recurse(int depth)
+{
+    volatile char buf[1000];
+    if (depth < 2)
+        frame_addr[depth] = (char *)buf;
+    buf[0] = (char)depth;
+    buf[sizeof buf - 1] = (char)depth;
+    if (depth == 0)
+        return buf[0];
+    return recurse(depth - 1) + buf[sizeof buf - 1] - (char)depth + 1;
+}
+
+static void *deep(void *arg)
+{
+    int depth = (int)(intptr_t)arg;
+    return (void *)recurse(depth);
+}
+
+/* Frames needed to use all but `spare` bytes of `size` (frame size measured, since
+ * sanitizers make frames bigger). */
+static int depth_for(size_t size, size_t spare)
+{
+    recurse(1);
+    size_t frame = (size_t)(frame_addr[1] - frame_addr[0]);
+    return (int)((size - spare) / frame);
+}
+
+/* A dedicated stack can be used almost to its size (256 KiB default, or what was set). */
+static void test_deep_recursion_dedicated(void **state)
+{
+    (void)state;
+    int d = depth_for(256 * 1024, 16 * 1024);
+    assert_true(d > 100);
+    green_t g = green_new(deep, (void *)(intptr_t)d, NULL);
+    assert_int_equal((intptr_t)green_switch(g, NULL), d);
+    green_destroy(g);
+    green_attr_t big = {.stack_size = 4 << 20};
+    d = depth_for(4 << 20, 16 * 1024);
+    g = green_new(deep, (void *)(intptr_t)d, &big);
+    assert_int_equal((intptr_t)green_switch(g, NULL), d);
+    green_destroy(g);
+}
+
+static void test_deep_recursion_shared(void **state)
+{
+    (void)state;
+    green_attr_t a = {.stack_mode = GREEN_STACK_SHARED};
+    int d = depth_for(4 << 20, 0); /* half of the 8 MiB shared stack */
+    green_t g1 = green_new(deep, (void *)(intptr_t)(d / 2), &a);
+    green_t g2 = green_new(deep, (void *)(intptr_t)d, &a);
+    assert_int_equal((intptr_t)green_switch(g1, NULL), d / 2);
+    assert_int_equal((intptr_t)green_switch(g2, NULL), d);
+    green_destroy(g1);
+    green_destroy(g2);
+}
+
+/* ---- shared stacks: locals survive every switch ---- */
+
+struct interleave {
+    int id, rounds;
+};
+
+static __attribute__((noinline)) int churn(int id, int level, int rounds)
+{
+    /* locals at several depths, checked after every switch */
+    unsigned char pattern[64 + 16 * (id % 8)];
+    for (size_t i = 0; i < sizeof pattern; i++)
+        pattern[i] = (unsigned char)(id * 31 + level * 7 + (int)i);
+    int bad = 0;
+    if (level > 0) {
+        bad += churn(id, level - 1, rounds);
+    } else {
+        for (int r = 0; r < rounds; r++)
+            green_switch(green_parent(green_current()), NULL);
+    }
+    for (size_t i = 0; i < sizeof pattern; i++)
+        bad += pattern[i] != (unsigned char)(id * 31 + level * 7 + (int)i);
+    return bad;
+}
+
+static void *interleaved(void *arg)
+{
+    struct interleave *p = arg;
+    return (void *)(intptr_t)churn(p->id, p->id % 5, p->rounds);
+}
+
+static void test_shared_interleaved_locals(void **state)
+{
+    (void)state;
+    enum { N = 300, ROUNDS = 20 };
+    green_attr_t a = {.stack_mode = GREEN_STACK_SHARED};
+    green_attr_t d = {.stack_mode = GREEN_STACK_DEDICATED};
+    static green_t g[N];
+    static struct interleave args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct interleave){i, ROUNDS};
+        /* mostly shared, a few dedicated among them */
+        g[i] = green_new(interleaved, &args[i], i % 10 == 0 ? &d : &a);
+        assert_non_null(g[i]);
+    }
+    for (int r = 0; r <= ROUNDS; r++)
+        for (int i = 0; i < N; i++) {
+            void *res = green_switch(g[i], NULL);
+            if (r == ROUNDS) {
+                assert_int_equal((intptr_t)res, 0);
+                assert_int_equal(green_dead(g[i]), 1);
+            }
+        }
+    green_stats_t st;
+    green_stats(&st);
+    assert_true(st.shared_copied_bytes > 0);
+    for (int i = 0; i < N; i++)
+        green_destroy(g[i]);
+    green_stats(&st);
+    assert_int_equal(st.shared_saved_bytes, 0);
+}
+
+/* ---- a million at once ---- */
+
+static void *park_once(void *arg)
+{
+    green_switch(green_parent(green_current()), arg);
+    return NULL;
+}
+
+static void million(int mode)
+{
+    size_t n = 1000000 / GREEN_TEST_SCALE;
+    green_t *g = malloc(n * sizeof *g);
+    assert_non_null(g);
+    green_attr_t a = {.stack_mode = mode};
+    for (size_t i = 0; i < n; i++) {
+        g[i] = green_new(park_once, (void *)(uintptr_t)i, &a);
+        assert_non_null(g[i]);
+        /* started and suspended in the middle of its function */
+        assert_int_equal((uintptr_t)green_switch(g[i], NULL), i);
+    }
+    green_stats_t st;
+    green_stats(&st);
+    assert_true(st.alive >= n);
+    /* every one of them still resumes correctly */
+    for (size_t i = 0; i < n; i += n / 1000) {
+        assert_null(green_switch(g[i], NULL));
+        assert_int_equal(green_dead(g[i]), 1);
+    }
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(green_destroy(g[i]), 0);
+    free(g);
+}
+
+static void test_million_dedicated(void **state)
+{
+    (void)state;
+    million(GREEN_STACK_DEDICATED);
+    green_stats_t st;
+    green_stats(&st);
+    /* the memory-map budget was respected: beyond it stacks went unguarded */
+    assert_true(st.guarded_stacks < 65530 / 2);
+    if (GREEN_TEST_SCALE == 1)
+        assert_true(st.unguarded_stacks > 0);
+}
+
+static void test_million_shared(void **state)
+{
+    (void)state;
+    long before = rss_kib();
+    million(GREEN_STACK_SHARED);
+    (void)before;
+}
+
+/* ---- pooling ---- */
+
+static void *touch_64k(void *arg)
+{
+    volatile char buf[64 * 1024];
+    for (size_t i = 0; i < sizeof buf; i += 4096)
+        buf[i] = 1;
+    return arg;
+}
+
+/* Finished stacks are reused; beyond the hot pool their pages go back to the kernel
+ * when the hub idles. */
+static void test_pool_reuse_and_trim(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    green_t g[N];
+    long r0 = rss_kib();
+    for (int i = 0; i < N; i++)
+        g[i] = green_spawn(touch_64k, NULL);
+    assert_int_equal(green_joinall(g, N, -1), 0);
+    long r1 = rss_kib();
+    green_sleep(5); /* the hub idles: cold stacks are trimmed */
+    long r2 = rss_kib();
+    /* 400 stacks x 64 KiB were touched; all but the hot 64 are given back */
+    assert_true(r1 - r0 > (N - 64) * 60);
+    assert_true(r1 - r2 > (N - 64) * 50);
+    /* and reusing them works */
+    for (int i = 0; i < N; i++)
+        g[i] = green_spawn(touch_64k, (void *)(intptr_t)i);
+    for (int i = 0; i < N; i++) {
+        void *res;
+        assert_int_equal(green_join(g[i], &res, -1), 0);
+        assert_int_equal((intptr_t)res, i);
+    }
+}
+
+/* ---- overflow: reported with the green thread's id, name and stack size ---- */
+
+static __attribute__((noinline)) long forever(long n)
+{
+    volatile char buf[512];
+    buf[0] = (char)n;
+    if (n % 8 == 0)
+        green_switch(green_parent(green_current()), NULL); /* switches run the checks */
+    if (n > (1L << 40))
+        return 0;
+    return forever(n + 1) + buf[0];
+}
+
+static void *overflow_fn(void *arg)
+{
+    (void)arg;
+    return (void *)forever(1);
+}
+
+static void *idle_fn(void *arg)
+{
+    green_switch(green_parent(green_current()), NULL);
+    return arg;
+}
+
+static int overflow_child(const char *mode)
+{
+    green_attr_t a = {.stack_size = 64 * 1024, .name = "deep-diver"};
+    if (strcmp(mode, "shared") == 0)
+        a.stack_mode = GREEN_STACK_SHARED;
+    /* a neighbour below, so an unguarded overflow runs into its canary */
+    green_t below = green_new(idle_fn, NULL, &a);
+    green_switch(below, NULL);
+    green_t g = green_new(overflow_fn, NULL, &a);
+    for (;;)
+        green_switch(g, NULL);
+    return 0;
+}
+
+static void expect_overflow_report(const char *mode, const char *env, const char *kib)
+{
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(n > 0);
+    exe[n] = 0;
+    int pipefd[2];
+    assert_int_equal(pipe(pipefd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(pipefd[1], 2);
+        close(pipefd[0]);
+        if (env)
+            putenv((char *)env);
+        execl(exe, exe, "overflow", mode, (char *)NULL);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    char out[4096];
+    size_t len = 0;
+    ssize_t r;
+    while ((r = read(pipefd[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)r;
+    out[len] = 0;
+    close(pipefd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGABRT);
+    char want[128];
+    snprintf(want, sizeof want, "' overflowed its %s KiB stack", kib);
+    if (!strstr(out, "green thread ") || !strstr(out, "'deep-diver") || !strstr(out, want))
+        fail_msg("unexpected report: %s", out);
+}
+
+static void test_overflow_guarded(void **state)
+{
+    (void)state;
+    expect_overflow_report("dedicated", NULL, "64");
+}
+
+static void test_overflow_unguarded_canary(void **state)
+{
+    (void)state;
+    expect_overflow_report("dedicated", "GREEN_GUARD_BUDGET=0", "64");
+}
+
+static void test_overflow_shared(void **state)
+{
+    (void)state;
+    expect_overflow_report("shared", "GREEN_SHARED_STACK_SIZE=131072", "128");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 2 && strcmp(argv[1], "overflow") == 0)
+        return overflow_child(argv[2]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_deep_recursion_dedicated),
+        cmocka_unit_test(test_deep_recursion_shared),
+        cmocka_unit_test(test_shared_interleaved_locals),
+        cmocka_unit_test(test_pool_reuse_and_trim),
+        cmocka_unit_test(test_overflow_guarded),
+        cmocka_unit_test(test_overflow_unguarded_canary),
+        cmocka_unit_test(test_overflow_shared),
+        cmocka_unit_test(test_million_shared),
+        cmocka_unit_test(test_million_dedicated),
+    };
+    return cmocka_run_group_tests_name("stack", tests, NULL, NULL);
+}
