@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static __thread void *handover;
+static __thread void *handover __attribute__((tls_model("initial-exec")));
 
 void *green_ctx_swap(green_ctx_t *from, green_ctx_t *to, void *value)
 {

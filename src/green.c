@@ -27,7 +27,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
-__thread struct green_hub *green__tls_hub;
+__thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t hub_key;
 static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
@@ -139,6 +139,11 @@ struct green_hub *green__hub(void)
     root->state = GS_RUNNING;
     root->name = "root";
     h->root = h->current = root;
+    h->errno_p = &errno;
+    if (green__relay_init(h) != 0) {
+        free(h);
+        return NULL;
+    }
     green__altstack_init(h);
 #if GREEN_ASAN
     pthread_attr_t a;
@@ -291,37 +296,56 @@ static void shared_take(struct green_hub *h, struct green *t)
     h->shared.owner = t;
 }
 
+/* Release what a dead green thread leaves behind, once nothing runs on its stack. */
+static void bury(struct green_hub *h)
+{
+    struct green *d = h->dying;
+    if (!d)
+        return;
+    h->dying = NULL;
+#if GREEN_ASAN
+    /* Its last frames never returned: clear their poison before the memory is
+     * reused by another green thread. */
+    char *sp = green_ctx_sp(&h->dead_ctx);
+    char *top = (d->flags & GF_SHARED) ? h->shared.hi : (char *)green__stack_top(d->s.stack);
+    if (!(d->flags & GF_ROOT) && sp < top)
+        green_asan_unpoison(sp, (size_t)(top - sp));
+#endif
+    green__release(h, d);
+}
+
+/*
+ * The relay: a small context of the hub's own, on its own stack. Switches that cannot
+ * be done from where they start go through it: leaving a dead green thread (its stack
+ * must be released after nobody stands on it) and moving frames on or off the shared
+ * stack while standing on it. So the ordinary switch has nothing to do afterwards.
+ */
 static void relay_main(void *unused)
 {
     (void)unused;
     struct green_hub *h = green__tls_hub;
     green_asan_finish(NULL);
     for (;;) {
+        int saved_errno = errno; /* set by the switcher for the one resumed */
+        bury(h);
         struct green *to = h->relay_to;
-        shared_take(h, to);
+        if ((to->flags & GF_SHARED) && h->shared.owner != to)
+            shared_take(h, to);
         to->flags |= GF_STARTED;
         void *lo;
         size_t size;
         stack_of(h, to, &lo, &size);
+        errno = saved_errno;
         swap(h, &h->relay_ctx, 0, lo, size, &to->ctx, h->relay_value);
     }
 }
 
-static void after_switch(struct green_hub *h)
+int green__relay_init(struct green_hub *h)
 {
-    struct green *d = h->dying;
-    if (GREEN_UNLIKELY(d != NULL)) {
-        h->dying = NULL;
-#if GREEN_ASAN
-        /* Its last frames never returned: clear their poison before the memory is
-         * reused by another green thread. */
-        char *sp = green_ctx_sp(&h->dead_ctx);
-        char *top = (d->flags & GF_SHARED) ? h->shared.hi : (char *)green__stack_top(d->s.stack);
-        if (!(d->flags & GF_ROOT) && sp < top)
-            green_asan_unpoison(sp, (size_t)(top - sp));
-#endif
-        green__release(h, d);
-    }
+    if (green__relay_stack(h) != 0)
+        return -1;
+    green_ctx_make(&h->relay_ctx, h->relay_stack + green__relay_size(), relay_main);
+    return 0;
 }
 
 /* Give `to` a stack and a context if it has never run. 0, or -1/ENOMEM. */
@@ -331,42 +355,37 @@ int green__prepare(struct green_hub *h, struct green *to)
         return 0;
     if (green__stack_get(h, to) != 0)
         return -1;
+    if (!green__stack_guarded(to->s.stack))
+        to->flags |= GF_UNGUARDED;
     green_ctx_make(&to->ctx, green__stack_top(to->s.stack), entry);
     return 0;
 }
 
-/* Switch from the current green thread to `to` (alive, not current, prepared). The
- * caller has set the current one's new state. Returns the value handed back later. */
-void *green__switch(struct green_hub *h, struct green *to, void *value)
+/* green__switch's general case. errno, set by the caller for the one resumed, is kept. */
+void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
 {
     struct green *from = h->current;
     int dying = from->state == GS_DEAD;
-    green_ctx_t *save = dying ? &h->dead_ctx : &from->ctx;
     void *lo;
     size_t size;
 
-    if (!(from->flags & (GF_ROOT | GF_SHARED)) && !dying)
-        green__stack_check(from, __builtin_frame_address(0));
+    if ((from->flags & GF_UNGUARDED) && !dying)
+        green__stack_check(from);
     h->current = to;
     to->state = GS_RUNNING;
     h->switches++;
-    void *r;
-    if ((to->flags & GF_SHARED) && h->shared.owner != to) {
-        if (from->flags & GF_SHARED) {
-            /* We stand on the shared stack: let the relay move the frames. */
-            h->relay_to = to;
-            h->relay_value = value;
-            r = swap(h, save, dying, h->relay_stack, green__relay_size(), &h->relay_ctx, NULL);
-            after_switch(h);
-            return r;
-        }
-        shared_take(h, to);
+    if (dying || ((to->flags & GF_SHARED) && h->shared.owner != to && (from->flags & GF_SHARED))) {
+        /* leaving a dead one, or standing on the shared stack that `to` needs */
+        h->relay_to = to;
+        h->relay_value = value;
+        return swap(h, dying ? &h->dead_ctx : &from->ctx, dying, h->relay_stack,
+                    green__relay_size(), &h->relay_ctx, NULL);
     }
+    if ((to->flags & GF_SHARED) && h->shared.owner != to)
+        shared_take(h, to);
     to->flags |= GF_STARTED;
     stack_of(h, to, &lo, &size);
-    r = swap(h, save, dying, lo, size, &to->ctx, value);
-    after_switch(h);
-    return r;
+    return swap(h, &from->ctx, 0, lo, size, &to->ctx, value);
 }
 
 /* First frame of every green thread. */
@@ -375,7 +394,6 @@ static void entry(void *value)
     (void)value;
     green_asan_finish(NULL);
     struct green_hub *h = green__tls_hub;
-    after_switch(h);
     struct green *g = h->current;
     void *r = NULL;
     if (!(g->flags & GF_CANCELLED) || !(g->flags & GF_SCHED))
@@ -427,6 +445,7 @@ void green__finish(struct green_hub *h, struct green *g, void *result)
     if (p->state != GS_SUSPENDED && p->state != GS_NEW && h->exit_hook)
         h->exit_hook(h, g); /* the parent is under the hub's control */
     h->dying = g;
+    errno = 0;
     green__switch(h, p, result);
     abort(); /* a dead green thread is never resumed */
 }
@@ -459,12 +478,8 @@ struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const g
             size = (size + pg - 1) & ~(pg - 1);
         }
     }
-    if (shared && !h->relay_ready) {
-        if (green__shared_init(h) != 0)
-            return NULL;
-        green_ctx_make(&h->relay_ctx, h->relay_stack + green__relay_size(), relay_main);
-        h->relay_ready = 1;
-    }
+    if (shared && green__shared_init(h) != 0)
+        return NULL;
     struct green *g = green__block_new(h);
     if (!g)
         return NULL;
@@ -491,20 +506,6 @@ green_t green_new(green_fn fn, void *arg, const green_attr_t *attr)
     return g ? green__handle(g) : NULL;
 }
 
-/* Resume with the outcome of our own switch: a thrown errno, or the value. */
-static inline void *switch_result(struct green_hub *h, void *r)
-{
-    struct green *self = h->current;
-    int e = self->wake_err;
-    if (GREEN_UNLIKELY(e)) {
-        self->wake_err = 0;
-        errno = e;
-        return NULL;
-    }
-    errno = 0;
-    return r;
-}
-
 static int switchable(const struct green *g)
 {
     if (g->state == GS_NEW || g->state == GS_SUSPENDED)
@@ -516,7 +517,15 @@ static int switchable(const struct green *g)
 void *green_switch(green_t handle, void *value)
 {
     struct green_hub *h = green__hub_fast();
-    struct green *g = green__resolve(h, handle);
+    struct green *g = (struct green *)((uintptr_t)handle & GREEN_PTR_MASK);
+    /* fast path: a started, suspended green thread of ours */
+    if (GREEN_LIKELY(h && g && __atomic_load_n(&g->gen, __ATOMIC_RELAXED) == (uint16_t)((uintptr_t)handle >> 48) &&
+                     __atomic_load_n(&g->hub, __ATOMIC_RELAXED) == h && g->state == GS_SUSPENDED)) {
+        h->current->state = GS_SUSPENDED;
+        *h->errno_p = 0; /* errno is per OS thread: the resumed one sees this */
+        return green__switch(h, g, value);
+    }
+    g = green__resolve(h, handle);
     if (GREEN_UNLIKELY(!g))
         return NULL;
     if (g->state == GS_DEAD)
@@ -528,8 +537,8 @@ void *green_switch(green_t handle, void *value)
     if (GREEN_UNLIKELY(!switchable(g) || green__prepare(h, g) != 0))
         return NULL;
     h->current->state = GS_SUSPENDED;
-    void *r = green__switch(h, g, value);
-    return switch_result(h, r);
+    errno = 0;
+    return green__switch(h, g, value);
 }
 
 void *green_throw(green_t handle, int err)
@@ -564,10 +573,9 @@ void *green_throw(green_t handle, int err)
     }
     if (!switchable(g) || green__prepare(h, g) != 0)
         return NULL;
-    g->wake_err = (int16_t)err;
     h->current->state = GS_SUSPENDED;
-    void *r = green__switch(h, g, NULL);
-    return switch_result(h, r);
+    errno = err; /* what g's pending switch returns with */
+    return green__switch(h, g, NULL);
 }
 
 green_t green_current(void)
@@ -662,11 +670,10 @@ int green_destroy(green_t handle)
         int saved = errno;
         g->parent = h->current;
         g->parent_gen = h->current->gen;
-        g->wake_err = ECANCELED;
         h->current->state = GS_SUSPENDED;
+        errno = ECANCELED;
         green__switch(h, g, NULL);
-        h->current->wake_err = 0; /* whatever it handed back, we were not thrown at */
-        errno = saved;
+        errno = saved; /* whatever it handed back, we were not thrown at */
         if (g->state != GS_DEAD) {
             errno = EBUSY;
             return -1;

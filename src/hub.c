@@ -124,7 +124,7 @@ static struct green *deadlock(struct green_hub *h)
         wake(h, root, EDEADLK);
         return rq_pop(h);
     }
-    root->wake_err = EDEADLK; /* suspended in a green_switch: it returns NULL/EDEADLK */
+    errno = EDEADLK; /* suspended in a green_switch: it returns NULL/EDEADLK */
     return root;
 }
 

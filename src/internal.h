@@ -40,6 +40,7 @@ enum green_flag {
     GF_DETACHED = 1 << 3,  /* reaped by itself when it finishes */
     GF_CANCELLED = 1 << 4, /* killed: blocking calls fail with ECANCELED */
     GF_STARTED = 1 << 5,   /* has run (its context is valid) */
+    GF_UNGUARDED = 1 << 6, /* dedicated stack without guard page: checked at each switch */
 };
 
 /* A timer lives inside what it times (a green thread); see timer.c. */
@@ -109,7 +110,8 @@ struct green_hub {
     struct green_shared_stack shared;
     green_ctx_t relay_ctx;         /* tiny context that moves frames on/off the shared stack */
     char *relay_stack;
-    int relay_ready;
+    unsigned relay_vg_id;
+    int *errno_p;                  /* &errno of this OS thread */
     void *root_lo;                 /* the OS thread's own stack, for ASan */
     size_t root_size;
     struct green *relay_to;
@@ -140,7 +142,8 @@ struct green_hub {
 
 /* ---- hub (thread state) ---- */
 struct green_hub *green__hub(void);          /* this thread's hub, created on first use */
-extern __thread struct green_hub *green__tls_hub;
+/* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
+extern __thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
 static inline struct green_hub *green__hub_fast(void)
 {
     struct green_hub *h = green__tls_hub;
@@ -161,7 +164,26 @@ struct green *green__block_new(struct green_hub *h);
 void green__block_free(struct green_hub *h, struct green *g);
 struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr);
 int green__prepare(struct green_hub *h, struct green *to);
-void *green__switch(struct green_hub *h, struct green *to, void *value);
+void *green__switch_slow(struct green_hub *h, struct green *to, void *value);
+int green__relay_init(struct green_hub *h);
+
+/* Switch from the current green thread to `to` (alive, not current, prepared). The
+ * caller has set the current one's new state. Returns the value handed back later.
+ * The common case (dedicated or root stacks, both started, no sanitizer) is this much:
+ * nothing happens after the swap, so callers can make it a tail call. Everything else
+ * (shared stacks, first runs, guard-less stacks, a dying caller) goes slow. errno is
+ * per OS thread, so what the caller sets before is what the resumed one sees. */
+static inline void *green__switch(struct green_hub *h, struct green *to, void *value)
+{
+    struct green *from = h->current;
+    if (GREEN_ASAN || GREEN_UNLIKELY(((from->flags | to->flags) & (GF_SHARED | GF_UNGUARDED)) ||
+                                     !(to->flags & GF_STARTED) || from->state == GS_DEAD))
+        return green__switch_slow(h, to, value);
+    h->current = to;
+    to->state = GS_RUNNING;
+    h->switches++;
+    return green_ctx_swap(&from->ctx, &to->ctx, value);
+}
 void green__finish(struct green_hub *h, struct green *g, void *result) __attribute__((noreturn));
 void green__release(struct green_hub *h, struct green *g); /* stack of a dead one; frees detached */
 struct green *green__live_ancestor(struct green *g);
@@ -171,13 +193,15 @@ int green__stack_get(struct green_hub *h, struct green *g);    /* dedicated: g->
 void green__stack_put(struct green_hub *h, struct green_stack *s);
 void *green__stack_top(const struct green_stack *s);
 void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size);
-void green__stack_check(const struct green *g, void *sp);      /* canary + sp limit */
+void green__stack_check(const struct green *g);                /* canary + sp limit */
+int green__stack_guarded(const struct green_stack *s);
 int green__shared_init(struct green_hub *h);
 int green__altstack_init(struct green_hub *h);
 void green__stacks_destroy(struct green_hub *h);
 void green__stack_stats(uint64_t *guarded, uint64_t *unguarded);
 void green__stack_trim(struct green_hub *h);
 size_t green__relay_size(void);
+int green__relay_stack(struct green_hub *h);
 size_t green__default_stack_size(void);
 void green__overflow_abort(const struct green *g, size_t size) __attribute__((noreturn));
 

@@ -49,6 +49,7 @@ struct green_stack {
     struct green_stack *next; /* pool list */
     struct green_stack *below;/* slot just below in the same chunk, or NULL */
     struct green_pool *pool;
+    struct green *owner;      /* the green thread using it, for overflow reports */
     unsigned vg_id;
     uint8_t guarded;
     uint8_t armed;            /* its top-zone canary is in place */
@@ -233,20 +234,47 @@ static void *ucontext_sp(void *uctx)
 #endif
 }
 
+/* Which green thread's stack has a fault at addr just below its bottom? The thread
+ * running may not be the one: the fault can come in the middle of a switch. */
+static const struct green *overflowed(struct green_hub *h, char *addr, char *sp, size_t *size)
+{
+    const size_t reach = 64 * 1024; /* a frame may jump past the guard page */
+    if (h->shared.lo && addr < h->shared.lo && addr >= h->shared.lo - reach) {
+        *size = (size_t)(h->shared.hi - h->shared.lo);
+        return h->shared.owner ? h->shared.owner : h->current;
+    }
+    for (struct green_pool *p = h->stack_pools; p; p = p->next)
+        for (struct green_chunk *c = p->chunks; c; c = c->next) {
+            char *end = c->base + c->nslots * p->slot_size;
+            if (addr < c->base || addr >= end)
+                continue;
+            size_t i = (size_t)(addr - c->base) / p->slot_size;
+            struct green_stack *s = &c->slot[i];
+            if (i < c->carved && addr < s->lo && s->owner) {
+                *size = (size_t)(s->hi + GREEN_TOP_ZONE - s->lo);
+                return s->owner;
+            }
+            /* just below the bottom of the slot above (running into our top zone) */
+            if (i + 1 < c->carved && addr >= s->hi && c->slot[i + 1].owner) {
+                s = &c->slot[i + 1];
+                *size = (size_t)(s->hi + GREEN_TOP_ZONE - s->lo);
+                return s->owner;
+            }
+        }
+    const struct green *g = h->current;
+    char *lo;
+    if (g && sp && current_bounds(g, &lo, size) && sp < lo && sp >= lo - 64 * 1024 * 1024)
+        return g;
+    return NULL;
+}
+
 static void on_segv(int sig, siginfo_t *si, void *uctx)
 {
     struct green_hub *h = green__tls_hub;
-    struct green *g = h ? h->current : NULL;
-    char *lo;
-    size_t size;
-    if (g && current_bounds(g, &lo, &size)) {
-        char *addr = si->si_addr;
-        char *sp = ucontext_sp(uctx);
-        /* A fault within 64 KiB below the bottom (its guard page, or a large frame
-         * jumping past it), or a stack pointer already below the bottom. */
-        if ((addr < lo && addr >= lo - 64 * 1024) || (sp && sp < lo && sp >= lo - 64 * 1024 * 1024))
-            green__overflow_abort(g, size);
-    }
+    size_t size = 0;
+    const struct green *g = h ? overflowed(h, si->si_addr, ucontext_sp(uctx), &size) : NULL;
+    if (g)
+        green__overflow_abort(g, size);
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
     if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
         old->sa_sigaction(sig, si, uctx);
@@ -370,6 +398,7 @@ int green__stack_get(struct green_hub *h, struct green *g)
         return -1;
     }
     s->next = NULL;
+    s->owner = g;
     g->s.stack = s;
     return 0;
 }
@@ -378,6 +407,7 @@ void green__stack_put(struct green_hub *h, struct green_stack *s)
 {
     (void)h;
     struct green_pool *p = s->pool;
+    s->owner = NULL;
     if (p->nhot < GREEN_POOL_HOT) {
         s->next = p->hot;
         p->hot = s;
@@ -438,12 +468,15 @@ void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size)
     *size = (size_t)(s->hi + GREEN_TOP_ZONE - s->lo);
 }
 
-void green__stack_check(const struct green *g, void *spv)
+int green__stack_guarded(const struct green_stack *s) { return s->guarded; }
+
+/* Called on the way out of an unguarded green thread; this frame's address stands for
+ * its stack pointer. */
+__attribute__((noinline)) void green__stack_check(const struct green *g)
 {
     const struct green_stack *s = g->s.stack;
-    if (s->guarded)
-        return;
-    char *sp = spv;
+    volatile char here;
+    char *sp = (char *)&here;
     const struct green_stack *b = s->below;
     if (sp < s->lo + 256 || (b && b->armed && *canary_slot(b) != canary_of(canary_slot(b))))
         green__overflow_abort(g, (size_t)(s->hi + GREEN_TOP_ZONE - s->lo));
@@ -472,18 +505,24 @@ int green__shared_init(struct green_hub *h)
         return -1;
     }
     mprotect(m, page_size, PROT_NONE);
-    char *relay = mmap(NULL, GREEN_RELAY_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (relay == MAP_FAILED) {
-        munmap(m, map);
-        errno = ENOMEM;
-        return -1;
-    }
     h->shared.lo = m + page_size;
     h->shared.hi = m + map;
     h->shared.map_size = map;
     h->shared.vg_id = green_vg_register(h->shared.lo, h->shared.hi);
+    return 0;
+}
+
+int green__relay_stack(struct green_hub *h)
+{
+    init();
+    char *relay = mmap(NULL, GREEN_RELAY_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (relay == MAP_FAILED) {
+        errno = ENOMEM;
+        return -1;
+    }
     h->relay_stack = relay;
+    h->relay_vg_id = green_vg_register(relay, relay + GREEN_RELAY_SIZE);
     return 0;
 }
 
@@ -510,8 +549,12 @@ void green__stacks_destroy(struct green_hub *h)
     if (h->shared.lo) {
         green_vg_deregister(h->shared.vg_id);
         munmap(h->shared.lo - page_size, h->shared.map_size);
-        munmap(h->relay_stack, GREEN_RELAY_SIZE);
         h->shared.lo = NULL;
+    }
+    if (h->relay_stack) {
+        green_vg_deregister(h->relay_vg_id);
+        munmap(h->relay_stack, GREEN_RELAY_SIZE);
+        h->relay_stack = NULL;
     }
     if (h->altstack) {
         stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
