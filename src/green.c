@@ -514,18 +514,14 @@ static int switchable(const struct green *g)
     return 0;
 }
 
-void *green_switch(green_t handle, void *value)
+static __attribute__((noinline)) void *switch_slow(green_t handle, void *value)
 {
     struct green_hub *h = green__hub_fast();
-    struct green *g = (struct green *)((uintptr_t)handle & GREEN_PTR_MASK);
-    /* fast path: a started, suspended green thread of ours */
-    if (GREEN_LIKELY(h && g && __atomic_load_n(&g->gen, __ATOMIC_RELAXED) == (uint16_t)((uintptr_t)handle >> 48) &&
-                     __atomic_load_n(&g->hub, __ATOMIC_RELAXED) == h && g->state == GS_SUSPENDED)) {
-        h->current->state = GS_SUSPENDED;
-        *h->errno_p = 0; /* errno is per OS thread: the resumed one sees this */
-        return green__switch(h, g, value);
+    if (!h) {
+        errno = ENOMEM;
+        return NULL;
     }
-    g = green__resolve(h, handle);
+    struct green *g = green__resolve(h, handle);
     if (GREEN_UNLIKELY(!g))
         return NULL;
     if (g->state == GS_DEAD)
@@ -539,6 +535,26 @@ void *green_switch(green_t handle, void *value)
     h->current->state = GS_SUSPENDED;
     errno = 0;
     return green__switch(h, g, value);
+}
+
+void *green_switch(green_t handle, void *value)
+{
+    struct green_hub *h = green__tls_hub;
+    struct green *g = (struct green *)((uintptr_t)handle & GREEN_PTR_MASK);
+    /* fast path: a started, suspended green thread of ours, plain stacks on both sides */
+    if (GREEN_LIKELY(h && g && __atomic_load_n(&g->gen, __ATOMIC_RELAXED) == (uint16_t)((uintptr_t)handle >> 48) &&
+                     __atomic_load_n(&g->hub, __ATOMIC_RELAXED) == h && g->state == GS_SUSPENDED)) {
+        struct green *from = h->current;
+        if (!GREEN_ASAN && GREEN_LIKELY(!((from->flags | g->flags) & (GF_SHARED | GF_UNGUARDED)))) {
+            from->state = GS_SUSPENDED;
+            h->current = g;
+            g->state = GS_RUNNING;
+            h->switches++;
+            *h->errno_p = 0; /* errno is per OS thread: the resumed one sees this */
+            return green_ctx_swap(&from->ctx, &g->ctx, value);
+        }
+    }
+    return switch_slow(handle, value);
 }
 
 void *green_throw(green_t handle, int err)
