@@ -89,7 +89,7 @@ green_ctx_start:
 green_ctx_make:
     .cfi_startproc
     andq    $-16, %rsi
-    leaq    -80(%rsi), %rax
+    leaq    -64(%rsi), %rax     /* after the 64 bytes are popped, rsp = top (aligned) */
     stmxcsr (%rax)
     fnstcw  4(%rax)
     movq    $0, 8(%rax)         /* r15 */
@@ -100,8 +100,6 @@ green_ctx_make:
     movq    $0, 48(%rax)        /* rbp: ends frame-pointer walks */
     leaq    green_ctx_start(%rip), %rcx
     movq    %rcx, 56(%rax)      /* return address of the first swap */
-    movq    $0, 64(%rax)
-    movq    $0, 72(%rax)
     movq    %rax, (%rdi)
     ret
     .cfi_endproc

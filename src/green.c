@@ -49,9 +49,10 @@ static void hub_once_init(void)
 
 /* ---- control blocks ---- */
 
-static int blocks_refill(struct green_hub *h)
+static int blocks_refill(struct green_hub *h, int shared)
 {
-    struct green *c = calloc(BLOCKS_PER_CHUNK, sizeof *c);
+    size_t bsize = shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
+    char *c = calloc(BLOCKS_PER_CHUNK, bsize);
     void **node = malloc(2 * sizeof(void *));
     if (!c || !node) {
         free(c);
@@ -64,19 +65,22 @@ static int blocks_refill(struct green_hub *h)
     node[1] = chunk_list;
     chunk_list = node;
     pthread_mutex_unlock(&chunks_lock);
+    struct green **list = shared ? &h->free_shared : &h->free_blocks;
     for (size_t i = BLOCKS_PER_CHUNK; i-- > 0;) {
-        c[i].next = h->free_blocks;
-        h->free_blocks = &c[i];
+        struct green *g = (struct green *)(void *)(c + i * bsize);
+        g->next = *list;
+        *list = g;
     }
     return 0;
 }
 
-struct green *green__block_new(struct green_hub *h)
+struct green *green__block_new(struct green_hub *h, int shared)
 {
-    if (!h->free_blocks && blocks_refill(h) != 0)
+    struct green **list = shared ? &h->free_shared : &h->free_blocks;
+    if (!*list && blocks_refill(h, shared) != 0)
         return NULL;
-    struct green *g = h->free_blocks;
-    h->free_blocks = g->next;
+    struct green *g = *list;
+    *list = g->next;
     uint16_t gen = g->gen;
     memset(g, 0, sizeof *g);
     g->gen = gen;
@@ -88,6 +92,8 @@ struct green *green__block_new(struct green_hub *h)
         h->id_end = h->id_next + 1024;
     }
     g->id = h->id_next++;
+    if (shared)
+        g->flags = GF_SHARED;
     return g;
 }
 
@@ -95,15 +101,26 @@ void green__block_free(struct green_hub *h, struct green *g)
 {
     free(g->ext);
     g->ext = NULL;
-    if (g->flags & GF_SHARED && g->s.saved) {
-        h->saved_bytes -= g->saved_len;
-        free(g->s.saved);
+    int shared = (g->flags & GF_SHARED) != 0;
+    if (shared && g->s.saved) {
+        if (g->state != GS_DEAD)
+            h->saved_bytes -= g->size;
+        if (g->s.saved != green__inline_stack(g))
+            free(g->s.saved);
         g->s.saved = NULL;
     }
     __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
     g->state = GS_FREE;
-    g->next = h->free_blocks;
-    h->free_blocks = g;
+    struct green **list = shared ? &h->free_shared : &h->free_blocks;
+    g->next = *list;
+    *list = g;
+}
+
+const char *green__name(const struct green *g)
+{
+    if (g->ext && g->ext->name)
+        return g->ext->name;
+    return (g->flags & GF_ROOT) ? "root" : "";
 }
 
 struct green_ext *green__ext(struct green *g)
@@ -130,14 +147,13 @@ struct green_hub *green__hub(void)
     if (!h)
         return NULL;
     green_list_init(&h->rq);
-    struct green *root = green__block_new(h);
+    struct green *root = green__block_new(h, 0);
     if (!root) {
         free(h);
         return NULL;
     }
     root->flags = GF_ROOT | GF_STARTED;
     root->state = GS_RUNNING;
-    root->name = "root";
     h->root = h->current = root;
     h->errno_p = &errno;
     if (green__relay_init(h) != 0) {
@@ -180,10 +196,9 @@ static void atfork_child(void)
     struct green_hub *h = green__hub();
     if (!h)
         return;
-    if (self && !(self->flags & GF_ROOT)) {
-        /* Running on a green thread's stack: keep using it; it is never released. */
-        h->root->name = self->name ? self->name : "root";
-    }
+    /* If it was running on a green thread's stack, it keeps using it; that stack is
+     * never released in the child. */
+    (void)self;
     old->current = NULL;
 }
 
@@ -249,10 +264,17 @@ static void copy_out(struct green_hub *h, struct green *o)
 {
     char *sp = green_ctx_sp(&o->ctx);
     size_t n = (size_t)(h->shared.hi - sp);
+    char *inl = green__inline_stack(o);
     void *buf = o->s.saved;
-    /* Reuse the buffer kept from the last resume only if it is the right size class. */
-    if (!buf || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
-        free(buf);
+    if (n <= GREEN_INLINE_STACK) {
+        if (buf && buf != inl)
+            free(buf);
+        buf = inl;
+    } else if (!buf || buf == inl || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
+        /* a heap buffer of the right size class; the one kept from the last resume is
+         * reused when it fits */
+        if (buf && buf != inl)
+            free(buf);
         buf = malloc(n);
         if (!buf) {
             /* Cannot save the owner's frames: nothing sane can continue. */
@@ -265,20 +287,20 @@ static void copy_out(struct green_hub *h, struct green *o)
     green_asan_unpoison(sp, n);
     memcpy(buf, sp, n);
     o->s.saved = buf;
-    o->saved_len = (uint32_t)n;
+    o->size = (uint32_t)n;
     h->saved_bytes += n;
     h->copied_bytes += n;
 }
 
 static void copy_in(struct green_hub *h, struct green *t)
 {
-    size_t n = t->saved_len;
+    size_t n = t->size;
     char *dst = h->shared.hi - n;
     green_asan_unpoison(dst, n);
     memcpy(dst, t->s.saved, n);
     h->saved_bytes -= n;
     h->copied_bytes += n;
-    /* The buffer is kept for the next copy-out; it is now stale. */
+    /* The buffer is kept for the next copy-out; its content is now stale. */
 }
 
 static void entry(void *value);
@@ -393,12 +415,12 @@ static void entry(void *value)
 {
     (void)value;
     green_asan_finish(NULL);
-    struct green_hub *h = green__tls_hub;
-    struct green *g = h->current;
+    struct green *g = green__tls_hub->current;
     void *r = NULL;
     if (!(g->flags & GF_CANCELLED) || !(g->flags & GF_SCHED))
         r = g->fn(g->arg);
-    green__finish(h, g, r);
+    /* reloaded rather than kept: nothing held across fn keeps shared stacks shallow */
+    green__finish(green__tls_hub, green__tls_hub->current, r);
 }
 
 struct green *green__live_ancestor(struct green *g)
@@ -417,10 +439,9 @@ struct green *green__live_ancestor(struct green *g)
 void green__release(struct green_hub *h, struct green *g)
 {
     if (g->flags & GF_SHARED) {
-        if (g->s.saved) {
+        if (g->s.saved && g->s.saved != green__inline_stack(g))
             free(g->s.saved);
-            g->s.saved = NULL;
-        }
+        g->s.saved = NULL;
     } else if (!(g->flags & GF_ROOT) && g->s.stack) {
         green__stack_put(h, g->s.stack);
         g->s.stack = NULL;
@@ -480,15 +501,22 @@ struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const g
     }
     if (shared && green__shared_init(h) != 0)
         return NULL;
-    struct green *g = green__block_new(h);
+    struct green *g = green__block_new(h, shared);
     if (!g)
         return NULL;
+    if (name) {
+        struct green_ext *x = green__ext(g);
+        if (!x) {
+            green__block_free(h, g);
+            return NULL;
+        }
+        x->name = name;
+    }
     g->fn = fn;
     g->arg = arg;
-    g->name = name;
     g->state = GS_NEW;
-    g->flags = shared ? GF_SHARED : 0;
-    g->stack_size = (uint32_t)size;
+    if (!shared)
+        g->size = (uint32_t)size;
     g->parent = h->current;
     g->parent_gen = h->current->gen;
     h->alive++;
@@ -718,5 +746,5 @@ const char *green_name(green_t handle)
     struct green *g = green__resolve(green__hub_fast(), handle);
     if (!g)
         return NULL;
-    return g->name ? g->name : "";
+    return green__name(g);
 }

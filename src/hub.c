@@ -29,7 +29,8 @@
 
 #define GREEN_POLL_EVERY 128
 
-static int64_t clock_ms(void)
+/* Out of line: its timespec would otherwise sit in every sleeper's frame. */
+static __attribute__((noinline)) int64_t clock_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -89,13 +90,22 @@ static void poll_once(struct green_hub *h, int timeout)
     green__timer_expire(h, h->now, on_timer);
 }
 
+static struct green *pick_slow(struct green_hub *h);
+
 /* The next green thread to run, polling for it if none is ready; NULL when nothing
  * could ever become ready (deadlock). */
-static struct green *pick(struct green_hub *h)
+static inline struct green *pick(struct green_hub *h)
+{
+    if (GREEN_LIKELY(!green_list_empty(&h->rq) && ++h->since_poll < GREEN_POLL_EVERY))
+        return rq_pop(h);
+    return pick_slow(h);
+}
+
+static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
 {
     for (;;) {
-        if (GREEN_LIKELY(!green_list_empty(&h->rq))) {
-            if (GREEN_UNLIKELY(++h->since_poll >= GREEN_POLL_EVERY)) {
+        if (!green_list_empty(&h->rq)) {
+            if (h->since_poll >= GREEN_POLL_EVERY) {
                 h->since_poll = 0;
                 poll_once(h, 0);
             }
@@ -144,11 +154,19 @@ static const struct green_poller_ops *poller_from_env(int *kind)
     return &green__epoll_ops;
 }
 
-static struct green_hub *loop(void)
+static struct green_hub *loop_init(void);
+
+static inline struct green_hub *loop(void)
 {
-    struct green_hub *h = green__hub_fast();
+    struct green_hub *h = green__tls_hub;
     if (GREEN_LIKELY(h && h->poller))
         return h;
+    return loop_init();
+}
+
+static __attribute__((noinline)) struct green_hub *loop_init(void)
+{
+    struct green_hub *h = green__hub_fast();
     if (!h) {
         errno = ENOMEM;
         return NULL;
@@ -212,8 +230,8 @@ static inline int64_t effective_deadline(const struct green *g, int64_t deadline
 }
 
 /* Run something else until we are woken. The caller has made itself findable by
- * whoever will wake it. */
-int green__park(struct green_hub *h, int64_t deadline)
+ * whoever will wake it. Inlined where a shallow stack matters (sleeping). */
+static inline __attribute__((always_inline)) int park(struct green_hub *h, int64_t deadline)
 {
     struct green *self = h->current;
     if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
@@ -235,6 +253,7 @@ int green__park(struct green_hub *h, int64_t deadline)
         next = deadlock(h);
     if (next != self) {
         green__switch(h, next, NULL);
+        self = green__tls_hub->current; /* reloaded: keeps parked frames small */
     } else {
         self->state = GS_RUNNING;
     }
@@ -246,6 +265,8 @@ int green__park(struct green_hub *h, int64_t deadline)
     }
     return 0;
 }
+
+int green__park(struct green_hub *h, int64_t deadline) { return park(h, deadline); }
 
 int green_park(int64_t deadline)
 {
@@ -481,7 +502,7 @@ green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
 
 /* ---- yielding and sleeping ---- */
 
-int green_yield(void)
+static __attribute__((noinline)) int yield_slow(void)
 {
     struct green_hub *h = loop();
     if (!h)
@@ -505,6 +526,25 @@ int green_yield(void)
     return 0;
 }
 
+int green_yield(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (GREEN_UNLIKELY(!h || !h->poller))
+        return yield_slow();
+    struct green *self = h->current;
+    /* fast path: someone is ready and no poll is due: trade places with the head */
+    if (GREEN_UNLIKELY((self->flags & GF_CANCELLED) || green_list_empty(&h->rq) ||
+                       h->since_poll + 1 >= GREEN_POLL_EVERY))
+        return yield_slow();
+    h->since_poll++;
+    struct green_list *n = h->rq.next;
+    green_list_remove(n);
+    self->state = GS_READY;
+    green_list_push_back(&h->rq, &self->timer.link);
+    green__switch(h, green_container_of(n, struct green, timer.link), NULL);
+    return 0;
+}
+
 int green_sleep_until(int64_t deadline)
 {
     struct green_hub *h = loop();
@@ -515,12 +555,12 @@ int green_sleep_until(int64_t deadline)
         return -1;
     }
     for (;;) {
-        if (green__park(h, deadline) == 0)
+        if (park(green__tls_hub, deadline) == 0)
             continue; /* woken by green_wake: keep sleeping */
         if (errno != ETIMEDOUT)
             return -1;
         /* our own deadline, or an enclosing green_timeout_push scope's? */
-        if (clock_ms() >= deadline || h->now >= deadline)
+        if (green__tls_hub->now >= deadline || clock_ms() >= deadline)
             return 0;
         return -1;
     }

@@ -46,16 +46,17 @@ enum green_flag {
 /* A timer lives inside what it times (a green thread); see timer.c. */
 struct green_timer {
     struct green_list link;
-    int64_t when;     /* absolute deadline, ms */
-    uint32_t slot;    /* wheel slot it is linked in, or GREEN_TIMER_IDLE */
+    uint64_t when : 48;  /* absolute deadline, ms (up to 8,900 years) */
+    uint64_t slot : 16;  /* wheel slot it is linked in, or GREEN_TIMER_IDLE */
 };
-#define GREEN_TIMER_IDLE 0xffffffffu
+#define GREEN_TIMER_IDLE 0xffffu
 
 struct green_stack; /* a dedicated stack slot, see stack.c */
 
 /* What few green threads need: allocated on first use, freed with the block. */
 #define GREEN_TIMEOUT_DEPTH 32
 struct green_ext {
+    const char *name;
     int64_t tmo;                          /* effective scoped deadline, -1 none */
     int depth;
     int64_t tmo_saved[GREEN_TIMEOUT_DEPTH];
@@ -63,33 +64,40 @@ struct green_ext {
 struct green_ext *green__ext(struct green *g); /* NULL + ENOMEM */
 
 /* The control block. Kept small: in shared-stack mode it is most of a sleeping green
- * thread's memory. Blocks are type-stable (never returned to malloc), so reading the
- * generation of a stale handle is always safe. */
+ * thread's memory (112 bytes, followed in shared mode by room for a shallow stack copy,
+ * so that such a green thread is one 256-byte block). Blocks are type-stable (never
+ * returned to malloc), so reading the generation of a stale handle is always safe. */
 struct green {
     green_ctx_t ctx;               /* saved CPU state while not running */
     struct green_hub *hub;         /* owner; read racily by other threads for EXDEV */
     struct green *parent;
-    green_fn fn;
     void *arg;                     /* fn's argument; after death, fn's result */
-    struct green *next;            /* free list; wait queues of the sync layer */
+    union {
+        green_fn fn;               /* until it starts */
+        struct green *next;        /* free list; wait queues of the sync layer */
+    };
     struct green_timer timer;      /* its link is in the timer wheel while parked with a
                                     * deadline, or in the run queue while ready */
     union {
         struct green_stack *stack; /* dedicated mode */
         void *saved;               /* shared mode: copy of the used stack, or NULL */
     } s;
-    const char *name;
-    struct green_ext *ext;         /* rarely needed state, allocated on first use */
+    struct green_ext *ext;         /* rarely needed state (name, timeouts), on first use */
     struct green *joiner;          /* green thread waiting in green_join for us */
     uint64_t id;
-    uint32_t saved_len;            /* shared mode: bytes in s.saved */
+    uint32_t size;                 /* shared: bytes in s.saved; dedicated: stack size asked */
     uint16_t gen;                  /* generation, also in the handle's top 16 bits */
     uint8_t state;                 /* enum green_state */
     uint8_t flags;                 /* enum green_flag */
     uint16_t parent_gen;           /* parent's generation when it became our parent */
     int16_t wake_err;              /* why the last park ended: 0 or an errno */
-    uint32_t stack_size;           /* dedicated mode: requested size */
 };
+
+/* Shared-mode blocks: the control block and an inline stack copy. */
+#define GREEN_INLINE_STACK 144u
+#define GREEN_SHARED_BLOCK (sizeof(struct green) + GREEN_INLINE_STACK) /* 256 on x86-64 */
+static inline char *green__inline_stack(struct green *g) { return (char *)(g + 1); }
+const char *green__name(const struct green *g);
 
 /* The shared stack of a hub and who currently occupies it. */
 struct green_shared_stack {
@@ -106,7 +114,8 @@ struct green_hub {
     struct green *root;
 
     /* greenlet layer */
-    struct green *free_blocks;     /* type-stable control block cache */
+    struct green *free_blocks;     /* type-stable control block caches: dedicated, */
+    struct green *free_shared;     /* and shared (with inline stack room) */
     struct green_shared_stack shared;
     green_ctx_t relay_ctx;         /* tiny context that moves frames on/off the shared stack */
     char *relay_stack;
@@ -160,7 +169,7 @@ static inline green_t green__handle(const struct green *g)
 struct green *green__resolve(struct green_hub *h, green_t handle);
 
 /* ---- control blocks (green.c) ---- */
-struct green *green__block_new(struct green_hub *h);
+struct green *green__block_new(struct green_hub *h, int shared);
 void green__block_free(struct green_hub *h, struct green *g);
 struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr);
 int green__prepare(struct green_hub *h, struct green *to);
@@ -176,13 +185,25 @@ int green__relay_init(struct green_hub *h);
 static inline void *green__switch(struct green_hub *h, struct green *to, void *value)
 {
     struct green *from = h->current;
-    if (GREEN_ASAN || GREEN_UNLIKELY(((from->flags | to->flags) & (GF_SHARED | GF_UNGUARDED)) ||
-                                     !(to->flags & GF_STARTED) || from->state == GS_DEAD))
+    if (GREEN_ASAN || GREEN_UNLIKELY(from->state == GS_DEAD || (from->flags & GF_UNGUARDED)))
         return green__switch_slow(h, to, value);
-    h->current = to;
-    to->state = GS_RUNNING;
-    h->switches++;
-    return green_ctx_swap(&from->ctx, &to->ctx, value);
+    if (GREEN_LIKELY(!((from->flags | to->flags) & GF_SHARED) && (to->flags & GF_STARTED))) {
+        h->current = to;
+        to->state = GS_RUNNING;
+        h->switches++;
+        return green_ctx_swap(&from->ctx, &to->ctx, value);
+    }
+    if ((from->flags & to->flags & GF_SHARED) && h->shared.owner != to) {
+        /* both on the shared stack: the relay moves the frames (kept inline so that a
+         * parked shared-mode green thread's saved stack stays shallow) */
+        h->current = to;
+        to->state = GS_RUNNING;
+        h->switches++;
+        h->relay_to = to;
+        h->relay_value = value;
+        return green_ctx_swap(&from->ctx, &h->relay_ctx, NULL);
+    }
+    return green__switch_slow(h, to, value);
 }
 void green__finish(struct green_hub *h, struct green *g, void *result) __attribute__((noreturn));
 void green__release(struct green_hub *h, struct green *g); /* stack of a dead one; frees detached */

@@ -195,7 +195,7 @@ void green__overflow_abort(const struct green *g, size_t size)
     n += fmt_str(buf + n, "green thread ", 32);
     n += fmt_u64(buf + n, g->id);
     n += fmt_str(buf + n, " '", 4);
-    n += fmt_str(buf + n, g->name ? g->name : "", 120);
+    n += fmt_str(buf + n, green__name(g), 120);
     n += fmt_str(buf + n, "' overflowed its ", 32);
     n += fmt_u64(buf + n, size / 1024);
     n += fmt_str(buf + n, " KiB stack\n", 16);
@@ -380,7 +380,7 @@ static struct green_stack *carve(struct green_pool *p)
 int green__stack_get(struct green_hub *h, struct green *g)
 {
     init();
-    size_t size = g->stack_size ? g->stack_size : GREEN_DEFAULT_STACK;
+    size_t size = g->size ? g->size : GREEN_DEFAULT_STACK;
     struct green_pool *p = pool_for(h, size);
     if (!p)
         return -1;

@@ -83,7 +83,7 @@ void green__timer_destroy(struct green_hub *h)
 
 static void link_timer(struct wheel *w, struct green_timer *t)
 {
-    int64_t when = t->when;
+    int64_t when = (int64_t)t->when;
     int level = 0;
     while (level < LEVELS - 1 && (when >> shift_of(level + 1)) != (w->now >> shift_of(level + 1)))
         level++;
