@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 __thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
@@ -36,7 +37,7 @@ static uint64_t id_counter;
 /* Chunks of control blocks are never freed; this list keeps them reachable. */
 static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
 static void **chunk_list;
-#define BLOCKS_PER_CHUNK 256
+#define BLOCKS_PER_CHUNK 4096
 
 static void hub_free(void *p);
 static void atfork_child(void);
@@ -49,13 +50,17 @@ static void hub_once_init(void)
 
 /* ---- control blocks ---- */
 
+/* Blocks come in chunks mapped straight from the kernel: already zero, no memset,
+ * and pages are touched only as blocks are handed out. */
 static int blocks_refill(struct green_hub *h, int shared)
 {
     size_t bsize = shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
-    char *c = calloc(BLOCKS_PER_CHUNK, bsize);
+    char *c = mmap(NULL, BLOCKS_PER_CHUNK * bsize, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     void **node = malloc(2 * sizeof(void *));
-    if (!c || !node) {
-        free(c);
+    if (c == MAP_FAILED || !node) {
+        if (c != MAP_FAILED)
+            munmap(c, BLOCKS_PER_CHUNK * bsize);
         free(node);
         errno = ENOMEM;
         return -1;
