@@ -34,9 +34,16 @@ static pthread_key_t hub_key;
 static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
 static uint64_t id_counter;
 
-/* Chunks of control blocks are never freed; this list keeps them reachable. */
-static pthread_mutex_t chunks_lock = PTHREAD_MUTEX_INITIALIZER;
-static void **chunk_list;
+/* Chunks of control blocks are never unmapped (type-stable memory). A hub owns the
+ * chunks it mapped; when its OS thread exits, every block in them is invalidated and
+ * the chunks go to the orphans, from which new hubs take before mapping more. */
+struct block_chunk {
+    struct block_chunk *next;
+    char *base;
+    int shared;
+};
+static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct block_chunk *orphans;
 #define BLOCKS_PER_CHUNK 4096
 
 static void hub_free(void *p);
@@ -52,31 +59,73 @@ static void hub_once_init(void)
 
 /* Blocks come in chunks mapped straight from the kernel: already zero, no memset,
  * and pages are touched only as blocks are handed out. */
+static struct block_chunk *adopt_orphan(int shared)
+{
+    pthread_mutex_lock(&orphans_lock);
+    struct block_chunk **pp = &orphans;
+    while (*pp && (*pp)->shared != shared)
+        pp = &(*pp)->next;
+    struct block_chunk *c = *pp;
+    if (c)
+        *pp = c->next;
+    pthread_mutex_unlock(&orphans_lock);
+    return c;
+}
+
 static int blocks_refill(struct green_hub *h, int shared)
 {
     size_t bsize = shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
-    char *c = mmap(NULL, BLOCKS_PER_CHUNK * bsize, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    void **node = malloc(2 * sizeof(void *));
-    if (c == MAP_FAILED || !node) {
-        if (c != MAP_FAILED)
-            munmap(c, BLOCKS_PER_CHUNK * bsize);
-        free(node);
-        errno = ENOMEM;
-        return -1;
+    struct block_chunk *node = adopt_orphan(shared);
+    if (!node) {
+        node = malloc(sizeof *node);
+        char *c = mmap(NULL, BLOCKS_PER_CHUNK * bsize, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (c == MAP_FAILED || !node) {
+            if (c != MAP_FAILED)
+                munmap(c, BLOCKS_PER_CHUNK * bsize);
+            free(node);
+            errno = ENOMEM;
+            return -1;
+        }
+        node->base = c;
+        node->shared = shared;
     }
-    pthread_mutex_lock(&chunks_lock);
-    node[0] = c;
-    node[1] = chunk_list;
-    chunk_list = node;
-    pthread_mutex_unlock(&chunks_lock);
+    node->next = h->chunks;
+    h->chunks = node;
     struct green **list = shared ? &h->free_shared : &h->free_blocks;
     for (size_t i = BLOCKS_PER_CHUNK; i-- > 0;) {
-        struct green *g = (struct green *)(void *)(c + i * bsize);
+        struct green *g = (struct green *)(void *)(node->base + i * bsize);
         g->next = *list;
         *list = g;
     }
     return 0;
+}
+
+/* The OS thread is gone: invalidate every handle into its blocks and hand the chunks
+ * to other hubs. */
+static void blocks_orphan(struct green_hub *h)
+{
+    struct block_chunk *c = h->chunks;
+    while (c) {
+        struct block_chunk *next = c->next;
+        size_t bsize = c->shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
+        for (size_t i = 0; i < BLOCKS_PER_CHUNK; i++) {
+            struct green *g = (struct green *)(void *)(c->base + i * bsize);
+            if (g->state != GS_FREE) {
+                free(g->ext);
+                if ((g->flags & GF_SHARED) && g->s.saved && g->s.saved != green__inline_stack(g))
+                    free(g->s.saved);
+                __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
+                g->state = GS_FREE;
+            }
+        }
+        pthread_mutex_lock(&orphans_lock);
+        c->next = orphans;
+        orphans = c;
+        pthread_mutex_unlock(&orphans_lock);
+        c = next;
+    }
+    h->chunks = NULL;
 }
 
 struct green *green__block_new(struct green_hub *h, int shared)
@@ -184,9 +233,8 @@ static void hub_free(void *p)
     green__hub_loop_destroy(h);
     green__stacks_destroy(h);
     green__tls_hub = NULL;
-    /* Control blocks stay in their chunks (type-stable, reachable); the hub object
-     * may still be read through stale handles, so it is kept too. */
-    h->current = NULL;
+    blocks_orphan(h);
+    free(h);
 }
 
 /* fork(): the child continues with the calling green thread only. It becomes the root

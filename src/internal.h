@@ -52,6 +52,7 @@ struct green_timer {
 #define GREEN_TIMER_IDLE 0xffffu
 
 struct green_stack; /* a dedicated stack slot, see stack.c */
+struct block_chunk;
 
 /* What few green threads need: allocated on first use, freed with the block. */
 #define GREEN_TIMEOUT_DEPTH 32
@@ -116,6 +117,7 @@ struct green_hub {
     /* greenlet layer */
     struct green *free_blocks;     /* type-stable control block caches: dedicated, */
     struct green *free_shared;     /* and shared (with inline stack room) */
+    struct block_chunk *chunks;    /* the block chunks this hub mapped or adopted */
     struct green_shared_stack shared;
     green_ctx_t relay_ctx;         /* tiny context that moves frames on/off the shared stack */
     char *relay_stack;
