@@ -80,12 +80,24 @@ static void on_timer(struct green_hub *h, struct green_timer *t)
     rq_push(h, g);
 }
 
-void green__on_notify(struct green_hub *h) { (void)h; }
+void green__on_notify(struct green_hub *h) { green__remote_drain(h); }
 
 static void poll_once(struct green_hub *h, int timeout)
 {
-    if (timeout != 0 || h->ext_refs || h->nfds || h->poller_kind == GREEN_POLLER_URING)
+    if (timeout != 0) {
+        /* announce that we may block, then look again for wake-ups from other threads
+         * (green__remote_wake does the mirror image) */
+        __atomic_store_n(&h->polling, 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        if (green__remote_pending(h))
+            timeout = 0;
         h->poller->ops->wait(h, timeout);
+        __atomic_store_n(&h->polling, 0, __ATOMIC_RELAXED);
+    } else if (h->nfds || h->poller_kind == GREEN_POLLER_URING) {
+        h->poller->ops->wait(h, 0);
+    }
+    if (green__remote_pending(h))
+        green__remote_drain(h);
     h->now = clock_ms();
     green__timer_expire(h, h->now, on_timer);
 }
@@ -113,7 +125,7 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
         }
         h->since_poll = 0;
         int64_t next = green__timer_next(h);
-        if (next < 0 && !h->nfds && !h->ext_refs)
+        if (next < 0 && !h->nfds && !h->ext_refs && !green__remote_pending(h))
             return NULL;
         int timeout = -1;
         if (next >= 0) {
@@ -203,6 +215,7 @@ struct green_hub *green__loop(void) { return loop(); }
 
 void green__hub_loop_destroy(struct green_hub *h)
 {
+    green__waiters_destroy(h);
     if (h->poller) {
         h->poller->ops->destroy(h);
         free(h->poller);
@@ -245,6 +258,7 @@ static inline __attribute__((always_inline)) int park(struct green_hub *h, int64
     }
     self->state = GS_WAITING;
     self->wake_err = 0;
+    self->wait_seq++;
     h->nwaiting++;
     if (deadline >= 0)
         green__timer_add(h, &self->timer, deadline);
@@ -258,6 +272,10 @@ static inline __attribute__((always_inline)) int park(struct green_hub *h, int64
         self->state = GS_RUNNING;
     }
     int e = self->wake_err;
+    /* killed after being woken but before running: the kill wins (objects that handed
+     * something over to us check their waiter record, so nothing is lost) */
+    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED) && e != EDEADLK)
+        e = ECANCELED;
     if (e) {
         self->wake_err = 0;
         errno = e;
@@ -502,6 +520,16 @@ green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
 
 /* ---- yielding and sleeping ---- */
 
+/* A green thread killed while it was ready in the run queue fails its yield. */
+static inline int yield_result(void)
+{
+    if (GREEN_UNLIKELY(green__tls_hub->current->flags & GF_CANCELLED)) {
+        errno = ECANCELED;
+        return -1;
+    }
+    return 0;
+}
+
 static __attribute__((noinline)) int yield_slow(void)
 {
     struct green_hub *h = loop();
@@ -523,7 +551,7 @@ static __attribute__((noinline)) int yield_slow(void)
         green__switch(h, next, NULL);
     else
         self->state = GS_RUNNING;
-    return 0;
+    return yield_result();
 }
 
 int green_yield(void)
@@ -542,7 +570,7 @@ int green_yield(void)
     self->state = GS_READY;
     green_list_push_back(&h->rq, &self->timer.link);
     green__switch(h, green_container_of(n, struct green, timer.link), NULL);
-    return 0;
+    return yield_result();
 }
 
 int green_sleep_until(int64_t deadline)

@@ -92,6 +92,7 @@ struct green {
     uint8_t flags;                 /* enum green_flag */
     uint16_t parent_gen;           /* parent's generation when it became our parent */
     int16_t wake_err;              /* why the last park ended: 0 or an errno */
+    uint32_t wait_seq;             /* counts parks: tells a late remote wake-up from a current one */
 };
 
 /* Shared-mode blocks: the control block and an inline stack copy. */
@@ -149,7 +150,52 @@ struct green_hub {
     uint64_t ext_refs;             /* things outside this hub that may wake it (pool jobs...) */
     uint64_t nfds;                 /* fds watched by the poller */
     int64_t now;                   /* cached clock, ms */
+    struct green_waiter *free_waiters;
+    struct green_remote *remote;   /* wake-ups pushed by other threads (lock-free stack) */
+    int polling;                   /* set while blocked in the poller: wakers must notify */
 };
+
+/* ---- waiting on objects (wait.c) ---- */
+
+/* A parked green thread's entry in an object's queue; see wait.c for why it is not on
+ * the waiter's stack. */
+struct green_waiter {
+    struct green_waiter *prev, *next;
+    struct green *g;
+    struct green_hub *hub;
+    uint32_t seq;                  /* g->wait_seq of the park it belongs to */
+    uint8_t queued;
+    uint8_t done;                  /* set by the waker (under the object's lock) */
+    int16_t index;                 /* free for the object: e.g. which select clause */
+    void *data;                    /* free for the object: e.g. an element buffer */
+    uintptr_t aux;
+};
+struct green_waitq {
+    struct green_waiter *head, *tail;
+};
+struct green_remote {              /* a wake-up sent from another OS thread */
+    struct green_remote *next;
+    struct green *g;
+    uint32_t seq;
+    int err;
+};
+
+/* A tiny lock for objects that other OS threads may touch (channels, events, futures). */
+typedef int green__lock_t;
+#if defined(__x86_64__) || defined(__i386__)
+#define green_cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define green_cpu_relax() __asm__ __volatile__("yield")
+#else
+#define green_cpu_relax() ((void)0)
+#endif
+void green__lock_slow(green__lock_t *l);
+static inline void green__lock(green__lock_t *l)
+{
+    if (GREEN_UNLIKELY(__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)))
+        green__lock_slow(l);
+}
+static inline void green__unlock(green__lock_t *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
 
 /* ---- hub (thread state) ---- */
 struct green_hub *green__hub(void);          /* this thread's hub, created on first use */
@@ -262,5 +308,18 @@ void green__hub_loop_destroy(struct green_hub *h);
 struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
 int green__park(struct green_hub *h, int64_t deadline);
 int green__wake(struct green_hub *h, struct green *g, int err);
+
+/* wait.c: the waiter's green thread is h->current; w->seq is set for its next park */
+struct green_waiter *green__waiter_new(struct green_hub *h);
+void green__waiter_free(struct green_hub *h, struct green_waiter *w);
+void green__waiters_destroy(struct green_hub *h);
+void green__waitq_push(struct green_waitq *q, struct green_waiter *w);
+void green__waitq_remove(struct green_waitq *q, struct green_waiter *w);
+struct green_waiter *green__waitq_pop(struct green_waitq *q);
+int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t deadline, int external);
+int green__waiter_wake(struct green_waiter *w, int err); /* any thread; call under the object's lock */
+int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int err);
+int green__remote_pending(struct green_hub *h);
+void green__remote_drain(struct green_hub *h);
 
 #endif

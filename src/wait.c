@@ -1,0 +1,186 @@
+/*
+ * wait.c — wait queues and wake-ups from other OS threads (layer 5).
+ *
+ * The sync layer (events, semaphores, channels, ...) queues waiters on its objects and
+ * parks them with green__park. A waiter is a small record, never on the waiting green
+ * thread's stack: while a shared-stack green thread is parked its stack may be copied
+ * away, and a waker must be able to write into the record (a delivered element, the
+ * clause that fired). Records come from a per-hub cache; only the waiting green thread
+ * allocates and frees its own, always after it has unlinked it under the object's lock.
+ *
+ * A waker on another OS thread cannot touch the waiter's hub. It pushes a note (green
+ * thread, park sequence number, error) on that hub's lock-free remote list and, if the
+ * hub is blocked in its poller, writes its eventfd. The hub drains the list in its loop
+ * and wakes the green thread only if it is still parked in the same park (the sequence
+ * number matches): a note that arrives after the waiter timed out is dropped.
+ */
+#include "internal.h"
+
+#include <sched.h>
+#include <stdlib.h>
+
+/* ---- waiter records ---- */
+
+struct green_waiter *green__waiter_new(struct green_hub *h)
+{
+    struct green_waiter *w = h->free_waiters;
+    if (w)
+        h->free_waiters = w->next;
+    else if (!(w = malloc(sizeof *w))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct green *g = h->current;
+    *w = (struct green_waiter){.g = g, .hub = h, .seq = g->wait_seq + 1};
+    return w;
+}
+
+void green__waiter_free(struct green_hub *h, struct green_waiter *w)
+{
+    w->next = h->free_waiters;
+    h->free_waiters = w;
+}
+
+void green__waiters_destroy(struct green_hub *h)
+{
+    struct green_waiter *w = h->free_waiters;
+    while (w) {
+        struct green_waiter *n = w->next;
+        free(w);
+        w = n;
+    }
+    h->free_waiters = NULL;
+}
+
+/* ---- queues (FIFO, O(1) removal) ---- */
+
+void green__waitq_push(struct green_waitq *q, struct green_waiter *w)
+{
+    w->next = NULL;
+    w->prev = q->tail;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    w->queued = 1;
+}
+
+void green__waitq_remove(struct green_waitq *q, struct green_waiter *w)
+{
+    if (!w->queued)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        q->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        q->tail = w->prev;
+    w->prev = w->next = NULL;
+    w->queued = 0;
+}
+
+struct green_waiter *green__waitq_pop(struct green_waitq *q)
+{
+    struct green_waiter *w = q->head;
+    if (w)
+        green__waitq_remove(q, w);
+    return w;
+}
+
+/* ---- parking on a waiter ---- */
+
+/* Park the current green thread on w (already queued by the caller, which then drops
+ * its lock). `external` says that something outside this hub may wake it, so a wait
+ * that nothing in the hub could end is not a deadlock. */
+int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t deadline, int external)
+{
+    (void)w;
+    if (external)
+        h->ext_refs++;
+    int r = green__park(h, deadline);
+    if (external)
+        h->ext_refs--;
+    return r;
+}
+
+/* ---- waking, from any thread ---- */
+
+int green__waiter_wake(struct green_waiter *w, int err)
+{
+    struct green_hub *h = w->hub;
+    struct green *g = w->g;
+    if (h == green__tls_hub) {
+        if (g->state == GS_WAITING && g->wait_seq == w->seq)
+            return green__wake(h, g, err);
+        return -1;
+    }
+    return green__remote_wake(h, g, w->seq, err);
+}
+
+int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int err)
+{
+    struct green_remote *n = malloc(sizeof *n);
+    if (!n) {
+        errno = ENOMEM;
+        return -1;
+    }
+    n->g = g;
+    n->seq = seq;
+    n->err = err;
+    struct green_remote *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
+    do
+        n->next = head;
+    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED));
+    /* The hub re-checks the list after announcing that it will block, so either it
+     * sees our note or we see its announcement (both sequentially consistent). */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&h->polling, __ATOMIC_RELAXED))
+        h->poller->ops->notify(h->poller);
+    return 0;
+}
+
+int green__remote_pending(struct green_hub *h)
+{
+    return __atomic_load_n(&h->remote, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* Called by the hub's own thread: wake every green thread a note is for, in the order
+ * the notes were pushed. */
+void green__remote_drain(struct green_hub *h)
+{
+    struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
+    struct green_remote *fifo = NULL;
+    while (n) {
+        struct green_remote *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    while (fifo) {
+        struct green_remote *next = fifo->next;
+        struct green *g = fifo->g;
+        if (g->state == GS_WAITING && g->wait_seq == fifo->seq && g->hub == h)
+            green__wake(h, g, fifo->err);
+        free(fifo);
+        fifo = next;
+    }
+}
+
+/* ---- a lock for objects shared between OS threads ---- */
+
+void green__lock_slow(green__lock_t *l)
+{
+    for (int spins = 0;; spins++) {
+        if (!__atomic_load_n(l, __ATOMIC_RELAXED) &&
+            !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+            return;
+        if (spins > 64)
+            sched_yield();
+        else
+            green_cpu_relax();
+    }
+}
