@@ -89,6 +89,7 @@ static int blocks_refill(struct green_hub *h, int shared)
         }
         node->base = c;
         node->shared = shared;
+        green_lsan_root(c, BLOCKS_PER_CHUNK * bsize);
     }
     node->next = h->chunks;
     h->chunks = node;

@@ -639,6 +639,10 @@ int green_timeout_pop(void)
         return -1;
     }
     x->tmo = x->tmo_saved[--x->depth];
+    if (x->depth == 0 && !x->name) {
+        free(x); /* most green threads never need it again */
+        h->current->ext = NULL;
+    }
     return 0;
 }
 

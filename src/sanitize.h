@@ -21,7 +21,11 @@
 #define green_asan_start(save, lo, size) __sanitizer_start_switch_fiber((save), (lo), (size))
 #define green_asan_finish(save) __sanitizer_finish_switch_fiber((save), NULL, NULL)
 #define green_asan_unpoison(p, n) __asan_unpoison_memory_region((p), (n))
+#include <sanitizer/lsan_interface.h>
+/* control blocks live in mmap'd chunks and point to heap memory: let LSan scan them */
+#define green_lsan_root(p, n) __lsan_register_root_region((p), (n))
 #else
+#define green_lsan_root(p, n) ((void)(p), (void)(n))
 #define GREEN_ASAN 0
 #define green_asan_start(save, lo, size) ((void)(save), (void)(lo), (void)(size))
 #define green_asan_finish(save) ((void)(save))
