@@ -141,6 +141,138 @@ int green_park(int64_t deadline);
 int green_wake(green_t g, int err);
 
 /* ======================================================================== */
+/*  Synchronisation and structure (layer 6)                                 */
+/* ======================================================================== */
+
+/*
+ * gevent.event, gevent.queue, gevent.lock and gevent.pool in C. Objects are plain
+ * structs the user embeds, with _init/_destroy (channels, sized at creation, come from
+ * green_chan_new/green_chan_free). Every blocking call ends in a deadline and fails with
+ * -1/errno: ETIMEDOUT, ECANCELED (the caller was killed), EINVAL, EPERM, EPIPE (closed
+ * channel). Waiters wake in FIFO order.
+ *
+ * Across OS threads: green_event_set, green_future_set/fail and every green_chan_* call
+ * may be made from any thread (another hub or a plain pthread); the waiter is woken on
+ * its own hub. The other objects belong to one hub.
+ *
+ * The fields below are private: use the functions.
+ */
+typedef struct green_waitq { void *head, *tail; } green_waitq_t;
+
+/* Event (gevent.event.Event). A wait returns 0 if the event was set at any moment
+ * during the wait, even if cleared again before the waiter ran. */
+typedef struct green_event {
+    int lock;
+    int set;
+    green_waitq_t q;
+} green_event_t;
+int green_event_init(green_event_t *ev);
+int green_event_destroy(green_event_t *ev);        /* EBUSY while green threads wait */
+int green_event_set(green_event_t *ev);            /* wakes every waiter; any thread */
+int green_event_clear(green_event_t *ev);
+int green_event_is_set(green_event_t *ev);         /* 1/0 */
+int green_event_wait(green_event_t *ev, int64_t deadline);
+
+/* Future (gevent's AsyncResult): set once with a value or a failure. */
+typedef struct green_future {
+    int lock;
+    int state;      /* 0 pending, 1 value, 2 failed */
+    int err;
+    void *value;
+    green_waitq_t q;
+} green_future_t;
+int green_future_init(green_future_t *f);
+int green_future_destroy(green_future_t *f);       /* EBUSY while green threads wait */
+int green_future_set(green_future_t *f, void *value); /* EBUSY if already set; any thread */
+int green_future_fail(green_future_t *f, int err);    /* EBUSY if already set; any thread */
+/* 0 and *value, or -1 with the failure's errno (or ETIMEDOUT/ECANCELED). */
+int green_future_get(green_future_t *f, void **value, int64_t deadline);
+int green_future_ready(green_future_t *f);         /* 1/0 */
+
+/* Counting semaphore; FIFO, no barging: a release hands the permit to the first waiter. */
+typedef struct green_sem {
+    long count;
+    long max;       /* -1: unbounded */
+    green_waitq_t q;
+} green_sem_t;
+int green_sem_init(green_sem_t *s, long count);
+int green_sem_init_bounded(green_sem_t *s, long count, long max); /* release past max: EOVERFLOW */
+int green_sem_destroy(green_sem_t *s);             /* EBUSY while green threads wait */
+int green_sem_acquire(green_sem_t *s, int64_t deadline);
+int green_sem_release(green_sem_t *s);
+long green_sem_value(green_sem_t *s);
+
+/* Mutex. lock: EDEADLK on relock unless recursive; unlock: EPERM unless the caller owns
+ * it. When the owner is killed or finishes without unlocking, the next lock acquires it
+ * and returns EOWNERDEAD (like a robust pthread mutex): the new owner repairs the state
+ * and owns the mutex. */
+enum { GREEN_MUTEX_NORMAL = 0, GREEN_MUTEX_RECURSIVE = 1 };
+typedef struct green_mutex {
+    void *owner;
+    void *next_held;        /* the owner's list of held mutexes */
+    unsigned depth;
+    int type;
+    int owner_dead;
+    green_waitq_t q;
+} green_mutex_t;
+int green_mutex_init(green_mutex_t *m, int type);
+int green_mutex_destroy(green_mutex_t *m);         /* EBUSY while locked or waited on */
+int green_mutex_lock(green_mutex_t *m, int64_t deadline);
+int green_mutex_trylock(green_mutex_t *m);         /* EBUSY when held by another */
+int green_mutex_unlock(green_mutex_t *m);
+
+/* Condition variable, used with a green_mutex_t. */
+typedef struct green_cond {
+    green_waitq_t q;
+} green_cond_t;
+int green_cond_init(green_cond_t *c);
+int green_cond_destroy(green_cond_t *c);           /* EBUSY while green threads wait */
+/* Unlocks m, waits, relocks m (also on timeout and cancellation) before returning. */
+int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline);
+int green_cond_signal(green_cond_t *c);
+int green_cond_broadcast(green_cond_t *c);
+
+/* Channel (gevent's Queue/Channel, Go's chan): elements of elem_size bytes are copied in
+ * and out; capacity 0 is a rendezvous. After close, senders get EPIPE and receivers
+ * drain what is buffered, then get EPIPE. Every call works from any OS thread. */
+typedef struct green_chan green_chan_t;
+green_chan_t *green_chan_new(size_t elem_size, size_t capacity); /* NULL + EINVAL/ENOMEM */
+int green_chan_free(green_chan_t *ch);             /* EBUSY while green threads wait */
+int green_chan_send(green_chan_t *ch, const void *elem, int64_t deadline);
+int green_chan_recv(green_chan_t *ch, void *elem, int64_t deadline);
+int green_chan_close(green_chan_t *ch);            /* EPIPE if already closed */
+size_t green_chan_len(green_chan_t *ch);           /* elements buffered */
+
+/* Select over channel operations: returns the index of the clause that completed
+ * (chosen uniformly at random among those ready), -1 + errno otherwise. A clause on a
+ * closed channel completes with its err set to EPIPE. */
+enum { GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2 };
+typedef struct green_clause {
+    green_chan_t *ch;
+    int op;                 /* GREEN_CHAN_SEND or GREEN_CHAN_RECV */
+    void *elem;             /* what to send, or where to receive */
+    int err;                /* out: 0, or EPIPE when the channel was closed */
+} green_clause_t;
+int green_choose(green_clause_t *clauses, int n, int64_t deadline);
+
+/* Group and pool (gevent.pool.Group/Pool). A group owns its members: they are reaped
+ * when they finish, joined or not. limit 0 = unbounded. */
+typedef struct green_group {
+    size_t limit;
+    size_t size;            /* members not finished */
+    void *members;          /* private list */
+    green_waitq_t slots;    /* spawners waiting for room */
+    green_waitq_t joiners;  /* green_group_join callers */
+} green_group_t;
+int green_group_init(green_group_t *g, size_t limit);
+/* Spawns fn(arg) as a member, waiting while the pool is full. NULL + errno. */
+green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline);
+int green_group_join(green_group_t *g, int64_t deadline); /* waits for every member */
+int green_group_kill(green_group_t *g);            /* kills every member; join then returns */
+size_t green_group_size(green_group_t *g);
+int green_group_destroy(green_group_t *g);          /* EBUSY while it has members */
+
+/* ======================================================================== */
 /*  Debugging and statistics                                                */
 /* ======================================================================== */
 

@@ -170,9 +170,7 @@ struct green_waiter {
     void *data;                    /* free for the object: e.g. an element buffer */
     uintptr_t aux;
 };
-struct green_waitq {
-    struct green_waiter *head, *tail;
-};
+/* struct green_waitq (public, in green.h) holds struct green_waiter pointers. */
 struct green_remote {              /* a wake-up sent from another OS thread */
     struct green_remote *next;
     struct green *g;

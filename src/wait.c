@@ -56,10 +56,11 @@ void green__waiters_destroy(struct green_hub *h)
 
 void green__waitq_push(struct green_waitq *q, struct green_waiter *w)
 {
+    struct green_waiter *tail = q->tail;
     w->next = NULL;
-    w->prev = q->tail;
-    if (q->tail)
-        q->tail->next = w;
+    w->prev = tail;
+    if (tail)
+        tail->next = w;
     else
         q->head = w;
     q->tail = w;
