@@ -508,6 +508,8 @@ void green__release(struct green_hub *h, struct green *g)
 
 void green__finish(struct green_hub *h, struct green *g, void *result)
 {
+    if (GREEN_UNLIKELY(g->ext && g->ext->held && h->held_hook))
+        h->held_hook(h, g); /* robust mutexes: hand them over as owner-dead */
     g->arg = result;
     g->state = GS_DEAD;
     if (g->flags & GF_SHARED)

@@ -58,6 +58,7 @@ struct block_chunk;
 #define GREEN_TIMEOUT_DEPTH 32
 struct green_ext {
     const char *name;
+    void *held;                           /* mutexes it holds (sync layer's list) */
     int64_t tmo;                          /* effective scoped deadline, -1 none */
     int depth;
     int64_t tmo_saved[GREEN_TIMEOUT_DEPTH];
@@ -133,6 +134,7 @@ struct green_hub {
     uint64_t id_next, id_end;      /* block of ids taken from the process counter */
     void (*exit_hook)(struct green_hub *, struct green *); /* set by the scheduler */
     void (*join_hook)(struct green_hub *, struct green *); /* wakes g's joiner */
+    void (*held_hook)(struct green_hub *, struct green *); /* g died holding mutexes */
     void *stack_pools;             /* stack.c */
     void *altstack;
     uint64_t switches;
