@@ -164,6 +164,11 @@ void green__block_free(struct green_hub *h, struct green *g)
             free(g->s.saved);
         g->s.saved = NULL;
     }
+#if GREEN_TSAN
+    if (g->tsan_fiber && !(g->flags & GF_ROOT))
+        green_tsan_destroy(g->tsan_fiber);
+    g->tsan_fiber = NULL;
+#endif
     __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
     g->state = GS_FREE;
     struct green **list = shared ? &h->free_shared : &h->free_blocks;
@@ -211,6 +216,10 @@ struct green_hub *green__hub(void)
     root->state = GS_RUNNING;
     h->root = h->current = root;
     h->errno_p = &errno;
+#if GREEN_TSAN
+    root->tsan_fiber = green_tsan_current();
+    h->relay_fiber = green_tsan_create();
+#endif
     if (green__relay_init(h) != 0) {
         free(h);
         return NULL;
@@ -297,21 +306,32 @@ static inline void stack_of(struct green_hub *h, const struct green *g, void **l
     }
 }
 
-/* The actual swap, with the sanitizer's fiber bookkeeping around it. */
-static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, void *to_lo,
-                         size_t to_size, green_ctx_t *to, void *value)
+/* The actual swap, with the sanitizers' fiber bookkeeping around it. `to` is NULL for
+ * the relay context. */
+static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, struct green *to,
+                         green_ctx_t *to_ctx, void *value)
 {
 #if GREEN_ASAN
+    void *lo;
+    size_t size;
+    if (to) {
+        stack_of(h, to, &lo, &size);
+    } else {
+        lo = h->relay_stack;
+        size = green__relay_size();
+    }
     void *fake = NULL;
-    green_asan_start(dying ? NULL : &fake, to_lo, to_size);
-    void *r = green_ctx_swap(from, to, value);
-    green_asan_finish(fake);
-    (void)h;
-    return r;
-#else
-    (void)h, (void)dying, (void)to_lo, (void)to_size;
-    return green_ctx_swap(from, to, value);
+    green_asan_start(dying ? NULL : &fake, lo, size);
 #endif
+#if GREEN_TSAN
+    green_tsan_switch(to ? to->tsan_fiber : h->relay_fiber);
+#endif
+    void *r = green_ctx_swap(from, to_ctx, value);
+#if GREEN_ASAN
+    green_asan_finish(fake);
+#endif
+    (void)h, (void)dying, (void)to;
+    return r;
 }
 
 static void copy_out(struct green_hub *h, struct green *o)
@@ -387,6 +407,12 @@ static void bury(struct green_hub *h)
     if (!(d->flags & GF_ROOT) && sp < top)
         green_asan_unpoison(sp, (size_t)(top - sp));
 #endif
+#if GREEN_TSAN
+    if (d->tsan_fiber) { /* TSan counts fibers as threads (8K at most): free it now */
+        green_tsan_destroy(d->tsan_fiber);
+        d->tsan_fiber = NULL;
+    }
+#endif
     green__release(h, d);
 }
 
@@ -408,11 +434,8 @@ static void relay_main(void *unused)
         if ((to->flags & GF_SHARED) && h->shared.owner != to)
             shared_take(h, to);
         to->flags |= GF_STARTED;
-        void *lo;
-        size_t size;
-        stack_of(h, to, &lo, &size);
         errno = saved_errno;
-        swap(h, &h->relay_ctx, 0, lo, size, &to->ctx, h->relay_value);
+        swap(h, &h->relay_ctx, 0, to, &to->ctx, h->relay_value);
     }
 }
 
@@ -442,8 +465,6 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
 {
     struct green *from = h->current;
     int dying = from->state == GS_DEAD;
-    void *lo;
-    size_t size;
 
     if ((from->flags & GF_UNGUARDED) && !dying)
         green__stack_check(from);
@@ -454,14 +475,12 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
         /* leaving a dead one, or standing on the shared stack that `to` needs */
         h->relay_to = to;
         h->relay_value = value;
-        return swap(h, dying ? &h->dead_ctx : &from->ctx, dying, h->relay_stack,
-                    green__relay_size(), &h->relay_ctx, NULL);
+        return swap(h, dying ? &h->dead_ctx : &from->ctx, dying, NULL, &h->relay_ctx, NULL);
     }
     if ((to->flags & GF_SHARED) && h->shared.owner != to)
         shared_take(h, to);
     to->flags |= GF_STARTED;
-    stack_of(h, to, &lo, &size);
-    return swap(h, &from->ctx, 0, lo, size, &to->ctx, value);
+    return swap(h, &from->ctx, 0, to, &to->ctx, value);
 }
 
 /* First frame of every green thread. */
@@ -571,6 +590,11 @@ struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const g
     g->fn = fn;
     g->arg = arg;
     g->state = GS_NEW;
+#if GREEN_TSAN
+    g->tsan_fiber = green_tsan_create();
+    if (name)
+        green_tsan_name(g->tsan_fiber, name);
+#endif
     if (!shared)
         g->size = (uint32_t)size;
     g->parent = h->current;
@@ -629,7 +653,7 @@ void *green_switch(green_t handle, void *value)
     if (GREEN_LIKELY(h && g && __atomic_load_n(&g->gen, __ATOMIC_RELAXED) == (uint16_t)((uintptr_t)handle >> 48) &&
                      __atomic_load_n(&g->hub, __ATOMIC_RELAXED) == h && g->state == GS_SUSPENDED)) {
         struct green *from = h->current;
-        if (!GREEN_ASAN && GREEN_LIKELY(!((from->flags | g->flags) & (GF_SHARED | GF_UNGUARDED)))) {
+        if (!GREEN_SANITIZE_FIBERS && GREEN_LIKELY(!((from->flags | g->flags) & (GF_SHARED | GF_UNGUARDED)))) {
             from->state = GS_SUSPENDED;
             h->current = g;
             g->state = GS_RUNNING;

@@ -94,6 +94,9 @@ struct green {
     uint16_t parent_gen;           /* parent's generation when it became our parent */
     int16_t wake_err;              /* why the last park ended: 0 or an errno */
     uint32_t wait_seq;             /* counts parks: tells a late remote wake-up from a current one */
+#if GREEN_TSAN
+    void *tsan_fiber;
+#endif
 };
 
 /* Shared-mode blocks: the control block and an inline stack copy. */
@@ -124,6 +127,7 @@ struct green_hub {
     green_ctx_t relay_ctx;         /* tiny context that moves frames on/off the shared stack */
     char *relay_stack;
     unsigned relay_vg_id;
+    void *relay_fiber;             /* TSan's name for the relay context */
     int *errno_p;                  /* &errno of this OS thread */
     void *root_lo;                 /* the OS thread's own stack, for ASan */
     size_t root_size;
@@ -233,7 +237,7 @@ int green__relay_init(struct green_hub *h);
 static inline void *green__switch(struct green_hub *h, struct green *to, void *value)
 {
     struct green *from = h->current;
-    if (GREEN_ASAN || GREEN_UNLIKELY(from->state == GS_DEAD || (from->flags & GF_UNGUARDED)))
+    if (GREEN_SANITIZE_FIBERS || GREEN_UNLIKELY(from->state == GS_DEAD || (from->flags & GF_UNGUARDED)))
         return green__switch_slow(h, to, value);
     if (GREEN_LIKELY(!((from->flags | to->flags) & GF_SHARED) && (to->flags & GF_STARTED))) {
         h->current = to;

@@ -32,6 +32,21 @@
 #define green_asan_unpoison(p, n) ((void)(p), (void)(n))
 #endif
 
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define GREEN_TSAN 1
+#include <sanitizer/tsan_interface.h>
+#define green_tsan_current() __tsan_get_current_fiber()
+#define green_tsan_create() __tsan_create_fiber(0)
+#define green_tsan_destroy(f) __tsan_destroy_fiber(f)
+#define green_tsan_switch(f) __tsan_switch_to_fiber((f), 0)
+#define green_tsan_name(f, n) __tsan_set_fiber_name((f), (n))
+#else
+#define GREEN_TSAN 0
+#endif
+
+/* Switches that some sanitizer must hear about cannot take the bare fast paths. */
+#define GREEN_SANITIZE_FIBERS (GREEN_ASAN || GREEN_TSAN)
+
 #if defined(GREEN_HAVE_VALGRIND) && !GREEN_ASAN /* its client requests upset ASan */
 #include <valgrind/valgrind.h>
 #define green_vg_register(lo, hi) VALGRIND_STACK_REGISTER((lo), (hi))
