@@ -134,8 +134,8 @@ const char *green_poller_name(void);          /* "epoll" or "uring": what this h
  * caller until green_wake(g, 0) is called for it (returns 0), its deadline passes
  * (-1/ETIMEDOUT), it is killed (-1/ECANCELED), or nothing can wake it any more
  * (-1/EDEADLK, root only). green_wake(g, err) makes a parked g ready; its green_park
- * then returns err ? -1/err : 0. Waking a green thread that is not parked does nothing
- * and returns -1/EAGAIN.
+ * then returns err ? -1/err : 0 (err is an errno value, 0..4095, else EINVAL). Waking a
+ * green thread that is not parked does nothing and returns -1/EAGAIN.
  */
 int green_park(int64_t deadline);
 int green_wake(green_t g, int err);

@@ -371,6 +371,7 @@ static void copy_in(struct green_hub *h, struct green *t)
     size_t n = t->size;
     char *dst = h->shared.hi - n;
     green_asan_unpoison(dst, n);
+    green_vg_writable(dst, n);
     memcpy(dst, t->s.saved, n);
     h->saved_bytes -= n;
     h->copied_bytes += n;
@@ -385,10 +386,12 @@ static void shared_take(struct green_hub *h, struct green *t)
     struct green *o = h->shared.owner;
     if (o && o != t && o->state != GS_DEAD && o->state != GS_FREE)
         copy_out(h, o);
-    if (t->flags & GF_STARTED)
+    if (t->flags & GF_STARTED) {
         copy_in(h, t);
-    else
+    } else {
+        green_vg_writable(h->shared.hi - 256, 256);
         green_ctx_make(&t->ctx, h->shared.hi, entry);
+    }
     h->shared.owner = t;
 }
 

@@ -139,7 +139,7 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
 }
 
 /* Nothing can wake anyone: fail the root's wait. Returns what should run now. */
-static struct green *deadlock(struct green_hub *h)
+static __attribute__((noinline, cold)) struct green *deadlock(struct green_hub *h)
 {
     struct green *root = h->root;
     if (root->state == GS_WAITING) {
@@ -244,33 +244,45 @@ static inline int64_t effective_deadline(const struct green *g, int64_t deadline
 
 /* Run something else until we are woken. The caller has made itself findable by
  * whoever will wake it. Inlined where a shallow stack matters (sleeping). */
-static inline __attribute__((always_inline)) int park(struct green_hub *h, int64_t deadline)
+/*
+ * Parking is split so that what stays on a parked green thread's stack is small (it is
+ * all that a sleeping shared-stack green thread costs besides its control block):
+ * park_begin does the work and returns whom to switch to, the switch itself holds
+ * almost nothing live, and park_end reads the outcome after the resume.
+ */
+
+/* Make the caller wait; the green thread to run next (self if it is ready again at once),
+ * or NULL with errno when the wait ends before it starts. */
+static __attribute__((noinline)) struct green *park_begin(struct green_hub *h, int64_t deadline)
 {
     struct green *self = h->current;
+    self->wait_seq++; /* even if it ends at once: a late remote wake-up must not match */
     if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
         errno = ECANCELED;
-        return -1;
+        return NULL;
     }
     deadline = effective_deadline(self, deadline);
     if (deadline >= 0 && deadline <= h->now) {
         errno = ETIMEDOUT;
-        return -1;
+        return NULL;
     }
     self->state = GS_WAITING;
     self->wake_err = 0;
-    self->wait_seq++;
     h->nwaiting++;
     if (deadline >= 0)
         green__timer_add(h, &self->timer, deadline);
     struct green *next = pick(h);
     if (GREEN_UNLIKELY(!next))
         next = deadlock(h);
-    if (next != self) {
-        green__switch(h, next, NULL);
-        self = green__tls_hub->current; /* reloaded: keeps parked frames small */
-    } else {
+    if (next == self)
         self->state = GS_RUNNING;
-    }
+    return next;
+}
+
+/* Why the wait ended: 0, or -1 and errno. */
+static __attribute__((noinline)) int park_end(void)
+{
+    struct green *self = green__tls_hub->current;
     int e = self->wake_err;
     /* killed after being woken but before running: the kill wins (objects that handed
      * something over to us check their waiter record, so nothing is lost) */
@@ -282,6 +294,16 @@ static inline __attribute__((always_inline)) int park(struct green_hub *h, int64
         return -1;
     }
     return 0;
+}
+
+static inline __attribute__((always_inline)) int park(struct green_hub *h, int64_t deadline)
+{
+    struct green *next = park_begin(h, deadline);
+    if (GREEN_UNLIKELY(!next))
+        return -1;
+    if (next != h->current)
+        green__switch(h, next, NULL);
+    return park_end();
 }
 
 int green__park(struct green_hub *h, int64_t deadline) { return park(h, deadline); }
@@ -312,7 +334,7 @@ int green_wake(green_t handle, int err)
     struct green *g = green__resolve(h, handle);
     if (!g)
         return -1;
-    if (err < 0) {
+    if (err < 0 || err > 4095) { /* errno values; wake_err is 16 bits */
         errno = EINVAL;
         return -1;
     }
@@ -573,6 +595,17 @@ int green_yield(void)
     return yield_result();
 }
 
+/* A sleep's park ended with -1: done (0) at our own deadline, else a failure. */
+static __attribute__((noinline)) int sleep_result(int64_t deadline)
+{
+    if (errno != ETIMEDOUT)
+        return -1;
+    /* our own deadline, or an enclosing green_timeout_push scope's? */
+    if (green__tls_hub->now >= deadline || clock_ms() >= deadline)
+        return 0;
+    return -1;
+}
+
 int green_sleep_until(int64_t deadline)
 {
     struct green_hub *h = loop();
@@ -582,16 +615,9 @@ int green_sleep_until(int64_t deadline)
         errno = EINVAL;
         return -1;
     }
-    for (;;) {
-        if (park(green__tls_hub, deadline) == 0)
-            continue; /* woken by green_wake: keep sleeping */
-        if (errno != ETIMEDOUT)
-            return -1;
-        /* our own deadline, or an enclosing green_timeout_push scope's? */
-        if (green__tls_hub->now >= deadline || clock_ms() >= deadline)
-            return 0;
-        return -1;
-    }
+    while (park(green__tls_hub, deadline) == 0)
+        ; /* woken by green_wake: keep sleeping */
+    return sleep_result(deadline);
 }
 
 int green_sleep(int64_t ms)
@@ -639,7 +665,7 @@ int green_timeout_pop(void)
         return -1;
     }
     x->tmo = x->tmo_saved[--x->depth];
-    if (x->depth == 0 && !x->name) {
+    if (x->depth == 0 && !x->name && !x->held) {
         free(x); /* most green threads never need it again */
         h->current->ext = NULL;
     }

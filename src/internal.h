@@ -67,7 +67,7 @@ struct green_ext *green__ext(struct green *g); /* NULL + ENOMEM */
 
 /* The control block. Kept small: in shared-stack mode it is most of a sleeping green
  * thread's memory (112 bytes, followed in shared mode by room for a shallow stack copy,
- * so that such a green thread is one 256-byte block). Blocks are type-stable (never
+ * so that such a green thread is one 240-byte block). Blocks are type-stable (never
  * returned to malloc), so reading the generation of a stale handle is always safe. */
 struct green {
     green_ctx_t ctx;               /* saved CPU state while not running */
@@ -100,8 +100,8 @@ struct green {
 };
 
 /* Shared-mode blocks: the control block and an inline stack copy. */
-#define GREEN_INLINE_STACK 144u
-#define GREEN_SHARED_BLOCK (sizeof(struct green) + GREEN_INLINE_STACK) /* 256 on x86-64 */
+#define GREEN_INLINE_STACK 128u
+#define GREEN_SHARED_BLOCK (sizeof(struct green) + GREEN_INLINE_STACK) /* 240 on x86-64 */
 static inline char *green__inline_stack(struct green *g) { return (char *)(g + 1); }
 const char *green__name(const struct green *g);
 

@@ -49,11 +49,15 @@
 
 #if defined(GREEN_HAVE_VALGRIND) && !GREEN_ASAN /* its client requests upset ASan */
 #include <valgrind/valgrind.h>
+#include <valgrind/memcheck.h>
 #define green_vg_register(lo, hi) VALGRIND_STACK_REGISTER((lo), (hi))
 #define green_vg_deregister(id) VALGRIND_STACK_DEREGISTER(id)
+/* memory of the shared stack below its last stack pointer that we are about to fill */
+#define green_vg_writable(p, n) VALGRIND_MAKE_MEM_UNDEFINED((p), (n))
 #else
 #define green_vg_register(lo, hi) ((void)(lo), (void)(hi), 0u)
 #define green_vg_deregister(id) ((void)(id))
+#define green_vg_writable(p, n) ((void)(p), (void)(n))
 #endif
 
 #endif

@@ -202,8 +202,15 @@ void green__timer_expire(struct green_hub *h, int64_t now,
         int idx = (int)(w->now & (L0_SIZE - 1));
         int i = next0(w, idx);
         if (i < 0) {
-            /* nothing more in this block: go to the next one */
-            set_now(w, (w->now | (L0_SIZE - 1)) + 1);
+            /* nothing more in this block: go to the next one, unless it is still ahead
+             * of the clock (the wheel's time must never pass it: timers set later are
+             * placed relative to it) */
+            int64_t next_block = (w->now | (L0_SIZE - 1)) + 1;
+            if (next_block > now) {
+                set_now(w, now + 1); /* may be next_block itself: then it cascades */
+                return;
+            }
+            set_now(w, next_block);
             continue;
         }
         int64_t t_at = (w->now & ~(int64_t)(L0_SIZE - 1)) + i;
