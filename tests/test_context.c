@@ -105,7 +105,8 @@ static void run_gdb_target(void)
 static void test_gdb_backtrace(void **state)
 {
     (void)state;
-    if (system("command -v gdb >/dev/null 2>&1") != 0)
+    /* a host gdb cannot run a program built for the emulated machine */
+    if (getenv("GREEN_TEST_EMULATOR") || system("command -v gdb >/dev/null 2>&1") != 0)
         skip();
     char exe[512];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);

@@ -297,7 +297,14 @@ static void expect_overflow_report(const char *mode, const char *env, const char
         close(pipefd[0]);
         if (env)
             putenv((char *)env);
-        execl(exe, exe, "overflow", mode, (char *)NULL);
+        const char *emu = getenv("GREEN_TEST_EMULATOR"); /* e.g. qemu-user */
+        if (emu && *emu) {
+            char cmd[1024];
+            snprintf(cmd, sizeof cmd, "exec %s '%s' overflow %s", emu, exe, mode);
+            execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        } else {
+            execl(exe, exe, "overflow", mode, (char *)NULL);
+        }
         _exit(127);
     }
     close(pipefd[1]);
