@@ -1,0 +1,489 @@
+#!/usr/bin/env bash
+# bench/run.sh — libgreen's benchmarks, printed as markdown tables.
+#
+#   bash bench/run.sh BUILD_DIR               everything (`make bench` runs it after a
+#                                             Release build into build-release)
+#   bash bench/run.sh BUILD_DIR --peers-only  only the talk's programs with Go and gevent
+#                                             (`make bench-peers`; needs no C build)
+#
+# Benchmarks are not tests: they print figures and ratios measured in this run and never
+# judge them. Each data point of the talk's programs runs in a fresh process; a run
+# shorter than 2 s is done 3 times and its median printed.
+#
+# Environment:
+#   BENCH_FULL=1   lift the time caps (gevent at 1M: minutes; pthreads beyond 100K where
+#                  the kernel would let them be created)
+#   BENCH_SIZES    the N of the talk's tables (default "100 1K 10K 100K 1M")
+#   BENCH_PID_HEADROOM  pids bench_talk_pthreads leaves free below kernel.pid_max (1024)
+
+set -uo pipefail
+export LC_ALL=C
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_ARG=${1:-build-release}
+PEERS_ONLY=0
+[[ ${2:-} == --peers-only ]] && PEERS_ONLY=1
+if [[ $BUILD_ARG = /* ]]; then BUILD=$BUILD_ARG
+elif [[ -d $BUILD_ARG ]]; then BUILD=$(cd "$BUILD_ARG" && pwd)
+else BUILD=$ROOT/$BUILD_ARG; fi
+BIN=$BUILD/bench
+read -r -a SIZES <<<"${BENCH_SIZES:-100 1K 10K 100K 1M}"
+FULL=${BENCH_FULL:-0}
+T_START=$(date +%s)
+
+if (( ! PEERS_ONLY )); then
+  for b in bench_switch bench_spawn bench_talk bench_talk_pthreads; do
+    if [[ ! -x $BIN/$b ]]; then
+      echo "run.sh: $BIN/$b is missing; build first (make bench does)" >&2
+      exit 1
+    fi
+  done
+fi
+
+# ---------------------------------------------------------------- helpers
+
+# kv LINE KEY: the value of KEY=value in a line of key=value pairs
+kv() { awk -v k="$2" '{for (i = 1; i <= NF; i++) { j = index($i, "="); if (substr($i, 1, j - 1) == k) { print substr($i, j + 1); exit } } }' <<<"$1"; }
+count() { awk -v s="$1" 'BEGIN { m = 1; if (s ~ /[kK]$/) m = 1e3; if (s ~ /[mM]$/) m = 1e6; printf "%d", s * m }'; }
+commas() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
+fmt_ms() { awk -v v="$1" 'BEGIN { if (v < 1) printf "%.2f ms", v; else if (v < 10) printf "%.1f ms", v; else if (v < 1000) printf "%.0f ms", v; else printf "%.2f s", v / 1000 }'; }
+fmt_kib() { awk -v v="$1" 'BEGIN { if (v < 1024) printf "%.0f KiB", v; else if (v < 1048576) printf "%.1f MiB", v / 1024; else printf "%.2f GiB", v / 1048576 }'; }
+fmt_bytes() { awk -v v="$1" 'BEGIN { if (v < 1024) printf "%.0f B", v; else if (v < 1048576) printf "%.1f KiB", v / 1024; else printf "%.1f MiB", v / 1048576 }'; }
+mem_avail_kb() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
+sysctl_val() { cat "/proc/sys/$1" 2>/dev/null || echo "?"; }
+
+# run_point CMD...: one data point in a fresh process; prints its key=value line, or
+# "error=..." when it crashed, hung (15 min) or printed nothing.
+run_point() {
+  local out rc
+  out=$(timeout 900 "$@" 2>/tmp/bench-stderr.$$)
+  rc=$?
+  if (( rc == 124 )); then echo "error=timeout"
+  elif (( rc != 0 )) || [[ -z $out ]]; then
+    echo "error=exit-$rc $(head -c 200 /tmp/bench-stderr.$$ | tr '\n ' '__')"
+  else echo "$out"; fi
+  rm -f /tmp/bench-stderr.$$
+}
+
+# run_timed CMD...: like run_point; when the process took < 2 s (and created everything),
+# twice more, and each numeric field is the median of the 3 runs.
+run_timed() {
+  local t0=$EPOCHREALTIME first
+  first=$(run_point "$@")
+  local t1=$EPOCHREALTIME
+  if [[ -n $(kv "$first" fail)$(kv "$first" cap)$(kv "$first" error) ]] ||
+     awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a >= 2) }'; then
+    echo "$first"; return
+  fi
+  { echo "$first"; run_point "$@"; run_point "$@"; } | awk '
+    { for (i = 1; i <= NF; i++) { j = index($i, "="); k = substr($i, 1, j - 1); v = substr($i, j + 1)
+        if (NR == 1) { key[++nk] = k; first[k] = v } val[k, NR] = v } }
+    END {
+      if (NR < 3) { for (i = 1; i <= nk; i++) printf "%s%s=%s", (i > 1 ? " " : ""), key[i], first[key[i]]; print ""; exit }
+      for (i = 1; i <= nk; i++) {
+        k = key[i]; a = val[k, 1]; b = val[k, 2]; c = val[k, 3]; out = a
+        if (a ~ /^-?[0-9.]+$/ && b ~ /^-?[0-9.]+$/ && c ~ /^-?[0-9.]+$/) {
+          a += 0; b += 0; c += 0
+          if (a > b) { t = a; a = b; b = t } if (b > c) { t = b; b = c; c = t } if (a > b) { t = a; a = b; b = t }
+          out = b
+        }
+        printf "%s%s=%s", (i > 1 ? " " : ""), k, out
+      }
+      print ""
+    }'
+}
+
+# failure cell: "EAGAIN after 32,753 (vm.max_map_count)", "stopped at 31,638 (pid_max)"
+fail_cell() {
+  if [[ -n $(kv "$1" cap) ]]; then
+    echo "stopped at $(commas "$(kv "$1" created)") (pid_max)"; return
+  fi
+  local c maps; c="$(kv "$1" fail) after $(commas "$(kv "$1" created)")"
+  maps=$(kv "$1" fail_maps)
+  if [[ -n $maps ]]; then
+    if (( maps >= $(sysctl_val vm/max_map_count) - 8 )); then c="$c (vm.max_map_count)"
+    else c="$c ($(commas "$(kv "$1" fail_threads)") threads alive)"; fi
+  fi
+  echo "$c"
+}
+error_cell() { echo "**failed: $(kv "$1" error)**"; }
+
+# row LABEL CELL...: a markdown table row
+row() { local label=$1; shift; printf '| %s |' "$label"; for c in "$@"; do printf ' %s |' "$c"; done; printf '\n'; }
+header() {
+  local first=$1; shift
+  printf '| %s |' "$first"; for c in "$@"; do printf ' %s |' "$c"; done; printf '\n|---|'
+  for c in "$@"; do printf -- '---:|'; done; printf '\n'
+}
+
+# ---------------------------------------------------------------- the machine
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+[[ -z $cpu ]] && cpu=$(uname -m)
+cores=$(nproc)
+ram=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || echo "?")
+thp=$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null)
+rev=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")
+btype=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+ccv=$("${cc:-cc}" -dumpfullversion 2>/dev/null || echo "?")
+ctx=$(sed -n 's/^GREEN_CONTEXT:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)
+
+echo "# libgreen benchmarks"
+echo
+echo "**Machine:** $cpu, $cores cores, $ram RAM, Linux $(uname -r) ($os); THP ${thp:-?};" \
+  "kernel.pid_max $(sysctl_val kernel/pid_max), kernel.threads-max $(sysctl_val kernel/threads-max)," \
+  "vm.max_map_count $(sysctl_val vm/max_map_count), vm.overcommit_memory $(sysctl_val vm/overcommit_memory)." \
+  "libgreen $rev$([[ -n $btype ]] && echo ", ${btype} build, ${ctx:-asm} context switch, gcc $ccv")." \
+  "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews wall times)."
+echo
+
+# ---------------------------------------------------------------- A, B, C
+
+if (( ! PEERS_ONLY )); then
+  echo "## A. Context switches (wall clock, ns per switch, median of 3 runs of ~250 ms)"
+  echo
+  echo "Two green threads ping-pong with \`green_switch\` (no hub); the hub rows are two green"
+  echo "threads spawned with \`green_spawn\`, each looping \`green_yield()\`. Switch counts are"
+  echo "\`green_stats().switches\`. The pthread rows hand a token between two OS threads."
+  echo
+  out=$("$BIN/bench_switch" 2>&1) || out="**bench_switch failed (exit $?):** $out"
+  echo "$out"
+  echo
+
+  echo "## B. A green thread's life (wall clock, ns per cycle, median of 3)"
+  echo
+  out=$("$BIN/bench_spawn" 2>&1) || out="**bench_spawn failed (exit $?):** $out"
+  echo "$out"
+  echo
+
+  echo "## C. Instructions per switch (callgrind)"
+  echo
+  if command -v valgrind >/dev/null 2>&1; then
+    N1=10000 N2=110000
+    echo "Each row runs twice under \`valgrind --tool=callgrind\` with $N1 and $N2 round trips;"
+    echo "instructions per switch = (Ir($N2) − Ir($N1)) / (switches($N2) − switches($N1)), so"
+    echo "setup and teardown cancel out. User-space instructions only: swapcontext's"
+    echo "\`rt_sigprocmask\` system call (most of its cost, see A) is not counted."
+    echo
+    header "switch" "instructions per switch" "Ir($N2) − Ir($N1)" "switches"
+    declare -A CG_LABEL=(
+      [dedicated]="libgreen \`green_switch\`, dedicated stacks"
+      [shared]="libgreen \`green_switch\`, shared stack"
+      [yield]="libgreen \`green_yield\` via the hub, dedicated (per switch)"
+      [yield-shared]="libgreen \`green_yield\` via the hub, shared stack (per switch)"
+      [ucontext]="glibc \`swapcontext\`")
+    cgdir=$(mktemp -d)
+    for m in dedicated shared yield yield-shared ucontext; do
+      ir=() sw=()
+      for n in $N1 $N2; do
+        s=$(valgrind --tool=callgrind -q --callgrind-out-file="$cgdir/$m.$n" \
+              "$BIN/bench_switch" count "$m" "$n" 2>"$cgdir/err")
+        sw+=("$(kv "$s" switches)")
+        ir+=("$(awk '/^(summary|totals):/ { print $2; exit }' "$cgdir/$m.$n" 2>/dev/null)")
+      done
+      if [[ -n ${ir[0]} && -n ${ir[1]} && -n ${sw[0]} && -n ${sw[1]} ]]; then
+        d=$((ir[1] - ir[0])) ds=$((sw[1] - sw[0]))
+        row "${CG_LABEL[$m]}" "$(awk -v d=$d -v s=$ds 'BEGIN { printf "%.1f", d / s }')" \
+          "$(commas $d)" "$(commas $ds)"
+      else
+        row "${CG_LABEL[$m]}" "**failed:** $(head -c 200 "$cgdir/err" | tr '\n' ' ')" "" ""
+      fi
+    done
+    rm -rf "$cgdir"
+  else
+    echo "valgrind is not installed: skipped (\`apt-get install valgrind\`, or \`make bench\`, installs it)."
+  fi
+  echo
+fi
+
+# ---------------------------------------------------------------- peers
+
+GO_OK=0 PY=""
+GO_NOTE="not installed (make bench-peers)"
+PY_NOTE="not installed (make bench-peers)"
+PEERS_BIN=$BIN/peers
+if command -v go >/dev/null 2>&1; then
+  mkdir -p "$PEERS_BIN"
+  if [[ -z ${HOME:-} && -z ${GOCACHE:-} ]]; then export GOCACHE=$PEERS_BIN/go-cache GOPATH=$PEERS_BIN/gopath; fi
+  if GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' go build -o "$PEERS_BIN/go_prog1" "$ROOT/bench/peers/prog1.go" 2>"$PEERS_BIN/build.log" &&
+     GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' go build -o "$PEERS_BIN/go_prog2" "$ROOT/bench/peers/prog2.go" 2>>"$PEERS_BIN/build.log"; then
+    GO_OK=1
+    GO_NOTE=$(go version | awk '{ print $3 }')
+  else
+    GO_NOTE="build failed (see $PEERS_BIN/build.log)"
+  fi
+fi
+for p in /usr/bin/python3 python3; do
+  if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import gevent' 2>/dev/null; then
+    PY=$p
+    PY_NOTE="gevent $("$p" -c 'import gevent; print(gevent.__version__)'), Python $("$p" -c 'import platform; print(platform.python_version())')"
+    break
+  fi
+done
+
+# ---------------------------------------------------------------- D: the talk's programs
+
+NS=()
+for s in "${SIZES[@]}"; do NS+=("$(count "$s")"); done
+thread_limit=$(awk -v a="$(sysctl_val kernel/pid_max)" -v b="$(sysctl_val kernel/threads-max)" \
+  -v c="$(sysctl_val vm/max_map_count)" 'BEGIN { m = a; if (b < m) m = b; if (c / 2 < m) m = c / 2; printf "%d", m }')
+
+# may_run_pthreads N: run unless it would really create more than 100K OS threads
+may_run_pthreads() { (( FULL == 1 || $1 <= 100000 || thread_limit <= 100000 )); }
+# fits PREV_KB PREV_N N: would ~PREV_KB * N / PREV_N stay under 60% of MemAvailable?
+fits() { awk -v p="$1" -v pn="$2" -v n="$3" -v a="$(mem_avail_kb)" 'BEGIN { exit !(p * n / pn < 0.6 * a) }'; }
+
+echo "## D. The talk's programs"
+echo
+echo "Prog 1: N threads each sleep 200 ms; wall time from the first spawn to the last join."
+echo "Prog 2: N threads asleep (90 s, as in the talk); once all of them sleep (plus 100 ms),"
+echo "VmRSS and VmSize from /proc/self/status; then all are killed and joined. Every cell is"
+echo "a fresh process; where a process takes under 2 s, each figure is the median of 3 runs."
+echo "Rows marked *talk* are the talk's own figures (Python threads and gevent on the"
+echo "speaker's machine, not measured here)."
+echo
+
+declare -A P1 P2 PF   # results: P1[mode,N] = key=value line
+
+# prog1 / prog2 runners per mode; they fill P1 / P2
+run_mode() { # PROG MODE N -> line
+  local prog=$1 mode=$2 n=$3
+  local runner=run_timed
+  case $mode in
+    dedicated|shared) $runner "$BIN/bench_talk" "$prog" "$mode" "$n" ;;
+    pthreads8M) $runner "$BIN/bench_talk_pthreads" "$prog" 8M "$n" ;;
+    pthreads64K) $runner "$BIN/bench_talk_pthreads" "$prog" 64K "$n" ;;
+    go) $runner "$PEERS_BIN/go_$prog" "$n" ;;
+    gevent) $runner "$PY" "$ROOT/bench/peers/$prog.py" "$n" ;;
+  esac
+}
+
+MODES=()
+(( PEERS_ONLY )) || MODES+=(dedicated shared pthreads8M pthreads64K)
+(( GO_OK )) && MODES+=(go)
+[[ -n $PY ]] && MODES+=(gevent)
+
+# skip reasons, per (prog, mode, N); empty = run it
+skip_reason() { # PROG MODE N PREV_LINE PREV_N
+  local prog=$1 mode=$2 n=$3 prev=$4 pn=$5
+  if [[ $mode == pthreads* ]] && ! may_run_pthreads "$n"; then
+    echo "capped: > 100K OS threads (BENCH_FULL=1)"; return
+  fi
+  if [[ $mode == gevent ]] && (( n > 100000 && FULL != 1 )); then
+    echo "capped: minutes at 1M (BENCH_FULL=1)"; return
+  fi
+  if [[ -n $prev && -z $(kv "$prev" error)$(kv "$prev" fail)$(kv "$prev" cap) ]]; then
+    local kb; if [[ $prog == prog1 ]]; then kb=$(kv "$prev" hwm_kb); else kb=$(kv "$prev" rss_kb); fi
+    if [[ -n $kb ]] && ! fits "$kb" "$pn" "$n"; then
+      echo "skipped: needs ~$(fmt_kib "$(awk -v p="$kb" -v pn="$pn" -v n="$n" 'BEGIN { print p * n / pn }')")"; return
+    fi
+  fi
+}
+
+collect() { # PROG ARRAY-NAME
+  local prog=$1 mode n prev pn why
+  for mode in "${MODES[@]}"; do
+    prev="" pn=""
+    for n in "${NS[@]}"; do
+      why=$(skip_reason "$prog" "$mode" "$n" "$prev" "$pn")
+      local line
+      if [[ -n $why ]]; then line="skip=${why// /^}"; else line=$(run_mode "$prog" "$mode" "$n"); fi
+      eval "$2[\$mode,\$n]=\$line"
+      prev=$line pn=$n
+    done
+  done
+}
+
+# cell formatters
+p1_cell() { # LINE
+  local l=$1
+  if [[ -n $(kv "$l" skip) ]]; then kv "$l" skip | tr '^' ' '; return; fi
+  if [[ -n $(kv "$l" error) ]]; then error_cell "$l"; return; fi
+  if [[ -n $(kv "$l" fail)$(kv "$l" cap) ]]; then echo "$(fail_cell "$l") ($(fmt_ms "$(kv "$l" ms)") for those)"; return; fi
+  fmt_ms "$(kv "$l" ms)"
+}
+p1_cell_spawn() { # LINE: with the time spent spawning
+  local l=$1 c; c=$(p1_cell "$l")
+  if [[ -z $(kv "$l" skip)$(kv "$l" error)$(kv "$l" fail)$(kv "$l" cap) ]]; then c="$c (spawning $(fmt_ms "$(kv "$l" spawn_ms)"))"; fi
+  echo "$c"
+}
+p2_cell() { # LINE WHAT(rss|per|vm|time)
+  local l=$1 what=$2
+  if [[ -n $(kv "$l" skip) ]]; then kv "$l" skip | tr '^' ' '; return; fi
+  if [[ -n $(kv "$l" error) ]]; then error_cell "$l"; return; fi
+  local c=""
+  case $what in
+    rss) c=$(fmt_kib "$(kv "$l" rss_kb)") ;;
+    vm) c=$(fmt_kib "$(kv "$l" vm_kb)") ;;
+    per) c=$(fmt_bytes "$(awk -v a="$(kv "$l" rss_kb)" -v b="$(kv "$l" rss0_kb)" -v n="$(kv "$l" created)" 'BEGIN { print (a - b) * 1024 / n }')") ;;
+    time) c="$(fmt_ms "$(kv "$l" start_ms)") / $(fmt_ms "$(kv "$l" kill_ms)")" ;;
+  esac
+  [[ -n $(kv "$l" fail)$(kv "$l" cap) ]] && c="$(fail_cell "$l"): $c"
+  echo "$c"
+}
+
+declare -A LABEL=(
+  [dedicated]="libgreen, dedicated stacks (default attr)"
+  [shared]="libgreen, shared stack (GREEN_STACK_SHARED)"
+  [pthreads8M]="OS threads (pthreads), 8 MiB stacks"
+  [pthreads64K]="OS threads (pthreads), 64 KiB stacks"
+  [go]="Go goroutines ($GO_NOTE)"
+  [gevent]="gevent greenlets ($PY_NOTE)")
+
+absent_rows() { # [EXTRA-CELL...]: rows for the peers that are not installed
+  local dashes=() _n
+  for _n in "${NS[@]}"; do dashes+=("—"); done
+  (( GO_OK )) || row "Go goroutines: $GO_NOTE" "${dashes[@]}" "$@"
+  [[ -n $PY ]] || row "gevent greenlets: $PY_NOTE" "${dashes[@]}" "$@"
+}
+
+# talk_row LABEL "F100;F1K;F10K;F100K" [EXTRA-CELL]: a row of the talk's own figures
+talk_row() {
+  local n cells=() f
+  IFS=';' read -r -a f <<<"$2"
+  for n in "${NS[@]}"; do
+    case $n in 100) cells+=("${f[0]}") ;; 1000) cells+=("${f[1]}") ;; 10000) cells+=("${f[2]}") ;;
+      100000) cells+=("${f[3]}") ;; *) cells+=("—") ;; esac
+  done
+  row "$1" "${cells[@]}" "${@:3}"
+}
+
+# --- the page floor (first touch of N fresh pages), in the same run
+if (( ! PEERS_ONLY )); then
+  prevpf="" pnpf=""
+  for n in "${NS[@]}"; do
+    if [[ -n $prevpf && -z $(kv "$prevpf" error) ]] && ! fits "$(kv "$prevpf" rss_delta_kb)" "$pnpf" "$n"; then
+      PF[$n]="skip=skipped:^not^enough^memory"
+    else
+      PF[$n]=$(run_point "$BIN/bench_talk" pagefloor "$n")
+    fi
+    prevpf=${PF[$n]} pnpf=$n
+  done
+fi
+
+collect prog1 P1
+
+NHEAD=()
+for s in "${SIZES[@]}"; do NHEAD+=("N = $s"); done
+
+echo "### Prog 1: N threads each sleep 200 ms — wall time"
+echo
+header "threads" "${NHEAD[@]}"
+talk_row "*talk*: Python threads" "207 ms;327 ms;2.55 s;25.42 s"
+talk_row "*talk*: gevent greenlets" "204 ms;223 ms;421 ms;3.06 s"
+for mode in "${MODES[@]}"; do
+  cells=()
+  for n in "${NS[@]}"; do
+    if [[ $mode == dedicated ]]; then cells+=("$(p1_cell_spawn "${P1[$mode,$n]}")"); else cells+=("$(p1_cell "${P1[$mode,$n]}")"); fi
+  done
+  row "${LABEL[$mode]}" "${cells[@]}"
+  if [[ $mode == dedicated ]]; then
+    cells=()
+    for n in "${NS[@]}"; do
+      l=${PF[$n]}
+      if [[ -n $(kv "$l" skip) ]]; then cells+=("$(kv "$l" skip | tr '^' ' ')")
+      elif [[ -n $(kv "$l" error) ]]; then cells+=("$(error_cell "$l")")
+      else cells+=("$(fmt_ms "$(kv "$l" ms)") ($(kv "$l" ns_per_page) ns/page)"); fi
+    done
+    row "page floor: first touch of N fresh 4 KiB pages (a dedicated stack touches ≥ 1)" "${cells[@]}"
+  fi
+done
+absent_rows
+echo
+# notes from the largest dedicated run
+if (( ! PEERS_ONLY )); then
+  big=${P1[dedicated,${NS[-1]}]}
+  if [[ -n $(kv "$big" guarded) ]]; then
+    echo "Dedicated stacks at N = ${SIZES[-1]}: $(commas "$(kv "$big" guarded)") with a guard page (the vm.max_map_count" \
+      "budget), $(commas "$(kv "$big" unguarded)") checked by canary at every switch; peak RSS $(fmt_kib "$(kv "$big" hwm_kb)")."
+    echo
+  fi
+fi
+
+# --- Prog 2, with 10M for the shared stack when memory allows
+collect prog2 P2
+P2X=""
+if (( ! PEERS_ONLY )); then
+  last=${NS[-1]}
+  l=${P2[shared,$last]}
+  if (( last == 1000000 )) && [[ -n $(kv "$l" rss_kb) && -z $(kv "$l" fail)$(kv "$l" cap) ]]; then
+    per=$(awk -v a="$(kv "$l" rss_kb)" -v b="$(kv "$l" rss0_kb)" 'BEGIN { print (a - b) }')  # KiB per 1M
+    est=$(awk -v p="$per" -v b="$(kv "$l" rss0_kb)" 'BEGIN { printf "%d", p * 10 * 1.2 + b + 80 * 1024 }')
+    avail=$(mem_avail_kb)
+    if awk -v e="$est" -v a="$avail" 'BEGIN { exit !(e < 0.6 * a) }'; then
+      P2X=$(run_point "$BIN/bench_talk" prog2 shared 10000000)
+      P2X_NOTE="10M shared: estimated $(fmt_kib "$est") from the 1M row (+20%), MemAvailable $(fmt_kib "$avail"): run."
+    else
+      P2X="skip=skipped:^needs^~$(fmt_kib "$est" | tr ' ' '^')"
+      P2X_NOTE="10M shared: estimated $(fmt_kib "$est") from the 1M row (+20%), MemAvailable $(fmt_kib "$avail"): not run."
+    fi
+  fi
+fi
+
+p2_table() { # WHAT TITLE
+  local what=$1 mode n cells
+  local x=0; [[ -n $P2X ]] && x=1
+  local heads=("${NHEAD[@]}"); (( x )) && heads+=("N = 10M")
+  header "threads" "${heads[@]}"
+  if [[ $what == rss ]]; then
+    local extra=(); (( x )) && extra=("—")
+    talk_row "*talk*: Python threads (\"RAM\")" "4.9 GB;11.8 GB;82 GB;? (256GB)" "${extra[@]}"
+    talk_row "*talk*: gevent greenlets" "33 MB;41 MB;114 MB;858 MB" "${extra[@]}"
+  fi
+  for mode in "${MODES[@]}"; do
+    cells=()
+    for n in "${NS[@]}"; do cells+=("$(p2_cell "${P2[$mode,$n]}" "$what")"); done
+    if (( x )); then
+      if [[ $mode == shared ]]; then cells+=("$(p2_cell "$P2X" "$what")"); else cells+=("—"); fi
+    fi
+    row "${LABEL[$mode]}" "${cells[@]}"
+    if [[ $mode == dedicated && ( $what == rss || $what == per ) ]]; then
+      cells=()
+      for n in "${NS[@]}"; do
+        l=${PF[$n]}
+        if [[ -n $(kv "$l" skip) ]]; then cells+=("—")
+        elif [[ -n $(kv "$l" error) ]]; then cells+=("$(error_cell "$l")")
+        elif [[ $what == rss ]]; then cells+=("+$(fmt_kib "$(kv "$l" rss_delta_kb)")")
+        else cells+=("$(fmt_bytes "$(awk -v d="$(kv "$l" rss_delta_kb)" -v n="$n" 'BEGIN { print d * 1024 / n }')")"); fi
+      done
+      (( x )) && cells+=("—")
+      row "page floor: N fresh pages touched (RSS growth)" "${cells[@]}"
+    fi
+  done
+  if (( x )); then absent_rows "—"; else absent_rows; fi
+}
+
+echo "### Prog 2: N threads asleep — resident memory of the process (VmRSS)"
+echo
+p2_table rss
+echo
+echo "### Prog 2: bytes per thread = (RSS with N asleep − RSS before spawning) / N"
+echo
+p2_table per
+echo
+echo "### Prog 2: virtual size of the process (VmSize)"
+echo
+p2_table vm
+echo
+echo "### Prog 2: time until all N are asleep / time to kill and join them all"
+echo
+p2_table time
+echo
+[[ -n ${P2X_NOTE:-} ]] && { echo "$P2X_NOTE"; echo; }
+if (( ! PEERS_ONLY )); then
+  echo "Notes: the talk's thread \"RAM\" figures grow by ~8 MB per thread: they track the"
+  echo "virtual size (compare the 8 MiB pthreads VmSize row), not resident memory. OS threads"
+  echo "also cost kernel memory that VmRSS does not show (a kernel stack, 16 KiB, per thread)."
+  echo "OS thread creation stops at the kernel's limits: kernel.pid_max and kernel.threads-max"
+  echo "bound the threads alive, vm.max_map_count the mappings (a thread stack and its guard are"
+  echo "two, and an exited thread keeps its stack until it is joined: in Prog 1 the early"
+  echo "sleepers have exited while creation goes on). Here that is $(commas "$thread_limit") threads at most."
+  echo "kernel.pid_max is machine-wide, and running it out makes every fork() on the machine"
+  echo "fail, so bench_talk_pthreads stops creating while 1,024 pids are still free"
+  echo "(BENCH_PID_HEADROOM): \"stopped at N (pid_max)\". vm.max_map_count is per process and is"
+  echo "let fail: \"EAGAIN after N (vm.max_map_count)\" (the process then has $(commas "$(sysctl_val vm/max_map_count)") mappings)."
+fi
+echo
+echo "_bench/run.sh took $(( $(date +%s) - T_START )) s._"
