@@ -14,7 +14,7 @@ CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind
 
 .PHONY: all test bench bench-peers deps-test deps-bench test-native test-ucontext \
-        test-asan test-valgrind test-aarch64 clean
+        test-asan test-tsan test-valgrind test-aarch64 clean
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -39,7 +39,7 @@ endif
 deps-bench:
 	$(call apt_install,$(BENCH_PKGS))
 
-test: deps-test test-native test-ucontext test-asan test-valgrind test-aarch64
+test: deps-test test-native test-ucontext test-asan test-tsan test-valgrind test-aarch64
 	@echo "make test: all suites passed"
 
 test-native:
@@ -60,6 +60,13 @@ test-asan:
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(CTEST)
 	cd build-asan && GREEN_POLLER=uring $(CTEST) -L hub
+
+# the tests that cross OS threads, under ThreadSanitizer (it allows ~8K fibers at once)
+test-tsan:
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_SANITIZE=thread \
+	  -DGREEN_TEST_SCALE=100 -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(CTEST) -L tsan
 
 # memcheck over the suite built without sanitizers, at reduced scale
 test-valgrind:

@@ -87,9 +87,8 @@ static void poll_once(struct green_hub *h, int timeout)
     if (timeout != 0) {
         /* announce that we may block, then look again for wake-ups from other threads
          * (green__remote_wake does the mirror image) */
-        __atomic_store_n(&h->polling, 1, __ATOMIC_RELAXED);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        if (green__remote_pending(h))
+        __atomic_store_n(&h->polling, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST))
             timeout = 0;
         h->poller->ops->wait(h, timeout);
         __atomic_store_n(&h->polling, 0, __ATOMIC_RELAXED);

@@ -134,12 +134,11 @@ int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int e
     struct green_remote *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
     do
         n->next = head;
-    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_RELEASE,
+    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_SEQ_CST,
                                         __ATOMIC_RELAXED));
     /* The hub re-checks the list after announcing that it will block, so either it
-     * sees our note or we see its announcement (both sequentially consistent). */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&h->polling, __ATOMIC_RELAXED))
+     * sees our note or we see its announcement (all sequentially consistent). */
+    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
         h->poller->ops->notify(h->poller);
     return 0;
 }
