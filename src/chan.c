@@ -420,14 +420,6 @@ static void entries_rearm(struct choose *s)
     __atomic_store_n(&s->ent[0]->done, W_PENDING, __ATOMIC_RELAXED);
 }
 
-/* wait.c numbers a waiter with its next park; when green__park returned without
- * parking (killed, deadline past) that number is still unused and a late note
- * carrying it could end our next, unrelated park. Use it up. */
-static void seq_consume(struct green_hub *h, const struct green_waiter *w)
-{
-    h->current->wait_seq = w->seq; /* unchanged if it did park */
-}
-
 extern char __libc_single_threaded __attribute__((weak));
 
 /* May anything but this hub wake a channel waiter? Not while the process has never
@@ -470,7 +462,6 @@ static int choose(green_clause_t *cl, int n, int64_t deadline)
         unlock_all(&s);
         int p = green__waiter_park(s.h, s.ent[0], deadline, others_may_wake());
         int err = errno;
-        seq_consume(s.h, s.ent[0]);
         r = withdraw(&s);
         if (r >= 0)
             break; /* completed, even if killed or timed out meanwhile: keep it */

@@ -165,7 +165,7 @@ static int wait_on(green_group_t *g, green_waitq_t *q, int64_t deadline,
                    int (*enough)(const green_group_t *))
 {
     if (deadline == 0) {
-        errno = ETIMEDOUT;
+        errno = green_cancelled() ? ECANCELED : ETIMEDOUT;
         return -1;
     }
     struct green_hub *h = green__loop();

@@ -214,6 +214,7 @@ struct green_hub *green__loop(void) { return loop(); }
 
 void green__hub_loop_destroy(struct green_hub *h)
 {
+    green__remote_drain(h); /* frees wake-up notes nobody will act on any more */
     green__waiters_destroy(h);
     if (h->poller) {
         h->poller->ops->destroy(h);
