@@ -17,7 +17,7 @@ BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind
         test-asan test-tsan test-valgrind test-aarch64 clean
 
 all:
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
 	cmake --build build -j$(JOBS)
 
 # Install what is missing (Debian); silent when everything is there.
@@ -43,7 +43,7 @@ test: deps-test test-native test-ucontext test-asan test-tsan test-valgrind test
 	@echo "make test: all suites passed"
 
 test-native:
-	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
 	cmake --build build -j$(JOBS)
 	cd build && $(CTEST)
 	cd build && GREEN_POLLER=uring $(CTEST) -L hub

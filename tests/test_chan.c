@@ -448,8 +448,8 @@ static void test_deadlines(void **state)
     assert_int_equal(errno, ETIMEDOUT);
 
     /* a scoped deadline (gevent.Timeout) applies to channel calls too */
+    t0 = green_now(); /* before the push: the scope's deadline is push time + 30 */
     assert_int_equal(green_timeout_push(30), 0);
-    t0 = green_now();
     errno = 0;
     assert_int_equal(green_chan_recv(ch, &v, -1), -1);
     assert_int_equal(errno, ETIMEDOUT);
