@@ -196,6 +196,26 @@ struct green_ext *green__ext(struct green *g)
     return g->ext;
 }
 
+int green__on_death(struct green *g, void (*fn)(struct green_hub *, struct green *, void *), void *arg)
+{
+    struct green_ext *x = green__ext(g);
+    if (!x)
+        return -1;
+    x->on_death = fn;
+    x->on_death_arg = arg;
+    return 0;
+}
+
+void green__died(struct green_hub *h, struct green *g)
+{
+    struct green_ext *x = g->ext;
+    if (x && x->on_death) {
+        void (*fn)(struct green_hub *, struct green *, void *) = x->on_death;
+        x->on_death = NULL;
+        fn(h, g, x->on_death_arg);
+    }
+}
+
 /* ---- the hub object (per OS thread) ---- */
 
 struct green_hub *green__hub(void)
@@ -530,8 +550,11 @@ void green__release(struct green_hub *h, struct green *g)
 
 void green__finish(struct green_hub *h, struct green *g, void *result)
 {
-    if (GREEN_UNLIKELY(g->ext && g->ext->held && h->held_hook))
-        h->held_hook(h, g); /* robust mutexes: hand them over as owner-dead */
+    if (GREEN_UNLIKELY(g->ext != NULL)) {
+        if (g->ext->held && h->held_hook)
+            h->held_hook(h, g); /* robust mutexes: hand them over as owner-dead */
+        green__died(h, g);
+    }
     g->arg = result;
     g->state = GS_DEAD;
     if (g->flags & GF_SHARED)

@@ -456,6 +456,7 @@ static void kill_unstarted(struct green_hub *h, struct green *g)
     }
     g->state = GS_DEAD;
     g->arg = NULL;
+    green__died(h, g);
     if (g->joiner)
         join_notify(h, g);
     green__release(h, g); /* frees it if detached */

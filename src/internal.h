@@ -51,6 +51,7 @@ struct green_timer {
 };
 #define GREEN_TIMER_IDLE 0xffffu
 
+struct green_hub;
 struct green_stack; /* a dedicated stack slot, see stack.c */
 struct block_chunk;
 
@@ -59,11 +60,17 @@ struct block_chunk;
 struct green_ext {
     const char *name;
     void *held;                           /* mutexes it holds (sync layer's list) */
+    /* called once when it finishes or is killed before it ever ran (gevent's rawlink) */
+    void (*on_death)(struct green_hub *h, struct green *g, void *arg);
+    void *on_death_arg;
     int64_t tmo;                          /* effective scoped deadline, -1 none */
     int depth;
     int64_t tmo_saved[GREEN_TIMEOUT_DEPTH];
 };
 struct green_ext *green__ext(struct green *g); /* NULL + ENOMEM */
+/* Run fn(h, g, arg) when g finishes or is killed before it ran; one per green thread. */
+int green__on_death(struct green *g, void (*fn)(struct green_hub *, struct green *, void *), void *arg);
+void green__died(struct green_hub *h, struct green *g); /* runs the on_death callback */
 
 /* The control block. Kept small: in shared-stack mode it is most of a sleeping green
  * thread's memory (112 bytes, followed in shared mode by room for a shallow stack copy,
