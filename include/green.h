@@ -13,6 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <netdb.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -271,6 +275,89 @@ int green_group_join(green_group_t *g, int64_t deadline); /* waits for every mem
 int green_group_kill(green_group_t *g);            /* kills every member; join then returns */
 size_t green_group_size(green_group_t *g);
 int green_group_destroy(green_group_t *g);          /* EBUSY while it has members */
+
+/* ======================================================================== */
+/*  Cooperative I/O and networking (layer 6)                                */
+/* ======================================================================== */
+
+/*
+ * gevent.socket, gevent.server, gevent.threadpool, gevent.resolver, gevent.subprocess
+ * and gevent.signal in C. Calls look like POSIX plus a deadline; inside they park the
+ * calling green thread on the hub's poller instead of blocking the OS thread. fds given
+ * to them are switched to O_NONBLOCK. Errors: ETIMEDOUT, ECANCELED, EBADF (the fd was
+ * closed with green_close while we waited), EBUSY (someone already waits for the same
+ * direction on this fd), plus what the system call says.
+ */
+enum { GREEN_READ = 1, GREEN_WRITE = 2 };
+/* Wait until fd is readable and/or writable: the events that are ready (> 0). One
+ * reader and one writer may wait on an fd at a time; a second gets EBUSY. */
+int green_wait_fd(int fd, int events, int64_t deadline);
+/* Wake every green thread waiting on fd with EBADF, forget it, then close(2) it. */
+int green_close(int fd);
+
+ssize_t green_read(int fd, void *buf, size_t n, int64_t deadline);   /* >= 1 byte, 0 at EOF */
+ssize_t green_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+/* Writes all n bytes (0 < n) and returns n. If it fails part way, it returns the count
+ * written so far (< n) with errno set; -1 when nothing was written. Same for writev/send. */
+ssize_t green_write(int fd, const void *buf, size_t n, int64_t deadline);
+ssize_t green_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+ssize_t green_recv(int fd, void *buf, size_t n, int flags, int64_t deadline);
+ssize_t green_send(int fd, const void *buf, size_t n, int flags, int64_t deadline);
+ssize_t green_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+                       socklen_t *fromlen, int64_t deadline);
+ssize_t green_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
+                     socklen_t tolen, int64_t deadline);          /* one datagram */
+ssize_t green_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
+ssize_t green_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+/* The accepted fd is O_NONBLOCK and O_CLOEXEC. */
+int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
+int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
+
+/* Helpers: host/port strings as for getaddrinfo (host NULL = any; port "0" = a free one). */
+int green_tcp_listen(const char *host, const char *port, int backlog); /* fd, -1+errno */
+int green_tcp_connect(const char *host, const char *port, int64_t deadline); /* tries each address */
+int green_udp_bind(const char *host, const char *port);
+int green_unix_listen(const char *path, int backlog);
+int green_unix_connect(const char *path, int64_t deadline);
+/* The port a socket is bound to (for port "0"), or -1+errno. */
+int green_socket_port(int fd);
+
+/* DNS: getaddrinfo on the thread pool (system semantics: /etc/hosts, nsswitch), or
+ * c-ares with GREEN_RESOLVER=ares. Returns 0 or an EAI_* code; EAI_SYSTEM with errno
+ * ETIMEDOUT or ECANCELED when the deadline passes or the caller is killed. Free the
+ * result with green_freeaddrinfo. */
+int green_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                      struct addrinfo **res, int64_t deadline);
+void green_freeaddrinfo(struct addrinfo *res);
+
+/* Run fn(arg) on the bounded pool of OS threads (GREEN_THREADPOOL, default 10), parking
+ * only the caller. 0 and *result, or -1: ETIMEDOUT/ECANCELED (the job still runs to the
+ * end on its OS thread; its result is dropped), ENOMEM. */
+int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t deadline);
+
+/* Wait for a signal (it is blocked in the calling OS thread and read from a signalfd):
+ * returns signo. */
+int green_signal_wait(int signo, int64_t deadline);
+/* waitpid(2) that parks: pid > 0 (pidfd where the kernel has it). Returns pid. */
+pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
+
+/* Stream server (gevent.server.StreamServer): handler(client_fd, arg) runs in a green
+ * thread per connection; the client fd is closed when it returns. green_serve starts
+ * accepting in the background on the calling hub (opts->threads > 1: also on that many
+ * more OS threads, each with its own hub and an SO_REUSEPORT listener on the same
+ * address) and returns at once. Accept failures from fd exhaustion (EMFILE, ENFILE)
+ * back off and retry. NULL + errno. */
+typedef void (*green_handler)(int client_fd, void *arg);
+typedef struct green_serve_opts {
+    size_t max_conns;       /* at most this many handlers at once (per hub); 0 = no cap */
+    int threads;            /* hubs serving; 0 or 1 = only the calling one */
+    green_attr_t attr;      /* for the handlers' green threads */
+} green_serve_opts_t;
+typedef struct green_server green_server_t;
+green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
+                            const green_serve_opts_t *opts);
+/* Stop accepting, wait for the handlers until the deadline, kill the rest, free srv. */
+int green_server_stop(green_server_t *srv, int64_t deadline);
 
 /* ======================================================================== */
 /*  Debugging and statistics                                                */

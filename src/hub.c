@@ -216,6 +216,7 @@ void green__hub_loop_destroy(struct green_hub *h)
 {
     green__remote_drain(h); /* frees wake-up notes nobody will act on any more */
     green__waiters_destroy(h);
+    green__fds_destroy(h);
     if (h->poller) {
         h->poller->ops->destroy(h);
         free(h->poller);

@@ -122,6 +122,16 @@ struct green_shared_stack {
 
 struct green_poller; /* poll_*.c */
 
+/* An fd some green thread waits on (fd.c). */
+struct green_fd {
+    struct green *waiter[2];       /* reader, writer */
+    uint32_t seq[2];               /* their park sequence numbers */
+    uint32_t epoch;                /* bumped when the fd is forgotten (closed) */
+    uint8_t mask;                  /* directions the poller watches (GREEN_READ|GREEN_WRITE) */
+    uint8_t revents;               /* directions reported ready to a waiter */
+    uint8_t pending;               /* io_uring: directions with a poll request in flight */
+};
+
 struct green_hub {
     struct green *current;
     struct green *root;
@@ -163,6 +173,8 @@ struct green_hub {
     uint64_t ext_refs;             /* things outside this hub that may wake it (pool jobs...) */
     uint64_t nfds;                 /* fds watched by the poller */
     int64_t now;                   /* cached clock, ms */
+    struct green_fd *fd_table;     /* fd.c, indexed by fd */
+    size_t nfd_cap;
     struct green_waiter *free_waiters;
     struct green_remote *remote;   /* wake-ups pushed by other threads (lock-free stack) */
     int polling;                   /* set while blocked in the poller: wakers must notify */
@@ -305,6 +317,9 @@ struct green_poller_ops {
     /* Wait up to timeout_ms (-1 forever, 0 not at all); handle what arrived. */
     int (*wait)(struct green_hub *h, int timeout_ms);
     int (*notify)(struct green_poller *p);   /* wake the hub from any thread */
+    /* Make sure fd's readiness for events is reported (green__fd_ready); -1+errno. */
+    int (*watch)(struct green_hub *h, int fd, int events);
+    void (*unwatch)(struct green_hub *h, int fd);  /* fd is about to be closed */
 };
 struct green_poller {
     const struct green_poller_ops *ops;
@@ -313,6 +328,14 @@ struct green_poller {
 };
 extern const struct green_poller_ops green__epoll_ops, green__uring_ops;
 void green__on_notify(struct green_hub *h); /* called by a poller when wakefd fired */
+
+/* ---- fds (fd.c) ---- */
+struct green_fd *green__fd(struct green_hub *h, int fd);   /* grows the table; NULL+ENOMEM */
+void green__fd_ready(struct green_hub *h, int fd, int events); /* from the poller */
+int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline);
+void green__fd_forget(struct green_hub *h, int fd);
+int green__set_nonblock(int fd);
+void green__fds_destroy(struct green_hub *h);
 
 /* ---- scheduler (hub.c) ---- */
 void green__hub_loop_destroy(struct green_hub *h);

@@ -2,6 +2,11 @@
  * poll_uring.c — the second poller: io_uring (liburing). The wake-up eventfd is watched
  * with a multishot poll; checking for completions without waiting reads the completion
  * ring in user space, with no system call. Selected with GREEN_POLLER=uring.
+ *
+ * An fd wait is a one-shot poll request, queued in the submission ring and sent with
+ * the next wait (no system call of its own). Its tag carries the fd, the direction and
+ * the fd's epoch, so a completion for an fd that was closed since (maybe reopened under
+ * the same number) is recognised and dropped; green_close cancels what is in flight.
  */
 
 #include "internal.h"
@@ -13,6 +18,12 @@
 #include <unistd.h>
 
 #define WAKE_TAG 1
+#define CANCEL_TAG 2
+/* fd poll tags: fd << 20 | epoch (16 bits) << 4 | 8 | direction bit */
+static inline uint64_t fd_tag(int fd, uint32_t epoch, int bit)
+{
+    return ((uint64_t)(uint32_t)fd << 20) | ((uint64_t)(epoch & 0xffff) << 4) | 8 | (uint64_t)bit;
+}
 
 struct uring_impl {
     struct io_uring ring;
@@ -76,6 +87,8 @@ static int ur_wait(struct green_hub *h, int timeout)
 {
     struct uring_impl *u = h->poller->impl;
     struct io_uring_cqe *cqe;
+    if (timeout == 0 && io_uring_sq_ready(&u->ring))
+        io_uring_submit(&u->ring);
     if (timeout != 0 && io_uring_cq_ready(&u->ring) == 0) {
         if (timeout < 0) {
             io_uring_submit_and_wait(&u->ring, 1);
@@ -89,19 +102,83 @@ static int ur_wait(struct green_hub *h, int timeout)
     int rearm = 0;
     io_uring_for_each_cqe(&u->ring, head, cqe) {
         n++;
-        if (io_uring_cqe_get_data64(cqe) == WAKE_TAG) {
+        uint64_t tag = io_uring_cqe_get_data64(cqe);
+        if (tag == WAKE_TAG) {
             uint64_t v;
             ssize_t r = read(h->poller->wakefd, &v, sizeof v);
             (void)r;
             if (!(cqe->flags & IORING_CQE_F_MORE))
                 rearm = 1;
             green__on_notify(h);
+        } else if (tag & 8) {
+            int fd = (int)(tag >> 20), bit = (int)(tag & 3);
+            struct green_fd *st = (size_t)fd < h->nfd_cap ? &h->fd_table[fd] : NULL;
+            if (!st || (st->epoch & 0xffff) != ((tag >> 4) & 0xffff))
+                continue; /* for an fd closed since */
+            st->pending &= (uint8_t)~bit;
+            st->mask = st->pending;
+            int ready = 0;
+            if (cqe->res > 0) {
+                if (cqe->res & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))
+                    ready |= GREEN_READ;
+                if (cqe->res & (POLLOUT | POLLHUP | POLLERR))
+                    ready |= GREEN_WRITE;
+            } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
+                ready = bit; /* let the waiter find out with its system call */
+            }
+            green__fd_ready(h, fd, ready & bit);
         }
     }
     io_uring_cq_advance(&u->ring, n);
     if (rearm)
         arm_wake(h);
     return (int)n;
+}
+
+static int ur_watch(struct green_hub *h, int fd, int events)
+{
+    struct uring_impl *u = h->poller->impl;
+    struct green_fd *st = &h->fd_table[fd];
+    for (int bit = GREEN_READ; bit <= GREEN_WRITE; bit <<= 1) {
+        if (!(events & bit) || (st->pending & bit))
+            continue;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        if (!sqe) {
+            io_uring_submit(&u->ring);
+            if (!(sqe = io_uring_get_sqe(&u->ring))) {
+                errno = EAGAIN;
+                return -1;
+            }
+        }
+        io_uring_prep_poll_add(sqe, fd, bit == GREEN_READ ? POLLIN | POLLRDHUP : POLLOUT);
+        io_uring_sqe_set_data64(sqe, fd_tag(fd, st->epoch, bit));
+        st->pending |= (uint8_t)bit;
+    }
+    st->mask = st->pending;
+    return 0;
+}
+
+/* Cancel the polls in flight for fd (whose epoch has just moved on). */
+static void ur_unwatch(struct green_hub *h, int fd)
+{
+    struct uring_impl *u = h->poller->impl;
+    struct green_fd *st = &h->fd_table[fd];
+    for (int bit = GREEN_READ; bit <= GREEN_WRITE; bit <<= 1) {
+        if (!(st->pending & bit))
+            continue;
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+        if (!sqe) {
+            io_uring_submit(&u->ring);
+            sqe = io_uring_get_sqe(&u->ring);
+        }
+        if (sqe) {
+            io_uring_prep_poll_remove(sqe, fd_tag(fd, st->epoch - 1, bit));
+            io_uring_sqe_set_data64(sqe, CANCEL_TAG);
+        }
+    }
+    /* sent now: the fd is closed right after us, and a poll must not outlive it */
+    io_uring_submit(&u->ring);
+    st->pending = 0;
 }
 
 static int ur_notify(struct green_poller *p)
@@ -116,4 +193,6 @@ const struct green_poller_ops green__uring_ops = {
     .destroy = ur_destroy,
     .wait = ur_wait,
     .notify = ur_notify,
+    .watch = ur_watch,
+    .unwatch = ur_unwatch,
 };

@@ -10,4 +10,5 @@ static int none_init(struct green_hub *h)
 
 const struct green_poller_ops green__uring_ops = {
     .name = "uring", .init = none_init, .destroy = NULL, .wait = NULL, .notify = NULL,
+    .watch = NULL, .unwatch = NULL,
 };

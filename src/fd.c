@@ -1,0 +1,154 @@
+/*
+ * fd.c — waiting for file descriptors (layer 5): the hub's table of fds that green
+ * threads wait on, between green_wait_fd and the poller.
+ *
+ * Each fd has at most one waiting reader and one waiting writer (gevent's rule; a
+ * second gets EBUSY). A waiter records itself in the fd's slot, asks the poller to
+ * watch the direction, and parks on the hub's one wait mechanism. The poller reports
+ * readiness with green__fd_ready, which wakes the slot's green thread. green_close
+ * wakes both with EBADF and makes the poller forget the fd *before* closing it, so a
+ * later fd with the same number never sees an old wake-up: the fd's epoch is bumped,
+ * and pollers that report asynchronously (io_uring) tag their requests with it.
+ *
+ * The table is indexed by fd and grows by doubling; nobody keeps a pointer into it
+ * across a park (it may move), only the fd number.
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct green_fd *green__fd(struct green_hub *h, int fd)
+{
+    if ((size_t)fd >= h->nfd_cap) {
+        size_t cap = h->nfd_cap ? h->nfd_cap : 64;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        struct green_fd *t = realloc(h->fd_table, cap * sizeof *t);
+        if (!t) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        memset(t + h->nfd_cap, 0, (cap - h->nfd_cap) * sizeof *t);
+        h->fd_table = t;
+        h->nfd_cap = cap;
+    }
+    return &h->fd_table[fd];
+}
+
+void green__fd_ready(struct green_hub *h, int fd, int events)
+{
+    if ((size_t)fd >= h->nfd_cap)
+        return;
+    struct green_fd *st = &h->fd_table[fd];
+    for (int dir = 0; dir < 2; dir++) {
+        int bit = dir ? GREEN_WRITE : GREEN_READ;
+        struct green *g = st->waiter[dir];
+        if (!(events & bit) || !g)
+            continue;
+        st->revents |= (uint8_t)bit;
+        st->waiter[dir] = NULL;
+        if (g->state == GS_WAITING && g->wait_seq == st->seq[dir])
+            green__wake(h, g, 0);
+    }
+}
+
+int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline)
+{
+    if (fd < 0 || !events || (events & ~(GREEN_READ | GREEN_WRITE))) {
+        errno = fd < 0 ? EBADF : EINVAL;
+        return -1;
+    }
+    struct green_fd *st = green__fd(h, fd);
+    if (!st)
+        return -1;
+    struct green *self = h->current;
+    for (int dir = 0; dir < 2; dir++)
+        if ((events & (dir ? GREEN_WRITE : GREEN_READ)) && st->waiter[dir] && st->waiter[dir] != self) {
+            errno = EBUSY;
+            return -1;
+        }
+    uint32_t epoch = st->epoch;
+    for (;;) {
+        if (h->poller->ops->watch(h, fd, events) != 0)
+            return -1;
+        for (int dir = 0; dir < 2; dir++)
+            if (events & (dir ? GREEN_WRITE : GREEN_READ)) {
+                st->waiter[dir] = self;
+                st->seq[dir] = self->wait_seq + 1; /* the park below */
+            }
+        st->revents &= (uint8_t)~events;
+        h->nfds++;
+        int r = green__park(h, deadline);
+        h->nfds--;
+        st = &h->fd_table[fd]; /* the table may have moved while we were parked */
+        for (int dir = 0; dir < 2; dir++)
+            if (st->waiter[dir] == self)
+                st->waiter[dir] = NULL;
+        if (r != 0)
+            return -1;
+        if (st->epoch != epoch) {
+            errno = EBADF;
+            return -1;
+        }
+        int ready = st->revents & events;
+        st->revents &= (uint8_t)~ready;
+        if (ready)
+            return ready;
+        /* woken by a stray green_wake: keep waiting */
+    }
+}
+
+int green_wait_fd(int fd, int events, int64_t deadline)
+{
+    struct green_hub *h = green__loop();
+    if (!h)
+        return -1;
+    return green__fd_wait(h, fd, events, deadline);
+}
+
+/* Forget fd: its waiters get EBADF and the poller stops watching it. */
+void green__fd_forget(struct green_hub *h, int fd)
+{
+    if (fd < 0 || (size_t)fd >= h->nfd_cap)
+        return;
+    struct green_fd *st = &h->fd_table[fd];
+    st->epoch++;
+    for (int dir = 0; dir < 2; dir++) {
+        struct green *g = st->waiter[dir];
+        st->waiter[dir] = NULL;
+        if (g && g->state == GS_WAITING && g->wait_seq == st->seq[dir])
+            green__wake(h, g, EBADF);
+    }
+    if (st->mask)
+        h->poller->ops->unwatch(h, fd);
+    st->mask = 0;
+    st->revents = 0;
+}
+
+int green_close(int fd)
+{
+    struct green_hub *h = green__tls_hub;
+    if (h && h->poller)
+        green__fd_forget(h, fd);
+    return close(fd);
+}
+
+int green__set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -1;
+    if (fl & O_NONBLOCK)
+        return 0;
+    return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+void green__fds_destroy(struct green_hub *h)
+{
+    free(h->fd_table);
+    h->fd_table = NULL;
+    h->nfd_cap = 0;
+}
