@@ -9,9 +9,9 @@ JOBS ?= $(shell nproc)
 CTEST := ctest --output-on-failure -j$(JOBS)
 ARCH := $(shell uname -m)
 
-TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind
+TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind
+BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk
 
 .PHONY: all test bench bench-peers deps-test deps-bench test-native test-ucontext \
         test-asan test-tsan test-valgrind test-aarch64 clean
