@@ -488,19 +488,34 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
 {
     struct green *from = h->current;
     int dying = from->state == GS_DEAD;
+    uint8_t from_flags = from->flags;
 
-    if ((from->flags & GF_UNGUARDED) && !dying)
+    if ((from_flags & GF_UNGUARDED) && !dying)
         green__stack_check(from);
     h->current = to;
     to->state = GS_RUNNING;
     h->switches++;
-    if (dying || ((to->flags & GF_SHARED) && h->shared.owner != to && (from->flags & GF_SHARED))) {
+    int on_shared = (from_flags & GF_SHARED) && !(from_flags & GF_ROOT);
+    int needs_copy = (to->flags & GF_SHARED) && h->shared.owner != to;
+    if (dying && !GREEN_SANITIZE_FIBERS && !on_shared) {
+        /* A dead green thread on a dedicated stack gives the stack back before it
+         * leaves: the pool only links it, nothing reuses it before the swap below, and
+         * that saves the trip through the relay. (Sanitizers must first be told the
+         * fiber is gone, so they take the relay.) */
+        h->dying = from;
+        bury(h);
+        if (needs_copy)
+            shared_take(h, to);
+        to->flags |= GF_STARTED;
+        return swap(h, &h->dead_ctx, 1, to, &to->ctx, value);
+    }
+    if (dying || (needs_copy && on_shared)) {
         /* leaving a dead one, or standing on the shared stack that `to` needs */
         h->relay_to = to;
         h->relay_value = value;
         return swap(h, dying ? &h->dead_ctx : &from->ctx, dying, NULL, &h->relay_ctx, NULL);
     }
-    if ((to->flags & GF_SHARED) && h->shared.owner != to)
+    if (needs_copy)
         shared_take(h, to);
     to->flags |= GF_STARTED;
     return swap(h, &from->ctx, 0, to, &to->ctx, value);
