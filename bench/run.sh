@@ -12,7 +12,7 @@
 #
 # Environment:
 #   BENCH_FULL=1   lift the time caps (gevent at 1M: minutes; pthreads beyond 100K where
-#                  the kernel would let them be created)
+#                  the kernel would let them be created; E's pipeline with 1M integers)
 #   BENCH_SIZES    the N of the talk's tables (default "100 1K 10K 100K 1M")
 #   BENCH_PID_HEADROOM  pids bench_talk_pthreads leaves free below kernel.pid_max (1024)
 
@@ -32,7 +32,7 @@ FULL=${BENCH_FULL:-0}
 T_START=$(date +%s)
 
 if (( ! PEERS_ONLY )); then
-  for b in bench_switch bench_spawn bench_talk bench_talk_pthreads; do
+  for b in bench_switch bench_spawn bench_talk bench_talk_pthreads bench_chan; do
     if [[ ! -x $BIN/$b ]]; then
       echo "run.sh: $BIN/$b is missing; build first (make bench does)" >&2
       exit 1
@@ -484,6 +484,127 @@ if (( ! PEERS_ONLY )); then
   echo "fail, so bench_talk_pthreads stops creating while 1,024 pids are still free"
   echo "(BENCH_PID_HEADROOM): \"stopped at N (pid_max)\". vm.max_map_count is per process and is"
   echo "let fail: \"EAGAIN after N (vm.max_map_count)\" (the process then has $(commas "$(sysctl_val vm/max_map_count)") mappings)."
+fi
+echo
+
+# ---------------------------------------------------------------- E: channels and mutexes
+
+if (( ! PEERS_ONLY )); then
+  # The same four programs with libgreen (bench_chan) and Go (bench/peers/chan.go, run
+  # with GOMAXPROCS=1 and 2). Sizes keep the section to ~30 s; the pipeline's 1,000,000
+  # integers of issue 4 take minutes per column (BENCH_FULL=1).
+  CH_PP=500K CH_BUF=5M CH_MU=500K CH_STAGES=1000 CH_PIPE=10K
+  (( FULL == 1 )) && CH_PIPE=1M
+  CH_GO="" CH_GO_NOTE="Go not installed (make bench-peers)"
+  if command -v go >/dev/null 2>&1; then
+    mkdir -p "$PEERS_BIN"
+    if [[ -z ${HOME:-} && -z ${GOCACHE:-} ]]; then export GOCACHE=$PEERS_BIN/go-cache GOPATH=$PEERS_BIN/gopath; fi
+    if GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' go build -o "$PEERS_BIN/go_chan" "$ROOT/bench/peers/chan.go" 2>"$PEERS_BIN/build-chan.log"; then
+      CH_GO=$PEERS_BIN/go_chan
+      CH_GO_NOTE=$(go version | awk '{ print $3 }')
+    else
+      CH_GO_NOTE="Go build failed (see $PEERS_BIN/build-chan.log)"
+    fi
+  fi
+
+  # ch_cell LINE [total]: ns per message, or what went wrong; "total" adds the run's time
+  ch_cell() {
+    local l=$1
+    if [[ -n $(kv "$l" error) ]]; then error_cell "$l"; return; fi
+    local c; c=$(awk -v v="$(kv "$l" ns_per_msg)" 'BEGIN { printf (v < 100 ? "%.1f" : "%.0f"), v }')
+    c=$(commas "$c")
+    [[ ${2:-} == total ]] && c="$c ($(fmt_ms "$(kv "$l" ms)"))"
+    local it h; it=$(kv "$l" iters) h=$(kv "$l" handoffs)
+    if [[ -n $it && -n $h ]] && (( h * 10 < it * 9 )); then
+      c="$c ($(commas "$h") hand-offs in $(commas "$it") loops)"
+    fi
+    echo "$c"
+  }
+  # ch_ratio GO_LINE LG_LINE: how many times longer Go took per message
+  ch_ratio() {
+    local g l; g=$(kv "$1" ns_per_msg) l=$(kv "$2" ns_per_msg)
+    if [[ -z $g || -z $l || -n $(kv "$1" error)$(kv "$2" error) ]]; then echo "—"; return; fi
+    commas "$(awk -v g="$g" -v l="$l" 'BEGIN { r = g / l; printf (r < 10 ? "%.2f×" : "%.0f×"), r }')"
+  }
+  # ch_go MODE N [STAGES] -> "LINE1<TAB>LINE2": Go with GOMAXPROCS=1 and 2
+  ch_go() {
+    if [[ -z $CH_GO ]]; then printf '\t\n'; return; fi
+    printf '%s\t%s\n' "$(GOMAXPROCS=1 run_timed "$CH_GO" "$@")" "$(GOMAXPROCS=2 run_timed "$CH_GO" "$@")"
+  }
+  # ch_row LABEL LG_LINE GO_LINES [total]
+  ch_row() {
+    local g1 g2; IFS=$'\t' read -r g1 g2 <<<"$3"
+    if [[ -z $CH_GO ]]; then
+      row "$1" "$(ch_cell "$2" "${4:-}")" "$CH_GO_NOTE" "$CH_GO_NOTE" "—" "—"
+    else
+      row "$1" "$(ch_cell "$2" "${4:-}")" "$(ch_cell "$g1" "${4:-}")" "$(ch_cell "$g2" "${4:-}")" \
+        "$(ch_ratio "$g1" "$2")" "$(ch_ratio "$g2" "$2")"
+    fi
+  }
+
+  echo "## E. Channels and mutexes (issue 4)"
+  echo
+  echo "Wall clock, ns per message (median of 3 runs when a run takes under 2 s; each run a"
+  echo "fresh process, spawning included). libgreen: \`bench_chan\`, dedicated stacks unless"
+  echo "marked shared; Go: bench/peers/chan.go ($CH_GO_NOTE), goroutines, Go channels and"
+  echo "\`sync.Mutex\`, run with GOMAXPROCS=1 and 2. The shared rows compare with the same Go"
+  echo "program. Ratios > 1: Go takes longer per message than libgreen, in this run."
+  echo
+  echo "- ping-pong: two green threads, two rendezvous (capacity 0) channels, one each way:"
+  echo "  $CH_PP round trips, 2 messages each;"
+  echo "- buffered: one producer streams $CH_BUF integers to one consumer through a channel of"
+  echo "  capacity 128;"
+  echo "- mutex: two green threads each loop $CH_MU times: lock, count, yield (\`green_yield\`,"
+  echo "  \`runtime.Gosched\`), unlock. A hand-off is a lock acquired by the other one than its"
+  echo "  last owner; the loop row divides by the loops of both instead. libgreen's mutex hands"
+  echo "  the lock to its first waiter at unlock (FIFO, no barging), so every loop is a hand-off;"
+  echo "  Go's lets the unlocking goroutine take it again and hands it over only once a waiter"
+  echo "  has waited 1 ms (starvation mode): few hand-offs, each ~1 ms apart;"
+  echo "- pipeline: $(commas "$CH_STAGES") green threads, each receives from the rendezvous channel before it"
+  echo "  and sends (the integer + 1) to the next; $CH_PIPE integers; ns per message per stage ="
+  echo "  total / (integers × stages); the run's total time in parentheses."
+  echo
+  header "program" "libgreen ns/msg" "Go GOMAXPROCS=1 ns/msg" "Go GOMAXPROCS=2 ns/msg" \
+    "Go(1) / libgreen" "Go(2) / libgreen"
+  declare -A LG
+  LG[pp]=$(run_timed "$BIN/bench_chan" pingpong "$CH_PP")
+  go_pp=$(ch_go pingpong "$CH_PP")
+  ch_row "(a) ping-pong, rendezvous channels" "${LG[pp]}" "$go_pp"
+  LG[pps]=$(run_timed "$BIN/bench_chan" pingpong-shared "$CH_PP")
+  ch_row "(a) ping-pong, rendezvous channels, shared stack" "${LG[pps]}" "$go_pp"
+  LG[buf]=$(run_timed "$BIN/bench_chan" buffered "$CH_BUF")
+  ch_row "(b) buffered channel (capacity 128), one producer, one consumer" "${LG[buf]}" \
+    "$(ch_go buffered "$CH_BUF")"
+  lg_mu=$(run_timed "$BIN/bench_chan" mutex "$CH_MU")
+  LG[mu]=$lg_mu
+  go_mu=$(ch_go mutex "$CH_MU")
+  ch_row "(c) mutex, per hand-off between the two" "$lg_mu" "$go_mu"
+  # the same runs, per loop: msgs and ns_per_msg recomputed from iters
+  per_loop() { [[ -z $1 || -n $(kv "$1" error) ]] && { echo "$1"; return; }
+    echo "ms=$(kv "$1" ms) ns_per_msg=$(awk -v ms="$(kv "$1" ms)" -v it="$(kv "$1" iters)" 'BEGIN { print ms * 1e6 / it }')"; }
+  IFS=$'\t' read -r g1 g2 <<<"$go_mu"
+  ch_row "(c) mutex, per loop (lock, count, yield, unlock)" "$(per_loop "$lg_mu")" \
+    "$(per_loop "$g1")"$'\t'"$(per_loop "$g2")"
+  LG[pl]=$(run_timed "$BIN/bench_chan" pipeline "$CH_PIPE" "$CH_STAGES")
+  go_pl=$(ch_go pipeline "$CH_PIPE" "$CH_STAGES")
+  ch_row "(d) pipeline, $(commas "$CH_STAGES") stages, $CH_PIPE integers (per message per stage)" \
+    "${LG[pl]}" "$go_pl" total
+  LG[pls]=$(run_timed "$BIN/bench_chan" pipeline-shared "$CH_PIPE" "$CH_STAGES")
+  ch_row "(d) pipeline, $(commas "$CH_STAGES") stages, $CH_PIPE integers, shared stack" \
+    "${LG[pls]}" "$go_pl" total
+  echo
+  # what libgreen did per message (green_stats of the same runs)
+  notes=()
+  for k in pp pps buf mu pl pls; do
+    l=${LG[$k]}
+    [[ -z $(kv "$l" switches_per_msg) ]] && continue
+    n="\`$(kv "$l" mode)\` $(awk -v v="$(kv "$l" switches_per_msg)" 'BEGIN { printf "%.2f", v }')"
+    [[ -n $(kv "$l" copied_per_switch) ]] && n="$n ($(kv "$l" copied_per_switch) bytes copied per switch)"
+    notes+=("$n")
+  done
+  if (( ${#notes[@]} )); then
+    printf 'libgreen context switches per message: %s.\n' "$(printf '%s, ' "${notes[@]}" | sed 's/, $//')"
+  fi
 fi
 echo
 echo "_bench/run.sh took $(( $(date +%s) - T_START )) s._"

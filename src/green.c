@@ -260,9 +260,14 @@ struct green_hub *green__hub(void)
 static void hub_free(void *p)
 {
     struct green_hub *h = p;
+    green__tls_hub = NULL;
+    if (h->ext_refs) {
+        /* Something outside (a pool job, another thread) may still send this hub a
+         * wake-up: keep its object, and everything such a wake-up touches, alive. */
+        return;
+    }
     green__hub_loop_destroy(h);
     green__stacks_destroy(h);
-    green__tls_hub = NULL;
     blocks_orphan(h);
     free(h);
 }

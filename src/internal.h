@@ -220,6 +220,26 @@ static inline void green__lock(green__lock_t *l)
 }
 static inline void green__unlock(green__lock_t *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
 
+/* Waiting on an object whose wakers hand over what is awaited (marking the record done). */
+enum green_park_mode {
+    GREEN_PARK_LOCAL,    /* only this hub can end the wait: a root nobody can wake gets EDEADLK */
+    GREEN_PARK_EXTERNAL, /* another OS thread may end it: the hub never calls it a deadlock */
+    GREEN_PARK_MASKED,   /* no deadline, kills and scoped timeouts held off (cond_wait's relock) */
+};
+/* Queue the current green thread on q and park until a waker hands over what it waits
+ * for (0) or the wait ends otherwise (-1 + errno). `lock`, if any, guards q: held on
+ * entry and on return, dropped while parked. The record is freed before it returns. */
+int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
+                int64_t deadline, enum green_park_mode mode);
+/* Under the object's lock, from any thread: w's wait (all of q's) has succeeded. */
+void green__waiter_hand_over(struct green_waiter *w);
+void green__waitq_hand_over_all(struct green_waitq *q);
+
+/* ---- groups (group.c) ---- */
+/* green_group_spawn with the members' stack mode and size (the stream server's handlers). */
+green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, green_fn fn, void *arg,
+                                int64_t deadline);
+
 /* ---- hub (thread state) ---- */
 struct green_hub *green__hub(void);          /* this thread's hub, created on first use */
 /* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
@@ -310,6 +330,18 @@ uint64_t green__timer_count(struct green_hub *h);
 
 /* ---- pollers (poll_*.c) ---- */
 enum { GREEN_POLLER_EPOLL = 0, GREEN_POLLER_URING = 1 };
+/* A read or write of a regular file that the poller itself carries out (io_uring). The
+ * record must stay put until its completion: buf is not the caller's (see file.c). */
+struct green_file_op {
+    int fd;
+    int write;                     /* 0 read, 1 write */
+    void *buf;
+    size_t n;
+    off_t off;                     /* -1: at the file's current position */
+    ssize_t res;                   /* set on completion: bytes moved, or -errno */
+    /* called on the hub's thread, from its poller, once the op has completed */
+    void (*done)(struct green_hub *h, struct green_file_op *op);
+};
 struct green_poller_ops {
     const char *name;
     int (*init)(struct green_hub *h);
@@ -320,6 +352,9 @@ struct green_poller_ops {
     /* Make sure fd's readiness for events is reported (green__fd_ready); -1+errno. */
     int (*watch)(struct green_hub *h, int fd, int events);
     void (*unwatch)(struct green_hub *h, int fd);  /* fd is about to be closed */
+    /* Start op; its completion calls op->done. NULL: this poller cannot (the thread pool
+     * does file I/O then). 0, or -1 + errno. */
+    int (*file_io)(struct green_hub *h, struct green_file_op *op);
 };
 struct green_poller {
     const struct green_poller_ops *ops;
@@ -336,6 +371,29 @@ int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline);
 void green__fd_forget(struct green_hub *h, int fd);
 int green__set_nonblock(int fd);
 void green__fds_destroy(struct green_hub *h);
+
+/* ---- thread pool (pool.c) ---- */
+/* Run fn(arg) on a pool thread, parking only the calling green thread of h (NULL: this
+ * thread's hub, made if need be, but never for a pool thread's own call): 0 and
+ * *result (if result), or -1 + errno (ETIMEDOUT, ECANCELED, ENOMEM, EAGAIN). A job whose
+ * caller gave up still runs to the end. On failure arg belongs to drop, if given: it
+ * runs once nothing uses arg any more, drop(arg, NULL) at once when no job was started,
+ * else drop(arg, the job's result) on the pool thread when the job ends. On a pool
+ * thread itself fn runs inline (waiting for another could deadlock a full pool). */
+int green__pool_run(struct green_hub *h, void *(*fn)(void *), void *arg, void **result,
+                    int64_t deadline, void (*drop)(void *arg, void *result));
+/* A wait of h's current green thread would be over before it starts: -1 + errno
+ * (ECANCELED, ETIMEDOUT), and the caller starts nothing it would leave behind; else 0. */
+int green__wait_over(struct green_hub *h, int64_t deadline);
+
+/* ---- regular files (file.c) ---- */
+/* pread/pwrite (off >= 0) or read/write (off == -1) of a regular file or block device,
+ * without blocking the hub: on io_uring when that is h's poller, else on the thread
+ * pool. Moves at most GREEN_FILE_CHUNK bytes (a short count is not an error). Bytes
+ * moved, or -1 + errno (ETIMEDOUT, ECANCELED, ENOMEM, or the system call's). */
+#define GREEN_FILE_CHUNK ((size_t)1 << 20)
+ssize_t green__file_io(struct green_hub *h, int fd, int write, void *buf, size_t n, off_t off,
+                       int64_t deadline);
 
 /* ---- scheduler (hub.c) ---- */
 void green__hub_loop_destroy(struct green_hub *h);

@@ -7,6 +7,11 @@
  * the next wait (no system call of its own). Its tag carries the fd, the direction and
  * the fd's epoch, so a completion for an fd that was closed since (maybe reopened under
  * the same number) is recognised and dropped; green_close cancels what is in flight.
+ *
+ * A file read or write (file.c) is one request whose tag is its record's address with
+ * bit 2 set (fd tags never have it); its completion calls the record's done callback.
+ * The ring is not torn down while such a request is in flight: the kernel would still
+ * write into the record's buffer.
  */
 
 #include "internal.h"
@@ -19,6 +24,7 @@
 
 #define WAKE_TAG 1
 #define CANCEL_TAG 2
+#define FILE_TAG 4
 /* fd poll tags: fd << 20 | epoch (16 bits) << 4 | 8 | direction bit */
 static inline uint64_t fd_tag(int fd, uint32_t epoch, int bit)
 {
@@ -27,7 +33,20 @@ static inline uint64_t fd_tag(int fd, uint32_t epoch, int bit)
 
 struct uring_impl {
     struct io_uring ring;
+    unsigned files;                /* file requests in flight */
 };
+
+/* A free submission entry, sending what is queued if the ring is full; NULL + EAGAIN. */
+static struct io_uring_sqe *sqe_get(struct uring_impl *u)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    if (!sqe) {
+        io_uring_submit(&u->ring);
+        if (!(sqe = io_uring_get_sqe(&u->ring)))
+            errno = EAGAIN;
+    }
+    return sqe;
+}
 
 static int arm_wake(struct green_hub *h)
 {
@@ -72,11 +91,34 @@ static int ur_init(struct green_hub *h)
     return 0;
 }
 
+static void file_done(struct green_hub *h, struct io_uring_cqe *cqe)
+{
+    struct uring_impl *u = h->poller->impl;
+    uint64_t tag = io_uring_cqe_get_data64(cqe);
+    struct green_file_op *op = (struct green_file_op *)(uintptr_t)(tag & ~(uint64_t)7);
+    u->files--;
+    op->res = cqe->res;
+    op->done(h, op);
+}
+
 static void ur_destroy(struct green_hub *h)
 {
     struct uring_impl *u = h->poller->impl;
     if (!u)
         return;
+    while (u->files) { /* file requests end soon (no fd is waited for); others are dropped */
+        int r = io_uring_submit_and_wait(&u->ring, 1);
+        if (r < 0 && r != -EINTR)
+            break;
+        struct io_uring_cqe *cqe;
+        unsigned head, n = 0;
+        io_uring_for_each_cqe(&u->ring, head, cqe) {
+            n++;
+            if ((io_uring_cqe_get_data64(cqe) & 7) == FILE_TAG)
+                file_done(h, cqe);
+        }
+        io_uring_cq_advance(&u->ring, n);
+    }
     io_uring_queue_exit(&u->ring);
     close(h->poller->wakefd);
     free(u);
@@ -110,6 +152,8 @@ static int ur_wait(struct green_hub *h, int timeout)
             if (!(cqe->flags & IORING_CQE_F_MORE))
                 rearm = 1;
             green__on_notify(h);
+        } else if ((tag & 7) == FILE_TAG) {
+            file_done(h, cqe);
         } else if (tag & 8) {
             int fd = (int)(tag >> 20), bit = (int)(tag & 3);
             struct green_fd *st = (size_t)fd < h->nfd_cap ? &h->fd_table[fd] : NULL;
@@ -142,14 +186,9 @@ static int ur_watch(struct green_hub *h, int fd, int events)
     for (int bit = GREEN_READ; bit <= GREEN_WRITE; bit <<= 1) {
         if (!(events & bit) || (st->pending & bit))
             continue;
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-        if (!sqe) {
-            io_uring_submit(&u->ring);
-            if (!(sqe = io_uring_get_sqe(&u->ring))) {
-                errno = EAGAIN;
-                return -1;
-            }
-        }
+        struct io_uring_sqe *sqe = sqe_get(u);
+        if (!sqe)
+            return -1;
         io_uring_prep_poll_add(sqe, fd, bit == GREEN_READ ? POLLIN | POLLRDHUP : POLLOUT);
         io_uring_sqe_set_data64(sqe, fd_tag(fd, st->epoch, bit));
         st->pending |= (uint8_t)bit;
@@ -166,11 +205,7 @@ static void ur_unwatch(struct green_hub *h, int fd)
     for (int bit = GREEN_READ; bit <= GREEN_WRITE; bit <<= 1) {
         if (!(st->pending & bit))
             continue;
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
-        if (!sqe) {
-            io_uring_submit(&u->ring);
-            sqe = io_uring_get_sqe(&u->ring);
-        }
+        struct io_uring_sqe *sqe = sqe_get(u);
         if (sqe) {
             io_uring_prep_poll_remove(sqe, fd_tag(fd, st->epoch - 1, bit));
             io_uring_sqe_set_data64(sqe, CANCEL_TAG);
@@ -179,6 +214,22 @@ static void ur_unwatch(struct green_hub *h, int fd)
     /* sent now: the fd is closed right after us, and a poll must not outlive it */
     io_uring_submit(&u->ring);
     st->pending = 0;
+}
+
+static int ur_file_io(struct green_hub *h, struct green_file_op *op)
+{
+    struct uring_impl *u = h->poller->impl;
+    struct io_uring_sqe *sqe = sqe_get(u);
+    if (!sqe)
+        return -1;
+    /* offset -1 is the kernel's own "at the current position" */
+    if (op->write)
+        io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->n, (uint64_t)op->off);
+    else
+        io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->n, (uint64_t)op->off);
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | FILE_TAG);
+    u->files++;
+    return 0;
 }
 
 static int ur_notify(struct green_poller *p)
@@ -195,4 +246,5 @@ const struct green_poller_ops green__uring_ops = {
     .notify = ur_notify,
     .watch = ur_watch,
     .unwatch = ur_unwatch,
+    .file_io = ur_file_io,
 };

@@ -536,8 +536,11 @@ void green__stacks_destroy(struct green_hub *h)
         struct green_chunk *c = p->chunks;
         while (c) {
             struct green_chunk *cn = c->next;
-            for (size_t i = 0; i < c->carved; i++)
+            for (size_t i = 0; i < c->carved; i++) {
                 green_vg_deregister(c->slot[i].vg_id);
+                /* frames that never returned left poison that would outlive the mapping */
+                green_asan_unpoison(c->slot[i].lo, (size_t)(c->slot[i].hi - c->slot[i].lo));
+            }
             munmap(c->base, c->nslots * p->slot_size);
             free(c);
             c = cn;
@@ -548,11 +551,13 @@ void green__stacks_destroy(struct green_hub *h)
     h->stack_pools = NULL;
     if (h->shared.lo) {
         green_vg_deregister(h->shared.vg_id);
+        green_asan_unpoison(h->shared.lo, (size_t)(h->shared.hi - h->shared.lo));
         munmap(h->shared.lo - page_size, h->shared.map_size);
         h->shared.lo = NULL;
     }
     if (h->relay_stack) {
         green_vg_deregister(h->relay_vg_id);
+        green_asan_unpoison(h->relay_stack, GREEN_RELAY_SIZE);
         munmap(h->relay_stack, GREEN_RELAY_SIZE);
         h->relay_stack = NULL;
     }

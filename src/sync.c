@@ -2,10 +2,11 @@
  * sync.c — events, futures, semaphores, mutexes and conditions (layer 6).
  *
  * gevent.event and gevent.lock over the one wait mechanism: a green thread that must
- * wait queues a waiter record (wait.c) on the object and parks; whoever makes the
- * awaited thing happen pops the record, marks it done and wakes it. Semaphore permits
- * and mutexes are handed over in the same step, to the record, never put back up for
- * grabs: there is no barging, and FIFO order is the queue's order.
+ * wait queues a waiter record on the object and parks (green__wait, wait.c); whoever
+ * makes the awaited thing happen pops the record, marks it done and wakes it
+ * (green__waiter_hand_over). Semaphore permits and mutexes are handed over in the same
+ * step, to the record, never put back up for grabs: there is no barging, and FIFO order
+ * is the queue's order.
  *
  * Invariants:
  *  - "done wins": a record is marked done only by the waker that popped it, under the
@@ -23,7 +24,7 @@
  *
  * Threads: events and futures may be set from any OS thread, so their state is
  * guarded by their green__lock and their waiters park as "external" (see
- * green_event_wait for what that costs). Semaphores, mutexes and conditions belong to
+ * wait_published for what that costs). Semaphores, mutexes and conditions belong to
  * the hub whose green threads use them; they take no lock, and using one from two OS
  * threads is undefined.
  */
@@ -32,81 +33,8 @@
 #include <limits.h>
 
 /* ======================================================================== */
-/*  Waiting on an object's queue                                            */
+/*  Helpers                                                                 */
 /* ======================================================================== */
-
-enum park_mode {
-    PARK_LOCAL,    /* only this hub can end the wait: a root nobody can wake gets EDEADLK */
-    PARK_EXTERNAL, /* another OS thread may end it: the hub never calls it a deadlock */
-    PARK_MASKED,   /* cond_wait's relock: no deadline, kills and scoped timeouts held off */
-};
-
-/* pthread_cond_wait returns holding the mutex even when cancelled; so does ours. The
- * kill is not lost: the flag is put back, and a new kill during the wait only ends this
- * park (the caller parks again). */
-static int park_masked(struct green_hub *h, struct green_waiter *w)
-{
-    struct green *self = h->current;
-    struct green_ext *x = self->ext;
-    uint8_t killed = self->flags & GF_CANCELLED;
-    int64_t tmo = x ? x->tmo : -1;
-    self->flags &= (uint8_t)~GF_CANCELLED;
-    if (x)
-        x->tmo = -1;
-    int r = green__waiter_park(h, w, -1, 0);
-    if (r != 0 && errno == ECANCELED)
-        r = 0; /* seen as a spurious wake-up: the record is still queued */
-    self->flags |= killed;
-    if (x)
-        x->tmo = tmo;
-    return r;
-}
-
-/* Queue the caller on q and park until a waker hands it what it waits for (0), or the
- * wait ends otherwise (-1 + errno). `lock`, if any, guards q: held on entry and on
- * return, dropped while parked. The record is unlinked and freed before returning. */
-static int wait_for(struct green_hub *h, green_waitq_t *q, green__lock_t *lock,
-                    int64_t deadline, enum park_mode mode)
-{
-    struct green_waiter *w = green__waiter_new(h);
-    if (!w)
-        return -1;
-    green__waitq_push(q, w);
-    int r;
-    do {
-        w->seq = h->current->wait_seq + 1; /* each park is a new one for late wakers */
-        if (lock)
-            green__unlock(lock);
-        if (mode == PARK_MASKED)
-            r = park_masked(h, w);
-        else
-            r = green__waiter_park(h, w, deadline, mode == PARK_EXTERNAL);
-        if (lock)
-            green__lock(lock);
-    } while (r == 0 && !w->done);
-    int err = errno;
-    green__waitq_remove(q, w);
-    int done = w->done;
-    green__waiter_free(h, w);
-    if (done)
-        return 0;
-    errno = err;
-    return -1;
-}
-
-/* Under the object's lock: w's wait has succeeded. From any OS thread. */
-static void hand_over(struct green_waiter *w)
-{
-    w->done = 1;
-    green__waiter_wake(w, 0);
-}
-
-static void hand_over_all(green_waitq_t *q)
-{
-    struct green_waiter *w;
-    while ((w = green__waitq_pop(q)))
-        hand_over(w);
-}
 
 static int einval(void)
 {
@@ -118,6 +46,50 @@ static int ebusy(void)
 {
     errno = EBUSY;
     return -1;
+}
+
+/* ======================================================================== */
+/*  Events and futures: a word published under a lock, from any OS thread  */
+/* ======================================================================== */
+
+/* The word is an event's `set` or a future's `state`: non-zero once what is awaited has
+ * happened. It is read without the lock on the fast paths, so it is stored last, with
+ * release: whoever sees it non-zero also sees the outcome written before it. */
+
+/* Under the object's lock: publish `value` and hand it to every current waiter (who then
+ * succeed even if the word changes again before they run: an event's clear). */
+static void publish(int *word, int value, green_waitq_t *q)
+{
+    __atomic_store_n(word, value, __ATOMIC_RELEASE);
+    green__waitq_hand_over_all(q);
+}
+
+/* Wait until *word is published non-zero. Waiters park as external: any OS thread may
+ * publish, and the hub cannot know whether one will. The price: a root waiting forever on
+ * an event that nothing will ever set blocks forever (like pthread_cond_wait) instead of
+ * failing with EDEADLK as it would on a semaphore; give such waits a deadline. Reporting
+ * EDEADLK instead would fail a root whose event a plain pthread was about to set. */
+static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int64_t deadline)
+{
+    if (__atomic_load_n(word, __ATOMIC_ACQUIRE))
+        return 0;
+    struct green_hub *h = green__loop();
+    if (!h)
+        return -1;
+    green__lock(lock);
+    int r = *word ? 0 : green__wait(h, q, lock, deadline, GREEN_PARK_EXTERNAL);
+    green__unlock(lock);
+    return r;
+}
+
+/* EBUSY while green threads wait; the queue is read under the lock, as another OS thread
+ * may be emptying it. */
+static int destroy_locked(green__lock_t *lock, const green_waitq_t *q)
+{
+    green__lock(lock);
+    int busy = q->head != NULL;
+    green__unlock(lock);
+    return busy ? ebusy() : 0;
 }
 
 /* ======================================================================== */
@@ -136,10 +108,7 @@ int green_event_destroy(green_event_t *ev)
 {
     if (!ev)
         return einval();
-    green__lock(&ev->lock);
-    int busy = ev->q.head != NULL;
-    green__unlock(&ev->lock);
-    return busy ? ebusy() : 0;
+    return destroy_locked(&ev->lock, &ev->q);
 }
 
 /* Marks every current waiter done, so a clear() before they run cannot take it back. */
@@ -148,8 +117,7 @@ int green_event_set(green_event_t *ev)
     if (!ev)
         return einval();
     green__lock(&ev->lock);
-    __atomic_store_n(&ev->set, 1, __ATOMIC_RELEASE);
-    hand_over_all(&ev->q);
+    publish(&ev->set, 1, &ev->q);
     green__unlock(&ev->lock);
     return 0;
 }
@@ -171,31 +139,18 @@ int green_event_is_set(green_event_t *ev)
     return __atomic_load_n(&ev->set, __ATOMIC_ACQUIRE);
 }
 
-/* Waiters park as external: any OS thread may set the event, and the hub cannot know
- * whether one will. The price: a root waiting forever on an event that nothing will
- * ever set blocks forever (like pthread_cond_wait) instead of failing with EDEADLK as
- * it would on a semaphore; give such waits a deadline. Reporting EDEADLK instead would
- * fail a root whose event a plain pthread was about to set. */
 int green_event_wait(green_event_t *ev, int64_t deadline)
 {
     if (!ev)
         return einval();
-    if (__atomic_load_n(&ev->set, __ATOMIC_ACQUIRE))
-        return 0;
-    struct green_hub *h = green__loop();
-    if (!h)
-        return -1;
-    green__lock(&ev->lock);
-    int r = ev->set ? 0 : wait_for(h, &ev->q, &ev->lock, deadline, PARK_EXTERNAL);
-    green__unlock(&ev->lock);
-    return r;
+    return wait_published(&ev->set, &ev->lock, &ev->q, deadline);
 }
 
 /* ======================================================================== */
 /*  Futures                                                                 */
 /* ======================================================================== */
 
-enum { FUTURE_PENDING = 0, FUTURE_VALUE = 1, FUTURE_FAILED = 2 };
+enum { FUTURE_PENDING = 0, FUTURE_VALUE = 1, FUTURE_FAILED = 2 }; /* pending: not published */
 
 int green_future_init(green_future_t *f)
 {
@@ -209,10 +164,7 @@ int green_future_destroy(green_future_t *f)
 {
     if (!f)
         return einval();
-    green__lock(&f->lock);
-    int busy = f->q.head != NULL;
-    green__unlock(&f->lock);
-    return busy ? ebusy() : 0;
+    return destroy_locked(&f->lock, &f->q);
 }
 
 /* The outcome is written once, before the state that publishes it. */
@@ -225,8 +177,7 @@ static int future_settle(green_future_t *f, int state, void *value, int err)
     }
     f->value = value;
     f->err = err;
-    __atomic_store_n(&f->state, state, __ATOMIC_RELEASE);
-    hand_over_all(&f->q);
+    publish(&f->state, state, &f->q);
     green__unlock(&f->lock);
     return 0;
 }
@@ -245,22 +196,12 @@ int green_future_fail(green_future_t *f, int err)
     return future_settle(f, FUTURE_FAILED, NULL, err);
 }
 
-/* Waiters park as external, for the reason given at green_event_wait. */
 int green_future_get(green_future_t *f, void **value, int64_t deadline)
 {
     if (!f)
         return einval();
-    if (__atomic_load_n(&f->state, __ATOMIC_ACQUIRE) == FUTURE_PENDING) {
-        struct green_hub *h = green__loop();
-        if (!h)
-            return -1;
-        green__lock(&f->lock);
-        int r = f->state != FUTURE_PENDING ? 0
-                                           : wait_for(h, &f->q, &f->lock, deadline, PARK_EXTERNAL);
-        green__unlock(&f->lock);
-        if (r != 0)
-            return -1;
-    }
+    if (wait_published(&f->state, &f->lock, &f->q, deadline) != 0)
+        return -1;
     if (f->state == FUTURE_FAILED) {
         errno = f->err;
         return -1;
@@ -317,7 +258,7 @@ int green_sem_acquire(green_sem_t *s, int64_t deadline)
     struct green_hub *h = green__loop();
     if (!h)
         return -1;
-    return wait_for(h, &s->q, NULL, deadline, PARK_LOCAL);
+    return green__wait(h, &s->q, NULL, deadline, GREEN_PARK_LOCAL);
 }
 
 /* With waiters, the permit goes straight to the first, so a green thread that acquires
@@ -333,7 +274,7 @@ int green_sem_release(green_sem_t *s)
     }
     struct green_waiter *w = green__waitq_pop(&s->q);
     if (w)
-        hand_over(w);
+        green__waiter_hand_over(w);
     else
         s->count++;
     return 0;
@@ -399,7 +340,7 @@ static void mutex_pass_on(struct green_hub *h, green_mutex_t *m)
     struct green_waiter *w = green__waitq_pop(&m->q);
     if (w) {
         mutex_take(h, m, w->g);
-        hand_over(w);
+        green__waiter_hand_over(w);
     }
 }
 
@@ -460,16 +401,27 @@ static int mutex_recurse(green_mutex_t *m)
 
 /* Lock m, which the caller does not own. */
 static int mutex_lock_other(struct green_hub *h, green_mutex_t *m, int64_t deadline,
-                            enum park_mode mode)
+                            enum green_park_mode mode)
 {
     struct green *self = h->current;
     if (!green__ext(self)) /* where whoever hands m to us records it */
         return -1;
     if (!mutex_holder(h, m))
         mutex_take(h, m, self);
-    else if (wait_for(h, &m->q, NULL, deadline, mode) != 0)
+    else if (green__wait(h, &m->q, NULL, deadline, mode) != 0)
         return -1;
     return mutex_acquired(m);
+}
+
+/* The caller's hub, when the caller owns m; NULL + errno (EPERM) otherwise. */
+static struct green_hub *owner_hub(green_mutex_t *m)
+{
+    struct green_hub *h = green__loop();
+    if (h && (!m->owner || m->owner != owner_id(h->current))) {
+        errno = EPERM;
+        return NULL;
+    }
+    return h;
 }
 
 /* Unlock m, owned by the caller, completely. */
@@ -509,7 +461,7 @@ int green_mutex_lock(green_mutex_t *m, int64_t deadline)
         errno = EDEADLK;
         return -1;
     }
-    return mutex_lock_other(h, m, deadline, PARK_LOCAL);
+    return mutex_lock_other(h, m, deadline, GREEN_PARK_LOCAL);
 }
 
 /* Like pthread_mutex_trylock, a non-recursive owner trying again gets EBUSY. */
@@ -524,20 +476,16 @@ int green_mutex_trylock(green_mutex_t *m)
         return m->type == GREEN_MUTEX_RECURSIVE ? mutex_recurse(m) : ebusy();
     if (mutex_holder(h, m))
         return ebusy();
-    return mutex_lock_other(h, m, 0, PARK_LOCAL);
+    return mutex_lock_other(h, m, 0, GREEN_PARK_LOCAL);
 }
 
 int green_mutex_unlock(green_mutex_t *m)
 {
     if (!mutex_valid(m))
         return einval();
-    struct green_hub *h = green__loop();
+    struct green_hub *h = owner_hub(m);
     if (!h)
         return -1;
-    if (!m->owner || m->owner != owner_id(h->current)) {
-        errno = EPERM;
-        return -1;
-    }
     if (--m->depth == 0)
         mutex_release(h, m);
     return 0;
@@ -574,18 +522,14 @@ int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline)
 {
     if (!c || !mutex_valid(m))
         return einval();
-    struct green_hub *h = green__loop();
+    struct green_hub *h = owner_hub(m);
     if (!h)
         return -1;
-    if (!m->owner || m->owner != owner_id(h->current)) {
-        errno = EPERM;
-        return -1;
-    }
     unsigned depth = m->depth;
     mutex_release(h, m);
-    int r = wait_for(h, &c->q, NULL, deadline, PARK_LOCAL);
+    int r = green__wait(h, &c->q, NULL, deadline, GREEN_PARK_LOCAL);
     int err = errno;
-    int relocked = mutex_lock_other(h, m, -1, PARK_MASKED);
+    int relocked = mutex_lock_other(h, m, -1, GREEN_PARK_MASKED);
     if (relocked != 0 && errno != EOWNERDEAD)
         return -1;
     m->depth = depth;
@@ -604,7 +548,7 @@ int green_cond_signal(green_cond_t *c)
         return einval();
     struct green_waiter *w = green__waitq_pop(&c->q);
     if (w)
-        hand_over(w);
+        green__waiter_hand_over(w);
     return 0;
 }
 
@@ -612,6 +556,6 @@ int green_cond_broadcast(green_cond_t *c)
 {
     if (!c)
         return einval();
-    hand_over_all(&c->q);
+    green__waitq_hand_over_all(&c->q);
     return 0;
 }

@@ -8,6 +8,12 @@
  * clause that fired). Records come from a per-hub cache; only the waiting green thread
  * allocates and frees its own, always after it has unlinked it under the object's lock.
  *
+ * Most objects (events, futures, semaphores, mutexes, conditions, groups) need no more
+ * than one pattern, green__wait: queue a record, park until a waker hands over what was
+ * awaited (marks the record done and wakes it), unlink, and let `done` decide the
+ * outcome. Channels and green_choose, which queue several records at once, build on the
+ * pieces below it directly.
+ *
  * A waker on another OS thread cannot touch the waiter's hub. It pushes a note (green
  * thread, park sequence number, error) on that hub's lock-free remote list and, if the
  * hub is blocked in its poller, writes its eventfd. The hub drains the list in its loop
@@ -105,6 +111,77 @@ int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t dead
     if (external)
         h->ext_refs--;
     return r;
+}
+
+/* ---- waiting until served ---- */
+
+/* A masked park (a condition wait relocking its mutex: like pthread_cond_wait it returns
+ * holding it even when cancelled) has no deadline, and kills and scoped timeouts are held
+ * off. The kill is not lost: the flag is put back, and a new kill during the wait only
+ * ends this park (the caller parks again). */
+static int park_masked(struct green_hub *h, struct green_waiter *w)
+{
+    struct green *self = h->current;
+    struct green_ext *x = self->ext;
+    uint8_t killed = self->flags & GF_CANCELLED;
+    int64_t tmo = x ? x->tmo : -1;
+    self->flags &= (uint8_t)~GF_CANCELLED;
+    if (x)
+        x->tmo = -1;
+    int r = green__waiter_park(h, w, -1, 0);
+    if (r != 0 && errno == ECANCELED)
+        r = 0; /* seen as a spurious wake-up: the record is still queued */
+    self->flags |= killed;
+    if (x)
+        x->tmo = tmo;
+    return r;
+}
+
+/* "Done wins": `done` is read after the object is retaken, however the park ended, so a
+ * waiter whose deadline passed or who was killed after the hand-over but before it ran
+ * still succeeds, and nothing handed over is lost. Any other wake-up (green_wake, a late
+ * note from another OS thread) leaves the record queued: it is spurious, and the waiter
+ * parks again. */
+int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
+                int64_t deadline, enum green_park_mode mode)
+{
+    struct green_waiter *w = green__waiter_new(h);
+    if (!w)
+        return -1;
+    green__waitq_push(q, w);
+    int r;
+    do {
+        w->seq = h->current->wait_seq + 1; /* each park is a new one for late wakers */
+        if (lock)
+            green__unlock(lock);
+        if (mode == GREEN_PARK_MASKED)
+            r = park_masked(h, w);
+        else
+            r = green__waiter_park(h, w, deadline, mode == GREEN_PARK_EXTERNAL);
+        if (lock)
+            green__lock(lock);
+    } while (r == 0 && !w->done);
+    int err = errno;
+    green__waitq_remove(q, w);
+    int done = w->done;
+    green__waiter_free(h, w);
+    if (done)
+        return 0;
+    errno = err;
+    return -1;
+}
+
+void green__waiter_hand_over(struct green_waiter *w)
+{
+    w->done = 1;
+    green__waiter_wake(w, 0);
+}
+
+void green__waitq_hand_over_all(struct green_waitq *q)
+{
+    struct green_waiter *w;
+    while ((w = green__waitq_pop(q)))
+        green__waiter_hand_over(w);
 }
 
 /* ---- waking, from any thread ---- */

@@ -1,52 +1,12 @@
 /* test_timer.c — the hub's timers: deadline order (equal deadlines in creation order)
  * near and far, across the boundaries where a timing wheel cascades, and millions of
  * pending timers. Every sleeping green thread holds one timer; green_stats counts them. */
-#include <green.h>
+#include "green_test.h"
 
-#include <errno.h>
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#include <cmocka.h>
-
-#ifndef GREEN_TEST_SCALE
-#define GREEN_TEST_SCALE 1
-#endif
-
-#ifndef __has_feature
-#define __has_feature(x) 0
-#endif
-#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#else
-#define UNDER_ASAN 0
-#endif
-
-/* How late a timer may fire and still be "on time" here: generous, for loaded machines
- * and valgrind; the point is order and not-before, not speed. */
-#define LATE_MS 2000
-
-static green_stats_t stats(void)
-{
-    green_stats_t st;
-    assert_int_equal(green_stats(&st), 0);
-    return st;
-}
-
-static void assert_hub_idle(void)
-{
-    green_stats_t st = stats();
-    assert_int_equal(st.alive, 0);
-    assert_int_equal(st.ready, 0);
-    assert_int_equal(st.waiting, 0);
-    assert_int_equal(st.timers, 0);
-}
 
 /* ---- an ordering harness: sleepers with given deadlines log when they wake ---- */
 
@@ -355,8 +315,7 @@ static void test_short_timers_beside_a_far_one(void **state)
     assert_int_equal(stats().timers, 1);
     int misordered = 0, early = 0;
     for (int round = 0; round < 8; round++) {
-        struct timespec ms2 = {0, 2000000};
-        nanosleep(&ms2, NULL);              /* (computing for a while) */
+        sleep_os_ms(2);                     /* (computing for a while) */
         assert_int_equal(green_yield(), 0); /* nothing ready: the hub polls */
         int64_t now = green_now();
         int order[2] = {0, 0}, n = 0;
@@ -495,9 +454,7 @@ static void test_stats_timers_count(void **state)
     assert_int_equal(stats().timers, N / 2);
     /* a deadline on a wait is a timer while it waits */
     assert_int_equal(green_timeout_push(10000), 0);
-    errno = 0;
-    assert_int_equal(green_join(parked, NULL, green_after(20)), -1);
-    assert_int_equal(errno, ETIMEDOUT);
+    assert_fails_with(green_join(parked, NULL, green_after(20)), ETIMEDOUT);
     assert_int_equal(green_timeout_pop(), 0);
     assert_int_equal(stats().timers, N / 2);
     for (int i = 1; i < N; i += 2)

@@ -1,0 +1,173 @@
+/* httpd.c — an HTTP/1.1 keep-alive server answering every request with a small static
+ * page; requests are parsed by http-parser (see http.h).
+ *
+ * usage: httpd [PORT [THREADS]]   serve until Ctrl-C (port 8080, one hub)
+ *        httpd --test             serve on a free port; a tiny client checks keep-alive,
+ *                                 pipelined and closing requests, then it stops
+ * Benchmark it with wrk (installed by `make bench`), e.g.:
+ *        httpd 8080 2 &  wrk -t2 -c100 -d10s http://127.0.0.1:8080/ */
+#include "http.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { IDLE_MS = 30000 }; /* a keep-alive connection silent this long is closed */
+
+static const char BODY[] = "Hello from a green thread\n";
+static const char BAD_REQUEST[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/* ---- server ---- */
+
+static const http_parser_settings request_settings = {.on_message_complete = http_message_end};
+
+/* The answer to the request p has just parsed; HTTP/1.0 clients that asked for
+ * keep-alive are told it is granted, and a connection we will close says so. */
+static int respond(int fd, const http_parser *p, int keep_alive)
+{
+    char head[256];
+    const char *conn = !keep_alive ? "Connection: close\r\n"
+                       : p->http_minor == 0 ? "Connection: keep-alive\r\n" : "";
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\nServer: libgreen-httpd\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\n%s\r\n",
+                     sizeof BODY - 1, conn);
+    struct iovec iov[2] = {{head, (size_t)n}, {(void *)BODY, sizeof BODY - 1}};
+    ssize_t len = (ssize_t)(n + sizeof BODY - 1);
+    return green_writev(fd, iov, 2, green_after(IDLE_MS)) == len ? 0 : -1;
+}
+
+static void session(int fd, void *arg)
+{
+    (void)arg;
+    struct http_conn *c = malloc(sizeof *c); /* 8 KiB: not on a small stack */
+    if (!c)
+        return;
+    http_conn_init(c, fd);
+    http_parser p;
+    http_parser_init(&p, HTTP_REQUEST);
+    for (;;) {
+        int r = http_read_message(c, &p, &request_settings, green_after(IDLE_MS));
+        if (r < 0 && errno == EPROTO)
+            green_write(fd, BAD_REQUEST, sizeof BAD_REQUEST - 1, green_after(IDLE_MS));
+        if (r <= 0)
+            break;
+        int keep_alive = http_should_keep_alive(&p);
+        if (respond(fd, &p, keep_alive) != 0 || !keep_alive)
+            break;
+    }
+    free(c); /* green_serve closes fd */
+}
+
+static green_server_t *serve(int fd, int threads)
+{
+    green_serve_opts_t opts = {.max_conns = 10000, .threads = threads};
+    green_server_t *srv = green_serve(fd, session, NULL, &opts);
+    if (!srv)
+        perror("green_serve");
+    return srv;
+}
+
+/* ---- a tiny client, for the test ---- */
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    size_t *got = p->data;
+    if (*got + len <= sizeof BODY - 1 && memcmp(BODY + *got, at, len) == 0)
+        *got += len;
+    else
+        *got = (size_t)-1;
+    return 0;
+}
+
+static const http_parser_settings response_settings = {.on_body = on_body,
+                                                       .on_message_complete = http_message_end};
+
+/* Reads one response: 1 if it is our page (and *keep_alive says what the server said
+ * about the connection), 0 otherwise. p->data counts the body's bytes that match. */
+static int read_page(struct http_conn *c, http_parser *p, int *keep_alive)
+{
+    size_t *got = p->data;
+    *got = 0;
+    if (http_read_message(c, p, &response_settings, green_after(5000)) != 1)
+        return 0;
+    *keep_alive = http_should_keep_alive(p);
+    return p->status_code == 200 && *got == sizeof BODY - 1;
+}
+
+static int send_str(int fd, const char *s)
+{
+    return green_write(fd, s, strlen(s), green_after(5000)) == (ssize_t)strlen(s) ? 0 : -1;
+}
+
+#define GET(extra) "GET / HTTP/1.1\r\nHost: localhost\r\n" extra "\r\n"
+
+/* Three requests one after another on one connection, two pipelined in one write, one
+ * that asks to close; then the server must close. 0 when all went as it should. */
+static int check(const char *port)
+{
+    int fd = green_tcp_connect("127.0.0.1", port, green_after(5000));
+    if (fd < 0)
+        return perror("connect"), 1;
+    struct http_conn *c = malloc(sizeof *c);
+    http_conn_init(c, fd);
+    http_parser p;
+    http_parser_init(&p, HTTP_RESPONSE);
+    size_t got;
+    p.data = &got;
+    int pages = 0, keep_alive = 0, failed = 0;
+    for (int i = 0; i < 3; i++) {
+        failed |= send_str(fd, GET(""));
+        pages += read_page(c, &p, &keep_alive);
+        failed |= !keep_alive;
+    }
+    failed |= send_str(fd, GET("") GET(""));
+    for (int i = 0; i < 2; i++)
+        pages += read_page(c, &p, &keep_alive);
+    failed |= send_str(fd, GET("Connection: close\r\n"));
+    pages += read_page(c, &p, &keep_alive);
+    failed |= keep_alive;
+    char byte;
+    failed |= green_read(fd, &byte, 1, green_after(5000)) != 0; /* closed by the server */
+    green_close(fd);
+    free(c);
+    printf("6 requests on one connection: %d pages%s\n", pages, failed ? ", but something was wrong" : "");
+    return pages == 6 && !failed ? 0 : 1;
+}
+
+/* ---- modes ---- */
+
+static int run(const char *host, const char *port, int threads, int test)
+{
+    int fd = green_tcp_listen(host, port, 1024);
+    if (fd < 0)
+        return perror("listen"), 1;
+    green_server_t *srv = serve(fd, threads);
+    if (!srv)
+        return 1;
+    char bound[16];
+    snprintf(bound, sizeof bound, "%d", green_socket_port(fd));
+    printf("httpd on port %s, %d hub(s); benchmark it with:\n  wrk -t2 -c100 -d10s http://127.0.0.1:%s/\n",
+           bound, threads > 1 ? threads : 1, bound);
+    fflush(stdout);
+    int rc = 0;
+    if (test)
+        rc = check(bound);
+    else
+        green_signal_wait(SIGINT, -1);
+    green_server_stop(srv, green_after(1000));
+    green_close(fd);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && !strcmp(argv[1], "--test"))
+        return run("127.0.0.1", "0", 1, 1);
+    if (argc > 3 || (argc > 1 && argv[1][0] == '-')) {
+        fprintf(stderr, "usage: httpd [PORT [THREADS]] | httpd --test\n");
+        return 2;
+    }
+    return run(NULL, argc > 1 ? argv[1] : "8080", argc > 2 ? atoi(argv[2]) : 1, 0);
+}

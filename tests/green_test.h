@@ -1,0 +1,87 @@
+/*
+ * green_test.h — what the test programs of the hub and the layers above it share: the
+ * includes cmocka needs, the scale and lateness knobs, which sanitizer the build runs
+ * under, and the checks every such test makes (the hub left idle, a call that fails with
+ * a given errno). Each test_<concept>.c includes it first; everything here is static
+ * inline or a macro, so each program gets its own copy and unused ones cost nothing.
+ */
+#ifndef GREEN_TEST_H
+#define GREEN_TEST_H
+
+#include <green.h>
+
+#include <errno.h>
+#include <setjmp.h> /* cmocka.h needs these four first */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+#include <cmocka.h>
+
+/* Divisor for the largest test sizes (set by the build for sanitizers, valgrind, qemu). */
+#ifndef GREEN_TEST_SCALE
+#define GREEN_TEST_SCALE 1
+#endif
+
+/* How late a deadline or timer may be noticed and still count as on time: generous, for
+ * loaded machines and valgrind; the point is order and not-before, not speed. */
+#define LATE_MS 2000
+
+#ifndef __has_feature
+#define __has_feature(x) 0
+#endif
+#if defined(__SANITIZE_ADDRESS__) || __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#else
+#define UNDER_ASAN 0
+#endif
+#if defined(__SANITIZE_THREAD__) || __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#else
+#define UNDER_TSAN 0
+#endif
+
+/* `call` returns -1 and sets errno to e (errno is cleared first, so a stale value from
+ * an earlier call cannot pass for it). */
+#define assert_fails_with(call, e)    \
+    do {                              \
+        errno = 0;                    \
+        assert_int_equal((call), -1); \
+        assert_int_equal(errno, (e)); \
+    } while (0)
+
+/* The same for a call that fails by returning NULL. */
+#define assert_null_with(call, e)     \
+    do {                              \
+        errno = 0;                    \
+        assert_null(call);            \
+        assert_int_equal(errno, (e)); \
+    } while (0)
+
+static inline green_stats_t stats(void)
+{
+    green_stats_t st;
+    assert_int_equal(green_stats(&st), 0);
+    return st;
+}
+
+/* Every test leaves the hub as it found it: nothing alive, queued, parked or timed. */
+static inline void assert_hub_idle(void)
+{
+    green_stats_t st = stats();
+    assert_int_equal(st.alive, 0);
+    assert_int_equal(st.ready, 0);
+    assert_int_equal(st.waiting, 0);
+    assert_int_equal(st.timers, 0);
+}
+
+/* Sleep the OS thread without involving the hub (a green thread that computes, or a
+ * plain pthread taking its time). */
+static inline void sleep_os_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+#endif
