@@ -283,10 +283,18 @@ int green_group_destroy(green_group_t *g);          /* EBUSY while it has member
 /*
  * gevent.socket, gevent.server, gevent.threadpool, gevent.resolver, gevent.subprocess
  * and gevent.signal in C. Calls look like POSIX plus a deadline; inside they park the
- * calling green thread on the hub's poller instead of blocking the OS thread. fds given
- * to them are switched to O_NONBLOCK. Errors: ETIMEDOUT, ECANCELED, EBADF (the fd was
- * closed with green_close while we waited), EBUSY (someone already waits for the same
- * direction on this fd), plus what the system call says.
+ * calling green thread on the hub's poller instead of blocking the OS thread. Socket
+ * reads and writes use MSG_DONTWAIT and leave the socket's mode alone; other pollable
+ * fds (pipes, ttys) and listening/connecting sockets are switched to O_NONBLOCK; regular
+ * files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline 0, "do not
+ * wait", a file's read or write is made right away on the hub's thread). Errors: ETIMEDOUT,
+ * ECANCELED, EBADF (the fd was closed with green_close while we waited), EBUSY (someone
+ * already waits for the same direction on this fd), plus what the system call says.
+ * A call that can complete without waiting does so even in a killed green thread.
+ *
+ * Close fds that green calls have waited on with green_close, not close(2): the hub
+ * remembers the fds it watches, and a plain close leaves it believing the number is
+ * still watched (a later fd with that number may then miss wake-ups).
  */
 enum { GREEN_READ = 1, GREEN_WRITE = 2 };
 /* Wait until fd is readable and/or writable: the events that are ready (> 0). One

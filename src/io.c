@@ -59,14 +59,32 @@ static int wait_ready(struct green_hub **h, int fd, int dir, int64_t deadline)
 static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 /* Regular files, block devices, directories: no poller can say when their data is
- * there and O_NONBLOCK does not apply to them, so their I/O is done here, synchronously.
- * This is the one place where io.c does file I/O: handing it to file.c's green__file_io
- * (io_uring or the thread pool, so that a slow disk parks only the caller) means
- * replacing this function's body, nothing else. */
+ * there and O_NONBLOCK does not apply to them, so their I/O goes to file.c (io_uring or
+ * the thread pool): a slow disk parks only the caller, never the hub. A short count
+ * after some bytes moved is returned as such; the callers' loops go on from there. */
 static ssize_t file_io(int fd, int dir, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    (void)deadline;
-    return dir == GREEN_READ ? readv(fd, iov, iovcnt) : writev(fd, iov, iovcnt);
+    /* deadline 0 means "do not wait": a regular file is always ready, so the call is
+     * made here, as a non-blocking one would be for a socket */
+    if (deadline == 0)
+        return dir == GREEN_READ ? readv(fd, iov, iovcnt) : writev(fd, iov, iovcnt);
+    struct green_hub *h = green__loop();
+    if (!h)
+        return -1;
+    size_t done = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_len)
+            continue;
+        /* file.c moves at most GREEN_FILE_CHUNK per call, off the hub's thread */
+        ssize_t r = green__file_io(h, fd, dir == GREEN_WRITE, iov[i].iov_base, iov[i].iov_len,
+                                   -1, deadline);
+        if (r < 0)
+            return done ? (ssize_t)done : -1;
+        done += (size_t)r;
+        if ((size_t)r < iov[i].iov_len)
+            break;
+    }
+    return (ssize_t)done;
 }
 
 /* The kind of a non-socket fd, switching pollable ones to O_NONBLOCK; -1 + errno. */
