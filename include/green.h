@@ -351,10 +351,13 @@ pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
 
 /* Stream server (gevent.server.StreamServer): handler(client_fd, arg) runs in a green
  * thread per connection; the client fd is closed when it returns. green_serve starts
- * accepting in the background on the calling hub (opts->threads > 1: also on that many
- * more OS threads, each with its own hub and an SO_REUSEPORT listener on the same
- * address) and returns at once. Accept failures from fd exhaustion (EMFILE, ENFILE)
- * back off and retry. NULL + errno. */
+ * accepting in the background on the calling hub (opts->threads > 1: that many hubs in
+ * all, the others on OS threads of their own; TCP: each with its own listener on the
+ * same address, SO_REUSEPORT being set on listen_fd too; Unix sockets: all share
+ * listen_fd) and returns at once. Accept failures from exhaustion (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM) back off (1..100 ms) and retry. NULL + errno: EINVAL (NULL handler,
+ * threads < 0, not a listening stream socket, bad attr), EBADF, ENOTSOCK, ENOMEM, or
+ * the bind error of an extra listener. */
 typedef void (*green_handler)(int client_fd, void *arg);
 typedef struct green_serve_opts {
     size_t max_conns;       /* at most this many handlers at once (per hub); 0 = no cap */
@@ -364,7 +367,10 @@ typedef struct green_serve_opts {
 typedef struct green_server green_server_t;
 green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
                             const green_serve_opts_t *opts);
-/* Stop accepting, wait for the handlers until the deadline, kill the rest, free srv. */
+/* Stop accepting, wait for the handlers until the deadline, kill the rest, free srv;
+ * listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS thread that called
+ * green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was killed; the stop
+ * still completes by itself). */
 int green_server_stop(green_server_t *srv, int64_t deadline);
 
 /* ======================================================================== */
