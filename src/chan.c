@@ -490,7 +490,12 @@ static int single(green_chan_t *ch, int op, void *elem, int64_t deadline)
         errno = EINVAL;
         return -1;
     }
-    if (choose(&c, 1, deadline) < 0)
+    /* most operations complete at once (room in the buffer, a waiter on the other
+     * side): one lock, no select machinery */
+    green__lock(&ch->lock);
+    int now = clause_now(&c);
+    green__unlock(&ch->lock);
+    if (!now && choose(&c, 1, deadline) < 0)
         return -1;
     if (c.err) {
         errno = c.err;
