@@ -343,10 +343,14 @@ void green_freeaddrinfo(struct addrinfo *res);
  * end on its OS thread; its result is dropped), ENOMEM. */
 int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t deadline);
 
-/* Wait for a signal (it is blocked in the calling OS thread and read from a signalfd):
- * returns signo. */
+/* Wait for signo (read from a signalfd; blocked in the calling OS thread and left
+ * blocked: block it in every thread for kill(2) to reach it): returns signo. One
+ * delivery serves every green thread waiting for it. EINVAL for SIGKILL, SIGSTOP,
+ * glibc-reserved or out-of-range numbers. */
 int green_signal_wait(int signo, int64_t deadline);
-/* waitpid(2) that parks: pid > 0 (pidfd where the kernel has it). Returns pid. */
+/* waitpid(2) that parks (pidfd where the kernel has it): pid > 0 (EINVAL), a child
+ * (ECHILD); waits for termination only; returns pid. A deadline or kill leaves the
+ * child unreaped for a later call. */
 pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
 
 /* Stream server (gevent.server.StreamServer): handler(client_fd, arg) runs in a green

@@ -12,6 +12,10 @@
  * from 1 to 50 ms: that much latency, no more. Running out of fds falls back the same
  * way, for that call only.
  *
+ * Only termination is waited for (no WUNTRACED/WCONTINUED). A child that has already
+ * exited is reaped without parking, so even a killed caller gets it (as a semaphore
+ * with permits is acquired): only waiting fails with ECANCELED.
+ *
  * Invariants:
  *  - the child is reaped only by the waitpid(WNOHANG) that returns it: a wait that ends
  *    otherwise (deadline, kill) leaves it a zombie for a later call;
