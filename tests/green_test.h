@@ -10,6 +10,8 @@
 
 #include <green.h>
 
+#include <dirent.h>
+
 #include <errno.h>
 #include <setjmp.h> /* cmocka.h needs these four first */
 #include <stdarg.h>
@@ -82,6 +84,36 @@ static inline void sleep_os_ms(int ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
+}
+
+/* How many fds the process has open (to check that nothing leaks one). */
+static inline int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* A green thread that ticks about every millisecond until *stop: proof that the hub
+ * keeps running other green threads while some wait. */
+struct ticker {
+    int stop;
+    long ticks;
+};
+
+static inline void *tick(void *arg)
+{
+    struct ticker *t = arg;
+    while (!t->stop) {
+        if (green_sleep(1) != 0)
+            return (void *)1;
+        t->ticks++;
+    }
+    return NULL;
 }
 
 #endif

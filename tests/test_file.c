@@ -176,24 +176,6 @@ static void test_errors(void **state)
     assert_hub_idle();
 }
 
-/* A green thread reads a big file chunk by chunk while another ticks: the hub is never
- * blocked by the transfer. Several readers share the file at once. */
-struct ticker {
-    int stop;
-    long ticks;
-};
-
-static void *tick(void *arg)
-{
-    struct ticker *t = arg;
-    while (!t->stop) {
-        if (green_sleep(1) != 0)
-            return (void *)1;
-        t->ticks++;
-    }
-    return NULL;
-}
-
 struct reader {
     int fd;
     size_t from, to; /* the byte range it checks */

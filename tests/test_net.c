@@ -29,17 +29,6 @@ static const char *port_of(int fd, char buf[8])
     return buf;
 }
 
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 static void assert_green_socket(int fd)
 {
     assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);

@@ -62,23 +62,6 @@ static void *caller(void *arg)
     return NULL;
 }
 
-/* Ticks every millisecond or so until *stop: the hub runs it while others wait. */
-struct ticker {
-    int stop;
-    long ticks;
-};
-
-static void *tick(void *arg)
-{
-    struct ticker *t = arg;
-    while (!t->stop) {
-        if (green_sleep(1) != 0)
-            return (void *)1;
-        t->ticks++;
-    }
-    return NULL;
-}
-
 /* Wait (parked) until the sleepers' `done` count reaches n. */
 static void wait_done(struct sleeper *s, int n)
 {

@@ -27,7 +27,7 @@
 
 static int open_fds_at_start;
 
-static int open_fds(void)
+static int count_open_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -43,7 +43,7 @@ static int open_fds(void)
 static void assert_all_clear(void)
 {
     assert_hub_idle();
-    assert_int_equal(open_fds(), open_fds_at_start);
+    assert_int_equal(count_open_fds(), open_fds_at_start);
 }
 
 /* A child that sleeps ms, then exits with code; -1 if fork failed. */
@@ -204,7 +204,7 @@ static void *fork_and_reap(void *arg)
     return NULL;
 }
 
-static void *tick(void *arg)
+static void *count_ticks(void *arg)
 {
     long *n = arg;
     while (green_sleep(1) == 0)
@@ -219,7 +219,7 @@ static int many_children(int n)
     CHECK(kids && gs);
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     long ticks = 0;
-    green_t t = green_spawn(tick, &ticks);
+    green_t t = green_spawn(count_ticks, &ticks);
     for (int i = 0; i < n; i++) {
         kids[i].i = i;
         gs[i] = green_spawn_attr(i % 2 ? &shared : NULL, fork_and_reap, &kids[i]);
@@ -359,13 +359,13 @@ static int forbid_pidfd_open(void)
 static int all_scenarios_without_pidfd(void)
 {
     green_poller_name();
-    int fds = open_fds();
+    int fds = count_open_fds();
     int line;
     if ((line = exit_status()) || (line = not_a_child()) || (line = killed_by_signal()) ||
         (line = deadline_then_reap()) || (line = kill_waiter()) ||
         (line = many_children(MANY / 4 > 2 ? MANY / 4 : 2)))
         return line;
-    CHECK(open_fds() == fds);
+    CHECK(count_open_fds() == fds);
     return 0;
 }
 
@@ -397,7 +397,7 @@ static void test_fallback_without_pidfd(void **state)
 int main(void)
 {
     green_poller_name(); /* the hub's own fds are open before we count */
-    open_fds_at_start = open_fds();
+    open_fds_at_start = count_open_fds();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exit_status),
         cmocka_unit_test(test_not_a_child),

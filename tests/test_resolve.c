@@ -312,22 +312,6 @@ static void *do_lookup(void *arg)
     return NULL;
 }
 
-struct ticker {
-    int stop;
-    long ticks;
-};
-
-static void *tick(void *arg)
-{
-    struct ticker *t = arg;
-    while (!t->stop) {
-        if (green_sleep(1) != 0)
-            return (void *)1;
-        t->ticks++;
-    }
-    return NULL;
-}
-
 static void concurrent(void)
 {
     int n = 200 / GREEN_TEST_SCALE + 10;

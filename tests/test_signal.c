@@ -14,17 +14,6 @@
 
 static int open_fds_at_start;
 
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 static int is_pending(int signo)
 {
     sigset_t p;
@@ -71,7 +60,7 @@ static void *wait_for_signal(void *arg)
 }
 
 /* Counts while the hub runs: shows that a wait parks one green thread, not the OS thread. */
-static void *tick(void *arg)
+static void *count_ticks(void *arg)
 {
     long *n = arg;
     while (green_sleep(1) == 0)
@@ -122,7 +111,7 @@ static void test_signal_arrives_while_others_run(void **state)
     (void)state;
     long ticks = 0;
     struct send_after_ticks s = {.ticks = &ticks, .signo = SIGUSR1};
-    green_t t = green_spawn(tick, &ticks);
+    green_t t = green_spawn(count_ticks, &ticks);
     green_t sender = green_spawn(send_after_ticks, &s);
     assert_int_equal(green_signal_wait(SIGUSR1, green_after(5 * LATE_MS)), SIGUSR1);
     assert_true(ticks >= 5);
