@@ -116,4 +116,14 @@ static inline void *tick(void *arg)
     return NULL;
 }
 
+/* Counts *n up about every millisecond until killed: shows that a wait parks one green
+ * thread, not the OS thread. */
+static inline void *count_ticks(void *arg)
+{
+    long *n = arg;
+    while (green_sleep(1) == 0)
+        (*n)++;
+    return NULL;
+}
+
 #endif

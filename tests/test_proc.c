@@ -204,14 +204,6 @@ static void *fork_and_reap(void *arg)
     return NULL;
 }
 
-static void *count_ticks(void *arg)
-{
-    long *n = arg;
-    while (green_sleep(1) == 0)
-        (*n)++;
-    return NULL;
-}
-
 static int many_children(int n)
 {
     struct kid *kids = calloc((size_t)n, sizeof *kids);

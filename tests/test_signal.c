@@ -59,15 +59,6 @@ static void *wait_for_signal(void *arg)
     return NULL;
 }
 
-/* Counts while the hub runs: shows that a wait parks one green thread, not the OS thread. */
-static void *count_ticks(void *arg)
-{
-    long *n = arg;
-    while (green_sleep(1) == 0)
-        (*n)++;
-    return NULL;
-}
-
 /* Sends signo to the process once *ticks has reached 5. */
 struct send_after_ticks {
     const long *ticks;
