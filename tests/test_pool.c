@@ -136,8 +136,9 @@ static void test_many_sleepers_bounded(void **state)
     assert_true(s.most >= 2);
     /* n jobs of 20 ms, `size` at a time: not faster than that */
     assert_true(elapsed >= (int64_t)(n / size) * 20 - 1);
-    /* the ticker ran all along (it sleeps 1 ms a tick; be lenient with slow builds) */
-    assert_true(t.ticks >= elapsed / 20);
+    /* the ticker ran while the jobs did (a few ticks: valgrind and loaded CI machines
+     * stretch its 1 ms sleeps far beyond that) */
+    assert_true(t.ticks >= 3);
     free(c);
     free(gs);
     assert_hub_idle();
