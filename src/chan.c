@@ -380,7 +380,7 @@ static uint8_t settled(struct green_waiter *lead)
     for (int spins = 0; (how = __atomic_load_n(&lead->done, __ATOMIC_ACQUIRE)) == W_CLAIMING;
          spins++) {
         if (spins > 64)
-            sched_yield();
+            green__sys.sched_yield();
         else
             green_cpu_relax();
     }

@@ -133,17 +133,17 @@ int green_close(int fd)
     struct green_hub *h = green__tls_hub;
     if (h && h->poller)
         green__fd_forget(h, fd);
-    return close(fd);
+    return green__sys.close(fd);
 }
 
 int green__set_nonblock(int fd)
 {
-    int fl = fcntl(fd, F_GETFL);
+    int fl = green__sys.fcntl(fd, F_GETFL);
     if (fl < 0)
         return -1;
     if (fl & O_NONBLOCK)
         return 0;
-    return fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    return green__sys.fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 void green__fds_destroy(struct green_hub *h)

@@ -37,9 +37,9 @@ static ssize_t file_syscall(const struct green_file_op *io)
 {
     ssize_t r;
     if (io->off < 0)
-        r = io->write ? write(io->fd, io->buf, io->n) : read(io->fd, io->buf, io->n);
+        r = io->write ? green__sys.write(io->fd, io->buf, io->n) : green__sys.read(io->fd, io->buf, io->n);
     else
-        r = io->write ? pwrite(io->fd, io->buf, io->n, io->off) : pread(io->fd, io->buf, io->n, io->off);
+        r = io->write ? green__sys.pwrite(io->fd, io->buf, io->n, io->off) : green__sys.pread(io->fd, io->buf, io->n, io->off);
     return r < 0 ? -errno : r;
 }
 

@@ -51,7 +51,7 @@ static void atfork_child(void);
 
 static void hub_once_init(void)
 {
-    pthread_key_create(&hub_key, hub_free);
+    green__sys.pthread_key_create(&hub_key, hub_free);
     pthread_atfork(NULL, NULL, atfork_child);
 }
 
@@ -61,14 +61,14 @@ static void hub_once_init(void)
  * and pages are touched only as blocks are handed out. */
 static struct block_chunk *adopt_orphan(int shared)
 {
-    pthread_mutex_lock(&orphans_lock);
+    green__sys.pthread_mutex_lock(&orphans_lock);
     struct block_chunk **pp = &orphans;
     while (*pp && (*pp)->shared != shared)
         pp = &(*pp)->next;
     struct block_chunk *c = *pp;
     if (c)
         *pp = c->next;
-    pthread_mutex_unlock(&orphans_lock);
+    green__sys.pthread_mutex_unlock(&orphans_lock);
     return c;
 }
 
@@ -120,10 +120,10 @@ static void blocks_orphan(struct green_hub *h)
                 g->state = GS_FREE;
             }
         }
-        pthread_mutex_lock(&orphans_lock);
+        green__sys.pthread_mutex_lock(&orphans_lock);
         c->next = orphans;
         orphans = c;
-        pthread_mutex_unlock(&orphans_lock);
+        green__sys.pthread_mutex_unlock(&orphans_lock);
         c = next;
     }
     h->chunks = NULL;
@@ -222,7 +222,7 @@ struct green_hub *green__hub(void)
 {
     if (green__tls_hub)
         return green__tls_hub;
-    pthread_once(&hub_once, hub_once_init);
+    green__sys.pthread_once(&hub_once, hub_once_init);
     struct green_hub *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
@@ -247,13 +247,13 @@ struct green_hub *green__hub(void)
     green__altstack_init(h);
 #if GREEN_ASAN
     pthread_attr_t a;
-    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+    if (pthread_getattr_np(green__sys.pthread_self(), &a) == 0) {
         pthread_attr_getstack(&a, &h->root_lo, &h->root_size);
         pthread_attr_destroy(&a);
     }
 #endif
     green__tls_hub = h;
-    pthread_setspecific(hub_key, h);
+    green__sys.pthread_setspecific(hub_key, h);
     return h;
 }
 
@@ -378,7 +378,7 @@ static void copy_out(struct green_hub *h, struct green *o)
         if (!buf) {
             /* Cannot save the owner's frames: nothing sane can continue. */
             static const char msg[] = "libgreen: out of memory saving a shared stack\n";
-            ssize_t r = write(2, msg, sizeof msg - 1);
+            ssize_t r = green__sys.write(2, msg, sizeof msg - 1);
             (void)r;
             abort();
         }

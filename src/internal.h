@@ -14,6 +14,7 @@
 #include "context.h"
 #include "list.h"
 #include "sanitize.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <stdbool.h>

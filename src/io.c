@@ -67,7 +67,7 @@ static ssize_t file_io(int fd, int dir, const struct iovec *iov, int iovcnt, int
     /* deadline 0 means "do not wait": a regular file is always ready, so the call is
      * made here, as a non-blocking one would be for a socket */
     if (deadline == 0)
-        return dir == GREEN_READ ? readv(fd, iov, iovcnt) : writev(fd, iov, iovcnt);
+        return dir == GREEN_READ ? green__sys.readv(fd, iov, iovcnt) : green__sys.writev(fd, iov, iovcnt);
     struct green_hub *h = green__loop();
     if (!h)
         return -1;
@@ -145,12 +145,12 @@ static size_t iov_total(const struct iovec *iov, size_t cnt)
 static ssize_t attempt(int k, int fd, int dir, struct msghdr *m, int flags, int64_t deadline)
 {
     if (k == IO_SOCKET)
-        return dir == GREEN_READ ? recvmsg(fd, m, flags | MSG_DONTWAIT)
-                                 : sendmsg(fd, m, flags | MSG_DONTWAIT);
+        return dir == GREEN_READ ? green__sys.recvmsg(fd, m, flags | MSG_DONTWAIT)
+                                 : green__sys.sendmsg(fd, m, flags | MSG_DONTWAIT);
     if (k == IO_FILE)
         return file_io(fd, dir, m->msg_iov, (int)m->msg_iovlen, deadline);
-    return dir == GREEN_READ ? readv(fd, m->msg_iov, (int)m->msg_iovlen)
-                             : writev(fd, m->msg_iov, (int)m->msg_iovlen);
+    return dir == GREEN_READ ? green__sys.readv(fd, m->msg_iov, (int)m->msg_iovlen)
+                             : green__sys.writev(fd, m->msg_iov, (int)m->msg_iovlen);
 }
 
 /*
@@ -205,7 +205,7 @@ static ssize_t stream_io(int fd, int dir, const struct iovec *iov, int iovcnt, i
         return -1;
     }
     if (iov_total(iov, (size_t)iovcnt) == 0)
-        return dir == GREEN_READ ? readv(fd, iov, iovcnt) : writev(fd, iov, iovcnt);
+        return dir == GREEN_READ ? green__sys.readv(fd, iov, iovcnt) : green__sys.writev(fd, iov, iovcnt);
     struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     return transfer(fd, dir, &m, 0, IO_STREAM | (dir == GREEN_WRITE ? IO_ALL : 0), deadline);
 }
@@ -307,7 +307,7 @@ int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t dead
         return -1;
     struct green_hub *h = NULL;
     for (;;) {
-        int c = accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int c = green__sys.accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (c >= 0)
             return c;
         /* a connection reset while it waited in the backlog is not the listener's failure */
@@ -375,7 +375,7 @@ int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_
         return -1;
     struct green_hub *h = NULL;
     int64_t delay = 1;
-    while (connect(fd, addr, addrlen) != 0) {
+    while (green__sys.connect(fd, addr, addrlen) != 0) {
         if (errno == EINTR)
             continue; /* the attempt goes on: the next connect says EALREADY */
         if (errno == EINPROGRESS || errno == EALREADY)

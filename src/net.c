@@ -62,7 +62,7 @@ static int addrs_get(struct addrs *a, const char *host, const char *port, int so
                              .ai_family = AF_UNSPEC,
                              .ai_socktype = socktype};
     a->by_resolver = 0;
-    int rc = getaddrinfo(host, port, &hints, &a->list);
+    int rc = green__sys.getaddrinfo(host, port, &hints, &a->list);
     if (rc == EAI_NONAME) {
         hints.ai_flags = flags;
         a->by_resolver = 1;
@@ -83,7 +83,7 @@ static void addrs_free(struct addrs *a)
     if (a->by_resolver)
         green_freeaddrinfo(a->list);
     else
-        freeaddrinfo(a->list);
+        green__sys.freeaddrinfo(a->list);
 }
 
 /* Close a socket that failed, keeping the errno being reported. green_close, since a
@@ -123,7 +123,7 @@ static int first_working(const char *host, const char *port, int socktype, int f
 
 static int new_socket(int family, int socktype, int protocol)
 {
-    return socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    return green__sys.socket(family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
 }
 
 /* Bind a socket to ai; a stream one also listens, with `backlog` (as for listen(2)).

@@ -36,9 +36,9 @@ static int ep_init(struct green_hub *h)
     if (e->epfd < 0 || wfd < 0 || epoll_ctl(e->epfd, EPOLL_CTL_ADD, wfd, &ev) != 0) {
         int err = errno;
         if (e->epfd >= 0)
-            close(e->epfd);
+            green__sys.close(e->epfd);
         if (wfd >= 0)
-            close(wfd);
+            green__sys.close(wfd);
         free(e);
         errno = err;
         return -1;
@@ -53,8 +53,8 @@ static void ep_destroy(struct green_hub *h)
     struct epoll_impl *e = h->poller->impl;
     if (!e)
         return;
-    close(e->epfd);
-    close(h->poller->wakefd);
+    green__sys.close(e->epfd);
+    green__sys.close(h->poller->wakefd);
     free(e);
     h->poller->impl = NULL;
 }
@@ -69,7 +69,7 @@ static int ep_wait(struct green_hub *h, int timeout)
         uint64_t tag = e->ev[i].data.u64;
         if (tag == 0) {
             uint64_t v;
-            ssize_t r = read(h->poller->wakefd, &v, sizeof v);
+            ssize_t r = green__sys.read(h->poller->wakefd, &v, sizeof v);
             (void)r;
             green__on_notify(h);
             continue;
@@ -124,7 +124,7 @@ static void ep_unwatch(struct green_hub *h, int fd) { ep_set(h, fd, 0); }
 static int ep_notify(struct green_poller *p)
 {
     uint64_t one = 1;
-    return write(p->wakefd, &one, sizeof one) == sizeof one ? 0 : -1;
+    return green__sys.write(p->wakefd, &one, sizeof one) == sizeof one ? 0 : -1;
 }
 
 const struct green_poller_ops green__epoll_ops = {

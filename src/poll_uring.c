@@ -82,7 +82,7 @@ static int ur_init(struct green_hub *h)
     h->poller->impl = u;
     if (arm_wake(h) != 0) {
         io_uring_queue_exit(&u->ring);
-        close(wfd);
+        green__sys.close(wfd);
         free(u);
         h->poller->impl = NULL;
         errno = ENOSYS;
@@ -120,7 +120,7 @@ static void ur_destroy(struct green_hub *h)
         io_uring_cq_advance(&u->ring, n);
     }
     io_uring_queue_exit(&u->ring);
-    close(h->poller->wakefd);
+    green__sys.close(h->poller->wakefd);
     free(u);
     h->poller->impl = NULL;
 }
@@ -147,7 +147,7 @@ static int ur_wait(struct green_hub *h, int timeout)
         uint64_t tag = io_uring_cqe_get_data64(cqe);
         if (tag == WAKE_TAG) {
             uint64_t v;
-            ssize_t r = read(h->poller->wakefd, &v, sizeof v);
+            ssize_t r = green__sys.read(h->poller->wakefd, &v, sizeof v);
             (void)r;
             if (!(cqe->flags & IORING_CQE_F_MORE))
                 rearm = 1;
@@ -235,7 +235,7 @@ static int ur_file_io(struct green_hub *h, struct green_file_op *op)
 static int ur_notify(struct green_poller *p)
 {
     uint64_t one = 1;
-    return write(p->wakefd, &one, sizeof one) == sizeof one ? 0 : -1;
+    return green__sys.write(p->wakefd, &one, sizeof one) == sizeof one ? 0 : -1;
 }
 
 const struct green_poller_ops green__uring_ops = {

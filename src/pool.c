@@ -71,17 +71,17 @@ static __thread int on_pool_thread;
 /* ---- fork ---- */
 
 /* The pool's lock is held across fork(), so the child never inherits it mid-update. */
-static void before_fork(void) { pthread_mutex_lock(&pool.lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&pool.lock); }
+static void before_fork(void) { green__sys.pthread_mutex_lock(&pool.lock); }
+static void after_fork_parent(void) { green__sys.pthread_mutex_unlock(&pool.lock); }
 
 static void after_fork_child(void)
 {
     pool.head = pool.tail = NULL;
     pool.queued = pool.idle = pool.threads = 0;
     memset(pool.left, 0, sizeof pool.left);
-    pthread_cond_init(&pool.work, NULL); /* their waiters live on in the parent only */
-    pthread_cond_init(&pool.gone, NULL);
-    pthread_mutex_unlock(&pool.lock);
+    green__sys.pthread_cond_init(&pool.work, NULL); /* their waiters live on in the parent only */
+    green__sys.pthread_cond_init(&pool.gone, NULL);
+    green__sys.pthread_mutex_unlock(&pool.lock);
 }
 
 /* At exit: the idle threads leave; join them (a second at most). A thread still busy
@@ -91,23 +91,23 @@ static void at_exit(void)
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 1;
-    pthread_mutex_lock(&pool.lock);
+    green__sys.pthread_mutex_lock(&pool.lock);
     pool.stopping = 1;
-    pthread_cond_broadcast(&pool.work);
+    green__sys.pthread_cond_broadcast(&pool.work);
     for (;;) {
         int joined = 0;
         for (unsigned i = 0; i < pool.threads; i++)
             if (pool.left[i] == 1) {
                 pool.left[i] = 2;
-                pthread_mutex_unlock(&pool.lock); /* its thread-local destructors may run code of ours */
-                pthread_join(pool.tid[i], NULL);
-                pthread_mutex_lock(&pool.lock);
+                green__sys.pthread_mutex_unlock(&pool.lock); /* its thread-local destructors may run code of ours */
+                green__sys.pthread_join(pool.tid[i], NULL);
+                green__sys.pthread_mutex_lock(&pool.lock);
                 joined = 1;
             }
-        if (!joined && (!pool.idle || pthread_cond_timedwait(&pool.gone, &pool.lock, &until) != 0))
+        if (!joined && (!pool.idle || green__sys.pthread_cond_timedwait(&pool.gone, &pool.lock, &until) != 0))
             break;
     }
-    pthread_mutex_unlock(&pool.lock);
+    green__sys.pthread_mutex_unlock(&pool.lock);
 }
 
 static unsigned size_from_env(void)
@@ -151,17 +151,17 @@ static void *worker(void *arg)
 {
     unsigned me = (unsigned)(uintptr_t)arg;
     on_pool_thread = 1;
-    pthread_mutex_lock(&pool.lock);
+    green__sys.pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (!pool.head) {
             if (pool.stopping) {
                 pool.left[me] = 1;
-                pthread_cond_signal(&pool.gone);
-                pthread_mutex_unlock(&pool.lock);
+                green__sys.pthread_cond_signal(&pool.gone);
+                green__sys.pthread_mutex_unlock(&pool.lock);
                 return NULL;
             }
             pool.idle++;
-            pthread_cond_wait(&pool.work, &pool.lock);
+            green__sys.pthread_cond_wait(&pool.work, &pool.lock);
             pool.idle--;
         }
         struct job *j = pool.head;
@@ -169,9 +169,9 @@ static void *worker(void *arg)
         if (!pool.head)
             pool.tail = NULL;
         pool.queued--;
-        pthread_mutex_unlock(&pool.lock);
+        green__sys.pthread_mutex_unlock(&pool.lock);
         job_finish(j, j->fn(j->arg));
-        pthread_mutex_lock(&pool.lock);
+        green__sys.pthread_mutex_lock(&pool.lock);
     }
     return NULL;
 }
@@ -187,7 +187,7 @@ static int worker_start(unsigned me)
     for (size_t i = 0; i < sizeof faults / sizeof *faults; i++)
         sigdelset(&all, faults[i]);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&pool.tid[me], NULL, worker, (void *)(uintptr_t)me);
+    int err = green__sys.pthread_create(&pool.tid[me], NULL, worker, (void *)(uintptr_t)me);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }
@@ -196,8 +196,8 @@ static int worker_start(unsigned me)
  * all and none can be started. */
 static int submit(struct job *j)
 {
-    pthread_once(&pool_once, pool_init);
-    pthread_mutex_lock(&pool.lock);
+    green__sys.pthread_once(&pool_once, pool_init);
+    green__sys.pthread_mutex_lock(&pool.lock);
     j->next = NULL;
     if (pool.tail)
         pool.tail->next = j;
@@ -207,7 +207,7 @@ static int submit(struct job *j)
     pool.queued++;
     int err = 0;
     if (pool.idle >= pool.queued) {
-        pthread_cond_signal(&pool.work);
+        green__sys.pthread_cond_signal(&pool.work);
     } else if (pool.threads < pool.size) {
         err = worker_start(pool.threads);
         if (!err)
@@ -219,7 +219,7 @@ static int submit(struct job *j)
         } else
             err = 0;
     }
-    pthread_mutex_unlock(&pool.lock);
+    green__sys.pthread_mutex_unlock(&pool.lock);
     if (err) {
         errno = err;
         return -1;

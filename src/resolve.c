@@ -110,11 +110,11 @@ static int resolve_numeric(const char *host, const char *service, const struct a
 {
     struct addrinfo hints = *want, *sys;
     hints.ai_flags |= AI_NUMERICHOST;
-    int rc = getaddrinfo(host, service, &hints, &sys);
+    int rc = green__sys.getaddrinfo(host, service, &hints, &sys);
     if (rc)
         return rc;
     rc = ai_copy(sys, (want->ai_flags & AI_NUMERICHOST) ? 0 : AI_NUMERICHOST, res);
-    freeaddrinfo(sys);
+    green__sys.freeaddrinfo(sys);
     return rc;
 }
 
@@ -132,12 +132,12 @@ static void *gai_run(void *arg)
 {
     struct gai_job *j = arg;
     struct addrinfo *sys;
-    j->rc = getaddrinfo(j->host, j->service, &j->want, &sys);
+    j->rc = green__sys.getaddrinfo(j->host, j->service, &j->want, &sys);
     if (j->rc == EAI_SYSTEM)
         j->err = errno;
     if (j->rc == 0) {
         j->rc = ai_copy(sys, 0, &j->res);
-        freeaddrinfo(sys);
+        green__sys.freeaddrinfo(sys);
     }
     return NULL;
 }
@@ -253,7 +253,7 @@ static void resolver_free(void *p)
 
 static void ares_setup(void)
 {
-    ares_ready = pthread_key_create(&resolver_key, resolver_free) == 0 &&
+    ares_ready = green__sys.pthread_key_create(&resolver_key, resolver_free) == 0 &&
                  ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS;
 }
 
@@ -263,11 +263,11 @@ static struct resolver *resolver_get(struct green_hub *h)
     struct resolver *r = tls_resolver;
     if (r && r->hub == h)
         return r;
-    pthread_once(&ares_once, ares_setup);
+    green__sys.pthread_once(&ares_once, ares_setup);
     if (!ares_ready)
         return NULL;
     if (r) { /* another hub's: this is a forked child */
-        pthread_setspecific(resolver_key, NULL);
+        green__sys.pthread_setspecific(resolver_key, NULL);
         resolver_free(r);
     }
     if (!(r = calloc(1, sizeof *r)))
@@ -278,7 +278,7 @@ static struct resolver *resolver_get(struct green_hub *h)
     struct ares_options o = {.sock_state_cb = on_socket, .sock_state_cb_data = r};
     if (r->epfd < 0 || ares_init_options(&r->channel, &o, ARES_OPT_SOCK_STATE_CB) != ARES_SUCCESS) {
         if (r->epfd >= 0)
-            close(r->epfd);
+            green__sys.close(r->epfd);
         free(r);
         return NULL;
     }
@@ -286,7 +286,7 @@ static struct resolver *resolver_get(struct green_hub *h)
     if (servers && *servers)
         ares_set_servers_ports_csv(r->channel, servers); /* a bad list leaves resolv.conf's */
     tls_resolver = r;
-    pthread_setspecific(resolver_key, r);
+    green__sys.pthread_setspecific(resolver_key, r);
     return r;
 }
 
@@ -433,7 +433,7 @@ static int service_kinds(const char *service, const struct addrinfo *want, struc
                              .ai_family = v6 ? AF_INET6 : AF_INET,
                              .ai_socktype = want->ai_socktype,
                              .ai_protocol = want->ai_protocol};
-    return getaddrinfo(v6 ? "::" : "0.0.0.0", service, &hints, kinds);
+    return green__sys.getaddrinfo(v6 ? "::" : "0.0.0.0", service, &hints, kinds);
 }
 
 static const char *canonical_name(const struct ares_addrinfo *ai)
@@ -495,7 +495,7 @@ static int ares_resolve(struct green_hub *h, const char *host, const char *servi
         return rc;
     struct query *q = calloc(1, sizeof *q);
     if (!q) {
-        freeaddrinfo(kinds);
+        green__sys.freeaddrinfo(kinds);
         return EAI_MEMORY;
     }
     struct ares_addrinfo_hints ah = {.ai_flags = ares_flags(want->ai_flags), .ai_family = want->ai_family};
@@ -503,7 +503,7 @@ static int ares_resolve(struct green_hub *h, const char *host, const char *servi
     if (await_answer(r, q, deadline) != 0) {
         int err = errno;
         q->abandoned = 1; /* on_answer frees it */
-        freeaddrinfo(kinds);
+        green__sys.freeaddrinfo(kinds);
         return eai_errno(err);
     }
     rc = q->status == ARES_SUCCESS && q->ai ? ai_from_ares(q->ai, kinds, want->ai_flags, res)
@@ -512,7 +512,7 @@ static int ares_resolve(struct green_hub *h, const char *host, const char *servi
     if (q->ai)
         ares_freeaddrinfo(q->ai);
     free(q);
-    freeaddrinfo(kinds);
+    green__sys.freeaddrinfo(kinds);
     errno = err;
     return rc;
 }

@@ -220,7 +220,7 @@ static void threads_join(green_server_t *srv, int n)
     for (int i = 1; i < n; i++) {
         struct shard *sh = &srv->shards[i];
         green_future_get(&sh->done, NULL, -1);
-        pthread_join(sh->thread, NULL);
+        green__sys.pthread_join(sh->thread, NULL);
         green_future_destroy(&sh->started);
         green_future_destroy(&sh->done);
     }
@@ -256,7 +256,7 @@ static int shard_listener(int listen_fd, bool *own)
         return listen_fd;
     if (set_int_opt(listen_fd, SOL_SOCKET, SO_REUSEPORT, 1) != 0)
         return -1;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    int fd = green__sys.socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0)
         return -1;
     int v6only = 0;
@@ -268,7 +268,7 @@ static int shard_listener(int listen_fd, bool *own)
           set_int_opt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only) != 0)) ||
         bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, SOMAXCONN) != 0) {
         int err = errno;
-        close(fd);
+        green__sys.close(fd);
         errno = err;
         return -1;
     }
@@ -321,7 +321,7 @@ static int thread_create(pthread_t *t, struct shard *sh)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(t, NULL, shard_thread, sh);
+    int err = green__sys.pthread_create(t, NULL, shard_thread, sh);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }
@@ -340,7 +340,7 @@ static int extra_start(green_server_t *srv, int i)
     if (err == 0)
         return green_future_get(&sh->started, NULL, -1);
     if (sh->own_listener)
-        close(fd);
+        green__sys.close(fd);
     errno = err;
     return -2; /* no thread to join */
 }
@@ -364,7 +364,7 @@ green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
         return NULL;
     }
     *srv = (green_server_t){.handler = handler, .arg = arg, .opts = *opts,
-                            .owner = pthread_self(), .nshards = n};
+                            .owner = green__sys.pthread_self(), .nshards = n};
     green_event_init(&srv->stop);
     for (int i = 0; i < n; i++)
         srv->shards[i] = (struct shard){.srv = srv, .listen_fd = listen_fd};
@@ -404,7 +404,7 @@ int green_server_stop(green_server_t *srv, int64_t deadline)
         errno = EINVAL;
         return -1;
     }
-    if (!pthread_equal(srv->owner, pthread_self())) {
+    if (!green__sys.pthread_equal(srv->owner, green__sys.pthread_self())) {
         errno = EXDEV;
         return -1;
     }

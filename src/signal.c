@@ -73,7 +73,7 @@ static void state_free(struct sig_state *st)
     if (st->hub == green__tls_hub)
         green_close(st->fd);
     else
-        close(st->fd); /* a fork child's copy: its new hub never watched it */
+        green__sys.close(st->fd); /* a fork child's copy: its new hub never watched it */
     free(st);
     tls_sig = NULL;
 }
@@ -136,7 +136,7 @@ static int drain(struct green_hub *h, struct sig_state *st)
     struct signalfd_siginfo si;
     for (;;) {
         /* one at a time: deliver() may take the signal out of the mask before the next */
-        ssize_t n = read(st->fd, &si, sizeof si);
+        ssize_t n = green__sys.read(st->fd, &si, sizeof si);
         if (n == (ssize_t)sizeof si)
             deliver(h, st, (int)si.ssi_signo);
         else if (n < 0 && errno == EAGAIN)

@@ -141,7 +141,7 @@ static void init_once(void)
     sigaction(SIGBUS, &sa, &old_bus);
 }
 
-static void init(void) { pthread_once(&once, init_once); }
+static void init(void) { green__sys.pthread_once(&once, init_once); }
 
 size_t green__default_stack_size(void) { return GREEN_DEFAULT_STACK; }
 
@@ -199,7 +199,7 @@ void green__overflow_abort(const struct green *g, size_t size)
     n += fmt_str(buf + n, "' overflowed its ", 32);
     n += fmt_u64(buf + n, size / 1024);
     n += fmt_str(buf + n, " KiB stack\n", 16);
-    ssize_t r = write(2, buf, n);
+    ssize_t r = green__sys.write(2, buf, n);
     (void)r;
     /* SIGABRT's default action must run even if the program had caught it. */
     signal(SIGABRT, SIG_DFL);

@@ -256,7 +256,7 @@ void green__lock_slow(green__lock_t *l)
             !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
             return;
         if (spins > 64)
-            sched_yield();
+            green__sys.sched_yield();
         else
             green_cpu_relax();
     }

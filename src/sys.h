@@ -1,0 +1,45 @@
+/*
+ * sys.h — the libc and pthread functions libgreen itself calls, reached through a table.
+ *
+ * The monkey-patching library (libgreen-patch.so, patch*.c) interposes libc's blocking
+ * calls — read, connect, close, pthread_mutex_lock, … — so that unmodified code parks
+ * its green thread instead of blocking. libgreen's own calls must not land in those
+ * wrappers: green_read calling an interposed read would call green_read again, and the
+ * thread pool's mutex would turn into a green one. So every such call in src/ goes
+ * through green__sys, whose entries are looked up in libc itself (not by the global
+ * symbol search that an LD_PRELOAD library wins) when libgreen is loaded. The patch
+ * library's pass-through path uses the same table.
+ *
+ * A lower layer than everything else: it includes nothing of ours.
+ */
+#ifndef GREEN_SYS_H
+#define GREEN_SYS_H
+
+#include <netdb.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+/* X(name): every function of the table; its type is libc's own declaration. */
+#define GREEN_SYS_FUNCS(X)                                                               \
+    X(read) X(write) X(readv) X(writev) X(pread) X(pwrite) X(recvmsg) X(sendmsg)        \
+    X(accept4) X(connect) X(close) X(fcntl) X(socket) X(getaddrinfo) X(freeaddrinfo)    \
+    X(sched_yield) X(pthread_create) X(pthread_join) X(pthread_self) X(pthread_equal)    \
+    X(pthread_once) X(pthread_key_create) X(pthread_setspecific) X(pthread_getspecific)  \
+    X(pthread_mutex_lock) X(pthread_mutex_unlock) X(pthread_cond_init)                   \
+    X(pthread_cond_wait) X(pthread_cond_timedwait) X(pthread_cond_signal)                \
+    X(pthread_cond_broadcast)
+
+struct green_sys {
+#define GREEN_SYS_FIELD(name) __typeof__(name) *name;
+    GREEN_SYS_FUNCS(GREEN_SYS_FIELD)
+#undef GREEN_SYS_FIELD
+};
+
+/* libc's own functions, filled by a constructor before anything of ours runs */
+extern struct green_sys green__sys;
+
+#endif /* GREEN_SYS_H */
