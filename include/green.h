@@ -378,6 +378,16 @@ green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
 int green_server_stop(green_server_t *srv, int64_t deadline);
 
 /* ======================================================================== */
+/*  Monkey patching (libgreen-patch.so: link -lgreen-patch, or LD_PRELOAD it,   */
+/*  or run tools/greenrun PROGRAM)                                          */
+/* ======================================================================== */
+
+/* Prints each libc symbol libgreen-patch.so wraps and whether the process's symbol
+ * lookup really reaches the wrapper; returns how many do not (0: all patched), -1 +
+ * EINVAL on a NULL stream. Defined in libgreen-patch.so only. */
+int green_patch_report(FILE *f);
+
+/* ======================================================================== */
 /*  Debugging and statistics                                                */
 /* ======================================================================== */
 

@@ -1,0 +1,59 @@
+/*
+ * patch.c — libgreen-patch.so's common part: its switches and green_patch_report().
+ *
+ * The wrappers themselves are in patch_io.c (fds, sockets, sleeps, DNS) and
+ * patch_thread.c (pthreads as green threads). This file reads the environment once at
+ * load (GREEN_PATCH_THREADS, GREEN_PATCH_REPORT) and answers "which calls are really
+ * interposed": for each wrapper, the definition the process's global symbol lookup
+ * finds — ours, or another library's that was loaded first (the C form of gevent's
+ * "monkey-patching too late").
+ */
+#include "patch.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+int green__patch_threads;
+
+extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak));
+extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak));
+
+static int env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+int green_patch_report(FILE *f)
+{
+    if (!f) {
+        errno = EINVAL;
+        return -1;
+    }
+    int missed = 0;
+    for (const struct green_patch_sym *s = __start_green_patch_syms; s < __stop_green_patch_syms; s++) {
+        void *found = dlsym(RTLD_DEFAULT, s->name);
+        Dl_info where = {0};
+        const char *mark = "patched";
+        if (found != s->wrapper) {
+            mark = "NOT patched";
+            missed++;
+        } else if (s->threads && !green__patch_threads) {
+            mark = "pass-through (GREEN_PATCH_THREADS is off)";
+        }
+        if (found && found != s->wrapper)
+            dladdr(found, &where);
+        fprintf(f, "green-patch: %-24s %s%s%s\n", s->name, mark, where.dli_fname ? ", resolves to " : "",
+                where.dli_fname ? where.dli_fname : "");
+    }
+    fflush(f);
+    return missed;
+}
+
+__attribute__((constructor)) static void patch_init(void)
+{
+    green__patch_threads = env_on("GREEN_PATCH_THREADS");
+    if (env_on("GREEN_PATCH_REPORT"))
+        green_patch_report(stderr);
+}

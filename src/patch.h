@@ -1,0 +1,42 @@
+/*
+ * patch.h — what the files of libgreen-patch.so share (layer 7, "Patch").
+ *
+ * libgreen-patch.so interposes libc's blocking calls. Each wrapper asks
+ * green__patch_here(): when the calling OS thread runs a hub (it is a green thread, or
+ * the root of a hub), the call is made cooperatively with libgreen and parks only the
+ * calling green thread; otherwise (a plain thread, before any hub exists) it goes
+ * straight to libc through green__sys (sys.h), which is also what libgreen itself calls,
+ * so a wrapper never catches libgreen's own calls.
+ *
+ * Every wrapper is declared with GREEN_PATCH(name) next to its definition; the list
+ * lands in a linker section that green_patch_report() walks, so the report cannot
+ * forget a symbol.
+ */
+#ifndef GREEN_PATCH_H
+#define GREEN_PATCH_H
+
+#include "internal.h"
+
+#include <stdio.h>
+
+/* 1 when the caller may park: this OS thread has a hub (created by its use of libgreen). */
+static inline int green__patch_here(void) { return green__tls_hub != NULL; }
+
+/* 1 when thread patching is on (GREEN_PATCH_THREADS=1, read once at load). */
+extern int green__patch_threads;
+
+struct green_patch_sym {
+    const char *name;
+    void *wrapper;
+    int threads;         /* 1: a pthread wrapper, interposed only with GREEN_PATCH_THREADS=1 */
+};
+
+#define GREEN_PATCH_ENTRY(sym, is_thread)                                                \
+    static const struct green_patch_sym green_patch_sym_##sym                             \
+        __attribute__((used, section("green_patch_syms"), aligned(sizeof(void *)))) =     \
+            {#sym, (void *)(sym), is_thread}
+/* after a wrapper's definition: list it in green_patch_report() */
+#define GREEN_PATCH(sym) GREEN_PATCH_ENTRY(sym, 0)
+#define GREEN_PATCH_THREAD(sym) GREEN_PATCH_ENTRY(sym, 1)
+
+#endif /* GREEN_PATCH_H */
