@@ -187,7 +187,7 @@ static int worker_start(unsigned me)
     for (size_t i = 0; i < sizeof faults / sizeof *faults; i++)
         sigdelset(&all, faults[i]);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = green__sys.pthread_create(&pool.tid[me], NULL, worker, (void *)(uintptr_t)me);
+    int err = green__sys_thread_create(&pool.tid[me], worker, (void *)(uintptr_t)me);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }

@@ -321,7 +321,7 @@ static int thread_create(pthread_t *t, struct shard *sh)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = green__sys.pthread_create(t, NULL, shard_thread, sh);
+    int err = green__sys_thread_create(t, shard_thread, sh);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }

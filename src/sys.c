@@ -10,6 +10,37 @@
 
 #include <dlfcn.h>
 #include <stddef.h>
+#include <string.h>
+
+/* Sanitizers see a program through their interceptors of these very functions: TSan
+ * learns of locks, threads and fd hand-offs from them, ASan of threads. Bypassing them
+ * would make TSan report races that are not there, so under TSan the table keeps the
+ * addresses the linker bound (the interceptors), and under ASan pthread_create does.
+ * (libgreen-patch.so is not supported under TSan.) */
+#if defined(__SANITIZE_THREAD__)
+#define SANITIZER_SKIPS(name) 1
+#elif defined(__SANITIZE_ADDRESS__)
+#define SANITIZER_SKIPS(name) (strcmp(name, "pthread_create") == 0)
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SANITIZER_SKIPS(name) 1
+#elif __has_feature(address_sanitizer)
+#define SANITIZER_SKIPS(name) (strcmp(name, "pthread_create") == 0)
+#endif
+#endif
+#ifndef SANITIZER_SKIPS
+#define SANITIZER_SKIPS(name) 0
+#endif
+
+__thread int green__sys_internal;
+
+int green__sys_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    green__sys_internal = 1;
+    int err = green__sys.pthread_create(t, NULL, fn, arg);
+    green__sys_internal = 0;
+    return err;
+}
 
 struct green_sys green__sys = {
 #define GREEN_SYS_INIT(name) .name = name,
@@ -19,6 +50,8 @@ struct green_sys green__sys = {
 
 static void *lookup(void *libc, void *libpthread, const char *name)
 {
+    if (SANITIZER_SKIPS(name))
+        return NULL;
     void *f = libc ? dlsym(libc, name) : NULL;
     if (!f && libpthread)
         f = dlsym(libpthread, name);

@@ -42,4 +42,10 @@ struct green_sys {
 /* libc's own functions, filled by a constructor before anything of ours runs */
 extern struct green_sys green__sys;
 
+/* libgreen starts its own OS threads (thread pool, server shards) with this: under a
+ * sanitizer the call may reach libgreen-patch.so's pthread_create wrapper, which sees
+ * green__sys_internal set and passes it through to libc. */
+int green__sys_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
+extern __thread int green__sys_internal;
+
 #endif /* GREEN_SYS_H */
