@@ -270,12 +270,10 @@ static void backtrace_of(struct out *o, struct green_hub *h, struct green *g)
 /* Deepest stack use of g so far, bytes; 0 when unknown (root, not started). */
 static size_t hwm_of(struct green_hub *h, struct green *g)
 {
-    if (g->flags & GF_ROOT)
+    if ((g->flags & GF_ROOT) || !(g->flags & GF_STARTED))
         return 0;
     if (g->flags & GF_SHARED) {
         size_t m = (size_t)g->dbg.hwm * 16;
-        if (!(g->flags & GF_STARTED))
-            return 0;
         if (h->shared.owner == g && g != h->current) {
             size_t d = (size_t)(h->shared.hi - (char *)green_ctx_sp(&g->ctx));
             if (d > m)
