@@ -401,8 +401,45 @@ typedef struct green_stats {
     uint64_t unguarded_stacks; /* dedicated stacks checked by canary (process-wide) */
     uint64_t shared_saved_bytes;  /* bytes of shared-stack copies currently held */
     uint64_t shared_copied_bytes; /* bytes copied in and out of the shared stack so far */
+    /* green threads of this hub by state (root included: it is running or waiting) */
+    uint64_t state_new;        /* created, never run */
+    uint64_t state_running;    /* 1: the caller */
+    uint64_t state_suspended;  /* switched away from with green_switch */
+    uint64_t state_ready;
+    uint64_t state_waiting;
+    uint64_t state_dead;       /* finished, not yet reaped */
+    uint64_t loops;            /* rounds of the hub's poller (event loop iterations) */
+    uint64_t fds;              /* fds green threads of this hub wait on */
+    uint64_t pool_queued;      /* jobs waiting for a thread-pool thread (process-wide) */
+    /* Stack high-water marks: stack_hwm[i] counts green threads whose deepest stack use
+     * was at most 1 KiB << i (the last bucket: more). Live ones, measured now (dedicated
+     * stacks: a reused pooled stack may show a past owner's depth unless GREEN_STACK_HWM
+     * is set), plus, with GREEN_STACK_HWM=1 in the environment, every one reaped so far
+     * (measured exactly at its end). Shared mode: the deepest stack copied out. */
+    uint64_t stack_hwm[16];
+    uint64_t stack_hwm_max;    /* the deepest of those, bytes */
 } green_stats_t;
+/* Fill st for the calling thread's hub: 0, or -1 + EINVAL (st NULL) / ENOMEM. Walks the
+ * live green threads (and their stacks' resident pages): O(green threads). */
 int green_stats(green_stats_t *st);
+
+/* Print every green thread of the calling thread's hub to f: id, name, state (what it
+ * waits on and for how long), spawner, stack mode and high-water mark, and a backtrace
+ * (suspended ones included). 0, or -1 + errno (EINVAL: f NULL; ENOMEM; EIO: write error).
+ * With GREEN_DUMP_SIGNAL=SIGQUIT (a name or number) in the environment when the first
+ * hub starts, that signal makes every hub write its dump to stderr (best effort: the
+ * hub's thread is interrupted where it stands), and the process goes on. */
+int green_dump(FILE *f);
+
+/* Start the blocked-hub monitor (gevent's monitor thread): a watchdog OS thread that,
+ * when a hub neither switches nor polls for more than ms milliseconds while it has
+ * other green threads, writes to stderr the id, name and backtrace of the green thread
+ * holding it, once per blocking episode. It interrupts the hub's thread with SIGURG to
+ * take the backtrace. GREEN_MONITOR_MS=100 in the environment starts it with the first
+ * hub. A new call changes the threshold. 0, or -1 + errno (EINVAL: ms <= 0; EAGAIN). */
+int green_monitor_start(int64_t ms);
+/* Stop the monitor and join its thread. 0, or -1 + ESRCH when it is not running. */
+int green_monitor_stop(void);
 
 #ifdef __cplusplus
 }

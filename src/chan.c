@@ -460,6 +460,7 @@ static int choose(green_clause_t *cl, int n, int64_t deadline)
         }
         enqueue_all(&s);
         unlock_all(&s);
+        green__waiting_on(s.h, GW_CHAN, s.n == 1 ? (void *)s.cl[0].ch : NULL);
         int p = green__waiter_park(s.h, s.ent[0], deadline, others_may_wake());
         int err = errno;
         r = withdraw(&s);

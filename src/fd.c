@@ -81,6 +81,7 @@ int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline)
             }
         st->revents &= (uint8_t)~events;
         h->nfds++;
+        green__waiting_on(h, GW_FD, (void *)(intptr_t)fd);
         int r = green__park(h, deadline);
         h->nfds--;
         st = &h->fd_table[fd]; /* the table may have moved while we were parked */

@@ -82,6 +82,7 @@ static int on_uring(struct green_hub *h, struct file_op *op, int64_t deadline)
     if (h->poller->ops->file_io(h, &op->io) != 0)
         return on_pool(h, op, deadline); /* no room in the ring: the pool does it */
     /* external: the kernel ends the wait, nothing the hub's deadlock check can see */
+    green__waiting_on(h, GW_FILE, (void *)(intptr_t)op->io.fd);
     if (green__wait(h, &op->waiters, NULL, deadline, GREEN_PARK_EXTERNAL) != 0) {
         op->abandoned = 1;
         return -1;

@@ -46,6 +46,15 @@ static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block_chunk *orphans;
 #define BLOCKS_PER_CHUNK 4096
 
+/* For debug.c's walk over a hub's green threads. */
+struct block_chunk *green__chunk_next(const struct block_chunk *c) { return c->next; }
+char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
+{
+    *bsize = c->shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
+    return c->base;
+}
+size_t green__chunk_count(void) { return BLOCKS_PER_CHUNK; }
+
 static void hub_free(void *p);
 static void atfork_child(void);
 
@@ -254,6 +263,7 @@ struct green_hub *green__hub(void)
 #endif
     green__tls_hub = h;
     green__sys.pthread_setspecific(hub_key, h);
+    green__debug_hub_new(h);
     return h;
 }
 
@@ -261,6 +271,7 @@ static void hub_free(void *p)
 {
     struct green_hub *h = p;
     green__tls_hub = NULL;
+    green__debug_hub_gone(h);
     if (h->ext_refs) {
         /* Something outside (a pool job, another thread) may still send this hub a
          * wake-up: keep its object, and everything such a wake-up touches, alive. */
@@ -276,6 +287,7 @@ static void hub_free(void *p)
  * of a fresh hub; the parent's hub and green threads are abandoned in the child. */
 static void atfork_child(void)
 {
+    green__debug_atfork(); /* the parent's other hubs do not exist here */
     struct green_hub *old = green__tls_hub;
     if (!old)
         return;
@@ -387,6 +399,8 @@ static void copy_out(struct green_hub *h, struct green *o)
     memcpy(buf, sp, n);
     o->s.saved = buf;
     o->size = (uint32_t)n;
+    if ((n + 15) / 16 > o->dbg.hwm) /* its high-water mark, for green_dump and green_stats */
+        o->dbg.hwm = (n + 15) / 16 < (1u << 24) ? (uint32_t)(n + 15) / 16 : (1u << 24) - 1;
     h->saved_bytes += n;
     h->copied_bytes += n;
 }
@@ -543,7 +557,7 @@ struct green *green__live_ancestor(struct green *g)
 {
     struct green_hub *h = g->hub;
     for (;;) {
-        struct green *p = g->parent;
+        struct green *p = green__parent_of(g);
         if (!p || p->gen != g->parent_gen || p->state == GS_FREE)
             return h->root;
         if (p->state != GS_DEAD)
@@ -554,6 +568,8 @@ struct green *green__live_ancestor(struct green *g)
 
 void green__release(struct green_hub *h, struct green *g)
 {
+    if (GREEN_UNLIKELY(green__hwm_track))
+        green__debug_reaped(h, g); /* its stack's high-water mark, into the histogram */
     if (g->flags & GF_SHARED) {
         if (g->s.saved && g->s.saved != green__inline_stack(g))
             free(g->s.saved);
@@ -577,6 +593,7 @@ void green__finish(struct green_hub *h, struct green *g, void *result)
     }
     g->arg = result;
     g->state = GS_DEAD;
+    green__stamp(h, g);
     if (g->flags & GF_SHARED)
         h->shared.owner = NULL;
     if (g->joiner && h->join_hook && !(g->flags & GF_SCHED))
@@ -770,7 +787,7 @@ green_t green_parent(green_t handle)
         errno = 0;
         return NULL;
     }
-    struct green *p = g->parent;
+    struct green *p = green__parent_of(g);
     if (!p || p->gen != g->parent_gen || p->state == GS_FREE)
         p = h->root;
     return green__handle(p);
@@ -796,11 +813,12 @@ int green_set_parent(green_t handle, green_t parent)
         }
         if (a->flags & GF_ROOT)
             break;
-        struct green *n = a->parent;
+        struct green *n = green__parent_of(a);
         if (!n || n->gen != a->parent_gen || n->state == GS_FREE)
             break;
         a = n;
     }
+    g->flags &= (uint8_t)~GF_SPAWNED; /* its spawner's id gives way to the parent */
     g->parent = p;
     g->parent_gen = p->gen;
     return 0;
@@ -838,6 +856,7 @@ int green_destroy(green_t handle)
     }
     if (g->state == GS_SUSPENDED) {
         int saved = errno;
+        g->flags &= (uint8_t)~GF_SPAWNED;
         g->parent = h->current;
         g->parent_gen = h->current->gen;
         h->current->state = GS_SUSPENDED;

@@ -92,11 +92,12 @@ static void slot_release(green_group_t *g)
 }
 
 /* Park on q until handed over: a slot (spawners) or an empty group (joiners). */
-static int wait_on(green_waitq_t *q, int64_t deadline)
+static int wait_on(green_group_t *g, green_waitq_t *q, int64_t deadline)
 {
     struct green_hub *h = green__loop();
     if (!h)
         return -1;
+    green__waiting_on(h, GW_GROUP, g);
     return green__wait(h, q, NULL, deadline, GREEN_PARK_LOCAL);
 }
 
@@ -107,7 +108,7 @@ static int slot_take(green_group_t *g, int64_t deadline)
         g->size++;
         return 0;
     }
-    return wait_on(&g->slots, deadline);
+    return wait_on(g, &g->slots, deadline);
 }
 
 /* ---- members ---- */
@@ -193,7 +194,7 @@ int green_group_join(green_group_t *g, int64_t deadline)
         errno = EDEADLK; /* it would wait for itself */
         return -1;
     }
-    return wait_on(&g->joiners, deadline);
+    return wait_on(g, &g->joiners, deadline);
 }
 
 int green_group_kill(green_group_t *g)

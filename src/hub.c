@@ -69,6 +69,7 @@ static void wake(struct green_hub *h, struct green *g, int err)
     green__timer_del(h, &g->timer);
     g->wake_err = (int16_t)err;
     h->nwaiting--;
+    green__stamp(h, g); /* ready since */
     rq_push(h, g);
 }
 
@@ -77,6 +78,8 @@ static void on_timer(struct green_hub *h, struct green_timer *t)
     struct green *g = green_container_of(t, struct green, timer);
     g->wake_err = ETIMEDOUT;
     h->nwaiting--;
+    if (g->flags & GF_STARTED) /* else a green_spawn_later whose fn is still there */
+        green__stamp(h, g);
     rq_push(h, g);
 }
 
@@ -84,6 +87,7 @@ void green__on_notify(struct green_hub *h) { green__remote_drain(h); }
 
 static void poll_once(struct green_hub *h, int timeout)
 {
+    h->loops++;
     if (timeout != 0) {
         /* announce that we may block, then look again for wake-ups from other threads
          * (green__remote_wake does the mirror image) */
@@ -273,6 +277,7 @@ static __attribute__((noinline)) struct green *park_begin(struct green_hub *h, i
     }
     self->state = GS_WAITING;
     self->wake_err = 0;
+    green__stamp(h, self);
     h->nwaiting++;
     if (deadline >= 0)
         green__timer_add(h, &self->timer, deadline);
@@ -318,6 +323,7 @@ int green_park(int64_t deadline)
     struct green_hub *h = loop();
     if (!h)
         return -1;
+    green__waiting_on(h, GW_PARK, NULL);
     return green__park(h, deadline);
 }
 
@@ -393,6 +399,7 @@ int green_join(green_t handle, void **result, int64_t deadline)
     }
     while (g->state != GS_DEAD) {
         g->joiner = self;
+        green__waiting_on(h, GW_JOIN, g);
         int r = green__park(h, deadline);
         g->joiner = NULL;
         if (r != 0)
@@ -508,9 +515,8 @@ static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_
         errno = ENOMEM;
         return NULL;
     }
-    g->flags |= GF_SCHED;
-    g->parent = h->root;
-    g->parent_gen = h->root->gen;
+    g->flags |= GF_SCHED | GF_SPAWNED; /* its parent is the root */
+    g->spawner = h->current->id;
     return g;
 }
 
@@ -573,6 +579,7 @@ static __attribute__((noinline)) int yield_slow(void)
         if (green_list_empty(&h->rq))
             return 0;
     }
+    green__stamp(h, self);
     rq_push(h, self);
     struct green *next = pick(h);
     if (next != self)
@@ -596,6 +603,7 @@ int green_yield(void)
     struct green_list *n = h->rq.next;
     green_list_remove(n);
     self->state = GS_READY;
+    green__stamp(h, self);
     green_list_push_back(&h->rq, &self->timer.link);
     green__switch(h, green_container_of(n, struct green, timer.link), NULL);
     return yield_result();
@@ -621,6 +629,7 @@ int green_sleep_until(int64_t deadline)
         errno = EINVAL;
         return -1;
     }
+    green__waiting_on(h, GW_SLEEP, NULL);
     while (park(green__tls_hub, deadline) == 0)
         ; /* woken by green_wake: keep sleeping */
     return sleep_result(deadline);
@@ -698,5 +707,6 @@ int green_stats(green_stats_t *st)
     green__stack_stats(&st->guarded_stacks, &st->unguarded_stacks);
     st->shared_saved_bytes = h->saved_bytes;
     st->shared_copied_bytes = h->copied_bytes;
+    green__debug_stats(h, st);
     return 0;
 }

@@ -42,6 +42,16 @@ enum green_flag {
     GF_CANCELLED = 1 << 4, /* killed: blocking calls fail with ECANCELED */
     GF_STARTED = 1 << 5,   /* has run (its context is valid) */
     GF_UNGUARDED = 1 << 6, /* dedicated stack without guard page: checked at each switch */
+    GF_SPAWNED = 1 << 7,   /* spawned: its parent is the root and g->spawner holds the
+                            * spawner's id (green_set_parent clears it) */
+};
+
+/* What a parked green thread waits for (debug.c names them); g->arg holds the object
+ * while it waits (for GW_FD the fd number). Set by each blocking call before it parks. */
+enum green_wait_kind {
+    GW_PARK = 0,   /* green_park */
+    GW_SLEEP, GW_FD, GW_JOIN, GW_EVENT, GW_FUTURE, GW_SEM, GW_MUTEX, GW_COND, GW_CHAN,
+    GW_GROUP, GW_POOL, GW_FILE, GW_SIGNAL, GW_RESOLVE,
 };
 
 /* A timer lives inside what it times (a green thread); see timer.c. */
@@ -80,11 +90,21 @@ void green__died(struct green_hub *h, struct green *g); /* runs the on_death cal
 struct green {
     green_ctx_t ctx;               /* saved CPU state while not running */
     struct green_hub *hub;         /* owner; read racily by other threads for EXDEV */
-    struct green *parent;
-    void *arg;                     /* fn's argument; after death, fn's result */
+    union {
+        struct green *parent;      /* see green__parent_of */
+        uint64_t spawner;          /* GF_SPAWNED: the id of the green thread that spawned it */
+    };
+    void *arg;                     /* fn's argument; while parked, what it waits on
+                                    * (debug.c); after death, fn's result */
     union {
         green_fn fn;               /* until it starts */
         struct green *next;        /* free list; wait queues of the sync layer */
+        struct {                   /* once started (debug.c): no extra bytes */
+            uint32_t since;        /* h->now (low 32 bits) when it last parked, became
+                                    * ready (not by the fast yield) or died */
+            uint32_t kind : 8;     /* enum green_wait_kind of its current park */
+            uint32_t hwm : 24;     /* shared mode: deepest copied-out stack, 16-byte units */
+        } dbg;
     };
     struct green_timer timer;      /* its link is in the timer wheel while parked with a
                                     * deadline, or in the run queue while ready */
@@ -107,10 +127,19 @@ struct green {
 #endif
 };
 
+#if defined(__x86_64__) && !GREEN_TSAN && !defined(GREEN_CONTEXT_UCONTEXT)
+_Static_assert(sizeof(struct green) == 112, "a sleeping shared-stack green thread must stay small");
+#endif
+
 /* Shared-mode blocks: the control block and an inline stack copy. */
 #define GREEN_INLINE_STACK 128u
 #define GREEN_SHARED_BLOCK (sizeof(struct green) + GREEN_INLINE_STACK) /* 240 on x86-64 */
 static inline char *green__inline_stack(struct green *g) { return (char *)(g + 1); }
+/* g's parent, NULL meaning the root (a spawned one's parent is always the root). */
+static inline struct green *green__parent_of(const struct green *g)
+{
+    return (g->flags & GF_SPAWNED) ? NULL : g->parent;
+}
 const char *green__name(const struct green *g);
 
 /* The shared stack of a hub and who currently occupies it. */
@@ -179,7 +208,47 @@ struct green_hub {
     struct green_waiter *free_waiters;
     struct green_remote *remote;   /* wake-ups pushed by other threads (lock-free stack) */
     int polling;                   /* set while blocked in the poller: wakers must notify */
+    uint64_t loops;                /* poller rounds (the monitor's sign of life besides switches) */
+
+    /* debugging (debug.c, monitor.c) */
+    struct green_hub *reg_next;    /* process-wide registry of hubs */
+    unsigned long thread;          /* pthread_t of its OS thread */
+    int tid;                       /* its kernel thread id */
+    uint64_t mon_seen;             /* switches + loops when the monitor last saw a change */
+    int64_t mon_since;             /* when it saw that change, ms */
+    int mon_reported;              /* this blocking episode has been reported */
+    uint64_t hwm_hist[16];         /* high-water marks of reaped stacks (GREEN_STACK_HWM) */
 };
+
+/* ---- debugging (debug.c) ---- */
+/* Record what the current green thread is about to park for. */
+static inline void green__waiting_on(struct green_hub *h, enum green_wait_kind kind, const void *obj)
+{
+    struct green *g = h->current;
+    g->dbg.kind = kind;
+    g->arg = (void *)(uintptr_t)obj;
+}
+static inline void green__stamp(struct green_hub *h, struct green *g)
+{
+    g->dbg.since = (uint32_t)h->now;
+}
+void green__debug_hub_new(struct green_hub *h);   /* registers it; reads GREEN_DUMP_SIGNAL etc. */
+void green__debug_hub_gone(struct green_hub *h);
+void green__debug_atfork(void);                   /* child: forget the parent's hubs */
+extern int green__hwm_track;                      /* GREEN_STACK_HWM: measure stacks at reap */
+void green__debug_reaped(struct green_hub *h, struct green *g); /* before its stack goes */
+size_t green__stack_hwm(struct green_stack *s, int clean); /* deepest byte used; clean: zero it */
+uint64_t green__pool_queued(void);                /* jobs waiting for a pool thread */
+void green__debug_stats(struct green_hub *h, green_stats_t *st); /* the fields after shared_copied_bytes */
+struct block_chunk *green__chunk_next(const struct block_chunk *c); /* green.c */
+char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize);
+size_t green__chunk_count(void);
+void green__hubs_lock(void);                      /* the registry of every hub */
+void green__hubs_unlock(void);
+struct green_hub *green__hubs(void);              /* under the lock; then h->reg_next */
+/* In a signal handler on h's thread: who holds the hub, and its backtrace, to stderr. */
+void green__debug_report_blocked(struct green_hub *h, int64_t ms);
+void green__monitor_atfork(void);                 /* monitor.c */
 
 /* ---- waiting on objects (wait.c) ---- */
 

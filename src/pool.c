@@ -286,6 +286,7 @@ int green__pool_run(struct green_hub *h, void *(*fn)(void *), void *arg, void **
         return -1;
     }
     green__lock(&j->lock);
+    green__waiting_on(h, GW_POOL, (const void *)(uintptr_t)fn); /* the dump names it */
     int r = j->finished ? 0 : green__wait(h, &j->waiters, &j->lock, deadline, GREEN_PARK_EXTERNAL);
     if (r != 0) {
         j->abandoned = 1; /* the pool thread frees it when the job ends */
@@ -307,4 +308,9 @@ int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t de
         return -1;
     }
     return green__pool_run(NULL, fn, arg, result, deadline, NULL);
+}
+
+uint64_t green__pool_queued(void)
+{
+    return __atomic_load_n(&pool.queued, __ATOMIC_RELAXED); /* a statistic: racy is fine */
 }

@@ -366,6 +366,7 @@ static int await_answer(struct resolver *r, struct query *q, int64_t deadline)
                 process_ready(r);
         } else {
             /* woken with its answer, or to take the lead */
+            green__waiting_on(h, GW_RESOLVE, q);
             got = green__wait(h, &q->waiters, NULL, until, GREEN_PARK_LOCAL) == 0;
         }
         if (!got)
@@ -474,7 +475,7 @@ static int ai_from_ares(const struct ares_addrinfo *ai, const struct addrinfo *k
                 green_freeaddrinfo(head);
                 return rc;
             }
-            canon = NULL; /* the first node only, as getaddrinfo(3) does */
+            canon = NULL; /* the first node only, as green__sys.getaddrinfo(3) does */
         }
     }
     if (!head)

@@ -218,6 +218,7 @@ static int wait_served(struct green_hub *h, struct sig_state *st, struct green_w
         int r;
         if (st->reader) {
             w->seq = self->wait_seq + 1;
+            green__waiting_on(h, GW_SIGNAL, (void *)(intptr_t)w->index);
             r = green__park(h, deadline);
         } else {
             st->reader = self;

@@ -54,6 +54,7 @@ struct green_stack {
     uint8_t guarded;
     uint8_t armed;            /* its top-zone canary is in place */
     uint8_t hot;              /* its pages may be resident */
+    char *dirty;              /* GREEN_STACK_HWM: lowest byte a past owner wrote, zeroed at reuse */
 };
 
 struct green_chunk {
@@ -400,6 +401,12 @@ int green__stack_get(struct green_hub *h, struct green *g)
     s->next = NULL;
     s->owner = g;
     g->s.stack = s;
+    if (GREEN_UNLIKELY(s->dirty != NULL)) {
+        /* measured stacks start clean, so the next measure is this owner's alone */
+        if (s->hot)
+            memset(s->dirty, 0, (size_t)(s->hi - s->dirty));
+        s->dirty = NULL;
+    }
     return 0;
 }
 
@@ -453,6 +460,7 @@ void green__stack_trim(struct green_hub *h)
             for (size_t k = i; k < j; k++) {
                 v[k]->hot = 0;
                 v[k]->armed = 0;
+                v[k]->dirty = NULL; /* zero again */
             }
             i = j;
         }
@@ -469,6 +477,37 @@ void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size)
 }
 
 int green__stack_guarded(const struct green_stack *s) { return s->guarded; }
+
+/* How deep s has been used: from its top down to the lowest non-zero word. Pages never
+ * touched (not resident) are skipped without reading them. A pooled stack keeps what
+ * its past owners wrote, so this is exact only for a fresh stack, or one measured at
+ * its last release with `clean` (GREEN_STACK_HWM), which has it zeroed on reuse. Read
+ * below the live stack pointer too: not instrumented. */
+__attribute__((no_sanitize("address")))
+size_t green__stack_hwm(struct green_stack *s, int clean)
+{
+    init();
+    unsigned char vec[64];
+    for (char *p = s->lo; p < s->hi; p += sizeof vec * page_size) {
+        size_t len = (size_t)(s->hi - p) < sizeof vec * page_size ? (size_t)(s->hi - p) : sizeof vec * page_size;
+        if (mincore(p, len, vec) != 0)
+            memset(vec, 1, sizeof vec);
+        for (size_t i = 0; i < (len + page_size - 1) / page_size; i++) {
+            if (!(vec[i] & 1))
+                continue;
+            const volatile uint64_t *w = (const uint64_t *)(void *)(p + i * page_size);
+            const volatile uint64_t *end = (const uint64_t *)(void *)s->hi;
+            for (size_t k = 0; k < page_size / 8 && w + k < end; k++)
+                if (w[k]) {
+                    char *low = (char *)(uintptr_t)(w + k);
+                    if (clean && s->hot)
+                        s->dirty = low;
+                    return (size_t)(s->hi - low);
+                }
+        }
+    }
+    return 0;
+}
 
 /* Called on the way out of an unguarded green thread; this frame's address stands for
  * its stack pointer. */

@@ -69,7 +69,8 @@ static void publish(int *word, int value, green_waitq_t *q)
  * an event that nothing will ever set blocks forever (like pthread_cond_wait) instead of
  * failing with EDEADLK as it would on a semaphore; give such waits a deadline. Reporting
  * EDEADLK instead would fail a root whose event a plain pthread was about to set. */
-static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int64_t deadline)
+static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int64_t deadline,
+                          enum green_wait_kind kind, const void *obj)
 {
     if (__atomic_load_n(word, __ATOMIC_ACQUIRE))
         return 0;
@@ -77,6 +78,7 @@ static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int6
     if (!h)
         return -1;
     green__lock(lock);
+    green__waiting_on(h, kind, obj);
     int r = *word ? 0 : green__wait(h, q, lock, deadline, GREEN_PARK_EXTERNAL);
     green__unlock(lock);
     return r;
@@ -143,7 +145,7 @@ int green_event_wait(green_event_t *ev, int64_t deadline)
 {
     if (!ev)
         return einval();
-    return wait_published(&ev->set, &ev->lock, &ev->q, deadline);
+    return wait_published(&ev->set, &ev->lock, &ev->q, deadline, GW_EVENT, ev);
 }
 
 /* ======================================================================== */
@@ -200,7 +202,7 @@ int green_future_get(green_future_t *f, void **value, int64_t deadline)
 {
     if (!f)
         return einval();
-    if (wait_published(&f->state, &f->lock, &f->q, deadline) != 0)
+    if (wait_published(&f->state, &f->lock, &f->q, deadline, GW_FUTURE, f) != 0)
         return -1;
     if (f->state == FUTURE_FAILED) {
         errno = f->err;
@@ -258,6 +260,7 @@ int green_sem_acquire(green_sem_t *s, int64_t deadline)
     struct green_hub *h = green__loop();
     if (!h)
         return -1;
+    green__waiting_on(h, GW_SEM, s);
     return green__wait(h, &s->q, NULL, deadline, GREEN_PARK_LOCAL);
 }
 
@@ -408,7 +411,7 @@ static int mutex_lock_other(struct green_hub *h, green_mutex_t *m, int64_t deadl
         return -1;
     if (!mutex_holder(h, m))
         mutex_take(h, m, self);
-    else if (green__wait(h, &m->q, NULL, deadline, mode) != 0)
+    else if ((green__waiting_on(h, GW_MUTEX, m), green__wait(h, &m->q, NULL, deadline, mode)) != 0)
         return -1;
     return mutex_acquired(m);
 }
@@ -527,6 +530,7 @@ int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline)
         return -1;
     unsigned depth = m->depth;
     mutex_release(h, m);
+    green__waiting_on(h, GW_COND, c);
     int r = green__wait(h, &c->q, NULL, deadline, GREEN_PARK_LOCAL);
     int err = errno;
     int relocked = mutex_lock_other(h, m, -1, GREEN_PARK_MASKED);

@@ -29,7 +29,7 @@
     X(accept4) X(connect) X(close) X(fcntl) X(socket) X(getaddrinfo) X(freeaddrinfo)    \
     X(sched_yield) X(pthread_create) X(pthread_join) X(pthread_self) X(pthread_equal)    \
     X(pthread_once) X(pthread_key_create) X(pthread_setspecific) X(pthread_getspecific)  \
-    X(pthread_mutex_lock) X(pthread_mutex_unlock) X(pthread_cond_init)                   \
+    X(pthread_mutex_lock) X(pthread_mutex_trylock) X(pthread_mutex_unlock) X(pthread_cond_init) \
     X(pthread_cond_wait) X(pthread_cond_timedwait) X(pthread_cond_signal)                \
     X(pthread_cond_broadcast)
 

@@ -1,0 +1,22 @@
+#!/bin/bash
+# gdb_test.sh PROGRAM HELPER — tools/gdb/green.py in gdb's batch mode: `info green` lists
+# the green threads of test_debug --gdb-child, and `green bt` walks a suspended one.
+# Exit 77 (skipped) without gdb.
+set -u
+prog=$1 helper=$2
+command -v gdb >/dev/null 2>&1 || { echo "gdb is not installed: skipped"; exit 77; }
+out=$(timeout 120 gdb -nx -batch -q \
+  -ex "source $helper" -ex "break gdb_break_here" -ex "run --gdb-child" \
+  -ex "info green" -ex "python import gdb; gdb.execute('green bt %d' % next(int(g['id']) for g in greens() if g['ext'] and g['ext']['name'].string() == 'gdb-sleeper'))" \
+  -ex "bt 1" -ex "kill" "$prog" 2>&1)
+echo "$out"
+fail=0
+expect() { grep -qE -- "$1" <<<"$out" || { echo "MISSING: $1"; fail=1; }; }
+expect 'green 1 "root" state=running \(current\)'
+expect 'green [0-9]+ "gdb-sleeper" state=waiting on=sleep spawner=1 stack=dedicated'
+expect 'green [0-9]+ "gdb-reader" state=waiting on=fd fd=[0-9]+'
+expect '3 green threads \(root included\)'
+expect 'green_sleep_until \(deadline'
+expect 'in sleeper '
+expect '#0 .*gdb_break_here'   # the real registers are back
+exit $fail

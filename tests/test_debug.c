@@ -1,0 +1,525 @@
+/*
+ * test_debug.c — seeing what green threads do: green_dump (every state, backtraces of
+ * suspended ones), the blocked-hub monitor, stack high-water marks, green_stats, the
+ * dump signal (GREEN_DUMP_SIGNAL) in a child process. `test_debug --gdb-child` is the
+ * program tests/gdb_test.sh runs under gdb.
+ */
+#include "green_test.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+/* Run green_dump into a string (free it). */
+static char *dump_string(void)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(green_dump(f), 0);
+    fclose(f);
+    return buf;
+}
+
+/* The state line of the green thread called name, and the backtrace lines under it. */
+static char *entry_of(const char *dump, const char *name)
+{
+    char key[128];
+    snprintf(key, sizeof key, " \"%s\" state=", name);
+    const char *p = strstr(dump, key);
+    if (!p)
+        return NULL;
+    while (p > dump && p[-1] != '\n')
+        p--;
+    const char *end = strstr(p + 1, "\ngreen ");
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    return strndup(p, n);
+}
+
+static void assert_has(const char *text, const char *what)
+{
+    if (!text || !strstr(text, what)) {
+        print_error("expected \"%s\" in:\n%s\n", what, text ? text : "(nothing)");
+        fail();
+    }
+}
+
+/* The value of key=N in an entry, or -1. */
+static long value_of(const char *entry, const char *key)
+{
+    char k[64];
+    snprintf(k, sizeof k, " %s=", key);
+    const char *p = strstr(entry, k);
+    return p ? strtol(p + strlen(k), NULL, 10) : -1;
+}
+
+/* ---- green threads in every state ---- */
+
+static __attribute__((noinline)) void *sleeper(void *arg)
+{
+    (void)arg;
+    green_sleep(60000); /* killed */
+    return NULL;
+}
+
+static int pipe_fds[2];
+static __attribute__((noinline)) void *reader(void *arg)
+{
+    (void)arg;
+    char c;
+    green_read(pipe_fds[0], &c, 1, -1);
+    return NULL;
+}
+
+static green_event_t event;
+static __attribute__((noinline)) void *event_waiter(void *arg)
+{
+    (void)arg;
+    green_event_wait(&event, -1);
+    return NULL;
+}
+
+static green_mutex_t mutex;
+static __attribute__((noinline)) void *locker(void *arg)
+{
+    (void)arg;
+    if (green_mutex_lock(&mutex, -1) == 0)
+        green_mutex_unlock(&mutex);
+    return NULL;
+}
+
+static green_chan_t *chan;
+static __attribute__((noinline)) void *receiver(void *arg)
+{
+    (void)arg;
+    int v;
+    green_chan_recv(chan, &v, -1);
+    return NULL;
+}
+
+static __attribute__((noinline)) void *joiner(void *arg)
+{
+    green_join(*(green_t *)arg, NULL, -1);
+    return NULL;
+}
+
+static __attribute__((noinline)) void *returns_at_once(void *arg) { return arg; }
+
+static __attribute__((noinline)) void *switches_back(void *arg)
+{
+    (void)arg;
+    green_switch(green_parent(green_current()), NULL); /* suspended here */
+    return NULL;
+}
+
+static void test_dump_every_state(void **state)
+{
+    (void)state;
+    assert_int_equal(pipe(pipe_fds), 0);
+    green_event_init(&event);
+    green_mutex_init(&mutex, GREEN_MUTEX_NORMAL);
+    assert_int_equal(green_mutex_lock(&mutex, -1), 0); /* the root holds it */
+    chan = green_chan_new(sizeof(int), 0);
+    green_attr_t a = {.name = "sleeper"};
+    green_t gs[10];
+    int n = 0;
+    gs[n++] = green_spawn_attr(&a, sleeper, NULL);
+    green_attr_t sh = {.name = "shared-sleeper", .stack_mode = GREEN_STACK_SHARED};
+    gs[n++] = green_spawn_attr(&sh, sleeper, NULL);
+    a.name = "reader";
+    gs[n++] = green_spawn_attr(&a, reader, NULL);
+    a.name = "event-waiter";
+    gs[n++] = green_spawn_attr(&a, event_waiter, NULL);
+    a.name = "locker";
+    gs[n++] = green_spawn_attr(&a, locker, NULL);
+    a.name = "receiver";
+    gs[n++] = green_spawn_attr(&a, receiver, NULL);
+    a.name = "joiner";
+    gs[n++] = green_spawn_attr(&a, joiner, &gs[0]);
+    a.name = "dead";
+    green_t dead = green_spawn_attr(&a, returns_at_once, NULL);
+    a.name = "suspended";
+    green_t susp = green_new(switches_back, NULL, &a);
+    green_switch(susp, NULL);
+    assert_int_equal(green_sleep(50), 0); /* every one parks */
+    a.name = "ready";
+    green_t ready = green_spawn_attr(&a, returns_at_once, NULL);
+
+    char *d = dump_string();
+    char *e;
+    uint64_t root = green_id(green_root());
+
+    e = entry_of(d, "root");
+    assert_has(e, "state=running");
+    assert_has(e, "stack=root");
+    assert_has(e, "test_dump_every_state"); /* the running one's backtrace */
+    assert_ptr_equal(strstr(d, "\ngreen ") + 1, strstr(d, e)); /* listed first: it holds the hub */
+    if (getenv("GREEN_TEST_SHOW_DUMP"))
+        fputs(d, stderr);
+    free(e);
+
+    e = entry_of(d, "sleeper");
+    assert_has(e, "state=waiting on=sleep until=");
+    assert_has(e, "for=");
+    assert_int_equal(value_of(e, "spawner"), (long)root);
+    assert_has(e, "stack=dedicated size=262144");
+    assert_true(value_of(e, "hwm") > 0);
+    assert_has(e, "green_sleep"); /* the suspended one's backtrace: */
+    assert_has(e, "sleeper+");    /* through libgreen into the test */
+    free(e);
+
+    e = entry_of(d, "shared-sleeper");
+    assert_has(e, "state=waiting on=sleep");
+    assert_has(e, "stack=shared saved=");
+    assert_true(value_of(e, "hwm") > 0);
+    assert_has(e, "sleeper+"); /* frames copied back for the walk */
+    free(e);
+
+    e = entry_of(d, "reader");
+    char want[64];
+    snprintf(want, sizeof want, "state=waiting on=fd fd=%d dir=read", pipe_fds[0]);
+    assert_has(e, want);
+    assert_has(e, "reader+");
+    free(e);
+
+    e = entry_of(d, "event-waiter");
+    snprintf(want, sizeof want, "on=event obj=%p", (void *)&event);
+    assert_has(e, want);
+    free(e);
+
+    e = entry_of(d, "locker");
+    snprintf(want, sizeof want, "on=mutex obj=%p owner=%llu", (void *)&mutex, (unsigned long long)root);
+    assert_has(e, want);
+    free(e);
+
+    e = entry_of(d, "receiver");
+    assert_has(e, "on=channel");
+    free(e);
+
+    e = entry_of(d, "joiner");
+    snprintf(want, sizeof want, "on=join green=%llu", (unsigned long long)green_id(gs[0]));
+    assert_has(e, want);
+    free(e);
+
+    e = entry_of(d, "dead");
+    assert_has(e, "state=dead for=");
+    free(e);
+
+    e = entry_of(d, "suspended");
+    assert_has(e, "state=suspended");
+    snprintf(want, sizeof want, "parent=%llu", (unsigned long long)root);
+    assert_has(e, want);
+    assert_has(e, "switches_back+");
+    free(e);
+
+    e = entry_of(d, "ready");
+    assert_has(e, "state=ready started=no");
+    free(e);
+    free(d);
+
+    green_stats_t st = stats();
+    assert_int_equal(st.state_running, 1);
+    assert_int_equal(st.state_suspended, 1);
+    assert_int_equal(st.state_ready, 1);
+    assert_int_equal(st.state_waiting, 7);
+    assert_int_equal(st.state_dead, 1);
+    assert_int_equal(st.fds, 1);
+    assert_true(st.loops > 0);
+    uint64_t counted = 0;
+    for (int i = 0; i < 16; i++)
+        counted += st.stack_hwm[i];
+    assert_true(counted >= 8); /* the started, live ones */
+
+    /* clean up */
+    green_mutex_unlock(&mutex);
+    green_event_set(&event);
+    int v = 1;
+    green_chan_send(chan, &v, -1);
+    assert_int_equal(write(pipe_fds[1], "x", 1), 1);
+    green_kill(gs[0]);
+    green_kill(gs[1]);
+    for (int i = 1; i < n; i++)
+        assert_int_equal(green_join(gs[i], NULL, green_after(5000)), 0);
+    assert_int_equal(green_join(dead, NULL, -1), 0);
+    assert_int_equal(green_join(ready, NULL, -1), 0);
+    assert_int_equal(green_destroy(susp), 0);
+    green_chan_free(chan);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    assert_hub_idle();
+}
+
+/* ---- stack high-water marks ---- */
+
+static __attribute__((noinline)) int recurse(int depth)
+{
+    volatile char frame[256];
+    frame[0] = (char)depth;
+    if (depth == 0) {
+        green_event_wait(&event, -1);
+        return frame[0];
+    }
+    return recurse(depth - 1) + frame[0];
+}
+
+static void *deep(void *arg)
+{
+    recurse((int)(intptr_t)arg);
+    return NULL;
+}
+
+static void check_hwm_grows(int mode)
+{
+    green_event_init(&event);
+    static const char *const names[3] = {"depth-4", "depth-40", "depth-200"};
+    static const int depths[3] = {4, 40, 200};
+    green_t g[3];
+    for (int i = 0; i < 3; i++) {
+        /* an unusual size: fresh stacks, that no earlier test has written to */
+        green_attr_t a = {.name = names[i], .stack_mode = mode, .stack_size = 200 * 1024};
+        g[i] = green_spawn_attr(&a, deep, (void *)(intptr_t)depths[i]);
+    }
+    green_stats_t before = stats();
+    assert_int_equal(green_sleep(20), 0);
+    if (mode == GREEN_STACK_SHARED) {
+        /* a shared-stack one's mark is taken when another takes the stack */
+        assert_int_equal(green_yield(), 0);
+    }
+    char *d = dump_string();
+    long hwm[3];
+    for (int i = 0; i < 3; i++) {
+        char *e = entry_of(d, names[i]);
+        assert_non_null(e);
+        hwm[i] = value_of(e, "hwm");
+        free(e);
+    }
+    free(d);
+    assert_true(hwm[0] > 4 * 256);
+    assert_true(hwm[1] > 40 * 256);
+    assert_true(hwm[2] > 200 * 256);
+    assert_true(hwm[0] < hwm[1] && hwm[1] < hwm[2]);
+    assert_true(hwm[2] < 200 * (UNDER_ASAN ? 2048 : 400)); /* no wild overestimate (ASan: redzones) */
+    green_stats_t st = stats();
+    assert_true(st.stack_hwm_max >= (uint64_t)hwm[2]);
+    int b = 0; /* the deepest one's bucket: at most 1 KiB << b */
+    while (b < 15 && (uint64_t)hwm[2] > ((uint64_t)1024 << b))
+        b++;
+    assert_true(st.stack_hwm[b] > before.stack_hwm[b]);
+    green_event_set(&event);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(green_join(g[i], NULL, -1), 0);
+}
+
+static void test_hwm_dedicated(void **state)
+{
+    (void)state;
+    check_hwm_grows(GREEN_STACK_DEDICATED);
+    assert_hub_idle();
+}
+
+static void test_hwm_shared(void **state)
+{
+    (void)state;
+    check_hwm_grows(GREEN_STACK_SHARED);
+    assert_hub_idle();
+}
+
+/* ---- the monitor ---- */
+
+/* Run fn with stderr going to a temporary file; returns what was written (free it). */
+static char *capture_stderr(void (*fn)(void))
+{
+    FILE *tmp = tmpfile();
+    assert_non_null(tmp);
+    fflush(stderr);
+    int saved = dup(2);
+    assert_true(saved >= 0);
+    assert_true(dup2(fileno(tmp), 2) >= 0);
+    fn();
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    long n = ftell(tmp) >= 0 ? lseek(fileno(tmp), 0, SEEK_END) : 0;
+    char *s = calloc(1, (size_t)n + 1);
+    assert_non_null(s);
+    assert_int_equal(pread(fileno(tmp), s, (size_t)n, 0), n);
+    fclose(tmp);
+    return s;
+}
+
+static __attribute__((noinline)) void spin_until(int64_t t)
+{
+    volatile unsigned long x = 0;
+    while (green_now() < t)
+        x++;
+}
+
+static void *busy(void *arg)
+{
+    (void)arg;
+    spin_until(green_now() + 300);
+    return NULL;
+}
+
+static void *yielder(void *arg)
+{
+    (void)arg;
+    int64_t t = green_now() + 300;
+    while (green_now() < t)
+        green_yield();
+    return NULL;
+}
+
+static void run_named(const char *name, green_fn fn)
+{
+    assert_int_equal(green_monitor_start(100), 0);
+    green_attr_t a = {.name = name};
+    green_t g = green_spawn_attr(&a, fn, NULL);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(green_sleep(50), 0); /* the monitor looks once more */
+    assert_int_equal(green_monitor_stop(), 0);
+}
+
+static void run_busy(void) { run_named("busy", busy); }
+static void run_yielder(void) { run_named("yielder", yielder); }
+
+static void test_monitor_catches_busy_loop(void **state)
+{
+    (void)state;
+    char *out = capture_stderr(run_busy);
+    assert_has(out, "libgreen monitor: hub ");
+    assert_has(out, "by green thread ");
+    assert_has(out, "\"busy\"");
+    assert_has(out, "spin_until+"); /* where it is stuck */
+    /* once per episode */
+    assert_null(strstr(strstr(out, "libgreen monitor") + 1, "libgreen monitor"));
+    const char *p = strstr(out, "blocked for ");
+    assert_non_null(p);
+    assert_true(atol(p + strlen("blocked for ")) >= 100);
+    free(out);
+    assert_fails_with(green_monitor_stop(), ESRCH);
+    assert_fails_with(green_monitor_start(0), EINVAL);
+    assert_hub_idle();
+}
+
+static void test_monitor_silent_for_yielder(void **state)
+{
+    (void)state;
+    char *out = capture_stderr(run_yielder);
+    assert_string_equal(out, "");
+    free(out);
+    assert_hub_idle();
+}
+
+/* ---- the dump signal, in a child process ---- */
+
+static const char *self_exe = "/proc/self/exe";
+
+static void *other_hub(void *arg)
+{
+    (void)arg;
+    green_attr_t a = {.name = "other-hub-sleeper"};
+    green_t g = green_spawn_attr(&a, sleeper, NULL);
+    green_join(g, NULL, -1);
+    return NULL;
+}
+
+/* The child: named green threads on two hubs, then waits to be signalled. */
+static int sigquit_child(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, other_hub, NULL);
+    green_attr_t a = {.name = "child-sleeper"};
+    green_spawn_attr(&a, sleeper, NULL);
+    green_sleep(100);
+    if (write(1, "ready\n", 6) != 6)
+        return 1;
+    green_sleep(20000);
+    return 0;
+}
+
+static void test_dump_signal(void **state)
+{
+    (void)state;
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        setenv("GREEN_DUMP_SIGNAL", "SIGQUIT", 1);
+        execl(self_exe, self_exe, "--sigquit-child", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    char buf[16];
+    assert_int_equal(read(out[0], buf, 6), 6);
+    assert_int_equal(kill(pid, SIGQUIT), 0);
+    static char text[65536];
+    size_t n = 0;
+    while (n < sizeof text - 1 && !strstr(text, "libgreen: end of dump")) {
+        ssize_t r = read(err[0], text + n, sizeof text - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        text[n] = 0;
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(out[0]);
+    close(err[0]);
+    assert_has(text, "libgreen: dump of every hub (signal 3)");
+    assert_has(text, "\"child-sleeper\" state=waiting on=sleep");
+    assert_has(text, "\"other-hub-sleeper\" state=waiting on=sleep");
+    assert_has(text, "sleeper+"); /* backtraces from the handler too */
+    assert_has(text, "libgreen: end of dump");
+    /* two hubs */
+    const char *h1 = strstr(text, "\nhub ");
+    assert_non_null(h1);
+    assert_non_null(strstr(h1 + 1, "\nhub "));
+}
+
+/* ---- the program gdb looks at (tests/gdb_test.sh) ---- */
+
+__attribute__((noinline)) void gdb_break_here(void) { __asm__ __volatile__("" ::: "memory"); }
+
+static int gdb_child(void)
+{
+    green_attr_t a = {.name = "gdb-sleeper"};
+    green_spawn_attr(&a, sleeper, NULL);
+    a.name = "gdb-reader";
+    if (pipe(pipe_fds) != 0)
+        return 1;
+    green_spawn_attr(&a, reader, NULL);
+    green_sleep(20);
+    gdb_break_here();
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--sigquit-child") == 0)
+        return sigquit_child();
+    if (argc > 1 && strcmp(argv[1], "--gdb-child") == 0)
+        return gdb_child();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dump_every_state),
+        cmocka_unit_test(test_hwm_dedicated),
+        cmocka_unit_test(test_hwm_shared),
+        cmocka_unit_test(test_monitor_catches_busy_loop),
+        cmocka_unit_test(test_monitor_silent_for_yielder),
+        cmocka_unit_test(test_dump_signal),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
