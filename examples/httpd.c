@@ -1,8 +1,10 @@
 /* httpd.c — an HTTP/1.1 keep-alive server answering every request with a small static
  * page; requests are parsed by http-parser (see http.h).
  *
- * usage: httpd [PORT [THREADS]]   serve until Ctrl-C (port 8080, one hub)
- *        httpd --test             serve on a free port; a tiny client checks keep-alive,
+ * usage: httpd [--shared] [PORT [THREADS]]
+ *                                 serve until Ctrl-C / SIGINT (port 8080, one hub);
+ *                                 --shared runs the handlers on the shared stack
+ *        httpd [--shared] --test  serve on a free port; a tiny client checks keep-alive,
  *                                 pipelined and closing requests, then it stops
  * Benchmark it with wrk (installed by `make bench`), e.g.:
  *        httpd 8080 2 &  wrk -t2 -c100 -d10s http://127.0.0.1:8080/ */
@@ -60,9 +62,9 @@ static void session(int fd, void *arg)
     free(c); /* green_serve closes fd */
 }
 
-static green_server_t *serve(int fd, int threads)
+static green_server_t *serve(int fd, int threads, int stack_mode)
 {
-    green_serve_opts_t opts = {.max_conns = 10000, .threads = threads};
+    green_serve_opts_t opts = {.max_conns = 10000, .threads = threads, .attr = {.stack_mode = stack_mode}};
     green_server_t *srv = green_serve(fd, session, NULL, &opts);
     if (!srv)
         perror("green_serve");
@@ -138,18 +140,19 @@ static int check(const char *port)
 
 /* ---- modes ---- */
 
-static int run(const char *host, const char *port, int threads, int test)
+
+static int run(const char *host, const char *port, int threads, int stack_mode, int test)
 {
     int fd = green_tcp_listen(host, port, 1024);
     if (fd < 0)
         return perror("listen"), 1;
-    green_server_t *srv = serve(fd, threads);
+    green_server_t *srv = serve(fd, threads, stack_mode);
     if (!srv)
         return 1;
     char bound[16];
     snprintf(bound, sizeof bound, "%d", green_socket_port(fd));
-    printf("httpd on port %s, %d hub(s); benchmark it with:\n  wrk -t2 -c100 -d10s http://127.0.0.1:%s/\n",
-           bound, threads > 1 ? threads : 1, bound);
+    printf("httpd on port %s, %d hub(s), %s stacks; benchmark it with:\n  wrk -t2 -c100 -d10s http://127.0.0.1:%s/\n",
+           bound, threads > 1 ? threads : 1, stack_mode == GREEN_STACK_SHARED ? "shared" : "dedicated", bound);
     fflush(stdout);
     int rc = 0;
     if (test)
@@ -163,11 +166,16 @@ static int run(const char *host, const char *port, int threads, int test)
 
 int main(int argc, char **argv)
 {
+    int mode = GREEN_STACK_DEDICATED;
+    if (argc > 1 && !strcmp(argv[1], "--shared")) {
+        mode = GREEN_STACK_SHARED;
+        argv++, argc--;
+    }
     if (argc == 2 && !strcmp(argv[1], "--test"))
-        return run("127.0.0.1", "0", 1, 1);
+        return run("127.0.0.1", "0", 1, mode, 1);
     if (argc > 3 || (argc > 1 && argv[1][0] == '-')) {
-        fprintf(stderr, "usage: httpd [PORT [THREADS]] | httpd --test\n");
+        fprintf(stderr, "usage: httpd [--shared] [PORT [THREADS] | --test]\n");
         return 2;
     }
-    return run(NULL, argc > 1 ? argv[1] : "8080", argc > 2 ? atoi(argv[2]) : 1, 0);
+    return run(NULL, argc > 1 ? argv[1] : "8080", argc > 2 ? atoi(argv[2]) : 1, mode, 0);
 }
