@@ -25,8 +25,10 @@ static const char BAD_REQUEST[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0
 static const http_parser_settings request_settings = {.on_message_complete = http_message_end};
 
 /* The answer to the request p has just parsed; HTTP/1.0 clients that asked for
- * keep-alive are told it is granted, and a connection we will close says so. */
-static int respond(int fd, const http_parser *p, int keep_alive)
+ * keep-alive are told it is granted, and a connection we will close says so.
+ * Not inlined: its 256-byte head would otherwise sit in session()'s frame, which stays
+ * on the stack while the connection idles (with shared stacks, copied out for each). */
+static __attribute__((noinline)) int respond(int fd, const http_parser *p, int keep_alive)
 {
     char head[256];
     const char *conn = !keep_alive ? "Connection: close\r\n"
