@@ -11,9 +11,10 @@ ARCH := $(shell uname -m)
 
 TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk
+BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk \
+              iproute2 golang-go python3-gevent
 
-.PHONY: all test bench bench-peers deps-test deps-bench test-native test-ucontext \
+.PHONY: all test bench bench-peers bench-net deps-test deps-bench test-native test-ucontext \
         test-asan test-tsan test-valgrind test-aarch64 clean
 
 all:
@@ -104,6 +105,12 @@ bench: deps-bench
 bench-peers:
 	$(call apt_install,golang-go python3-gevent)
 	bash bench/run.sh build-release --peers-only
+
+# Only the network benchmarks of issue 5 (sections F and G of bench/run.sh, ~3 minutes).
+bench-net: deps-bench
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGREEN_TESTS=OFF
+	cmake --build build-release -j$(JOBS)
+	bash bench/run.sh build-release --net-only
 
 clean:
 	rm -rf build build-*

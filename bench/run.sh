@@ -5,6 +5,8 @@
 #                                             Release build into build-release)
 #   bash bench/run.sh BUILD_DIR --peers-only  only the talk's programs with Go and gevent
 #                                             (`make bench-peers`; needs no C build)
+#   bash bench/run.sh BUILD_DIR --net-only    only the network benchmarks (F, G:
+#                                             bench/net.sh; `make bench-net`)
 #
 # Benchmarks are not tests: they print figures and ratios measured in this run and never
 # judge them. Each data point of the talk's programs runs in a fresh process; a run
@@ -21,8 +23,9 @@ export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_ARG=${1:-build-release}
-PEERS_ONLY=0
+PEERS_ONLY=0 NET_ONLY=0
 [[ ${2:-} == --peers-only ]] && PEERS_ONLY=1
+[[ ${2:-} == --net-only ]] && NET_ONLY=1
 if [[ $BUILD_ARG = /* ]]; then BUILD=$BUILD_ARG
 elif [[ -d $BUILD_ARG ]]; then BUILD=$(cd "$BUILD_ARG" && pwd)
 else BUILD=$ROOT/$BUILD_ARG; fi
@@ -141,7 +144,7 @@ echo
 
 # ---------------------------------------------------------------- A, B, C
 
-if (( ! PEERS_ONLY )); then
+if (( ! PEERS_ONLY && ! NET_ONLY )); then
   echo "## A. Context switches (wall clock, ns per switch, median of 3 runs of ~250 ms)"
   echo
   echo "Two green threads ping-pong with \`green_switch\` (no hub); the hub rows are two green"
@@ -222,6 +225,14 @@ for p in /usr/bin/python3 python3; do
     break
   fi
 done
+
+# ---------------------------------------------------------------- F, G only
+
+if (( NET_ONLY )); then
+  source "$ROOT/bench/net.sh"
+  echo "_bench/run.sh took $(( $(date +%s) - T_START )) s._"
+  exit 0
+fi
 
 # ---------------------------------------------------------------- D: the talk's programs
 
@@ -607,4 +618,10 @@ if (( ! PEERS_ONLY )); then
   fi
 fi
 echo
+
+# ---------------------------------------------------------------- F, G: network (issue 5)
+
+if (( ! PEERS_ONLY )); then
+  source "$ROOT/bench/net.sh"
+fi
 echo "_bench/run.sh took $(( $(date +%s) - T_START )) s._"
