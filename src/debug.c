@@ -192,6 +192,15 @@ static void bt_saved(struct out *o, const green_ctx_t *ctx)
     if (unw_init_local(&cur, &uc) != 0)
         return;
     bt_cursor(o, &cur, 0);
+#elif defined(__x86_64__) && defined(GREEN_CONTEXT_UCONTEXT)
+    /* libunwind's x86-64 context is a ucontext_t: the one swapcontext saved */
+    _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t), "unw_context_t is a ucontext_t");
+    unw_context_t uc;
+    unw_cursor_t cur;
+    memcpy(&uc, &ctx->uc, sizeof uc);
+    if (unw_init_local(&cur, &uc) != 0)
+        return;
+    bt_cursor(o, &cur, 0);
 #else
     (void)ctx;
     outf(o, "    (no backtrace of a suspended green thread on this architecture)\n");
