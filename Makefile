@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CTEST := ctest --output-on-failure -j$(JOBS)
 ARCH := $(shell uname -m)
 
-TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev
+TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libcurl4-openssl-dev libhiredis-dev redis-server
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk
 
