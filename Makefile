@@ -11,7 +11,7 @@ ARCH := $(shell uname -m)
 
 TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libcurl4-openssl-dev libhiredis-dev redis-server
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
-BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk
+BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk libcurl4-openssl-dev
 
 .PHONY: all test bench bench-peers deps-test deps-bench test-native test-ucontext \
         test-asan test-tsan test-valgrind test-aarch64 clean
