@@ -75,24 +75,15 @@ ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 }
 GREEN_PATCH(recvmsg);
 
+static int accept_call(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    ONE_CALL(fd, POLLIN, 0, int, green__sys.accept4(fd, addr, len, flags));
+}
+
+/* The new fd gets exactly the caller's flags: its kernel flags are then the truth. */
 int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    /* the new fd gets exactly the caller's flags: its kernel flags are then the truth */
-    int c;
-    {
-        int state_;
-        enum pfd_how how_ = green__pfd_how(fd, &state_);
-        int e_ = errno;
-        for (;;) {
-            c = green__sys.accept4(fd, addr, len, flags);
-            if (c >= 0 || how_ == PFD_PASS || !would_block(errno))
-                break;
-            if (green__pfd_wait(how_, fd, POLLIN) != 0)
-                return -1;
-        }
-        if (c >= 0 && how_ != PFD_PASS)
-            errno = e_;
-    }
+    int c = accept_call(fd, addr, len, flags);
     if (c >= 0)
         green__pfd_set(c, 0);
     return c;
@@ -154,8 +145,7 @@ GREEN_PATCH(sendto);
 
 /* ---- writes that move everything ---- */
 
-/* Write iov[0..cnt) (this copy of the caller's array is consumed) with `put`, waiting
- * whenever the fd would block, until all of it is written. */
+/* Where a write goes: writev, or sendmsg with its flags and header. */
 struct put {
     int fd;
     int flags;           /* sendmsg's */
@@ -177,14 +167,12 @@ static ssize_t put_once(struct put *p, struct iovec *iov, int cnt)
     return r;
 }
 
+/* Write iov[0..cnt) (a copy of the caller's array, consumed) waiting whenever the fd
+ * would block, until all of it is written. */
 static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec *iov, int cnt)
 {
     size_t done = 0;
     int e = errno;
-    while (cnt > 0 && iov[0].iov_len == 0 && cnt > 1) {
-        iov++;
-        cnt--;
-    }
     if ((state & PFD_KEEP) && green__pfd_wait(how, p->fd, POLLOUT) != 0)
         return -1;
     for (;;) {
@@ -205,7 +193,7 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
             break;
         iov[0].iov_base = (char *)iov[0].iov_base + left;
         iov[0].iov_len -= left;
-        if (state & PFD_KEEP && green__pfd_wait(how, p->fd, POLLOUT) != 0)
+        if ((state & PFD_KEEP) && green__pfd_wait(how, p->fd, POLLOUT) != 0)
             return (ssize_t)done;
     }
     errno = e;
