@@ -9,10 +9,11 @@ JOBS ?= $(shell nproc)
 CTEST := ctest --output-on-failure -j$(JOBS)
 ARCH := $(shell uname -m)
 
-TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libunwind-dev gdb
+TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libunwind-dev gdb \
+             libcurl4-openssl-dev libhiredis-dev redis-server
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk \
-              iproute2 golang-go python3-gevent
+              iproute2 golang-go python3-gevent libcurl4-openssl-dev
 
 .PHONY: all test bench bench-peers bench-net deps-test deps-bench test-native test-ucontext \
         test-asan test-tsan test-valgrind test-aarch64 clean

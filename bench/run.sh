@@ -617,6 +617,43 @@ if (( ! PEERS_ONLY )); then
     printf 'libgreen context switches per message: %s.\n' "$(printf '%s, ' "${notes[@]}" | sed 's/, $//')"
   fi
 fi
+
+# ---------------------------------------------------------------- P: monkey patching
+
+# Issue 6: N concurrent blocking curl_easy_perform calls (libcurl, unmodified) against
+# a local server that answers each after 200 ms; bench_patch_curl is linked with
+# libgreen-patch.so. Sequential is measured on P_SEQ calls and extrapolated to N.
+if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_patch_curl ]]; then
+  P_N=1000 P_SEQ=20
+  p_cell() { # LINE [SCALE]: wall time (scaled when extrapolated), or what went wrong
+    local l=$1
+    if [[ -n $(kv "$l" error) ]]; then error_cell "$l"; return; fi
+    local ms; ms=$(awk -v v="$(kv "$l" ms)" -v s="${2:-1}" 'BEGIN { print v * s }')
+    local c; c=$(fmt_ms "$ms")
+    [[ ${2:-1} != 1 ]] && c="$c (extrapolated from $(kv "$l" n) calls: $(fmt_ms "$(kv "$l" ms)"))"
+    [[ $(kv "$l" ok) != "$(kv "$l" n)" ]] && c="$c, only $(kv "$l" ok)/$(kv "$l" n) correct"
+    echo "$c"
+  }
+  p_rss() { # LINE: RSS with all done, and its growth
+    local l=$1
+    if [[ -n $(kv "$l" error) ]]; then echo "—"; return; fi
+    echo "$(fmt_kib "$(kv "$l" rss_kb)") (+$(fmt_kib $(( $(kv "$l" rss_kb) - $(kv "$l" rss0_kb) ))); peak $(fmt_kib "$(kv "$l" hwm_kb)"))"
+  }
+  pg=$(run_timed "$BIN/bench_patch_curl" green "$P_N")
+  pt=$(run_timed "$BIN/bench_patch_curl" pthreads "$P_N")
+  ps=$(run_point "$BIN/bench_patch_curl" sequential "$P_SEQ")
+  echo "## P. Monkey patching: $(commas "$P_N") blocking curl_easy_perform calls (issue 6)"
+  echo
+  echo "Each call fetches from a local HTTP server (a forked child) that answers after 200 ms;"
+  echo "libcurl is the distribution's, unmodified. Wall time of all $(commas "$P_N") calls (thread creation"
+  echo "included); RSS of the calling process once all are done (the server not counted)."
+  echo
+  header "how" "wall time" "RSS (growth; peak)"
+  row "libgreen-patch.so: $(commas "$P_N") green threads" "$(p_cell "$pg")" "$(p_rss "$pg")"
+  row "$(commas "$P_N") OS threads (pthreads, default stacks)" "$(p_cell "$pt")" "$(p_rss "$pt")"
+  row "sequential, one thread" "$(p_cell "$ps" "$(( P_N / P_SEQ ))")" "$(p_rss "$ps")"
+  echo
+fi
 echo
 
 # ---------------------------------------------------------------- F, G: network (issue 5)

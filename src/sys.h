@@ -16,17 +16,25 @@
 #define GREEN_SYS_H
 
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 /* X(name): every function of the table; its type is libc's own declaration. */
 #define GREEN_SYS_FUNCS(X)                                                               \
     X(read) X(write) X(readv) X(writev) X(pread) X(pwrite) X(recvmsg) X(sendmsg)        \
     X(accept4) X(connect) X(close) X(fcntl) X(socket) X(getaddrinfo) X(freeaddrinfo)    \
+    X(recv) X(send) X(recvfrom) X(sendto) X(accept) X(ioctl) X(dup) X(dup2) X(dup3)       \
+    X(pipe) X(pipe2) X(socketpair) X(fclose) X(poll) X(ppoll) X(select) X(pselect)       \
+    X(nanosleep) X(clock_nanosleep) X(usleep) X(sleep) X(gethostbyname) X(gethostbyname_r) \
     X(sched_yield) X(pthread_create) X(pthread_join) X(pthread_self) X(pthread_equal)    \
     X(pthread_once) X(pthread_key_create) X(pthread_setspecific) X(pthread_getspecific)  \
     X(pthread_mutex_lock) X(pthread_mutex_trylock) X(pthread_mutex_unlock) X(pthread_cond_init) \

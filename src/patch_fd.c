@@ -1,0 +1,332 @@
+/*
+ * patch_fd.c — the user's view of an fd (see patch_io.h), and the wrappers that create,
+ * copy, configure and close fds: socket socketpair pipe pipe2 accept's result (in
+ * patch_io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose.
+ *
+ * The table: one byte per fd number, in chunks of 16K fds reached through a fixed
+ * array of 64K chunk pointers (fd numbers up to 2^30, Linux's nr_open ceiling). A chunk
+ * is allocated on first use and never freed or moved, so any thread reads an entry with
+ * one atomic load and no lock; a chunk lost to a racing allocation is freed at once.
+ *
+ * Entries are reset wherever a wrapper sees a number (re)born — socket, socketpair,
+ * pipe, accept, dup* — and cleared at close and fclose, so a stale entry can only come
+ * from a close libgreen cannot see (a raw syscall, close_range). Flags are per open
+ * file: after dup the copies share the entry's value, but a later F_SETFL through one
+ * number updates only that number's view.
+ */
+#include "patch_io.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#define CHUNK_BITS 14
+#define CHUNK_SIZE (1u << CHUNK_BITS)
+#define NCHUNKS (1u << 16)
+
+static unsigned char *chunks[NCHUNKS];
+
+static unsigned char *chunk_of(int fd, int make)
+{
+    if (fd < 0 || (unsigned)fd >= (unsigned)NCHUNKS * CHUNK_SIZE)
+        return NULL;
+    unsigned char **slot = &chunks[(unsigned)fd >> CHUNK_BITS];
+    unsigned char *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (c || !make)
+        return c;
+    unsigned char *fresh = calloc(CHUNK_SIZE, 1);
+    if (!fresh)
+        return NULL;
+    if (__atomic_compare_exchange_n(slot, &c, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return fresh;
+    free(fresh); /* another thread's chunk won: c is it */
+    return c;
+}
+
+int green__pfd_get(int fd)
+{
+    unsigned char *c = chunk_of(fd, 0);
+    return c ? __atomic_load_n(&c[fd & (CHUNK_SIZE - 1)], __ATOMIC_ACQUIRE) : 0;
+}
+
+void green__pfd_set(int fd, int state)
+{
+    unsigned char *c = chunk_of(fd, state != 0);
+    if (c)
+        __atomic_store_n(&c[fd & (CHUNK_SIZE - 1)], (unsigned char)state, __ATOMIC_RELEASE);
+}
+
+/* What fd is, found out once: see patch_io.h for the states. */
+static int learn(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
+        return PFD_KNOWN | PFD_FILE;
+    int fl = green__sys.fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -1;
+    int state = PFD_KNOWN | ((fl & O_NONBLOCK) ? PFD_USER_NB : 0);
+    if (S_ISSOCK(st.st_mode)) {
+        int type = 0;
+        socklen_t len = sizeof type;
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM)
+            state |= PFD_STREAM;
+    } else if (fd <= 2) {
+        return state | PFD_KEEP; /* the terminal or a pipe of the shell's: flags stay */
+    }
+    if (!(fl & O_NONBLOCK) && green__sys.fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+        return -1;
+    return state | PFD_MANAGED;
+}
+
+int green__pfd_learn(int fd)
+{
+    int state = green__pfd_get(fd);
+    if (state)
+        return state;
+    int e = errno;
+    if ((state = learn(fd)) < 0)
+        return -1;
+    errno = e;
+    unsigned char *c = chunk_of(fd, 1);
+    if (!c)
+        return state & PFD_MANAGED ? state : 0; /* out of memory: a file, kept as is */
+    unsigned char old = 0;
+    /* two threads learning at once learn the same thing; keep the first */
+    if (!__atomic_compare_exchange_n(&c[fd & (CHUNK_SIZE - 1)], &old, (unsigned char)state, 0,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        state = old;
+    return state;
+}
+
+enum pfd_how green__pfd_how(int fd, int *state)
+{
+    if (green__patch_here()) {
+        int s = green__pfd_learn(fd);
+        *state = s < 0 ? 0 : s;
+        /* a bad fd: libc reports it */
+        return s <= 0 || (s & (PFD_FILE | PFD_USER_NB)) ? PFD_PASS : PFD_GREEN;
+    }
+    int s = *state = green__pfd_get(fd);
+    return (s & PFD_MANAGED) && !(s & PFD_USER_NB) ? PFD_EMULATE : PFD_PASS;
+}
+
+int green__pfd_wait(enum pfd_how how, int fd, int events)
+{
+    struct pollfd p = {.fd = fd, .events = (short)events};
+    if (how == PFD_GREEN)
+        return green__patch_poll(&p, 1, -1) > 0 ? 0 : -1;
+    /* a plain thread: really block, as the user's blocking fd would */
+    int r = green__sys.poll(&p, 1, -1);
+    return r > 0 ? 0 : -1;
+}
+
+/* ---- fds born: a fresh number has no history ---- */
+
+int socket(int domain, int type, int protocol)
+{
+    int fd = green__sys.socket(domain, type, protocol);
+    if (fd >= 0)
+        green__pfd_set(fd, 0);
+    return fd;
+}
+GREEN_PATCH(socket);
+
+int socketpair(int domain, int type, int protocol, int sv[2])
+{
+    int r = green__sys.socketpair(domain, type, protocol, sv);
+    if (r == 0) {
+        green__pfd_set(sv[0], 0);
+        green__pfd_set(sv[1], 0);
+    }
+    return r;
+}
+GREEN_PATCH(socketpair);
+
+int pipe2(int fds[2], int flags)
+{
+    int r = green__sys.pipe2(fds, flags);
+    if (r == 0) {
+        green__pfd_set(fds[0], 0);
+        green__pfd_set(fds[1], 0);
+    }
+    return r;
+}
+GREEN_PATCH(pipe2);
+
+int pipe(int fds[2]) { return pipe2(fds, 0); }
+GREEN_PATCH(pipe);
+
+/* ---- copies share the open file, so its flags ---- */
+
+/* newfd (when >= 0) replaced what had that number: its waiters learn it was closed */
+static int dup_done(int oldfd, int newfd, int replaced)
+{
+    if (newfd < 0)
+        return newfd;
+    if (replaced && green__patch_here())
+        green__patch_closing(newfd);
+    green__pfd_set(newfd, green__pfd_get(oldfd));
+    return newfd;
+}
+
+int dup(int fd) { return dup_done(fd, green__sys.dup(fd), 0); }
+GREEN_PATCH(dup);
+
+int dup2(int oldfd, int newfd)
+{
+    if (oldfd == newfd)
+        return green__sys.dup2(oldfd, newfd);
+    return dup_done(oldfd, green__sys.dup2(oldfd, newfd), 1);
+}
+GREEN_PATCH(dup2);
+
+int __dup2(int oldfd, int newfd) { return dup2(oldfd, newfd); }
+GREEN_PATCH(__dup2);
+
+int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, green__sys.dup3(oldfd, newfd, flags), 1); }
+GREEN_PATCH(dup3);
+
+/* ---- the user's O_NONBLOCK ---- */
+
+static void set_user_nb(int fd, int state, int on)
+{
+    green__pfd_set(fd, on ? state | PFD_USER_NB : state & ~PFD_USER_NB);
+}
+
+static int fcntl_impl(int fd, int cmd, void *arg)
+{
+    int state = green__pfd_get(fd);
+    int e = errno;
+    int r;
+    switch (cmd) {
+    case F_GETFL:
+        r = green__sys.fcntl(fd, cmd);
+        if (r >= 0 && (state & PFD_MANAGED))
+            r = (r & ~O_NONBLOCK) | ((state & PFD_USER_NB) ? O_NONBLOCK : 0);
+        break;
+    case F_SETFL: {
+        int fl = (int)(intptr_t)arg;
+        /* a managed fd stays non-blocking underneath; only the user's view changes */
+        r = green__sys.fcntl(fd, cmd, (state & PFD_MANAGED) ? fl | O_NONBLOCK : fl);
+        if (r == 0 && (state & (PFD_MANAGED | PFD_KEEP)))
+            set_user_nb(fd, state, fl & O_NONBLOCK);
+        break;
+    }
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC:
+        r = green__sys.fcntl(fd, cmd, (int)(intptr_t)arg);
+        if (r >= 0)
+            green__pfd_set(r, state);
+        break;
+    default:
+        return green__sys.fcntl(fd, cmd, arg);
+    }
+    if (r >= 0)
+        errno = e;
+    return r;
+}
+
+/* The argument is an int or a pointer, as the command says; glibc reads it the same way. */
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_impl(fd, cmd, arg);
+}
+GREEN_PATCH(fcntl);
+
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_impl(fd, cmd, arg);
+}
+GREEN_PATCH(fcntl64);
+
+int __fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_impl(fd, cmd, arg);
+}
+GREEN_PATCH(__fcntl);
+
+/* Only FIONBIO is the patch's business; every other request goes to libc as is. */
+int ioctl(int fd, unsigned long req, ...)
+{
+    va_list ap;
+    va_start(ap, req);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    int state;
+    if (req != FIONBIO || !((state = green__pfd_get(fd)) & (PFD_MANAGED | PFD_KEEP)))
+        return green__sys.ioctl(fd, req, arg);
+    if (!arg) {
+        errno = EFAULT;
+        return -1;
+    }
+    int on = *(const int *)arg != 0;
+    if (state & PFD_KEEP) {
+        int r = green__sys.ioctl(fd, req, arg);
+        if (r == 0)
+            set_user_nb(fd, state, on);
+        return r;
+    }
+    /* managed: non-blocking underneath already; check the fd is still open */
+    int e = errno;
+    if (green__sys.fcntl(fd, F_GETFL) < 0)
+        return -1;
+    errno = e;
+    set_user_nb(fd, state, on);
+    return 0;
+}
+GREEN_PATCH(ioctl);
+
+/* ---- closing ---- */
+
+/* Before fd is closed: forget what we know of it, and wake whoever waits on it (EBADF)
+ * so that no green thread sleeps on a number that may soon be another file's. */
+static void closing(int fd)
+{
+    green__pfd_set(fd, 0);
+    struct green_hub *h = green__tls_hub;
+    if (h) {
+        green__patch_closing(fd);
+        if (h->poller)
+            green__fd_forget(h, fd);
+    }
+}
+
+int close(int fd)
+{
+    int e = errno;
+    closing(fd);
+    int r = green__sys.close(fd);
+    if (r == 0)
+        errno = e;
+    return r;
+}
+GREEN_PATCH(close);
+
+int __close(int fd) { return close(fd); }
+GREEN_PATCH(__close);
+
+int fclose(FILE *f)
+{
+    if (f) {
+        int fd = fileno(f);
+        if (fd >= 0)
+            closing(fd);
+    }
+    return green__sys.fclose(f);
+}
+GREEN_PATCH(fclose);

@@ -1,0 +1,292 @@
+/*
+ * patch_io.c — read, write, send, receive, accept and connect as a blocking fd's user
+ * expects them, made cooperative in a green thread (see patch_io.h for the fd states).
+ *
+ * Every wrapper asks green__pfd_how() how to make its call:
+ *  - PFD_PASS: straight to libc (a plain thread's fd that is really blocking or that the
+ *    user made non-blocking, a regular file, a bad fd, MSG_DONTWAIT);
+ *  - PFD_GREEN: the fd is non-blocking underneath: make the call, and on EAGAIN park the
+ *    green thread until the fd is ready (green__pfd_wait), then make it again. A PFD_KEEP
+ *    fd (0..2) is waited for first, then called;
+ *  - PFD_EMULATE: a plain thread on an fd that is blocking to the user but non-blocking
+ *    underneath: the same loop, with a real poll(2) as the wait.
+ * A wait that fails ends the call: -1 with ETIMEDOUT (the scoped deadline of
+ * green_timeout_push), ECANCELED (the green thread was killed) or EBADF (another green
+ * thread closed the fd). write, send and writev on a blocking fd move every byte, as the
+ * kernel does for a blocking socket; when a wait fails part way they return the count
+ * moved so far. errno is left as it was when the call succeeds.
+ */
+#include "patch_io.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
+
+/* The loop of one call that succeeds once: `call` is an expression made again after
+ * every wait for `ev`. */
+#define ONE_CALL(fd, ev, flags, type, call)                                               \
+    do {                                                                                  \
+        int state_;                                                                       \
+        enum pfd_how how_ = green__pfd_how(fd, &state_);                                  \
+        if (how_ == PFD_PASS || ((flags) & MSG_DONTWAIT))                                 \
+            return call;                                                                  \
+        int e_ = errno;                                                                   \
+        if ((state_ & PFD_KEEP) && green__pfd_wait(how_, fd, ev) != 0)                    \
+            return -1;                                                                    \
+        for (;;) {                                                                        \
+            type r_ = call;                                                               \
+            if (r_ >= 0) {                                                                \
+                errno = e_;                                                               \
+                return r_;                                                                \
+            }                                                                             \
+            if (!would_block(errno) || green__pfd_wait(how_, fd, ev) != 0)                \
+                return -1;                                                                \
+        }                                                                                 \
+    } while (0)
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+    ONE_CALL(fd, POLLIN, 0, ssize_t, green__sys.read(fd, buf, n));
+}
+GREEN_PATCH(read);
+
+ssize_t __read(int fd, void *buf, size_t n) { return read(fd, buf, n); }
+GREEN_PATCH(__read);
+
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+    if (n > buflen)
+        __chk_fail();
+    return read(fd, buf, n);
+}
+GREEN_PATCH(__read_chk);
+
+ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    ONE_CALL(fd, POLLIN, 0, ssize_t, green__sys.readv(fd, iov, iovcnt));
+}
+GREEN_PATCH(readv);
+
+ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    ONE_CALL(fd, POLLIN, flags, ssize_t, green__sys.recvmsg(fd, msg, flags));
+}
+GREEN_PATCH(recvmsg);
+
+static int accept_call(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    ONE_CALL(fd, POLLIN, 0, int, green__sys.accept4(fd, addr, len, flags));
+}
+
+/* The new fd gets exactly the caller's flags: its kernel flags are then the truth. */
+int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    int c = accept_call(fd, addr, len, flags);
+    if (c >= 0)
+        green__pfd_set(c, 0);
+    return c;
+}
+GREEN_PATCH(accept4);
+
+int accept(int fd, struct sockaddr *addr, socklen_t *len) { return accept4(fd, addr, len, 0); }
+GREEN_PATCH(accept);
+
+/* recv and recvfrom: MSG_WAITALL on a stream socket reads on until n bytes or EOF, as
+ * the kernel does for a blocking one (non-blocking underneath, it would not). */
+ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *fromlen)
+{
+    int state;
+    if ((flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) &&
+        green__pfd_how(fd, &state) != PFD_PASS && (state & PFD_STREAM)) {
+        size_t done = 0;
+        while (done < n) {
+            ssize_t r = recvfrom(fd, (char *)buf + done, n - done, flags & ~MSG_WAITALL, from, fromlen);
+            if (r <= 0)
+                return done ? (ssize_t)done : r;
+            done += (size_t)r;
+        }
+        return (ssize_t)done;
+    }
+    ONE_CALL(fd, POLLIN, flags, ssize_t, green__sys.recvfrom(fd, buf, n, flags, from, fromlen));
+}
+GREEN_PATCH(recvfrom);
+
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *from,
+                       socklen_t *fromlen)
+{
+    if (n > buflen)
+        __chk_fail();
+    return recvfrom(fd, buf, n, flags, from, fromlen);
+}
+GREEN_PATCH(__recvfrom_chk);
+
+ssize_t recv(int fd, void *buf, size_t n, int flags) { return recvfrom(fd, buf, n, flags, NULL, NULL); }
+GREEN_PATCH(recv);
+
+ssize_t __recv(int fd, void *buf, size_t n, int flags) { return recv(fd, buf, n, flags); }
+GREEN_PATCH(__recv);
+
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+    if (n > buflen)
+        __chk_fail();
+    return recv(fd, buf, n, flags);
+}
+GREEN_PATCH(__recv_chk);
+
+/* One datagram, or what one call takes on a stream socket. */
+ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen)
+{
+    ONE_CALL(fd, POLLOUT, flags, ssize_t, green__sys.sendto(fd, buf, n, flags, to, tolen));
+}
+GREEN_PATCH(sendto);
+
+/* ---- writes that move everything ---- */
+
+/* Where a write goes: writev, or sendmsg with its flags and header. */
+struct put {
+    int fd;
+    int flags;           /* sendmsg's */
+    struct msghdr *msg;  /* sendmsg: name and control go with the first call only */
+};
+
+static ssize_t put_once(struct put *p, struct iovec *iov, int cnt)
+{
+    if (!p->msg)
+        return green__sys.writev(p->fd, iov, cnt);
+    struct msghdr m = *p->msg;
+    m.msg_iov = iov;
+    m.msg_iovlen = (size_t)cnt;
+    ssize_t r = green__sys.sendmsg(p->fd, &m, p->flags);
+    if (r > 0) { /* the rest of a stream: no address, no ancillary data again */
+        p->msg->msg_control = NULL;
+        p->msg->msg_controllen = 0;
+    }
+    return r;
+}
+
+/* Write iov[0..cnt) (a copy of the caller's array, consumed) waiting whenever the fd
+ * would block, until all of it is written. */
+static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec *iov, int cnt)
+{
+    size_t done = 0;
+    int e = errno;
+    if ((state & PFD_KEEP) && green__pfd_wait(how, p->fd, POLLOUT) != 0)
+        return -1;
+    for (;;) {
+        ssize_t r = put_once(p, iov, cnt);
+        if (r < 0) {
+            if (!would_block(errno) || green__pfd_wait(how, p->fd, POLLOUT) != 0)
+                return done ? (ssize_t)done : -1;
+            continue;
+        }
+        done += (size_t)r;
+        size_t left = (size_t)r;
+        while (cnt > 0 && left >= iov[0].iov_len) {
+            left -= iov[0].iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt == 0)
+            break;
+        iov[0].iov_base = (char *)iov[0].iov_base + left;
+        iov[0].iov_len -= left;
+        if ((state & PFD_KEEP) && green__pfd_wait(how, p->fd, POLLOUT) != 0)
+            return (ssize_t)done;
+    }
+    errno = e;
+    return (ssize_t)done;
+}
+
+/* The same with a private copy of the caller's iovec array (never written). */
+static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
+{
+    int state;
+    enum pfd_how how = green__pfd_how(p->fd, &state);
+    if (how == PFD_PASS || (p->flags & MSG_DONTWAIT) || cnt <= 0 || cnt > IOV_MAX)
+        return p->msg ? green__sys.sendmsg(p->fd, p->msg, p->flags) : green__sys.writev(p->fd, iov, cnt);
+    struct iovec small[8], *copy = small;
+    if (cnt > 8 && !(copy = malloc((size_t)cnt * sizeof *copy))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(copy, iov, (size_t)cnt * sizeof *copy);
+    ssize_t r = put_all(p, how, state, copy, cnt);
+    if (copy != small) {
+        int e = errno;
+        free(copy);
+        errno = e;
+    }
+    return r;
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    struct put p = {.fd = fd};
+    return put_all_copy(&p, iov, iovcnt);
+}
+GREEN_PATCH(writev);
+
+ssize_t write(int fd, const void *buf, size_t n)
+{
+    struct iovec iov = {(void *)buf, n};
+    return writev(fd, &iov, 1);
+}
+GREEN_PATCH(write);
+
+ssize_t __write(int fd, const void *buf, size_t n) { return write(fd, buf, n); }
+GREEN_PATCH(__write);
+
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (!msg)
+        return green__sys.sendmsg(fd, msg, flags);
+    struct msghdr m = *msg;
+    struct put p = {.fd = fd, .flags = flags, .msg = &m};
+    return put_all_copy(&p, msg->msg_iov, (int)msg->msg_iovlen);
+}
+GREEN_PATCH(sendmsg);
+
+ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+    struct iovec iov = {(void *)buf, n};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    return sendmsg(fd, &m, flags);
+}
+GREEN_PATCH(send);
+
+ssize_t __send(int fd, const void *buf, size_t n, int flags) { return send(fd, buf, n, flags); }
+GREEN_PATCH(__send);
+
+/* ---- connect ---- */
+
+/* A blocking connect: on a non-blocking socket the attempt goes on in the background
+ * (EINPROGRESS); wait until it is made or has failed. A wait that fails leaves it going
+ * on (a later connect gets EALREADY, as after a signal). */
+int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    int state;
+    enum pfd_how how = green__pfd_how(fd, &state);
+    int e = errno;
+    int r = green__sys.connect(fd, addr, len);
+    if (r == 0 || how == PFD_PASS || errno != EINPROGRESS)
+        return r;
+    if (green__pfd_wait(how, fd, POLLOUT) != 0)
+        return -1;
+    int err = 0;
+    socklen_t elen = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
+        return -1;
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    errno = e;
+    return 0;
+}
+GREEN_PATCH(connect);
+
+int __connect(int fd, const struct sockaddr *addr, socklen_t len) { return connect(fd, addr, len); }
+GREEN_PATCH(__connect);

@@ -1,0 +1,836 @@
+/* test_patch.c — libgreen-patch.so, linked in (-lgreen-patch): unmodified blocking C
+ * libraries (libcurl, hiredis) and plain libc calls (read, poll, select, sleep, ...)
+ * park only their green thread; the same calls outside a hub behave as libc's; the
+ * user's view of an fd's flags stays POSIX. Real servers on loopback: the HTTP server
+ * of delay_server.h (a forked child) and a redis-server started here when installed. */
+#include "green_test.h"
+#include "delay_server.h"
+
+#include <curl/curl.h>
+#include <hiredis/hiredis.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int http_port;
+
+/* ---- helpers ---- */
+
+/* The kernel's own file status flags, past the patch's user view. */
+static int kernel_flags(int fd) { return (int)syscall(SYS_fcntl, fd, F_GETFL); }
+
+static int64_t elapsed_since(int64_t t0) { return green_now() - t0; }
+
+static void *spawn_join_all(int n, green_fn fn, void **args, size_t argsize, char *base)
+{
+    green_t *gs = calloc((size_t)n, sizeof *gs);
+    assert_non_null(gs);
+    for (int i = 0; i < n; i++)
+        assert_non_null(gs[i] = green_spawn(fn, args ? args[i] : base + (size_t)i * argsize));
+    assert_int_equal(green_joinall(gs, (size_t)n, -1), 0);
+    free(gs);
+    return NULL;
+}
+
+/* ---- (1) the talk's example: 100 green threads, each a blocking curl_easy_perform ---- */
+
+struct fetch {
+    char url[128];
+    char body[256];
+    size_t len;
+    CURLcode rc;
+    long status;
+    int64_t ms;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct fetch *f = arg;
+    size_t k = size * n;
+    if (f->len + k < sizeof f->body) {
+        memcpy(f->body + f->len, p, k);
+        f->len += k;
+        f->body[f->len] = '\0';
+    }
+    return k;
+}
+
+static void *fetch(void *arg)
+{
+    struct fetch *f = arg;
+    CURL *c = curl_easy_init();
+    if (!c)
+        return (void *)1;
+    curl_easy_setopt(c, CURLOPT_URL, f->url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    int64_t t0 = green_now();
+    f->rc = curl_easy_perform(c);
+    f->ms = elapsed_since(t0);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f->status);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static void test_curl_concurrent(void **state)
+{
+    (void)state;
+    enum { N = 100, DELAY = 200 };
+    struct fetch *fs = calloc(N, sizeof *fs);
+    assert_non_null(fs);
+    for (int i = 0; i < N; i++)
+        snprintf(fs[i].url, sizeof fs[i].url, "http://127.0.0.1:%d/delay/%d/%d", http_port, DELAY, i);
+    int64_t t0 = green_now();
+    spawn_join_all(N, fetch, NULL, sizeof *fs, (char *)fs);
+    int64_t ms = elapsed_since(t0);
+    for (int i = 0; i < N; i++) {
+        char want[128];
+        snprintf(want, sizeof want, "hello /delay/%d/%d\n", DELAY, i);
+        assert_int_equal(fs[i].rc, CURLE_OK);
+        assert_int_equal(fs[i].status, 200);
+        assert_string_equal(fs[i].body, want);
+    }
+    printf("curl: %d concurrent curl_easy_perform, each answered after %d ms: %lld ms in all "
+           "(sequential: %d ms; the issue's bar: 1.5 x %d = %d ms)\n",
+           N, DELAY, (long long)ms, N * DELAY, DELAY, DELAY * 3 / 2);
+    assert_true(ms < 5000); /* concurrent, not one after the other (20 s) */
+    free(fs);
+    assert_hub_idle();
+}
+
+/* ---- (5) a scoped deadline bounds a patched call deep inside libcurl ---- */
+
+static void *fetch_bounded(void *arg)
+{
+    struct fetch *f = arg;
+    green_timeout_push(300);
+    fetch(f);
+    green_timeout_pop();
+    return NULL;
+}
+
+static void test_curl_scoped_timeout(void **state)
+{
+    (void)state;
+    struct fetch f = {0};
+    snprintf(f.url, sizeof f.url, "http://127.0.0.1:%d/hang", http_port);
+    green_t g = green_spawn(fetch_bounded, &f);
+    assert_non_null(g);
+    long ticks = 0;
+    green_t t = green_spawn(count_ticks, &ticks);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(green_kill(t), 0);
+    assert_int_equal(green_join(t, NULL, -1), 0);
+    printf("curl against a server that never answers, under green_timeout_push(300): "
+           "%s (%d) after %lld ms; a ticker ticked %ld times meanwhile\n",
+           curl_easy_strerror(f.rc), (int)f.rc, (long long)f.ms, ticks);
+    assert_int_not_equal(f.rc, CURLE_OK);
+    assert_true(f.ms >= 250 && f.ms < 300 + LATE_MS);
+    assert_true(ticks > 10); /* the wait parked the green thread, not the OS thread */
+    assert_hub_idle();
+}
+
+/* ---- (2) hiredis' blocking API against a real redis-server ---- */
+
+static pid_t redis_pid;
+static int redis_port;
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        return -1;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Start redis-server on a free port; 0 when it answers PING, -1 when it cannot run. */
+static int redis_start(void)
+{
+    if (system("command -v redis-server >/dev/null 2>&1") != 0)
+        return -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        redis_port = free_port();
+        char port[16];
+        snprintf(port, sizeof port, "%d", redis_port);
+        redis_pid = fork();
+        if (redis_pid == 0) {
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 1);
+            execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "no", "--daemonize", "no", (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 100; i++) {
+            redisContext *c = redisConnect("127.0.0.1", redis_port);
+            if (c && !c->err) {
+                redisReply *r = redisCommand(c, "PING");
+                int ok = r && r->type == REDIS_REPLY_STATUS;
+                freeReplyObject(r);
+                redisFree(c);
+                if (ok)
+                    return 0;
+            } else if (c) {
+                redisFree(c);
+            }
+            if (waitpid(redis_pid, NULL, WNOHANG) == redis_pid)
+                break; /* it died: the port was taken meanwhile? */
+            green_sleep(50);
+        }
+        kill(redis_pid, SIGKILL);
+        waitpid(redis_pid, NULL, 0);
+        redis_pid = 0;
+    }
+    return -1;
+}
+
+struct redis_job {
+    int i;
+    int ok;
+    int64_t blpop_ms;
+};
+
+/* BLPOP on its own list, which a helper green thread fills 200 ms later: if the blocking
+ * read parked the OS thread, the helper could never run. */
+static void *pusher(void *arg)
+{
+    struct redis_job *j = arg;
+    green_sleep(200);
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    if (!c || c->err)
+        return (void *)1;
+    redisReply *r = redisCommand(c, "RPUSH list:%d value-%d", j->i, j->i);
+    void *res = r && r->type == REDIS_REPLY_INTEGER ? NULL : (void *)1;
+    freeReplyObject(r);
+    redisFree(c);
+    return res;
+}
+
+static void *redis_client(void *arg)
+{
+    struct redis_job *j = arg;
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    if (!c || c->err)
+        return NULL;
+    green_t p = green_spawn(pusher, j);
+    redisReply *r = redisCommand(c, "SET key:%d %d", j->i, j->i * 7);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    r = redisCommand(c, "GET key:%d", j->i);
+    ok = ok && r && r->type == REDIS_REPLY_STRING && atoi(r->str) == j->i * 7;
+    freeReplyObject(r);
+    int64_t t0 = green_now();
+    r = redisCommand(c, "BLPOP list:%d 10", j->i);
+    j->blpop_ms = elapsed_since(t0);
+    char want[32];
+    snprintf(want, sizeof want, "value-%d", j->i);
+    ok = ok && r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && strcmp(r->element[1]->str, want) == 0;
+    freeReplyObject(r);
+    redisFree(c);
+    void *pres = (void *)1;
+    green_join(p, &pres, -1);
+    j->ok = ok && pres == NULL;
+    return NULL;
+}
+
+static void test_hiredis(void **state)
+{
+    (void)state;
+    if (!redis_pid) {
+        printf("redis-server is not installed (or did not start): skipped\n");
+        skip();
+    }
+    enum { N = 100 };
+    struct redis_job jobs[N];
+    for (int i = 0; i < N; i++)
+        jobs[i] = (struct redis_job){.i = i};
+    int64_t t0 = green_now();
+    spawn_join_all(N, redis_client, NULL, sizeof jobs[0], (char *)jobs);
+    int64_t ms = elapsed_since(t0);
+    int64_t worst = 0;
+    for (int i = 0; i < N; i++) {
+        assert_true(jobs[i].ok);
+        if (jobs[i].blpop_ms > worst)
+            worst = jobs[i].blpop_ms;
+    }
+    printf("hiredis: %d green threads, each SET, GET and a BLPOP answered 200 ms later: "
+           "%lld ms in all (longest BLPOP %lld ms)\n", N, (long long)ms, (long long)worst);
+    assert_true(ms < 5000);
+    assert_hub_idle();
+}
+
+/* ---- (3) libc's sleeps in 10,000 green threads at once ---- */
+
+#define SLEEPERS (10000 / GREEN_TEST_SCALE)
+
+static void *sleeper(void *arg)
+{
+    long i = (long)(intptr_t)arg;
+    errno = 1234;
+    switch (i % 4) {
+    case 0:
+        if (sleep(1) != 0)
+            return (void *)1;
+        break;
+    case 1: {
+        struct timespec ts = {0, 500 * 1000000L}, rem;
+        if (nanosleep(&ts, &rem) != 0)
+            return (void *)1;
+        break;
+    }
+    case 2:
+        if (usleep(700 * 1000) != 0)
+            return (void *)1;
+        break;
+    default: {
+        struct timespec ts = {1, 0};
+        if (clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL) != 0)
+            return (void *)1;
+        break;
+    }
+    }
+    return errno == 1234 ? NULL : (void *)2; /* errno preserved */
+}
+
+static void test_sleeps_concurrent(void **state)
+{
+    (void)state;
+    green_t *gs = calloc(SLEEPERS, sizeof *gs);
+    assert_non_null(gs);
+    int64_t t0 = green_now();
+    for (long i = 0; i < SLEEPERS; i++)
+        assert_non_null(gs[i] = green_spawn(sleeper, (void *)(intptr_t)i));
+    for (long i = 0; i < SLEEPERS; i++) {
+        void *r = (void *)3;
+        assert_int_equal(green_join(gs[i], &r, -1), 0);
+        assert_null(r);
+    }
+    int64_t ms = elapsed_since(t0);
+    printf("%d green threads in sleep(1)/nanosleep(0.5 s)/usleep(0.7 s)/clock_nanosleep(1 s): %lld ms\n",
+           SLEEPERS, (long long)ms);
+    assert_true(ms >= 990 && ms < 1000 + 2 * LATE_MS);
+    free(gs);
+    assert_hub_idle();
+}
+
+/* A sleep cut short by a scoped deadline reports the time left. */
+static void test_sleep_cut_short(void **state)
+{
+    (void)state;
+    struct timespec ts = {2, 0}, rem = {0, 0};
+    assert_int_equal(green_timeout_push(100), 0);
+    errno = 0;
+    assert_int_equal(nanosleep(&ts, &rem), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(rem.tv_sec == 1 && rem.tv_nsec > 0); /* ~1.9 s left */
+    errno = 0;
+    unsigned left = sleep(5);
+    assert_int_equal(errno, ETIMEDOUT);
+    assert_true(left >= 4 && left <= 5);
+    assert_int_equal(clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_hub_idle();
+}
+
+/* ---- plain calls in green threads: blocking fds park, the user's view of flags ---- */
+
+struct pipe_reader {
+    int fd;
+    char buf[16];
+    ssize_t n;
+    int err;
+};
+
+static void *read_pipe(void *arg)
+{
+    struct pipe_reader *r = arg;
+    errno = 0;
+    r->n = read(r->fd, r->buf, sizeof r->buf - 1);
+    r->err = errno;
+    return NULL;
+}
+
+static void test_blocking_fd_parks(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    struct pipe_reader r = {.fd = p[0]};
+    long ticks = 0;
+    green_t g = green_spawn(read_pipe, &r);
+    green_t t = green_spawn(count_ticks, &ticks);
+    assert_int_equal(green_sleep(50), 0);
+    assert_int_equal(r.n, 0); /* still waiting, and the ticker ran */
+    assert_true(ticks > 5);
+    /* the user's view: blocking, while the kernel's is non-blocking */
+    assert_int_equal(fcntl(p[0], F_GETFL) & O_NONBLOCK, 0);
+    assert_int_not_equal(kernel_flags(p[0]) & O_NONBLOCK, 0);
+    errno = 4321;
+    assert_int_equal(write(p[1], "hi", 2), 2);
+    assert_int_equal(errno, 4321);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.err, 0); /* errno untouched by a successful read that waited */
+    assert_string_equal(r.buf, "hi");
+    green_kill(t);
+    green_join(t, NULL, -1);
+
+    /* the user makes it non-blocking (fcntl, then ioctl FIONBIO): EAGAIN, as libc */
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_not_equal(fcntl(p[0], F_GETFL) & O_NONBLOCK, 0);
+    char c;
+    assert_fails_with(read(p[0], &c, 1), EAGAIN);
+    int off = 0, on = 1;
+    assert_int_equal(ioctl(p[0], FIONBIO, &off), 0);
+    assert_int_equal(fcntl(p[0], F_GETFL) & O_NONBLOCK, 0);
+    assert_int_not_equal(kernel_flags(p[0]) & O_NONBLOCK, 0);
+    assert_int_equal(ioctl(p[0], FIONBIO, &on), 0);
+    assert_fails_with(read(p[0], &c, 1), EAGAIN);
+    assert_int_equal(ioctl(p[0], FIONBIO, &off), 0);
+
+    /* scoped deadline and kill on a plain read */
+    assert_int_equal(green_timeout_push(50), 0);
+    assert_fails_with(read(p[0], &c, 1), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    r = (struct pipe_reader){.fd = p[0]};
+    g = green_spawn(read_pipe, &r);
+    assert_int_equal(green_sleep(10), 0);
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(r.n, -1);
+    assert_int_equal(r.err, ECANCELED);
+    assert_int_equal(close(p[0]), 0);
+    assert_int_equal(close(p[1]), 0);
+    assert_hub_idle();
+}
+
+/* accept4 gives the accepted fd the caller's flags only; SOCK_NONBLOCK keeps EAGAIN. */
+static void *connect_to(void *arg)
+{
+    struct sockaddr_in *a = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)a, sizeof *a) != 0)
+        return (void *)1;
+    return (void *)(intptr_t)fd;
+}
+
+struct sender {
+    int fd;
+    const char *buf;
+    size_t n;
+    ssize_t r;
+};
+
+static void *send_it(void *arg)
+{
+    struct sender *s = arg;
+    s->r = send(s->fd, s->buf, s->n, 0);
+    return NULL;
+}
+
+static void test_sockets(void **state)
+{
+    (void)state;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 8), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    green_t g = green_spawn(connect_to, &a);
+    int c = accept(l, NULL, NULL); /* parks until the green thread connects */
+    assert_true(c >= 0);
+    void *cfd;
+    assert_int_equal(green_join(g, &cfd, -1), 0);
+    int fd = (int)(intptr_t)cfd;
+    assert_true(fd > 2);
+    assert_int_equal(kernel_flags(c) & O_NONBLOCK, 0);  /* nothing the caller did not ask */
+    assert_int_equal(fcntl(c, F_GETFD) & FD_CLOEXEC, 0);
+    assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    /* blocking send/recv with MSG_WAITALL across green threads */
+    static char big[1 << 20], got[1 << 20];
+    memset(big, 'x', sizeof big);
+    struct sender s = {fd, big, sizeof big, 0};
+    g = green_spawn(send_it, &s);
+    assert_int_equal(recv(c, got, sizeof got, MSG_WAITALL), (ssize_t)sizeof got);
+    assert_memory_equal(big, got, sizeof got);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(s.r, (ssize_t)sizeof big);
+    /* a user non-blocking socket: EAGAIN */
+    int nb = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_int_equal(bind(nb, (struct sockaddr *)&(struct sockaddr_in){.sin_family = AF_INET,
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)}, sizeof a), 0);
+    assert_int_equal(listen(nb, 1), 0);
+    assert_fails_with(accept(nb, NULL, NULL), EAGAIN);
+    assert_fails_with(recv(c, got, 1, MSG_DONTWAIT), EAGAIN);
+    /* accept4's flags are the new fd's, exactly */
+    g = green_spawn(connect_to, &a);
+    int c2 = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    assert_true(c2 >= 0);
+    assert_int_equal(green_join(g, &cfd, -1), 0);
+    assert_int_not_equal(fcntl(c2, F_GETFL) & O_NONBLOCK, 0);
+    assert_int_not_equal(fcntl(c2, F_GETFD) & FD_CLOEXEC, 0);
+    assert_fails_with(recv(c2, got, 1, 0), EAGAIN);
+    close(c2);
+    close((int)(intptr_t)cfd);
+    close(nb);
+    close(c);
+    close(fd);
+    close(l);
+    assert_hub_idle();
+}
+
+/* ---- poll and select in green threads ---- */
+
+static void test_poll_select(void **state)
+{
+    (void)state;
+    int a[2], b[2];
+    assert_int_equal(pipe(a), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+    /* own timeout: 0 */
+    struct pollfd p[2] = {{.fd = a[0], .events = POLLIN}, {.fd = b[0], .events = POLLIN}};
+    int64_t t0 = green_now();
+    assert_int_equal(poll(p, 2, 100), 0);
+    assert_true(elapsed_since(t0) >= 99);
+    assert_int_equal(poll(p, 1, 30), 0);
+    /* nfds == 0 is a sleep */
+    t0 = green_now();
+    assert_int_equal(poll(NULL, 0, 50), 0);
+    assert_true(elapsed_since(t0) >= 49);
+    /* readiness while parked */
+    long ticks = 0;
+    green_t t = green_spawn(count_ticks, &ticks);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    assert_int_equal(poll(p, 2, -1), 1);
+    assert_int_equal(p[1].revents, POLLIN);
+    /* the scoped deadline: -1/ETIMEDOUT, not 0 */
+    char c;
+    assert_int_equal(read(b[0], &c, 1), 1);
+    assert_int_equal(green_timeout_push(30), 0);
+    assert_fails_with(poll(p, 2, 10000), ETIMEDOUT);
+    assert_fails_with(poll(p, 1, -1), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    /* select */
+    fd_set rd, wr;
+    FD_ZERO(&rd);
+    FD_ZERO(&wr);
+    FD_SET(a[0], &rd);
+    FD_SET(b[0], &rd);
+    FD_SET(a[1], &wr);
+    struct timeval tv = {1, 0};
+    assert_int_equal(select(FD_SETSIZE, &rd, &wr, NULL, &tv), 1); /* the pipe is writable */
+    assert_true(FD_ISSET(a[1], &wr) && !FD_ISSET(a[0], &rd) && !FD_ISSET(b[0], &rd));
+    FD_ZERO(&rd);
+    FD_SET(a[0], &rd);
+    tv = (struct timeval){0, 50000};
+    assert_int_equal(select(a[0] + 1, &rd, NULL, NULL, &tv), 0);
+    assert_true(tv.tv_sec == 0 && tv.tv_usec == 0);
+    struct timespec ts = {0, 20 * 1000000L};
+    FD_SET(a[0], &rd);
+    assert_int_equal(pselect(a[0] + 1, &rd, NULL, NULL, &ts, NULL), 0);
+    assert_int_equal(ppoll(p, 2, &ts, NULL), 0);
+    green_kill(t);
+    green_join(t, NULL, -1);
+    assert_true(ticks > 50);
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    assert_hub_idle();
+}
+
+/* ---- (7) bad input ---- */
+
+struct poller {
+    struct pollfd p[2];
+    nfds_t n;
+    int r, err;
+};
+
+static void *poll_it(void *arg)
+{
+    struct poller *pl = arg;
+    errno = 0;
+    pl->r = poll(pl->p, pl->n, 5000);
+    pl->err = errno;
+    return NULL;
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    /* closing an fd that another green thread reads: EBADF, not a hang */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    struct pipe_reader r = {.fd = p[0]};
+    green_t g = green_spawn(read_pipe, &r);
+    assert_int_equal(green_sleep(10), 0);
+    assert_int_equal(close(p[0]), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(r.n, -1);
+    assert_int_equal(r.err, EBADF);
+    /* ... and one that another green thread polls with others: POLLNVAL */
+    int q[2];
+    assert_int_equal(pipe(q), 0);
+    assert_int_equal(pipe(p), 0);
+    struct poller pl = {.p = {{.fd = p[0], .events = POLLIN}, {.fd = q[0], .events = POLLIN}}, .n = 2};
+    int64_t t0 = green_now();
+    g = green_spawn(poll_it, &pl);
+    assert_int_equal(green_sleep(10), 0);
+    assert_int_equal(close(q[0]), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(elapsed_since(t0) < 1000);
+    assert_int_equal(pl.r, 1);
+    assert_int_equal(pl.p[1].revents, POLLNVAL);
+    /* two green threads reading one fd (the hub's table has one reader per fd) */
+    struct pipe_reader r1 = {.fd = p[0]}, r2 = {.fd = p[0]};
+    green_t g1 = green_spawn(read_pipe, &r1), g2 = green_spawn(read_pipe, &r2);
+    assert_int_equal(green_sleep(10), 0);
+    assert_int_equal(write(p[1], "a", 1), 1);
+    assert_int_equal(green_sleep(10), 0);
+    assert_int_equal(write(p[1], "b", 1), 1);
+    assert_int_equal(green_join(g1, NULL, -1), 0);
+    assert_int_equal(green_join(g2, NULL, -1), 0);
+    assert_int_equal(r1.n + r2.n, 2);
+    /* invalid fds: POLLNVAL at once; negative ones are ignored */
+    struct pollfd bad[3] = {{.fd = 9999, .events = POLLIN}, {.fd = -1, .events = POLLIN}, {.fd = p[0], .events = POLLIN}};
+    assert_int_equal(poll(bad, 3, 1000), 1);
+    assert_int_equal(bad[0].revents, POLLNVAL);
+    assert_int_equal(bad[1].revents, 0);
+    /* select: nfds beyond FD_SETSIZE, a negative one, and a closed fd in a set */
+    fd_set rd;
+    FD_ZERO(&rd);
+    assert_fails_with(select(FD_SETSIZE + 1, &rd, NULL, NULL, NULL), EINVAL);
+    assert_fails_with(select(-1, &rd, NULL, NULL, NULL), EINVAL);
+    FD_SET(9999 % FD_SETSIZE, &rd);
+    struct timeval tv = {1, 0};
+    if (fcntl(9999 % FD_SETSIZE, F_GETFD) < 0)
+        assert_fails_with(select(FD_SETSIZE, &rd, NULL, NULL, &tv), EBADF);
+    struct timespec bad_ts = {0, 2000000000L};
+    assert_fails_with(nanosleep(&bad_ts, NULL), EINVAL);
+    assert_fails_with(read(9999, &rd, 1), EBADF);
+    close(p[0]);
+    close(p[1]);
+    close(q[1]);
+    assert_hub_idle();
+}
+
+/* ---- DNS: libc's answer, freed by libc ---- */
+
+static void *resolve(void *arg)
+{
+    (void)arg;
+    struct addrinfo *res = NULL, hints = {.ai_socktype = SOCK_STREAM};
+    int rc = getaddrinfo("localhost", "80", &hints, &res);
+    if (rc != 0)
+        return (void *)1;
+    freeaddrinfo(res); /* libc's own */
+    struct hostent he, *hp = NULL;
+    char buf[1024];
+    int herr = 0;
+    if (gethostbyname_r("localhost", &he, buf, sizeof buf, &hp, &herr) != 0 || !hp ||
+        strcmp(hp->h_name, "localhost") != 0 || !hp->h_addr_list[0])
+        return (void *)2;
+    struct hostent *h2 = gethostbyname("localhost");
+    if (!h2 || h2->h_length != 4)
+        return (void *)3;
+    rc = getaddrinfo("no-such-host.invalid", NULL, NULL, &res);
+    return rc == 0 ? (void *)4 : NULL;
+}
+
+static void test_dns(void **state)
+{
+    (void)state;
+    green_t g = green_spawn(resolve, NULL);
+    void *r = (void *)9;
+    assert_int_equal(green_join(g, &r, -1), 0);
+    assert_null(r);
+    assert_hub_idle();
+}
+
+/* ---- (4) pass-through: a plain pthread, no hub ---- */
+
+struct later_write {
+    int fd;
+    int ms;
+};
+
+static void *write_later(void *arg)
+{
+    struct later_write *w = arg;
+    sleep_os_ms(w->ms);
+    if (write(w->fd, "z", 1) != 1)
+        return (void *)1;
+    return NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *plain_thread(void *arg)
+{
+    int *managed = arg; /* a pipe that green threads used: non-blocking underneath */
+    char c;
+    /* a blocking fd blocks (the managed one, emulated: poll, retry) */
+    for (int k = 0; k < 2; k++) {
+        int p[2];
+        if (k == 0 && pipe(p) != 0)
+            return (void *)1;
+        if (k == 1) {
+            p[0] = managed[0];
+            p[1] = managed[1];
+            if (!(kernel_flags(p[0]) & O_NONBLOCK) || (fcntl(p[0], F_GETFL) & O_NONBLOCK))
+                return (void *)2;
+        }
+        struct later_write w = {p[1], 100};
+        pthread_t t;
+        pthread_create(&t, NULL, write_later, &w);
+        int64_t t0 = mono_ms();
+        errno = 777;
+        if (read(p[0], &c, 1) != 1 || c != 'z' || errno != 777)
+            return (void *)3;
+        if (mono_ms() - t0 < 80)
+            return (void *)4;
+        pthread_join(t, NULL);
+        /* poll and select with a timeout block the OS thread for that long */
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        t0 = mono_ms();
+        if (poll(&pf, 1, 50) != 0 || mono_ms() - t0 < 45)
+            return (void *)5;
+        /* EAGAIN stays EAGAIN on a user non-blocking fd */
+        if (fcntl(p[0], F_SETFL, O_NONBLOCK) != 0 || !(fcntl(p[0], F_GETFL) & O_NONBLOCK))
+            return (void *)6;
+        errno = 0;
+        if (read(p[0], &c, 1) != -1 || errno != EAGAIN)
+            return (void *)7;
+        if (fcntl(p[0], F_SETFL, 0) != 0 || (fcntl(p[0], F_GETFL) & O_NONBLOCK))
+            return (void *)8;
+        if (k == 0) {
+            close(p[0]);
+            close(p[1]);
+        }
+    }
+    /* sleeps are libc's: the OS thread sleeps */
+    int64_t t0 = mono_ms();
+    struct timespec ts = {0, 30 * 1000000L};
+    if (nanosleep(&ts, NULL) != 0 || usleep(20000) != 0 || mono_ms() - t0 < 48)
+        return (void *)9;
+    /* errno preserved, failures as libc's */
+    errno = 55;
+    if (close(9999) != -1 || errno != EBADF)
+        return (void *)10;
+    struct addrinfo *res;
+    if (getaddrinfo("localhost", NULL, NULL, &res) != 0)
+        return (void *)11;
+    freeaddrinfo(res);
+    return NULL;
+}
+
+static void *use_pipe(void *arg)
+{
+    int *p = arg;
+    char c;
+    return write(p[1], "q", 1) == 1 && read(p[0], &c, 1) == 1 ? NULL : (void *)1;
+}
+
+static void test_pass_through(void **state)
+{
+    (void)state;
+    int managed[2];
+    assert_int_equal(pipe(managed), 0);
+    green_t g = green_spawn(use_pipe, managed);
+    void *r = (void *)1;
+    assert_int_equal(green_join(g, &r, -1), 0);
+    assert_null(r);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, plain_thread, managed), 0);
+    r = (void *)99;
+    assert_int_equal(pthread_join(t, &r), 0);
+    assert_null(r);
+    close(managed[0]);
+    close(managed[1]);
+    assert_hub_idle();
+}
+
+/* ---- the report ---- */
+
+static void test_report(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    int missed = green_patch_report(f);
+    fclose(f);
+    assert_non_null(strstr(text, "green-patch: read "));
+    assert_non_null(strstr(text, "green-patch: poll "));
+    assert_non_null(strstr(text, "green-patch: __recv_chk "));
+    if (!UNDER_ASAN) /* ASan's interceptors come first in symbol lookup, and call ours */
+        assert_int_equal(missed, 0);
+    free(text);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    pid_t *pid = malloc(sizeof *pid);
+    *pid = delay_server_start(&http_port);
+    *state = pid;
+    if (redis_start() != 0)
+        redis_pid = 0;
+    return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    pid_t *pid = *state;
+    delay_server_stop(*pid);
+    free(pid);
+    if (redis_pid) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+    }
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_report),
+        cmocka_unit_test(test_pass_through),
+        cmocka_unit_test(test_curl_concurrent),
+        cmocka_unit_test(test_curl_scoped_timeout),
+        cmocka_unit_test(test_hiredis),
+        cmocka_unit_test(test_sleeps_concurrent),
+        cmocka_unit_test(test_sleep_cut_short),
+        cmocka_unit_test(test_blocking_fd_parks),
+        cmocka_unit_test(test_sockets),
+        cmocka_unit_test(test_poll_select),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_dns),
+    };
+    setvbuf(stdout, NULL, _IONBF, 0);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
