@@ -18,6 +18,7 @@
 #include <netdb.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <fcntl.h>
@@ -31,7 +32,14 @@
     X(pthread_once) X(pthread_key_create) X(pthread_setspecific) X(pthread_getspecific)  \
     X(pthread_mutex_lock) X(pthread_mutex_unlock) X(pthread_cond_init)                   \
     X(pthread_cond_wait) X(pthread_cond_timedwait) X(pthread_cond_signal)                \
-    X(pthread_cond_broadcast)
+    X(pthread_cond_broadcast) X(pthread_detach) X(pthread_exit) X(pthread_key_delete)       \
+    X(pthread_mutex_init) X(pthread_mutex_destroy) X(pthread_mutex_trylock)              \
+    X(pthread_mutex_timedlock) X(pthread_mutex_clocklock) X(pthread_mutex_consistent)    \
+    X(pthread_cond_destroy) X(pthread_cond_clockwait) X(pthread_tryjoin_np)               \
+    X(pthread_timedjoin_np) X(pthread_clockjoin_np) X(pthread_cancel) X(pthread_testcancel) \
+    X(pthread_setcancelstate) X(pthread_setcanceltype) X(pthread_kill)                   \
+    X(pthread_getattr_np) X(__pthread_register_cancel) X(__pthread_unregister_cancel)    \
+    X(__pthread_unwind_next)
 
 struct green_sys {
 #define GREEN_SYS_FIELD(name) __typeof__(name) *name;
