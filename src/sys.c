@@ -27,9 +27,13 @@ static void *lookup(void *libc, void *libpthread, const char *name)
     return f;
 }
 
+int green__sys_ready;
+
 /* Runs before the constructors of anything that links against libgreen. */
-__attribute__((constructor(101))) static void sys_init(void)
+__attribute__((constructor(101))) void green__sys_init(void)
 {
+    if (__atomic_load_n(&green__sys_ready, __ATOMIC_ACQUIRE))
+        return;
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     void *libpthread = dlopen("libpthread.so.0", RTLD_LAZY | RTLD_NOLOAD);
     void *f;
@@ -39,4 +43,5 @@ __attribute__((constructor(101))) static void sys_init(void)
     GREEN_SYS_FUNCS(GREEN_SYS_LOOKUP)
 #undef GREEN_SYS_LOOKUP
     /* the handles stay open: libc is never unloaded anyway */
+    __atomic_store_n(&green__sys_ready, 1, __ATOMIC_RELEASE);
 }

@@ -50,4 +50,17 @@ struct green_sys {
 /* libc's own functions, filled by a constructor before anything of ours runs */
 extern struct green_sys green__sys;
 
+/* Fill green__sys now (idempotent). Until then its entries are the link-time addresses,
+ * which an interposing wrapper may have won: a wrapper called before any constructor
+ * (sanitizer runtimes call pthread functions that early) reaches libc through
+ * green__sys_get(). */
+void green__sys_init(void);
+extern int green__sys_ready;
+static inline struct green_sys *green__sys_get(void)
+{
+    if (__builtin_expect(!__atomic_load_n(&green__sys_ready, __ATOMIC_ACQUIRE), 0))
+        green__sys_init();
+    return &green__sys;
+}
+
 #endif /* GREEN_SYS_H */
