@@ -305,6 +305,11 @@ int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
 void green__waiter_hand_over(struct green_waiter *w);
 void green__waitq_hand_over_all(struct green_waitq *q);
 
+/* ---- mutexes (sync.c) ---- */
+/* green_mutex_lock that waits without deadline through kills and scoped timeouts (for
+ * libgreen-patch.so's pthread_mutex_lock, which is neither timed nor cancellable). */
+int green__mutex_lock_masked(green_mutex_t *m);
+
 /* ---- groups (group.c) ---- */
 /* green_group_spawn with the members' stack mode and size (the stream server's handlers). */
 green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, green_fn fn, void *arg,

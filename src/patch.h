@@ -25,6 +25,11 @@ static inline int green__patch_here(void) { return green__tls_hub != NULL; }
 /* 1 when thread patching is on (GREEN_PATCH_THREADS=1, read once at load). */
 extern int green__patch_threads;
 
+/* For a wrapper whose blocking call failed with ECANCELED: if the caller is a green
+ * pthread (GREEN_PATCH_THREADS) that has been cancelled, it leaves here as by
+ * pthread_exit(PTHREAD_CANCELED); otherwise this returns. (patch_thread.c) */
+void green__patch_testcancel(void);
+
 struct green_patch_sym {
     const char *name;
     void *wrapper;

@@ -451,7 +451,7 @@ int green_mutex_destroy(green_mutex_t *m)
     return m->owner || m->q.head ? ebusy() : 0;
 }
 
-int green_mutex_lock(green_mutex_t *m, int64_t deadline)
+static int mutex_lock(green_mutex_t *m, int64_t deadline, enum green_park_mode mode)
 {
     if (!mutex_valid(m))
         return einval();
@@ -464,8 +464,15 @@ int green_mutex_lock(green_mutex_t *m, int64_t deadline)
         errno = EDEADLK;
         return -1;
     }
-    return mutex_lock_other(h, m, deadline, GREEN_PARK_LOCAL);
+    return mutex_lock_other(h, m, deadline, mode);
 }
+
+int green_mutex_lock(green_mutex_t *m, int64_t deadline)
+{
+    return mutex_lock(m, deadline, GREEN_PARK_LOCAL);
+}
+
+int green__mutex_lock_masked(green_mutex_t *m) { return mutex_lock(m, -1, GREEN_PARK_MASKED); }
 
 /* Like pthread_mutex_trylock, a non-recursive owner trying again gets EBUSY. */
 int green_mutex_trylock(green_mutex_t *m)

@@ -12,24 +12,25 @@
 #include <stddef.h>
 #include <string.h>
 
-/* Sanitizers see a program through their interceptors of these very functions: TSan
- * learns of locks, threads and fd hand-offs from them, ASan of threads. Bypassing them
- * would make TSan report races that are not there, so under TSan the table keeps the
- * addresses the linker bound (the interceptors), and under ASan pthread_create does.
- * (libgreen-patch.so is not supported under TSan.) */
+/* TSan learns of locks, threads and fd hand-offs from its interceptors of these very
+ * functions; bypassing them would make it report races that are not there. So under
+ * TSan the table keeps the addresses the linker bound (the interceptors), and
+ * libgreen-patch.so is not supported. ASan only needs to see thread creation, which
+ * green__sys_thread_create routes through its interceptor (and on to the patch
+ * library's wrapper, which passes it through to the table's libc). */
 #if defined(__SANITIZE_THREAD__)
-#define SANITIZER_SKIPS(name) 1
-#elif defined(__SANITIZE_ADDRESS__)
-#define SANITIZER_SKIPS(name) (strcmp(name, "pthread_create") == 0)
+#define GREEN_SYS_TSAN 1
 #elif defined(__has_feature)
 #if __has_feature(thread_sanitizer)
-#define SANITIZER_SKIPS(name) 1
-#elif __has_feature(address_sanitizer)
-#define SANITIZER_SKIPS(name) (strcmp(name, "pthread_create") == 0)
+#define GREEN_SYS_TSAN 1
 #endif
 #endif
-#ifndef SANITIZER_SKIPS
-#define SANITIZER_SKIPS(name) 0
+#if defined(__SANITIZE_ADDRESS__)
+#define GREEN_SYS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GREEN_SYS_ASAN 1
+#endif
 #endif
 
 __thread int green__sys_internal;
@@ -37,7 +38,11 @@ __thread int green__sys_internal;
 int green__sys_thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {
     green__sys_internal = 1;
-    int err = green__sys.pthread_create(t, NULL, fn, arg);
+#if defined(GREEN_SYS_ASAN)
+    int err = pthread_create(t, NULL, fn, arg);
+#else
+    int err = green__sys_get()->pthread_create(t, NULL, fn, arg);
+#endif
     green__sys_internal = 0;
     return err;
 }
@@ -50,8 +55,10 @@ struct green_sys green__sys = {
 
 static void *lookup(void *libc, void *libpthread, const char *name)
 {
-    if (SANITIZER_SKIPS(name))
-        return NULL;
+#if defined(GREEN_SYS_TSAN)
+    (void)libc, (void)libpthread, (void)name;
+    return NULL;
+#endif
     void *f = libc ? dlsym(libc, name) : NULL;
     if (!f && libpthread)
         f = dlsym(libpthread, name);
@@ -60,9 +67,13 @@ static void *lookup(void *libc, void *libpthread, const char *name)
     return f;
 }
 
+int green__sys_ready;
+
 /* Runs before the constructors of anything that links against libgreen. */
-__attribute__((constructor(101))) static void sys_init(void)
+__attribute__((constructor(101))) void green__sys_init(void)
 {
+    if (__atomic_load_n(&green__sys_ready, __ATOMIC_ACQUIRE))
+        return;
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     void *libpthread = dlopen("libpthread.so.0", RTLD_LAZY | RTLD_NOLOAD);
     void *f;
@@ -72,4 +83,5 @@ __attribute__((constructor(101))) static void sys_init(void)
     GREEN_SYS_FUNCS(GREEN_SYS_LOOKUP)
 #undef GREEN_SYS_LOOKUP
     /* the handles stay open: libc is never unloaded anyway */
+    __atomic_store_n(&green__sys_ready, 1, __ATOMIC_RELEASE);
 }

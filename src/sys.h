@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <fcntl.h>
@@ -39,7 +40,14 @@
     X(pthread_once) X(pthread_key_create) X(pthread_setspecific) X(pthread_getspecific)  \
     X(pthread_mutex_lock) X(pthread_mutex_trylock) X(pthread_mutex_unlock) X(pthread_cond_init) \
     X(pthread_cond_wait) X(pthread_cond_timedwait) X(pthread_cond_signal)                \
-    X(pthread_cond_broadcast)
+    X(pthread_cond_broadcast) X(pthread_detach) X(pthread_exit) X(pthread_key_delete)       \
+    X(pthread_mutex_init) X(pthread_mutex_destroy)                                       \
+    X(pthread_mutex_timedlock) X(pthread_mutex_clocklock) X(pthread_mutex_consistent)    \
+    X(pthread_cond_destroy) X(pthread_cond_clockwait) X(pthread_tryjoin_np)               \
+    X(pthread_timedjoin_np) X(pthread_clockjoin_np) X(pthread_cancel) X(pthread_testcancel) \
+    X(pthread_setcancelstate) X(pthread_setcanceltype) X(pthread_kill)                   \
+    X(pthread_getattr_np) X(__pthread_register_cancel) X(__pthread_unregister_cancel)    \
+    X(__pthread_unwind_next)
 
 struct green_sys {
 #define GREEN_SYS_FIELD(name) __typeof__(name) *name;
@@ -55,5 +63,17 @@ extern struct green_sys green__sys;
  * green__sys_internal set and passes it through to libc. */
 int green__sys_thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 extern __thread int green__sys_internal;
+/* Fill green__sys now (idempotent). Until then its entries are the link-time addresses,
+ * which an interposing wrapper may have won: a wrapper called before any constructor
+ * (sanitizer runtimes call pthread functions that early) reaches libc through
+ * green__sys_get(). */
+void green__sys_init(void);
+extern int green__sys_ready;
+static inline struct green_sys *green__sys_get(void)
+{
+    if (__builtin_expect(!__atomic_load_n(&green__sys_ready, __ATOMIC_ACQUIRE), 0))
+        green__sys_init();
+    return &green__sys;
+}
 
 #endif /* GREEN_SYS_H */

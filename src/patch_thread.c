@@ -1,0 +1,1129 @@
+/*
+ * patch_thread.c — pthreads as green threads (gevent's patch_thread), opt-in with
+ * GREEN_PATCH_THREADS=1 (or greenrun --threads).
+ *
+ * With the switch off, every wrapper here goes straight to libc (green__sys): no change
+ * at all. With it on, a program written with one thread per task runs its threads as
+ * green threads of the calling OS thread's hub, at green-thread cost. The decisions:
+ *
+ * Threads. pthread_create, from any OS thread, spawns a green thread on that thread's
+ * hub (made on first use): a dedicated, lazily committed stack of the attr's size when
+ * the attr asks for one other than the process default (pthread_getattr_default_np),
+ * else libgreen's default (256 KiB); a stack address in the attr is ignored. It runs
+ * `tramp`, which calls the start routine under a setjmp: pthread_exit longjmps there
+ * (through the cleanup handlers, see below), so its value is the join result and key
+ * destructors run (PTHREAD_DESTRUCTOR_ITERATIONS rounds) before the green thread ends.
+ * A green thread's pthread_t is its libgreen handle with bit 0 set (real pthread_t are
+ * aligned pointers), so every call tells the kinds apart: a real one goes to libc, a
+ * green one to libgreen. Control blocks are type-stable and handles carry a generation,
+ * so a stale pthread_t gives ESRCH, never a crash; one of another OS thread's hub ESRCH
+ * too. join of self: EDEADLK; of a detached one: EINVAL. The root (main(), or whatever
+ * OS thread runs the hub) keeps its real pthread_self(), so pthread_equal, joins and
+ * pthread_kill of it mean what they always meant; a green thread spawned with
+ * libgreen's own API gets a tagged pthread_t like the others.
+ * pthread_exit in the root waits (running the hub) until every green pthread has ended,
+ * then calls exit(0): the process ends with its last thread, as POSIX says. (If they can
+ * never end, it reports the deadlock and aborts, rather than hang.)
+ *
+ * Mutexes. A pthread_mutex_t (40 bytes on x86-64) is too small for a green_mutex_t (48),
+ * so the lock itself lives in a `struct pmutex` on the heap while the mutex is locked or
+ * waited for, found through a pointer kept in the mutex's bytes (glibc's __list, unused
+ * by non-robust mutexes) and checked against the mutex's address (a copied mutex does not
+ * find it). When the mutex is left unlocked with nobody waiting it is freed again, so an
+ * unlocked pthread mutex is all zero but its type, as PTHREAD_MUTEX_INITIALIZER makes it,
+ * and a mutex freed without pthread_mutex_destroy leaks nothing. The type is kept where
+ * glibc keeps it (__kind), so the static initializers of recursive and errorcheck
+ * mutexes work. Errorcheck and normal mutexes fail a relock with EDEADLK (for a normal
+ * one that replaces a hang); unlocking a mutex the caller does not hold fails with EPERM
+ * whatever its type (glibc lets a normal one be unlocked by anyone). A contended lock
+ * parks the green thread; it is neither timed nor cancellable, so kills and scoped
+ * timeouts (green_timeout_push) do not end it. A green thread that ends holding mutexes
+ * hands each on to its next waiter (libgreen's held_hook): a robust mutex reports
+ * EOWNERDEAD to the new owner, as POSIX says; a non-robust one is simply taken (with
+ * real threads it would stay locked forever).
+ *
+ * Conditions. A green_cond_t (16 bytes) lives in the pthread_cond_t's first bytes, the
+ * clock of timed waits (pthread_condattr_setclock) at its end; all zero is a valid idle
+ * condition. A waiter pins its mutex's pmutex so that it is still there to relock.
+ *
+ * Keys. pthread_key_create makes a real key too (plain threads and the root use libc's
+ * values); green pthreads keep their values in a table of their own, allocated on first
+ * setspecific, 32 keys a block. Each key has a sequence number, bumped by create and
+ * delete, so a value set under a deleted key is not seen under its successor.
+ *
+ * Once. The control word takes glibc's values (0, 1 in progress, 2 done); a green thread
+ * that finds it in progress parks until the runner finishes, which may itself park. If
+ * the init routine is left by pthread_exit or cancellation, the control is reset and a
+ * waiter runs it, as POSIX says.
+ *
+ * Cancellation. pthread_cancel of a green pthread is deferred cancellation: it marks it,
+ * and (if enabled) kills it with green_kill so that its current wait ends. At the
+ * cancellation points here (pthread_cond_wait/timedwait, pthread_join, pthread_testcancel)
+ * and wherever libgreen-patch's I/O wrappers call green__patch_testcancel() (their
+ * blocking calls failing with ECANCELED), it unwinds like pthread_exit(PTHREAD_CANCELED)
+ * and the kill is cleared, so that cleanup handlers and destructors can wait again. The
+ * C cleanup handlers (pthread_cleanup_push/pop) of green pthreads are kept per green
+ * thread: __pthread_register_cancel and friends are wrapped too. Asynchronous
+ * cancellation is treated as deferred.
+ *
+ * What cannot follow:
+ *  - __thread / _Thread_local variables are per OS thread: all green threads of a hub
+ *    share them (pthread keys are per green thread). errno is per OS thread too, but
+ *    libgreen saves it across switches, so each green thread sees its own.
+ *  - green threads of a hub run one at a time: CPU-bound threads no longer run in
+ *    parallel (nor is a busy one preempted: it holds the hub until it blocks or yields).
+ *  - signals cannot be sent to a green thread: pthread_kill(t, sig) delivers sig to the
+ *    OS thread that runs t's hub (sig 0 still tests that t exists). pthread_sigmask is
+ *    per OS thread.
+ *  - one mutex or condition used both by green threads and by plain OS threads (libgreen's
+ *    thread pool, threads made behind pthread_create's back) is not supported: the two
+ *    kinds keep their state differently; the same goes for a process-shared one.
+ *  - C++ (or -fexceptions) cleanups do not run on pthread_exit or cancellation (the
+ *    unwinding is a longjmp); pthread_cleanup_push's C form does.
+ *  - the calls that take a pthread_t and are not wrapped (scheduling, affinity, CPU
+ *    clocks, ...) must not be given a green one; pthread_getattr_np reports the green
+ *    thread's stack, pthread_setname_np is accepted and ignored.
+ *  - stacks are 256 KiB by default (not 8 MiB); ask for more with pthread_attr_setstacksize.
+ */
+#include "patch.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef __GLIBC__
+#error "patch_thread.c keeps state in glibc's pthread object layouts"
+#endif
+
+/* ======================================================================== */
+/*  Green pthreads: identity, the trampoline, exit and cleanup handlers    */
+/* ======================================================================== */
+
+#define KEY_BLOCK 32
+#define KEY_BLOCKS (PTHREAD_KEYS_MAX / KEY_BLOCK)
+
+struct spec {
+    unsigned seq;          /* the key's sequence number when value was set */
+    void *value;
+};
+
+/* What a green pthread needs beyond its green thread; freed when it ends. */
+struct pth {
+    void *(*fn)(void *);
+    void *arg;
+    void *retval;
+    jmp_buf *exit_jb;                 /* in tramp's frame */
+    __pthread_unwind_buf_t *cleanup;  /* innermost pthread_cleanup_push, linked via __pad[0] */
+    struct spec **spec;               /* KEY_BLOCKS blocks of KEY_BLOCK, on first use */
+    uint8_t cancel_pending, cancel_disabled;
+};
+
+/* Per OS thread (per hub): green pthreads not yet ended, and a root waiting for them. */
+static __thread uint64_t live;
+static __thread struct green *exit_waiter;
+
+static void *tramp(void *p);
+
+/* The green pthread block of g: g runs tramp, whose argument stays in g->arg until g
+ * ends (green.c: fn and arg are left alone while the green thread lives). */
+static inline struct pth *pth_of(const struct green *g)
+{
+    return g->fn == tramp && g->state != GS_DEAD && g->state != GS_FREE ? g->arg : NULL;
+}
+
+/* The caller's green pthread block, NULL in the root, a plain thread or a green thread
+ * started with libgreen's own API. */
+static inline struct pth *pth_self(void)
+{
+    struct green_hub *h = green__tls_hub;
+    return h ? pth_of(h->current) : NULL;
+}
+
+static inline int is_green(pthread_t t) { return (t & 1u) != 0; }
+static inline pthread_t to_pthread(green_t g) { return (pthread_t)((uintptr_t)g | 1u); }
+static inline green_t to_green(pthread_t t) { return (green_t)(t & ~(pthread_t)1u); }
+
+/* This thread's hub with its loop, made on first use; NULL + errno. */
+static struct green_hub *hub(void) { return green__loop(); }
+
+/* The green thread behind t, of this OS thread's hub: NULL with an error number in *err
+ * (ESRCH for a stale one, or one of another hub; EAGAIN without a hub). */
+static struct green *resolve(pthread_t t, int *err)
+{
+    int saved = errno;
+    struct green_hub *h = hub();
+    struct green *g = h ? green__resolve(h, to_green(t)) : NULL;
+    *err = h ? ESRCH : EAGAIN;
+    errno = saved;
+    return g;
+}
+
+static __attribute__((noreturn, cold)) void die(const char *msg)
+{
+    ssize_t r = green__sys_get()->write(2, msg, strlen(msg));
+    (void)r;
+    abort();
+}
+
+/* Leave b's start routine: run the innermost cleanup handler, which comes back here
+ * through __pthread_unwind_next, until none is left; then back to tramp. */
+static __attribute__((noreturn)) void unwind(struct pth *b)
+{
+    __pthread_unwind_buf_t *c = b->cleanup;
+    if (c) {
+        b->cleanup = c->__pad[0];
+        /* The handler's buffer is shorter than a jmp_buf: it has no signal mask, which
+         * longjmp reads only when __mask_was_saved (0 here: __sigsetjmp(buf, 0)). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+        longjmp((struct __jmp_buf_tag *)(void *)c->__cancel_jmp_buf, 1);
+#pragma GCC diagnostic pop
+    }
+    longjmp(*b->exit_jb, 1);
+}
+
+static void keys_destroy(struct pth *b);
+
+static void *tramp(void *p)
+{
+    struct pth *b = p;
+    jmp_buf jb;
+    b->exit_jb = &jb;
+    if (setjmp(jb) == 0)
+        b->retval = b->cancel_pending ? PTHREAD_CANCELED : b->fn(b->arg);
+    keys_destroy(b);
+    void *r = b->retval;
+    free(b->spec);
+    free(b);
+    struct green_hub *h = green__tls_hub;
+    if (--live == 0 && exit_waiter) {
+        green__wake(h, exit_waiter, 0);
+        exit_waiter = NULL;
+    }
+    return r;
+}
+
+/* The stack size an attr asks for: 0 for the process default (then libgreen's). */
+static size_t attr_stack_size(const pthread_attr_t *attr)
+{
+    size_t size = 0, dflt = 0;
+    pthread_attr_t d;
+    if (pthread_attr_getstacksize(attr, &size) != 0)
+        return 0;
+    if (pthread_getattr_default_np(&d) == 0) {
+        pthread_attr_getstacksize(&d, &dflt);
+        pthread_attr_destroy(&d);
+    }
+    if (size == dflt)
+        return 0;
+    if (size < 16 * 1024)
+        size = 16 * 1024; /* libgreen's least */
+    return size;
+}
+
+int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, void *(*fn)(void *),
+                   void *restrict arg)
+{
+    if (!green__patch_threads || green__sys_internal) /* off, or libgreen's own thread */
+        return green__sys_get()->pthread_create(t, attr, fn, arg);
+    green_attr_t ga = {0};
+    int detach = PTHREAD_CREATE_JOINABLE;
+    if (attr) {
+        ga.stack_size = attr_stack_size(attr);
+        pthread_attr_getdetachstate(attr, &detach);
+    }
+    int saved = errno;
+    struct pth *b = calloc(1, sizeof *b);
+    green_t g = b && hub() ? green_spawn_attr(&ga, tramp, b) : NULL;
+    if (!g) {
+        int e = errno == EINVAL ? EINVAL : EAGAIN;
+        free(b);
+        errno = saved;
+        return e;
+    }
+    b->fn = fn;
+    b->arg = arg;
+    live++;
+    if (detach == PTHREAD_CREATE_DETACHED)
+        green_detach(g);
+    *t = to_pthread(g);
+    errno = saved;
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_create);
+
+pthread_t pthread_self(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (!green__patch_threads || !h || h->current == h->root)
+        return green__sys_get()->pthread_self();
+    return to_pthread(green__handle(h->current));
+}
+GREEN_PATCH_THREAD(pthread_self);
+
+int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
+GREEN_PATCH_THREAD(pthread_equal);
+
+/* The root's pthread_exit: wait for the green pthreads, then end the process. */
+static __attribute__((noreturn)) void root_exit(struct green_hub *h)
+{
+    while (live) {
+        exit_waiter = h->root;
+        int r = green__park(h, -1);
+        exit_waiter = NULL;
+        if (r != 0 && errno == EDEADLK)
+            die("libgreen-patch: pthread_exit in the root: the remaining green threads "
+                "can never finish (deadlock)\n");
+    }
+    exit(0);
+}
+
+void pthread_exit(void *value)
+{
+    struct green_hub *h = green__tls_hub;
+    if (green__patch_threads && h) {
+        struct pth *b = pth_of(h->current);
+        if (b) {
+            b->retval = value;
+            unwind(b);
+        }
+        if (h->current == h->root)
+            root_exit(h);
+        die("libgreen-patch: pthread_exit in a green thread not started by pthread_create\n");
+    }
+    green__sys_get()->pthread_exit(value);
+    __builtin_unreachable();
+}
+GREEN_PATCH_THREAD(pthread_exit);
+
+/* The C form of pthread_cleanup_push/pop: a green pthread keeps its own chain. */
+void __pthread_register_cancel(__pthread_unwind_buf_t *buf)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b) {
+        green__sys_get()->__pthread_register_cancel(buf);
+        return;
+    }
+    buf->__pad[0] = b->cleanup;
+    b->cleanup = buf;
+}
+GREEN_PATCH_THREAD(__pthread_register_cancel);
+
+void __pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b) {
+        green__sys_get()->__pthread_unregister_cancel(buf);
+        return;
+    }
+    b->cleanup = buf->__pad[0];
+}
+GREEN_PATCH_THREAD(__pthread_unregister_cancel);
+
+void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b) {
+        green__sys_get()->__pthread_unwind_next(buf);
+        __builtin_unreachable();
+    }
+    unwind(b);
+}
+GREEN_PATCH_THREAD(__pthread_unwind_next);
+
+/* ======================================================================== */
+/*  Waiting as pthreads wait                                                */
+/* ======================================================================== */
+
+/* A patched call's wait is a pthread wait: a scoped timeout (green_timeout_push) does
+ * not end it, nor, where the call is no cancellation point, a kill. */
+struct hold {
+    int64_t tmo;
+    uint8_t killed;
+};
+
+static void hold_begin(struct green *g, struct hold *s, int kills)
+{
+    s->tmo = g->ext ? g->ext->tmo : -1;
+    if (g->ext)
+        g->ext->tmo = -1;
+    s->killed = kills ? (g->flags & GF_CANCELLED) : 0;
+    if (kills)
+        g->flags &= (uint8_t)~GF_CANCELLED;
+}
+
+static void hold_end(struct green *g, const struct hold *s)
+{
+    if (g->ext)
+        g->ext->tmo = s->tmo;
+    if (s->killed)
+        g->flags |= GF_CANCELLED;
+}
+
+/* A wait with kills held ended with err: 1 when it was a kill, to be remembered and the
+ * wait made again. */
+static int held_kill(struct green *g, struct hold *s, int held, int err)
+{
+    if (!held || err != ECANCELED)
+        return 0;
+    s->killed = 1;
+    g->flags &= (uint8_t)~GF_CANCELLED;
+    return 1;
+}
+
+/* At a cancellation point of green pthread b: unwind as pthread_exit(PTHREAD_CANCELED)
+ * when a cancel (or a kill) is due. The kill is cleared, so that cleanup handlers and
+ * key destructors can wait; further cancels are then ignored. */
+static void testcancel(struct pth *b)
+{
+    struct green *g = green__tls_hub->current;
+    if (b->cancel_disabled || (!b->cancel_pending && !(g->flags & GF_CANCELLED)))
+        return;
+    g->flags &= (uint8_t)~GF_CANCELLED;
+    b->cancel_disabled = 1;
+    b->retval = PTHREAD_CANCELED;
+    unwind(b);
+}
+
+void green__patch_testcancel(void)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (b)
+        testcancel(b);
+}
+
+/* Does a wait at a cancellation point hold kills off? Only a green pthread whose
+ * cancellation is disabled does (others fail with ECANCELED, as libgreen's calls do). */
+static int holds_kills(const struct pth *b) { return b && b->cancel_disabled; }
+
+/* An absolute time on clock clk as a libgreen deadline (0 when past); -1/EINVAL. */
+static int64_t deadline_of(clockid_t clk, const struct timespec *abs)
+{
+    struct timespec now;
+    if (!abs || abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000 || clock_gettime(clk, &now) != 0)
+        return -1;
+    int64_t sec = (int64_t)abs->tv_sec - now.tv_sec;
+    if (sec > 1000000000)
+        sec = 1000000000; /* 30 years: as good as never, without overflow */
+    int64_t ns = sec * 1000000000 + (abs->tv_nsec - now.tv_nsec);
+    if (ns <= 0)
+        return 0;
+    return green_now() + (ns + 999999) / 1000000;
+}
+
+/* The initial thread, whose pthread calls are green from the start (a plain thread's
+ * pass straight through until it calls pthread_create). */
+static pthread_t initial_thread;
+
+__attribute__((constructor)) static void patch_thread_init(void)
+{
+    initial_thread = green__sys_get()->pthread_self();
+}
+
+/* The caller's hub when its pthread calls are to be green, else NULL. */
+static struct green_hub *green_here(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (GREEN_LIKELY(h && h->poller))
+        return h;
+    if (h || green__sys_get()->pthread_equal(green__sys_get()->pthread_self(), initial_thread)) {
+        int saved = errno;
+        h = hub();
+        errno = saved;
+        return h;
+    }
+    return NULL;
+}
+
+/* ======================================================================== */
+/*  join, detach, cancel, kill                                              */
+/* ======================================================================== */
+
+/* Join green thread t by deadline (-1 never, 0 try); an error number. */
+static int join(pthread_t t, void **ret, int64_t deadline)
+{
+    int err;
+    struct green *tg = resolve(t, &err);
+    if (!tg)
+        return err;
+    struct green *self = green__tls_hub->current;
+    struct pth *b = pth_of(self);
+    if (b)
+        testcancel(b);
+    int held = holds_kills(b), e;
+    struct hold s;
+    hold_begin(self, &s, held);
+    int saved = errno;
+    do
+        e = green_join(to_green(t), ret, deadline) == 0 ? 0 : errno;
+    while (held_kill(self, &s, held, e));
+    errno = saved;
+    hold_end(self, &s);
+    if (e == ECANCELED && b)
+        testcancel(b);
+    return e == EXDEV ? ESRCH : e;
+}
+
+int pthread_join(pthread_t t, void **ret)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_join(t, ret);
+    return join(t, ret, -1);
+}
+GREEN_PATCH_THREAD(pthread_join);
+
+int pthread_tryjoin_np(pthread_t t, void **ret)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_tryjoin_np(t, ret);
+    int e = join(t, ret, 0);
+    return e == ETIMEDOUT ? EBUSY : e;
+}
+GREEN_PATCH_THREAD(pthread_tryjoin_np);
+
+int pthread_clockjoin_np(pthread_t t, void **ret, clockid_t clk, const struct timespec *abs)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_clockjoin_np(t, ret, clk, abs);
+    int64_t d = deadline_of(clk, abs);
+    return d < 0 ? EINVAL : join(t, ret, d);
+}
+GREEN_PATCH_THREAD(pthread_clockjoin_np);
+
+int pthread_timedjoin_np(pthread_t t, void **ret, const struct timespec *abs)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_timedjoin_np(t, ret, abs);
+    int64_t d = deadline_of(CLOCK_REALTIME, abs);
+    return d < 0 ? EINVAL : join(t, ret, d);
+}
+GREEN_PATCH_THREAD(pthread_timedjoin_np);
+
+int pthread_detach(pthread_t t)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_detach(t);
+    int err;
+    if (!resolve(t, &err))
+        return err;
+    int saved = errno;
+    int e = green_detach(to_green(t)) == 0 ? 0 : errno;
+    errno = saved;
+    return e == EXDEV ? ESRCH : e;
+}
+GREEN_PATCH_THREAD(pthread_detach);
+
+int pthread_cancel(pthread_t t)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_cancel(t);
+    int err;
+    struct green *tg = resolve(t, &err);
+    if (!tg)
+        return err;
+    struct pth *b = pth_of(tg);
+    int saved = errno;
+    if (!b) {
+        if (tg->state != GS_DEAD)
+            green_kill(to_green(t)); /* a green thread of libgreen's own API */
+    } else {
+        b->cancel_pending = 1;
+        /* an unstarted one sees the mark in tramp and never runs its routine */
+        if (!b->cancel_disabled && (tg->flags & GF_STARTED))
+            green_kill(to_green(t));
+    }
+    errno = saved;
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_cancel);
+
+int pthread_setcancelstate(int state, int *old)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b)
+        return green__sys_get()->pthread_setcancelstate(state, old);
+    if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE)
+        return EINVAL;
+    if (old)
+        *old = b->cancel_disabled ? PTHREAD_CANCEL_DISABLE : PTHREAD_CANCEL_ENABLE;
+    struct green *g = green__tls_hub->current;
+    b->cancel_disabled = state == PTHREAD_CANCEL_DISABLE;
+    if (b->cancel_disabled)
+        g->flags &= (uint8_t)~GF_CANCELLED; /* the cancel stays pending */
+    else if (b->cancel_pending)
+        g->flags |= GF_CANCELLED; /* blocking calls now end, and act on it */
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_setcancelstate);
+
+int pthread_setcanceltype(int type, int *old)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b)
+        return green__sys_get()->pthread_setcanceltype(type, old);
+    if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS)
+        return EINVAL;
+    if (old)
+        *old = PTHREAD_CANCEL_DEFERRED; /* asynchronous is treated as deferred */
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_setcanceltype);
+
+void pthread_testcancel(void)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (b)
+        testcancel(b);
+    else
+        green__sys_get()->pthread_testcancel();
+}
+GREEN_PATCH_THREAD(pthread_testcancel);
+
+/* A signal cannot target a green thread: it goes to the OS thread running t's hub. */
+int pthread_kill(pthread_t t, int sig)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_kill(t, sig);
+    int err;
+    struct green *tg = resolve(t, &err);
+    if (!tg || tg->state == GS_DEAD)
+        return tg ? ESRCH : err;
+    if (sig < 0 || sig >= NSIG)
+        return EINVAL;
+    return sig == 0 ? 0 : green__sys_get()->pthread_kill(green__sys_get()->pthread_self(), sig);
+}
+GREEN_PATCH_THREAD(pthread_kill);
+
+/* A green thread's attributes: its stack (dedicated mode) and detach state. */
+int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
+{
+    if (!green__patch_threads || !is_green(t))
+        return green__sys_get()->pthread_getattr_np(t, attr);
+    int err;
+    struct green *tg = resolve(t, &err);
+    if (!tg)
+        return err;
+    int r = pthread_attr_init(attr);
+    if (r != 0)
+        return r;
+    if (!(tg->flags & (GF_SHARED | GF_ROOT)) && tg->s.stack) {
+        void *lo;
+        size_t size;
+        green__stack_bounds(tg->s.stack, &lo, &size);
+        pthread_attr_setstack(attr, lo, size);
+    }
+    if (tg->flags & GF_DETACHED)
+        pthread_attr_setdetachstate(attr, PTHREAD_CREATE_DETACHED);
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_getattr_np);
+
+int pthread_setname_np(pthread_t t, const char *name)
+{
+    static __typeof__(pthread_setname_np) *real;
+    if (!green__patch_threads || !is_green(t)) {
+        if (!real)
+            real = (__typeof__(real))dlsym(RTLD_NEXT, "pthread_setname_np");
+        return real ? real(t, name) : ENOSYS;
+    }
+    int err;
+    return resolve(t, &err) ? 0 : err; /* accepted and ignored */
+}
+GREEN_PATCH_THREAD(pthread_setname_np);
+
+int sched_yield(void)
+{
+    if (!green__patch_threads || !green__tls_hub)
+        return green__sys_get()->sched_yield();
+    int saved = errno;
+    green_yield();
+    errno = saved;
+    return 0;
+}
+GREEN_PATCH_THREAD(sched_yield);
+
+/* ======================================================================== */
+/*  Mutexes                                                                 */
+/* ======================================================================== */
+
+struct pmutex {
+    pthread_mutex_t *key;  /* the pthread mutex it serves */
+    unsigned pins;         /* condition waiters that will relock it */
+    green_mutex_t m;
+};
+
+/* glibc's type numbers in __kind: normal 0, recursive 1, errorcheck 2, adaptive 3. */
+#define KIND_TYPE 3
+#define KIND_ROBUST 16
+
+static struct pmutex *pm_find(pthread_mutex_t *mu)
+{
+    struct pmutex *p = (struct pmutex *)(void *)mu->__data.__list.__prev;
+    return p && p->key == mu ? p : NULL;
+}
+
+static struct pmutex *pm_get(pthread_mutex_t *mu)
+{
+    struct pmutex *p = pm_find(mu);
+    if (p)
+        return p;
+    p = malloc(sizeof *p);
+    if (!p)
+        return NULL;
+    p->key = mu;
+    p->pins = 0;
+    int recursive = (mu->__data.__kind & KIND_TYPE) == PTHREAD_MUTEX_RECURSIVE;
+    green_mutex_init(&p->m, recursive ? GREEN_MUTEX_RECURSIVE : GREEN_MUTEX_NORMAL);
+    mu->__data.__list.__prev = (void *)p;
+    return p;
+}
+
+/* Free p once mu is unlocked and nobody waits for it: mu is then as initialised. */
+static void pm_idle(pthread_mutex_t *mu, struct pmutex *p)
+{
+    if (p->pins || p->m.owner || p->m.q.head || p->m.owner_dead)
+        return;
+    mu->__data.__list.__prev = NULL;
+    free(p);
+}
+
+/* What a lock that ended with error number e returns (0 when it got mu). A previous
+ * owner that ended holding it is news only for a robust mutex. */
+static int pm_locked(pthread_mutex_t *mu, struct pmutex *p, int e)
+{
+    if (e == EOWNERDEAD)
+        return (mu->__data.__kind & KIND_ROBUST) ? EOWNERDEAD : 0;
+    if (e)
+        pm_idle(mu, p);
+    return e;
+}
+
+int pthread_mutex_init(pthread_mutex_t *mu, const pthread_mutexattr_t *attr)
+{
+    if (!green__patch_threads)
+        return green__sys_get()->pthread_mutex_init(mu, attr);
+    int type = PTHREAD_MUTEX_DEFAULT, robust = PTHREAD_MUTEX_STALLED;
+    if (attr && (pthread_mutexattr_gettype(attr, &type) != 0 ||
+                 pthread_mutexattr_getrobust(attr, &robust) != 0))
+        return EINVAL;
+    memset(mu, 0, sizeof *mu);
+    mu->__data.__kind = (type & KIND_TYPE) | (robust == PTHREAD_MUTEX_ROBUST ? KIND_ROBUST : 0);
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_mutex_init);
+
+int pthread_mutex_destroy(pthread_mutex_t *mu)
+{
+    if (!green__patch_threads)
+        return green__sys_get()->pthread_mutex_destroy(mu);
+    return pm_find(mu) ? EBUSY : 0;
+}
+GREEN_PATCH_THREAD(pthread_mutex_destroy);
+
+int pthread_mutex_lock(pthread_mutex_t *mu)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_mutex_lock(mu);
+    int saved = errno;
+    struct pmutex *p = pm_get(mu);
+    if (!p)
+        return EAGAIN;
+    int e = green__mutex_lock_masked(&p->m) == 0 ? 0 : errno;
+    errno = saved;
+    return pm_locked(mu, p, e);
+}
+GREEN_PATCH_THREAD(pthread_mutex_lock);
+
+int pthread_mutex_trylock(pthread_mutex_t *mu)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_mutex_trylock(mu);
+    int saved = errno;
+    struct pmutex *p = pm_get(mu);
+    if (!p)
+        return EAGAIN;
+    int e = green_mutex_trylock(&p->m) == 0 ? 0 : errno;
+    errno = saved;
+    return pm_locked(mu, p, e);
+}
+GREEN_PATCH_THREAD(pthread_mutex_trylock);
+
+/* A lock with a deadline: kills and scoped timeouts held off, only its own time counts. */
+static int mutex_lock_until(pthread_mutex_t *mu, clockid_t clk, const struct timespec *abs)
+{
+    struct green_hub *h = green_here();
+    int64_t d = deadline_of(clk, abs);
+    if (d < 0)
+        return EINVAL;
+    int saved = errno;
+    struct pmutex *p = pm_get(mu);
+    if (!p)
+        return EAGAIN;
+    struct green *self = h->current;
+    struct hold s;
+    int e;
+    hold_begin(self, &s, 1);
+    do
+        e = green_mutex_lock(&p->m, d) == 0 ? 0 : errno;
+    while (held_kill(self, &s, 1, e));
+    hold_end(self, &s);
+    errno = saved;
+    return pm_locked(mu, p, e);
+}
+
+int pthread_mutex_timedlock(pthread_mutex_t *restrict mu, const struct timespec *restrict abs)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_mutex_timedlock(mu, abs);
+    return mutex_lock_until(mu, CLOCK_REALTIME, abs);
+}
+GREEN_PATCH_THREAD(pthread_mutex_timedlock);
+
+int pthread_mutex_clocklock(pthread_mutex_t *restrict mu, clockid_t clk, const struct timespec *restrict abs)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_mutex_clocklock(mu, clk, abs);
+    return mutex_lock_until(mu, clk, abs);
+}
+GREEN_PATCH_THREAD(pthread_mutex_clocklock);
+
+int pthread_mutex_unlock(pthread_mutex_t *mu)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_mutex_unlock(mu);
+    struct pmutex *p = pm_find(mu);
+    if (!p)
+        return EPERM;
+    int saved = errno;
+    int e = green_mutex_unlock(&p->m) == 0 ? 0 : errno;
+    errno = saved;
+    if (!e)
+        pm_idle(mu, p);
+    return e;
+}
+GREEN_PATCH_THREAD(pthread_mutex_unlock);
+
+/* Ownership after EOWNERDEAD is ordinary (see sync.c): nothing to mark. */
+int pthread_mutex_consistent(pthread_mutex_t *mu)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_mutex_consistent(mu);
+    return (mu->__data.__kind & KIND_ROBUST) ? 0 : EINVAL;
+}
+GREEN_PATCH_THREAD(pthread_mutex_consistent);
+
+/* ======================================================================== */
+/*  Conditions                                                              */
+/* ======================================================================== */
+
+/* A pthread_cond_t as libgreen uses it. */
+struct pcond {
+    green_cond_t c;
+    char unused[sizeof(pthread_cond_t) - sizeof(green_cond_t) - sizeof(int)];
+    int monotonic;        /* timed waits are on CLOCK_MONOTONIC (else CLOCK_REALTIME) */
+};
+_Static_assert(sizeof(struct pcond) == sizeof(pthread_cond_t), "pcond must fit pthread_cond_t");
+
+static struct pcond *pc_of(pthread_cond_t *c) { return (struct pcond *)(void *)c; }
+
+int pthread_cond_init(pthread_cond_t *restrict c, const pthread_condattr_t *restrict attr)
+{
+    if (!green__patch_threads)
+        return green__sys_get()->pthread_cond_init(c, attr);
+    clockid_t clk = CLOCK_REALTIME;
+    if (attr && pthread_condattr_getclock(attr, &clk) != 0)
+        return EINVAL;
+    memset(c, 0, sizeof *c);
+    pc_of(c)->monotonic = clk == CLOCK_MONOTONIC;
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_cond_init);
+
+int pthread_cond_destroy(pthread_cond_t *c)
+{
+    if (!green__patch_threads)
+        return green__sys_get()->pthread_cond_destroy(c);
+    return pc_of(c)->c.q.head ? EBUSY : 0;
+}
+GREEN_PATCH_THREAD(pthread_cond_destroy);
+
+int pthread_cond_signal(pthread_cond_t *c)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_cond_signal(c);
+    green_cond_signal(&pc_of(c)->c);
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_cond_signal);
+
+int pthread_cond_broadcast(pthread_cond_t *c)
+{
+    if (!green__patch_threads || !green_here())
+        return green__sys_get()->pthread_cond_broadcast(c);
+    green_cond_broadcast(&pc_of(c)->c);
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_cond_broadcast);
+
+/* A cancellation point: a cancelled green pthread leaves (holding mu, as POSIX says). */
+static int cond_wait(struct green_hub *h, pthread_cond_t *c, pthread_mutex_t *mu, int64_t deadline)
+{
+    struct pmutex *p = pm_find(mu);
+    if (!p)
+        return EPERM;
+    struct green *self = h->current;
+    struct pth *b = pth_of(self);
+    if (b)
+        testcancel(b);
+    int held = holds_kills(b);
+    struct hold s;
+    int saved = errno;
+    hold_begin(self, &s, held);
+    p->pins++;
+    int e = green_cond_wait(&pc_of(c)->c, &p->m, deadline) == 0 ? 0 : errno;
+    p->pins--;
+    if (held_kill(self, &s, held, e))
+        e = 0; /* a spurious wake-up */
+    hold_end(self, &s);
+    errno = saved;
+    if (e == ECANCELED && b)
+        testcancel(b);
+    if (e == EOWNERDEAD && !(mu->__data.__kind & KIND_ROBUST))
+        e = 0;
+    return e;
+}
+
+int pthread_cond_wait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu)
+{
+    struct green_hub *h = green__patch_threads ? green_here() : NULL;
+    if (!h)
+        return green__sys_get()->pthread_cond_wait(c, mu);
+    return cond_wait(h, c, mu, -1);
+}
+GREEN_PATCH_THREAD(pthread_cond_wait);
+
+int pthread_cond_timedwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu,
+                           const struct timespec *restrict abs)
+{
+    struct green_hub *h = green__patch_threads ? green_here() : NULL;
+    if (!h)
+        return green__sys_get()->pthread_cond_timedwait(c, mu, abs);
+    int64_t d = deadline_of(pc_of(c)->monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME, abs);
+    return d < 0 ? EINVAL : cond_wait(h, c, mu, d);
+}
+GREEN_PATCH_THREAD(pthread_cond_timedwait);
+
+int pthread_cond_clockwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu, clockid_t clk,
+                           const struct timespec *restrict abs)
+{
+    struct green_hub *h = green__patch_threads ? green_here() : NULL;
+    if (!h)
+        return green__sys_get()->pthread_cond_clockwait(c, mu, clk, abs);
+    int64_t d = deadline_of(clk, abs);
+    return d < 0 ? EINVAL : cond_wait(h, c, mu, d);
+}
+GREEN_PATCH_THREAD(pthread_cond_clockwait);
+
+/* ======================================================================== */
+/*  Keys                                                                    */
+/* ======================================================================== */
+
+/* Recorded even with the switch off, so that keys made before it is read are known. */
+static void (*key_dtor[PTHREAD_KEYS_MAX])(void *);
+static unsigned key_seq[PTHREAD_KEYS_MAX];
+
+int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
+{
+    int r = green__sys_get()->pthread_key_create(k, dtor);
+    if (r == 0 && *k < PTHREAD_KEYS_MAX) {
+        __atomic_store_n(&key_dtor[*k], dtor, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&key_seq[*k], 1, __ATOMIC_RELEASE);
+    }
+    return r;
+}
+GREEN_PATCH_THREAD(pthread_key_create);
+
+int pthread_key_delete(pthread_key_t k)
+{
+    int r = green__sys_get()->pthread_key_delete(k);
+    if (r == 0 && k < PTHREAD_KEYS_MAX) {
+        __atomic_store_n(&key_dtor[k], NULL, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&key_seq[k], 1, __ATOMIC_RELEASE);
+    }
+    return r;
+}
+GREEN_PATCH_THREAD(pthread_key_delete);
+
+static struct spec *spec_of(struct pth *b, pthread_key_t k, int make)
+{
+    if (!b->spec) {
+        if (!make || !(b->spec = calloc(KEY_BLOCKS, sizeof *b->spec)))
+            return NULL;
+    }
+    struct spec **blk = &b->spec[k / KEY_BLOCK];
+    if (!*blk && (!make || !(*blk = calloc(KEY_BLOCK, sizeof **blk))))
+        return NULL;
+    return &(*blk)[k % KEY_BLOCK];
+}
+
+void *pthread_getspecific(pthread_key_t k)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b)
+        return green__sys_get()->pthread_getspecific(k);
+    struct spec *e = k < PTHREAD_KEYS_MAX ? spec_of(b, k, 0) : NULL;
+    return e && e->seq == __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE) ? e->value : NULL;
+}
+GREEN_PATCH_THREAD(pthread_getspecific);
+
+int pthread_setspecific(pthread_key_t k, const void *value)
+{
+    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    if (!b)
+        return green__sys_get()->pthread_setspecific(k, value);
+    if (k >= PTHREAD_KEYS_MAX)
+        return EINVAL;
+    struct spec *e = spec_of(b, k, value != NULL);
+    if (!e)
+        return value ? ENOMEM : 0;
+    e->seq = __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE);
+    e->value = (void *)value;
+    return 0;
+}
+GREEN_PATCH_THREAD(pthread_setspecific);
+
+/* At the end of green pthread b: call the destructor of every non-NULL value, again
+ * while destructors set new ones, at most PTHREAD_DESTRUCTOR_ITERATIONS times. */
+static void keys_destroy(struct pth *b)
+{
+    for (int round = 0; b->spec && round < PTHREAD_DESTRUCTOR_ITERATIONS; round++) {
+        int again = 0;
+        for (pthread_key_t k = 0; k < PTHREAD_KEYS_MAX; k++) {
+            struct spec *blk = b->spec[k / KEY_BLOCK];
+            if (!blk) {
+                k += KEY_BLOCK - 1;
+                continue;
+            }
+            struct spec *e = &blk[k % KEY_BLOCK];
+            void (*dtor)(void *) = __atomic_load_n(&key_dtor[k], __ATOMIC_RELAXED);
+            void *v = e->value;
+            if (!v || e->seq != __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE))
+                continue;
+            e->value = NULL;
+            if (dtor) {
+                dtor(v);
+                again = 1;
+            }
+        }
+        if (!again)
+            break;
+    }
+    for (int i = 0; b->spec && i < KEY_BLOCKS; i++)
+        free(b->spec[i]);
+}
+
+/* ======================================================================== */
+/*  Once                                                                    */
+/* ======================================================================== */
+
+/* glibc's values: a plain thread's pthread_once agrees with ours on the same control. */
+enum { ONCE_BUSY = 1, ONCE_DONE = 2 };
+
+/* Green threads of this hub waiting for an init routine to finish. */
+struct once_waiter {
+    pthread_once_t *o;
+    struct green *g;
+    struct once_waiter *next;
+};
+static __thread struct once_waiter *once_waiters;
+
+static void once_wake(pthread_once_t *o)
+{
+    struct green_hub *h = green__tls_hub;
+    for (struct once_waiter **pp = &once_waiters; *pp;) {
+        struct once_waiter *w = *pp;
+        if (w->o == o) {
+            *pp = w->next;
+            w->o = NULL; /* told */
+            green__wake(h, w->g, 0);
+        } else {
+            pp = &w->next;
+        }
+    }
+    syscall(SYS_futex, o, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); /* plain threads */
+}
+
+/* The routine was left by pthread_exit or cancellation: as if never called. */
+static void once_reset(void *o)
+{
+    __atomic_store_n((pthread_once_t *)o, 0, __ATOMIC_RELEASE);
+    once_wake(o);
+}
+
+static void once_run(pthread_once_t *o, void (*init)(void))
+{
+    pthread_cleanup_push(once_reset, o);
+    init();
+    pthread_cleanup_pop(0);
+    __atomic_store_n(o, ONCE_DONE, __ATOMIC_RELEASE);
+    once_wake(o);
+}
+
+/* Park until o's runner is done; not a cancellation point. A plain thread that runs
+ * it would not wake us: look again now and then. */
+static void once_wait(struct green_hub *h, pthread_once_t *o)
+{
+    struct once_waiter *w = malloc(sizeof *w);
+    if (!w) {
+        green_sleep(1);
+        return;
+    }
+    struct green *self = h->current;
+    *w = (struct once_waiter){o, self, once_waiters};
+    once_waiters = w;
+    struct hold s;
+    hold_begin(self, &s, 1);
+    int saved = errno;
+    while (w->o && __atomic_load_n(o, __ATOMIC_ACQUIRE) == ONCE_BUSY) {
+        int e = green__park(h, green_after(100)) == 0 ? 0 : errno;
+        if (e == EDEADLK)
+            die("libgreen-patch: pthread_once waits for an init routine that can never finish\n");
+        held_kill(self, &s, 1, e);
+    }
+    errno = saved;
+    hold_end(self, &s);
+    for (struct once_waiter **pp = &once_waiters; *pp; pp = &(*pp)->next) {
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    }
+    free(w);
+}
+
+int pthread_once(pthread_once_t *o, void (*init)(void))
+{
+    struct green_hub *h = green__patch_threads ? green_here() : NULL;
+    if (!h)
+        return green__sys_get()->pthread_once(o, init);
+    for (;;) {
+        int v = __atomic_load_n(o, __ATOMIC_ACQUIRE);
+        if (v & ONCE_DONE)
+            return 0;
+        if (v == 0 && __atomic_compare_exchange_n(o, &v, ONCE_BUSY, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+            once_run(o, init);
+            return 0;
+        }
+        if (v != 0)
+            once_wait(h, o);
+    }
+}
+GREEN_PATCH_THREAD(pthread_once);
