@@ -680,7 +680,7 @@ int green_timeout_pop(void)
         return -1;
     }
     x->tmo = x->tmo_saved[--x->depth];
-    if (x->depth == 0 && !x->name && !x->held) {
+    if (x->depth == 0 && !x->name && !x->held && !x->on_death && !x->local) {
         free(x); /* most green threads never need it again */
         h->current->ext = NULL;
     }

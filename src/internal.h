@@ -74,6 +74,7 @@ struct green_ext {
     /* called once when it finishes or is killed before it ever ran (gevent's rawlink) */
     void (*on_death)(struct green_hub *h, struct green *g, void *arg);
     void *on_death_arg;
+    void *local;                          /* libgreen-patch.so's green pthread block */
     int64_t tmo;                          /* effective scoped deadline, -1 none */
     int depth;
     int64_t tmo_saved[GREEN_TIMEOUT_DEPTH];

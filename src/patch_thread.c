@@ -132,11 +132,11 @@ static __thread struct green *exit_waiter;
 
 static void *tramp(void *p);
 
-/* The green pthread block of g: g runs tramp, whose argument stays in g->arg until g
- * ends (green.c: fn and arg are left alone while the green thread lives). */
+/* The green pthread block of g, kept in its ext block's local slot from pthread_create
+ * until tramp ends. */
 static inline struct pth *pth_of(const struct green *g)
 {
-    return g->fn == tramp && g->state != GS_DEAD && g->state != GS_FREE ? g->arg : NULL;
+    return g->ext && g->state != GS_DEAD && g->state != GS_FREE ? g->ext->local : NULL;
 }
 
 /* The caller's green pthread block, NULL in the root, a plain thread or a green thread
@@ -203,6 +203,7 @@ static void *tramp(void *p)
     void *r = b->retval;
     free(b->spec);
     free(b);
+    green__tls_hub->current->ext->local = NULL;
     struct green_hub *h = green__tls_hub;
     if (--live == 0 && exit_waiter) {
         green__wake(h, exit_waiter, 0);
@@ -242,7 +243,14 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
     }
     int saved = errno;
     struct pth *b = calloc(1, sizeof *b);
-    green_t g = b && hub() ? green_spawn_attr(&ga, tramp, b) : NULL;
+    struct green_hub *h = b ? hub() : NULL;
+    green_t g = h ? green_spawn_attr(&ga, tramp, b) : NULL;
+    struct green_ext *x = g ? green__ext(green__resolve(h, g)) : NULL;
+    if (g && !x) { /* killed before it runs: tramp never sees b */
+        green_kill(g);
+        green_detach(g);
+        g = NULL;
+    }
     if (!g) {
         int e = errno == EINVAL ? EINVAL : EAGAIN;
         free(b);
@@ -251,6 +259,7 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
     }
     b->fn = fn;
     b->arg = arg;
+    x->local = b;
     live++;
     if (detach == PTHREAD_CREATE_DETACHED)
         green_detach(g);
