@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int green__patch_threads;
+int green__patch_threads_cached = -1;
 
 extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak));
 extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak));
@@ -51,9 +51,14 @@ int green_patch_report(FILE *f)
     return missed;
 }
 
+int green__patch_threads_read(void)
+{
+    green__patch_threads_cached = env_on("GREEN_PATCH_THREADS");
+    return green__patch_threads_cached;
+}
+
 __attribute__((constructor)) static void patch_init(void)
 {
-    green__patch_threads = env_on("GREEN_PATCH_THREADS");
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
 }

@@ -22,8 +22,14 @@
 /* 1 when the caller may park: this OS thread has a hub (created by its use of libgreen). */
 static inline int green__patch_here(void) { return green__tls_hub != NULL; }
 
-/* 1 when thread patching is on (GREEN_PATCH_THREADS=1, read once at load). */
-extern int green__patch_threads;
+/* 1 when thread patching is on (GREEN_PATCH_THREADS=1), read on first use: a
+ * sanitizer runtime that is not first in the library list can make our constructor run
+ * before the environment is readable. */
+extern int green__patch_threads_cached; /* -1 until read */
+int green__patch_threads_read(void);
+#define green__patch_threads                                                              \
+    (GREEN_LIKELY(green__patch_threads_cached >= 0) ? green__patch_threads_cached          \
+                                                    : green__patch_threads_read())
 
 /* For a wrapper whose blocking call failed with ECANCELED: if the caller is a green
  * pthread (GREEN_PATCH_THREADS) that has been cancelled, it leaves here as by
