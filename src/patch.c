@@ -16,6 +16,23 @@
 
 int green__patch_threads_cached = -1;
 
+struct green_sys green__patch_real_tab;
+int green__patch_real_ready;
+
+/* RTLD_NEXT is relative to the calling object: this file is in libgreen-patch.so. Where
+ * a name is not found after us, libgreen's own table (libc's, looked up later) serves. */
+struct green_sys *green__patch_real_init(void)
+{
+    void *f;
+#define GREEN_PATCH_REAL(name)                                                           \
+    f = dlsym(RTLD_NEXT, #name);                                                         \
+    green__patch_real_tab.name = f ? (__typeof__(name) *)f : green__sys_get()->name;
+    GREEN_SYS_FUNCS(GREEN_PATCH_REAL)
+#undef GREEN_PATCH_REAL
+    __atomic_store_n(&green__patch_real_ready, 1, __ATOMIC_RELEASE);
+    return &green__patch_real_tab;
+}
+
 extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak));
 extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak));
 
@@ -53,6 +70,9 @@ int green_patch_report(FILE *f)
 
 int green__patch_threads_read(void)
 {
+    extern char **environ;
+    if (!environ) /* a sanitizer's pre-init, before libc's own: ask again later */
+        return 0;
     green__patch_threads_cached = env_on("GREEN_PATCH_THREADS");
     return green__patch_threads_cached;
 }

@@ -19,6 +19,20 @@
 
 #include <stdio.h>
 
+/* libc's functions as the wrappers' pass-through reaches them: the next definitions
+ * after libgreen-patch.so (libc's, past any sanitizer interceptor that came first).
+ * Filled on first use with dlsym(RTLD_NEXT), which is safe even from a sanitizer's
+ * pre-init code, before libc is initialised (dlopen there is not). */
+extern struct green_sys green__patch_real_tab;
+extern int green__patch_real_ready;
+struct green_sys *green__patch_real_init(void);
+static inline struct green_sys *green__real(void)
+{
+    if (GREEN_UNLIKELY(!__atomic_load_n(&green__patch_real_ready, __ATOMIC_ACQUIRE)))
+        return green__patch_real_init();
+    return &green__patch_real_tab;
+}
+
 /* 1 when the caller may park: this OS thread has a hub (created by its use of libgreen). */
 static inline int green__patch_here(void) { return green__tls_hub != NULL; }
 

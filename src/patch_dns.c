@@ -27,7 +27,7 @@ struct gai_job {
 static void *gai_run(void *arg)
 {
     struct gai_job *j = arg;
-    j->rc = green__sys.getaddrinfo(j->host, j->service, j->has_hints ? &j->hints : NULL, &j->res);
+    j->rc = green__real()->getaddrinfo(j->host, j->service, j->has_hints ? &j->hints : NULL, &j->res);
     j->err = errno;
     return NULL;
 }
@@ -37,7 +37,7 @@ static void gai_drop(void *arg, void *result)
     (void)result;
     struct gai_job *j = arg;
     if (j->rc == 0 && j->res)
-        green__sys.freeaddrinfo(j->res);
+        green__real()->freeaddrinfo(j->res);
     free(j);
 }
 
@@ -49,13 +49,13 @@ static int gai_numeric(const char *host, const char *service, const struct addri
     if (hints)
         h = *hints;
     h.ai_flags |= AI_NUMERICHOST;
-    return green__sys.getaddrinfo(host, service, &h, res);
+    return green__real()->getaddrinfo(host, service, &h, res);
 }
 
 int getaddrinfo(const char *host, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
     if (!green__patch_here() || !host || !res || (hints && (hints->ai_flags & AI_NUMERICHOST)))
-        return green__sys.getaddrinfo(host, service, hints, res);
+        return green__real()->getaddrinfo(host, service, hints, res);
     int e = errno;
     int rc = gai_numeric(host, service, hints, res);
     if (rc != EAI_NONAME) {
@@ -97,7 +97,7 @@ struct ghbn_job {
 static void *ghbn_run(void *arg)
 {
     struct ghbn_job *j = arg;
-    j->rc = green__sys.gethostbyname_r(j->name, &j->he, j->buf, j->buflen, &j->result, &j->herr);
+    j->rc = green__real()->gethostbyname_r(j->name, &j->he, j->buf, j->buflen, &j->result, &j->herr);
     return NULL;
 }
 
@@ -151,7 +151,7 @@ int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buf
                     int *h_errnop)
 {
     if (!green__patch_here() || !name || !ret || !buf || !result || !h_errnop)
-        return green__sys.gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+        return green__real()->gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
     struct ghbn_job *j;
     *result = NULL;
     if (ghbn_pool(name, buflen, &j) != 0) {
@@ -174,7 +174,7 @@ GREEN_PATCH(gethostbyname_r);
 struct hostent *gethostbyname(const char *name)
 {
     if (!green__patch_here() || !name)
-        return green__sys.gethostbyname(name);
+        return green__real()->gethostbyname(name);
     static __thread struct hostent he;
     static __thread char *buf;
     static __thread size_t cap;

@@ -64,7 +64,7 @@ static int learn(int fd)
         return -1;
     if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
         return PFD_KNOWN | PFD_FILE;
-    int fl = green__sys.fcntl(fd, F_GETFL);
+    int fl = green__real()->fcntl(fd, F_GETFL);
     if (fl < 0)
         return -1;
     int state = PFD_KNOWN | ((fl & O_NONBLOCK) ? PFD_USER_NB : 0);
@@ -76,7 +76,7 @@ static int learn(int fd)
     } else if (fd <= 2) {
         return state | PFD_KEEP; /* the terminal or a pipe of the shell's: flags stay */
     }
-    if (!(fl & O_NONBLOCK) && green__sys.fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+    if (!(fl & O_NONBLOCK) && green__real()->fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
         return -1;
     return state | PFD_MANAGED;
 }
@@ -119,7 +119,7 @@ int green__pfd_wait(enum pfd_how how, int fd, int events)
     if (how == PFD_GREEN)
         return green__patch_poll(&p, 1, -1) > 0 ? 0 : -1;
     /* a plain thread: really block, as the user's blocking fd would */
-    int r = green__sys.poll(&p, 1, -1);
+    int r = green__real()->poll(&p, 1, -1);
     return r > 0 ? 0 : -1;
 }
 
@@ -127,7 +127,7 @@ int green__pfd_wait(enum pfd_how how, int fd, int events)
 
 int socket(int domain, int type, int protocol)
 {
-    int fd = green__sys.socket(domain, type, protocol);
+    int fd = green__real()->socket(domain, type, protocol);
     if (fd >= 0)
         green__pfd_set(fd, 0);
     return fd;
@@ -136,7 +136,7 @@ GREEN_PATCH(socket);
 
 int socketpair(int domain, int type, int protocol, int sv[2])
 {
-    int r = green__sys.socketpair(domain, type, protocol, sv);
+    int r = green__real()->socketpair(domain, type, protocol, sv);
     if (r == 0) {
         green__pfd_set(sv[0], 0);
         green__pfd_set(sv[1], 0);
@@ -147,7 +147,7 @@ GREEN_PATCH(socketpair);
 
 int pipe2(int fds[2], int flags)
 {
-    int r = green__sys.pipe2(fds, flags);
+    int r = green__real()->pipe2(fds, flags);
     if (r == 0) {
         green__pfd_set(fds[0], 0);
         green__pfd_set(fds[1], 0);
@@ -172,21 +172,21 @@ static int dup_done(int oldfd, int newfd, int replaced)
     return newfd;
 }
 
-int dup(int fd) { return dup_done(fd, green__sys.dup(fd), 0); }
+int dup(int fd) { return dup_done(fd, green__real()->dup(fd), 0); }
 GREEN_PATCH(dup);
 
 int dup2(int oldfd, int newfd)
 {
     if (oldfd == newfd)
-        return green__sys.dup2(oldfd, newfd);
-    return dup_done(oldfd, green__sys.dup2(oldfd, newfd), 1);
+        return green__real()->dup2(oldfd, newfd);
+    return dup_done(oldfd, green__real()->dup2(oldfd, newfd), 1);
 }
 GREEN_PATCH(dup2);
 
 int __dup2(int oldfd, int newfd) { return dup2(oldfd, newfd); }
 GREEN_PATCH(__dup2);
 
-int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, green__sys.dup3(oldfd, newfd, flags), 1); }
+int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, green__real()->dup3(oldfd, newfd, flags), 1); }
 GREEN_PATCH(dup3);
 
 /* ---- the user's O_NONBLOCK ---- */
@@ -203,26 +203,26 @@ static int fcntl_impl(int fd, int cmd, void *arg)
     int r;
     switch (cmd) {
     case F_GETFL:
-        r = green__sys.fcntl(fd, cmd);
+        r = green__real()->fcntl(fd, cmd);
         if (r >= 0 && (state & PFD_MANAGED))
             r = (r & ~O_NONBLOCK) | ((state & PFD_USER_NB) ? O_NONBLOCK : 0);
         break;
     case F_SETFL: {
         int fl = (int)(intptr_t)arg;
         /* a managed fd stays non-blocking underneath; only the user's view changes */
-        r = green__sys.fcntl(fd, cmd, (state & PFD_MANAGED) ? fl | O_NONBLOCK : fl);
+        r = green__real()->fcntl(fd, cmd, (state & PFD_MANAGED) ? fl | O_NONBLOCK : fl);
         if (r == 0 && (state & (PFD_MANAGED | PFD_KEEP)))
             set_user_nb(fd, state, fl & O_NONBLOCK);
         break;
     }
     case F_DUPFD:
     case F_DUPFD_CLOEXEC:
-        r = green__sys.fcntl(fd, cmd, (int)(intptr_t)arg);
+        r = green__real()->fcntl(fd, cmd, (int)(intptr_t)arg);
         if (r >= 0)
             green__pfd_set(r, state);
         break;
     default:
-        return green__sys.fcntl(fd, cmd, arg);
+        return green__real()->fcntl(fd, cmd, arg);
     }
     if (r >= 0)
         errno = e;
@@ -269,21 +269,21 @@ int ioctl(int fd, unsigned long req, ...)
     va_end(ap);
     int state;
     if (req != FIONBIO || !((state = green__pfd_get(fd)) & (PFD_MANAGED | PFD_KEEP)))
-        return green__sys.ioctl(fd, req, arg);
+        return green__real()->ioctl(fd, req, arg);
     if (!arg) {
         errno = EFAULT;
         return -1;
     }
     int on = *(const int *)arg != 0;
     if (state & PFD_KEEP) {
-        int r = green__sys.ioctl(fd, req, arg);
+        int r = green__real()->ioctl(fd, req, arg);
         if (r == 0)
             set_user_nb(fd, state, on);
         return r;
     }
     /* managed: non-blocking underneath already; check the fd is still open */
     int e = errno;
-    if (green__sys.fcntl(fd, F_GETFL) < 0)
+    if (green__real()->fcntl(fd, F_GETFL) < 0)
         return -1;
     errno = e;
     set_user_nb(fd, state, on);
@@ -310,7 +310,7 @@ int close(int fd)
 {
     int e = errno;
     closing(fd);
-    int r = green__sys.close(fd);
+    int r = green__real()->close(fd);
     if (r == 0)
         errno = e;
     return r;
@@ -327,6 +327,6 @@ int fclose(FILE *f)
         if (fd >= 0)
             closing(fd);
     }
-    return green__sys.fclose(f);
+    return green__real()->fclose(f);
 }
 GREEN_PATCH(fclose);

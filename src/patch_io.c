@@ -48,7 +48,7 @@ static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
 ssize_t read(int fd, void *buf, size_t n)
 {
-    ONE_CALL(fd, POLLIN, 0, ssize_t, green__sys.read(fd, buf, n));
+    ONE_CALL(fd, POLLIN, 0, ssize_t, green__real()->read(fd, buf, n));
 }
 GREEN_PATCH(read);
 
@@ -65,19 +65,19 @@ GREEN_PATCH(__read_chk);
 
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    ONE_CALL(fd, POLLIN, 0, ssize_t, green__sys.readv(fd, iov, iovcnt));
+    ONE_CALL(fd, POLLIN, 0, ssize_t, green__real()->readv(fd, iov, iovcnt));
 }
 GREEN_PATCH(readv);
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    ONE_CALL(fd, POLLIN, flags, ssize_t, green__sys.recvmsg(fd, msg, flags));
+    ONE_CALL(fd, POLLIN, flags, ssize_t, green__real()->recvmsg(fd, msg, flags));
 }
 GREEN_PATCH(recvmsg);
 
 static int accept_call(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    ONE_CALL(fd, POLLIN, 0, int, green__sys.accept4(fd, addr, len, flags));
+    ONE_CALL(fd, POLLIN, 0, int, green__real()->accept4(fd, addr, len, flags));
 }
 
 /* The new fd gets exactly the caller's flags: its kernel flags are then the truth. */
@@ -109,7 +109,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
         }
         return (ssize_t)done;
     }
-    ONE_CALL(fd, POLLIN, flags, ssize_t, green__sys.recvfrom(fd, buf, n, flags, from, fromlen));
+    ONE_CALL(fd, POLLIN, flags, ssize_t, green__real()->recvfrom(fd, buf, n, flags, from, fromlen));
 }
 GREEN_PATCH(recvfrom);
 
@@ -139,7 +139,7 @@ GREEN_PATCH(__recv_chk);
 /* One datagram, or what one call takes on a stream socket. */
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen)
 {
-    ONE_CALL(fd, POLLOUT, flags, ssize_t, green__sys.sendto(fd, buf, n, flags, to, tolen));
+    ONE_CALL(fd, POLLOUT, flags, ssize_t, green__real()->sendto(fd, buf, n, flags, to, tolen));
 }
 GREEN_PATCH(sendto);
 
@@ -155,11 +155,11 @@ struct put {
 static ssize_t put_once(struct put *p, struct iovec *iov, int cnt)
 {
     if (!p->msg)
-        return green__sys.writev(p->fd, iov, cnt);
+        return green__real()->writev(p->fd, iov, cnt);
     struct msghdr m = *p->msg;
     m.msg_iov = iov;
     m.msg_iovlen = (size_t)cnt;
-    ssize_t r = green__sys.sendmsg(p->fd, &m, p->flags);
+    ssize_t r = green__real()->sendmsg(p->fd, &m, p->flags);
     if (r > 0) { /* the rest of a stream: no address, no ancillary data again */
         p->msg->msg_control = NULL;
         p->msg->msg_controllen = 0;
@@ -206,7 +206,7 @@ static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
     int state;
     enum pfd_how how = green__pfd_how(p->fd, &state);
     if (how == PFD_PASS || (p->flags & MSG_DONTWAIT) || cnt <= 0 || cnt > IOV_MAX)
-        return p->msg ? green__sys.sendmsg(p->fd, p->msg, p->flags) : green__sys.writev(p->fd, iov, cnt);
+        return p->msg ? green__real()->sendmsg(p->fd, p->msg, p->flags) : green__real()->writev(p->fd, iov, cnt);
     struct iovec small[8], *copy = small;
     if (cnt > 8 && !(copy = malloc((size_t)cnt * sizeof *copy))) {
         errno = ENOMEM;
@@ -242,7 +242,7 @@ GREEN_PATCH(__write);
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (!msg)
-        return green__sys.sendmsg(fd, msg, flags);
+        return green__real()->sendmsg(fd, msg, flags);
     struct msghdr m = *msg;
     struct put p = {.fd = fd, .flags = flags, .msg = &m};
     return put_all_copy(&p, msg->msg_iov, (int)msg->msg_iovlen);
@@ -270,7 +270,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     int state;
     enum pfd_how how = green__pfd_how(fd, &state);
     int e = errno;
-    int r = green__sys.connect(fd, addr, len);
+    int r = green__real()->connect(fd, addr, len);
     if (r == 0 || how == PFD_PASS || errno != EINPROGRESS)
         return r;
     if (green__pfd_wait(how, fd, POLLOUT) != 0)

@@ -74,7 +74,7 @@ static int private_epoll(const struct pollfd *fds, nfds_t n)
                 continue;
         }
         int e = errno;
-        green__sys.close(ep);
+        green__real()->close(ep);
         errno = e;
         return -1;
     }
@@ -115,7 +115,7 @@ int green__patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
             one = i;
         }
     for (;;) {
-        int r = live ? green__sys.poll(fds, n, 0) : 0;
+        int r = live ? green__real()->poll(fds, n, 0) : 0;
         if (r != 0) {
             if (r > 0)
                 errno = e;
@@ -153,7 +153,7 @@ static int64_t poll_deadline(int timeout) { return timeout < 0 ? -1 : green_afte
 int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     if (!green__patch_here())
-        return green__sys.poll(fds, n, timeout);
+        return green__real()->poll(fds, n, timeout);
     if (n > 0 && !fds) {
         errno = EFAULT;
         return -1;
@@ -188,7 +188,7 @@ int64_t green__ts_ms(const struct timespec *ts)
 static int deliver_pending(const sigset_t *sigmask)
 {
     struct timespec zero = {0, 0};
-    return sigmask ? green__sys.ppoll(NULL, 0, &zero, sigmask) : 0;
+    return sigmask ? green__real()->ppoll(NULL, 0, &zero, sigmask) : 0;
 }
 
 static int64_t ts_deadline(const struct timespec *ts)
@@ -202,7 +202,7 @@ static int64_t ts_deadline(const struct timespec *ts)
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sigmask)
 {
     if (!green__patch_here())
-        return green__sys.ppoll(fds, n, ts, sigmask);
+        return green__real()->ppoll(fds, n, ts, sigmask);
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
@@ -287,7 +287,7 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
 int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
     if (!green__patch_here())
-        return green__sys.select(nfds, rd, wr, ex, tv);
+        return green__real()->select(nfds, rd, wr, ex, tv);
     int64_t deadline = -1;
     if (tv) {
         if (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000) {
@@ -314,7 +314,7 @@ GREEN_PATCH(__select);
 int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts, const sigset_t *sigmask)
 {
     if (!green__patch_here())
-        return green__sys.pselect(nfds, rd, wr, ex, ts, sigmask);
+        return green__real()->pselect(nfds, rd, wr, ex, ts, sigmask);
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;

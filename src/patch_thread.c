@@ -168,7 +168,7 @@ static struct green *resolve(pthread_t t, int *err)
 
 static __attribute__((noreturn, cold)) void die(const char *msg)
 {
-    ssize_t r = green__sys_get()->write(2, msg, strlen(msg));
+    ssize_t r = green__real()->write(2, msg, strlen(msg));
     (void)r;
     abort();
 }
@@ -234,7 +234,7 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
                    void *restrict arg)
 {
     if (!green__patch_threads || green__sys_internal) /* off, or libgreen's own thread */
-        return green__sys_get()->pthread_create(t, attr, fn, arg);
+        return green__real()->pthread_create(t, attr, fn, arg);
     green_attr_t ga = {0};
     int detach = PTHREAD_CREATE_JOINABLE;
     if (attr) {
@@ -273,7 +273,7 @@ pthread_t pthread_self(void)
 {
     struct green_hub *h = green__tls_hub;
     if (!green__patch_threads || !h || h->current == h->root)
-        return green__sys_get()->pthread_self();
+        return green__real()->pthread_self();
     return to_pthread(green__handle(h->current));
 }
 GREEN_PATCH_THREAD(pthread_self);
@@ -308,7 +308,7 @@ void pthread_exit(void *value)
             root_exit(h);
         die("libgreen-patch: pthread_exit in a green thread not started by pthread_create\n");
     }
-    green__sys_get()->pthread_exit(value);
+    green__real()->pthread_exit(value);
     __builtin_unreachable();
 }
 GREEN_PATCH_THREAD(pthread_exit);
@@ -318,7 +318,7 @@ void __pthread_register_cancel(__pthread_unwind_buf_t *buf)
 {
     struct pth *b = green__patch_threads ? pth_self() : NULL;
     if (!b) {
-        green__sys_get()->__pthread_register_cancel(buf);
+        green__real()->__pthread_register_cancel(buf);
         return;
     }
     buf->__pad[0] = b->cleanup;
@@ -330,7 +330,7 @@ void __pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
 {
     struct pth *b = green__patch_threads ? pth_self() : NULL;
     if (!b) {
-        green__sys_get()->__pthread_unregister_cancel(buf);
+        green__real()->__pthread_unregister_cancel(buf);
         return;
     }
     b->cleanup = buf->__pad[0];
@@ -341,7 +341,7 @@ void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
 {
     struct pth *b = green__patch_threads ? pth_self() : NULL;
     if (!b) {
-        green__sys_get()->__pthread_unwind_next(buf);
+        green__real()->__pthread_unwind_next(buf);
         __builtin_unreachable();
     }
     unwind(b);
@@ -434,7 +434,7 @@ static pthread_t initial_thread;
 
 __attribute__((constructor)) static void patch_thread_init(void)
 {
-    initial_thread = green__sys_get()->pthread_self();
+    initial_thread = green__real()->pthread_self();
 }
 
 /* The caller's hub when its pthread calls are to be green, else NULL. */
@@ -443,7 +443,7 @@ static struct green_hub *green_here(void)
     struct green_hub *h = green__tls_hub;
     if (GREEN_LIKELY(h && h->poller))
         return h;
-    if (h || green__sys_get()->pthread_equal(green__sys_get()->pthread_self(), initial_thread)) {
+    if (h || green__real()->pthread_equal(green__real()->pthread_self(), initial_thread)) {
         int saved = errno;
         h = hub();
         errno = saved;
@@ -484,7 +484,7 @@ static int join(pthread_t t, void **ret, int64_t deadline)
 int pthread_join(pthread_t t, void **ret)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_join(t, ret);
+        return green__real()->pthread_join(t, ret);
     return join(t, ret, -1);
 }
 GREEN_PATCH_THREAD(pthread_join);
@@ -492,7 +492,7 @@ GREEN_PATCH_THREAD(pthread_join);
 int pthread_tryjoin_np(pthread_t t, void **ret)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_tryjoin_np(t, ret);
+        return green__real()->pthread_tryjoin_np(t, ret);
     int e = join(t, ret, 0);
     return e == ETIMEDOUT ? EBUSY : e;
 }
@@ -501,7 +501,7 @@ GREEN_PATCH_THREAD(pthread_tryjoin_np);
 int pthread_clockjoin_np(pthread_t t, void **ret, clockid_t clk, const struct timespec *abs)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_clockjoin_np(t, ret, clk, abs);
+        return green__real()->pthread_clockjoin_np(t, ret, clk, abs);
     int64_t d = deadline_of(clk, abs);
     return d < 0 ? EINVAL : join(t, ret, d);
 }
@@ -510,7 +510,7 @@ GREEN_PATCH_THREAD(pthread_clockjoin_np);
 int pthread_timedjoin_np(pthread_t t, void **ret, const struct timespec *abs)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_timedjoin_np(t, ret, abs);
+        return green__real()->pthread_timedjoin_np(t, ret, abs);
     int64_t d = deadline_of(CLOCK_REALTIME, abs);
     return d < 0 ? EINVAL : join(t, ret, d);
 }
@@ -519,7 +519,7 @@ GREEN_PATCH_THREAD(pthread_timedjoin_np);
 int pthread_detach(pthread_t t)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_detach(t);
+        return green__real()->pthread_detach(t);
     int err;
     if (!resolve(t, &err))
         return err;
@@ -533,7 +533,7 @@ GREEN_PATCH_THREAD(pthread_detach);
 int pthread_cancel(pthread_t t)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_cancel(t);
+        return green__real()->pthread_cancel(t);
     int err;
     struct green *tg = resolve(t, &err);
     if (!tg)
@@ -558,7 +558,7 @@ int pthread_setcancelstate(int state, int *old)
 {
     struct pth *b = green__patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__sys_get()->pthread_setcancelstate(state, old);
+        return green__real()->pthread_setcancelstate(state, old);
     if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE)
         return EINVAL;
     if (old)
@@ -577,7 +577,7 @@ int pthread_setcanceltype(int type, int *old)
 {
     struct pth *b = green__patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__sys_get()->pthread_setcanceltype(type, old);
+        return green__real()->pthread_setcanceltype(type, old);
     if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS)
         return EINVAL;
     if (old)
@@ -592,7 +592,7 @@ void pthread_testcancel(void)
     if (b)
         testcancel(b);
     else
-        green__sys_get()->pthread_testcancel();
+        green__real()->pthread_testcancel();
 }
 GREEN_PATCH_THREAD(pthread_testcancel);
 
@@ -600,14 +600,14 @@ GREEN_PATCH_THREAD(pthread_testcancel);
 int pthread_kill(pthread_t t, int sig)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_kill(t, sig);
+        return green__real()->pthread_kill(t, sig);
     int err;
     struct green *tg = resolve(t, &err);
     if (!tg || tg->state == GS_DEAD)
         return tg ? ESRCH : err;
     if (sig < 0 || sig >= NSIG)
         return EINVAL;
-    return sig == 0 ? 0 : green__sys_get()->pthread_kill(green__sys_get()->pthread_self(), sig);
+    return sig == 0 ? 0 : green__real()->pthread_kill(green__real()->pthread_self(), sig);
 }
 GREEN_PATCH_THREAD(pthread_kill);
 
@@ -615,7 +615,7 @@ GREEN_PATCH_THREAD(pthread_kill);
 int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 {
     if (!green__patch_threads || !is_green(t))
-        return green__sys_get()->pthread_getattr_np(t, attr);
+        return green__real()->pthread_getattr_np(t, attr);
     int err;
     struct green *tg = resolve(t, &err);
     if (!tg)
@@ -651,7 +651,7 @@ GREEN_PATCH_THREAD(pthread_setname_np);
 int sched_yield(void)
 {
     if (!green__patch_threads || !green__tls_hub)
-        return green__sys_get()->sched_yield();
+        return green__real()->sched_yield();
     int saved = errno;
     green_yield();
     errno = saved;
@@ -718,7 +718,7 @@ static int pm_locked(pthread_mutex_t *mu, struct pmutex *p, int e)
 int pthread_mutex_init(pthread_mutex_t *mu, const pthread_mutexattr_t *attr)
 {
     if (!green__patch_threads)
-        return green__sys_get()->pthread_mutex_init(mu, attr);
+        return green__real()->pthread_mutex_init(mu, attr);
     int type = PTHREAD_MUTEX_DEFAULT, robust = PTHREAD_MUTEX_STALLED;
     if (attr && (pthread_mutexattr_gettype(attr, &type) != 0 ||
                  pthread_mutexattr_getrobust(attr, &robust) != 0))
@@ -732,7 +732,7 @@ GREEN_PATCH_THREAD(pthread_mutex_init);
 int pthread_mutex_destroy(pthread_mutex_t *mu)
 {
     if (!green__patch_threads)
-        return green__sys_get()->pthread_mutex_destroy(mu);
+        return green__real()->pthread_mutex_destroy(mu);
     return pm_find(mu) ? EBUSY : 0;
 }
 GREEN_PATCH_THREAD(pthread_mutex_destroy);
@@ -740,7 +740,7 @@ GREEN_PATCH_THREAD(pthread_mutex_destroy);
 int pthread_mutex_lock(pthread_mutex_t *mu)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_mutex_lock(mu);
+        return green__real()->pthread_mutex_lock(mu);
     int saved = errno;
     struct pmutex *p = pm_get(mu);
     if (!p)
@@ -754,7 +754,7 @@ GREEN_PATCH_THREAD(pthread_mutex_lock);
 int pthread_mutex_trylock(pthread_mutex_t *mu)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_mutex_trylock(mu);
+        return green__real()->pthread_mutex_trylock(mu);
     int saved = errno;
     struct pmutex *p = pm_get(mu);
     if (!p)
@@ -791,7 +791,7 @@ static int mutex_lock_until(pthread_mutex_t *mu, clockid_t clk, const struct tim
 int pthread_mutex_timedlock(pthread_mutex_t *restrict mu, const struct timespec *restrict abs)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_mutex_timedlock(mu, abs);
+        return green__real()->pthread_mutex_timedlock(mu, abs);
     return mutex_lock_until(mu, CLOCK_REALTIME, abs);
 }
 GREEN_PATCH_THREAD(pthread_mutex_timedlock);
@@ -799,7 +799,7 @@ GREEN_PATCH_THREAD(pthread_mutex_timedlock);
 int pthread_mutex_clocklock(pthread_mutex_t *restrict mu, clockid_t clk, const struct timespec *restrict abs)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_mutex_clocklock(mu, clk, abs);
+        return green__real()->pthread_mutex_clocklock(mu, clk, abs);
     return mutex_lock_until(mu, clk, abs);
 }
 GREEN_PATCH_THREAD(pthread_mutex_clocklock);
@@ -807,7 +807,7 @@ GREEN_PATCH_THREAD(pthread_mutex_clocklock);
 int pthread_mutex_unlock(pthread_mutex_t *mu)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_mutex_unlock(mu);
+        return green__real()->pthread_mutex_unlock(mu);
     struct pmutex *p = pm_find(mu);
     if (!p)
         return EPERM;
@@ -824,7 +824,7 @@ GREEN_PATCH_THREAD(pthread_mutex_unlock);
 int pthread_mutex_consistent(pthread_mutex_t *mu)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_mutex_consistent(mu);
+        return green__real()->pthread_mutex_consistent(mu);
     return (mu->__data.__kind & KIND_ROBUST) ? 0 : EINVAL;
 }
 GREEN_PATCH_THREAD(pthread_mutex_consistent);
@@ -846,7 +846,7 @@ static struct pcond *pc_of(pthread_cond_t *c) { return (struct pcond *)(void *)c
 int pthread_cond_init(pthread_cond_t *restrict c, const pthread_condattr_t *restrict attr)
 {
     if (!green__patch_threads)
-        return green__sys_get()->pthread_cond_init(c, attr);
+        return green__real()->pthread_cond_init(c, attr);
     clockid_t clk = CLOCK_REALTIME;
     if (attr && pthread_condattr_getclock(attr, &clk) != 0)
         return EINVAL;
@@ -859,7 +859,7 @@ GREEN_PATCH_THREAD(pthread_cond_init);
 int pthread_cond_destroy(pthread_cond_t *c)
 {
     if (!green__patch_threads)
-        return green__sys_get()->pthread_cond_destroy(c);
+        return green__real()->pthread_cond_destroy(c);
     return pc_of(c)->c.q.head ? EBUSY : 0;
 }
 GREEN_PATCH_THREAD(pthread_cond_destroy);
@@ -867,7 +867,7 @@ GREEN_PATCH_THREAD(pthread_cond_destroy);
 int pthread_cond_signal(pthread_cond_t *c)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_cond_signal(c);
+        return green__real()->pthread_cond_signal(c);
     green_cond_signal(&pc_of(c)->c);
     return 0;
 }
@@ -876,7 +876,7 @@ GREEN_PATCH_THREAD(pthread_cond_signal);
 int pthread_cond_broadcast(pthread_cond_t *c)
 {
     if (!green__patch_threads || !green_here())
-        return green__sys_get()->pthread_cond_broadcast(c);
+        return green__real()->pthread_cond_broadcast(c);
     green_cond_broadcast(&pc_of(c)->c);
     return 0;
 }
@@ -914,7 +914,7 @@ int pthread_cond_wait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu)
 {
     struct green_hub *h = green__patch_threads ? green_here() : NULL;
     if (!h)
-        return green__sys_get()->pthread_cond_wait(c, mu);
+        return green__real()->pthread_cond_wait(c, mu);
     return cond_wait(h, c, mu, -1);
 }
 GREEN_PATCH_THREAD(pthread_cond_wait);
@@ -924,7 +924,7 @@ int pthread_cond_timedwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict
 {
     struct green_hub *h = green__patch_threads ? green_here() : NULL;
     if (!h)
-        return green__sys_get()->pthread_cond_timedwait(c, mu, abs);
+        return green__real()->pthread_cond_timedwait(c, mu, abs);
     int64_t d = deadline_of(pc_of(c)->monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME, abs);
     return d < 0 ? EINVAL : cond_wait(h, c, mu, d);
 }
@@ -935,7 +935,7 @@ int pthread_cond_clockwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict
 {
     struct green_hub *h = green__patch_threads ? green_here() : NULL;
     if (!h)
-        return green__sys_get()->pthread_cond_clockwait(c, mu, clk, abs);
+        return green__real()->pthread_cond_clockwait(c, mu, clk, abs);
     int64_t d = deadline_of(clk, abs);
     return d < 0 ? EINVAL : cond_wait(h, c, mu, d);
 }
@@ -948,12 +948,17 @@ GREEN_PATCH_THREAD(pthread_cond_clockwait);
 /* Recorded even with the switch off, so that keys made before it is read are known. */
 static void (*key_dtor[PTHREAD_KEYS_MAX])(void *);
 static unsigned key_seq[PTHREAD_KEYS_MAX];
+/* Keys made before libc was initialised (a sanitizer runtime's pre-init: ASan keeps its
+ * per-thread state in one) belong to the OS thread, green threads or not. */
+static uint8_t key_os[PTHREAD_KEYS_MAX];
+extern char **environ;
 
 int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
 {
-    int r = green__sys_get()->pthread_key_create(k, dtor);
+    int r = green__real()->pthread_key_create(k, dtor);
     if (r == 0 && *k < PTHREAD_KEYS_MAX) {
         __atomic_store_n(&key_dtor[*k], dtor, __ATOMIC_RELAXED);
+        __atomic_store_n(&key_os[*k], environ == NULL, __ATOMIC_RELAXED);
         __atomic_add_fetch(&key_seq[*k], 1, __ATOMIC_RELEASE);
     }
     return r;
@@ -962,7 +967,7 @@ GREEN_PATCH_THREAD(pthread_key_create);
 
 int pthread_key_delete(pthread_key_t k)
 {
-    int r = green__sys_get()->pthread_key_delete(k);
+    int r = green__real()->pthread_key_delete(k);
     if (r == 0 && k < PTHREAD_KEYS_MAX) {
         __atomic_store_n(&key_dtor[k], NULL, __ATOMIC_RELAXED);
         __atomic_add_fetch(&key_seq[k], 1, __ATOMIC_RELEASE);
@@ -985,9 +990,9 @@ static struct spec *spec_of(struct pth *b, pthread_key_t k, int make)
 
 void *pthread_getspecific(pthread_key_t k)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && green__patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__sys_get()->pthread_getspecific(k);
+        return green__real()->pthread_getspecific(k);
     struct spec *e = k < PTHREAD_KEYS_MAX ? spec_of(b, k, 0) : NULL;
     return e && e->seq == __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE) ? e->value : NULL;
 }
@@ -995,9 +1000,9 @@ GREEN_PATCH_THREAD(pthread_getspecific);
 
 int pthread_setspecific(pthread_key_t k, const void *value)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && green__patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__sys_get()->pthread_setspecific(k, value);
+        return green__real()->pthread_setspecific(k, value);
     if (k >= PTHREAD_KEYS_MAX)
         return EINVAL;
     struct spec *e = spec_of(b, k, value != NULL);
@@ -1122,7 +1127,7 @@ int pthread_once(pthread_once_t *o, void (*init)(void))
 {
     struct green_hub *h = green__patch_threads ? green_here() : NULL;
     if (!h)
-        return green__sys_get()->pthread_once(o, init);
+        return green__real()->pthread_once(o, init);
     for (;;) {
         int v = __atomic_load_n(o, __ATOMIC_ACQUIRE);
         if (v & ONCE_DONE)

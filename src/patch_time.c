@@ -34,7 +34,7 @@ static void ms_to_ts(int64_t ms, struct timespec *ts)
 int nanosleep(const struct timespec *req, struct timespec *rem)
 {
     if (!green__patch_here() || !req)
-        return green__sys.nanosleep(req, rem);
+        return green__real()->nanosleep(req, rem);
     int64_t ms = green__ts_ms(req), left;
     if (ms < 0)
         return -1;
@@ -62,7 +62,7 @@ static int wall_clock(clockid_t c)
 int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
     if (!green__patch_here() || !req || !wall_clock(clk))
-        return green__sys.clock_nanosleep(clk, flags, req, rem);
+        return green__real()->clock_nanosleep(clk, flags, req, rem);
     int e = errno;
     int64_t ms = green__ts_ms(req);
     if (ms < 0) {
@@ -89,7 +89,7 @@ GREEN_PATCH(clock_nanosleep);
 unsigned int sleep(unsigned int seconds)
 {
     if (!green__patch_here())
-        return green__sys.sleep(seconds);
+        return green__real()->sleep(seconds);
     int e = errno;
     int64_t left;
     if (sleep_ms((int64_t)seconds * 1000, &left) != 0) {
@@ -104,7 +104,7 @@ GREEN_PATCH(sleep);
 int usleep(useconds_t usec)
 {
     if (!green__patch_here())
-        return green__sys.usleep(usec);
+        return green__real()->usleep(usec);
     int e = errno;
     int64_t left;
     if (sleep_ms(((int64_t)usec + 999) / 1000, &left) != 0)
