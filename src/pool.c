@@ -77,7 +77,8 @@ static void after_fork_parent(void) { green__sys.pthread_mutex_unlock(&pool.lock
 static void after_fork_child(void)
 {
     pool.head = pool.tail = NULL;
-    pool.queued = pool.idle = pool.threads = 0;
+    pool.idle = pool.threads = 0;
+    __atomic_store_n(&pool.queued, 0, __ATOMIC_RELAXED);
     memset(pool.left, 0, sizeof pool.left);
     green__sys.pthread_cond_init(&pool.work, NULL); /* their waiters live on in the parent only */
     green__sys.pthread_cond_init(&pool.gone, NULL);
@@ -168,7 +169,7 @@ static void *worker(void *arg)
         pool.head = j->next;
         if (!pool.head)
             pool.tail = NULL;
-        pool.queued--;
+        __atomic_fetch_sub(&pool.queued, 1, __ATOMIC_RELAXED); /* also read unlocked, by green_stats */
         green__sys.pthread_mutex_unlock(&pool.lock);
         job_finish(j, j->fn(j->arg));
         green__sys.pthread_mutex_lock(&pool.lock);
@@ -204,7 +205,7 @@ static int submit(struct job *j)
     else
         pool.head = j;
     pool.tail = j;
-    pool.queued++;
+    __atomic_fetch_add(&pool.queued, 1, __ATOMIC_RELAXED);
     int err = 0;
     if (pool.idle >= pool.queued) {
         green__sys.pthread_cond_signal(&pool.work);
@@ -215,7 +216,7 @@ static int submit(struct job *j)
         else if (pool.threads == 0) {
             /* nobody would ever run it; with threads running, it just waits its turn */
             pool.head = pool.tail = NULL;
-            pool.queued = 0;
+            __atomic_store_n(&pool.queued, 0, __ATOMIC_RELAXED);
         } else
             err = 0;
     }
