@@ -122,7 +122,7 @@ static void blocks_orphan(struct green_hub *h)
         for (size_t i = 0; i < BLOCKS_PER_CHUNK; i++) {
             struct green *g = (struct green *)(void *)(c->base + i * bsize);
             if (g->state != GS_FREE) {
-                free(g->ext);
+                green__ext_free(g->ext);
                 if ((g->flags & GF_SHARED) && g->s.saved && g->s.saved != green__inline_stack(g))
                     free(g->s.saved);
                 __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
@@ -163,7 +163,7 @@ struct green *green__block_new(struct green_hub *h, int shared)
 
 void green__block_free(struct green_hub *h, struct green *g)
 {
-    free(g->ext);
+    green__ext_free(g->ext);
     g->ext = NULL;
     int shared = (g->flags & GF_SHARED) != 0;
     if (shared && g->s.saved) {
@@ -203,6 +203,14 @@ struct green_ext *green__ext(struct green *g)
         g->ext->tmo = -1;
     }
     return g->ext;
+}
+
+void green__ext_free(struct green_ext *x)
+{
+    if (x) {
+        free(x->tmo_saved);
+        free(x);
+    }
 }
 
 int green__on_death(struct green *g, void (*fn)(struct green_hub *, struct green *, void *), void *arg)

@@ -660,6 +660,10 @@ int green_timeout_push(int64_t ms)
         errno = EOVERFLOW;
         return -1;
     }
+    if (!x->tmo_saved && !(x->tmo_saved = malloc(GREEN_TIMEOUT_DEPTH * sizeof *x->tmo_saved))) {
+        errno = ENOMEM;
+        return -1;
+    }
     x->tmo_saved[x->depth++] = x->tmo;
     if (ms >= 0) {
         int64_t d = clock_ms() + ms;
@@ -681,7 +685,7 @@ int green_timeout_pop(void)
     }
     x->tmo = x->tmo_saved[--x->depth];
     if (x->depth == 0 && !x->name && !x->held && !x->on_death && !x->local) {
-        free(x); /* most green threads never need it again */
+        green__ext_free(x); /* most green threads never need it again */
         h->current->ext = NULL;
     }
     return 0;

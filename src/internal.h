@@ -77,9 +77,11 @@ struct green_ext {
     void *local;                          /* libgreen-patch.so's green pthread block */
     int64_t tmo;                          /* effective scoped deadline, -1 none */
     int depth;
-    int64_t tmo_saved[GREEN_TIMEOUT_DEPTH];
+    int64_t *tmo_saved;                   /* GREEN_TIMEOUT_DEPTH of them, on the first push
+                                           * (a group member's ext holds only on_death) */
 };
 struct green_ext *green__ext(struct green *g); /* NULL + ENOMEM */
+void green__ext_free(struct green_ext *x);
 /* Run fn(h, g, arg) when g finishes or is killed before it ran; one per green thread. */
 int green__on_death(struct green *g, void (*fn)(struct green_hub *, struct green *, void *), void *arg);
 void green__died(struct green_hub *h, struct green *g); /* runs the on_death callback */

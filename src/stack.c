@@ -484,9 +484,8 @@ int green__stack_guarded(const struct green_stack *s) { return s->guarded; }
  * its last release with `clean` (GREEN_STACK_HWM), which has it zeroed on reuse. Read
  * below the live stack pointer too: not instrumented. */
 __attribute__((no_sanitize("address")))
-size_t green__stack_hwm(struct green_stack *s, int clean)
+static size_t stack_scan(struct green_stack *s, int clean)
 {
-    init();
     unsigned char vec[64];
     for (char *p = s->lo; p < s->hi; p += sizeof vec * page_size) {
         size_t len = (size_t)(s->hi - p) < sizeof vec * page_size ? (size_t)(s->hi - p) : sizeof vec * page_size;
@@ -507,6 +506,15 @@ size_t green__stack_hwm(struct green_stack *s, int clean)
         }
     }
     return 0;
+}
+
+size_t green__stack_hwm(struct green_stack *s, int clean)
+{
+    init();
+    green_vg_quiet_begin(); /* what lies below a suspended one's stack pointer */
+    size_t n = stack_scan(s, clean);
+    green_vg_quiet_end();
+    return n;
 }
 
 /* Called on the way out of an unguarded green thread; this frame's address stands for
