@@ -171,7 +171,11 @@ static void test_dump_every_state(void **state)
     e = entry_of(d, "root");
     assert_has(e, "state=running");
     assert_has(e, "stack=root");
+#if GREEN_TEST_NAMED_BT
     assert_has(e, "test_dump_every_state"); /* the running one's backtrace */
+#else
+    assert_has(e, "    #1 "); /* glibc's backtrace(): frames, named only when exported */
+#endif
     assert_ptr_equal(strstr(d, "\ngreen ") + 1, strstr(d, e)); /* listed first: it holds the hub */
     if (getenv("GREEN_TEST_SHOW_DUMP"))
         fputs(d, stderr);
@@ -409,7 +413,9 @@ static void test_monitor_catches_busy_loop(void **state)
     assert_has(out, "libgreen monitor: hub ");
     assert_has(out, "by green thread ");
     assert_has(out, "\"busy\"");
+#if !GREEN_TEST_EMULATED /* qemu-user does not let a signal handler walk the stack */
     assert_has(out, "spin_until+"); /* where it is stuck */
+#endif
     /* once per episode */
     assert_null(strstr(strstr(out, "libgreen monitor") + 1, "libgreen monitor"));
     const char *p = strstr(out, "blocked for ");
@@ -460,6 +466,9 @@ static int sigquit_child(void)
 static void test_dump_signal(void **state)
 {
     (void)state;
+#if GREEN_TEST_EMULATED
+    skip(); /* the child re-executes this program: not through qemu-user */
+#endif
     int out[2], err[2];
     assert_int_equal(pipe(out), 0);
     assert_int_equal(pipe(err), 0);
