@@ -1,12 +1,16 @@
 #!/bin/bash
 # gdb_test.sh PROGRAM HELPER — tools/gdb/green.py in gdb's batch mode: `info green` lists
-# the green threads of test_debug --gdb-child, and `green bt` walks a suspended one.
+# the green threads of test_debug --gdb-child, live and from a core file of it, and
+# `green bt` walks a suspended one.
 # Exit 77 (skipped) without gdb.
 set -u
 prog=$1 helper=$2
 command -v gdb >/dev/null 2>&1 || { echo "gdb is not installed: skipped"; exit 77; }
+core=$(mktemp -u /tmp/green-gdb-core.XXXXXX)
+trap 'rm -f "$core"' EXIT
 out=$(timeout 120 gdb -nx -batch -q \
   -ex "source $helper" -ex "break gdb_break_here" -ex "run --gdb-child" \
+  -ex "gcore $core" \
   -ex "info green" -ex "python import gdb; gdb.execute('green bt %d' % next(int(g['id']) for g in greens() if g['ext'] and g['ext']['name'].string() == 'gdb-sleeper'))" \
   -ex "bt 1" -ex "kill" "$prog" 2>&1)
 echo "$out"
@@ -19,4 +23,14 @@ expect '3 green threads \(root included\)'
 expect 'green_sleep_until \(deadline'
 expect 'in sleeper '
 expect '#0 .*gdb_break_here'   # the real registers are back
+
+# the same listing from the core file gcore wrote (no live process)
+if [[ -s $core ]]; then
+  cout=$(timeout 120 gdb -nx -batch -q -ex "source $helper" -ex "info green" "$prog" "$core" 2>&1)
+  echo "$cout"
+  grep -qE 'green [0-9]+ "gdb-sleeper" state=waiting on=sleep' <<<"$cout" || { echo "MISSING in the core: gdb-sleeper"; fail=1; }
+  grep -qE 'green [0-9]+ "gdb-reader" state=waiting on=fd' <<<"$cout" || { echo "MISSING in the core: gdb-reader"; fail=1; }
+else
+  echo "MISSING: gcore wrote no core file"; fail=1
+fi
 exit $fail
