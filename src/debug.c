@@ -138,8 +138,22 @@ static __attribute__((format(printf, 2, 3))) void outf(struct out *o, const char
 
 /* ---- backtraces ---- */
 
+/* One frame, named from symtab.c's table: safe in a signal handler. */
+static void frame_line(struct out *o, int n, uintptr_t pc)
+{
+    uintptr_t off;
+    const char *name = green__symtab_name(pc, &off);
+    if (name)
+        outf(o, "    #%d 0x%lx %s+0x%lx\n", n, (unsigned long)pc, name, (unsigned long)off);
+    else
+        outf(o, "    #%d 0x%lx ?\n", n, (unsigned long)pc);
+}
+
 #if defined(GREEN_HAVE_LIBUNWIND)
-static void bt_cursor(struct out *o, unw_cursor_t *cur, int skip_to_signal)
+/* Prints the frames from cur on; with skip_to_signal, those below the signal frame
+ * only. Returns how many it printed. In a signal handler the names come from symtab.c
+ * (unw_get_proc_name allocates). */
+static int bt_cursor(struct out *o, unw_cursor_t *cur, int skip_to_signal)
 {
     int printing = !skip_to_signal, n = 0;
     do {
@@ -151,12 +165,15 @@ static void bt_cursor(struct out *o, unw_cursor_t *cur, int skip_to_signal)
         char name[128];
         if (unw_get_reg(cur, UNW_REG_IP, &pc) != 0 || pc == 0)
             break;
-        if (unw_get_proc_name(cur, name, sizeof name, &off) == 0)
+        if (o->in_signal)
+            frame_line(o, n, (uintptr_t)pc);
+        else if (unw_get_proc_name(cur, name, sizeof name, &off) == 0)
             outf(o, "    #%d 0x%lx %s+0x%lx\n", n, (unsigned long)pc, name, (unsigned long)off);
         else
             outf(o, "    #%d 0x%lx ?\n", n, (unsigned long)pc);
         n++;
     } while (n < BT_MAX && unw_step(cur) > 0);
+    return n;
 }
 
 static void bt_here(struct out *o, int skip_to_signal)
@@ -167,7 +184,9 @@ static void bt_here(struct out *o, int skip_to_signal)
         return;
     if (!skip_to_signal)
         unw_step(&cur); /* not this function */
-    bt_cursor(o, &cur, skip_to_signal);
+    if (bt_cursor(o, &cur, skip_to_signal) == 0 && skip_to_signal &&
+        unw_init_local(&cur, &uc) == 0) /* no kernel signal frame (a sanitizer's */
+        bt_cursor(o, &cur, 0);          /* runtime called the handler): all of it */
 }
 
 /* Unwind a suspended context: green_ctx_swap pushed rbp, rbx, r12-r15 and the FP
@@ -213,7 +232,9 @@ static void bt_here(struct out *o, int skip_to_signal)
     int n = backtrace(pcs, BT_MAX + 4);
     for (int i = skip_to_signal ? 3 : 1, k = 0; i < n; i++, k++) {
         Dl_info di;
-        if (dladdr(pcs[i], &di) && di.dli_sname)
+        if (o->in_signal)
+            frame_line(o, k, (uintptr_t)pcs[i]);
+        else if (dladdr(pcs[i], &di) && di.dli_sname)
             outf(o, "    #%d %p %s+0x%lx\n", k, pcs[i], di.dli_sname,
                  (unsigned long)((char *)pcs[i] - (char *)di.dli_saddr));
         else
@@ -531,6 +552,17 @@ int green_dump(FILE *f)
 
 /* ---- reports written from signal handlers (to fd 2) ---- */
 
+/* What a handler may not do itself: read the symbol tables, and (glibc's backtrace)
+ * load the unwinder on first use. */
+void green__debug_prepare_signals(void)
+{
+    green__symtab_load();
+#if !defined(GREEN_HAVE_LIBUNWIND)
+    void *pc[2];
+    backtrace(pc, 2);
+#endif
+}
+
 void green__debug_report_blocked(struct green_hub *h, int64_t ms)
 {
     struct out o = {.fd = 2, .in_signal = 1};
@@ -630,6 +662,7 @@ static void env_init(void)
         sa.sa_sigaction = on_dump_signal;
         sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
+        green__debug_prepare_signals();
         sigaction(dump_signo, &sa, NULL);
     }
     e = getenv("GREEN_MONITOR_MS");

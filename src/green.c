@@ -521,7 +521,7 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
         green__stack_check(from);
     h->current = to;
     to->state = GS_RUNNING;
-    h->switches++;
+    green__count(&h->switches, 1);
     int on_shared = (from_flags & GF_SHARED) && !(from_flags & GF_ROOT);
     int needs_copy = (to->flags & GF_SHARED) && h->shared.owner != to;
     if (dying && !GREEN_SANITIZE_FIBERS && !on_shared) {
@@ -587,7 +587,7 @@ void green__release(struct green_hub *h, struct green *g)
         g->s.stack = NULL;
     }
     if (g->flags & GF_DETACHED) {
-        h->alive--;
+        green__count(&h->alive, -1);
         green__block_free(h, g);
     }
 }
@@ -670,7 +670,7 @@ struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const g
         g->size = (uint32_t)size;
     g->parent = h->current;
     g->parent_gen = h->current->gen;
-    h->alive++;
+    green__count(&h->alive, 1);
     return g;
 }
 
@@ -728,7 +728,7 @@ void *green_switch(green_t handle, void *value)
             from->state = GS_SUSPENDED;
             h->current = g;
             g->state = GS_RUNNING;
-            h->switches++;
+            green__count(&h->switches, 1);
             *h->errno_p = 0; /* errno is per OS thread: the resumed one sees this */
             return green_ctx_swap(&from->ctx, &g->ctx, value);
         }
@@ -883,7 +883,7 @@ int green_destroy(green_t handle)
         h->shared.owner = NULL;
     g->flags &= (uint8_t)~GF_DETACHED;
     green__release(h, g);
-    h->alive--;
+    green__count(&h->alive, -1);
     green__block_free(h, g);
     return 0;
 }

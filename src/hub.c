@@ -87,7 +87,7 @@ void green__on_notify(struct green_hub *h) { green__remote_drain(h); }
 
 static void poll_once(struct green_hub *h, int timeout)
 {
-    h->loops++;
+    green__count(&h->loops, 1);
     if (timeout != 0) {
         /* announce that we may block, then look again for wake-ups from other threads
          * (green__remote_wake does the mirror image) */
@@ -376,7 +376,7 @@ static void sched_exit(struct green_hub *h, struct green *g)
 
 static void reap(struct green_hub *h, struct green *g)
 {
-    h->alive--;
+    green__count(&h->alive, -1);
     green__block_free(h, g);
 }
 
@@ -510,7 +510,7 @@ static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_
     if (!g)
         return NULL;
     if (green__prepare(h, g) != 0) {
-        h->alive--;
+        green__count(&h->alive, -1);
         green__block_free(h, g);
         errno = ENOMEM;
         return NULL;

@@ -318,6 +318,18 @@ int green__mutex_lock_masked(green_mutex_t *m);
 green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, green_fn fn, void *arg,
                                 int64_t deadline);
 
+/* A counter of a hub that other threads read (the monitor): only its hub writes it, so a
+ * relaxed load and store do, not a locked add; TSan then sees no race either. */
+static inline void green__count(uint64_t *c, int64_t d)
+{
+    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)d, __ATOMIC_RELAXED);
+}
+
+/* ---- function names for signal handlers (symtab.c) ---- */
+int green__symtab_load(void);                                 /* ordinary context; 0/-1 */
+const char *green__symtab_name(uintptr_t pc, uintptr_t *off); /* async-signal-safe; NULL */
+void green__debug_prepare_signals(void); /* before a handler that prints backtraces is set */
+
 /* ---- hub (thread state) ---- */
 struct green_hub *green__hub(void);          /* this thread's hub, created on first use */
 /* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
@@ -359,7 +371,7 @@ static inline void *green__switch(struct green_hub *h, struct green *to, void *v
     if (GREEN_LIKELY(!((from->flags | to->flags) & GF_SHARED) && (to->flags & GF_STARTED))) {
         h->current = to;
         to->state = GS_RUNNING;
-        h->switches++;
+        green__count(&h->switches, 1);
         return green_ctx_swap(&from->ctx, &to->ctx, value);
     }
     if ((from->flags & to->flags & GF_SHARED) && h->shared.owner != to) {
@@ -367,7 +379,7 @@ static inline void *green__switch(struct green_hub *h, struct green *to, void *v
          * parked shared-mode green thread's saved stack stays shallow) */
         h->current = to;
         to->state = GS_RUNNING;
-        h->switches++;
+        green__count(&h->switches, 1);
         h->relay_to = to;
         h->relay_value = value;
         return green_ctx_swap(&from->ctx, &h->relay_ctx, NULL);

@@ -131,6 +131,7 @@ int green_monitor_start(int64_t ms)
         errno = EINVAL;
         return -1;
     }
+    green__debug_prepare_signals();
     green__sys.pthread_mutex_lock(&mon_lock);
     mon_ms = ms;
     if (mon_running) {

@@ -1,0 +1,148 @@
+/*
+ * symtab.c — names of functions for code addresses, usable from a signal handler.
+ *
+ * The dump signal and the blocked-hub monitor print backtraces from signal handlers,
+ * where nothing may call malloc or take a lock another thread may hold (and libunwind's
+ * unw_get_proc_name, like dladdr, does both). So the names are read beforehand, in an
+ * ordinary context (green__symtab_load): for every object loaded at that time, its ELF
+ * file is mapped read-only and the functions of its .symtab (static ones included), or
+ * of its .dynsym when stripped, go into one array sorted by address. A handler then
+ * only searches that array. Objects loaded later are not in it (their frames print as
+ * bare addresses). The mappings and the array are kept for the life of the process.
+ */
+#include "internal.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct sym {
+    uintptr_t addr;
+    size_t size;
+    const char *name;
+};
+
+static struct sym *syms;
+static size_t nsyms, capsyms;
+static int loaded; /* 1 once the array is complete; read by handlers */
+static pthread_mutex_t load_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int add(uintptr_t addr, size_t size, const char *name)
+{
+    if (nsyms == capsyms) {
+        size_t cap = capsyms ? capsyms * 2 : 4096;
+        struct sym *s = realloc(syms, cap * sizeof *s);
+        if (!s)
+            return -1;
+        syms = s;
+        capsyms = cap;
+    }
+    syms[nsyms++] = (struct sym){addr, size, name};
+    return 0;
+}
+
+/* The functions of one ELF file loaded at base; its mapping stays (names point into it). */
+static void load_file(const char *path, uintptr_t base)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    struct stat st;
+    void *map = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(ElfW(Ehdr)))
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    green__sys.close(fd);
+    if (map == MAP_FAILED)
+        return;
+    const char *img = map;
+    size_t len = (size_t)st.st_size;
+    const ElfW(Ehdr) *eh = map;
+    if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 || eh->e_shentsize != sizeof(ElfW(Shdr)) ||
+        eh->e_shoff == 0 || eh->e_shoff + (size_t)eh->e_shnum * sizeof(ElfW(Shdr)) > len) {
+        munmap(map, len);
+        return;
+    }
+    const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(const void *)(img + eh->e_shoff);
+    const ElfW(Shdr) *tab = NULL;
+    for (int want = SHT_SYMTAB; !tab && want; want = want == SHT_SYMTAB ? SHT_DYNSYM : 0)
+        for (unsigned i = 0; i < eh->e_shnum; i++)
+            if (sh[i].sh_type == (ElfW(Word))want && sh[i].sh_link < eh->e_shnum) {
+                tab = &sh[i];
+                break;
+            }
+    if (!tab || tab->sh_offset + tab->sh_size > len || tab->sh_entsize != sizeof(ElfW(Sym))) {
+        munmap(map, len);
+        return;
+    }
+    const ElfW(Shdr) *str = &sh[tab->sh_link];
+    if (str->sh_offset + str->sh_size > len) {
+        munmap(map, len);
+        return;
+    }
+    const ElfW(Sym) *s = (const ElfW(Sym) *)(const void *)(img + tab->sh_offset);
+    size_t n = tab->sh_size / sizeof *s, kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int type = ELF64_ST_TYPE(s[i].st_info);
+        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s[i].st_shndx == SHN_UNDEF ||
+            s[i].st_value == 0 || s[i].st_name >= str->sh_size)
+            continue;
+        if (add(base + s[i].st_value, s[i].st_size, img + str->sh_offset + s[i].st_name) != 0)
+            break;
+        kept++;
+    }
+    if (!kept)
+        munmap(map, len);
+}
+
+static int one_object(struct dl_phdr_info *info, size_t size, void *unused)
+{
+    (void)size, (void)unused;
+    const char *path = info->dlpi_name;
+    if (!path || !*path)
+        path = "/proc/self/exe"; /* the program itself */
+    if (strncmp(path, "linux-vdso", 10) != 0)
+        load_file(path, (uintptr_t)info->dlpi_addr);
+    return 0;
+}
+
+static int by_addr(const void *a, const void *b)
+{
+    uintptr_t x = ((const struct sym *)a)->addr, y = ((const struct sym *)b)->addr;
+    return x < y ? -1 : x > y;
+}
+
+int green__symtab_load(void)
+{
+    green__sys.pthread_mutex_lock(&load_lock);
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE)) {
+        dl_iterate_phdr(one_object, NULL);
+        qsort(syms, nsyms, sizeof *syms, by_addr);
+        __atomic_store_n(&loaded, 1, __ATOMIC_RELEASE);
+    }
+    green__sys.pthread_mutex_unlock(&load_lock);
+    return nsyms ? 0 : -1;
+}
+
+const char *green__symtab_name(uintptr_t pc, uintptr_t *off)
+{
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE) || !nsyms || pc < syms[0].addr)
+        return NULL;
+    size_t lo = 0, hi = nsyms; /* the last symbol at or below pc */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (syms[mid].addr <= pc)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    const struct sym *s = &syms[lo];
+    if (s->size && pc >= s->addr + s->size)
+        return NULL;
+    *off = pc - s->addr;
+    return s->name;
+}
