@@ -49,7 +49,10 @@ int green_patch_report(FILE *f)
         return -1;
     }
     int missed = 0;
-    for (const struct green_patch_sym *s = __start_green_patch_syms; s < __stop_green_patch_syms; s++) {
+    /* the linker's bounds of the section: two symbols, so count by address */
+    size_t n = ((uintptr_t)__stop_green_patch_syms - (uintptr_t)__start_green_patch_syms) /
+               sizeof(struct green_patch_sym);
+    for (const struct green_patch_sym *s = __start_green_patch_syms; s != __start_green_patch_syms + n; s++) {
         void *found = dlsym(RTLD_DEFAULT, s->name);
         Dl_info where = {0};
         const char *mark = "patched";
