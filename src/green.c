@@ -87,8 +87,10 @@ static int blocks_refill(struct green_hub *h, int shared)
     struct block_chunk *node = adopt_orphan(shared);
     if (!node) {
         node = malloc(sizeof *node);
+        /* populated at once: the free list below touches every block anyway, and one
+         * mmap call faulting its pages in costs less than a page fault per page */
         char *c = mmap(NULL, BLOCKS_PER_CHUNK * bsize, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (c == MAP_FAILED || !node) {
             if (c != MAP_FAILED)
                 munmap(c, BLOCKS_PER_CHUNK * bsize);
