@@ -19,6 +19,33 @@ C
 export PKG_CONFIG_PATH="$tmp/prefix/lib/pkgconfig:$tmp/prefix/lib64/pkgconfig"
 cc "$tmp/use.c" $(pkg-config --cflags --libs libgreen) -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/use_pc"
 "$tmp/use_pc"
+# libgreen-patch through pkg-config: like a program whose blocking calls are made inside
+# another library (libcurl), this one names no libc function the patch defines (it
+# finds nanosleep at run time), yet two green threads must sleep concurrently: the
+# library has to be kept despite --as-needed
+cat > "$tmp/patched.c" <<'C'
+#include <green.h>
+#include <dlfcn.h>
+#include <time.h>
+static void *nap(void *a)
+{
+    int (*sleep_fn)(const struct timespec *, struct timespec *) =
+        (int (*)(const struct timespec *, struct timespec *))dlsym(RTLD_DEFAULT, "nanosleep");
+    struct timespec d = {0, 300000000};
+    sleep_fn(&d, 0);
+    return a;
+}
+int main(void)
+{
+    int64_t t0 = green_now();
+    green_t g[2] = {green_spawn(nap, 0), green_spawn(nap, 0)};
+    if (green_joinall(g, 2, -1) != 0)
+        return 2;
+    return green_now() - t0 >= 550; /* one after another: 600 ms */
+}
+C
+cc "$tmp/patched.c" $(pkg-config --cflags --libs libgreen-patch) -ldl -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/patched"
+"$tmp/patched"
 cat > "$tmp/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.16)
 project(use C)
@@ -32,4 +59,4 @@ cmake -S "$tmp" -B "$tmp/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/b" >/dev/null
 "$tmp/b/use_shared"
 "$tmp/b/use_static"
-echo "install: pkg-config, find_package shared and static all work"
+echo "install: pkg-config (libgreen, libgreen-patch), find_package shared and static all work"
