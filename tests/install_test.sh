@@ -54,9 +54,12 @@ add_executable(use_shared use.c)
 target_link_libraries(use_shared green::green)
 add_executable(use_static use.c)
 target_link_libraries(use_static green::green_static)
+add_executable(patched patched.c)
+target_link_libraries(patched green::green-patch green::green ${CMAKE_DL_LIBS})
 CM
 cmake -S "$tmp" -B "$tmp/b" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
 cmake --build "$tmp/b" >/dev/null
 "$tmp/b/use_shared"
 "$tmp/b/use_static"
+"$tmp/b/patched"
 echo "install: pkg-config (libgreen, libgreen-patch), find_package shared and static all work"
