@@ -15,21 +15,12 @@
 enum { TIMEOUT_MS = 30000 };
 
 static const char PAGE[] = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nslow!\n";
-static const http_parser_settings request_settings = {.on_message_complete = http_message_end};
 static int delay_ms = 200;
 
 static void slow_page(int fd, void *arg)
 {
     (void)arg;
-    struct http_conn *c = malloc(sizeof *c);
-    if (!c)
-        return;
-    http_conn_init(c, fd);
-    http_parser p;
-    http_parser_init(&p, HTTP_REQUEST);
-    if (http_read_message(c, &p, &request_settings, green_after(TIMEOUT_MS)) == 1 && green_sleep(delay_ms) == 0)
-        green_write(fd, PAGE, sizeof PAGE - 1, green_after(TIMEOUT_MS));
-    free(c);
+    http_answer_slowly(fd, PAGE, sizeof PAGE - 1, delay_ms, TIMEOUT_MS);
 }
 
 int main(int argc, char **argv)

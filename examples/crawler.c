@@ -122,7 +122,6 @@ static int crawl(struct fetch *f, int n, size_t pool)
 
 /* ---- the test's slow server ---- */
 
-static const http_parser_settings request_settings = {.on_message_complete = http_message_end};
 
 static const char SLOW_PAGE[] = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nslow!\n";
 enum { SLOW_BODY = 6 };
@@ -131,15 +130,7 @@ enum { SLOW_BODY = 6 };
 static void slow_page(int fd, void *arg)
 {
     (void)arg;
-    struct http_conn *c = malloc(sizeof *c);
-    if (!c)
-        return;
-    http_conn_init(c, fd);
-    http_parser p;
-    http_parser_init(&p, HTTP_REQUEST);
-    if (http_read_message(c, &p, &request_settings, green_after(TIMEOUT_MS)) == 1 && green_sleep(DELAY_MS) == 0)
-        green_write(fd, SLOW_PAGE, sizeof SLOW_PAGE - 1, green_after(TIMEOUT_MS));
-    free(c);
+    http_answer_slowly(fd, SLOW_PAGE, sizeof SLOW_PAGE - 1, DELAY_MS, TIMEOUT_MS);
 }
 
 static int test(void)

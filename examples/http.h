@@ -11,6 +11,7 @@
 #include <green.h>
 #include <errno.h>
 #include <http_parser.h>
+#include <stdlib.h>
 
 struct http_conn {
     int fd;
@@ -76,6 +77,23 @@ static inline int http_read_message(struct http_conn *c, http_parser *p, const h
             return r == 0 ? -1 : r;
         }
     }
+}
+
+/* Reads one request on fd, then after delay_ms answers it with the bytes of page: the
+ * slow server of the crawler's self-test and of the benchmarks. */
+static inline void http_answer_slowly(int fd, const char *page, size_t len, int64_t delay_ms,
+                                      int64_t timeout_ms)
+{
+    static const http_parser_settings settings = {.on_message_complete = http_message_end};
+    struct http_conn *c = malloc(sizeof *c); /* 8 KiB: not on a small stack */
+    if (!c)
+        return;
+    http_conn_init(c, fd);
+    http_parser p;
+    http_parser_init(&p, HTTP_REQUEST);
+    if (http_read_message(c, &p, &settings, green_after(timeout_ms)) == 1 && green_sleep(delay_ms) == 0)
+        green_write(fd, page, len, green_after(timeout_ms));
+    free(c);
 }
 
 #endif
