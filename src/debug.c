@@ -96,6 +96,7 @@ struct out {
     int fd;
     int err;
     int in_signal;
+    void *uc; /* in a signal handler: the interrupted context, where we can use it */
     size_t n;
     char buf[1024];
 };
@@ -180,6 +181,17 @@ static void bt_here(struct out *o, int skip_to_signal)
 {
     unw_context_t uc;
     unw_cursor_t cur;
+#if defined(__x86_64__)
+    /* From the interrupted context itself (libunwind's x86-64 context is a ucontext_t):
+     * walking up through the handler and the kernel's signal frame can lose the
+     * interrupted function's own frame. */
+    _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t), "unw_context_t is a ucontext_t");
+    if (skip_to_signal && o->uc) {
+        memcpy(&uc, o->uc, sizeof uc);
+        if (unw_init_local2(&cur, &uc, UNW_INIT_SIGNAL_FRAME) == 0 && bt_cursor(o, &cur, 0) > 0)
+            return;
+    }
+#endif
     if (unw_getcontext(&uc) != 0 || unw_init_local(&cur, &uc) != 0)
         return;
     if (!skip_to_signal)
@@ -563,9 +575,9 @@ void green__debug_prepare_signals(void)
 #endif
 }
 
-void green__debug_report_blocked(struct green_hub *h, int64_t ms)
+void green__debug_report_blocked(struct green_hub *h, int64_t ms, void *uc)
 {
-    struct out o = {.fd = 2, .in_signal = 1};
+    struct out o = {.fd = 2, .in_signal = 1, .uc = green__signal_context(uc)};
     if (!h) {
         outf(&o, "libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n", (long long)ms);
         out_flush(&o);
@@ -586,13 +598,14 @@ static int dump_done, dumping;
 
 static void on_dump_signal(int sig, siginfo_t *si, void *uc)
 {
-    (void)si, (void)uc;
+    (void)si;
+    uc = green__signal_context(uc);
     int saved = errno;
     struct green_hub *h = green__tls_hub;
     struct green_hub *t = __atomic_load_n(&dump_target, __ATOMIC_ACQUIRE);
     if (t) {
         if (t == h) {
-            struct out o = {.fd = 2, .in_signal = 1};
+            struct out o = {.fd = 2, .in_signal = 1, .uc = uc};
             dump_hub(&o, h);
             __atomic_store_n(&dump_done, 1, __ATOMIC_RELEASE);
         }
@@ -603,7 +616,7 @@ static void on_dump_signal(int sig, siginfo_t *si, void *uc)
         errno = saved;
         return;
     }
-    struct out o = {.fd = 2, .in_signal = 1};
+    struct out o = {.fd = 2, .in_signal = 1, .uc = uc};
     outf(&o, "libgreen: dump of every hub (signal %d)\n", sig);
     if (h)
         dump_hub(&o, h);

@@ -250,7 +250,18 @@ void green__hubs_lock(void);                      /* the registry of every hub *
 void green__hubs_unlock(void);
 struct green_hub *green__hubs(void);              /* under the lock; then h->reg_next */
 /* In a signal handler on h's thread: who holds the hub, and its backtrace, to stderr. */
-void green__debug_report_blocked(struct green_hub *h, int64_t ms);
+void green__debug_report_blocked(struct green_hub *h, int64_t ms, void *uc);
+/* A signal handler's third argument, where it is the kernel's record of the interrupted
+ * context; NULL under TSan, which may run the handler later, elsewhere. */
+static inline void *green__signal_context(void *uc)
+{
+#if GREEN_TSAN
+    (void)uc;
+    return NULL;
+#else
+    return uc;
+#endif
+}
 void green__monitor_atfork(void);                 /* monitor.c */
 
 /* ---- waiting on objects (wait.c) ---- */

@@ -45,7 +45,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     if (t && !__atomic_load_n(&mon_done, __ATOMIC_ACQUIRE)) {
         struct green_hub *h = green__tls_hub;
         if (h == t || !h) {
-            green__debug_report_blocked(h, mon_blocked_ms);
+            green__debug_report_blocked(h, mon_blocked_ms, uc);
             __atomic_store_n(&mon_done, 1, __ATOMIC_RELEASE);
             errno = saved;
             return;

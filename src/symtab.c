@@ -46,8 +46,13 @@ static int add(uintptr_t addr, size_t size, const char *name)
     return 0;
 }
 
-/* The functions of one ELF file loaded at base; its mapping stays (names point into it). */
-static void load_file(const char *path, uintptr_t base)
+/* The vDSO's code: its frames are named "[vdso]" (its own symbols are not read). */
+static uintptr_t vdso_lo, vdso_hi;
+
+/* The functions of one ELF file loaded at base, whose code ends at text_end; its mapping
+ * stays (names point into it). A symbol without a size (_init, _fini, some assembly)
+ * is taken to reach as far as the next symbol or the end of the code, no further. */
+static void load_file(const char *path, uintptr_t base, uintptr_t text_end)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -91,7 +96,9 @@ static void load_file(const char *path, uintptr_t base)
         if ((type != STT_FUNC && type != STT_GNU_IFUNC) || s[i].st_shndx == SHN_UNDEF ||
             s[i].st_value == 0 || s[i].st_name >= str->sh_size)
             continue;
-        if (add(base + s[i].st_value, s[i].st_size, img + str->sh_offset + s[i].st_name) != 0)
+        uintptr_t at = base + s[i].st_value;
+        size_t size = s[i].st_size ? s[i].st_size : at < text_end ? text_end - at : 1;
+        if (add(at, size, img + str->sh_offset + s[i].st_name) != 0)
             break;
         kept++;
     }
@@ -105,8 +112,21 @@ static int one_object(struct dl_phdr_info *info, size_t size, void *unused)
     const char *path = info->dlpi_name;
     if (!path || !*path)
         path = "/proc/self/exe"; /* the program itself */
-    if (strncmp(path, "linux-vdso", 10) != 0)
-        load_file(path, (uintptr_t)info->dlpi_addr);
+    uintptr_t lo = UINTPTR_MAX, hi = 0; /* its code */
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        uintptr_t a = (uintptr_t)info->dlpi_addr + ph->p_vaddr;
+        lo = a < lo ? a : lo;
+        hi = a + ph->p_memsz > hi ? a + ph->p_memsz : hi;
+    }
+    if (strncmp(path, "linux-vdso", 10) == 0) {
+        vdso_lo = lo;
+        vdso_hi = hi;
+    } else {
+        load_file(path, (uintptr_t)info->dlpi_addr, hi);
+    }
     return 0;
 }
 
@@ -130,7 +150,13 @@ int green__symtab_load(void)
 
 const char *green__symtab_name(uintptr_t pc, uintptr_t *off)
 {
-    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE) || !nsyms || pc < syms[0].addr)
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE))
+        return NULL;
+    if (pc >= vdso_lo && pc < vdso_hi) {
+        *off = pc - vdso_lo;
+        return "[vdso]";
+    }
+    if (!nsyms || pc < syms[0].addr)
         return NULL;
     size_t lo = 0, hi = nsyms; /* the last symbol at or below pc */
     while (hi - lo > 1) {
@@ -141,7 +167,7 @@ const char *green__symtab_name(uintptr_t pc, uintptr_t *off)
             hi = mid;
     }
     const struct sym *s = &syms[lo];
-    if (s->size && pc >= s->addr + s->size)
+    if (pc >= s->addr + s->size)
         return NULL;
     *off = pc - s->addr;
     return s->name;
