@@ -147,11 +147,14 @@ struct green *green__block_new(struct green_hub *h, int shared)
         return NULL;
     struct green *g = *list;
     *list = g->next;
+    /* A copy of a zero block rather than memset, which x86-64 GCC makes a `rep stos`
+     * (slow to start: it was a sixth of a create-run-destroy cycle). */
+    static const struct green zero_block;
     uint16_t gen = g->gen;
-    memset(g, 0, sizeof *g);
+    *g = zero_block;
     g->gen = gen;
-    __atomic_store_n(&g->hub, h, __ATOMIC_RELAXED);
     g->timer.slot = GREEN_TIMER_IDLE;
+    __atomic_store_n(&g->hub, h, __ATOMIC_RELAXED);
     green_list_init(&g->timer.link);
     if (h->id_next == h->id_end) {
         h->id_next = __atomic_fetch_add(&id_counter, 1024, __ATOMIC_RELAXED) + 1;

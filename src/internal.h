@@ -333,7 +333,12 @@ green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, gree
  * relaxed load and store do, not a locked add; TSan then sees no race either. */
 static inline void green__count(uint64_t *c, int64_t d)
 {
+#if defined(__x86_64__) && !GREEN_TSAN
+    /* one unlocked add to memory: readers see the old or the new value, never a tear */
+    __asm__("addq %1, %0" : "+m"(*c) : "er"(d));
+#else
     __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + (uint64_t)d, __ATOMIC_RELAXED);
+#endif
 }
 
 /* ---- function names for signal handlers (symtab.c) ---- */
