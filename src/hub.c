@@ -29,12 +29,15 @@
 
 #define GREEN_POLL_EVERY 128
 
+int64_t green__clock_skew;
+
 /* Out of line: its timespec would otherwise sit in every sleeper's frame. */
 static __attribute__((noinline)) int64_t clock_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+           __atomic_load_n(&green__clock_skew, __ATOMIC_RELAXED);
 }
 
 int64_t green_now(void) { return clock_ms(); }

@@ -341,6 +341,15 @@ static inline void green__count(uint64_t *c, int64_t d)
 #endif
 }
 
+/* ---- timers (timer.c) ---- */
+/* The wheel's shape: level 0 has 2^GREEN_WHEEL_L0_BITS one-millisecond slots, each
+ * level above 2^GREEN_WHEEL_LN_BITS slots, each that many times coarser. */
+#define GREEN_WHEEL_L0_BITS 10
+#define GREEN_WHEEL_LN_BITS 6
+/* Added to the monotonic clock (hub.c). Zero; tests move it forward, never back, to
+ * bring the clock near a boundary of the wheel without waiting for one. */
+extern int64_t green__clock_skew;
+
 /* ---- function names for signal handlers (symtab.c) ---- */
 int green__symtab_load(void);                                 /* ordinary context; 0/-1 */
 const char *green__symtab_name(uintptr_t pc, uintptr_t *off); /* async-signal-safe; NULL */

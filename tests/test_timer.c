@@ -2,6 +2,7 @@
  * near and far, across the boundaries where a timing wheel cascades, and millions of
  * pending timers. Every sleeping green thread holds one timer; green_stats counts them. */
 #include "green_test.h"
+#include "../src/internal.h" /* the wheel's shape, and green__clock_skew */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,12 +170,31 @@ static void test_deadline_order(void **state)
     run_in_order(300, fill_random);
 }
 
-/* Near and medium deadlines (1 ms ... ~1 s) straddling 256 ms boundaries of the clock,
- * where a wheel with 256 one-millisecond slots moves timers down a level. */
-static void fill_around_256(int64_t *d, int n, int64_t start)
+/* Where the wheel cascades: every level-0 span (one-millisecond slots), and every
+ * level-2 span, where entries come down from its third level to its first. */
+#define WHEEL_L0 ((int64_t)1 << GREEN_WHEEL_L0_BITS)
+#define WHEEL_L2 ((int64_t)1 << (GREEN_WHEEL_L0_BITS + GREEN_WHEEL_LN_BITS))
+
+/* Moves the clock forward (green__clock_skew) so that a multiple of period is lead ms
+ * ahead: a test meets a boundary without waiting up to a whole period for one. With no
+ * timer pending, a forward jump is what a monotonic clock does after a suspend. */
+static void clock_before_boundary(int64_t period, int64_t lead)
 {
-    int64_t b = ((start + 20) | 255) + 1; /* the next 256 ms boundary */
-    static const int64_t around[] = {-2, -1, 0, 1, 2, 255, 256, 257, 511, 512, 513};
+    assert_int_equal(stats().timers, 0);
+    int64_t now = green_now();
+    int64_t b = ((now + lead) | (period - 1)) + 1;
+    __atomic_add_fetch(&green__clock_skew, b - lead - now, __ATOMIC_RELAXED);
+    int64_t left = b - green_now();
+    assert_true(left <= lead && left > 0);
+}
+
+/* Near and medium deadlines straddling the level-0 boundaries of the clock, where the
+ * wheel moves timers down a level. */
+static void fill_around_l0(int64_t *d, int n, int64_t start)
+{
+    int64_t b = ((start + 20) | (WHEEL_L0 - 1)) + 1; /* the next boundary */
+    const int64_t around[] = {-2, -1, 0, 1, 2, WHEEL_L0 - 1, WHEEL_L0, WHEEL_L0 + 1,
+                              2 * WHEEL_L0 - 1, 2 * WHEEL_L0, 2 * WHEEL_L0 + 1};
     int k = 0;
     for (int rep = 0; rep < 3; rep++)
         for (size_t j = 0; j < sizeof around / sizeof around[0]; j++)
@@ -182,23 +202,24 @@ static void fill_around_256(int64_t *d, int n, int64_t start)
     d[k++] = start + 1;
     d[k++] = start + 300;
     while (k < n)
-        d[k++] = start + 1 + (int64_t)(rng() % 1100);
+        d[k++] = start + 1 + (int64_t)(rng() % (uint32_t)(b + 2 * WHEEL_L0 + 100 - start));
     shuffle(d, n);
 }
 
 static void test_order_across_wheel_levels(void **state)
 {
     (void)state;
-    run_in_order(600, fill_around_256);
+    clock_before_boundary(WHEEL_L0, 400);
+    run_in_order(600, fill_around_l0);
 }
 
-/* Deadlines straddling a 16384 ms (2^14) boundary of the clock: there a wheel with 256
- * ms level-0 and 64-slot upper levels cascades from its third level down to the first.
- * The test waits for the next such boundary (up to ~16 s, about 8 s on average). */
-static void fill_around_16384(int64_t *d, int n, int64_t start)
+/* Deadlines straddling a level-2 boundary of the clock: there the wheel cascades from
+ * its third level down to its first. */
+static void fill_around_l2(int64_t *d, int n, int64_t start)
 {
-    int64_t b = ((start + 400) | 16383) + 1;
-    static const int64_t around[] = {-300, -257, -256, -255, -1, 0, 1, 255, 256, 257, 300};
+    int64_t b = ((start + WHEEL_L0 + 400) | (WHEEL_L2 - 1)) + 1;
+    const int64_t around[] = {-300, -WHEEL_L0 - 1, -WHEEL_L0, -WHEEL_L0 + 1, -1, 0, 1,
+                              WHEEL_L0 - 1, WHEEL_L0, WHEEL_L0 + 1, 300};
     int k = 0;
     for (int rep = 0; rep < 4; rep++)
         for (size_t j = 0; j < sizeof around / sizeof around[0]; j++)
@@ -213,7 +234,8 @@ static void fill_around_16384(int64_t *d, int n, int64_t start)
 static void test_order_across_a_level2_boundary(void **state)
 {
     (void)state;
-    run_in_order(400, fill_around_16384);
+    clock_before_boundary(WHEEL_L2, 3000); /* start + WHEEL_L0 + 400 must stay short of it */
+    run_in_order(400, fill_around_l2);
 }
 
 struct far_sleeper {
