@@ -150,6 +150,87 @@ static void frame_line(struct out *o, int n, uintptr_t pc)
         outf(o, "    #%d 0x%lx ?\n", n, (unsigned long)pc);
 }
 
+#if !defined(GREEN_HAVE_LIBUNWIND) || !defined(__x86_64__)
+/* One frame of a walk outside libunwind: named from symtab.c's table (static functions
+ * too), loaded here when not in a signal handler. */
+static void record_line(struct out *o, int n, uintptr_t pc)
+{
+    uintptr_t off;
+    if (!o->in_signal)
+        green__symtab_load();
+    const char *name = green__symtab_name(pc, &off);
+    Dl_info di;
+    if (!name && !o->in_signal && dladdr((void *)pc, &di) && di.dli_sname) {
+        name = di.dli_sname;
+        off = pc - (uintptr_t)di.dli_saddr;
+    }
+    if (name)
+        outf(o, "    #%d 0x%lx %s+0x%lx\n", n, (unsigned long)pc, name, (unsigned long)off);
+    else
+        outf(o, "    #%d 0x%lx ?\n", n, (unsigned long)pc);
+}
+
+/* A suspended context's frames by their frame records ({the caller's record, the return
+ * address}, chained through the frame pointer), from pc and fp, every record inside
+ * [lo, hi): the saved stack bounds the walk, so a broken chain ends it, never faults.
+ * AArch64 code keeps a record in every function that calls another; x86-64 code only
+ * when built with frame pointers. */
+static void bt_records(struct out *o, uintptr_t pc, uintptr_t fp, uintptr_t lo, uintptr_t hi)
+{
+#if defined(__aarch64__)
+    const uintptr_t va = ((uintptr_t)1 << 48) - 1; /* a return address signed by PAC */
+#else
+    const uintptr_t va = ~(uintptr_t)0;
+#endif
+    int n = 0;
+    record_line(o, n++, pc & va);
+    while (n < BT_MAX && fp >= lo && fp <= hi - 2 * sizeof(uintptr_t) && !(fp & 7)) {
+        const uintptr_t *rec = (const uintptr_t *)fp;
+        if (!(rec[1] & va))
+            break;
+        record_line(o, n++, rec[1] & va);
+        if (rec[0] <= fp)
+            break;
+        fp = rec[0];
+    }
+}
+
+/* The frame pointer and return address a suspended context resumes with. */
+static void saved_frame(const green_ctx_t *ctx, uintptr_t *pc, uintptr_t *fp)
+{
+#if defined(GREEN_CONTEXT_UCONTEXT) && defined(__x86_64__)
+    *pc = (uintptr_t)ctx->uc.uc_mcontext.gregs[REG_RIP];
+    *fp = (uintptr_t)ctx->uc.uc_mcontext.gregs[REG_RBP];
+#elif defined(GREEN_CONTEXT_UCONTEXT) && defined(__aarch64__)
+    *pc = (uintptr_t)ctx->uc.uc_mcontext.pc; /* getcontext saves its return address there */
+    *fp = (uintptr_t)ctx->uc.uc_mcontext.regs[29];
+#elif defined(__x86_64__) /* context_x86_64.S: rbp, then the return address */
+    const uintptr_t *sp = green_ctx_sp(ctx);
+    *pc = sp[7];
+    *fp = sp[6];
+#elif defined(__aarch64__) /* context_aarch64.S: x29 and x30 at sp + 80 */
+    const uintptr_t *sp = green_ctx_sp(ctx);
+    *pc = sp[11];
+    *fp = sp[10];
+#else
+    (void)ctx;
+    *pc = *fp = 0;
+#endif
+}
+
+/* The walk above, where a walk is possible: the green thread's stack bounds known. */
+static void bt_by_records(struct out *o, const green_ctx_t *ctx, const char *lo, const char *hi)
+{
+    uintptr_t pc, fp;
+    saved_frame(ctx, &pc, &fp);
+    if (!pc || !lo || hi <= lo)
+        outf(o, "    (no backtrace of this suspended green thread)\n");
+    else
+        bt_records(o, pc, fp, (uintptr_t)lo, (uintptr_t)hi);
+}
+
+#endif
+
 #if defined(GREEN_HAVE_LIBUNWIND)
 /* Prints the frames from cur on; with skip_to_signal, those below the signal frame
  * only. Returns how many it printed. In a signal handler the names come from symtab.c
@@ -203,9 +284,10 @@ static void bt_here(struct out *o, int skip_to_signal)
 
 /* Unwind a suspended context: green_ctx_swap pushed rbp, rbx, r12-r15 and the FP
  * control words below its return address (context_x86_64.S). */
-static void bt_saved(struct out *o, const green_ctx_t *ctx)
+static void bt_saved(struct out *o, const green_ctx_t *ctx, const char *lo, const char *hi)
 {
 #if defined(__x86_64__) && !defined(GREEN_CONTEXT_UCONTEXT)
+    (void)lo, (void)hi;
     const uint64_t *sp = green_ctx_sp(ctx);
     unw_context_t uc;
     unw_cursor_t cur;
@@ -224,6 +306,7 @@ static void bt_saved(struct out *o, const green_ctx_t *ctx)
         return;
     bt_cursor(o, &cur, 0);
 #elif defined(__x86_64__) && defined(GREEN_CONTEXT_UCONTEXT)
+    (void)lo, (void)hi;
     /* libunwind's x86-64 context is a ucontext_t: the one swapcontext saved */
     _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t), "unw_context_t is a ucontext_t");
     unw_context_t uc;
@@ -233,8 +316,7 @@ static void bt_saved(struct out *o, const green_ctx_t *ctx)
         return;
     bt_cursor(o, &cur, 0);
 #else
-    (void)ctx;
-    outf(o, "    (no backtrace of a suspended green thread on this architecture)\n");
+    bt_by_records(o, ctx, lo, hi);
 #endif
 }
 #else /* glibc's backtrace(): the running thread only */
@@ -254,10 +336,9 @@ static void bt_here(struct out *o, int skip_to_signal)
     }
 }
 
-static void bt_saved(struct out *o, const green_ctx_t *ctx)
+static void bt_saved(struct out *o, const green_ctx_t *ctx, const char *lo, const char *hi)
 {
-    (void)ctx;
-    outf(o, "    (built without libunwind: no backtrace of suspended green threads)\n");
+    bt_by_records(o, ctx, lo, hi);
 }
 #endif
 
@@ -282,9 +363,34 @@ static void bt_copied(struct out *o, struct green_hub *h, struct green *g)
     green_asan_unpoison(at, n);
     memcpy(keep, at, n);
     memcpy(at, g->s.saved, n);
-    bt_saved(o, &g->ctx);
+    bt_saved(o, &g->ctx, h->shared.lo, h->shared.hi);
     memcpy(at, keep, n);
     free(keep);
+}
+
+/* Where a suspended green thread's frames are: its stack; the root's, the OS thread's
+ * (found only outside a signal handler). NULLs when unknown. */
+static void stack_range(struct out *o, struct green_hub *h, struct green *g, const char **lo,
+                        const char **hi)
+{
+    void *base = NULL;
+    size_t size = 0;
+    if (g->flags & GF_ROOT) {
+        pthread_attr_t a;
+        if (o->in_signal || pthread_getattr_np(green__sys.pthread_self(), &a) != 0)
+            return;
+        pthread_attr_getstack(&a, &base, &size);
+        pthread_attr_destroy(&a);
+    } else if (g->flags & GF_SHARED) {
+        base = h->shared.lo;
+        size = (size_t)(h->shared.hi - h->shared.lo);
+    } else if (g->s.stack) {
+        green__stack_bounds(g->s.stack, &base, &size);
+    }
+    if (base) {
+        *lo = base;
+        *hi = (const char *)base + size;
+    }
 }
 
 static void backtrace_of(struct out *o, struct green_hub *h, struct green *g)
@@ -296,7 +402,9 @@ static void backtrace_of(struct out *o, struct green_hub *h, struct green *g)
     if (!(g->flags & GF_STARTED) || g->state == GS_DEAD)
         return;
     if (!(g->flags & GF_SHARED) || h->shared.owner == g) {
-        bt_saved(o, &g->ctx);
+        const char *lo = NULL, *hi = NULL;
+        stack_range(o, h, g, &lo, &hi);
+        bt_saved(o, &g->ctx, lo, hi);
     } else if (!g->s.saved) {
         outf(o, "    (no frames)\n");
     } else if (o->in_signal || on_shared_stack(h)) {
