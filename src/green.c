@@ -113,6 +113,20 @@ static int blocks_refill(struct green_hub *h, int shared)
     return 0;
 }
 
+/* A shared-mode green thread's copy of its frames goes: a heap buffer freed, the hub's
+ * spare given back; the inline one stays with the block. */
+static void saved_release(struct green_hub *h, struct green *g)
+{
+    void *b = g->s.saved;
+    if (b && b != green__inline_stack(g)) {
+        if (h->shared.spare_user == g)
+            green__shared_spare_return(h, g);
+        else
+            free(b);
+    }
+    g->s.saved = NULL;
+}
+
 /* The OS thread is gone: invalidate every handle into its blocks and hand the chunks
  * to other hubs. */
 static void blocks_orphan(struct green_hub *h)
@@ -125,8 +139,8 @@ static void blocks_orphan(struct green_hub *h)
             struct green *g = (struct green *)(void *)(c->base + i * bsize);
             if (g->state != GS_FREE) {
                 green__ext_free(g->ext);
-                if ((g->flags & GF_SHARED) && g->s.saved && g->s.saved != green__inline_stack(g))
-                    free(g->s.saved);
+                if (g->flags & GF_SHARED)
+                    saved_release(h, g);
                 __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
                 g->state = GS_FREE;
             }
@@ -174,9 +188,7 @@ void green__block_free(struct green_hub *h, struct green *g)
     if (shared && g->s.saved) {
         if (g->state != GS_DEAD)
             h->saved_bytes -= g->size;
-        if (g->s.saved != green__inline_stack(g))
-            free(g->s.saved);
-        g->s.saved = NULL;
+        saved_release(h, g);
     }
 #if GREEN_TSAN
     if (g->tsan_fiber && !(g->flags & GF_ROOT))
@@ -391,17 +403,18 @@ static void copy_out(struct green_hub *h, struct green *o)
     char *inl = green__inline_stack(o);
     void *buf = o->s.saved;
     if (n <= GREEN_INLINE_STACK) {
-        if (buf && buf != inl)
-            free(buf);
+        saved_release(h, o);
         buf = inl;
     } else if (!buf || buf == inl || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
         /* a heap buffer of the right size class; the one kept from the last resume is
          * reused when it fits */
-        if (buf && buf != inl)
-            free(buf);
+        saved_release(h, o);
         buf = malloc(n);
+        if (!buf) /* mid-switch: nothing can fail here, so the hub's spare takes them */
+            buf = green__shared_spare_take(h, o);
         if (!buf) {
-            /* Cannot save the owner's frames: nothing sane can continue. */
+            /* Cannot happen unless the spare was lent and could not be replaced, and
+             * the caller did not check (green__shared_spare_ready). */
             static const char msg[] = "libgreen: out of memory saving a shared stack\n";
             ssize_t r = green__sys.write(2, msg, sizeof msg - 1);
             (void)r;
@@ -425,6 +438,8 @@ static void copy_in(struct green_hub *h, struct green *t)
     green_asan_unpoison(dst, n);
     green_vg_writable(dst, n);
     memcpy(dst, t->s.saved, n);
+    if (GREEN_UNLIKELY(h->shared.spare_user == t))
+        green__shared_spare_return(h, t);
     h->saved_bytes -= n;
     h->copied_bytes += n;
     /* The buffer is kept for the next copy-out; its content is now stale. */
@@ -584,9 +599,7 @@ void green__release(struct green_hub *h, struct green *g)
     if (GREEN_UNLIKELY(green__hwm_track))
         green__debug_reaped(h, g); /* its stack's high-water mark, into the histogram */
     if (g->flags & GF_SHARED) {
-        if (g->s.saved && g->s.saved != green__inline_stack(g))
-            free(g->s.saved);
-        g->s.saved = NULL;
+        saved_release(h, g);
     } else if (!(g->flags & GF_ROOT) && g->s.stack) {
         green__stack_put(h, g->s.stack);
         g->s.stack = NULL;
@@ -714,7 +727,8 @@ static __attribute__((noinline)) void *switch_slow(green_t handle, void *value)
         errno = 0;
         return value;
     }
-    if (GREEN_UNLIKELY(!switchable(g) || green__prepare(h, g) != 0))
+    if (GREEN_UNLIKELY(!switchable(g) || green__shared_spare_ready(h) != 0 ||
+                       green__prepare(h, g) != 0))
         return NULL;
     h->current->state = GS_SUSPENDED;
     errno = 0;
@@ -771,7 +785,7 @@ void *green_throw(green_t handle, int err)
             return NULL;
         }
     }
-    if (!switchable(g) || green__prepare(h, g) != 0)
+    if (!switchable(g) || green__shared_spare_ready(h) != 0 || green__prepare(h, g) != 0)
         return NULL;
     h->current->state = GS_SUSPENDED;
     errno = err; /* what g's pending switch returns with */
@@ -868,6 +882,8 @@ int green_destroy(green_t handle)
         return -1;
     }
     if (g->state == GS_SUSPENDED) {
+        if (green__shared_spare_ready(h) != 0)
+            return -1; /* ENOMEM */
         int saved = errno;
         g->flags &= (uint8_t)~GF_SPAWNED;
         g->parent = h->current;

@@ -273,6 +273,8 @@ static __attribute__((noinline)) struct green *park_begin(struct green_hub *h, i
         errno = ECANCELED;
         return NULL;
     }
+    if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
+        return NULL; /* ENOMEM */
     deadline = effective_deadline(self, deadline);
     if (deadline >= 0 && deadline <= h->now) {
         errno = ETIMEDOUT;
@@ -581,6 +583,8 @@ static __attribute__((noinline)) int yield_slow(void)
         errno = ECANCELED;
         return -1;
     }
+    if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
+        return -1; /* ENOMEM */
     if (green_list_empty(&h->rq)) {
         poll_once(h, 0);
         if (green_list_empty(&h->rq))
@@ -604,7 +608,7 @@ int green_yield(void)
     struct green *self = h->current;
     /* fast path: someone is ready and no poll is due: trade places with the head */
     if (GREEN_UNLIKELY((self->flags & GF_CANCELLED) || green_list_empty(&h->rq) ||
-                       h->since_poll + 1 >= GREEN_POLL_EVERY))
+                       h->since_poll + 1 >= GREEN_POLL_EVERY || h->shared.spare_user))
         return yield_slow();
     h->since_poll++;
     struct green_list *n = h->rq.next;

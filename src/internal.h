@@ -151,6 +151,12 @@ struct green_shared_stack {
     size_t map_size;
     struct green *owner;           /* green thread whose frames are on it now, or NULL */
     unsigned vg_id;
+    /* A copy buffer as big as the stack, for the one copy-out malloc cannot serve (that
+     * happens mid-switch, where no failure can be reported), and whom it is lent to. A
+     * lent spare is replaced before the next park, yield or switch, or that call fails
+     * with ENOMEM (stack.c). */
+    char *spare;
+    struct green *spare_user;
 };
 
 struct green_poller; /* poll_*.c */
@@ -422,6 +428,14 @@ void *green__stack_top(const struct green_stack *s);
 void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size);
 void green__stack_check(const struct green *g);                /* canary + sp limit */
 int green__stack_guarded(const struct green_stack *s);
+char *green__shared_spare_take(struct green_hub *h, struct green *g); /* NULL: none */
+void green__shared_spare_return(struct green_hub *h, struct green *g);
+int green__shared_spare_renew(struct green_hub *h);             /* 0, or -1/ENOMEM */
+/* Before a park, yield or switch: a copy-out about to happen must not find the spare lent. */
+static inline int green__shared_spare_ready(struct green_hub *h)
+{
+    return GREEN_LIKELY(!h->shared.spare_user) ? 0 : green__shared_spare_renew(h);
+}
 int green__shared_init(struct green_hub *h);
 int green__altstack_init(struct green_hub *h);
 void green__stacks_destroy(struct green_hub *h);

@@ -332,13 +332,15 @@ static int grow(struct green_pool *p)
     size_t n = p->total < 16 ? 16 : p->total;
     if (n > GREEN_CHUNK_MAX)
         n = GREEN_CHUNK_MAX;
-    struct green_chunk *c = calloc(1, sizeof *c + n * sizeof c->slot[0]);
-    if (!c)
-        return -1;
-    void *m = mmap(NULL, n * p->slot_size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) {
-        free(c);
+    void *m;
+    while ((m = mmap(NULL, n * p->slot_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)) == MAP_FAILED &&
+           n > 1)
+        n /= 2; /* short of address space: smaller chunks, down to one slot */
+    struct green_chunk *c = m != MAP_FAILED ? calloc(1, sizeof *c + n * sizeof c->slot[0]) : NULL;
+    if (!c) {
+        if (m != MAP_FAILED)
+            munmap(m, n * p->slot_size);
         errno = ENOMEM;
         return -1;
     }
@@ -551,11 +553,59 @@ int green__shared_init(struct green_hub *h)
         errno = ENOMEM;
         return -1;
     }
+    char *spare = mmap(NULL, shared_size, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (spare == MAP_FAILED) {
+        munmap(m, map);
+        errno = ENOMEM;
+        return -1;
+    }
     mprotect(m, page_size, PROT_NONE);
     h->shared.lo = m + page_size;
     h->shared.hi = m + map;
     h->shared.map_size = map;
     h->shared.vg_id = green_vg_register(h->shared.lo, h->shared.hi);
+    h->shared.spare = spare;
+    return 0;
+}
+
+/* The spare, lent to g: only mapped pages it touches cost memory. */
+char *green__shared_spare_take(struct green_hub *h, struct green *g)
+{
+    char *s = h->shared.spare;
+    if (!s || h->shared.spare_user)
+        return NULL;
+    h->shared.spare = NULL;
+    h->shared.spare_user = g;
+    return s;
+}
+
+/* g's frames are back on the shared stack (or it is gone): the buffer it had becomes the
+ * spare again, its pages dropped, unless a new spare was made meanwhile. */
+void green__shared_spare_return(struct green_hub *h, struct green *g)
+{
+    char *s = g->s.saved;
+    g->s.saved = NULL;
+    h->shared.spare_user = NULL;
+    if (h->shared.spare) {
+        munmap(s, shared_size);
+    } else {
+        madvise(s, shared_size, MADV_DONTNEED);
+        h->shared.spare = s;
+    }
+}
+
+int green__shared_spare_renew(struct green_hub *h)
+{
+    if (h->shared.spare)
+        return 0;
+    char *s = mmap(NULL, shared_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (s == MAP_FAILED) {
+        errno = ENOMEM;
+        return -1;
+    }
+    h->shared.spare = s;
     return 0;
 }
 
@@ -601,6 +651,14 @@ void green__stacks_destroy(struct green_hub *h)
         green_asan_unpoison(h->shared.lo, (size_t)(h->shared.hi - h->shared.lo));
         munmap(h->shared.lo - page_size, h->shared.map_size);
         h->shared.lo = NULL;
+        if (h->shared.spare_user) { /* its green thread is abandoned with the hub */
+            munmap(h->shared.spare_user->s.saved, shared_size);
+            h->shared.spare_user->s.saved = NULL;
+            h->shared.spare_user = NULL;
+        }
+        if (h->shared.spare)
+            munmap(h->shared.spare, shared_size);
+        h->shared.spare = NULL;
     }
     if (h->relay_stack) {
         green_vg_deregister(h->relay_vg_id);

@@ -11,6 +11,8 @@
 #include <green.h>
 
 #include <dirent.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <errno.h>
 #include <setjmp.h> /* cmocka.h needs these four first */
@@ -42,6 +44,20 @@
 #else
 #define UNDER_TSAN 0
 #endif
+
+/* Run under valgrind (its preloaded helper is mapped)? Checked at run time: the same
+ * binaries run natively and under valgrind. */
+static inline int under_valgrind(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[512];
+    int found = 0;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, "/vgpreload") != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
 
 /* `call` returns -1 and sets errno to e (errno is cleared first, so a stale value from
  * an earlier call cannot pass for it). */
