@@ -51,8 +51,9 @@ typedef void *(*green_fn)(void *arg);
  *   between green threads by value or in heap memory. Its stack is limited by the shared
  *   stack's size (GREEN_SHARED_STACK_SIZE, default 8 MiB, read once per process).
  *   Out of memory: a copy that malloc cannot hold goes to a spare buffer the hub keeps
- *   for that (a switch cannot fail half-way); until the spare is back or replaced,
- *   blocking calls, yields and switches on that hub fail with ENOMEM, before they start.
+ *   for that (a switch cannot fail half-way); while it is lent and no new one can be
+ *   mapped, blocking calls, yields and switches on that hub fail with ENOMEM before
+ *   they start.
  */
 enum { GREEN_STACK_DEDICATED = 0, GREEN_STACK_SHARED = 1 };
 
