@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <errno.h>
@@ -44,6 +45,21 @@
 #else
 #define UNDER_TSAN 0
 #endif
+
+/* A "Key: N kB" line of /proc/self/status (key "VmRSS", "VmSize", ...), or -1. */
+static inline long proc_status_kib(const char *key)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    size_t n = strlen(key);
+    long v = -1;
+    while (f && v < 0 && fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':')
+            v = strtol(line + n + 1, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
 
 /* Run under valgrind (its preloaded helper is mapped)? Checked at run time: the same
  * binaries run natively and under valgrind. */

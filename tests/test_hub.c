@@ -1659,19 +1659,6 @@ static void test_fork_from_green_thread(void **state)
 /*  out of memory                                                           */
 /* ======================================================================== */
 
-static long vm_size_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmSize: %ld kB", &v) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return v;
-}
-
 /* A green thread that parks with 1 KiB of frames (a shared-stack one must then have its
  * frames copied off, into memory of their own) and comes back. */
 static __attribute__((noinline)) int deep_nap(int depth)
@@ -1698,7 +1685,7 @@ static int oom_child(int mode)
     green_t warm = green_spawn_attr(&attr, oom_napper, NULL); /* the hub, its pools */
     if (!warm || green_join(warm, NULL, -1) != 0)
         return 1;
-    struct rlimit cap = {.rlim_cur = (rlim_t)(vm_size_kib() + 48 * 1024) * 1024};
+    struct rlimit cap = {.rlim_cur = (rlim_t)(proc_status_kib("VmSize") + 48 * 1024) * 1024};
     cap.rlim_max = cap.rlim_cur;
     if (setrlimit(RLIMIT_AS, &cap) != 0)
         return 77;

@@ -1,36 +1,15 @@
 /* test_stack.c — dedicated and shared stacks: depth, survival of locals, a million
  * green threads, pooling, and overflow reports. */
-#include <green.h>
+#include "green_test.h"
 
-#include <errno.h>
-#include <setjmp.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <cmocka.h>
 
-#ifndef GREEN_TEST_SCALE
-#define GREEN_TEST_SCALE 1
-#endif
-
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &v) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return v;
-}
+static long rss_kib(void) { return proc_status_kib("VmRSS"); }
 
 /* ---- depth ---- */
 

@@ -491,17 +491,7 @@ static void test_stats_timers_count(void **state)
 
 /* ---- scale ---- */
 
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    long pages = 0, resident = 0;
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-            resident = 0;
-        fclose(f);
-    }
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
+static long rss_kib(void) { return proc_status_kib("VmRSS"); }
 
 struct order_check {
     int64_t last_deadline;
