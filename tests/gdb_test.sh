@@ -38,4 +38,24 @@ elif [[ -s $core ]]; then
 else
   echo "MISSING: gcore wrote no core file"; fail=1
 fi
+# Without debug info (a Release build, a stripped package): one line that says what is
+# missing and how to get it, no Python traceback.
+nodebug=$(mktemp /tmp/green-gdb-nodebug.XXXXXX)
+trap 'rm -f "$core" "$nodebug"' EXIT
+if objcopy --strip-debug "$prog" "$nodebug" 2>/dev/null; then
+  nout=$(timeout 120 gdb -nx -batch -q -ex "source $helper" -ex "break gdb_break_here" \
+    -ex "run --gdb-child" -ex "info green" -ex "green bt 1" -ex "kill" "$nodebug" 2>&1)
+  echo "$nout"
+  grep -q "Python Exception\|Traceback" <<<"$nout" && { echo "UNEXPECTED: a Python exception without debug info"; fail=1; }
+  [[ $(grep -c "libgreen's debug info is not loaded (the types struct green and struct green_hub are unknown): build libgreen with -g" <<<"$nout") == 2 ]] ||
+    { echo "MISSING: the one-line 'debug info is not loaded' message for both commands"; fail=1; }
+  # stripped of every symbol: says that too
+  strip -s "$nodebug" 2>/dev/null
+  sout=$(timeout 60 gdb -nx -batch -q -ex "source $helper" -ex "info green" "$nodebug" 2>&1)
+  echo "$sout"
+  grep -q "no symbol green__tls_hub: libgreen is not in this program, or is stripped" <<<"$sout" ||
+    { echo "MISSING: the one-line message for a stripped program"; fail=1; }
+else
+  echo "objcopy is not installed: the no-debug-info case is not checked"
+fi
 exit $fail

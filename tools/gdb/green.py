@@ -13,6 +13,9 @@
 # registers back; that needs a live process (a core file's registers cannot be
 # written). Shared-stack green threads whose frames are copied off the shared stack
 # cannot be walked in place: use green_dump() from the program for those.
+#
+# Without libgreen's debug info (a Release build, a distribution's stripped package) the
+# commands say in one line what is missing and how to get it.
 
 import gdb
 
@@ -24,10 +27,29 @@ KINDS = ["park", "sleep", "fd", "join", "event", "future", "semaphore", "mutex",
 GF_ROOT, GF_SHARED, GF_STARTED, GF_SPAWNED = 1, 2, 32, 128
 
 
+NEED_DEBUG_INFO = ("libgreen's debug info is not loaded (%s): build libgreen with -g "
+                   "(cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo, or Debug) or install its debug "
+                   "symbols, then load the program again")
+
+
 def _hub():
-    h = gdb.parse_and_eval("green__tls_hub")
-    if int(h) == 0:
-        raise gdb.GdbError("this OS thread has no libgreen hub")
+    """The selected OS thread's hub; one line of gdb.GdbError for what is missing."""
+    try:
+        gdb.lookup_type("struct green")
+        gdb.lookup_type("struct green_hub")
+    except gdb.error:
+        try:
+            gdb.parse_and_eval("&green__tls_hub")
+            what = "the types struct green and struct green_hub are unknown"
+        except gdb.error:
+            what = "no symbol green__tls_hub: libgreen is not in this program, or is stripped"
+        raise gdb.GdbError(NEED_DEBUG_INFO % what)
+    try:
+        h = gdb.parse_and_eval("green__tls_hub")
+        if int(h) == 0:
+            raise gdb.GdbError("this OS thread has no libgreen hub")
+    except gdb.error as e:
+        raise gdb.GdbError("libgreen: cannot read this thread's hub (%s)" % str(e).splitlines()[0])
     return h
 
 
@@ -85,12 +107,25 @@ def _describe(h, g):
     return s
 
 
+def _one_line_errors(invoke):
+    """A command whose gdb errors (memory, registers) end in one line, not a traceback."""
+    def wrapped(self, arg, from_tty):
+        try:
+            return invoke(self, arg, from_tty)
+        except gdb.GdbError:
+            raise
+        except gdb.error as e:
+            raise gdb.GdbError("libgreen: %s" % str(e).splitlines()[0])
+    return wrapped
+
+
 class InfoGreen(gdb.Command):
     """List the green threads of the selected OS thread's libgreen hub."""
 
     def __init__(self):
         super().__init__("info green", gdb.COMMAND_STATUS)
 
+    @_one_line_errors
     def invoke(self, arg, from_tty):
         h = _hub()
         n = 0
@@ -117,6 +152,7 @@ class GreenBt(gdb.Command):
     def __init__(self):
         super().__init__("green bt", gdb.COMMAND_STACK)
 
+    @_one_line_errors
     def invoke(self, arg, from_tty):
         try:
             want = int(arg.split()[0])
