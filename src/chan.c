@@ -31,12 +31,9 @@
  *    or CLOSED: only then may the owner free its records, and only then may the owner
  *    return (so a plain pthread's hub outlives the note sent to it).
  *
- * Deadlock detection: a channel waiter tells its hub that something outside it may
- * wake it (wait.c's `external`) unless the process has never started a second thread:
- * then nobody but this hub can reach the channel, and a root blocked on it with nothing
- * else to run gets EDEADLK (gevent's LoopExit). Once threads exist any of them may hold
- * the channel, so the wait is never declared a deadlock (it would be a false one for a
- * channel handed to a thread that has not used it yet).
+ * Deadlock detection: wait.c's rule for objects other OS threads may reach
+ * (green__park_mode_shared): EDEADLK for a root nothing else can serve, until the
+ * process has started a second thread.
  *
  * Outcomes: an operation that completed counts, even if its green thread was killed
  * or timed out before it ran again (the element is kept, never lost or sent twice).
@@ -420,16 +417,6 @@ static void entries_rearm(struct choose *s)
     __atomic_store_n(&s->ent[0]->done, W_PENDING, __ATOMIC_RELAXED);
 }
 
-extern char __libc_single_threaded __attribute__((weak));
-
-/* May anything but this hub wake a channel waiter? Not while the process has never
- * started a second thread (glibc 2.32+ says so; elsewhere assume it may). */
-static int others_may_wake(void)
-{
-    return &__libc_single_threaded == NULL ||
-           !__atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED);
-}
-
 static int not_now(void)
 {
     struct green_hub *h = green__tls_hub;
@@ -461,7 +448,8 @@ static int choose(green_clause_t *cl, int n, int64_t deadline)
         enqueue_all(&s);
         unlock_all(&s);
         green__waiting_on(s.h, GW_CHAN, s.n == 1 ? (void *)s.cl[0].ch : NULL);
-        int p = green__waiter_park(s.h, s.ent[0], deadline, others_may_wake());
+        int p = green__waiter_park(s.h, s.ent[0], deadline,
+                                   green__park_mode_shared() == GREEN_PARK_EXTERNAL);
         int err = errno;
         r = withdraw(&s);
         if (r >= 0)

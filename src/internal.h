@@ -316,6 +316,9 @@ enum green_park_mode {
     GREEN_PARK_EXTERNAL, /* another OS thread may end it: the hub never calls it a deadlock */
     GREEN_PARK_MASKED,   /* no deadline, kills and scoped timeouts held off (cond_wait's relock) */
 };
+/* The mode for a wait on an object that other OS threads may reach (events, futures,
+ * channels): LOCAL while the process has never started a second thread, else EXTERNAL. */
+enum green_park_mode green__park_mode_shared(void);
 /* Queue the current green thread on q and park until a waker hands over what it waits
  * for (0) or the wait ends otherwise (-1 + errno). `lock`, if any, guards q: held on
  * entry and on return, dropped while parked. The record is freed before it returns. */

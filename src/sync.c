@@ -23,8 +23,8 @@
  *    holder_died (h->held_hook), which hands each one on as owner-dead (robust mutexes).
  *
  * Threads: events and futures may be set from any OS thread, so their state is
- * guarded by their green__lock and their waiters park as "external" (see
- * wait_published for what that costs). Semaphores, mutexes and conditions belong to
+ * guarded by their green__lock and their waiters follow wait.c's deadlock rule for
+ * objects other threads may reach (see wait_published). Semaphores, mutexes and conditions belong to
  * the hub whose green threads use them; they take no lock, and using one from two OS
  * threads is undefined.
  */
@@ -64,11 +64,10 @@ static void publish(int *word, int value, green_waitq_t *q)
     green__waitq_hand_over_all(q);
 }
 
-/* Wait until *word is published non-zero. Waiters park as external: any OS thread may
- * publish, and the hub cannot know whether one will. The price: a root waiting forever on
- * an event that nothing will ever set blocks forever (like pthread_cond_wait) instead of
- * failing with EDEADLK as it would on a semaphore; give such waits a deadline. Reporting
- * EDEADLK instead would fail a root whose event a plain pthread was about to set. */
+/* Wait until *word is published non-zero. Any OS thread may publish, so the wait follows
+ * wait.c's rule for shared objects: a root that nothing can serve gets EDEADLK while the
+ * process has a single thread; once it has more, the hub cannot know whether one of them
+ * will publish, and such a wait without deadline blocks (as pthread_cond_wait would). */
 static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int64_t deadline,
                           enum green_wait_kind kind, const void *obj)
 {
@@ -79,7 +78,7 @@ static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int6
         return -1;
     green__lock(lock);
     green__waiting_on(h, kind, obj);
-    int r = *word ? 0 : green__wait(h, q, lock, deadline, GREEN_PARK_EXTERNAL);
+    int r = *word ? 0 : green__wait(h, q, lock, deadline, green__park_mode_shared());
     green__unlock(lock);
     return r;
 }

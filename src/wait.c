@@ -113,6 +113,23 @@ int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t dead
     return r;
 }
 
+/* ---- who may end a wait ---- */
+
+extern char __libc_single_threaded __attribute__((weak));
+
+/* An object any OS thread may reach (an event, a future, a channel) can be ended by
+ * another thread only once the process has started a second one: until then (glibc
+ * 2.32+ says so; elsewhere assume threads exist) nobody but this hub can, and a root
+ * waiting on it with nothing else to run is in a deadlock (EDEADLK, gevent's LoopExit).
+ * Once threads exist, any of them may hold the object: no verdict (it would be a false
+ * one for an object handed to a thread that has not used it yet). */
+enum green_park_mode green__park_mode_shared(void)
+{
+    if (&__libc_single_threaded != NULL && __atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED))
+        return GREEN_PARK_LOCAL;
+    return GREEN_PARK_EXTERNAL;
+}
+
 /* ---- waiting until served ---- */
 
 /* A masked park (a condition wait relocking its mutex: like pthread_cond_wait it returns

@@ -1499,9 +1499,50 @@ static void test_shared_stack_waiters(void **state)
     assert_int_equal(stats().shared_saved_bytes, 0);
 }
 
+/* ======================================================================== */
+/*  Deadlock (must run while the process has a single thread)               */
+/* ======================================================================== */
+
+extern char __libc_single_threaded __attribute__((weak));
+
+static void *set_event(void *ev)
+{
+    return (void *)(intptr_t)green_event_set(ev);
+}
+
+/* A root waiting forever on an event or a future that nothing can set gets EDEADLK, as
+ * on a channel: no other green thread, timer or fd, and no second OS thread was ever
+ * started (once one was, it might set it: no verdict then). */
+static void test_event_future_deadlock_is_reported(void **state)
+{
+    (void)state;
+    if (&__libc_single_threaded == NULL || !__libc_single_threaded)
+        skip();
+    green_event_t ev;
+    green_event_init(&ev);
+    assert_fails_with(green_event_wait(&ev, -1), EDEADLK);
+    green_future_t f;
+    green_future_init(&f);
+    void *v = &v;
+    assert_fails_with(green_future_get(&f, &v, -1), EDEADLK);
+    /* nothing stayed queued; a deadline is just a timeout */
+    assert_int_equal(green_event_destroy(&ev), 0);
+    assert_int_equal(green_future_destroy(&f), 0);
+    green_event_init(&ev);
+    assert_fails_with(green_event_wait(&ev, green_after(10)), ETIMEDOUT);
+    /* a green thread that will set it is not a deadlock */
+    green_t g = green_spawn(set_event, &ev);
+    assert_non_null(g);
+    assert_int_equal(green_event_wait(&ev, -1), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(green_event_destroy(&ev), 0);
+    assert_hub_idle();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_future_deadlock_is_reported), /* first: a single thread */
         cmocka_unit_test(test_event_basics),
         cmocka_unit_test(test_event_wait_deadline),
         cmocka_unit_test(test_event_set_wakes_all_in_order),
