@@ -244,15 +244,6 @@ const char *green_poller_name(void)
 
 /* ---- the wait mechanism ---- */
 
-static inline int64_t effective_deadline(const struct green *g, int64_t deadline)
-{
-    if (GREEN_UNLIKELY(g->ext != NULL)) {
-        int64_t t = g->ext->tmo;
-        if (t >= 0 && (deadline < 0 || t < deadline))
-            return t;
-    }
-    return deadline;
-}
 
 /* Run something else until we are woken. The caller has made itself findable by
  * whoever will wake it. Inlined where a shallow stack matters (sleeping). */
@@ -275,7 +266,7 @@ static __attribute__((noinline)) struct green *park_begin(struct green_hub *h, i
     }
     if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
         return NULL; /* ENOMEM */
-    deadline = effective_deadline(self, deadline);
+    deadline = green__deadline_of(self, deadline);
     if (deadline >= 0 && deadline <= h->now) {
         errno = ETIMEDOUT;
         return NULL;

@@ -374,6 +374,18 @@ static inline struct green_hub *green__hub_fast(void)
     return GREEN_LIKELY(h != NULL) ? h : green__hub();
 }
 
+/* The deadline a blocking call of g really has: its own or g's scoped one
+ * (green_timeout_push), whichever comes first (-1: none). */
+static inline int64_t green__deadline_of(const struct green *g, int64_t deadline)
+{
+    if (GREEN_UNLIKELY(g->ext != NULL)) {
+        int64_t t = g->ext->tmo;
+        if (t >= 0 && (deadline < 0 || t < deadline))
+            return t;
+    }
+    return deadline;
+}
+
 /* ---- handles ---- */
 #define GREEN_PTR_MASK ((((uintptr_t)1) << 48) - 1)
 static inline green_t green__handle(const struct green *g)

@@ -236,6 +236,7 @@ int green__wait_over(struct green_hub *h, int64_t deadline)
         errno = ECANCELED;
         return -1;
     }
+    deadline = green__deadline_of(h->current, deadline);
     if (deadline >= 0 && deadline <= green_now()) {
         errno = ETIMEDOUT;
         return -1;

@@ -263,6 +263,11 @@ static void test_no_job_when_over_before_start(void **state)
     assert_int_equal(green_join(g, NULL, -1), 0);
     assert_int_equal(c.r, -1);
     assert_int_equal(c.err, ECANCELED);
+    /* a scoped deadline (green_timeout_push) that has passed: the same */
+    assert_int_equal(green_timeout_push(1), 0);
+    sleep_os_ms(5);
+    assert_fails_with(green_run_blocking(sleep_job, &s, NULL, -1), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
     sleep_os_ms(20);
     assert_int_equal(__atomic_load_n(&s.running, __ATOMIC_SEQ_CST), 0);
     assert_int_equal(__atomic_load_n(&s.done, __ATOMIC_SEQ_CST), 0);
