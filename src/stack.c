@@ -311,6 +311,26 @@ int green__altstack_init(struct green_hub *h)
 
 /* ---- dedicated stacks ---- */
 
+/* The guard-page budget: a unit per guard page, taken when the guard is made and given
+ * back when its mapping goes (hubs come and go; their budget must not go with them). */
+static int guard_take(void)
+{
+    if (__atomic_sub_fetch(&guard_budget, 1, __ATOMIC_RELAXED) >= 0)
+        return 1;
+    __atomic_add_fetch(&guard_budget, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void guard_give_back(void) { __atomic_add_fetch(&guard_budget, 1, __ATOMIC_RELAXED); }
+
+/* A slot's mapping is about to go: its guard, if any, returns to the budget. */
+static void slot_unmapped(const struct green_stack *s)
+{
+    if (s->guarded)
+        guard_give_back();
+    __atomic_sub_fetch(s->guarded ? &n_guarded : &n_unguarded, 1, __ATOMIC_RELAXED);
+}
+
 static struct green_pool *pool_for(struct green_hub *h, size_t size)
 {
     struct green_pool *p;
@@ -366,13 +386,13 @@ static struct green_stack *carve(struct green_pool *p)
     s->hi = slot + p->slot_size - GREEN_TOP_ZONE;
     s->below = i ? &c->slot[i - 1] : NULL;
     s->pool = p;
-    if (__atomic_sub_fetch(&guard_budget, 1, __ATOMIC_RELAXED) >= 0 &&
-        mprotect(slot, page_size, PROT_NONE) == 0) {
-        s->guarded = 1;
-        __atomic_add_fetch(&n_guarded, 1, __ATOMIC_RELAXED);
-    } else {
-        __atomic_add_fetch(&n_unguarded, 1, __ATOMIC_RELAXED);
+    int guard = guard_take();
+    if (guard && mprotect(slot, page_size, PROT_NONE) != 0) {
+        guard_give_back();
+        guard = 0;
     }
+    s->guarded = (uint8_t)guard;
+    __atomic_add_fetch(guard ? &n_guarded : &n_unguarded, 1, __ATOMIC_RELAXED);
     s->vg_id = green_vg_register(s->lo, s->hi + GREEN_TOP_ZONE);
     arm(s);
     s->hot = 1;
@@ -634,6 +654,7 @@ void green__stacks_destroy(struct green_hub *h)
         while (c) {
             struct green_chunk *cn = c->next;
             for (size_t i = 0; i < c->carved; i++) {
+                slot_unmapped(&c->slot[i]);
                 green_vg_deregister(c->slot[i].vg_id);
                 /* frames that never returned left poison that would outlive the mapping */
                 green_asan_unpoison(c->slot[i].lo, (size_t)(c->slot[i].hi - c->slot[i].lo));

@@ -2,6 +2,7 @@
  * green threads, pooling, and overflow reports. */
 #include "green_test.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,7 +267,9 @@ static int overflow_child(const char *mode)
     return 0;
 }
 
-static void expect_overflow_report(const char *mode, const char *env, const char *kib)
+/* Run this program again as `exe what arg`, with env added to its environment (NULL:
+ * none); its stderr lands in out. Returns its wait status. */
+static int run_self(const char *what, const char *arg, const char *env, char *out, size_t size)
 {
     char exe[512];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -284,23 +287,29 @@ static void expect_overflow_report(const char *mode, const char *env, const char
         const char *emu = getenv("GREEN_TEST_EMULATOR"); /* e.g. qemu-user */
         if (emu && *emu) {
             char cmd[1024];
-            snprintf(cmd, sizeof cmd, "exec %s '%s' overflow %s", emu, exe, mode);
+            snprintf(cmd, sizeof cmd, "exec %s '%s' %s %s", emu, exe, what, arg);
             execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         } else {
-            execl(exe, exe, "overflow", mode, (char *)NULL);
+            execl(exe, exe, what, arg, (char *)NULL);
         }
         _exit(127);
     }
     close(pipefd[1]);
-    char out[4096];
     size_t len = 0;
     ssize_t r;
-    while ((r = read(pipefd[0], out + len, sizeof out - 1 - len)) > 0)
+    while ((r = read(pipefd[0], out + len, size - 1 - len)) > 0)
         len += (size_t)r;
     out[len] = 0;
     close(pipefd[0]);
     int status;
     waitpid(pid, &status, 0);
+    return status;
+}
+
+static void expect_overflow_report(const char *mode, const char *env, const char *kib)
+{
+    char out[4096];
+    int status = run_self("overflow", mode, env, out, sizeof out);
     assert_true(WIFSIGNALED(status));
     assert_int_equal(WTERMSIG(status), SIGABRT);
     char want[128];
@@ -327,10 +336,74 @@ static void test_overflow_shared(void **state)
     expect_overflow_report("shared", "GREEN_SHARED_STACK_SIZE=131072", "128");
 }
 
+/* ---- the guard-page budget comes back ---- */
+
+#define GUARD_BUDGET 100
+#define GUARD_STACKS 60
+
+static void *park_in_parent(void *arg)
+{
+    (void)arg;
+    green_switch(green_parent(green_current()), NULL);
+    return NULL;
+}
+
+/* An OS thread whose hub holds GUARD_STACKS dedicated stacks at once, then ends: every
+ * one must have had a guard page. */
+static void *guarded_hub_thread(void *arg)
+{
+    green_t g[GUARD_STACKS];
+    green_attr_t a = {.stack_size = 64 * 1024};
+    for (int i = 0; i < GUARD_STACKS; i++) {
+        g[i] = green_new(park_in_parent, NULL, &a);
+        if (!g[i] || green_switch(g[i], NULL) != NULL || errno != 0)
+            return "create or start failed";
+    }
+    green_stats_t st;
+    green_stats(&st);
+    for (int i = 0; i < GUARD_STACKS; i++)
+        green_destroy(g[i]);
+    if (st.unguarded_stacks != 0 || st.guarded_stacks != GUARD_STACKS) {
+        fprintf(stderr, "round %d: %llu guarded, %llu unguarded\n", *(int *)arg,
+                (unsigned long long)st.guarded_stacks, (unsigned long long)st.unguarded_stacks);
+        return "a stack went without its guard page";
+    }
+    return NULL;
+}
+
+/* Child: hubs come and go, each with more than half the budget; the budget is given
+ * back when a hub's stacks are unmapped, so every round has its guard pages. */
+static int guards_child(void)
+{
+    for (int round = 0; round < 5; round++) {
+        pthread_t t;
+        void *r;
+        if (pthread_create(&t, NULL, guarded_hub_thread, &round) != 0 || pthread_join(t, &r) != 0)
+            return 2;
+        if (r) {
+            fprintf(stderr, "%s\n", (const char *)r);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void test_guard_budget_comes_back(void **state)
+{
+    (void)state;
+    char env[64], out[4096];
+    snprintf(env, sizeof env, "GREEN_GUARD_BUDGET=%d", GUARD_BUDGET);
+    int status = run_self("guards", "-", env, out, sizeof out);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("guard budget child: status 0x%x: %s", status, out);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[1], "overflow") == 0)
         return overflow_child(argv[2]);
+    if (argc > 2 && strcmp(argv[1], "guards") == 0)
+        return guards_child();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deep_recursion_dedicated),
         cmocka_unit_test(test_deep_recursion_shared),
@@ -339,6 +412,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_overflow_guarded),
         cmocka_unit_test(test_overflow_unguarded_canary),
         cmocka_unit_test(test_overflow_shared),
+        cmocka_unit_test(test_guard_budget_comes_back),
         cmocka_unit_test(test_million_shared),
         cmocka_unit_test(test_million_dedicated),
     };
