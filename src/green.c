@@ -655,7 +655,7 @@ struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const g
         size = attr->stack_size;
         name = attr->name;
         if (size) {
-            size_t pg = 4096;
+            size_t pg = green__page_size(); /* 4 KiB, or 16/64 KiB on some aarch64 kernels */
             if (size < 16 * 1024 || size > ((size_t)1 << 31)) {
                 errno = EINVAL;
                 return NULL;

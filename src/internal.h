@@ -459,6 +459,10 @@ void green__stack_trim(struct green_hub *h);
 size_t green__relay_size(void);
 int green__relay_stack(struct green_hub *h);
 size_t green__default_stack_size(void);
+size_t green__page_size(void);      /* the kernel's, which stacks and guards are made of */
+/* Tests: behave as on a kernel with pages at least this big (set before the first stack;
+ * 16 or 64 KiB pages happen on aarch64). */
+extern size_t green__page_size_min;
 void green__overflow_abort(const struct green *g, size_t size) __attribute__((noreturn));
 
 /* ---- timers (timer.c) ---- */

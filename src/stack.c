@@ -122,9 +122,13 @@ static long max_map_count(void)
 
 static void on_segv(int sig, siginfo_t *si, void *uctx);
 
+size_t green__page_size_min;
+
 static void init_once(void)
 {
     page_size = (size_t)sysconf(_SC_PAGESIZE);
+    while (page_size < green__page_size_min)
+        page_size *= 2;
     long max = max_map_count();
     long budget = (max - count_maps() - max / 4) / 2;
     if (getenv("GREEN_GUARD_BUDGET"))
@@ -145,6 +149,12 @@ static void init_once(void)
 static void init(void) { green__sys.pthread_once(&once, init_once); }
 
 size_t green__default_stack_size(void) { return GREEN_DEFAULT_STACK; }
+
+size_t green__page_size(void)
+{
+    init();
+    return page_size;
+}
 
 static inline uint64_t canary_of(const void *addr)
 {

@@ -398,8 +398,64 @@ static void test_guard_budget_comes_back(void **state)
         fail_msg("guard budget child: status 0x%x: %s", status, out);
 }
 
+/* ---- custom sizes on kernels with big pages ---- */
+
+extern size_t green__page_size_min; /* internal: act as on a kernel with such pages */
+#define BIG_PAGE ((size_t)64 * 1024)
+
+static void *note_frame(void *arg)
+{
+    volatile char here;
+    *(char *volatile *)arg = (char *)&here;
+    green_switch(green_parent(green_current()), NULL);
+    return NULL;
+}
+
+/* Child: with 64 KiB pages, an odd custom size is rounded to whole pages, so that every
+ * slot of a chunk starts on a page (its guard can be made, its pages given back). Slots
+ * are carved in order: the same frame of neighbours is one slot apart. */
+static int pagesize_child(void)
+{
+    green__page_size_min = BIG_PAGE;
+    green_attr_t a = {.stack_size = 20000};
+    char *at[4];
+    green_t g[4];
+    for (int i = 0; i < 4; i++) {
+        g[i] = green_new(note_frame, &at[i], &a);
+        if (!g[i] || green_switch(g[i], NULL) != NULL || errno != 0)
+            return 2;
+    }
+    green_stats_t st;
+    green_stats(&st);
+    for (int i = 1; i < 4; i++) {
+        size_t d = (size_t)(at[i] > at[i - 1] ? at[i] - at[i - 1] : at[i - 1] - at[i]);
+        if (d % BIG_PAGE != 0) {
+            fprintf(stderr, "slots %zu bytes apart: not whole 64 KiB pages\n", d);
+            return 1;
+        }
+    }
+    if (st.guarded_stacks != 4) {
+        fprintf(stderr, "%llu of 4 stacks guarded\n", (unsigned long long)st.guarded_stacks);
+        return 1;
+    }
+    for (int i = 0; i < 4; i++)
+        green_destroy(g[i]);
+    return 0;
+}
+
+static void test_custom_size_on_big_pages(void **state)
+{
+    (void)state;
+    char out[4096];
+    int status = run_self("pagesize", "-", NULL, out, sizeof out);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("big-page child: status 0x%x: %s", status, out);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[1], "pagesize") == 0)
+        return pagesize_child();
     if (argc > 2 && strcmp(argv[1], "overflow") == 0)
         return overflow_child(argv[2]);
     if (argc > 2 && strcmp(argv[1], "guards") == 0)
@@ -413,6 +469,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_overflow_unguarded_canary),
         cmocka_unit_test(test_overflow_shared),
         cmocka_unit_test(test_guard_budget_comes_back),
+        cmocka_unit_test(test_custom_size_on_big_pages),
         cmocka_unit_test(test_million_shared),
         cmocka_unit_test(test_million_dedicated),
     };
