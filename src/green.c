@@ -56,12 +56,14 @@ char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
 size_t green__chunk_count(void) { return BLOCKS_PER_CHUNK; }
 
 static void hub_free(void *p);
+static void atfork_prepare(void);
+static void atfork_parent(void);
 static void atfork_child(void);
 
 static void hub_once_init(void)
 {
     green__sys.pthread_key_create(&hub_key, hub_free);
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* ---- control blocks ---- */
@@ -308,10 +310,16 @@ static void hub_free(void *p)
     free(h);
 }
 
-/* fork(): the child continues with the calling green thread only. It becomes the root
- * of a fresh hub; the parent's hub and green threads are abandoned in the child. */
+/* fork(): the orphaned chunks are held across it, so that the child, whose fresh hub
+ * adopts them, never finds their lock taken by a thread it does not have. */
+static void atfork_prepare(void) { green__sys.pthread_mutex_lock(&orphans_lock); }
+static void atfork_parent(void) { green__sys.pthread_mutex_unlock(&orphans_lock); }
+
+/* The child continues with the calling green thread only. It becomes the root of a
+ * fresh hub; the parent's hub and green threads are abandoned in the child. */
 static void atfork_child(void)
 {
+    atfork_parent();
     green__debug_atfork(); /* the parent's other hubs do not exist here */
     struct green_hub *old = green__tls_hub;
     if (!old)

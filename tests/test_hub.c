@@ -2,6 +2,7 @@
  * deadlock detection, fairness, scoped deadlines, pollers, OS threads and fork()
  * (after gevent's test__greenlet.py, test__timeout.py and test__hub.py). */
 #include "green_test.h"
+#include "../src/sys.h" /* green__sys: to slow a lock down */
 
 #include <linux/io_uring.h>
 #include <pthread.h>
@@ -1655,6 +1656,68 @@ static void test_fork_from_green_thread(void **state)
     assert_hub_idle();
 }
 
+/* A fork while another OS thread holds one of libgreen's locks (here the first one its
+ * new hub takes): the child, whose fresh hub needs the same lock, must not deadlock.
+ * The test slows that thread's first lock down through libgreen's libc table, so the
+ * fork lands while it is held. */
+static int (*real_mutex_lock)(pthread_mutex_t *);
+static __thread int hold_next_lock;
+static int lock_held; /* set while the slowed thread holds its lock */
+
+static int slow_mutex_lock(pthread_mutex_t *m)
+{
+    int r = real_mutex_lock(m);
+    if (hold_next_lock) {
+        hold_next_lock = 0;
+        __atomic_store_n(&lock_held, 1, __ATOMIC_SEQ_CST);
+        sleep_os_ms(300);
+        __atomic_store_n(&lock_held, 0, __ATOMIC_SEQ_CST);
+    }
+    return r;
+}
+
+static void *new_hub_slowly(void *arg)
+{
+    hold_next_lock = 1;
+    green_t g = green_spawn(ret_arg, arg); /* makes this thread's hub: takes its locks */
+    return g && green_join(g, NULL, -1) == 0 ? NULL : (void *)1;
+}
+
+static void test_fork_while_a_lock_is_held(void **state)
+{
+    (void)state;
+    parent_only_ran = 0;
+    real_mutex_lock = green__sys.pthread_mutex_lock;
+    green__sys.pthread_mutex_lock = slow_mutex_lock;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, new_hub_slowly, NULL), 0);
+    while (!__atomic_load_n(&lock_held, __ATOMIC_SEQ_CST))
+        sleep_os_ms(1);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_hub_works());
+    int status = 0, waited = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0 && waited < 10000) {
+        sleep_os_ms(10);
+        waited += 10;
+    }
+    if (waited >= 10000) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    void *r;
+    assert_int_equal(pthread_join(t, &r), 0);
+    green__sys.pthread_mutex_lock = real_mutex_lock;
+    assert_null(r);
+    if (waited >= 10000)
+        fail_msg("the child hung: it waited for a lock held by a thread it does not have");
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_hub_idle();
+}
+
 /* ======================================================================== */
 /*  out of memory                                                           */
 /* ======================================================================== */
@@ -1790,6 +1853,7 @@ int main(void)
         cmocka_unit_test(test_foreign_handle_exdev),
         cmocka_unit_test(test_fork_from_root),
         cmocka_unit_test(test_fork_from_green_thread),
+        cmocka_unit_test(test_fork_while_a_lock_is_held),
         cmocka_unit_test(test_out_of_memory),
     };
     return cmocka_run_group_tests_name("hub", tests, NULL, NULL);
