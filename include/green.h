@@ -161,7 +161,9 @@ int green_wake(green_t g, int err);
  *
  * Across OS threads: green_event_set, green_future_set/fail and every green_chan_* call
  * may be made from any thread (another hub or a plain pthread); the waiter is woken on
- * its own hub. The other objects belong to one hub.
+ * its own hub. Semaphores, mutexes and conditions belong to the hub of the first OS
+ * thread that uses them (until destroyed): a call from another OS thread fails with
+ * EXDEV, as a handle of another hub does.
  *
  * The fields below are private: use the functions.
  */
@@ -202,6 +204,7 @@ typedef struct green_sem {
     long count;
     long max;       /* -1: unbounded */
     green_waitq_t q;
+    void *hub;      /* the hub it belongs to, once used */
 } green_sem_t;
 int green_sem_init(green_sem_t *s, long count);
 int green_sem_init_bounded(green_sem_t *s, long count, long max); /* release past max: EOVERFLOW */
@@ -222,6 +225,7 @@ typedef struct green_mutex {
     int type;
     int owner_dead;
     green_waitq_t q;
+    void *hub;              /* the hub it belongs to, once used */
 } green_mutex_t;
 int green_mutex_init(green_mutex_t *m, int type);
 int green_mutex_destroy(green_mutex_t *m);         /* EBUSY while locked or waited on */
@@ -232,6 +236,7 @@ int green_mutex_unlock(green_mutex_t *m);
 /* Condition variable, used with a green_mutex_t. */
 typedef struct green_cond {
     green_waitq_t q;
+    void *hub;              /* the hub it belongs to, once used */
 } green_cond_t;
 int green_cond_init(green_cond_t *c);
 int green_cond_destroy(green_cond_t *c);           /* EBUSY while green threads wait */

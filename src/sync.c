@@ -24,9 +24,10 @@
  *
  * Threads: events and futures may be set from any OS thread, so their state is
  * guarded by their green__lock and their waiters follow wait.c's deadlock rule for
- * objects other threads may reach (see wait_published). Semaphores, mutexes and conditions belong to
- * the hub whose green threads use them; they take no lock, and using one from two OS
- * threads is undefined.
+ * objects other threads may reach (see wait_published). Semaphores, mutexes and
+ * conditions take no lock: they belong to the hub of the first OS thread that uses
+ * them (claimed with one compare-and-swap), and a call from any other fails with EXDEV
+ * before it touches them.
  */
 #include "internal.h"
 
@@ -46,6 +47,22 @@ static int ebusy(void)
 {
     errno = EBUSY;
     return -1;
+}
+
+/* The caller's hub, if the object whose hub field is *home belongs to it (claiming it if
+ * it belongs to none yet); NULL + errno: EXDEV (another hub's), ENOMEM. */
+static struct green_hub *home_hub(void **home)
+{
+    struct green_hub *h = green__loop();
+    if (GREEN_UNLIKELY(!h))
+        return NULL;
+    void *b = __atomic_load_n(home, __ATOMIC_ACQUIRE);
+    if (GREEN_LIKELY(b == h))
+        return h;
+    if (!b && __atomic_compare_exchange_n(home, &b, h, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return h;
+    errno = EXDEV;
+    return NULL;
 }
 
 /* ======================================================================== */
@@ -252,13 +269,13 @@ int green_sem_acquire(green_sem_t *s, int64_t deadline)
 {
     if (!s)
         return einval();
+    struct green_hub *h = home_hub(&s->hub);
+    if (!h)
+        return -1;
     if (s->count > 0) {
         s->count--;
         return 0;
     }
-    struct green_hub *h = green__loop();
-    if (!h)
-        return -1;
     green__waiting_on(h, GW_SEM, s);
     return green__wait(h, &s->q, NULL, deadline, GREEN_PARK_LOCAL);
 }
@@ -270,6 +287,8 @@ int green_sem_release(green_sem_t *s)
 {
     if (!s)
         return einval();
+    if (!home_hub(&s->hub))
+        return -1;
     if ((s->max >= 0 && s->count >= s->max) || s->count == LONG_MAX) {
         errno = EOVERFLOW;
         return -1;
@@ -415,10 +434,10 @@ static int mutex_lock_other(struct green_hub *h, green_mutex_t *m, int64_t deadl
     return mutex_acquired(m);
 }
 
-/* The caller's hub, when the caller owns m; NULL + errno (EPERM) otherwise. */
+/* The caller's hub, when the caller owns m; NULL + errno (EPERM, EXDEV) otherwise. */
 static struct green_hub *owner_hub(green_mutex_t *m)
 {
-    struct green_hub *h = green__loop();
+    struct green_hub *h = home_hub(&m->hub);
     if (h && (!m->owner || m->owner != owner_id(h->current))) {
         errno = EPERM;
         return NULL;
@@ -454,7 +473,7 @@ static int mutex_lock(green_mutex_t *m, int64_t deadline, enum green_park_mode m
 {
     if (!mutex_valid(m))
         return einval();
-    struct green_hub *h = green__loop();
+    struct green_hub *h = home_hub(&m->hub);
     if (!h)
         return -1;
     if (m->owner == owner_id(h->current)) {
@@ -478,7 +497,7 @@ int green_mutex_trylock(green_mutex_t *m)
 {
     if (!mutex_valid(m))
         return einval();
-    struct green_hub *h = green__loop();
+    struct green_hub *h = home_hub(&m->hub);
     if (!h)
         return -1;
     if (m->owner == owner_id(h->current))
@@ -508,7 +527,7 @@ int green_cond_init(green_cond_t *c)
 {
     if (!c)
         return einval();
-    *c = (green_cond_t){{0}};
+    *c = (green_cond_t){{0}, NULL};
     return 0;
 }
 
@@ -532,7 +551,7 @@ int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline)
     if (!c || !mutex_valid(m))
         return einval();
     struct green_hub *h = owner_hub(m);
-    if (!h)
+    if (!h || !home_hub(&c->hub))
         return -1;
     unsigned depth = m->depth;
     mutex_release(h, m);
@@ -556,6 +575,8 @@ int green_cond_signal(green_cond_t *c)
 {
     if (!c)
         return einval();
+    if (!home_hub(&c->hub))
+        return -1;
     struct green_waiter *w = green__waitq_pop(&c->q);
     if (w)
         green__waiter_hand_over(w);
@@ -566,6 +587,8 @@ int green_cond_broadcast(green_cond_t *c)
 {
     if (!c)
         return einval();
+    if (!home_hub(&c->hub))
+        return -1;
     green__waitq_hand_over_all(&c->q);
     return 0;
 }

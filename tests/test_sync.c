@@ -1539,11 +1539,75 @@ static void test_event_future_deadlock_is_reported(void **state)
     assert_hub_idle();
 }
 
+/* ======================================================================== */
+/*  One hub's objects used from another OS thread                           */
+/* ======================================================================== */
+
+struct foreign {
+    green_sem_t *s;
+    green_mutex_t *m;
+    green_cond_t *c;
+    int errs[8];
+    green_sem_t own;   /* first used by the other thread: it is that thread's */
+    int own_ok;
+};
+
+static void *use_from_another_thread(void *arg)
+{
+    struct foreign *f = arg;
+    int i = 0;
+#define ERR_OF(call) (errno = 0, f->errs[i++] = (call) == -1 ? errno : 0)
+    ERR_OF(green_sem_acquire(f->s, 0));
+    ERR_OF(green_sem_release(f->s));
+    ERR_OF(green_mutex_lock(f->m, 0));
+    ERR_OF(green_mutex_trylock(f->m));
+    ERR_OF(green_mutex_unlock(f->m));
+    ERR_OF(green_cond_signal(f->c));
+    ERR_OF(green_cond_broadcast(f->c));
+#undef ERR_OF
+    f->own_ok = green_sem_release(&f->own) == 0 && green_sem_acquire(&f->own, 0) == 0;
+    return NULL;
+}
+
+/* Semaphores, mutexes and conditions belong to the hub that first used them: from
+ * another OS thread every call is a clean EXDEV that changes nothing. */
+static void test_sync_objects_of_another_hub(void **state)
+{
+    (void)state;
+    green_sem_t s;
+    green_mutex_t m;
+    green_cond_t c;
+    struct foreign f = {.s = &s, .m = &m, .c = &c};
+    green_sem_init(&s, 1);
+    green_mutex_init(&m, GREEN_MUTEX_NORMAL);
+    green_cond_init(&c);
+    green_sem_init(&f.own, 0);
+    assert_int_equal(green_sem_acquire(&s, -1), 0); /* ours now */
+    assert_int_equal(green_sem_release(&s), 0);
+    assert_int_equal(green_mutex_lock(&m, -1), 0);
+    assert_int_equal(green_cond_signal(&c), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, use_from_another_thread, &f), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(f.errs[i], EXDEV);
+    assert_true(f.own_ok);
+    /* untouched: one permit, the mutex still ours */
+    assert_int_equal(green_sem_value(&s), 1);
+    assert_int_equal(green_mutex_unlock(&m), 0);
+    assert_fails_with(green_sem_acquire(&f.own, 0), EXDEV); /* the other thread's */
+    assert_int_equal(green_sem_destroy(&s), 0);
+    assert_int_equal(green_mutex_destroy(&m), 0);
+    assert_int_equal(green_cond_destroy(&c), 0);
+    assert_hub_idle();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_future_deadlock_is_reported), /* first: a single thread */
         cmocka_unit_test(test_event_basics),
+        cmocka_unit_test(test_sync_objects_of_another_hub),
         cmocka_unit_test(test_event_wait_deadline),
         cmocka_unit_test(test_event_set_wakes_all_in_order),
         cmocka_unit_test(test_event_set_then_clear_still_wakes),
