@@ -215,7 +215,7 @@ struct green_hub {
     struct green_fd *fd_table;     /* fd.c, indexed by fd */
     size_t nfd_cap;
     struct green_waiter *free_waiters;
-    struct green_remote *remote;   /* wake-ups pushed by other threads (lock-free stack) */
+    struct green_waiter *remote;   /* wake-ups pushed by other threads (lock-free stack) */
     int polling;                   /* set while blocked in the poller: wakers must notify */
     uint64_t loops;                /* poller rounds (the monitor's sign of life besides switches) */
 
@@ -284,14 +284,14 @@ struct green_waiter {
     int16_t index;                 /* free for the object: e.g. which select clause */
     void *data;                    /* free for the object: e.g. an element buffer */
     uintptr_t aux;
+    /* A wake-up sent from another OS thread travels as the record itself, on the hub's
+     * remote list (no allocation: it cannot fail). */
+    struct green_waiter *remote_next;
+    uint64_t remote_note;          /* the park it is for (low 32 bits) and the error */
+    uint8_t remote_pending;        /* on the remote list: set by the waker, cleared by the hub */
+    uint8_t free_after_drain;      /* its green thread let go of it while it was pending */
 };
 /* struct green_waitq (public, in green.h) holds struct green_waiter pointers. */
-struct green_remote {              /* a wake-up sent from another OS thread */
-    struct green_remote *next;
-    struct green *g;
-    uint32_t seq;
-    int err;
-};
 
 /* A tiny lock for objects that other OS threads may touch (channels, events, futures). */
 typedef int green__lock_t;
@@ -558,7 +558,6 @@ void green__waitq_remove(struct green_waitq *q, struct green_waiter *w);
 struct green_waiter *green__waitq_pop(struct green_waitq *q);
 int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t deadline, int external);
 int green__waiter_wake(struct green_waiter *w, int err); /* any thread; call under the object's lock */
-int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int err);
 int green__remote_pending(struct green_hub *h);
 void green__remote_drain(struct green_hub *h);
 

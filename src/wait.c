@@ -14,11 +14,14 @@
  * outcome. Channels and green_choose, which queue several records at once, build on the
  * pieces below it directly.
  *
- * A waker on another OS thread cannot touch the waiter's hub. It pushes a note (green
- * thread, park sequence number, error) on that hub's lock-free remote list and, if the
- * hub is blocked in its poller, writes its eventfd. The hub drains the list in its loop
- * and wakes the green thread only if it is still parked in the same park (the sequence
- * number matches): a note that arrives after the waiter timed out is dropped.
+ * A waker on another OS thread cannot touch the waiter's hub. It pushes the waiter
+ * record itself (with the park's sequence number and the error) on that hub's lock-free
+ * remote list and, if the hub is blocked in its poller, writes its eventfd: nothing is
+ * allocated, so a wake-up cannot be lost to a failed malloc. The hub drains the list in
+ * its loop and wakes the green thread only if it is still parked in the same park (the
+ * sequence number matches): a note that arrives after the waiter timed out is dropped.
+ * A record on the list is not reused: if its green thread lets go of it meanwhile, the
+ * drain (on the same hub's thread) recycles it.
  */
 #include "internal.h"
 
@@ -41,10 +44,19 @@ struct green_waiter *green__waiter_new(struct green_hub *h)
     return w;
 }
 
-void green__waiter_free(struct green_hub *h, struct green_waiter *w)
+static void waiter_recycle(struct green_hub *h, struct green_waiter *w)
 {
     w->next = h->free_waiters;
     h->free_waiters = w;
+}
+
+void green__waiter_free(struct green_hub *h, struct green_waiter *w)
+{
+    /* set under the object's lock, which the caller has held since it unlinked w */
+    if (__atomic_load_n(&w->remote_pending, __ATOMIC_ACQUIRE))
+        w->free_after_drain = 1;
+    else
+        waiter_recycle(h, w);
 }
 
 void green__waiters_destroy(struct green_hub *h)
@@ -203,6 +215,8 @@ void green__waitq_hand_over_all(struct green_waitq *q)
 
 /* ---- waking, from any thread ---- */
 
+static int remote_wake(struct green_hub *h, struct green_waiter *w, int err);
+
 int green__waiter_wake(struct green_waiter *w, int err)
 {
     struct green_hub *h = w->hub;
@@ -212,23 +226,21 @@ int green__waiter_wake(struct green_waiter *w, int err)
             return green__wake(h, g, err);
         return -1;
     }
-    return green__remote_wake(h, g, w->seq, err);
+    return remote_wake(h, w, err);
 }
 
-int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int err)
+static int remote_wake(struct green_hub *h, struct green_waiter *w, int err)
 {
-    struct green_remote *n = malloc(sizeof *n);
-    if (!n) {
-        errno = ENOMEM;
-        return -1;
-    }
-    n->g = g;
-    n->seq = seq;
-    n->err = err;
-    struct green_remote *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
+    /* The note is written before the record is claimed for the list, and read by the
+     * drain after it gives the claim up: a record already on the list carries this
+     * newer note (for a later park of the same record) instead of losing it. */
+    __atomic_store_n(&w->remote_note, w->seq | (uint64_t)(uint32_t)err << 32, __ATOMIC_RELAXED);
+    if (__atomic_exchange_n(&w->remote_pending, 1, __ATOMIC_ACQ_REL))
+        return 0;
+    struct green_waiter *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
     do
-        n->next = head;
-    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_SEQ_CST,
+        w->remote_next = head;
+    while (!__atomic_compare_exchange_n(&h->remote, &head, w, 1, __ATOMIC_SEQ_CST,
                                         __ATOMIC_RELAXED));
     /* The hub re-checks the list after announcing that it will block, so either it
      * sees our note or we see its announcement (all sequentially consistent). */
@@ -246,21 +258,28 @@ int green__remote_pending(struct green_hub *h)
  * the notes were pushed. */
 void green__remote_drain(struct green_hub *h)
 {
-    struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
-    struct green_remote *fifo = NULL;
+    struct green_waiter *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
+    struct green_waiter *fifo = NULL;
     while (n) {
-        struct green_remote *next = n->next;
-        n->next = fifo;
+        struct green_waiter *next = n->remote_next;
+        n->remote_next = fifo;
         fifo = n;
         n = next;
     }
     while (fifo) {
-        struct green_remote *next = fifo->next;
-        struct green *g = fifo->g;
-        if (g->state == GS_WAITING && g->wait_seq == fifo->seq && g->hub == h)
-            green__wake(h, g, fifo->err);
-        free(fifo);
-        fifo = next;
+        struct green_waiter *w = fifo;
+        fifo = w->remote_next;
+        struct green *g = w->g;
+        __atomic_exchange_n(&w->remote_pending, 0, __ATOMIC_ACQ_REL);
+        uint64_t note = __atomic_load_n(&w->remote_note, __ATOMIC_RELAXED);
+        uint32_t seq = (uint32_t)note;
+        int err = (int)(note >> 32);
+        if (w->free_after_drain) {
+            w->free_after_drain = 0;
+            waiter_recycle(h, w);
+        }
+        if (g->state == GS_WAITING && g->wait_seq == seq && g->hub == h)
+            green__wake(h, g, err);
     }
 }
 

@@ -5,6 +5,7 @@
 #include "green_test.h"
 
 #include <pthread.h>
+#include <unistd.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,25 +264,94 @@ static void test_event_waiter_killed(void **state)
     assert_hub_idle();
 }
 
+/* Allocations of a thread that sets fail_allocs fail (not under sanitizers, whose
+ * allocators come first). */
+#if !UNDER_ASAN && !UNDER_TSAN
+#define ALLOC_FAILURES 1
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+static __thread int fail_allocs;
+void *malloc(size_t n)
+{
+    if (fail_allocs) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_malloc(n);
+}
+void *calloc(size_t n, size_t size)
+{
+    if (fail_allocs) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_calloc(n, size);
+}
+void *realloc(void *p, size_t n)
+{
+    if (fail_allocs) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __libc_realloc(p, n);
+}
+#else
+#define ALLOC_FAILURES 0
+static __thread int fail_allocs;
+#endif
+
 struct set_later {
     green_event_t *ev;
     green_future_t *f;
     int ms;
     void *value;
     int err;            /* fail the future with this instead of setting it */
+    int no_memory;      /* set it with every allocation failing */
 };
 
 static void *pthread_set_later(void *arg)
 {
     struct set_later *s = arg;
     sleep_os_ms(s->ms);
+    fail_allocs = s->no_memory;
     if (s->ev)
         green_event_set(s->ev);
+    fail_allocs = 0;
     if (s->f && s->err)
         green_future_fail(s->f, s->err);
     else if (s->f)
         green_future_set(s->f, s->value);
     return NULL;
+}
+
+/* A wake-up from another OS thread allocates nothing: with every allocation of the
+ * setting thread failing, the waiter is still woken (a lost wake-up hung it). */
+static void test_event_set_from_thread_without_memory(void **state)
+{
+    (void)state;
+    if (!ALLOC_FAILURES)
+        skip();
+    green_event_t ev;
+    green_event_init(&ev);
+    struct set_later s = {.ev = &ev, .ms = 20, .no_memory = 1};
+    pthread_t t;
+    alarm(60); /* a lost wake-up hangs (a deadline would not tell: the set still counts) */
+    assert_int_equal(pthread_create(&t, NULL, pthread_set_later, &s), 0);
+    assert_int_equal(green_event_wait(&ev, -1), 0);
+    pthread_join(t, NULL);
+    /* and a green thread parked on it, woken the same way */
+    green_event_clear(&ev);
+    struct call *c = new_calls(1, &ev, -1);
+    green_t g = green_spawn(event_waiter, c);
+    assert_int_equal(pthread_create(&t, NULL, pthread_set_later, &s), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(c->r, 0);
+    pthread_join(t, NULL);
+    alarm(0);
+    free(c);
+    assert_int_equal(green_event_destroy(&ev), 0);
+    assert_hub_idle();
 }
 
 /* A plain pthread sets the event the root waits for. Events may be set from any OS
@@ -313,6 +383,7 @@ static void test_event_set_by_pthread(void **state)
     assert_int_equal(green_join(g, NULL, -1), 0);
     assert_int_equal(c->r, 0);
     pthread_join(t, NULL);
+    alarm(0);
     free(c);
     assert_int_equal(green_event_destroy(&ev), 0);
     assert_hub_idle();
@@ -1608,6 +1679,7 @@ int main(void)
         cmocka_unit_test(test_event_future_deadlock_is_reported), /* first: a single thread */
         cmocka_unit_test(test_event_basics),
         cmocka_unit_test(test_sync_objects_of_another_hub),
+        cmocka_unit_test(test_event_set_from_thread_without_memory),
         cmocka_unit_test(test_event_wait_deadline),
         cmocka_unit_test(test_event_set_wakes_all_in_order),
         cmocka_unit_test(test_event_set_then_clear_still_wakes),
