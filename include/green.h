@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <netdb.h>
+#include <signal.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -357,6 +358,13 @@ int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t de
  * delivery serves every green thread waiting for it. EINVAL for SIGKILL, SIGSTOP,
  * glibc-reserved or out-of-range numbers. */
 int green_signal_wait(int signo, int64_t deadline);
+/* The same for any signal of *set: returns the one that came. EINVAL when set is NULL,
+ * empty, or holds a signal that cannot be waited for (as above). */
+int green_signal_wait_set(const sigset_t *set, int64_t deadline);
+/* Like green_signal_wait_set, but the delivery is consumed (sigwaitinfo(2)): of several
+ * green threads taking the same signal, one gets each delivery (those in
+ * green_signal_wait(_set) are served as well). Fills *info (if not NULL). */
+int green_signal_take(const sigset_t *set, siginfo_t *info, int64_t deadline);
 /* waitpid(2) that parks (pidfd where the kernel has it): pid > 0 (EINVAL), a child
  * (ECHILD); waits for termination only; returns pid. A deadline or kill leaves the
  * child unreaped for a later call. */

@@ -9,11 +9,14 @@
  * thread-local (one hub per OS thread), so the hub itself knows nothing of signals; a
  * fork child, whose hub is new, drops the parent's.
  *
- * One delivery serves every green thread waiting for that signal at the time (gevent
- * runs every handler registered for a signal). The signalfd is read one signal at a
- * time, and a signal leaves the signalfd's mask as soon as it has no unserved waiter:
- * so a second queued instance of a real-time signal, or a signal nobody waits for, is
- * never consumed on anyone's behalf; it stays pending in the kernel for a later wait.
+ * A waiter waits for a set of signals (a bit mask in its record: signals 1..64). One
+ * delivery serves every green_signal_wait(_set) waiter whose set holds that signal at
+ * the time (gevent runs every handler registered for a signal), and at most one
+ * green_signal_take waiter, the first in line (sigwaitinfo(2)'s rule: a delivery is
+ * consumed once). The signalfd is read one signal at a time, and a signal leaves the
+ * signalfd's mask as soon as it has no unserved waiter: so a second queued instance of
+ * a real-time signal, or a signal nobody waits for, is never consumed on anyone's
+ * behalf; it stays pending in the kernel for a later wait.
  *
  * Only one green thread may wait on an fd for reading (fd.c), so the waiters take turns:
  * the "reader" parks on the signalfd, the others park on their records. Whoever runs
@@ -42,8 +45,16 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+
+/* A waiter's record: aux is its set (bit signo-1), index the signal that served it
+ * (0 until then), data this. */
+struct sig_want {
+    int take;                    /* consumes the delivery (green_signal_take) */
+    struct signalfd_siginfo si;  /* what served it */
+};
 
 struct sig_state {
     struct green_hub *hub;       /* the hub it serves (a fork child gets a new one) */
@@ -61,9 +72,30 @@ static __thread struct sig_state *tls_sig;
  * the first real-time signals for itself (pthread_sigmask silently leaves them out). */
 static int signo_valid(int signo)
 {
-    if (signo <= 0 || signo >= _NSIG || signo == SIGKILL || signo == SIGSTOP)
+    if (signo <= 0 || signo >= _NSIG || signo > 64 || signo == SIGKILL || signo == SIGSTOP)
         return 0;
     return signo < 32 || signo >= SIGRTMIN;
+}
+
+static uint64_t bit(int signo) { return (uint64_t)1 << (signo - 1); }
+
+/* The signals of set that can be waited for, as bits; 0 + EINVAL when set holds a
+ * signal that cannot be (or none at all). */
+static uint64_t set_bits(const sigset_t *set)
+{
+    uint64_t bits = 0;
+    for (int signo = 1; set && signo < _NSIG && signo <= 64; signo++) {
+        if (sigismember(set, signo) != 1)
+            continue;
+        if (!signo_valid(signo)) {
+            bits = 0;
+            break;
+        }
+        bits |= bit(signo);
+    }
+    if (!bits)
+        errno = EINVAL;
+    return bits;
 }
 
 /* ---- the per-hub state ---- */
@@ -108,26 +140,42 @@ static int mask_update(struct sig_state *st)
 
 /* ---- serving ---- */
 
-/* One delivery of signo: every waiter for it is served. */
-static void deliver(struct green_hub *h, struct sig_state *st, int signo)
+/* w no longer counts as unserved for the signals of its set; those that have no
+ * unserved waiter left leave the signalfd's mask (1 when the mask changed). */
+static int unserve(struct sig_state *st, struct green_waiter *w)
 {
+    int changed = 0;
+    for (int signo = 1; signo <= 64; signo++)
+        if ((w->aux & bit(signo)) && --st->unserved[signo] == 0) {
+            sigdelset(&st->mask, signo);
+            changed = 1;
+        }
+    return changed;
+}
+
+/* One delivery of signo: every waiter for it is served, takers only the first. */
+static void deliver(struct green_hub *h, struct sig_state *st, const struct signalfd_siginfo *si)
+{
+    int signo = (int)si->ssi_signo, taken = 0, changed = 0;
     for (struct green_waiter *w = st->q.head; w; w = w->next) {
-        if (w->index != signo || w->done)
+        struct sig_want *want = w->data;
+        if (w->done || signo < 1 || signo > 64 || !(w->aux & bit(signo)) || (want->take && taken))
             continue;
+        taken |= want->take;
         w->done = 1;
-        st->unserved[signo]--;
+        w->index = (int16_t)signo;
+        want->si = *si;
+        changed |= unserve(st, w);
         struct green *g = w->g;
         if (g->state == GS_WAITING && g == st->reader)
             green__wake(h, g, EINTR); /* out of its fd wait, to see that it is served */
         else
             green__waiter_wake(w, 0);
     }
-    if (st->unserved[signo] == 0) {
-        sigdelset(&st->mask, signo);
-        /* if this fails, a further queued instance may be read with nobody to serve:
-         * lost, as it would be to a handler that ran once for two deliveries */
+    /* if this fails, a further queued instance may be read with nobody to serve: lost,
+     * as it would be to a handler that ran once for two deliveries */
+    if (changed)
         mask_update(st);
-    }
 }
 
 /* Read every signal that has arrived, serving its waiters. */
@@ -138,7 +186,7 @@ static int drain(struct green_hub *h, struct sig_state *st)
         /* one at a time: deliver() may take the signal out of the mask before the next */
         ssize_t n = green__sys.read(st->fd, &si, sizeof si);
         if (n == (ssize_t)sizeof si)
-            deliver(h, st, (int)si.ssi_signo);
+            deliver(h, st, &si);
         else if (n < 0 && errno == EAGAIN)
             return 0;
         else if (n < 0 && errno != EINTR)
@@ -158,14 +206,17 @@ static void wake_next_reader(struct sig_state *st)
 
 /* ---- waiting ---- */
 
-static struct green_waiter *waiter_join(struct green_hub *h, struct sig_state *st, int signo)
+static struct green_waiter *waiter_join(struct green_hub *h, struct sig_state *st, uint64_t bits,
+                                        struct sig_want *want)
 {
-    sigset_t one;
-    sigemptyset(&one);
-    sigaddset(&one, signo);
-    /* blocked before the signalfd asks for it, so no delivery in between goes to the
-     * signal's disposition; and every time, in case the caller unblocked it since */
-    int e = pthread_sigmask(SIG_BLOCK, &one, NULL);
+    sigset_t set;
+    sigemptyset(&set);
+    for (int signo = 1; signo <= 64; signo++)
+        if (bits & bit(signo))
+            sigaddset(&set, signo);
+    /* blocked before the signalfd asks for them, so no delivery in between goes to the
+     * signal's disposition; and every time, in case the caller unblocked one since */
+    int e = pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (e != 0) {
         errno = e;
         return NULL;
@@ -173,16 +224,18 @@ static struct green_waiter *waiter_join(struct green_hub *h, struct sig_state *s
     struct green_waiter *w = green__waiter_new(h);
     if (!w)
         return NULL;
-    if (st->unserved[signo] == 0) {
-        sigaddset(&st->mask, signo);
-        if (mask_update(st) != 0) {
-            sigdelset(&st->mask, signo);
-            green__waiter_free(h, w);
-            return NULL;
-        }
+    sigset_t old = st->mask;
+    for (int signo = 1; signo <= 64; signo++)
+        if ((bits & bit(signo)) && st->unserved[signo]++ == 0)
+            sigaddset(&st->mask, signo);
+    w->aux = bits;
+    w->data = want;
+    if (mask_update(st) != 0) {
+        unserve(st, w);
+        st->mask = old;
+        green__waiter_free(h, w);
+        return NULL;
     }
-    w->index = (int16_t)signo;
-    st->unserved[signo]++;
     green__waitq_push(&st->q, w);
     return w;
 }
@@ -190,18 +243,17 @@ static struct green_waiter *waiter_join(struct green_hub *h, struct sig_state *s
 /* Unqueue w; the last waiter takes the state with it, a leaving reader names the next. */
 static void waiter_leave(struct green_hub *h, struct sig_state *st, struct green_waiter *w)
 {
-    int signo = w->index;
     green__waitq_remove(&st->q, w);
-    if (!w->done && --st->unserved[signo] == 0) {
-        sigdelset(&st->mask, signo);
+    if (!w->done && unserve(st, w))
         mask_update(st);
-    }
     green__waiter_free(h, w);
     if (!st->q.head)
         state_free(st);
     else if (!st->reader)
         wake_next_reader(st);
 }
+
+static int lowest_signal(uint64_t bits) { return bits ? __builtin_ctzll(bits) + 1 : 0; }
 
 /* Until w is served (0) or the wait ends otherwise (-1 + errno). */
 static int wait_served(struct green_hub *h, struct sig_state *st, struct green_waiter *w,
@@ -218,7 +270,7 @@ static int wait_served(struct green_hub *h, struct sig_state *st, struct green_w
         int r;
         if (st->reader) {
             w->seq = self->wait_seq + 1;
-            green__waiting_on(h, GW_SIGNAL, (void *)(intptr_t)w->index);
+            green__waiting_on(h, GW_SIGNAL, (void *)(intptr_t)lowest_signal(w->aux));
             r = green__park(h, deadline);
         } else {
             st->reader = self;
@@ -232,32 +284,87 @@ static int wait_served(struct green_hub *h, struct sig_state *st, struct green_w
     }
 }
 
-int green_signal_wait(int signo, int64_t deadline)
+/* Wait for a signal of bits: its number, and what the kernel said of it in *si (if
+ * si); -1 + errno. */
+static int wait_bits(uint64_t bits, int take, struct signalfd_siginfo *si, int64_t deadline)
 {
-    if (!signo_valid(signo)) {
-        errno = EINVAL;
-        return -1;
-    }
     struct green_hub *h = green__loop();
     if (!h)
         return -1;
     struct sig_state *st = state_get(h);
     if (!st)
         return -1;
-    struct green_waiter *w = waiter_join(h, st, signo);
+    /* the record is read by whichever green thread drains the signalfd: not on our
+     * stack, which may be copied away (shared mode) */
+    struct sig_want *want = calloc(1, sizeof *want);
+    struct green_waiter *w = want ? waiter_join(h, st, bits, want) : NULL;
     if (!w) {
-        int err = errno;
+        int err = want ? errno : ENOMEM;
+        free(want);
         if (!st->q.head)
             state_free(st);
         errno = err;
         return -1;
     }
+    want->take = take;
     (void)wait_served(h, st, w, deadline); /* done wins: the record decides */
     int err = errno;
-    int done = w->done;
+    int signo = w->done ? w->index : -1;
     waiter_leave(h, st, w);
-    if (done)
-        return signo;
+    if (signo > 0 && si)
+        *si = want->si;
+    free(want);
     errno = err;
-    return -1;
+    return signo;
+}
+
+int green_signal_wait(int signo, int64_t deadline)
+{
+    if (!signo_valid(signo)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return wait_bits(bit(signo), 0, NULL, deadline);
+}
+
+int green_signal_wait_set(const sigset_t *set, int64_t deadline)
+{
+    uint64_t bits = set_bits(set);
+    return bits ? wait_bits(bits, 0, NULL, deadline) : -1;
+}
+
+/* siginfo_t from the signalfd's record: the fields sigwaitinfo(2) fills. */
+static void siginfo_from(siginfo_t *info, const struct signalfd_siginfo *si)
+{
+    memset(info, 0, sizeof *info);
+    info->si_signo = (int)si->ssi_signo;
+    info->si_errno = si->ssi_errno;
+    info->si_code = si->ssi_code;
+    info->si_pid = (pid_t)si->ssi_pid;
+    info->si_uid = (uid_t)si->ssi_uid;
+    if (info->si_signo == SIGCHLD) {
+        info->si_status = si->ssi_status;
+        info->si_utime = (clock_t)si->ssi_utime;
+        info->si_stime = (clock_t)si->ssi_stime;
+    } else if (info->si_code == SI_QUEUE || info->si_code == SI_TIMER || info->si_code == SI_MESGQ) {
+        info->si_value.sival_ptr = (void *)(uintptr_t)si->ssi_ptr;
+    } else if (info->si_signo == SIGSEGV || info->si_signo == SIGBUS || info->si_signo == SIGILL ||
+               info->si_signo == SIGFPE || info->si_signo == SIGTRAP) {
+        info->si_addr = (void *)(uintptr_t)si->ssi_addr;
+    } else if (info->si_signo == SIGIO) {
+        info->si_band = si->ssi_band;
+        info->si_fd = si->ssi_fd;
+    }
+}
+
+int green_signal_take(const sigset_t *set, siginfo_t *info, int64_t deadline)
+{
+    uint64_t bits = set_bits(set);
+    if (!bits)
+        return -1;
+    struct signalfd_siginfo si;
+    int signo = wait_bits(bits, 1, &si, deadline);
+    if (signo > 0 && info)
+        siginfo_from(info, &si);
+    return signo;
 }

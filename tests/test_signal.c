@@ -362,6 +362,88 @@ static void test_fork_while_waiting(void **state)
     assert_all_clear();
 }
 
+/* ======================================================================== */
+/*  Sets of signals; taking a delivery                                      */
+/* ======================================================================== */
+
+static sigset_t set_of(int a, int b)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, a);
+    if (b)
+        sigaddset(&set, b);
+    return set;
+}
+
+/* A wait for several signals returns the one that came; a set that holds a signal
+ * nobody can wait for, an empty set or none at all is EINVAL. */
+static void test_wait_for_a_set(void **state)
+{
+    (void)state;
+    sigset_t set = set_of(SIGUSR1, SIGUSR2);
+    assert_fails_with(green_signal_wait_set(&set, 0), ETIMEDOUT);
+    pthread_kill(pthread_self(), SIGUSR2);
+    assert_int_equal(green_signal_wait_set(&set, -1), SIGUSR2);
+    pthread_kill(pthread_self(), SIGUSR1);
+    assert_int_equal(green_signal_wait_set(&set, -1), SIGUSR1);
+    assert_fails_with(green_signal_wait_set(NULL, 0), EINVAL);
+    sigset_t empty;
+    sigemptyset(&empty);
+    assert_fails_with(green_signal_wait_set(&empty, 0), EINVAL);
+    sigset_t bad = set_of(SIGUSR1, SIGKILL);
+    assert_fails_with(green_signal_wait_set(&bad, 0), EINVAL);
+    assert_fails_with(green_signal_take(&bad, NULL, 0), EINVAL);
+    assert_all_clear();
+}
+
+struct taker {
+    sigset_t set;
+    int64_t deadline;
+    int r, err;
+    siginfo_t info;
+};
+
+static void *take_signal(void *arg)
+{
+    struct taker *t = arg;
+    errno = 0;
+    t->r = green_signal_take(&t->set, &t->info, t->deadline);
+    t->err = errno;
+    return NULL;
+}
+
+/* Takers consume a delivery each, in line (sigwaitinfo's rule), with what the kernel
+ * said of it; a plain waiter for the same signal is served by every delivery. */
+static void test_take_consumes_each_delivery(void **state)
+{
+    (void)state;
+    struct taker t[2] = {{.set = set_of(SIGUSR1, 0), .deadline = green_after(5 * LATE_MS)},
+                         {.set = set_of(SIGUSR1, SIGUSR2), .deadline = green_after(5 * LATE_MS)}};
+    struct sig_wait *w = sig_wait_new(SIGUSR1, green_after(5 * LATE_MS));
+    green_t g0 = green_spawn(take_signal, &t[0]);
+    green_t g1 = green_spawn(take_signal, &t[1]);
+    green_t gw = green_spawn(wait_for_signal, w);
+    assert_int_equal(green_yield(), 0); /* all three wait */
+    assert_int_equal(sigqueue(getpid(), SIGUSR1, (union sigval){.sival_int = 42}), 0);
+    assert_int_equal(green_join(g0, NULL, -1), 0);
+    assert_int_equal(green_join(gw, NULL, -1), 0);
+    assert_int_equal(t[0].r, SIGUSR1); /* the first taker in line */
+    assert_int_equal(t[0].info.si_signo, SIGUSR1);
+    assert_int_equal(t[0].info.si_code, SI_QUEUE);
+    assert_int_equal(t[0].info.si_pid, getpid());
+    assert_int_equal(t[0].info.si_value.sival_int, 42);
+    assert_int_equal(w->r, SIGUSR1); /* and the plain waiter */
+    assert_int_equal(green_yield(), 0);
+    assert_int_equal(t[1].r, 0);     /* the second taker still waits */
+    pthread_kill(pthread_self(), SIGUSR2);
+    assert_int_equal(green_join(g1, NULL, -1), 0);
+    assert_int_equal(t[1].r, SIGUSR2);
+    assert_int_equal(t[1].info.si_signo, SIGUSR2);
+    free(w);
+    assert_all_clear();
+}
+
 int main(void)
 {
     /* The signals these tests send, blocked before anything else runs: how a program
@@ -389,6 +471,8 @@ int main(void)
         cmocka_unit_test(test_late_poller_serves_everyone),
         cmocka_unit_test(test_realtime_instances_each_serve_once),
         cmocka_unit_test(test_fork_while_waiting),
+        cmocka_unit_test(test_wait_for_a_set),
+        cmocka_unit_test(test_take_consumes_each_delivery),
     };
     return cmocka_run_group_tests_name("signal", tests, NULL, NULL);
 }
