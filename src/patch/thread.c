@@ -1,5 +1,5 @@
 /*
- * patch_thread.c — pthreads as green threads (gevent's patch_thread), opt-in with
+ * thread.c — pthreads as green threads (gevent's patch_thread), opt-in with
  * GREEN_PATCH_THREADS=1 (or greenrun --threads).
  *
  * With the switch off, every wrapper here goes straight to libc (green__sys): no change
@@ -100,7 +100,7 @@
 #include <unistd.h>
 
 #ifndef __GLIBC__
-#error "patch_thread.c keeps state in glibc's pthread object layouts"
+#error "thread.c keeps state in glibc's pthread object layouts"
 #endif
 
 /* ======================================================================== */

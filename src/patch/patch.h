@@ -15,7 +15,7 @@
 #ifndef GREEN_PATCH_H
 #define GREEN_PATCH_H
 
-#include "internal.h"
+#include "../internal.h"
 
 #include <stdio.h>
 
@@ -47,7 +47,7 @@ int green__patch_threads_read(void);
 
 /* For a wrapper whose blocking call failed with ECANCELED: if the caller is a green
  * pthread (GREEN_PATCH_THREADS) that has been cancelled, it leaves here as by
- * pthread_exit(PTHREAD_CANCELED); otherwise this returns. (patch_thread.c) */
+ * pthread_exit(PTHREAD_CANCELED); otherwise this returns. (thread.c) */
 void green__patch_testcancel(void);
 
 struct green_patch_sym {

@@ -1,11 +1,11 @@
 /*
- * patch_io.h — what the I/O wrappers of libgreen-patch.so share (patch_fd.c,
- * patch_io.c, patch_poll.c, patch_time.c, patch_dns.c).
+ * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c,
+ * io.c, poll.c, time.c, dns.c).
  *
  * The user's view of an fd stays POSIX while libgreen keeps it non-blocking underneath.
  * File status flags belong to the open file, which every thread of the process shares,
  * so the view is kept in a process-wide table of one atomic byte per fd number (see
- * patch_fd.c). An fd number is in one of these states:
+ * fd.c). An fd number is in one of these states:
  *  - 0, unknown: libgreen has not touched it; the kernel's flags are the user's;
  *  - PFD_FILE: a regular file, block device or directory: no poller can wait for it, so
  *    every call passes straight through (it blocks the OS thread, as in gevent);

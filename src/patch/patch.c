@@ -1,8 +1,8 @@
 /*
  * patch.c — libgreen-patch.so's common part: its switches and green_patch_report().
  *
- * The wrappers themselves are in patch_io.c (fds, sockets, sleeps, DNS) and
- * patch_thread.c (pthreads as green threads). This file reads the environment once at
+ * The wrappers themselves are in io.c (fds, sockets, sleeps, DNS) and
+ * thread.c (pthreads as green threads). This file reads the environment once at
  * load (GREEN_PATCH_THREADS, GREEN_PATCH_REPORT) and answers "which calls are really
  * interposed": for each wrapper, the definition the process's global symbol lookup
  * finds — ours, or another library's that was loaded first (the C form of gevent's

@@ -1,7 +1,7 @@
 /*
- * patch_fd.c — the user's view of an fd (see patch_io.h), and the wrappers that create,
+ * fd.c — the user's view of an fd (see io.h), and the wrappers that create,
  * copy, configure and close fds: socket socketpair pipe pipe2 accept's result (in
- * patch_io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose.
+ * io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose.
  *
  * The table: one byte per fd number, in chunks of 16K fds reached through a fixed
  * array of 64K chunk pointers (fd numbers up to 2^30, Linux's nr_open ceiling). A chunk
@@ -14,7 +14,7 @@
  * file: after dup the copies share the entry's value, but a later F_SETFL through one
  * number updates only that number's view.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -56,7 +56,7 @@ void green__pfd_set(int fd, int state)
         __atomic_store_n(&c[fd & (CHUNK_SIZE - 1)], (unsigned char)state, __ATOMIC_RELEASE);
 }
 
-/* What fd is, found out once: see patch_io.h for the states. */
+/* What fd is, found out once: see io.h for the states. */
 static int learn(int fd)
 {
     struct stat st;

@@ -1,6 +1,6 @@
 /*
- * patch_io.c — read, write, send, receive, accept and connect as a blocking fd's user
- * expects them, made cooperative in a green thread (see patch_io.h for the fd states).
+ * io.c — read, write, send, receive, accept and connect as a blocking fd's user
+ * expects them, made cooperative in a green thread (see io.h for the fd states).
  *
  * Every wrapper asks green__pfd_how() how to make its call:
  *  - PFD_PASS: straight to libc (a plain thread's fd that is really blocking or that the
@@ -16,7 +16,7 @@
  * kernel does for a blocking socket; when a wait fails part way they return the count
  * moved so far. errno is left as it was when the call succeeds.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <limits.h>
 #include <stdlib.h>

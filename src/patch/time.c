@@ -1,5 +1,5 @@
 /*
- * patch_time.c — sleep usleep nanosleep clock_nanosleep (and __nanosleep) as
+ * time.c — sleep usleep nanosleep clock_nanosleep (and __nanosleep) as
  * green_sleep in a green thread.
  *
  * Durations are rounded up to the hub's millisecond; a zero sleep yields to the other
@@ -9,7 +9,7 @@
  * rather than EINTR: code that loops `while (nanosleep(&t, &t) && errno == EINTR)` would
  * otherwise spin in a killed green thread, whose every wait ends at once.
  */
-#include "patch_io.h"
+#include "io.h"
 
 /* Sleep ms (>= 0): 0, or -1 + errno with *left_ms the time left. */
 static int sleep_ms(int64_t ms, int64_t *left_ms)

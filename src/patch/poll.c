@@ -1,5 +1,5 @@
 /*
- * patch_poll.c — poll ppoll select pselect (and glibc's __poll, __poll_chk, __ppoll_chk,
+ * poll.c — poll ppoll select pselect (and glibc's __poll, __poll_chk, __ppoll_chk,
  * __select) in a green thread, and every wait of the other I/O wrappers.
  *
  * A call first polls without waiting (poll(2) with timeout 0): what is ready, invalid
@@ -22,7 +22,7 @@
  * an OS thread: pending signals it unblocks are delivered by a zero-timeout ppoll first,
  * and the wait itself runs with the thread's mask.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * patch_dns.c — getaddrinfo gethostbyname gethostbyname_r in a green thread: libc's own
+ * dns.c — getaddrinfo gethostbyname gethostbyname_r in a green thread: libc's own
  * resolver, run on libgreen's thread pool, so that the answer is libc's (nsswitch,
  * /etc/hosts, resolv.conf) and getaddrinfo's list is freed by libc's freeaddrinfo.
  *
@@ -8,7 +8,7 @@
  * the pool thread, which frees the answer when the lookup ends: everything the job
  * writes is on the heap, never in the caller's buffers, which are filled afterwards.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <stdlib.h>
 #include <string.h>
