@@ -16,8 +16,8 @@
  *    A green thread's call parks on EAGAIN; a plain thread's call polls (really
  *    blocking) and retries, unless the user asked for non-blocking.
  */
-#ifndef GREEN_PATCH_IO_H
-#define GREEN_PATCH_IO_H
+#ifndef PATCH_IO_H
+#define PATCH_IO_H
 
 #include "patch.h"
 
@@ -61,4 +61,4 @@ void __chk_fail(void) __attribute__((noreturn));
 /* a timespec as a duration in ms, rounded up; -1 for a bad one (EINVAL) */
 int64_t patch_ts_ms(const struct timespec *ts);
 
-#endif /* GREEN_PATCH_IO_H */
+#endif /* PATCH_IO_H */

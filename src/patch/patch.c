@@ -34,8 +34,9 @@ struct green_sys *patch_real_init(void)
     return &patch_real_tab;
 }
 
-extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak));
-extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak));
+/* The linker's bounds of the registry's section; hidden (the linker would export them). */
+extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak, visibility("hidden")));
+extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak, visibility("hidden")));
 
 static int env_on(const char *name)
 {

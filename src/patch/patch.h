@@ -17,10 +17,11 @@
  * lands in a linker section that green_patch_report() walks, so the report cannot
  * forget a symbol.
  */
-#ifndef GREEN_PATCH_H
-#define GREEN_PATCH_H
+#ifndef PATCH_H
+#define PATCH_H
 
 #include <green.h>
+#include <green_patch.h>
 
 #include "../green_private.h"
 
@@ -66,12 +67,16 @@ struct green_patch_sym {
     int threads;         /* 1: a pthread wrapper, interposed only with GREEN_PATCH_THREADS=1 */
 };
 
+/* The library is built with hidden visibility: an entry also exports its wrapper (a
+ * visibility given after the definition still counts), unversioned, as the libc
+ * references it must catch expect. */
 #define GREEN_PATCH_ENTRY(sym, is_thread)                                                \
+    extern __typeof__(sym) sym __attribute__((visibility("default")));                  \
     static const struct green_patch_sym green_patch_sym_##sym                             \
         __attribute__((used, section("green_patch_syms"), aligned(sizeof(void *)))) =     \
             {#sym, (void *)(sym), is_thread}
-/* after a wrapper's definition: list it in green_patch_report() */
+/* after a wrapper's definition: list it in green_patch_report() and export it */
 #define GREEN_PATCH(sym) GREEN_PATCH_ENTRY(sym, 0)
 #define GREEN_PATCH_THREAD(sym) GREEN_PATCH_ENTRY(sym, 1)
 
-#endif /* GREEN_PATCH_H */
+#endif /* PATCH_H */
