@@ -1,7 +1,7 @@
 /*
  * libgreen — greenlet/gevent-style concurrency for C.
  *
- * One header, grouped by layer (see DESIGN.md). Conventions:
+ * One header, grouped by layer (see docs/DESIGN.md). Conventions:
  *   - a call that fails returns -1 (or NULL) and sets errno;
  *   - every blocking call takes an absolute deadline in milliseconds from green_now()
  *     as its last argument: -1 waits forever, 0 only polls;
@@ -25,6 +25,14 @@ extern "C" {
 
 #define GREEN_VERSION_MAJOR 0
 #define GREEN_VERSION_MINOR 1
+
+/* Marks every function of this header: libgreen.so exports these and nothing else, in
+ * the symbol version LIBGREEN_0.1 (src/libgreen.map; tests/exports_test.sh checks both). */
+#if defined(__GNUC__)
+#define GREEN_API __attribute__((visibility("default")))
+#else
+#define GREEN_API
+#endif
 
 /* ======================================================================== */
 /*  Green threads: greenlet's primitive (layers 1-3)                        */
@@ -66,7 +74,7 @@ typedef struct green_attr {
 
 /* Create a green thread that will run fn(arg); not started; its parent is the caller.
  * attr may be NULL. NULL + errno (EINVAL, ENOMEM). */
-green_t green_new(green_fn fn, void *arg, const green_attr_t *attr);
+GREEN_API green_t green_new(green_fn fn, void *arg, const green_attr_t *attr);
 
 /* Start or resume g, handing it value. Returns the value later switched back to us
  * (errno is 0 then), or NULL with errno set when something was thrown at us
@@ -74,24 +82,24 @@ green_t green_new(green_fn fn, void *arg, const green_attr_t *attr);
  * Switching to a dead green thread goes to its nearest live ancestor. The value of the
  * switch that starts g is not passed to fn (fn gets its arg). When fn returns, its
  * result goes to the parent's pending switch. */
-void *green_switch(green_t g, void *value);
+GREEN_API void *green_switch(green_t g, void *value);
 
 /* Resume g so that its pending green_switch returns NULL with errno == err (err > 0).
  * An unstarted g dies at once without running, and the throw lands in its parent. */
-void *green_throw(green_t g, int err);
+GREEN_API void *green_throw(green_t g, int err);
 
-green_t green_current(void);            /* main() is the root green thread of its OS thread */
-green_t green_root(void);               /* the calling OS thread's root green thread */
-green_t green_parent(green_t g);        /* NULL for the root; NULL+ESRCH/EXDEV */
-int green_set_parent(green_t g, green_t parent); /* EINVAL on a cycle, EXDEV across threads */
-int green_started(green_t g);           /* 1/0, -1+errno */
-int green_dead(green_t g);              /* 1/0, -1+errno */
+GREEN_API green_t green_current(void);  /* main() is the root green thread of its OS thread */
+GREEN_API green_t green_root(void);     /* the calling OS thread's root green thread */
+GREEN_API green_t green_parent(green_t g); /* NULL for the root; NULL+ESRCH/EXDEV */
+GREEN_API int green_set_parent(green_t g, green_t parent); /* EINVAL on a cycle, EXDEV across threads */
+GREEN_API int green_started(green_t g); /* 1/0, -1+errno */
+GREEN_API int green_dead(green_t g);    /* 1/0, -1+errno */
 /* Destroy g. A suspended one is first resumed with ECANCELED (with the caller as its
  * parent) so it can clean up; if it still does not finish, -1/EBUSY and it lives on.
  * EPERM for the root, EBUSY for the running green thread or one the hub manages. */
-int green_destroy(green_t g);
-uint64_t green_id(green_t g);           /* unique per process; 0 + ESRCH on a bad handle */
-const char *green_name(green_t g);      /* "" when unnamed; NULL + errno on a bad handle */
+GREEN_API int green_destroy(green_t g);
+GREEN_API uint64_t green_id(green_t g); /* unique per process; 0 + ESRCH on a bad handle */
+GREEN_API const char *green_name(green_t g); /* "" when unnamed; NULL + errno on a bad handle */
 
 /* ======================================================================== */
 /*  The hub: scheduler, timers, waiting (layers 4-5)                        */
@@ -112,31 +120,31 @@ const char *green_name(green_t g);      /* "" when unnamed; NULL + errno on a ba
  * fork() continues in the child, as the child's root. Other green threads (and their
  * handles) do not exist there; their memory is not reclaimed.
  */
-int64_t green_now(void);                      /* monotonic milliseconds */
-int64_t green_after(int64_t ms);              /* green_now() + ms; -1 stays -1 (never) */
+GREEN_API int64_t green_now(void);            /* monotonic milliseconds */
+GREEN_API int64_t green_after(int64_t ms);    /* green_now() + ms; -1 stays -1 (never) */
 
-green_t green_spawn(green_fn fn, void *arg);  /* runs soon on this thread's hub; NULL+errno */
-green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg);
-green_t green_spawn_later(int64_t ms, green_fn fn, void *arg); /* starts after ms */
+GREEN_API green_t green_spawn(green_fn fn, void *arg); /* runs soon on this thread's hub; NULL+errno */
+GREEN_API green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg);
+GREEN_API green_t green_spawn_later(int64_t ms, green_fn fn, void *arg); /* starts after ms */
 /* Wait until g finishes, then reap it (the handle goes stale). EDEADLK when g is the
  * caller, EINVAL when g is detached or the root or already has a joiner. */
-int green_join(green_t g, void **result, int64_t deadline);
+GREEN_API int green_join(green_t g, void **result, int64_t deadline);
 /* Wait for all n; reaps every one that finished, and sets its slot to NULL. 0 when all
  * finished, -1 + errno otherwise (the others are left unreaped). */
-int green_joinall(green_t *gs, size_t n, int64_t deadline);
-int green_detach(green_t g);                  /* reaped by itself when it finishes */
+GREEN_API int green_joinall(green_t *gs, size_t n, int64_t deadline);
+GREEN_API int green_detach(green_t g);        /* reaped by itself when it finishes */
 /* Cancel g: its current blocking call and every later one return -1/ECANCELED; if it
  * never started it never runs (join then gives NULL). Does not wait. EPERM for the root. */
-int green_kill(green_t g);
-int green_yield(void);                        /* let every other ready green thread run once */
-int green_sleep(int64_t ms);                  /* a duration; 0 or -1 + errno */
-int green_sleep_until(int64_t deadline);
+GREEN_API int green_kill(green_t g);
+GREEN_API int green_yield(void);              /* let every other ready green thread run once */
+GREEN_API int green_sleep(int64_t ms);        /* a duration; 0 or -1 + errno */
+GREEN_API int green_sleep_until(int64_t deadline);
 /* Scoped deadline (gevent.Timeout): every blocking call until the matching pop gives up
  * at now+ms (or its own earlier deadline) with ETIMEDOUT. Scopes nest (up to 32). */
-int green_timeout_push(int64_t ms);
-int green_timeout_pop(void);
-int green_cancelled(void);                    /* 1 when the caller has been killed */
-const char *green_poller_name(void);          /* "epoll" or "uring": what this hub polls with */
+GREEN_API int green_timeout_push(int64_t ms);
+GREEN_API int green_timeout_pop(void);
+GREEN_API int green_cancelled(void);          /* 1 when the caller has been killed */
+GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this hub polls with */
 
 /*
  * The one wait mechanism (for code built on libgreen): green_park() suspends the
@@ -146,8 +154,8 @@ const char *green_poller_name(void);          /* "epoll" or "uring": what this h
  * then returns err ? -1/err : 0 (err is an errno value, 0..4095, else EINVAL). Waking a
  * green thread that is not parked does nothing and returns -1/EAGAIN.
  */
-int green_park(int64_t deadline);
-int green_wake(green_t g, int err);
+GREEN_API int green_park(int64_t deadline);
+GREEN_API int green_wake(green_t g, int err);
 
 /* ======================================================================== */
 /*  Synchronisation and structure (layer 6)                                 */
@@ -177,12 +185,12 @@ typedef struct green_event {
     int set;
     green_waitq_t q;
 } green_event_t;
-int green_event_init(green_event_t *ev);
-int green_event_destroy(green_event_t *ev);        /* EBUSY while green threads wait */
-int green_event_set(green_event_t *ev);            /* wakes every waiter; any thread */
-int green_event_clear(green_event_t *ev);
-int green_event_is_set(green_event_t *ev);         /* 1/0 */
-int green_event_wait(green_event_t *ev, int64_t deadline);
+GREEN_API int green_event_init(green_event_t *ev);
+GREEN_API int green_event_destroy(green_event_t *ev); /* EBUSY while green threads wait */
+GREEN_API int green_event_set(green_event_t *ev);  /* wakes every waiter; any thread */
+GREEN_API int green_event_clear(green_event_t *ev);
+GREEN_API int green_event_is_set(green_event_t *ev); /* 1/0 */
+GREEN_API int green_event_wait(green_event_t *ev, int64_t deadline);
 
 /* Future (gevent's AsyncResult): set once with a value or a failure. */
 typedef struct green_future {
@@ -192,13 +200,13 @@ typedef struct green_future {
     void *value;
     green_waitq_t q;
 } green_future_t;
-int green_future_init(green_future_t *f);
-int green_future_destroy(green_future_t *f);       /* EBUSY while green threads wait */
-int green_future_set(green_future_t *f, void *value); /* EBUSY if already set; any thread */
-int green_future_fail(green_future_t *f, int err);    /* EBUSY if already set; any thread */
+GREEN_API int green_future_init(green_future_t *f);
+GREEN_API int green_future_destroy(green_future_t *f); /* EBUSY while green threads wait */
+GREEN_API int green_future_set(green_future_t *f, void *value); /* EBUSY if already set; any thread */
+GREEN_API int green_future_fail(green_future_t *f, int err); /* EBUSY if already set; any thread */
 /* 0 and *value, or -1 with the failure's errno (or ETIMEDOUT/ECANCELED). */
-int green_future_get(green_future_t *f, void **value, int64_t deadline);
-int green_future_ready(green_future_t *f);         /* 1/0 */
+GREEN_API int green_future_get(green_future_t *f, void **value, int64_t deadline);
+GREEN_API int green_future_ready(green_future_t *f); /* 1/0 */
 
 /* Counting semaphore; FIFO, no barging: a release hands the permit to the first waiter. */
 typedef struct green_sem {
@@ -207,12 +215,13 @@ typedef struct green_sem {
     green_waitq_t q;
     void *hub;      /* the hub it belongs to, once used */
 } green_sem_t;
-int green_sem_init(green_sem_t *s, long count);
-int green_sem_init_bounded(green_sem_t *s, long count, long max); /* release past max: EOVERFLOW */
-int green_sem_destroy(green_sem_t *s);             /* EBUSY while green threads wait */
-int green_sem_acquire(green_sem_t *s, int64_t deadline);
-int green_sem_release(green_sem_t *s);
-long green_sem_value(green_sem_t *s);
+GREEN_API int green_sem_init(green_sem_t *s, long count);
+/* release past max: EOVERFLOW */
+GREEN_API int green_sem_init_bounded(green_sem_t *s, long count, long max);
+GREEN_API int green_sem_destroy(green_sem_t *s);   /* EBUSY while green threads wait */
+GREEN_API int green_sem_acquire(green_sem_t *s, int64_t deadline);
+GREEN_API int green_sem_release(green_sem_t *s);
+GREEN_API long green_sem_value(green_sem_t *s);
 
 /* Mutex. lock: EDEADLK on relock unless recursive; unlock: EPERM unless the caller owns
  * it. When the owner is killed or finishes without unlocking, the next lock acquires it
@@ -228,34 +237,34 @@ typedef struct green_mutex {
     green_waitq_t q;
     void *hub;              /* the hub it belongs to, once used */
 } green_mutex_t;
-int green_mutex_init(green_mutex_t *m, int type);
-int green_mutex_destroy(green_mutex_t *m);         /* EBUSY while locked or waited on */
-int green_mutex_lock(green_mutex_t *m, int64_t deadline);
-int green_mutex_trylock(green_mutex_t *m);         /* EBUSY when held by another */
-int green_mutex_unlock(green_mutex_t *m);
+GREEN_API int green_mutex_init(green_mutex_t *m, int type);
+GREEN_API int green_mutex_destroy(green_mutex_t *m); /* EBUSY while locked or waited on */
+GREEN_API int green_mutex_lock(green_mutex_t *m, int64_t deadline);
+GREEN_API int green_mutex_trylock(green_mutex_t *m); /* EBUSY when held by another */
+GREEN_API int green_mutex_unlock(green_mutex_t *m);
 
 /* Condition variable, used with a green_mutex_t. */
 typedef struct green_cond {
     green_waitq_t q;
     void *hub;              /* the hub it belongs to, once used */
 } green_cond_t;
-int green_cond_init(green_cond_t *c);
-int green_cond_destroy(green_cond_t *c);           /* EBUSY while green threads wait */
+GREEN_API int green_cond_init(green_cond_t *c);
+GREEN_API int green_cond_destroy(green_cond_t *c); /* EBUSY while green threads wait */
 /* Unlocks m, waits, relocks m (also on timeout and cancellation) before returning. */
-int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline);
-int green_cond_signal(green_cond_t *c);
-int green_cond_broadcast(green_cond_t *c);
+GREEN_API int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline);
+GREEN_API int green_cond_signal(green_cond_t *c);
+GREEN_API int green_cond_broadcast(green_cond_t *c);
 
 /* Channel (gevent's Queue/Channel, Go's chan): elements of elem_size bytes are copied in
  * and out; capacity 0 is a rendezvous. After close, senders get EPIPE and receivers
  * drain what is buffered, then get EPIPE. Every call works from any OS thread. */
 typedef struct green_chan green_chan_t;
-green_chan_t *green_chan_new(size_t elem_size, size_t capacity); /* NULL + EINVAL/ENOMEM */
-int green_chan_free(green_chan_t *ch);             /* EBUSY while green threads wait */
-int green_chan_send(green_chan_t *ch, const void *elem, int64_t deadline);
-int green_chan_recv(green_chan_t *ch, void *elem, int64_t deadline);
-int green_chan_close(green_chan_t *ch);            /* EPIPE if already closed */
-size_t green_chan_len(green_chan_t *ch);           /* elements buffered */
+GREEN_API green_chan_t *green_chan_new(size_t elem_size, size_t capacity); /* NULL + EINVAL/ENOMEM */
+GREEN_API int green_chan_free(green_chan_t *ch);   /* EBUSY while green threads wait */
+GREEN_API int green_chan_send(green_chan_t *ch, const void *elem, int64_t deadline);
+GREEN_API int green_chan_recv(green_chan_t *ch, void *elem, int64_t deadline);
+GREEN_API int green_chan_close(green_chan_t *ch);  /* EPIPE if already closed */
+GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
 
 /* Select over channel operations: returns the index of the clause that completed
  * (chosen uniformly at random among those ready), -1 + errno otherwise. A clause on a
@@ -267,7 +276,7 @@ typedef struct green_clause {
     void *elem;             /* what to send, or where to receive */
     int err;                /* out: 0, or EPIPE when the channel was closed */
 } green_clause_t;
-int green_choose(green_clause_t *clauses, int n, int64_t deadline);
+GREEN_API int green_choose(green_clause_t *clauses, int n, int64_t deadline);
 
 /* Group and pool (gevent.pool.Group/Pool). A group owns its members: they are reaped
  * when they finish, joined or not. limit 0 = unbounded. */
@@ -278,13 +287,13 @@ typedef struct green_group {
     green_waitq_t slots;    /* spawners waiting for room */
     green_waitq_t joiners;  /* green_group_join callers */
 } green_group_t;
-int green_group_init(green_group_t *g, size_t limit);
+GREEN_API int green_group_init(green_group_t *g, size_t limit);
 /* Spawns fn(arg) as a member, waiting while the pool is full. NULL + errno. */
-green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline);
-int green_group_join(green_group_t *g, int64_t deadline); /* waits for every member */
-int green_group_kill(green_group_t *g);            /* kills every member; join then returns */
-size_t green_group_size(green_group_t *g);
-int green_group_destroy(green_group_t *g);          /* EBUSY while it has members */
+GREEN_API green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline);
+GREEN_API int green_group_join(green_group_t *g, int64_t deadline); /* waits for every member */
+GREEN_API int green_group_kill(green_group_t *g);  /* kills every member; join then returns */
+GREEN_API size_t green_group_size(green_group_t *g);
+GREEN_API int green_group_destroy(green_group_t *g); /* EBUSY while it has members */
 
 /* ======================================================================== */
 /*  Cooperative I/O and networking (layer 6)                                */
@@ -309,66 +318,68 @@ int green_group_destroy(green_group_t *g);          /* EBUSY while it has member
 enum { GREEN_READ = 1, GREEN_WRITE = 2 };
 /* Wait until fd is readable and/or writable: the events that are ready (> 0). One
  * reader and one writer may wait on an fd at a time; a second gets EBUSY. */
-int green_wait_fd(int fd, int events, int64_t deadline);
+GREEN_API int green_wait_fd(int fd, int events, int64_t deadline);
 /* Wake every green thread waiting on fd with EBADF, forget it, then close(2) it. */
-int green_close(int fd);
+GREEN_API int green_close(int fd);
 
-ssize_t green_read(int fd, void *buf, size_t n, int64_t deadline);   /* >= 1 byte, 0 at EOF */
-ssize_t green_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+GREEN_API ssize_t green_read(int fd, void *buf, size_t n, int64_t deadline); /* >= 1 byte, 0 at EOF */
+GREEN_API ssize_t green_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
 /* Writes all n bytes (0 < n) and returns n. If it fails part way, it returns the count
  * written so far (< n) with errno set; -1 when nothing was written. Same for writev/send. */
-ssize_t green_write(int fd, const void *buf, size_t n, int64_t deadline);
-ssize_t green_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
-ssize_t green_recv(int fd, void *buf, size_t n, int flags, int64_t deadline);
-ssize_t green_send(int fd, const void *buf, size_t n, int flags, int64_t deadline);
-ssize_t green_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
-                       socklen_t *fromlen, int64_t deadline);
-ssize_t green_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to,
-                     socklen_t tolen, int64_t deadline);          /* one datagram */
-ssize_t green_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
-ssize_t green_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+GREEN_API ssize_t green_write(int fd, const void *buf, size_t n, int64_t deadline);
+GREEN_API ssize_t green_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+GREEN_API ssize_t green_recv(int fd, void *buf, size_t n, int flags, int64_t deadline);
+GREEN_API ssize_t green_send(int fd, const void *buf, size_t n, int flags, int64_t deadline);
+GREEN_API ssize_t green_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from,
+                                 socklen_t *fromlen, int64_t deadline);
+GREEN_API ssize_t green_sendto(int fd, const void *buf, size_t n, int flags,
+                               const struct sockaddr *to, socklen_t tolen,
+                               int64_t deadline); /* one datagram */
+GREEN_API ssize_t green_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
+GREEN_API ssize_t green_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
 /* The accepted fd is O_NONBLOCK and O_CLOEXEC. */
-int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
-int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
+GREEN_API int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
+GREEN_API int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
 
 /* Helpers: host/port strings as for getaddrinfo (host NULL = any; port "0" = a free one). */
-int green_tcp_listen(const char *host, const char *port, int backlog); /* fd, -1+errno */
-int green_tcp_connect(const char *host, const char *port, int64_t deadline); /* tries each address */
-int green_udp_bind(const char *host, const char *port);
-int green_unix_listen(const char *path, int backlog);
-int green_unix_connect(const char *path, int64_t deadline);
+GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog); /* fd, -1+errno */
+/* tries each address */
+GREEN_API int green_tcp_connect(const char *host, const char *port, int64_t deadline);
+GREEN_API int green_udp_bind(const char *host, const char *port);
+GREEN_API int green_unix_listen(const char *path, int backlog);
+GREEN_API int green_unix_connect(const char *path, int64_t deadline);
 /* The port a socket is bound to (for port "0"), or -1+errno. */
-int green_socket_port(int fd);
+GREEN_API int green_socket_port(int fd);
 
 /* DNS: getaddrinfo on the thread pool (system semantics: /etc/hosts, nsswitch), or
  * c-ares with GREEN_RESOLVER=ares. Returns 0 or an EAI_* code; EAI_SYSTEM with errno
  * ETIMEDOUT or ECANCELED when the deadline passes or the caller is killed. Free the
  * result with green_freeaddrinfo. */
-int green_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
-                      struct addrinfo **res, int64_t deadline);
-void green_freeaddrinfo(struct addrinfo *res);
+GREEN_API int green_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                                struct addrinfo **res, int64_t deadline);
+GREEN_API void green_freeaddrinfo(struct addrinfo *res);
 
 /* Run fn(arg) on the bounded pool of OS threads (GREEN_THREADPOOL, default 10), parking
  * only the caller. 0 and *result, or -1: ETIMEDOUT/ECANCELED (the job still runs to the
  * end on its OS thread; its result is dropped), ENOMEM. */
-int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t deadline);
+GREEN_API int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t deadline);
 
 /* Wait for signo (read from a signalfd; blocked in the calling OS thread and left
  * blocked: block it in every thread for kill(2) to reach it): returns signo. One
  * delivery serves every green thread waiting for it. EINVAL for SIGKILL, SIGSTOP,
  * glibc-reserved or out-of-range numbers. */
-int green_signal_wait(int signo, int64_t deadline);
+GREEN_API int green_signal_wait(int signo, int64_t deadline);
 /* The same for any signal of *set: returns the one that came. EINVAL when set is NULL,
  * empty, or holds a signal that cannot be waited for (as above). */
-int green_signal_wait_set(const sigset_t *set, int64_t deadline);
+GREEN_API int green_signal_wait_set(const sigset_t *set, int64_t deadline);
 /* Like green_signal_wait_set, but the delivery is consumed (sigwaitinfo(2)): of several
  * green threads taking the same signal, one gets each delivery (those in
  * green_signal_wait(_set) are served as well). Fills *info (if not NULL). */
-int green_signal_take(const sigset_t *set, siginfo_t *info, int64_t deadline);
+GREEN_API int green_signal_take(const sigset_t *set, siginfo_t *info, int64_t deadline);
 /* waitpid(2) that parks (pidfd where the kernel has it): pid > 0 (EINVAL), a child
  * (ECHILD); waits for termination only; returns pid. A deadline or kill leaves the
  * child unreaped for a later call. */
-pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
+GREEN_API pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
 
 /* Stream server (gevent.server.StreamServer): handler(client_fd, arg) runs in a green
  * thread per connection; the client fd is closed when it returns. green_serve starts
@@ -386,23 +397,16 @@ typedef struct green_serve_opts {
     green_attr_t attr;      /* for the handlers' green threads */
 } green_serve_opts_t;
 typedef struct green_server green_server_t;
-green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
-                            const green_serve_opts_t *opts);
+GREEN_API green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
+                                      const green_serve_opts_t *opts);
 /* Stop accepting, wait for the handlers until the deadline, kill the rest, free srv;
  * listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS thread that called
  * green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was killed; the stop
  * still completes by itself). */
-int green_server_stop(green_server_t *srv, int64_t deadline);
+GREEN_API int green_server_stop(green_server_t *srv, int64_t deadline);
 
-/* ======================================================================== */
-/*  Monkey patching (libgreen-patch.so: link -lgreen-patch, or LD_PRELOAD it,   */
-/*  or run tools/greenrun PROGRAM)                                          */
-/* ======================================================================== */
-
-/* Prints each libc symbol libgreen-patch.so wraps and whether the process's symbol
- * lookup really reaches the wrapper; returns how many do not (0: all patched), -1 +
- * EINVAL on a NULL stream. Defined in libgreen-patch.so only. */
-int green_patch_report(FILE *f);
+/* Monkey patching: libgreen-patch.so, a library of its own, makes libc's blocking calls
+ * cooperative in green threads of unmodified code; its API is in green_patch.h. */
 
 /* ======================================================================== */
 /*  Debugging and statistics                                                */
@@ -438,7 +442,7 @@ typedef struct green_stats {
 } green_stats_t;
 /* Fill st for the calling thread's hub: 0, or -1 + EINVAL (st NULL) / ENOMEM. Walks the
  * live green threads (and their stacks' resident pages): O(green threads). */
-int green_stats(green_stats_t *st);
+GREEN_API int green_stats(green_stats_t *st);
 
 /* Print every green thread of the calling thread's hub to f: id, name, state (what it
  * waits on and for how long), spawner, stack mode and high-water mark, and a backtrace
@@ -446,7 +450,7 @@ int green_stats(green_stats_t *st);
  * With GREEN_DUMP_SIGNAL=SIGQUIT (a name or number) in the environment when the first
  * hub starts, that signal makes every hub write its dump to stderr (best effort: the
  * hub's thread is interrupted where it stands), and the process goes on. */
-int green_dump(FILE *f);
+GREEN_API int green_dump(FILE *f);
 
 /* Start the blocked-hub monitor (gevent's monitor thread): a watchdog OS thread that,
  * when a hub neither switches nor polls for more than ms milliseconds while it has
@@ -454,9 +458,9 @@ int green_dump(FILE *f);
  * holding it, once per blocking episode. It interrupts the hub's thread with SIGURG to
  * take the backtrace. GREEN_MONITOR_MS=100 in the environment starts it with the first
  * hub. A new call changes the threshold. 0, or -1 + errno (EINVAL: ms <= 0; EAGAIN). */
-int green_monitor_start(int64_t ms);
+GREEN_API int green_monitor_start(int64_t ms);
 /* Stop the monitor and join its thread. 0, or -1 + ESRCH when it is not running. */
-int green_monitor_stop(void);
+GREEN_API int green_monitor_stop(void);
 
 #ifdef __cplusplus
 }

@@ -129,11 +129,16 @@ void green__fd_forget(struct green_hub *h, int fd)
     st->revents = 0;
 }
 
-int green_close(int fd)
+void green_private_fd_closing(int fd)
 {
     struct green_hub *h = green__tls_hub;
     if (h && h->poller)
         green__fd_forget(h, fd);
+}
+
+int green_close(int fd)
+{
+    green_private_fd_closing(fd);
     return green__sys.close(fd);
 }
 

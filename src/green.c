@@ -232,6 +232,16 @@ void green__ext_free(struct green_ext *x)
     }
 }
 
+void green__ext_trim(struct green *g)
+{
+    struct green_ext *x = g->ext;
+    if (x && x->depth == 0 && !x->name && !x->held && !x->on_death && !x->local &&
+        !x->kill_shields && !x->kill_held) {
+        green__ext_free(x); /* most green threads never need it again */
+        g->ext = NULL;
+    }
+}
+
 int green__on_death(struct green *g, void (*fn)(struct green_hub *, struct green *, void *), void *arg)
 {
     struct green_ext *x = green__ext(g);
@@ -334,6 +344,11 @@ static void atfork_child(void)
     (void)self;
     old->current = NULL;
 }
+
+/* 1 when the calling OS thread has a hub; makes none. */
+int green_private_hub_here(void) { return green__tls_hub != NULL; }
+
+int green_private_hub_make(void) { return green__loop() ? 0 : -1; }
 
 /* ---- handles ---- */
 
@@ -929,4 +944,56 @@ const char *green_name(green_t handle)
     if (!g)
         return NULL;
     return green__name(g);
+}
+
+/* ---- the patch library's view (green_private.h) ---- */
+
+void *green_private_local(green_t handle)
+{
+    struct green_hub *h = green__tls_hub;
+    if (!h)
+        return NULL;
+    struct green *g = h->current;
+    if (handle) {
+        int saved = errno;
+        g = green__resolve(h, handle);
+        errno = saved;
+    }
+    return g && g->ext && g->state != GS_DEAD ? g->ext->local : NULL;
+}
+
+int green_private_set_local(green_t handle, void *value)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct green *g = handle ? green__resolve(h, handle) : h->current;
+    if (!g)
+        return -1;
+    if (!value && !g->ext)
+        return 0;
+    struct green_ext *x = green__ext(g);
+    if (!x)
+        return -1;
+    x->local = value;
+    return 0;
+}
+
+int green_private_attr(green_t handle, void **stack_lo, size_t *stack_size, int *detached)
+{
+    struct green *g = green__resolve(green__hub_fast(), handle);
+    if (!g)
+        return -1;
+    if (!stack_lo || !stack_size || !detached) {
+        errno = EINVAL;
+        return -1;
+    }
+    *stack_lo = NULL;
+    *stack_size = 0;
+    if (!(g->flags & (GF_SHARED | GF_ROOT)) && g->s.stack)
+        green__stack_bounds(g->s.stack, stack_lo, stack_size);
+    *detached = (g->flags & GF_DETACHED) != 0;
+    return 0;
 }

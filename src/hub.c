@@ -488,6 +488,10 @@ int green_kill(green_t handle)
     }
     if (g->state == GS_DEAD)
         return 0;
+    if (GREEN_UNLIKELY(g->ext && g->ext->kill_shields)) {
+        g->ext->kill_held = 1; /* takes effect when its last kill shield is popped */
+        return 0;
+    }
     g->flags |= GF_CANCELLED;
     if (!(g->flags & GF_STARTED))
         kill_unstarted(h, g);
@@ -648,7 +652,36 @@ int green_sleep(int64_t ms)
     return green_sleep_until(clock_ms() + ms);
 }
 
-/* ---- scoped timeouts ---- */
+/* ---- scoped timeouts and shields ---- */
+
+/* Open a scope on x's stack of deadlines: tmo becomes the effective one; `shield` marks
+ * the scope as a timeout shield. 0, or -1 + errno (EOVERFLOW, ENOMEM). */
+static int scope_push(struct green_ext *x, int64_t tmo, int shield)
+{
+    if (x->depth == GREEN_TIMEOUT_DEPTH) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    if (!x->tmo_saved && !(x->tmo_saved = malloc(GREEN_TIMEOUT_DEPTH * sizeof *x->tmo_saved))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (shield)
+        x->shield_levels |= 1u << x->depth;
+    else
+        x->shield_levels &= ~(1u << x->depth);
+    x->tmo_saved[x->depth++] = x->tmo;
+    x->tmo = tmo;
+    return 0;
+}
+
+/* Is the innermost scope of x (if any) a shield (1), a timeout (0)? -1: none. */
+static int scope_top(const struct green_ext *x)
+{
+    if (!x || x->depth == 0)
+        return -1;
+    return (x->shield_levels >> (x->depth - 1)) & 1u;
+}
 
 int green_timeout_push(int64_t ms)
 {
@@ -658,21 +691,13 @@ int green_timeout_push(int64_t ms)
     struct green_ext *x = green__ext(h->current);
     if (!x)
         return -1;
-    if (x->depth == GREEN_TIMEOUT_DEPTH) {
-        errno = EOVERFLOW;
-        return -1;
-    }
-    if (!x->tmo_saved && !(x->tmo_saved = malloc(GREEN_TIMEOUT_DEPTH * sizeof *x->tmo_saved))) {
-        errno = ENOMEM;
-        return -1;
-    }
-    x->tmo_saved[x->depth++] = x->tmo;
+    int64_t tmo = x->tmo;
     if (ms >= 0) {
         int64_t d = clock_ms() + ms;
-        if (x->tmo < 0 || d < x->tmo)
-            x->tmo = d;
+        if (tmo < 0 || d < tmo)
+            tmo = d;
     }
-    return 0;
+    return scope_push(x, tmo, 0);
 }
 
 int green_timeout_pop(void)
@@ -681,16 +706,80 @@ int green_timeout_pop(void)
     if (!h)
         return -1;
     struct green_ext *x = h->current->ext;
-    if (!x || x->depth == 0) {
-        errno = EINVAL;
+    if (scope_top(x) != 0) {
+        errno = EINVAL; /* no scope, or the innermost is a shield */
         return -1;
     }
     x->tmo = x->tmo_saved[--x->depth];
-    if (x->depth == 0 && !x->name && !x->held && !x->on_death && !x->local) {
-        green__ext_free(x); /* most green threads never need it again */
-        h->current->ext = NULL;
+    green__ext_trim(h->current);
+    return 0;
+}
+
+int green__shield_push(struct green_hub *h, int what)
+{
+    if (!what || (what & ~(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS))) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct green *self = h->current;
+    struct green_ext *x = green__ext(self);
+    if (!x)
+        return -1;
+    if ((what & GREEN_SHIELD_KILLS) && x->kill_shields == UINT16_MAX) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    if ((what & GREEN_SHIELD_TIMEOUTS) && scope_push(x, -1, 1) != 0) {
+        int err = errno;
+        green__ext_trim(self);
+        errno = err;
+        return -1;
+    }
+    if ((what & GREEN_SHIELD_KILLS) && x->kill_shields++ == 0 && (self->flags & GF_CANCELLED)) {
+        self->flags &= (uint8_t)~GF_CANCELLED; /* already killed: held from now on */
+        x->kill_held = 1;
     }
     return 0;
+}
+
+int green__shield_pop(struct green_hub *h, int what)
+{
+    struct green *self = h->current;
+    struct green_ext *x = self->ext;
+    if (!what || (what & ~(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS)) ||
+        ((what & GREEN_SHIELD_TIMEOUTS) && scope_top(x) != 1) ||
+        ((what & GREEN_SHIELD_KILLS) && (!x || !x->kill_shields))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (what & GREEN_SHIELD_TIMEOUTS)
+        x->tmo = x->tmo_saved[--x->depth];
+    if ((what & GREEN_SHIELD_KILLS) && --x->kill_shields == 0 && x->kill_held) {
+        x->kill_held = 0;
+        self->flags |= GF_CANCELLED; /* the held kill takes effect: its next wait ends */
+    }
+    green__ext_trim(self);
+    return 0;
+}
+
+int green_private_shield_push(int what)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return green__shield_push(h, what);
+}
+
+int green_private_shield_pop(int what)
+{
+    struct green_hub *h = green__tls_hub;
+    if (!h) {
+        errno = EINVAL;
+        return -1;
+    }
+    return green__shield_pop(h, what);
 }
 
 /* ---- statistics ---- */

@@ -11,6 +11,7 @@
 #define GREEN_INTERNAL_H
 
 #include "green.h"
+#include "green_private.h"
 #include "context.h"
 #include "list.h"
 #include "sanitize.h"
@@ -74,14 +75,18 @@ struct green_ext {
     /* called once when it finishes or is killed before it ever ran (gevent's rawlink) */
     void (*on_death)(struct green_hub *h, struct green *g, void *arg);
     void *on_death_arg;
-    void *local;                          /* libgreen-patch.so's green pthread block */
+    void *local;                          /* libgreen-patch.so's slot (green_private_local) */
     int64_t tmo;                          /* effective scoped deadline, -1 none */
-    int depth;
+    int depth;                            /* scopes on tmo_saved: timeouts and timeout shields */
+    uint32_t shield_levels;               /* which of those scopes are shields (bit = depth) */
+    uint16_t kill_shields;                /* kills are held while non-zero (green__shield_push) */
+    uint8_t kill_held;                    /* a kill came or was held: it applies at the last pop */
     int64_t *tmo_saved;                   /* GREEN_TIMEOUT_DEPTH of them, on the first push
                                            * (a group member's ext holds only on_death) */
 };
 struct green_ext *green__ext(struct green *g); /* NULL + ENOMEM */
 void green__ext_free(struct green_ext *x);
+void green__ext_trim(struct green *g);   /* frees g->ext when nothing in it is in use */
 /* Run fn(h, g, arg) when g finishes or is killed before it ran; one per green thread. */
 int green__on_death(struct green *g, void (*fn)(struct green_hub *, struct green *, void *), void *arg);
 void green__died(struct green_hub *h, struct green *g); /* runs the on_death callback */
@@ -314,7 +319,8 @@ static inline void green__unlock(green__lock_t *l) { __atomic_store_n(l, 0, __AT
 enum green_park_mode {
     GREEN_PARK_LOCAL,    /* only this hub can end the wait: a root nobody can wake gets EDEADLK */
     GREEN_PARK_EXTERNAL, /* another OS thread may end it: the hub never calls it a deadlock */
-    GREEN_PARK_MASKED,   /* no deadline, kills and scoped timeouts held off (cond_wait's relock) */
+    GREEN_PARK_MASKED,   /* no deadline, under a shield from kills and scoped timeouts
+                          * (cond_wait's relock) */
 };
 /* The mode for a wait on an object that other OS threads may reach (events, futures,
  * channels): LOCAL while the process has never started a second thread, else EXTERNAL. */
@@ -327,11 +333,6 @@ int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
 /* Under the object's lock, from any thread: w's wait (all of q's) has succeeded. */
 void green__waiter_hand_over(struct green_waiter *w);
 void green__waitq_hand_over_all(struct green_waitq *q);
-
-/* ---- mutexes (sync.c) ---- */
-/* green_mutex_lock that waits without deadline through kills and scoped timeouts (for
- * libgreen-patch.so's pthread_mutex_lock, which is neither timed nor cancellable). */
-int green__mutex_lock_masked(green_mutex_t *m);
 
 /* ---- groups (group.c) ---- */
 /* green_group_spawn with the members' stack mode and size (the stream server's handlers). */
@@ -548,6 +549,9 @@ void green__hub_loop_destroy(struct green_hub *h);
 struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
 int green__park(struct green_hub *h, int64_t deadline);
 int green__wake(struct green_hub *h, struct green *g, int err);
+/* green_private_shield_push/pop for h's current green thread. */
+int green__shield_push(struct green_hub *h, int what);
+int green__shield_pop(struct green_hub *h, int what);
 
 /* wait.c: the waiter's green thread is h->current; w->seq is set for its next park */
 struct green_waiter *green__waiter_new(struct green_hub *h);

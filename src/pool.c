@@ -312,6 +312,12 @@ int green_run_blocking(void *(*fn)(void *), void *arg, void **result, int64_t de
     return green__pool_run(NULL, fn, arg, result, deadline, NULL);
 }
 
+int green_private_pool_run(void *(*fn)(void *), void *arg, void **result,
+                           void (*drop)(void *arg, void *result))
+{
+    return green__pool_run(NULL, fn, arg, result, -1, drop);
+}
+
 uint64_t green__pool_queued(void)
 {
     return __atomic_load_n(&pool.queued, __ATOMIC_RELAXED); /* a statistic: racy is fine */

@@ -527,8 +527,9 @@ static int want_ares(void)
 
 /* ---- the entry points ---- */
 
-int green_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
-                      struct addrinfo **res, int64_t deadline)
+/* green_getaddrinfo; `system`: getaddrinfo(3) only, never c-ares. */
+static int lookup(const char *host, const char *service, const struct addrinfo *hints,
+                  struct addrinfo **res, int64_t deadline, int system)
 {
     if (!res)
         return eai_errno(EINVAL);
@@ -547,8 +548,22 @@ int green_getaddrinfo(const char *host, const char *service, const struct addrin
     if (green__wait_over(h, deadline) != 0)
         return EAI_SYSTEM;
 #if GREEN_HAVE_CARES
-    if (want_ares() && (rc = ares_resolve(h, host, service, &want, res, deadline)) != USE_POOL)
+    if (!system && want_ares() && (rc = ares_resolve(h, host, service, &want, res, deadline)) != USE_POOL)
         return rc;
+#else
+    (void)system;
 #endif
     return pool_resolve(h, host, service, &want, res, deadline);
+}
+
+int green_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                      struct addrinfo **res, int64_t deadline)
+{
+    return lookup(host, service, hints, res, deadline, 0);
+}
+
+int green_private_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                              struct addrinfo **res)
+{
+    return lookup(host, service, hints, res, -1, 1);
 }

@@ -490,8 +490,6 @@ int green_mutex_lock(green_mutex_t *m, int64_t deadline)
     return mutex_lock(m, deadline, GREEN_PARK_LOCAL);
 }
 
-int green__mutex_lock_masked(green_mutex_t *m) { return mutex_lock(m, -1, GREEN_PARK_MASKED); }
-
 /* Like pthread_mutex_trylock, a non-recursive owner trying again gets EBUSY. */
 int green_mutex_trylock(green_mutex_t *m)
 {

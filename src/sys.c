@@ -7,6 +7,7 @@
  * definition after libgreen is used; the address the linker bound is the last resort.
  */
 #include "sys.h"
+#include "green_private.h"
 
 #include <dlfcn.h>
 #include <stddef.h>
@@ -85,3 +86,7 @@ __attribute__((constructor(101))) void green__sys_init(void)
     /* the handles stay open: libc is never unloaded anyway */
     __atomic_store_n(&green__sys_ready, 1, __ATOMIC_RELEASE);
 }
+
+const struct green_sys *green_private_sys(void) { return green__sys_get(); }
+
+int green_private_sys_internal(void) { return green__sys_internal; }

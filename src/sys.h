@@ -1,7 +1,7 @@
 /*
  * sys.h — the libc and pthread functions libgreen itself calls, reached through a table.
  *
- * The monkey-patching library (libgreen-patch.so, patch*.c) interposes libc's blocking
+ * The monkey-patching library (libgreen-patch.so, src/patch/) interposes libc's blocking
  * calls — read, connect, close, pthread_mutex_lock, … — so that unmodified code parks
  * its green thread instead of blocking. libgreen's own calls must not land in those
  * wrappers: green_read calling an interposed read would call green_read again, and the

@@ -144,49 +144,36 @@ enum green_park_mode green__park_mode_shared(void)
 
 /* ---- waiting until served ---- */
 
-/* A masked park (a condition wait relocking its mutex: like pthread_cond_wait it returns
- * holding it even when cancelled) has no deadline, and kills and scoped timeouts are held
- * off. The kill is not lost: the flag is put back, and a new kill during the wait only
- * ends this park (the caller parks again). */
-static int park_masked(struct green_hub *h, struct green_waiter *w)
-{
-    struct green *self = h->current;
-    struct green_ext *x = self->ext;
-    uint8_t killed = self->flags & GF_CANCELLED;
-    int64_t tmo = x ? x->tmo : -1;
-    self->flags &= (uint8_t)~GF_CANCELLED;
-    if (x)
-        x->tmo = -1;
-    int r = green__waiter_park(h, w, -1, 0);
-    if (r != 0 && errno == ECANCELED)
-        r = 0; /* seen as a spurious wake-up: the record is still queued */
-    self->flags |= killed;
-    if (x)
-        x->tmo = tmo;
-    return r;
-}
-
 /* "Done wins": `done` is read after the object is retaken, however the park ended, so a
  * waiter whose deadline passed or who was killed after the hand-over but before it ran
  * still succeeds, and nothing handed over is lost. Any other wake-up (green_wake, a late
  * note from another OS thread) leaves the record queued: it is spurious, and the waiter
  * parks again. */
+/* A masked wait (a condition wait relocking its mutex: like pthread_cond_wait it returns
+ * holding it even when cancelled) parks without deadline under a shield from kills and
+ * scoped timeouts: a kill that comes meanwhile takes effect once it is over. */
 int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
                 int64_t deadline, enum green_park_mode mode)
 {
+    if (mode == GREEN_PARK_MASKED) {
+        if (green__shield_push(h, GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS) != 0)
+            return -1;
+        deadline = -1;
+    }
     struct green_waiter *w = green__waiter_new(h);
-    if (!w)
+    if (!w) {
+        if (mode == GREEN_PARK_MASKED)
+            green__shield_pop(h, GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
+        errno = ENOMEM;
         return -1;
+    }
     green__waitq_push(q, w);
     int r;
     do {
         w->seq = h->current->wait_seq + 1; /* each park is a new one for late wakers */
         if (lock)
             green__unlock(lock);
-        if (mode == GREEN_PARK_MASKED)
-            r = park_masked(h, w);
-        else
-            r = green__waiter_park(h, w, deadline, mode == GREEN_PARK_EXTERNAL);
+        r = green__waiter_park(h, w, deadline, mode == GREEN_PARK_EXTERNAL);
         if (lock)
             green__lock(lock);
     } while (r == 0 && !w->done);
@@ -194,6 +181,8 @@ int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
     green__waitq_remove(q, w);
     int done = w->done;
     green__waiter_free(h, w);
+    if (mode == GREEN_PARK_MASKED)
+        green__shield_pop(h, GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
     if (done)
         return 0;
     errno = err;

@@ -46,6 +46,9 @@ int main(void)
 C
 cc "$tmp/patched.c" $(pkg-config --cflags --libs libgreen-patch) -ldl -Wl,-rpath,"$tmp/prefix/lib" -o "$tmp/patched"
 "$tmp/patched"
+# its own header is installed too
+printf '#include <green_patch.h>\nint (*report)(FILE *) = green_patch_report;\n' |
+    cc -fsyntax-only $(pkg-config --cflags libgreen-patch) -x c -
 cat > "$tmp/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.16)
 project(use C)

@@ -2,7 +2,8 @@
  * deadlock detection, fairness, scoped deadlines, pollers, OS threads and fork()
  * (after gevent's test__greenlet.py, test__timeout.py and test__hub.py). */
 #include "green_test.h"
-#include "../src/sys.h" /* green__sys: to slow a lock down */
+#include "../src/green_private.h" /* the shields libgreen-patch.so uses */
+#include "../src/sys.h"           /* green__sys: to slow a lock down */
 
 #include <linux/io_uring.h>
 #include <pthread.h>
@@ -1357,6 +1358,103 @@ static void test_timeout_scope_is_per_green_thread(void **state)
 }
 
 /* ======================================================================== */
+/*  Shields (green_private.h: libgreen-patch.so's pthread waits)            */
+/* ======================================================================== */
+
+struct shield_result {
+    int r[6], err[6];
+    int64_t slept;
+};
+
+/* Killed while it sleeps under a kill shield: it sleeps its time, is not cancelled
+ * until the pop, and then is. */
+static void *shielded_sleeper(void *arg)
+{
+    struct shield_result *s = arg;
+    s->r[0] = green_private_shield_push(GREEN_SHIELD_KILLS);
+    int64_t t0 = green_now();
+    errno = 0;
+    s->r[1] = green_sleep(60);
+    s->err[1] = errno;
+    s->slept = green_now() - t0;
+    s->r[2] = green_cancelled();
+    s->r[3] = green_private_shield_pop(GREEN_SHIELD_KILLS);
+    s->r[4] = green_cancelled();
+    errno = 0;
+    s->r[5] = green_sleep(10);
+    s->err[5] = errno;
+    return NULL;
+}
+
+/* Killed before its (nested) kill shields: held until the last pop. */
+static void *killed_then_shielded(void *arg)
+{
+    int *o = arg;
+    green_kill(green_current());
+    o[0] = green_private_shield_push(GREEN_SHIELD_KILLS);
+    o[1] = green_cancelled();
+    o[2] = green_private_shield_push(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
+    o[3] = green_sleep(10);
+    o[4] = green_private_shield_pop(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
+    o[5] = green_cancelled();
+    o[6] = green_private_shield_pop(GREEN_SHIELD_KILLS);
+    o[7] = green_cancelled();
+    errno = 0;
+    o[8] = green_yield();
+    o[9] = errno;
+    return NULL;
+}
+
+static void test_shields(void **state)
+{
+    (void)state;
+    struct shield_result s;
+    memset(&s, 0x55, sizeof s);
+    green_t g = green_spawn(shielded_sleeper, &s);
+    assert_int_equal(green_yield(), 0); /* asleep, shielded */
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(stats().waiting, 1); /* the kill did not end its sleep */
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(s.r[0], 0);
+    assert_int_equal(s.r[1], 0);
+    assert_true(s.slept >= 60);
+    assert_int_equal(s.r[2], 0);
+    assert_int_equal(s.r[3], 0);
+    assert_int_equal(s.r[4], 1);
+    assert_int_equal(s.r[5], -1);
+    assert_int_equal(s.err[5], ECANCELED);
+
+    int o[10];
+    memset(o, 0x55, sizeof o);
+    g = green_spawn(killed_then_shielded, o);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    int want[10] = {0, 0, 0, 0, 0, 0, 0, 1, -1, ECANCELED};
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(o[i], want[i]);
+
+    /* a timeout shield hides the enclosing scopes; one pushed inside it applies */
+    assert_int_equal(green_timeout_push(20), 0);
+    assert_int_equal(green_private_shield_push(GREEN_SHIELD_TIMEOUTS), 0);
+    int64_t t0 = green_now();
+    assert_int_equal(green_sleep(50), 0);
+    assert_true(green_now() - t0 >= 50);
+    assert_int_equal(green_timeout_push(10), 0);
+    assert_fails_with(green_sleep(1000), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    /* pops match their pushes */
+    assert_fails_with(green_timeout_pop(), EINVAL);
+    assert_fails_with(green_private_shield_pop(GREEN_SHIELD_KILLS), EINVAL);
+    assert_int_equal(green_private_shield_pop(GREEN_SHIELD_TIMEOUTS), 0);
+    assert_fails_with(green_sleep(1000), ETIMEDOUT); /* the outer scope again */
+    assert_fails_with(green_private_shield_pop(GREEN_SHIELD_TIMEOUTS), EINVAL);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_fails_with(green_private_shield_push(0), EINVAL);
+    assert_fails_with(green_private_shield_push(8), EINVAL);
+    assert_int_equal(green_sleep(1), 0);
+    assert_hub_idle();
+}
+
+/* ======================================================================== */
 /*  Statistics                                                              */
 /* ======================================================================== */
 
@@ -1848,6 +1946,7 @@ int main(void)
         cmocka_unit_test(test_timeout_scope_join),
         cmocka_unit_test(test_timeout_scope_nested),
         cmocka_unit_test(test_timeout_scope_is_per_green_thread),
+        cmocka_unit_test(test_shields),
         cmocka_unit_test(test_stats_counts),
         cmocka_unit_test(test_two_os_threads_own_hubs),
         cmocka_unit_test(test_foreign_handle_exdev),

@@ -4,6 +4,7 @@
  * user's view of an fd's flags stays POSIX. Real servers on loopback: the HTTP server
  * of delay_server.h (a forked child) and a redis-server started here when installed. */
 #include "green_test.h"
+#include <green_patch.h>
 #include "delay_server.h"
 
 #include <curl/curl.h>

@@ -1,5 +1,5 @@
 /*
- * patch_time.c — sleep usleep nanosleep clock_nanosleep (and __nanosleep) as
+ * time.c — sleep usleep nanosleep clock_nanosleep (and __nanosleep) as
  * green_sleep in a green thread.
  *
  * Durations are rounded up to the hub's millisecond; a zero sleep yields to the other
@@ -9,7 +9,7 @@
  * rather than EINTR: code that loops `while (nanosleep(&t, &t) && errno == EINTR)` would
  * otherwise spin in a killed green thread, whose every wait ends at once.
  */
-#include "patch_io.h"
+#include "io.h"
 
 /* Sleep ms (>= 0): 0, or -1 + errno with *left_ms the time left. */
 static int sleep_ms(int64_t ms, int64_t *left_ms)
@@ -33,9 +33,9 @@ static void ms_to_ts(int64_t ms, struct timespec *ts)
 
 int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-    if (!green__patch_here() || !req)
-        return green__real()->nanosleep(req, rem);
-    int64_t ms = green__ts_ms(req), left;
+    if (!patch_here() || !req)
+        return patch_real()->nanosleep(req, rem);
+    int64_t ms = patch_ts_ms(req), left;
     if (ms < 0)
         return -1;
     int e = errno;
@@ -61,10 +61,10 @@ static int wall_clock(clockid_t c)
 /* Returns an error number, and leaves errno alone, as POSIX says. */
 int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
-    if (!green__patch_here() || !req || !wall_clock(clk))
-        return green__real()->clock_nanosleep(clk, flags, req, rem);
+    if (!patch_here() || !req || !wall_clock(clk))
+        return patch_real()->clock_nanosleep(clk, flags, req, rem);
     int e = errno;
-    int64_t ms = green__ts_ms(req);
+    int64_t ms = patch_ts_ms(req);
     if (ms < 0) {
         errno = e;
         return EINVAL;
@@ -88,8 +88,8 @@ GREEN_PATCH(clock_nanosleep);
 /* The seconds left (rounded up) when cut short, with errno set; 0 otherwise. */
 unsigned int sleep(unsigned int seconds)
 {
-    if (!green__patch_here())
-        return green__real()->sleep(seconds);
+    if (!patch_here())
+        return patch_real()->sleep(seconds);
     int e = errno;
     int64_t left;
     if (sleep_ms((int64_t)seconds * 1000, &left) != 0) {
@@ -103,8 +103,8 @@ GREEN_PATCH(sleep);
 
 int usleep(useconds_t usec)
 {
-    if (!green__patch_here())
-        return green__real()->usleep(usec);
+    if (!patch_here())
+        return patch_real()->usleep(usec);
     int e = errno;
     int64_t left;
     if (sleep_ms(((int64_t)usec + 999) / 1000, &left) != 0)

@@ -1,8 +1,8 @@
 /*
- * patch_thread.c — pthreads as green threads (gevent's patch_thread), opt-in with
+ * thread.c — pthreads as green threads (gevent's patch_thread), opt-in with
  * GREEN_PATCH_THREADS=1 (or greenrun --threads).
  *
- * With the switch off, every wrapper here goes straight to libc (green__sys): no change
+ * With the switch off, every wrapper here goes straight to libc (patch_real()): no change
  * at all. With it on, a program written with one thread per task runs its threads as
  * green threads of the calling OS thread's hub, at green-thread cost. The decisions:
  *
@@ -59,10 +59,12 @@
  * Cancellation. pthread_cancel of a green pthread is deferred cancellation: it marks it,
  * and (if enabled) kills it with green_kill so that its current wait ends. At the
  * cancellation points here (pthread_cond_wait/timedwait, pthread_join, pthread_testcancel)
- * and wherever libgreen-patch's I/O wrappers call green__patch_testcancel() (their
+ * and wherever libgreen-patch's I/O wrappers call patch_testcancel() (their
  * blocking calls failing with ECANCELED), it unwinds like pthread_exit(PTHREAD_CANCELED)
- * and the kill is cleared, so that cleanup handlers and destructors can wait again. The
- * C cleanup handlers (pthread_cleanup_push/pop) of green pthreads are kept per green
+ * and the kill is held from then on, so that cleanup handlers and destructors can wait
+ * again. Disabled cancellation is a shield from kills (green_private.h): a kill that
+ * comes meanwhile takes effect when cancellation is enabled again. Waits that are no
+ * cancellation points shield from kills themselves. The C cleanup handlers (pthread_cleanup_push/pop) of green pthreads are kept per green
  * thread: __pthread_register_cancel and friends are wrapped too. Asynchronous
  * cancellation is treated as deferred.
  *
@@ -100,7 +102,7 @@
 #include <unistd.h>
 
 #ifndef __GLIBC__
-#error "patch_thread.c keeps state in glibc's pthread object layouts"
+#error "thread.c keeps state in glibc's pthread object layouts"
 #endif
 
 /* ======================================================================== */
@@ -128,47 +130,38 @@ struct pth {
 
 /* Per OS thread (per hub): green pthreads not yet ended, and a root waiting for them. */
 static __thread uint64_t live;
-static __thread struct green *exit_waiter;
+static __thread green_t exit_waiter;
 
 static void *tramp(void *p);
 
-/* The green pthread block of g, kept in its ext block's local slot from pthread_create
- * until tramp ends. */
-static inline struct pth *pth_of(const struct green *g)
-{
-    return g->ext && g->state != GS_DEAD && g->state != GS_FREE ? g->ext->local : NULL;
-}
+/* The green pthread block of g, kept in its slot for this library (green_private_local)
+ * from pthread_create until tramp ends. */
+static inline struct pth *pth_of(green_t g) { return green_private_local(g); }
 
 /* The caller's green pthread block, NULL in the root, a plain thread or a green thread
  * started with libgreen's own API. */
-static inline struct pth *pth_self(void)
-{
-    struct green_hub *h = green__tls_hub;
-    return h ? pth_of(h->current) : NULL;
-}
+static inline struct pth *pth_self(void) { return green_private_local(NULL); }
 
 static inline int is_green(pthread_t t) { return (t & 1u) != 0; }
 static inline pthread_t to_pthread(green_t g) { return (pthread_t)((uintptr_t)g | 1u); }
 static inline green_t to_green(pthread_t t) { return (green_t)(t & ~(pthread_t)1u); }
 
-/* This thread's hub with its loop, made on first use; NULL + errno. */
-static struct green_hub *hub(void) { return green__loop(); }
+/* This thread's hub with its loop, made on first use: 0, or -1 + errno. */
+static int hub(void) { return green_private_hub_make(); }
 
-/* The green thread behind t, of this OS thread's hub: NULL with an error number in *err
- * (ESRCH for a stale one, or one of another hub; EAGAIN without a hub). */
-static struct green *resolve(pthread_t t, int *err)
+/* Is t a green thread of this OS thread's hub? 0, or an error number (ESRCH for a stale
+ * one, or one of another hub; EAGAIN without a hub). errno is left alone. */
+static int check(pthread_t t)
 {
     int saved = errno;
-    struct green_hub *h = hub();
-    struct green *g = h ? green__resolve(h, to_green(t)) : NULL;
-    *err = h ? ESRCH : EAGAIN;
+    int e = hub() != 0 ? EAGAIN : green_id(to_green(t)) != 0 ? 0 : ESRCH;
     errno = saved;
-    return g;
+    return e;
 }
 
 static __attribute__((noreturn, cold)) void die(const char *msg)
 {
-    ssize_t r = green__real()->write(2, msg, strlen(msg));
+    ssize_t r = patch_real()->write(2, msg, strlen(msg));
     (void)r;
     abort();
 }
@@ -203,10 +196,9 @@ static void *tramp(void *p)
     void *r = b->retval;
     free(b->spec);
     free(b);
-    green__tls_hub->current->ext->local = NULL;
-    struct green_hub *h = green__tls_hub;
+    green_private_set_local(NULL, NULL);
     if (--live == 0 && exit_waiter) {
-        green__wake(h, exit_waiter, 0);
+        green_wake(exit_waiter, 0);
         exit_waiter = NULL;
     }
     return r;
@@ -233,8 +225,8 @@ static size_t attr_stack_size(const pthread_attr_t *attr)
 int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, void *(*fn)(void *),
                    void *restrict arg)
 {
-    if (!green__patch_threads || green__sys_internal) /* off, or libgreen's own thread */
-        return green__real()->pthread_create(t, attr, fn, arg);
+    if (!patch_threads || green_private_sys_internal()) /* off, or libgreen's own thread */
+        return patch_real()->pthread_create(t, attr, fn, arg);
     green_attr_t ga = {0};
     int detach = PTHREAD_CREATE_JOINABLE;
     if (attr) {
@@ -243,10 +235,8 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
     }
     int saved = errno;
     struct pth *b = calloc(1, sizeof *b);
-    struct green_hub *h = b ? hub() : NULL;
-    green_t g = h ? green_spawn_attr(&ga, tramp, b) : NULL;
-    struct green_ext *x = g ? green__ext(green__resolve(h, g)) : NULL;
-    if (g && !x) { /* killed before it runs: tramp never sees b */
+    green_t g = b && hub() == 0 ? green_spawn_attr(&ga, tramp, b) : NULL;
+    if (g && green_private_set_local(g, b) != 0) { /* killed before it runs: tramp never sees b */
         green_kill(g);
         green_detach(g);
         g = NULL;
@@ -259,7 +249,6 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
     }
     b->fn = fn;
     b->arg = arg;
-    x->local = b;
     live++;
     if (detach == PTHREAD_CREATE_DETACHED)
         green_detach(g);
@@ -271,10 +260,10 @@ GREEN_PATCH_THREAD(pthread_create);
 
 pthread_t pthread_self(void)
 {
-    struct green_hub *h = green__tls_hub;
-    if (!green__patch_threads || !h || h->current == h->root)
-        return green__real()->pthread_self();
-    return to_pthread(green__handle(h->current));
+    green_t g;
+    if (!patch_threads || !patch_here() || (g = green_current()) == green_root())
+        return patch_real()->pthread_self();
+    return to_pthread(g);
 }
 GREEN_PATCH_THREAD(pthread_self);
 
@@ -282,11 +271,11 @@ int pthread_equal(pthread_t a, pthread_t b) { return a == b; }
 GREEN_PATCH_THREAD(pthread_equal);
 
 /* The root's pthread_exit: wait for the green pthreads, then end the process. */
-static __attribute__((noreturn)) void root_exit(struct green_hub *h)
+static __attribute__((noreturn)) void root_exit(void)
 {
     while (live) {
-        exit_waiter = h->root;
-        int r = green__park(h, -1);
+        exit_waiter = green_root();
+        int r = green_park(-1);
         exit_waiter = NULL;
         if (r != 0 && errno == EDEADLK)
             die("libgreen-patch: pthread_exit in the root: the remaining green threads "
@@ -297,18 +286,17 @@ static __attribute__((noreturn)) void root_exit(struct green_hub *h)
 
 void pthread_exit(void *value)
 {
-    struct green_hub *h = green__tls_hub;
-    if (green__patch_threads && h) {
-        struct pth *b = pth_of(h->current);
+    if (patch_threads && patch_here()) {
+        struct pth *b = pth_self();
         if (b) {
             b->retval = value;
             unwind(b);
         }
-        if (h->current == h->root)
-            root_exit(h);
+        if (green_current() == green_root())
+            root_exit();
         die("libgreen-patch: pthread_exit in a green thread not started by pthread_create\n");
     }
-    green__real()->pthread_exit(value);
+    patch_real()->pthread_exit(value);
     __builtin_unreachable();
 }
 GREEN_PATCH_THREAD(pthread_exit);
@@ -316,9 +304,9 @@ GREEN_PATCH_THREAD(pthread_exit);
 /* The C form of pthread_cleanup_push/pop: a green pthread keeps its own chain. */
 void __pthread_register_cancel(__pthread_unwind_buf_t *buf)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (!b) {
-        green__real()->__pthread_register_cancel(buf);
+        patch_real()->__pthread_register_cancel(buf);
         return;
     }
     buf->__pad[0] = b->cleanup;
@@ -328,9 +316,9 @@ GREEN_PATCH_THREAD(__pthread_register_cancel);
 
 void __pthread_unregister_cancel(__pthread_unwind_buf_t *buf)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (!b) {
-        green__real()->__pthread_unregister_cancel(buf);
+        patch_real()->__pthread_unregister_cancel(buf);
         return;
     }
     b->cleanup = buf->__pad[0];
@@ -339,9 +327,9 @@ GREEN_PATCH_THREAD(__pthread_unregister_cancel);
 
 void __pthread_unwind_next(__pthread_unwind_buf_t *buf)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (!b) {
-        green__real()->__pthread_unwind_next(buf);
+        patch_real()->__pthread_unwind_next(buf);
         __builtin_unreachable();
     }
     unwind(b);
@@ -352,66 +340,48 @@ GREEN_PATCH_THREAD(__pthread_unwind_next);
 /*  Waiting as pthreads wait                                                */
 /* ======================================================================== */
 
-/* A patched call's wait is a pthread wait: a scoped timeout (green_timeout_push) does
- * not end it, nor, where the call is no cancellation point, a kill. */
-struct hold {
-    int64_t tmo;
-    uint8_t killed;
-};
-
-static void hold_begin(struct green *g, struct hold *s, int kills)
+/* A patched call's wait is a pthread wait: under a shield (green_private.h) from scoped
+ * timeouts (green_timeout_push), and, where the call is no cancellation point, from kills
+ * too (a kill then takes effect after it). shield() returns what it raised: 0 when it
+ * could not (out of memory: the wait goes on unshielded). errno is left alone. */
+static int shield(int what)
 {
-    s->tmo = g->ext ? g->ext->tmo : -1;
-    if (g->ext)
-        g->ext->tmo = -1;
-    s->killed = kills ? (g->flags & GF_CANCELLED) : 0;
-    if (kills)
-        g->flags &= (uint8_t)~GF_CANCELLED;
+    int saved = errno;
+    int ok = green_private_shield_push(what) == 0;
+    errno = saved;
+    return ok ? what : 0;
 }
 
-static void hold_end(struct green *g, const struct hold *s)
+static void unshield(int what)
 {
-    if (g->ext)
-        g->ext->tmo = s->tmo;
-    if (s->killed)
-        g->flags |= GF_CANCELLED;
+    int saved = errno;
+    if (what)
+        green_private_shield_pop(what);
+    errno = saved;
 }
 
-/* A wait with kills held ended with err: 1 when it was a kill, to be remembered and the
- * wait made again. */
-static int held_kill(struct green *g, struct hold *s, int held, int err)
-{
-    if (!held || err != ECANCELED)
-        return 0;
-    s->killed = 1;
-    g->flags &= (uint8_t)~GF_CANCELLED;
-    return 1;
-}
+#define SHIELD_ALL (GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS)
 
 /* At a cancellation point of green pthread b: unwind as pthread_exit(PTHREAD_CANCELED)
- * when a cancel (or a kill) is due. The kill is cleared, so that cleanup handlers and
- * key destructors can wait; further cancels are then ignored. */
+ * when a cancel (or a kill) is due. The kill is held from then on (a kill shield that is
+ * never popped, unless the thread enables cancellation again), so that cleanup handlers
+ * and key destructors can wait; further cancels are ignored. */
 static void testcancel(struct pth *b)
 {
-    struct green *g = green__tls_hub->current;
-    if (b->cancel_disabled || (!b->cancel_pending && !(g->flags & GF_CANCELLED)))
+    if (b->cancel_disabled || (!b->cancel_pending && !green_cancelled()))
         return;
-    g->flags &= (uint8_t)~GF_CANCELLED;
+    green_private_shield_push(GREEN_SHIELD_KILLS); /* b's slot is set: cannot run out of memory */
     b->cancel_disabled = 1;
     b->retval = PTHREAD_CANCELED;
     unwind(b);
 }
 
-void green__patch_testcancel(void)
+void patch_testcancel(void)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (b)
         testcancel(b);
 }
-
-/* Does a wait at a cancellation point hold kills off? Only a green pthread whose
- * cancellation is disabled does (others fail with ECANCELED, as libgreen's calls do). */
-static int holds_kills(const struct pth *b) { return b && b->cancel_disabled; }
 
 /* An absolute time on clock clk as a libgreen deadline (0 when past); -1/EINVAL. */
 static int64_t deadline_of(clockid_t clk, const struct timespec *abs)
@@ -434,22 +404,19 @@ static pthread_t initial_thread;
 
 __attribute__((constructor)) static void patch_thread_init(void)
 {
-    initial_thread = green__real()->pthread_self();
+    initial_thread = patch_real()->pthread_self();
 }
 
-/* The caller's hub when its pthread calls are to be green, else NULL. */
-static struct green_hub *green_here(void)
+/* 1 when the caller's pthread calls are to be green (its hub and loop made if need be). */
+static int green_here(void)
 {
-    struct green_hub *h = green__tls_hub;
-    if (GREEN_LIKELY(h && h->poller))
-        return h;
-    if (h || green__real()->pthread_equal(green__real()->pthread_self(), initial_thread)) {
+    if (patch_here() || patch_real()->pthread_equal(patch_real()->pthread_self(), initial_thread)) {
         int saved = errno;
-        h = hub();
+        int ok = hub() == 0;
         errno = saved;
-        return h;
+        return ok;
     }
-    return NULL;
+    return 0;
 }
 
 /* ======================================================================== */
@@ -459,23 +426,17 @@ static struct green_hub *green_here(void)
 /* Join green thread t by deadline (-1 never, 0 try); an error number. */
 static int join(pthread_t t, void **ret, int64_t deadline)
 {
-    int err;
-    struct green *tg = resolve(t, &err);
-    if (!tg)
-        return err;
-    struct green *self = green__tls_hub->current;
-    struct pth *b = pth_of(self);
+    int e = check(t);
+    if (e)
+        return e;
+    struct pth *b = pth_self();
     if (b)
         testcancel(b);
-    int held = holds_kills(b), e;
-    struct hold s;
-    hold_begin(self, &s, held);
+    int s = shield(GREEN_SHIELD_TIMEOUTS);
     int saved = errno;
-    do
-        e = green_join(to_green(t), ret, deadline) == 0 ? 0 : errno;
-    while (held_kill(self, &s, held, e));
+    e = green_join(to_green(t), ret, deadline) == 0 ? 0 : errno;
     errno = saved;
-    hold_end(self, &s);
+    unshield(s);
     if (e == ECANCELED && b)
         testcancel(b);
     return e == EXDEV ? ESRCH : e;
@@ -483,16 +444,16 @@ static int join(pthread_t t, void **ret, int64_t deadline)
 
 int pthread_join(pthread_t t, void **ret)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_join(t, ret);
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_join(t, ret);
     return join(t, ret, -1);
 }
 GREEN_PATCH_THREAD(pthread_join);
 
 int pthread_tryjoin_np(pthread_t t, void **ret)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_tryjoin_np(t, ret);
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_tryjoin_np(t, ret);
     int e = join(t, ret, 0);
     return e == ETIMEDOUT ? EBUSY : e;
 }
@@ -500,8 +461,8 @@ GREEN_PATCH_THREAD(pthread_tryjoin_np);
 
 int pthread_clockjoin_np(pthread_t t, void **ret, clockid_t clk, const struct timespec *abs)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_clockjoin_np(t, ret, clk, abs);
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_clockjoin_np(t, ret, clk, abs);
     int64_t d = deadline_of(clk, abs);
     return d < 0 ? EINVAL : join(t, ret, d);
 }
@@ -509,8 +470,8 @@ GREEN_PATCH_THREAD(pthread_clockjoin_np);
 
 int pthread_timedjoin_np(pthread_t t, void **ret, const struct timespec *abs)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_timedjoin_np(t, ret, abs);
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_timedjoin_np(t, ret, abs);
     int64_t d = deadline_of(CLOCK_REALTIME, abs);
     return d < 0 ? EINVAL : join(t, ret, d);
 }
@@ -518,13 +479,13 @@ GREEN_PATCH_THREAD(pthread_timedjoin_np);
 
 int pthread_detach(pthread_t t)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_detach(t);
-    int err;
-    if (!resolve(t, &err))
-        return err;
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_detach(t);
+    int e = check(t);
+    if (e)
+        return e;
     int saved = errno;
-    int e = green_detach(to_green(t)) == 0 ? 0 : errno;
+    e = green_detach(to_green(t)) == 0 ? 0 : errno;
     errno = saved;
     return e == EXDEV ? ESRCH : e;
 }
@@ -532,22 +493,22 @@ GREEN_PATCH_THREAD(pthread_detach);
 
 int pthread_cancel(pthread_t t)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_cancel(t);
-    int err;
-    struct green *tg = resolve(t, &err);
-    if (!tg)
-        return err;
-    struct pth *b = pth_of(tg);
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_cancel(t);
+    int e = check(t);
+    if (e)
+        return e;
+    green_t g = to_green(t);
+    struct pth *b = pth_of(g);
     int saved = errno;
     if (!b) {
-        if (tg->state != GS_DEAD)
-            green_kill(to_green(t)); /* a green thread of libgreen's own API */
+        if (green_dead(g) == 0)
+            green_kill(g); /* a green thread of libgreen's own API */
     } else {
         b->cancel_pending = 1;
         /* an unstarted one sees the mark in tramp and never runs its routine */
-        if (!b->cancel_disabled && (tg->flags & GF_STARTED))
-            green_kill(to_green(t));
+        if (!b->cancel_disabled && green_started(g) == 1)
+            green_kill(g);
     }
     errno = saved;
     return 0;
@@ -556,28 +517,33 @@ GREEN_PATCH_THREAD(pthread_cancel);
 
 int pthread_setcancelstate(int state, int *old)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__real()->pthread_setcancelstate(state, old);
+        return patch_real()->pthread_setcancelstate(state, old);
     if (state != PTHREAD_CANCEL_ENABLE && state != PTHREAD_CANCEL_DISABLE)
         return EINVAL;
     if (old)
         *old = b->cancel_disabled ? PTHREAD_CANCEL_DISABLE : PTHREAD_CANCEL_ENABLE;
-    struct green *g = green__tls_hub->current;
+    int was = b->cancel_disabled;
     b->cancel_disabled = state == PTHREAD_CANCEL_DISABLE;
-    if (b->cancel_disabled)
-        g->flags &= (uint8_t)~GF_CANCELLED; /* the cancel stays pending */
-    else if (b->cancel_pending)
-        g->flags |= GF_CANCELLED; /* blocking calls now end, and act on it */
+    int saved = errno;
+    if (b->cancel_disabled && !was) {
+        green_private_shield_push(GREEN_SHIELD_KILLS); /* a kill, the cancel's, is held */
+    } else if (!b->cancel_disabled && was) {
+        green_private_shield_pop(GREEN_SHIELD_KILLS); /* a held kill takes effect */
+        if (b->cancel_pending)
+            green_kill(green_current()); /* blocking calls now end, and act on it */
+    }
+    errno = saved;
     return 0;
 }
 GREEN_PATCH_THREAD(pthread_setcancelstate);
 
 int pthread_setcanceltype(int type, int *old)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__real()->pthread_setcanceltype(type, old);
+        return patch_real()->pthread_setcanceltype(type, old);
     if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS)
         return EINVAL;
     if (old)
@@ -588,49 +554,49 @@ GREEN_PATCH_THREAD(pthread_setcanceltype);
 
 void pthread_testcancel(void)
 {
-    struct pth *b = green__patch_threads ? pth_self() : NULL;
+    struct pth *b = patch_threads ? pth_self() : NULL;
     if (b)
         testcancel(b);
     else
-        green__real()->pthread_testcancel();
+        patch_real()->pthread_testcancel();
 }
 GREEN_PATCH_THREAD(pthread_testcancel);
 
 /* A signal cannot target a green thread: it goes to the OS thread running t's hub. */
 int pthread_kill(pthread_t t, int sig)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_kill(t, sig);
-    int err;
-    struct green *tg = resolve(t, &err);
-    if (!tg || tg->state == GS_DEAD)
-        return tg ? ESRCH : err;
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_kill(t, sig);
+    int e = check(t);
+    if (e || green_dead(to_green(t)))
+        return e ? e : ESRCH;
     if (sig < 0 || sig >= NSIG)
         return EINVAL;
-    return sig == 0 ? 0 : green__real()->pthread_kill(green__real()->pthread_self(), sig);
+    return sig == 0 ? 0 : patch_real()->pthread_kill(patch_real()->pthread_self(), sig);
 }
 GREEN_PATCH_THREAD(pthread_kill);
 
 /* A green thread's attributes: its stack (dedicated mode) and detach state. */
 int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 {
-    if (!green__patch_threads || !is_green(t))
-        return green__real()->pthread_getattr_np(t, attr);
-    int err;
-    struct green *tg = resolve(t, &err);
-    if (!tg)
-        return err;
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_getattr_np(t, attr);
+    int e = check(t);
+    if (e)
+        return e;
     int r = pthread_attr_init(attr);
     if (r != 0)
         return r;
-    if (!(tg->flags & (GF_SHARED | GF_ROOT)) && tg->s.stack) {
-        void *lo;
-        size_t size;
-        green__stack_bounds(tg->s.stack, &lo, &size);
-        pthread_attr_setstack(attr, lo, size);
+    void *lo;
+    size_t size;
+    int detached, saved = errno;
+    if (green_private_attr(to_green(t), &lo, &size, &detached) == 0) {
+        if (lo)
+            pthread_attr_setstack(attr, lo, size);
+        if (detached)
+            pthread_attr_setdetachstate(attr, PTHREAD_CREATE_DETACHED);
     }
-    if (tg->flags & GF_DETACHED)
-        pthread_attr_setdetachstate(attr, PTHREAD_CREATE_DETACHED);
+    errno = saved;
     return 0;
 }
 GREEN_PATCH_THREAD(pthread_getattr_np);
@@ -638,20 +604,19 @@ GREEN_PATCH_THREAD(pthread_getattr_np);
 int pthread_setname_np(pthread_t t, const char *name)
 {
     static __typeof__(pthread_setname_np) *real;
-    if (!green__patch_threads || !is_green(t)) {
+    if (!patch_threads || !is_green(t)) {
         if (!real)
             real = (__typeof__(real))dlsym(RTLD_NEXT, "pthread_setname_np");
         return real ? real(t, name) : ENOSYS;
     }
-    int err;
-    return resolve(t, &err) ? 0 : err; /* accepted and ignored */
+    return check(t); /* accepted and ignored */
 }
 GREEN_PATCH_THREAD(pthread_setname_np);
 
 int sched_yield(void)
 {
-    if (!green__patch_threads || !green__tls_hub)
-        return green__real()->sched_yield();
+    if (!patch_threads || !patch_here())
+        return patch_real()->sched_yield();
     int saved = errno;
     green_yield();
     errno = saved;
@@ -717,8 +682,8 @@ static int pm_locked(pthread_mutex_t *mu, struct pmutex *p, int e)
 
 int pthread_mutex_init(pthread_mutex_t *mu, const pthread_mutexattr_t *attr)
 {
-    if (!green__patch_threads)
-        return green__real()->pthread_mutex_init(mu, attr);
+    if (!patch_threads)
+        return patch_real()->pthread_mutex_init(mu, attr);
     int type = PTHREAD_MUTEX_DEFAULT, robust = PTHREAD_MUTEX_STALLED;
     if (attr && (pthread_mutexattr_gettype(attr, &type) != 0 ||
                  pthread_mutexattr_getrobust(attr, &robust) != 0))
@@ -731,21 +696,26 @@ GREEN_PATCH_THREAD(pthread_mutex_init);
 
 int pthread_mutex_destroy(pthread_mutex_t *mu)
 {
-    if (!green__patch_threads)
-        return green__real()->pthread_mutex_destroy(mu);
+    if (!patch_threads)
+        return patch_real()->pthread_mutex_destroy(mu);
     return pm_find(mu) ? EBUSY : 0;
 }
 GREEN_PATCH_THREAD(pthread_mutex_destroy);
 
 int pthread_mutex_lock(pthread_mutex_t *mu)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_mutex_lock(mu);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_mutex_lock(mu);
     int saved = errno;
     struct pmutex *p = pm_get(mu);
     if (!p)
         return EAGAIN;
-    int e = green__mutex_lock_masked(&p->m) == 0 ? 0 : errno;
+    int e = green_mutex_trylock(&p->m) == 0 ? 0 : errno;
+    if (e == EBUSY) { /* held: wait for it through kills and scoped timeouts */
+        int s = shield(SHIELD_ALL);
+        e = green_mutex_lock(&p->m, -1) == 0 ? 0 : errno;
+        unshield(s);
+    }
     errno = saved;
     return pm_locked(mu, p, e);
 }
@@ -753,8 +723,8 @@ GREEN_PATCH_THREAD(pthread_mutex_lock);
 
 int pthread_mutex_trylock(pthread_mutex_t *mu)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_mutex_trylock(mu);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_mutex_trylock(mu);
     int saved = errno;
     struct pmutex *p = pm_get(mu);
     if (!p)
@@ -768,7 +738,6 @@ GREEN_PATCH_THREAD(pthread_mutex_trylock);
 /* A lock with a deadline: kills and scoped timeouts held off, only its own time counts. */
 static int mutex_lock_until(pthread_mutex_t *mu, clockid_t clk, const struct timespec *abs)
 {
-    struct green_hub *h = green_here();
     int64_t d = deadline_of(clk, abs);
     if (d < 0)
         return EINVAL;
@@ -776,38 +745,33 @@ static int mutex_lock_until(pthread_mutex_t *mu, clockid_t clk, const struct tim
     struct pmutex *p = pm_get(mu);
     if (!p)
         return EAGAIN;
-    struct green *self = h->current;
-    struct hold s;
-    int e;
-    hold_begin(self, &s, 1);
-    do
-        e = green_mutex_lock(&p->m, d) == 0 ? 0 : errno;
-    while (held_kill(self, &s, 1, e));
-    hold_end(self, &s);
+    int s = shield(SHIELD_ALL);
+    int e = green_mutex_lock(&p->m, d) == 0 ? 0 : errno;
+    unshield(s);
     errno = saved;
     return pm_locked(mu, p, e);
 }
 
 int pthread_mutex_timedlock(pthread_mutex_t *restrict mu, const struct timespec *restrict abs)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_mutex_timedlock(mu, abs);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_mutex_timedlock(mu, abs);
     return mutex_lock_until(mu, CLOCK_REALTIME, abs);
 }
 GREEN_PATCH_THREAD(pthread_mutex_timedlock);
 
 int pthread_mutex_clocklock(pthread_mutex_t *restrict mu, clockid_t clk, const struct timespec *restrict abs)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_mutex_clocklock(mu, clk, abs);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_mutex_clocklock(mu, clk, abs);
     return mutex_lock_until(mu, clk, abs);
 }
 GREEN_PATCH_THREAD(pthread_mutex_clocklock);
 
 int pthread_mutex_unlock(pthread_mutex_t *mu)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_mutex_unlock(mu);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_mutex_unlock(mu);
     struct pmutex *p = pm_find(mu);
     if (!p)
         return EPERM;
@@ -823,8 +787,8 @@ GREEN_PATCH_THREAD(pthread_mutex_unlock);
 /* Ownership after EOWNERDEAD is ordinary (see sync.c): nothing to mark. */
 int pthread_mutex_consistent(pthread_mutex_t *mu)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_mutex_consistent(mu);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_mutex_consistent(mu);
     return (mu->__data.__kind & KIND_ROBUST) ? 0 : EINVAL;
 }
 GREEN_PATCH_THREAD(pthread_mutex_consistent);
@@ -845,8 +809,8 @@ static struct pcond *pc_of(pthread_cond_t *c) { return (struct pcond *)(void *)c
 
 int pthread_cond_init(pthread_cond_t *restrict c, const pthread_condattr_t *restrict attr)
 {
-    if (!green__patch_threads)
-        return green__real()->pthread_cond_init(c, attr);
+    if (!patch_threads)
+        return patch_real()->pthread_cond_init(c, attr);
     clockid_t clk = CLOCK_REALTIME;
     if (attr && pthread_condattr_getclock(attr, &clk) != 0)
         return EINVAL;
@@ -858,16 +822,16 @@ GREEN_PATCH_THREAD(pthread_cond_init);
 
 int pthread_cond_destroy(pthread_cond_t *c)
 {
-    if (!green__patch_threads)
-        return green__real()->pthread_cond_destroy(c);
+    if (!patch_threads)
+        return patch_real()->pthread_cond_destroy(c);
     return pc_of(c)->c.q.head ? EBUSY : 0;
 }
 GREEN_PATCH_THREAD(pthread_cond_destroy);
 
 int pthread_cond_signal(pthread_cond_t *c)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_cond_signal(c);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_cond_signal(c);
     green_cond_signal(&pc_of(c)->c);
     return 0;
 }
@@ -875,33 +839,28 @@ GREEN_PATCH_THREAD(pthread_cond_signal);
 
 int pthread_cond_broadcast(pthread_cond_t *c)
 {
-    if (!green__patch_threads || !green_here())
-        return green__real()->pthread_cond_broadcast(c);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_cond_broadcast(c);
     green_cond_broadcast(&pc_of(c)->c);
     return 0;
 }
 GREEN_PATCH_THREAD(pthread_cond_broadcast);
 
 /* A cancellation point: a cancelled green pthread leaves (holding mu, as POSIX says). */
-static int cond_wait(struct green_hub *h, pthread_cond_t *c, pthread_mutex_t *mu, int64_t deadline)
+static int cond_wait(pthread_cond_t *c, pthread_mutex_t *mu, int64_t deadline)
 {
     struct pmutex *p = pm_find(mu);
     if (!p)
         return EPERM;
-    struct green *self = h->current;
-    struct pth *b = pth_of(self);
+    struct pth *b = pth_self();
     if (b)
         testcancel(b);
-    int held = holds_kills(b);
-    struct hold s;
     int saved = errno;
-    hold_begin(self, &s, held);
+    int s = shield(GREEN_SHIELD_TIMEOUTS);
     p->pins++;
     int e = green_cond_wait(&pc_of(c)->c, &p->m, deadline) == 0 ? 0 : errno;
     p->pins--;
-    if (held_kill(self, &s, held, e))
-        e = 0; /* a spurious wake-up */
-    hold_end(self, &s);
+    unshield(s);
     errno = saved;
     if (e == ECANCELED && b)
         testcancel(b);
@@ -912,32 +871,29 @@ static int cond_wait(struct green_hub *h, pthread_cond_t *c, pthread_mutex_t *mu
 
 int pthread_cond_wait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu)
 {
-    struct green_hub *h = green__patch_threads ? green_here() : NULL;
-    if (!h)
-        return green__real()->pthread_cond_wait(c, mu);
-    return cond_wait(h, c, mu, -1);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_cond_wait(c, mu);
+    return cond_wait(c, mu, -1);
 }
 GREEN_PATCH_THREAD(pthread_cond_wait);
 
 int pthread_cond_timedwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu,
                            const struct timespec *restrict abs)
 {
-    struct green_hub *h = green__patch_threads ? green_here() : NULL;
-    if (!h)
-        return green__real()->pthread_cond_timedwait(c, mu, abs);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_cond_timedwait(c, mu, abs);
     int64_t d = deadline_of(pc_of(c)->monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME, abs);
-    return d < 0 ? EINVAL : cond_wait(h, c, mu, d);
+    return d < 0 ? EINVAL : cond_wait(c, mu, d);
 }
 GREEN_PATCH_THREAD(pthread_cond_timedwait);
 
 int pthread_cond_clockwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu, clockid_t clk,
                            const struct timespec *restrict abs)
 {
-    struct green_hub *h = green__patch_threads ? green_here() : NULL;
-    if (!h)
-        return green__real()->pthread_cond_clockwait(c, mu, clk, abs);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_cond_clockwait(c, mu, clk, abs);
     int64_t d = deadline_of(clk, abs);
-    return d < 0 ? EINVAL : cond_wait(h, c, mu, d);
+    return d < 0 ? EINVAL : cond_wait(c, mu, d);
 }
 GREEN_PATCH_THREAD(pthread_cond_clockwait);
 
@@ -955,7 +911,7 @@ extern char **environ;
 
 int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
 {
-    int r = green__real()->pthread_key_create(k, dtor);
+    int r = patch_real()->pthread_key_create(k, dtor);
     if (r == 0 && *k < PTHREAD_KEYS_MAX) {
         __atomic_store_n(&key_dtor[*k], dtor, __ATOMIC_RELAXED);
         __atomic_store_n(&key_os[*k], environ == NULL, __ATOMIC_RELAXED);
@@ -967,7 +923,7 @@ GREEN_PATCH_THREAD(pthread_key_create);
 
 int pthread_key_delete(pthread_key_t k)
 {
-    int r = green__real()->pthread_key_delete(k);
+    int r = patch_real()->pthread_key_delete(k);
     if (r == 0 && k < PTHREAD_KEYS_MAX) {
         __atomic_store_n(&key_dtor[k], NULL, __ATOMIC_RELAXED);
         __atomic_add_fetch(&key_seq[k], 1, __ATOMIC_RELEASE);
@@ -990,9 +946,9 @@ static struct spec *spec_of(struct pth *b, pthread_key_t k, int make)
 
 void *pthread_getspecific(pthread_key_t k)
 {
-    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && green__patch_threads ? pth_self() : NULL;
+    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__real()->pthread_getspecific(k);
+        return patch_real()->pthread_getspecific(k);
     struct spec *e = k < PTHREAD_KEYS_MAX ? spec_of(b, k, 0) : NULL;
     return e && e->seq == __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE) ? e->value : NULL;
 }
@@ -1000,9 +956,9 @@ GREEN_PATCH_THREAD(pthread_getspecific);
 
 int pthread_setspecific(pthread_key_t k, const void *value)
 {
-    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && green__patch_threads ? pth_self() : NULL;
+    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && patch_threads ? pth_self() : NULL;
     if (!b)
-        return green__real()->pthread_setspecific(k, value);
+        return patch_real()->pthread_setspecific(k, value);
     if (k >= PTHREAD_KEYS_MAX)
         return EINVAL;
     struct spec *e = spec_of(b, k, value != NULL);
@@ -1054,20 +1010,19 @@ enum { ONCE_BUSY = 1, ONCE_DONE = 2 };
 /* Green threads of this hub waiting for an init routine to finish. */
 struct once_waiter {
     pthread_once_t *o;
-    struct green *g;
+    green_t g;
     struct once_waiter *next;
 };
 static __thread struct once_waiter *once_waiters;
 
 static void once_wake(pthread_once_t *o)
 {
-    struct green_hub *h = green__tls_hub;
     for (struct once_waiter **pp = &once_waiters; *pp;) {
         struct once_waiter *w = *pp;
         if (w->o == o) {
             *pp = w->next;
             w->o = NULL; /* told */
-            green__wake(h, w->g, 0);
+            green_wake(w->g, 0);
         } else {
             pp = &w->next;
         }
@@ -1093,27 +1048,24 @@ static void once_run(pthread_once_t *o, void (*init)(void))
 
 /* Park until o's runner is done; not a cancellation point. A plain thread that runs
  * it would not wake us: look again now and then. */
-static void once_wait(struct green_hub *h, pthread_once_t *o)
+static void once_wait(pthread_once_t *o)
 {
     struct once_waiter *w = malloc(sizeof *w);
     if (!w) {
         green_sleep(1);
         return;
     }
-    struct green *self = h->current;
-    *w = (struct once_waiter){o, self, once_waiters};
+    *w = (struct once_waiter){o, green_current(), once_waiters};
     once_waiters = w;
-    struct hold s;
-    hold_begin(self, &s, 1);
+    int s = shield(SHIELD_ALL);
     int saved = errno;
     while (w->o && __atomic_load_n(o, __ATOMIC_ACQUIRE) == ONCE_BUSY) {
-        int e = green__park(h, green_after(100)) == 0 ? 0 : errno;
+        int e = green_park(green_after(100)) == 0 ? 0 : errno;
         if (e == EDEADLK)
             die("libgreen-patch: pthread_once waits for an init routine that can never finish\n");
-        held_kill(self, &s, 1, e);
     }
     errno = saved;
-    hold_end(self, &s);
+    unshield(s);
     for (struct once_waiter **pp = &once_waiters; *pp; pp = &(*pp)->next) {
         if (*pp == w) {
             *pp = w->next;
@@ -1125,9 +1077,8 @@ static void once_wait(struct green_hub *h, pthread_once_t *o)
 
 int pthread_once(pthread_once_t *o, void (*init)(void))
 {
-    struct green_hub *h = green__patch_threads ? green_here() : NULL;
-    if (!h)
-        return green__real()->pthread_once(o, init);
+    if (!patch_threads || !green_here())
+        return patch_real()->pthread_once(o, init);
     for (;;) {
         int v = __atomic_load_n(o, __ATOMIC_ACQUIRE);
         if (v & ONCE_DONE)
@@ -1137,7 +1088,7 @@ int pthread_once(pthread_once_t *o, void (*init)(void))
             return 0;
         }
         if (v != 0)
-            once_wait(h, o);
+            once_wait(o);
     }
 }
 GREEN_PATCH_THREAD(pthread_once);

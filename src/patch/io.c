@@ -1,12 +1,12 @@
 /*
- * patch_io.c — read, write, send, receive, accept and connect as a blocking fd's user
- * expects them, made cooperative in a green thread (see patch_io.h for the fd states).
+ * io.c — read, write, send, receive, accept and connect as a blocking fd's user
+ * expects them, made cooperative in a green thread (see io.h for the fd states).
  *
- * Every wrapper asks green__pfd_how() how to make its call:
+ * Every wrapper asks pfd_how() how to make its call:
  *  - PFD_PASS: straight to libc (a plain thread's fd that is really blocking or that the
  *    user made non-blocking, a regular file, a bad fd, MSG_DONTWAIT);
  *  - PFD_GREEN: the fd is non-blocking underneath: make the call, and on EAGAIN park the
- *    green thread until the fd is ready (green__pfd_wait), then make it again. A PFD_KEEP
+ *    green thread until the fd is ready (pfd_wait), then make it again. A PFD_KEEP
  *    fd (0..2) is waited for first, then called;
  *  - PFD_EMULATE: a plain thread on an fd that is blocking to the user but non-blocking
  *    underneath: the same loop, with a real poll(2) as the wait.
@@ -16,7 +16,7 @@
  * kernel does for a blocking socket; when a wait fails part way they return the count
  * moved so far. errno is left as it was when the call succeeds.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -29,11 +29,11 @@ static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 #define ONE_CALL(fd, ev, flags, type, call)                                               \
     do {                                                                                  \
         int state_;                                                                       \
-        enum pfd_how how_ = green__pfd_how(fd, &state_);                                  \
+        enum pfd_how how_ = pfd_how(fd, &state_);                                  \
         if (how_ == PFD_PASS || ((flags) & MSG_DONTWAIT))                                 \
             return call;                                                                  \
         int e_ = errno;                                                                   \
-        if ((state_ & PFD_KEEP) && green__pfd_wait(how_, fd, ev) != 0)                    \
+        if ((state_ & PFD_KEEP) && pfd_wait(how_, fd, ev) != 0)                    \
             return -1;                                                                    \
         for (;;) {                                                                        \
             type r_ = call;                                                               \
@@ -41,14 +41,14 @@ static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
                 errno = e_;                                                               \
                 return r_;                                                                \
             }                                                                             \
-            if (!would_block(errno) || green__pfd_wait(how_, fd, ev) != 0)                \
+            if (!would_block(errno) || pfd_wait(how_, fd, ev) != 0)                \
                 return -1;                                                                \
         }                                                                                 \
     } while (0)
 
 ssize_t read(int fd, void *buf, size_t n)
 {
-    ONE_CALL(fd, POLLIN, 0, ssize_t, green__real()->read(fd, buf, n));
+    ONE_CALL(fd, POLLIN, 0, ssize_t, patch_real()->read(fd, buf, n));
 }
 GREEN_PATCH(read);
 
@@ -65,19 +65,19 @@ GREEN_PATCH(__read_chk);
 
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    ONE_CALL(fd, POLLIN, 0, ssize_t, green__real()->readv(fd, iov, iovcnt));
+    ONE_CALL(fd, POLLIN, 0, ssize_t, patch_real()->readv(fd, iov, iovcnt));
 }
 GREEN_PATCH(readv);
 
 ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    ONE_CALL(fd, POLLIN, flags, ssize_t, green__real()->recvmsg(fd, msg, flags));
+    ONE_CALL(fd, POLLIN, flags, ssize_t, patch_real()->recvmsg(fd, msg, flags));
 }
 GREEN_PATCH(recvmsg);
 
 static int accept_call(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    ONE_CALL(fd, POLLIN, 0, int, green__real()->accept4(fd, addr, len, flags));
+    ONE_CALL(fd, POLLIN, 0, int, patch_real()->accept4(fd, addr, len, flags));
 }
 
 /* The new fd gets exactly the caller's flags: its kernel flags are then the truth. */
@@ -85,7 +85,7 @@ int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
     int c = accept_call(fd, addr, len, flags);
     if (c >= 0)
-        green__pfd_set(c, 0);
+        pfd_set(c, 0);
     return c;
 }
 GREEN_PATCH(accept4);
@@ -99,7 +99,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
 {
     int state;
     if ((flags & MSG_WAITALL) && !(flags & (MSG_PEEK | MSG_DONTWAIT)) &&
-        green__pfd_how(fd, &state) != PFD_PASS && (state & PFD_STREAM)) {
+        pfd_how(fd, &state) != PFD_PASS && (state & PFD_STREAM)) {
         size_t done = 0;
         while (done < n) {
             ssize_t r = recvfrom(fd, (char *)buf + done, n - done, flags & ~MSG_WAITALL, from, fromlen);
@@ -109,7 +109,7 @@ ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, 
         }
         return (ssize_t)done;
     }
-    ONE_CALL(fd, POLLIN, flags, ssize_t, green__real()->recvfrom(fd, buf, n, flags, from, fromlen));
+    ONE_CALL(fd, POLLIN, flags, ssize_t, patch_real()->recvfrom(fd, buf, n, flags, from, fromlen));
 }
 GREEN_PATCH(recvfrom);
 
@@ -139,7 +139,7 @@ GREEN_PATCH(__recv_chk);
 /* One datagram, or what one call takes on a stream socket. */
 ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen)
 {
-    ONE_CALL(fd, POLLOUT, flags, ssize_t, green__real()->sendto(fd, buf, n, flags, to, tolen));
+    ONE_CALL(fd, POLLOUT, flags, ssize_t, patch_real()->sendto(fd, buf, n, flags, to, tolen));
 }
 GREEN_PATCH(sendto);
 
@@ -155,11 +155,11 @@ struct put {
 static ssize_t put_once(struct put *p, struct iovec *iov, int cnt)
 {
     if (!p->msg)
-        return green__real()->writev(p->fd, iov, cnt);
+        return patch_real()->writev(p->fd, iov, cnt);
     struct msghdr m = *p->msg;
     m.msg_iov = iov;
     m.msg_iovlen = (size_t)cnt;
-    ssize_t r = green__real()->sendmsg(p->fd, &m, p->flags);
+    ssize_t r = patch_real()->sendmsg(p->fd, &m, p->flags);
     if (r > 0) { /* the rest of a stream: no address, no ancillary data again */
         p->msg->msg_control = NULL;
         p->msg->msg_controllen = 0;
@@ -173,12 +173,12 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
 {
     size_t done = 0;
     int e = errno;
-    if ((state & PFD_KEEP) && green__pfd_wait(how, p->fd, POLLOUT) != 0)
+    if ((state & PFD_KEEP) && pfd_wait(how, p->fd, POLLOUT) != 0)
         return -1;
     for (;;) {
         ssize_t r = put_once(p, iov, cnt);
         if (r < 0) {
-            if (!would_block(errno) || green__pfd_wait(how, p->fd, POLLOUT) != 0)
+            if (!would_block(errno) || pfd_wait(how, p->fd, POLLOUT) != 0)
                 return done ? (ssize_t)done : -1;
             continue;
         }
@@ -193,7 +193,7 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
             break;
         iov[0].iov_base = (char *)iov[0].iov_base + left;
         iov[0].iov_len -= left;
-        if ((state & PFD_KEEP) && green__pfd_wait(how, p->fd, POLLOUT) != 0)
+        if ((state & PFD_KEEP) && pfd_wait(how, p->fd, POLLOUT) != 0)
             return (ssize_t)done;
     }
     errno = e;
@@ -204,9 +204,9 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
 static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
 {
     int state;
-    enum pfd_how how = green__pfd_how(p->fd, &state);
+    enum pfd_how how = pfd_how(p->fd, &state);
     if (how == PFD_PASS || (p->flags & MSG_DONTWAIT) || cnt <= 0 || cnt > IOV_MAX)
-        return p->msg ? green__real()->sendmsg(p->fd, p->msg, p->flags) : green__real()->writev(p->fd, iov, cnt);
+        return p->msg ? patch_real()->sendmsg(p->fd, p->msg, p->flags) : patch_real()->writev(p->fd, iov, cnt);
     struct iovec small[8], *copy = small;
     if (cnt > 8 && !(copy = malloc((size_t)cnt * sizeof *copy))) {
         errno = ENOMEM;
@@ -242,7 +242,7 @@ GREEN_PATCH(__write);
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     if (!msg)
-        return green__real()->sendmsg(fd, msg, flags);
+        return patch_real()->sendmsg(fd, msg, flags);
     struct msghdr m = *msg;
     struct put p = {.fd = fd, .flags = flags, .msg = &m};
     return put_all_copy(&p, msg->msg_iov, (int)msg->msg_iovlen);
@@ -268,12 +268,12 @@ GREEN_PATCH(__send);
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int state;
-    enum pfd_how how = green__pfd_how(fd, &state);
+    enum pfd_how how = pfd_how(fd, &state);
     int e = errno;
-    int r = green__real()->connect(fd, addr, len);
+    int r = patch_real()->connect(fd, addr, len);
     if (r == 0 || how == PFD_PASS || errno != EINPROGRESS)
         return r;
-    if (green__pfd_wait(how, fd, POLLOUT) != 0)
+    if (pfd_wait(how, fd, POLLOUT) != 0)
         return -1;
     int err = 0;
     socklen_t elen = sizeof err;

@@ -1,85 +1,30 @@
 /*
- * patch_dns.c — getaddrinfo gethostbyname gethostbyname_r in a green thread: libc's own
+ * dns.c — getaddrinfo gethostbyname gethostbyname_r in a green thread: libc's own
  * resolver, run on libgreen's thread pool, so that the answer is libc's (nsswitch,
  * /etc/hosts, resolv.conf) and getaddrinfo's list is freed by libc's freeaddrinfo.
+ * getaddrinfo is libgreen's own lookup (green_private_getaddrinfo: the one that
+ * green_getaddrinfo makes without c-ares); the gethostbyname pair are jobs of this file.
  *
  * A numeric host does no I/O and is answered on the spot. A caller that gives up
  * (scoped deadline: EAI_SYSTEM with errno ETIMEDOUT; kill: ECANCELED) leaves its job to
  * the pool thread, which frees the answer when the lookup ends: everything the job
  * writes is on the heap, never in the caller's buffers, which are filled afterwards.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- getaddrinfo ---- */
-
-struct gai_job {
-    const char *host, *service;
-    struct addrinfo hints;
-    int has_hints;
-    struct addrinfo *res;
-    int rc, err;
-    char text[];
-};
-
-static void *gai_run(void *arg)
-{
-    struct gai_job *j = arg;
-    j->rc = green__real()->getaddrinfo(j->host, j->service, j->has_hints ? &j->hints : NULL, &j->res);
-    j->err = errno;
-    return NULL;
-}
-
-static void gai_drop(void *arg, void *result)
-{
-    (void)result;
-    struct gai_job *j = arg;
-    if (j->rc == 0 && j->res)
-        green__real()->freeaddrinfo(j->res);
-    free(j);
-}
-
-/* A host that needs no lookup: the system's answer at once, else EAI_NONAME. */
-static int gai_numeric(const char *host, const char *service, const struct addrinfo *hints,
-                       struct addrinfo **res)
-{
-    struct addrinfo h = {.ai_flags = AI_V4MAPPED | AI_ADDRCONFIG};
-    if (hints)
-        h = *hints;
-    h.ai_flags |= AI_NUMERICHOST;
-    return green__real()->getaddrinfo(host, service, &h, res);
-}
+/* ---- getaddrinfo: libgreen's, the system resolver on the pool ---- */
 
 int getaddrinfo(const char *host, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
-    if (!green__patch_here() || !host || !res || (hints && (hints->ai_flags & AI_NUMERICHOST)))
-        return green__real()->getaddrinfo(host, service, hints, res);
+    if (!patch_here() || !host || !res || (hints && (hints->ai_flags & AI_NUMERICHOST)))
+        return patch_real()->getaddrinfo(host, service, hints, res);
     int e = errno;
-    int rc = gai_numeric(host, service, hints, res);
-    if (rc != EAI_NONAME) {
+    int rc = green_private_getaddrinfo(host, service, hints, res);
+    if (rc != EAI_SYSTEM)
         errno = e;
-        return rc;
-    }
-    size_t hl = strlen(host) + 1, sl = service ? strlen(service) + 1 : 0;
-    struct gai_job *j = calloc(1, sizeof *j + hl + sl);
-    if (!j)
-        return EAI_MEMORY;
-    j->host = memcpy(j->text, host, hl);
-    if (service)
-        j->service = memcpy(j->text + hl, service, sl);
-    if (hints) {
-        j->hints = (struct addrinfo){.ai_flags = hints->ai_flags, .ai_family = hints->ai_family,
-                                     .ai_socktype = hints->ai_socktype, .ai_protocol = hints->ai_protocol};
-        j->has_hints = 1;
-    }
-    if (green__pool_run(NULL, gai_run, j, NULL, -1, gai_drop) != 0)
-        return errno == ENOMEM ? EAI_MEMORY : EAI_SYSTEM; /* j is gai_drop's now */
-    rc = j->rc;
-    *res = j->res;
-    errno = rc == EAI_SYSTEM ? j->err : e;
-    free(j);
     return rc;
 }
 GREEN_PATCH(getaddrinfo);
@@ -97,7 +42,7 @@ struct ghbn_job {
 static void *ghbn_run(void *arg)
 {
     struct ghbn_job *j = arg;
-    j->rc = green__real()->gethostbyname_r(j->name, &j->he, j->buf, j->buflen, &j->result, &j->herr);
+    j->rc = patch_real()->gethostbyname_r(j->name, &j->he, j->buf, j->buflen, &j->result, &j->herr);
     return NULL;
 }
 
@@ -141,7 +86,7 @@ static int ghbn_pool(const char *name, size_t buflen, struct ghbn_job **out)
     }
     j->buflen = buflen;
     memcpy(j->name, name, nl);
-    if (green__pool_run(NULL, ghbn_run, j, NULL, -1, ghbn_drop) != 0)
+    if (green_private_pool_run(ghbn_run, j, NULL, ghbn_drop) != 0)
         return -1;
     *out = j;
     return 0;
@@ -150,8 +95,8 @@ static int ghbn_pool(const char *name, size_t buflen, struct ghbn_job **out)
 int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
                     int *h_errnop)
 {
-    if (!green__patch_here() || !name || !ret || !buf || !result || !h_errnop)
-        return green__real()->gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
+    if (!patch_here() || !name || !ret || !buf || !result || !h_errnop)
+        return patch_real()->gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
     struct ghbn_job *j;
     *result = NULL;
     if (ghbn_pool(name, buflen, &j) != 0) {
@@ -173,8 +118,8 @@ GREEN_PATCH(gethostbyname_r);
  * next call reuses. */
 struct hostent *gethostbyname(const char *name)
 {
-    if (!green__patch_here() || !name)
-        return green__real()->gethostbyname(name);
+    if (!patch_here() || !name)
+        return patch_real()->gethostbyname(name);
     static __thread struct hostent he;
     static __thread char *buf;
     static __thread size_t cap;

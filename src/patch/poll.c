@@ -1,5 +1,5 @@
 /*
- * patch_poll.c — poll ppoll select pselect (and glibc's __poll, __poll_chk, __ppoll_chk,
+ * poll.c — poll ppoll select pselect (and glibc's __poll, __poll_chk, __ppoll_chk,
  * __select) in a green thread, and every wait of the other I/O wrappers.
  *
  * A call first polls without waiting (poll(2) with timeout 0): what is ready, invalid
@@ -22,7 +22,7 @@
  * an OS thread: pending signals it unblocks are delivered by a zero-timeout ppoll first,
  * and the wait itself runs with the thread's mask.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +37,7 @@ struct private_wait {
 };
 static __thread struct private_wait *private_waits;
 
-void green__patch_closing(int fd)
+void patch_closing(int fd)
 {
     for (struct private_wait *w = private_waits; w; w = w->next)
         for (nfds_t i = 0; i < w->n; i++)
@@ -74,7 +74,7 @@ static int private_epoll(const struct pollfd *fds, nfds_t n)
                 continue;
         }
         int e = errno;
-        green__real()->close(ep);
+        patch_real()->close(ep);
         errno = e;
         return -1;
     }
@@ -105,7 +105,7 @@ static int wanted(short ev)
     return ((ev & (POLLIN | POLLRDNORM)) ? GREEN_READ : 0) | ((ev & (POLLOUT | POLLWRNORM)) ? GREEN_WRITE : 0);
 }
 
-int green__patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
 {
     int e = errno;
     nfds_t live = 0, one = 0;
@@ -115,7 +115,7 @@ int green__patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
             one = i;
         }
     for (;;) {
-        int r = live ? green__real()->poll(fds, n, 0) : 0;
+        int r = live ? patch_real()->poll(fds, n, 0) : 0;
         if (r != 0) {
             if (r > 0)
                 errno = e;
@@ -152,13 +152,13 @@ static int64_t poll_deadline(int timeout) { return timeout < 0 ? -1 : green_afte
 
 int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-    if (!green__patch_here())
-        return green__real()->poll(fds, n, timeout);
+    if (!patch_here())
+        return patch_real()->poll(fds, n, timeout);
     if (n > 0 && !fds) {
         errno = EFAULT;
         return -1;
     }
-    return green__patch_poll(fds, n, poll_deadline(timeout));
+    return patch_poll(fds, n, poll_deadline(timeout));
 }
 GREEN_PATCH(poll);
 
@@ -173,7 +173,7 @@ int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 }
 GREEN_PATCH(__poll_chk);
 
-int64_t green__ts_ms(const struct timespec *ts)
+int64_t patch_ts_ms(const struct timespec *ts)
 {
     if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L) {
         errno = EINVAL;
@@ -188,27 +188,27 @@ int64_t green__ts_ms(const struct timespec *ts)
 static int deliver_pending(const sigset_t *sigmask)
 {
     struct timespec zero = {0, 0};
-    return sigmask ? green__real()->ppoll(NULL, 0, &zero, sigmask) : 0;
+    return sigmask ? patch_real()->ppoll(NULL, 0, &zero, sigmask) : 0;
 }
 
 static int64_t ts_deadline(const struct timespec *ts)
 {
     if (!ts)
         return -1;
-    int64_t ms = green__ts_ms(ts);
+    int64_t ms = patch_ts_ms(ts);
     return ms < 0 ? -2 : green_after(ms);
 }
 
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sigmask)
 {
-    if (!green__patch_here())
-        return green__real()->ppoll(fds, n, ts, sigmask);
+    if (!patch_here())
+        return patch_real()->ppoll(fds, n, ts, sigmask);
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
     if (deliver_pending(sigmask) != 0)
         return -1; /* EINTR: a signal came in */
-    return green__patch_poll(fds, n, deadline);
+    return patch_poll(fds, n, deadline);
 }
 GREEN_PATCH(ppoll);
 
@@ -245,7 +245,7 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
             p[n++] = (struct pollfd){.fd = fd, .events = ev};
     }
     int e = errno;
-    int r = green__patch_poll(p, n, deadline);
+    int r = patch_poll(p, n, deadline);
     if (r > 0) {
         r = 0;
         for (nfds_t i = 0; i < n && r >= 0; i++)
@@ -286,8 +286,8 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
 /* Linux's select writes the time left back to the timeout. */
 int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
-    if (!green__patch_here())
-        return green__real()->select(nfds, rd, wr, ex, tv);
+    if (!patch_here())
+        return patch_real()->select(nfds, rd, wr, ex, tv);
     int64_t deadline = -1;
     if (tv) {
         if (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000) {
@@ -313,8 +313,8 @@ GREEN_PATCH(__select);
 
 int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts, const sigset_t *sigmask)
 {
-    if (!green__patch_here())
-        return green__real()->pselect(nfds, rd, wr, ex, ts, sigmask);
+    if (!patch_here())
+        return patch_real()->pselect(nfds, rd, wr, ex, ts, sigmask);
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;

@@ -1,11 +1,11 @@
 /*
- * patch_io.h — what the I/O wrappers of libgreen-patch.so share (patch_fd.c,
- * patch_io.c, patch_poll.c, patch_time.c, patch_dns.c).
+ * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c,
+ * io.c, poll.c, time.c, dns.c).
  *
  * The user's view of an fd stays POSIX while libgreen keeps it non-blocking underneath.
  * File status flags belong to the open file, which every thread of the process shares,
  * so the view is kept in a process-wide table of one atomic byte per fd number (see
- * patch_fd.c). An fd number is in one of these states:
+ * fd.c). An fd number is in one of these states:
  *  - 0, unknown: libgreen has not touched it; the kernel's flags are the user's;
  *  - PFD_FILE: a regular file, block device or directory: no poller can wait for it, so
  *    every call passes straight through (it blocks the OS thread, as in gevent);
@@ -16,8 +16,8 @@
  *    A green thread's call parks on EAGAIN; a plain thread's call polls (really
  *    blocking) and retries, unless the user asked for non-blocking.
  */
-#ifndef GREEN_PATCH_IO_H
-#define GREEN_PATCH_IO_H
+#ifndef PATCH_IO_H
+#define PATCH_IO_H
 
 #include "patch.h"
 
@@ -32,10 +32,10 @@ enum {
     PFD_STREAM = 32,   /* a SOCK_STREAM socket (MSG_WAITALL reads on) */
 };
 
-int green__pfd_get(int fd);                 /* the state, 0 when unknown */
-void green__pfd_set(int fd, int state);
+int pfd_get(int fd);                 /* the state, 0 when unknown */
+void pfd_set(int fd, int state);
 /* The state, learning it (and switching the fd to O_NONBLOCK) on first use; -1 + errno. */
-int green__pfd_learn(int fd);
+int pfd_learn(int fd);
 
 /* How a wrapper makes its call on fd. */
 enum pfd_how {
@@ -43,22 +43,22 @@ enum pfd_how {
     PFD_GREEN,     /* park on EAGAIN (or before the call, for PFD_KEEP) */
     PFD_EMULATE,   /* plain thread, fd blocking to the user but not underneath: poll, retry */
 };
-enum pfd_how green__pfd_how(int fd, int *state);
+enum pfd_how pfd_how(int fd, int *state);
 /* Wait until fd is ready for events (POLLIN/POLLOUT) the way `how` says: 0, or -1 +
  * errno (ETIMEDOUT, ECANCELED, EBADF when the fd was closed meanwhile, EINTR). */
-int green__pfd_wait(enum pfd_how how, int fd, int events);
+int pfd_wait(enum pfd_how how, int fd, int events);
 
 /* poll(2) in a green thread, until the absolute deadline (ms, -1 none): the number of
  * fds with revents, 0 at that deadline, -1 + errno (ETIMEDOUT for a scoped deadline,
  * ECANCELED, EINVAL, ENOMEM). */
-int green__patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline);
+int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline);
 /* close() of fd on this OS thread: wake the green threads whose waits include it. */
-void green__patch_closing(int fd);
+void patch_closing(int fd);
 
 /* __chk_fail: glibc's report of a fortify check that failed; never returns. */
 void __chk_fail(void) __attribute__((noreturn));
 
 /* a timespec as a duration in ms, rounded up; -1 for a bad one (EINVAL) */
-int64_t green__ts_ms(const struct timespec *ts);
+int64_t patch_ts_ms(const struct timespec *ts);
 
-#endif /* GREEN_PATCH_IO_H */
+#endif /* PATCH_IO_H */

@@ -1,7 +1,7 @@
 /*
- * patch_fd.c — the user's view of an fd (see patch_io.h), and the wrappers that create,
+ * fd.c — the user's view of an fd (see io.h), and the wrappers that create,
  * copy, configure and close fds: socket socketpair pipe pipe2 accept's result (in
- * patch_io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose.
+ * io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose.
  *
  * The table: one byte per fd number, in chunks of 16K fds reached through a fixed
  * array of 64K chunk pointers (fd numbers up to 2^30, Linux's nr_open ceiling). A chunk
@@ -14,7 +14,7 @@
  * file: after dup the copies share the entry's value, but a later F_SETFL through one
  * number updates only that number's view.
  */
-#include "patch_io.h"
+#include "io.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -43,20 +43,20 @@ static unsigned char *chunk_of(int fd, int make)
     return c;
 }
 
-int green__pfd_get(int fd)
+int pfd_get(int fd)
 {
     unsigned char *c = chunk_of(fd, 0);
     return c ? __atomic_load_n(&c[fd & (CHUNK_SIZE - 1)], __ATOMIC_ACQUIRE) : 0;
 }
 
-void green__pfd_set(int fd, int state)
+void pfd_set(int fd, int state)
 {
     unsigned char *c = chunk_of(fd, state != 0);
     if (c)
         __atomic_store_n(&c[fd & (CHUNK_SIZE - 1)], (unsigned char)state, __ATOMIC_RELEASE);
 }
 
-/* What fd is, found out once: see patch_io.h for the states. */
+/* What fd is, found out once: see io.h for the states. */
 static int learn(int fd)
 {
     struct stat st;
@@ -64,7 +64,7 @@ static int learn(int fd)
         return -1;
     if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
         return PFD_KNOWN | PFD_FILE;
-    int fl = green__real()->fcntl(fd, F_GETFL);
+    int fl = patch_real()->fcntl(fd, F_GETFL);
     if (fl < 0)
         return -1;
     int state = PFD_KNOWN | ((fl & O_NONBLOCK) ? PFD_USER_NB : 0);
@@ -76,14 +76,14 @@ static int learn(int fd)
     } else if (fd <= 2) {
         return state | PFD_KEEP; /* the terminal or a pipe of the shell's: flags stay */
     }
-    if (!(fl & O_NONBLOCK) && green__real()->fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+    if (!(fl & O_NONBLOCK) && patch_real()->fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
         return -1;
     return state | PFD_MANAGED;
 }
 
-int green__pfd_learn(int fd)
+int pfd_learn(int fd)
 {
-    int state = green__pfd_get(fd);
+    int state = pfd_get(fd);
     if (state)
         return state;
     int e = errno;
@@ -101,25 +101,25 @@ int green__pfd_learn(int fd)
     return state;
 }
 
-enum pfd_how green__pfd_how(int fd, int *state)
+enum pfd_how pfd_how(int fd, int *state)
 {
-    if (green__patch_here()) {
-        int s = green__pfd_learn(fd);
+    if (patch_here()) {
+        int s = pfd_learn(fd);
         *state = s < 0 ? 0 : s;
         /* a bad fd: libc reports it */
         return s <= 0 || (s & (PFD_FILE | PFD_USER_NB)) ? PFD_PASS : PFD_GREEN;
     }
-    int s = *state = green__pfd_get(fd);
+    int s = *state = pfd_get(fd);
     return (s & PFD_MANAGED) && !(s & PFD_USER_NB) ? PFD_EMULATE : PFD_PASS;
 }
 
-int green__pfd_wait(enum pfd_how how, int fd, int events)
+int pfd_wait(enum pfd_how how, int fd, int events)
 {
     struct pollfd p = {.fd = fd, .events = (short)events};
     if (how == PFD_GREEN)
-        return green__patch_poll(&p, 1, -1) > 0 ? 0 : -1;
+        return patch_poll(&p, 1, -1) > 0 ? 0 : -1;
     /* a plain thread: really block, as the user's blocking fd would */
-    int r = green__real()->poll(&p, 1, -1);
+    int r = patch_real()->poll(&p, 1, -1);
     return r > 0 ? 0 : -1;
 }
 
@@ -127,19 +127,19 @@ int green__pfd_wait(enum pfd_how how, int fd, int events)
 
 int socket(int domain, int type, int protocol)
 {
-    int fd = green__real()->socket(domain, type, protocol);
+    int fd = patch_real()->socket(domain, type, protocol);
     if (fd >= 0)
-        green__pfd_set(fd, 0);
+        pfd_set(fd, 0);
     return fd;
 }
 GREEN_PATCH(socket);
 
 int socketpair(int domain, int type, int protocol, int sv[2])
 {
-    int r = green__real()->socketpair(domain, type, protocol, sv);
+    int r = patch_real()->socketpair(domain, type, protocol, sv);
     if (r == 0) {
-        green__pfd_set(sv[0], 0);
-        green__pfd_set(sv[1], 0);
+        pfd_set(sv[0], 0);
+        pfd_set(sv[1], 0);
     }
     return r;
 }
@@ -147,10 +147,10 @@ GREEN_PATCH(socketpair);
 
 int pipe2(int fds[2], int flags)
 {
-    int r = green__real()->pipe2(fds, flags);
+    int r = patch_real()->pipe2(fds, flags);
     if (r == 0) {
-        green__pfd_set(fds[0], 0);
-        green__pfd_set(fds[1], 0);
+        pfd_set(fds[0], 0);
+        pfd_set(fds[1], 0);
     }
     return r;
 }
@@ -166,63 +166,63 @@ static int dup_done(int oldfd, int newfd, int replaced)
 {
     if (newfd < 0)
         return newfd;
-    if (replaced && green__patch_here())
-        green__patch_closing(newfd);
-    green__pfd_set(newfd, green__pfd_get(oldfd));
+    if (replaced && patch_here())
+        patch_closing(newfd);
+    pfd_set(newfd, pfd_get(oldfd));
     return newfd;
 }
 
-int dup(int fd) { return dup_done(fd, green__real()->dup(fd), 0); }
+int dup(int fd) { return dup_done(fd, patch_real()->dup(fd), 0); }
 GREEN_PATCH(dup);
 
 int dup2(int oldfd, int newfd)
 {
     if (oldfd == newfd)
-        return green__real()->dup2(oldfd, newfd);
-    return dup_done(oldfd, green__real()->dup2(oldfd, newfd), 1);
+        return patch_real()->dup2(oldfd, newfd);
+    return dup_done(oldfd, patch_real()->dup2(oldfd, newfd), 1);
 }
 GREEN_PATCH(dup2);
 
 int __dup2(int oldfd, int newfd) { return dup2(oldfd, newfd); }
 GREEN_PATCH(__dup2);
 
-int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, green__real()->dup3(oldfd, newfd, flags), 1); }
+int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, patch_real()->dup3(oldfd, newfd, flags), 1); }
 GREEN_PATCH(dup3);
 
 /* ---- the user's O_NONBLOCK ---- */
 
 static void set_user_nb(int fd, int state, int on)
 {
-    green__pfd_set(fd, on ? state | PFD_USER_NB : state & ~PFD_USER_NB);
+    pfd_set(fd, on ? state | PFD_USER_NB : state & ~PFD_USER_NB);
 }
 
 static int fcntl_impl(int fd, int cmd, void *arg)
 {
-    int state = green__pfd_get(fd);
+    int state = pfd_get(fd);
     int e = errno;
     int r;
     switch (cmd) {
     case F_GETFL:
-        r = green__real()->fcntl(fd, cmd);
+        r = patch_real()->fcntl(fd, cmd);
         if (r >= 0 && (state & PFD_MANAGED))
             r = (r & ~O_NONBLOCK) | ((state & PFD_USER_NB) ? O_NONBLOCK : 0);
         break;
     case F_SETFL: {
         int fl = (int)(intptr_t)arg;
         /* a managed fd stays non-blocking underneath; only the user's view changes */
-        r = green__real()->fcntl(fd, cmd, (state & PFD_MANAGED) ? fl | O_NONBLOCK : fl);
+        r = patch_real()->fcntl(fd, cmd, (state & PFD_MANAGED) ? fl | O_NONBLOCK : fl);
         if (r == 0 && (state & (PFD_MANAGED | PFD_KEEP)))
             set_user_nb(fd, state, fl & O_NONBLOCK);
         break;
     }
     case F_DUPFD:
     case F_DUPFD_CLOEXEC:
-        r = green__real()->fcntl(fd, cmd, (int)(intptr_t)arg);
+        r = patch_real()->fcntl(fd, cmd, (int)(intptr_t)arg);
         if (r >= 0)
-            green__pfd_set(r, state);
+            pfd_set(r, state);
         break;
     default:
-        return green__real()->fcntl(fd, cmd, arg);
+        return patch_real()->fcntl(fd, cmd, arg);
     }
     if (r >= 0)
         errno = e;
@@ -268,22 +268,22 @@ int ioctl(int fd, unsigned long req, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     int state;
-    if (req != FIONBIO || !((state = green__pfd_get(fd)) & (PFD_MANAGED | PFD_KEEP)))
-        return green__real()->ioctl(fd, req, arg);
+    if (req != FIONBIO || !((state = pfd_get(fd)) & (PFD_MANAGED | PFD_KEEP)))
+        return patch_real()->ioctl(fd, req, arg);
     if (!arg) {
         errno = EFAULT;
         return -1;
     }
     int on = *(const int *)arg != 0;
     if (state & PFD_KEEP) {
-        int r = green__real()->ioctl(fd, req, arg);
+        int r = patch_real()->ioctl(fd, req, arg);
         if (r == 0)
             set_user_nb(fd, state, on);
         return r;
     }
     /* managed: non-blocking underneath already; check the fd is still open */
     int e = errno;
-    if (green__real()->fcntl(fd, F_GETFL) < 0)
+    if (patch_real()->fcntl(fd, F_GETFL) < 0)
         return -1;
     errno = e;
     set_user_nb(fd, state, on);
@@ -297,12 +297,10 @@ GREEN_PATCH(ioctl);
  * so that no green thread sleeps on a number that may soon be another file's. */
 static void closing(int fd)
 {
-    green__pfd_set(fd, 0);
-    struct green_hub *h = green__tls_hub;
-    if (h) {
-        green__patch_closing(fd);
-        if (h->poller)
-            green__fd_forget(h, fd);
+    pfd_set(fd, 0);
+    if (patch_here()) {
+        patch_closing(fd);
+        green_private_fd_closing(fd);
     }
 }
 
@@ -310,7 +308,7 @@ int close(int fd)
 {
     int e = errno;
     closing(fd);
-    int r = green__real()->close(fd);
+    int r = patch_real()->close(fd);
     if (r == 0)
         errno = e;
     return r;
@@ -327,6 +325,6 @@ int fclose(FILE *f)
         if (fd >= 0)
             closing(fd);
     }
-    return green__real()->fclose(f);
+    return patch_real()->fclose(f);
 }
 GREEN_PATCH(fclose);

@@ -1,8 +1,9 @@
 /*
- * patch.c — libgreen-patch.so's common part: its switches and green_patch_report().
+ * patch.c — libgreen-patch.so's common part: the libc table of its pass-through path,
+ * its switches, and green_patch_report().
  *
- * The wrappers themselves are in patch_io.c (fds, sockets, sleeps, DNS) and
- * patch_thread.c (pthreads as green threads). This file reads the environment once at
+ * The wrappers themselves are in fd.c, io.c, poll.c, time.c, dns.c (fds, sockets,
+ * sleeps, DNS) and thread.c (pthreads as green threads). This file reads the environment once at
  * load (GREEN_PATCH_THREADS, GREEN_PATCH_REPORT) and answers "which calls are really
  * interposed": for each wrapper, the definition the process's global symbol lookup
  * finds — ours, or another library's that was loaded first (the C form of gevent's
@@ -14,27 +15,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-int green__patch_threads_cached = -1;
+int patch_threads_cached = -1;
 
-struct green_sys green__patch_real_tab;
-int green__patch_real_ready;
+struct green_sys patch_real_tab;
+int patch_real_ready;
 
 /* RTLD_NEXT is relative to the calling object: this file is in libgreen-patch.so. Where
  * a name is not found after us, libgreen's own table (libc's, looked up later) serves. */
-struct green_sys *green__patch_real_init(void)
+struct green_sys *patch_real_init(void)
 {
     void *f;
 #define GREEN_PATCH_REAL(name)                                                           \
     f = dlsym(RTLD_NEXT, #name);                                                         \
-    green__patch_real_tab.name = f ? (__typeof__(name) *)f : green__sys_get()->name;
+    patch_real_tab.name = f ? (__typeof__(name) *)f : green_private_sys()->name;
     GREEN_SYS_FUNCS(GREEN_PATCH_REAL)
 #undef GREEN_PATCH_REAL
-    __atomic_store_n(&green__patch_real_ready, 1, __ATOMIC_RELEASE);
-    return &green__patch_real_tab;
+    __atomic_store_n(&patch_real_ready, 1, __ATOMIC_RELEASE);
+    return &patch_real_tab;
 }
 
-extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak));
-extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak));
+/* The linker's bounds of the registry's section; hidden (the linker would export them). */
+extern const struct green_patch_sym __start_green_patch_syms[] __attribute__((weak, visibility("hidden")));
+extern const struct green_patch_sym __stop_green_patch_syms[] __attribute__((weak, visibility("hidden")));
 
 static int env_on(const char *name)
 {
@@ -59,7 +61,7 @@ int green_patch_report(FILE *f)
         if (found != s->wrapper) {
             mark = "NOT patched";
             missed++;
-        } else if (s->threads && !green__patch_threads) {
+        } else if (s->threads && !patch_threads) {
             mark = "pass-through (GREEN_PATCH_THREADS is off)";
         }
         if (found && found != s->wrapper)
@@ -71,13 +73,13 @@ int green_patch_report(FILE *f)
     return missed;
 }
 
-int green__patch_threads_read(void)
+int patch_threads_read(void)
 {
     extern char **environ;
     if (!environ) /* a sanitizer's pre-init, before libc's own: ask again later */
         return 0;
-    green__patch_threads_cached = env_on("GREEN_PATCH_THREADS");
-    return green__patch_threads_cached;
+    patch_threads_cached = env_on("GREEN_PATCH_THREADS");
+    return patch_threads_cached;
 }
 
 __attribute__((constructor)) static void patch_init(void)

@@ -1,0 +1,105 @@
+/*
+ * green_private.h — what libgreen-patch.so (src/patch/) needs of libgreen.so beyond the
+ * public API of green.h: one small interface for that library only.
+ *
+ * libgreen.so exports these functions (GREEN_PRIVATE_API) in a version node of their
+ * own, LIBGREEN_PRIVATE (src/libgreen.map), apart from the API (LIBGREEN_0.1): they may
+ * change with any release, and the two libraries are always installed together.
+ * Functions only, no data; no core structure is visible through them: green threads are
+ * named by their public handles (green_t), and a handle of another OS thread's hub, or a
+ * stale one, fails as in the API (EXDEV, ESRCH). Each function is defined in the file
+ * that owns its concept (named after it) and costs the patch library one call.
+ */
+#ifndef GREEN_PRIVATE_H
+#define GREEN_PRIVATE_H
+
+#include <green.h>
+
+#include "sys.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks every function of this header: libgreen.so exports them in LIBGREEN_PRIVATE. */
+#define GREEN_PRIVATE_API __attribute__((visibility("default")))
+
+/* ---- libc (sys.c) ---- */
+
+/* libc's own functions, the table libgreen itself calls (sys.h): never an interposed
+ * wrapper. Filled on first use, so safe before any constructor has run. */
+GREEN_PRIVATE_API const struct green_sys *green_private_sys(void);
+/* 1 while libgreen starts an OS thread of its own from the calling thread (pool, server
+ * shards, monitor): a pthread_create wrapper must pass such a call through to libc. */
+GREEN_PRIVATE_API int green_private_sys_internal(void);
+
+/* ---- the hub (green.c) ---- */
+
+/* 1 when the calling OS thread has a hub (a green thread of it may park); makes none. */
+GREEN_PRIVATE_API int green_private_hub_here(void);
+/* The calling OS thread's hub and its loop (scheduler, timers, poller), made if need
+ * be: 0, or -1 + errno (ENOMEM, or the poller's error). */
+GREEN_PRIVATE_API int green_private_hub_make(void);
+
+/* ---- green threads (green.c) ---- */
+
+/* The patch library's slot of green thread g (NULL: the calling one); NULL when it was
+ * never set, when g has finished, or when g is not a valid handle of this hub. Leaves
+ * errno alone. */
+GREEN_PRIVATE_API void *green_private_local(green_t g);
+/* Set that slot (g NULL: the calling green thread): 0, or -1 + errno (ENOMEM, ESRCH,
+ * EXDEV). The slot is the patch library's to free; libgreen only forgets it. */
+GREEN_PRIVATE_API int green_private_set_local(green_t g, void *value);
+/* g's dedicated stack (*stack_lo NULL when it has none: shared mode, the root, not yet
+ * started) and whether it is detached: 0, or -1 + errno (ESRCH, EXDEV, EINVAL). */
+GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *stack_size,
+                                         int *detached);
+
+/* ---- shields (hub.c: the scheduler) ---- */
+
+/*
+ * A shield makes the calling green thread's blocking calls wait as a pthread waits,
+ * until the matching pop with the same `what`:
+ *  - GREEN_SHIELD_KILLS: a kill (green_kill), one that came before the push included, is
+ *    held: blocking calls are not ended by it and green_cancelled() says 0. A held kill
+ *    takes effect again at the pop that ends the last kill shield. Kill shields nest and
+ *    need not pair up LIFO with the timeout scopes;
+ *  - GREEN_SHIELD_TIMEOUTS: the deadlines of the enclosing green_timeout_push scopes are
+ *    ignored (a scope pushed inside the shield applies). A timeout shield is a scope
+ *    among those: they pop in LIFO order together (green_timeout_pop of a shield, or a
+ *    shield pop of a timeout scope, fails with EINVAL), 32 deep in all.
+ * (Meant to become the public scoped shield, green_shield_push/pop.) 0, or -1 + errno:
+ * ENOMEM, EOVERFLOW (too deep), EINVAL (a pop without its push; a bad `what`).
+ */
+enum { GREEN_SHIELD_KILLS = 1, GREEN_SHIELD_TIMEOUTS = 2 };
+GREEN_PRIVATE_API int green_private_shield_push(int what);
+GREEN_PRIVATE_API int green_private_shield_pop(int what);
+
+/* ---- the thread pool (pool.c) ---- */
+
+/* Run fn(arg) on libgreen's thread pool, parking only the calling green thread: 0 and
+ * *result (if result), or -1 + errno (ETIMEDOUT of a scoped timeout, ECANCELED, ENOMEM,
+ * EAGAIN); on failure arg belongs to drop (if given), which runs once nothing uses arg
+ * any more. On a pool thread itself fn runs inline. */
+GREEN_PRIVATE_API int green_private_pool_run(void *(*fn)(void *), void *arg, void **result,
+                                             void (*drop)(void *arg, void *result));
+
+/* ---- name resolution (resolve.c) ---- */
+
+/* getaddrinfo(3)'s answer from libc's own resolver (never c-ares), looked up on the
+ * thread pool while only the caller parks; numeric hosts on the spot. The list is in
+ * glibc's layout: freeaddrinfo(3) frees it. An EAI_* code; EAI_SYSTEM with errno
+ * ETIMEDOUT or ECANCELED when a scoped timeout or a kill ends the wait. */
+GREEN_PRIVATE_API int green_private_getaddrinfo(const char *host, const char *service,
+                                                const struct addrinfo *hints, struct addrinfo **res);
+
+/* ---- fds (fd.c) ---- */
+
+/* fd is about to be closed by the calling OS thread: its hub (if any) wakes the green
+ * threads waiting on it with EBADF and its poller forgets it (green_close but the close). */
+GREEN_PRIVATE_API void green_private_fd_closing(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* GREEN_PRIVATE_H */

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# exports_test.sh SOURCE_DIR BUILD_DIR LIBGREEN LIBGREEN_PATCH CC — the libraries export
+# exactly their interfaces, each symbol where it belongs:
+#   libgreen.so, node LIBGREEN_0.1      == the functions include/green.h marks GREEN_API
+#   libgreen.so, node LIBGREEN_PRIVATE  == the functions src/green_private.h marks
+#                                          GREEN_PRIVATE_API
+#   libgreen.so, anything else          == nothing
+#   libgreen-patch.so (unversioned)     == the names of its GREEN_PATCH/GREEN_PATCH_THREAD
+#                                          entries (src/patch/*.c) + the functions
+#                                          include/green_patch.h marks GREEN_PATCH_API
+# Every export is a function (no data). And the examples and benchmarks (object files
+# under BUILD_DIR/examples and BUILD_DIR/bench, when built) call libgreen only through
+# the API. Any difference fails the test and is printed.
+set -euo pipefail
+src=$1 build=$2 core=$3 patch=$4 cc=$5
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+
+# Functions declared with marker $1 in header $2: comments stripped by the compiler
+# (macros left alone), directives dropped, then each "MARKER ... name(" gives name.
+declared() {
+    "$cc" -fpreprocessed -dD -E -P "$2" 2>/dev/null | grep -v '^[[:space:]]*#' | tr '\n' ' ' |
+        grep -o "$1[[:space:]][^;(]*(" | sed -E 's/.*[^A-Za-z0-9_]([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*\($/\1/' |
+        sort -u
+}
+
+# "name version type" for each symbol library $1 exports: defined in its dynamic symbol
+# table, global or weak, not hidden (version "-" when unversioned); the version nodes'
+# own symbols (absolute, empty objects named after the node) left out.
+exported() {
+    "${READELF:-readelf}" --dyn-syms -W "$1" | awk '$1 ~ /^[0-9]+:$/ && $7 != "UND" && $5 != "LOCAL" && $6 != "HIDDEN" && $6 != "INTERNAL" {
+        name = $8; ver = "-"
+        if (index(name, "@")) { ver = name; sub(/^[^@]*@+/, "", ver); sub(/@.*/, "", name) }
+        if ($7 == "ABS" && $4 == "OBJECT" && $3 == 0 && (ver == "-" || ver == name)) next
+        print name, ver, $4 }' | sort
+}
+
+# compare WHAT EXPECTED_FILE ACTUAL_FILE
+compare() {
+    if ! diff -u "$2" "$3" > "$tmp/diff"; then
+        echo "exports: $1 differ (- expected, + exported):"
+        grep '^[-+][^-+]' "$tmp/diff" | sed 's/^/    /'
+        fail=1
+    fi
+}
+
+declared GREEN_API "$src/include/green.h" > "$tmp/api"
+declared GREEN_PRIVATE_API "$src/src/green_private.h" > "$tmp/private"
+{ grep -ho 'GREEN_PATCH\(_THREAD\)\?([A-Za-z0-9_]*)' "$src"/src/patch/*.c | sed 's/.*(\(.*\))/\1/'
+  declared GREEN_PATCH_API "$src/include/green_patch.h"; } | sort -u > "$tmp/patch"
+for f in api private patch; do
+    [ -s "$tmp/$f" ] || { echo "exports: found no $f declarations (the parsing broke?)"; exit 1; }
+done
+
+exported "$core" > "$tmp/core_syms"
+exported "$patch" > "$tmp/patch_syms"
+awk '$2 == "LIBGREEN_0.1" {print $1}' "$tmp/core_syms" > "$tmp/core_api"
+awk '$2 == "LIBGREEN_PRIVATE" {print $1}' "$tmp/core_syms" > "$tmp/core_private"
+awk '$2 != "LIBGREEN_0.1" && $2 != "LIBGREEN_PRIVATE" {print $1 "@" $2}' "$tmp/core_syms" > "$tmp/core_other"
+awk '{print $1}' "$tmp/patch_syms" > "$tmp/patch_all"
+awk '$2 != "-" {print $1 "@" $2}' "$tmp/patch_syms" > "$tmp/patch_versioned"
+awk '$3 != "FUNC" && $3 != "IFUNC" {print $1 " (" $3 ")"}' "$tmp/core_syms" "$tmp/patch_syms" > "$tmp/data"
+
+compare "libgreen.so LIBGREEN_0.1 and green.h's GREEN_API functions" "$tmp/api" "$tmp/core_api"
+compare "libgreen.so LIBGREEN_PRIVATE and green_private.h's functions" "$tmp/private" "$tmp/core_private"
+compare "libgreen.so's exports outside those nodes" /dev/null "$tmp/core_other"
+compare "libgreen-patch.so and its GREEN_PATCH entries + green_patch.h" "$tmp/patch" "$tmp/patch_all"
+compare "libgreen-patch.so's versioned exports (wrappers must be unversioned)" /dev/null "$tmp/patch_versioned"
+compare "exported non-functions" /dev/null "$tmp/data"
+
+# the programs of this tree built on libgreen call only its API
+objs=$(find "$build/examples" "$build/bench" -name '*.o' 2>/dev/null || true)
+if [ -n "$objs" ]; then
+    # shellcheck disable=SC2086
+    "${NM:-nm}" -u $objs | awk '$1 == "U" && $2 ~ /^green_/ {print $2}' | sort -u > "$tmp/used"
+    comm -23 "$tmp/used" "$tmp/api" > "$tmp/beyond"
+    compare "libgreen functions the examples and benchmarks call beyond the API" /dev/null "$tmp/beyond"
+fi
+
+[ "$fail" = 0 ] || exit 1
+echo "exports: libgreen.so $(wc -l < "$tmp/core_api") API + $(wc -l < "$tmp/core_private") private functions," \
+     "libgreen-patch.so $(wc -l < "$tmp/patch_all") symbols: as declared"
