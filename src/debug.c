@@ -1,7 +1,7 @@
 /*
  * debug.c — what every green thread is doing (layer 8): green_dump, the statistics
- * that need a walk over the green threads, stack high-water marks, the process-wide
- * registry of hubs and the dump signal (GREEN_DUMP_SIGNAL).
+ * that need a walk over the green threads, stack high-water marks and the dump signal
+ * (GREEN_DUMP_SIGNAL).
  *
  * Nothing here costs anything on the switch path. What a dump shows is recorded where
  * it is cheap: a blocking call notes what it parks for (green__waiting_on: a byte and a
@@ -46,48 +46,6 @@
 #define BT_MAX 32
 
 int green__hwm_track;
-
-/* ---- the registry of hubs ---- */
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct green_hub *reg_head;
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-
-static void env_init(void);
-
-void green__hubs_lock(void) { green__sys.pthread_mutex_lock(&reg_lock); }
-void green__hubs_unlock(void) { green__sys.pthread_mutex_unlock(&reg_lock); }
-struct green_hub *green__hubs(void) { return reg_head; }
-
-void green__debug_hub_new(struct green_hub *h)
-{
-    h->thread = (unsigned long)green__sys.pthread_self();
-    h->tid = (int)syscall(SYS_gettid);
-    green__sys.pthread_mutex_lock(&reg_lock);
-    h->reg_next = reg_head;
-    reg_head = h;
-    green__sys.pthread_mutex_unlock(&reg_lock);
-    green__sys.pthread_once(&env_once, env_init);
-}
-
-void green__debug_hub_gone(struct green_hub *h)
-{
-    green__sys.pthread_mutex_lock(&reg_lock);
-    for (struct green_hub **pp = &reg_head; *pp; pp = &(*pp)->reg_next)
-        if (*pp == h) {
-            *pp = h->reg_next;
-            break;
-        }
-    green__sys.pthread_mutex_unlock(&reg_lock);
-}
-
-void green__debug_atfork(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    reg_lock = fresh; /* its holder, if any, does not exist in the child */
-    reg_head = NULL;
-    green__monitor_atfork();
-}
 
 /* ---- output: to a FILE, or to an fd from a signal handler ---- */
 
@@ -728,8 +686,8 @@ static void on_dump_signal(int sig, siginfo_t *si, void *uc)
     outf(&o, "libgreen: dump of every hub (signal %d)\n", sig);
     if (h)
         dump_hub(&o, h);
-    if (green__sys.pthread_mutex_trylock(&reg_lock) == 0) {
-        for (struct green_hub *x = reg_head; x; x = x->reg_next) {
+    if (green__hubs_trylock() == 0) {
+        for (struct green_hub *x = green__hubs(); x; x = x->reg_next) {
             if (x == h)
                 continue;
             __atomic_store_n(&dump_done, 0, __ATOMIC_RELAXED);
@@ -746,7 +704,7 @@ static void on_dump_signal(int sig, siginfo_t *si, void *uc)
             }
             __atomic_store_n(&dump_target, NULL, __ATOMIC_RELEASE);
         }
-        green__sys.pthread_mutex_unlock(&reg_lock);
+        green__hubs_unlock();
     }
     outf(&o, "libgreen: end of dump\n");
     out_flush(&o);
@@ -771,7 +729,8 @@ static int parse_signal(const char *s)
     return *s && !*end && n > 0 && n < _NSIG ? (int)n : 0;
 }
 
-static void env_init(void)
+/* At the first hub (hub.c): what the environment asks of the debug layer. */
+void green__debug_init(void)
 {
     const char *e = getenv("GREEN_STACK_HWM");
     if (e && *e && strcmp(e, "0") != 0)

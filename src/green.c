@@ -28,10 +28,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-__thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
-
-static pthread_key_t hub_key;
-static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
 static uint64_t id_counter;
 
 /* Chunks of control blocks are never unmapped (type-stable memory). A hub owns the
@@ -54,15 +50,6 @@ char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
     return c->base;
 }
 size_t green__chunk_count(void) { return BLOCKS_PER_CHUNK; }
-
-static void hub_free(void *p);
-static void atfork_child(void);
-
-static void hub_once_init(void)
-{
-    green__sys.pthread_key_create(&hub_key, hub_free);
-    pthread_atfork(NULL, NULL, atfork_child);
-}
 
 /* ---- control blocks ---- */
 
@@ -129,7 +116,7 @@ static void saved_release(struct green_hub *h, struct green *g)
 
 /* The OS thread is gone: invalidate every handle into its blocks and hand the chunks
  * to other hubs. */
-static void blocks_orphan(struct green_hub *h)
+void green__blocks_orphan(struct green_hub *h)
 {
     struct block_chunk *c = h->chunks;
     while (c) {
@@ -259,88 +246,6 @@ void green__died(struct green_hub *h, struct green *g)
         fn(h, g, x->on_death_arg);
     }
 }
-
-/* ---- the hub object (per OS thread) ---- */
-
-struct green_hub *green__hub(void)
-{
-    if (green__tls_hub)
-        return green__tls_hub;
-    green__sys.pthread_once(&hub_once, hub_once_init);
-    struct green_hub *h = calloc(1, sizeof *h);
-    if (!h)
-        return NULL;
-    green_list_init(&h->rq);
-    struct green *root = green__block_new(h, 0);
-    if (!root) {
-        free(h);
-        return NULL;
-    }
-    root->flags = GF_ROOT | GF_STARTED;
-    root->state = GS_RUNNING;
-    h->root = h->current = root;
-    h->errno_p = &errno;
-#if GREEN_TSAN
-    root->tsan_fiber = green_tsan_current();
-    h->relay_fiber = green_tsan_create();
-#endif
-    if (green__relay_init(h) != 0) {
-        free(h);
-        return NULL;
-    }
-    green__altstack_init(h);
-#if GREEN_ASAN
-    pthread_attr_t a;
-    if (pthread_getattr_np(green__sys.pthread_self(), &a) == 0) {
-        pthread_attr_getstack(&a, &h->root_lo, &h->root_size);
-        pthread_attr_destroy(&a);
-    }
-#endif
-    green__tls_hub = h;
-    green__sys.pthread_setspecific(hub_key, h);
-    green__debug_hub_new(h);
-    return h;
-}
-
-static void hub_free(void *p)
-{
-    struct green_hub *h = p;
-    green__tls_hub = NULL;
-    green__debug_hub_gone(h);
-    if (h->ext_refs) {
-        /* Something outside (a pool job, another thread) may still send this hub a
-         * wake-up: keep its object, and everything such a wake-up touches, alive. */
-        return;
-    }
-    green__hub_loop_destroy(h);
-    green__stacks_destroy(h);
-    blocks_orphan(h);
-    free(h);
-}
-
-/* fork(): the child continues with the calling green thread only. It becomes the root
- * of a fresh hub; the parent's hub and green threads are abandoned in the child. */
-static void atfork_child(void)
-{
-    green__debug_atfork(); /* the parent's other hubs do not exist here */
-    struct green_hub *old = green__tls_hub;
-    if (!old)
-        return;
-    struct green *self = old->current;
-    green__tls_hub = NULL;
-    struct green_hub *h = green__hub();
-    if (!h)
-        return;
-    /* If it was running on a green thread's stack, it keeps using it; that stack is
-     * never released in the child. */
-    (void)self;
-    old->current = NULL;
-}
-
-/* 1 when the calling OS thread has a hub; makes none. */
-int green_private_hub_here(void) { return green__tls_hub != NULL; }
-
-int green_private_hub_make(void) { return green__loop() ? 0 : -1; }
 
 /* ---- handles ---- */
 

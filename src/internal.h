@@ -207,7 +207,7 @@ struct green_hub {
     uint64_t saved_bytes, copied_bytes;
     void *asan_fake;               /* ASan fiber bookkeeping */
 
-    /* scheduler (hub.c) */
+    /* scheduler (sched.c) */
     struct green_list rq;          /* FIFO run queue, through green.timer.link */
     uint64_t nready, nwaiting;
     uint32_t since_poll;           /* switches since the last non-blocking poll */
@@ -224,7 +224,7 @@ struct green_hub {
     int polling;                   /* set while blocked in the poller: wakers must notify */
     uint64_t loops;                /* poller rounds (the monitor's sign of life besides switches) */
 
-    /* debugging (debug.c, monitor.c) */
+    /* the registry (hub.c), debugging (debug.c, monitor.c) */
     struct green_hub *reg_next;    /* process-wide registry of hubs */
     unsigned long thread;          /* pthread_t of its OS thread */
     int tid;                       /* its kernel thread id */
@@ -246,9 +246,7 @@ static inline void green__stamp(struct green_hub *h, struct green *g)
 {
     g->dbg.since = (uint32_t)h->now;
 }
-void green__debug_hub_new(struct green_hub *h);   /* registers it; reads GREEN_DUMP_SIGNAL etc. */
-void green__debug_hub_gone(struct green_hub *h);
-void green__debug_atfork(void);                   /* child: forget the parent's hubs */
+void green__debug_init(void);                     /* at the first hub: GREEN_DUMP_SIGNAL etc. */
 extern int green__hwm_track;                      /* GREEN_STACK_HWM: measure stacks at reap */
 void green__debug_reaped(struct green_hub *h, struct green *g); /* before its stack goes */
 size_t green__stack_hwm(struct green_stack *s, int clean); /* deepest byte used; clean: zero it */
@@ -257,7 +255,8 @@ void green__debug_stats(struct green_hub *h, green_stats_t *st); /* the fields a
 struct block_chunk *green__chunk_next(const struct block_chunk *c); /* green.c */
 char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize);
 size_t green__chunk_count(void);
-void green__hubs_lock(void);                      /* the registry of every hub */
+void green__hubs_lock(void);                      /* the registry of every hub (hub.c) */
+int green__hubs_trylock(void);                    /* 0, or -1 when held */
 void green__hubs_unlock(void);
 struct green_hub *green__hubs(void);              /* under the lock; then h->reg_next */
 /* In a signal handler on h's thread: who holds the hub, and its backtrace, to stderr. */
@@ -273,7 +272,6 @@ static inline void *green__signal_context(void *uc)
     return uc;
 #endif
 }
-void green__monitor_atfork(void);                 /* monitor.c */
 
 /* ---- waiting on objects (wait.c) ---- */
 
@@ -353,7 +351,7 @@ static inline void green__count(uint64_t *c, int64_t d)
  * level above 2^GREEN_WHEEL_LN_BITS slots, each that many times coarser. */
 #define GREEN_WHEEL_L0_BITS 10
 #define GREEN_WHEEL_LN_BITS 6
-/* Added to the monotonic clock (hub.c). Zero; tests move it forward, never back, to
+/* Added to the monotonic clock (sched.c). Zero; tests move it forward, never back, to
  * bring the clock near a boundary of the wheel without waiting for one. */
 extern int64_t green__clock_skew;
 
@@ -362,7 +360,7 @@ int green__symtab_load(void);                                 /* ordinary contex
 const char *green__symtab_name(uintptr_t pc, uintptr_t *off); /* async-signal-safe; NULL */
 void green__debug_prepare_signals(void); /* before a handler that prints backtraces is set */
 
-/* ---- hub (thread state) ---- */
+/* ---- hub (thread state, hub.c) ---- */
 struct green_hub *green__hub(void);          /* this thread's hub, created on first use */
 /* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
 extern __thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
@@ -384,6 +382,7 @@ struct green *green__resolve(struct green_hub *h, green_t handle);
 /* ---- control blocks (green.c) ---- */
 struct green *green__block_new(struct green_hub *h, int shared);
 void green__block_free(struct green_hub *h, struct green *g);
+void green__blocks_orphan(struct green_hub *h);   /* its thread is gone: blocks to other hubs */
 struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr);
 int green__prepare(struct green_hub *h, struct green *to);
 void *green__switch_slow(struct green_hub *h, struct green *to, void *value);
@@ -525,7 +524,7 @@ int green__wait_over(struct green_hub *h, int64_t deadline);
 ssize_t green__file_io(struct green_hub *h, int fd, int write, void *buf, size_t n, off_t off,
                        int64_t deadline);
 
-/* ---- scheduler (hub.c) ---- */
+/* ---- scheduler (sched.c) ---- */
 void green__hub_loop_destroy(struct green_hub *h);
 struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
 int green__park(struct green_hub *h, int64_t deadline);

@@ -59,6 +59,15 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     errno = saved;
 }
 
+/* The watchdog thread does not exist in a fork child. */
+static void atfork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    mon_lock = fresh;
+    mon_running = 0;
+    mon_target = NULL;
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -139,6 +148,7 @@ int green_monitor_start(int64_t ms)
         return 0;
     }
     if (!mon_installed) {
+        pthread_atfork(NULL, NULL, atfork_child);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_monitor_signal;
@@ -187,11 +197,3 @@ int green_monitor_stop(void)
     return 0;
 }
 
-/* The watchdog thread does not exist in a fork child. */
-void green__monitor_atfork(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    mon_lock = fresh;
-    mon_running = 0;
-    mon_target = NULL;
-}

@@ -1,5 +1,8 @@
 /*
- * hub.c — the scheduler and the one wait mechanism (layers 4-5).
+ * sched.c — the scheduler and the one wait mechanism (layers 4-5): run queue, parking
+ * and waking, spawning, joining, killing, yielding, sleeping, scoped timeouts and
+ * shields, and the hub's loop (its timers and poller, made on first use). The hub
+ * itself, its birth and death, is hub.c's.
  *
  * Each OS thread's hub has a FIFO run queue, a timer wheel and a poller. There is no hub
  * green thread: a green thread that parks picks the next ready one itself and switches
