@@ -517,7 +517,7 @@ struct green *green__live_ancestor(struct green *g)
 void green__release(struct green_hub *h, struct green *g)
 {
     if (GREEN_UNLIKELY(green__hwm_track))
-        green__debug_reaped(h, g); /* its stack's high-water mark, into the histogram */
+        green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
     if (g->flags & GF_SHARED) {
         saved_release(h, g);
     } else if (!(g->flags & GF_ROOT) && g->s.stack) {

@@ -234,7 +234,7 @@ struct green_hub {
     uint64_t hwm_hist[16];         /* high-water marks of reaped stacks (GREEN_STACK_HWM) */
 };
 
-/* ---- debugging (debug.c) ---- */
+/* ---- debugging (dump.c, backtrace.c, dump_signal.c, monitor.c) ---- */
 /* Record what the current green thread is about to park for. */
 static inline void green__waiting_on(struct green_hub *h, enum green_wait_kind kind, const void *obj)
 {
@@ -247,11 +247,7 @@ static inline void green__stamp(struct green_hub *h, struct green *g)
     g->dbg.since = (uint32_t)h->now;
 }
 void green__debug_init(void);                     /* at the first hub: GREEN_DUMP_SIGNAL etc. */
-extern int green__hwm_track;                      /* GREEN_STACK_HWM: measure stacks at reap */
-void green__debug_reaped(struct green_hub *h, struct green *g); /* before its stack goes */
-size_t green__stack_hwm(struct green_stack *s, int clean); /* deepest byte used; clean: zero it */
 uint64_t green__pool_queued(void);                /* jobs waiting for a pool thread */
-void green__debug_stats(struct green_hub *h, green_stats_t *st); /* the fields after shared_copied_bytes */
 struct block_chunk *green__chunk_next(const struct block_chunk *c); /* green.c */
 char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize);
 size_t green__chunk_count(void);
@@ -259,8 +255,6 @@ void green__hubs_lock(void);                      /* the registry of every hub (
 int green__hubs_trylock(void);                    /* 0, or -1 when held */
 void green__hubs_unlock(void);
 struct green_hub *green__hubs(void);              /* under the lock; then h->reg_next */
-/* In a signal handler on h's thread: who holds the hub, and its backtrace, to stderr. */
-void green__debug_report_blocked(struct green_hub *h, int64_t ms, void *uc);
 /* A signal handler's third argument, where it is the kernel's record of the interrupted
  * context; NULL under TSan, which may run the handler later, elsewhere. */
 static inline void *green__signal_context(void *uc)
@@ -272,6 +266,23 @@ static inline void *green__signal_context(void *uc)
     return uc;
 #endif
 }
+/* Report output: to a FILE, or to an fd from a signal handler (backtrace.c). */
+struct green_out {
+    FILE *f;
+    int fd;
+    int err;
+    int in_signal;
+    void *uc; /* in a signal handler: the interrupted context, where we can use it */
+    size_t n;
+    char buf[1024];
+};
+void green__out_flush(struct green_out *o);
+void green__outf(struct green_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The caller's own frames (skip_to_signal: from the interrupted context on). */
+void green__bt_here(struct green_out *o, int skip_to_signal);
+void green__backtrace_of(struct green_out *o, struct green_hub *h, struct green *g);
+void green__backtrace_init(void);                 /* the unwinder's per-thread cache */
+void green__dump_hub(struct green_out *o, struct green_hub *h); /* dump.c */
 
 /* ---- waiting on objects (wait.c) ---- */
 
@@ -445,6 +456,17 @@ size_t green__relay_size(void);
 int green__relay_stack(struct green_hub *h);
 size_t green__default_stack_size(void);
 void green__overflow_abort(const struct green *g, size_t size) __attribute__((noreturn));
+size_t green__stack_hwm(struct green_stack *s, int clean); /* deepest byte used; clean: zero it */
+extern int green__hwm_track;                      /* GREEN_STACK_HWM: measure stacks at reap */
+void green__stack_reaped(struct green_hub *h, struct green *g); /* before its stack goes */
+/* The bucket of the high-water mark histograms (green_stats): 1 KiB << b. */
+static inline unsigned green__hwm_bucket(size_t bytes)
+{
+    unsigned b = 0;
+    while (b < 15 && bytes > ((size_t)1024 << b))
+        b++;
+    return b;
+}
 
 /* ---- timers (timer.c) ---- */
 int green__timer_init(struct green_hub *h);

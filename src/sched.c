@@ -793,27 +793,3 @@ int green_private_shield_pop(int what)
     }
     return green__shield_pop(h, what);
 }
-
-/* ---- statistics ---- */
-
-int green_stats(green_stats_t *st)
-{
-    if (!st) {
-        errno = EINVAL;
-        return -1;
-    }
-    struct green_hub *h = green__hub_fast();
-    if (!h)
-        return -1;
-    memset(st, 0, sizeof *st);
-    st->alive = h->alive;
-    st->ready = h->nready;
-    st->waiting = h->nwaiting;
-    st->switches = h->switches;
-    st->timers = green__timer_count(h);
-    green__stack_stats(&st->guarded_stacks, &st->unguarded_stacks);
-    st->shared_saved_bytes = h->saved_bytes;
-    st->shared_copied_bytes = h->copied_bytes;
-    green__debug_stats(h, st);
-    return 0;
-}

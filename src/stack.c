@@ -74,6 +74,8 @@ struct green_pool {
     size_t total;
 };
 
+int green__hwm_track; /* GREEN_STACK_HWM: measure every stack when it is reaped */
+
 static size_t page_size;
 static int64_t guard_budget;         /* guarded slots still allowed, process-wide */
 static uint64_t n_guarded, n_unguarded;
@@ -131,6 +133,8 @@ static void init_once(void)
         budget = (long)env_size("GREEN_GUARD_BUDGET", 0);
     guard_budget = budget > 0 ? budget : 0;
     shared_size = env_size("GREEN_SHARED_STACK_SIZE", GREEN_SHARED_DEFAULT);
+    const char *hwm = getenv("GREEN_STACK_HWM");
+    green__hwm_track = hwm && *hwm && strcmp(hwm, "0") != 0;
     shared_size = (shared_size + page_size - 1) & ~(page_size - 1);
 
     struct sigaction sa;
@@ -517,6 +521,20 @@ size_t green__stack_hwm(struct green_stack *s, int clean)
     size_t n = stack_scan(s, clean);
     green_vg_quiet_end();
     return n;
+}
+
+/* g is being reaped (GREEN_STACK_HWM): its stack's high-water mark, into h's histogram
+ * (green_stats). Measured now, and the stack zeroed at its reuse, so the next owner's
+ * measure is its own. */
+void green__stack_reaped(struct green_hub *h, struct green *g)
+{
+    size_t m = 0;
+    if (g->flags & GF_SHARED)
+        m = (size_t)g->dbg.hwm * 16;
+    else if (!(g->flags & GF_ROOT) && g->s.stack)
+        m = green__stack_hwm(g->s.stack, 1);
+    if (g->flags & GF_STARTED)
+        h->hwm_hist[green__hwm_bucket(m)]++;
 }
 
 /* Called on the way out of an unguarded green thread; this frame's address stands for
