@@ -10,9 +10,9 @@
  * Invariants:
  *  - exactly one green thread per hub is GS_RUNNING: h->current;
  *  - a shared-mode green thread's frames are on the shared stack iff it is the stack's
- *    owner; otherwise (if started) they are in g->s.saved. The copying is done where it
- *    is safe: on the caller's stack when the caller does not run on the shared stack,
- *    otherwise on the hub's small relay context;
+ *    owner; otherwise (if started) they are in g->s.saved. The copying (the stack
+ *    layer's, inline) is done where it is safe: on the caller's stack when the caller
+ *    does not run on the shared stack, otherwise on the hub's small relay context;
  *  - a dead green thread's stack is released by whichever context runs next
  *    (h->dying), never while still standing on it;
  *  - control blocks are type-stable: freed ones go to a per-hub free list with their
@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -100,20 +99,6 @@ static int blocks_refill(struct green_hub *h, int shared)
     return 0;
 }
 
-/* A shared-mode green thread's copy of its frames goes: a heap buffer freed, the hub's
- * spare given back; the inline one stays with the block. */
-static void saved_release(struct green_hub *h, struct green *g)
-{
-    void *b = g->s.saved;
-    if (b && b != green__inline_stack(g)) {
-        if (h->shared.spare_user == g)
-            green__shared_spare_return(h, g);
-        else
-            free(b);
-    }
-    g->s.saved = NULL;
-}
-
 /* The OS thread is gone: invalidate every handle into its blocks and hand the chunks
  * to other hubs. */
 void green__blocks_orphan(struct green_hub *h)
@@ -127,7 +112,7 @@ void green__blocks_orphan(struct green_hub *h)
             if (g->state != GS_FREE) {
                 green__ext_free(g->ext);
                 if (g->flags & GF_SHARED)
-                    saved_release(h, g);
+                    green__shared_saved_release(h, g);
                 __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
                 g->state = GS_FREE;
             }
@@ -175,7 +160,7 @@ void green__block_free(struct green_hub *h, struct green *g)
     if (shared && g->s.saved) {
         if (g->state != GS_DEAD)
             h->saved_bytes -= g->size;
-        saved_release(h, g);
+        green__shared_saved_release(h, g);
     }
 #if GREEN_TSAN
     if (g->tsan_fiber && !(g->flags & GF_ROOT))
@@ -316,70 +301,15 @@ static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, stru
     return r;
 }
 
-static void copy_out(struct green_hub *h, struct green *o)
-{
-    char *sp = green_ctx_sp(&o->ctx);
-    size_t n = (size_t)(h->shared.hi - sp);
-    char *inl = green__inline_stack(o);
-    void *buf = o->s.saved;
-    if (n <= GREEN_INLINE_STACK) {
-        saved_release(h, o);
-        buf = inl;
-    } else if (!buf || buf == inl || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
-        /* a heap buffer of the right size class; the one kept from the last resume is
-         * reused when it fits */
-        saved_release(h, o);
-        buf = malloc(n);
-        if (!buf) /* mid-switch: nothing can fail here, so the hub's spare takes them */
-            buf = green__shared_spare_take(h, o);
-        if (!buf) {
-            /* Cannot happen unless the spare was lent and could not be replaced, and
-             * the caller did not check (green__shared_spare_ready). */
-            static const char msg[] = "libgreen: out of memory saving a shared stack\n";
-            ssize_t r = green__sys.write(2, msg, sizeof msg - 1);
-            (void)r;
-            abort();
-        }
-    }
-    green_asan_unpoison(sp, n);
-    memcpy(buf, sp, n);
-    o->s.saved = buf;
-    o->size = (uint32_t)n;
-    if ((n + 15) / 16 > o->dbg.hwm) /* its high-water mark, for green_dump and green_stats */
-        o->dbg.hwm = (n + 15) / 16 < (1u << 24) ? (uint32_t)(n + 15) / 16 : (1u << 24) - 1;
-    h->saved_bytes += n;
-    h->copied_bytes += n;
-}
-
-static void copy_in(struct green_hub *h, struct green *t)
-{
-    size_t n = t->size;
-    char *dst = h->shared.hi - n;
-    green_asan_unpoison(dst, n);
-    green_vg_writable(dst, n);
-    memcpy(dst, t->s.saved, n);
-    if (GREEN_UNLIKELY(h->shared.spare_user == t))
-        green__shared_spare_return(h, t);
-    h->saved_bytes -= n;
-    h->copied_bytes += n;
-    /* The buffer is kept for the next copy-out; its content is now stale. */
-}
-
 static void entry(void *value);
 
-/* Make the shared stack hold t's frames. Runs on a stack other than the shared one. */
-static void shared_take(struct green_hub *h, struct green *t)
+/* Make the shared stack hold t's frames (stack.c copies them) and, if t never ran, give
+ * it its first context there. Runs on a stack other than the shared one. */
+static inline void shared_take(struct green_hub *h, struct green *t)
 {
-    struct green *o = h->shared.owner;
-    if (o && o != t && o->state != GS_DEAD && o->state != GS_FREE)
-        copy_out(h, o);
-    if (t->flags & GF_STARTED) {
-        copy_in(h, t);
-    } else {
-        green_vg_writable(h->shared.hi - 256, 256);
+    green__shared_take(h, t);
+    if (!(t->flags & GF_STARTED))
         green_ctx_make(&t->ctx, h->shared.hi, entry);
-    }
-    h->shared.owner = t;
 }
 
 /* Release what a dead green thread leaves behind, once nothing runs on its stack. */
@@ -519,7 +449,7 @@ void green__release(struct green_hub *h, struct green *g)
     if (GREEN_UNLIKELY(green__hwm_track))
         green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
     if (g->flags & GF_SHARED) {
-        saved_release(h, g);
+        green__shared_saved_release(h, g);
     } else if (!(g->flags & GF_ROOT) && g->s.stack) {
         green__stack_put(h, g->s.stack);
         g->s.stack = NULL;

@@ -18,6 +18,9 @@
 #include "sys.h"
 
 #include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -446,6 +449,84 @@ int green__shared_spare_renew(struct green_hub *h);             /* 0, or -1/ENOM
 static inline int green__shared_spare_ready(struct green_hub *h)
 {
     return GREEN_LIKELY(!h->shared.spare_user) ? 0 : green__shared_spare_renew(h);
+}
+void green__shared_copy_failed(void) __attribute__((noreturn, cold));
+
+/* The copies themselves, inline: they are on the switch path of shared-mode green
+ * threads (green.c), which they cost no call. */
+/* A shared-mode green thread's copy of its frames goes: a heap buffer freed, the hub's
+ * spare given back; the inline one stays with the block. */
+static inline void green__shared_saved_release(struct green_hub *h, struct green *g)
+{
+    void *b = g->s.saved;
+    if (b && b != green__inline_stack(g)) {
+        if (h->shared.spare_user == g)
+            green__shared_spare_return(h, g);
+        else
+            free(b);
+    }
+    g->s.saved = NULL;
+}
+
+/* o leaves the shared stack: its used part (from its saved stack pointer to the top)
+ * goes to the room inline in its block when it fits, else to a heap buffer. */
+static inline void green__shared_copy_out(struct green_hub *h, struct green *o)
+{
+    char *sp = green_ctx_sp(&o->ctx);
+    size_t n = (size_t)(h->shared.hi - sp);
+    char *inl = green__inline_stack(o);
+    void *buf = o->s.saved;
+    if (n <= GREEN_INLINE_STACK) {
+        green__shared_saved_release(h, o);
+        buf = inl;
+    } else if (!buf || buf == inl || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
+        /* a heap buffer of the right size class; the one kept from the last resume is
+         * reused when it fits */
+        green__shared_saved_release(h, o);
+        buf = malloc(n);
+        if (!buf) /* mid-switch: nothing can fail here, so the hub's spare takes them */
+            buf = green__shared_spare_take(h, o);
+        if (!buf)
+            green__shared_copy_failed();
+    }
+    green_asan_unpoison(sp, n);
+    memcpy(buf, sp, n);
+    o->s.saved = buf;
+    o->size = (uint32_t)n;
+    if ((n + 15) / 16 > o->dbg.hwm) /* its high-water mark, for green_dump and green_stats */
+        o->dbg.hwm = (n + 15) / 16 < (1u << 24) ? (uint32_t)(n + 15) / 16 : (1u << 24) - 1;
+    h->saved_bytes += n;
+    h->copied_bytes += n;
+}
+
+/* t's frames back where they ran, at the top of the shared stack. */
+static inline void green__shared_copy_in(struct green_hub *h, struct green *t)
+{
+    size_t n = t->size;
+    char *dst = h->shared.hi - n;
+    green_asan_unpoison(dst, n);
+    green_vg_writable(dst, n);
+    memcpy(dst, t->s.saved, n);
+    if (GREEN_UNLIKELY(h->shared.spare_user == t))
+        green__shared_spare_return(h, t);
+    h->saved_bytes -= n;
+    h->copied_bytes += n;
+    /* The buffer is kept for the next copy-out; its content is now stale. */
+}
+
+/* Make the shared stack hold t's frames: the owner's go to its copy, t's (if it ever
+ * ran) come back from theirs. Runs on a stack other than the shared one; the caller
+ * gives a t that never ran its first context. */
+static inline void green__shared_take(struct green_hub *h, struct green *t)
+{
+    struct green *o = h->shared.owner;
+    if (o && o != t && o->state != GS_DEAD && o->state != GS_FREE)
+        green__shared_copy_out(h, o);
+    if (t->flags & GF_STARTED)
+        green__shared_copy_in(h, t);
+    else
+        green_vg_writable(h->shared.hi - 256, 256);
+    h->shared.owner = t;
 }
 int green__shared_init(struct green_hub *h);
 int green__altstack_init(struct green_hub *h);

@@ -19,7 +19,20 @@
  * GREEN_POOL_HOT of them keep their pages; the hub gives the pages of the rest back
  * with madvise when it goes idle, coalescing neighbouring slots into one call.
  *
- * The shared stack (one per hub) is one mapping with a guard page below it.
+ * The shared stack (one per hub) is one mapping with a guard page below it. It holds the
+ * frames of one shared-mode green thread at a time, its owner; the others' are copied
+ * away: when another takes the stack, the owner's used part is copied out (into the room
+ * at the end of its control block when it is shallow, else a heap buffer of the right
+ * size, kept for the next time) and the newcomer's copied back in. green.c decides when
+ * (on the switch path, or on the relay context when the switcher stands on the shared
+ * stack itself); this file does the copying. A copy-out cannot fail mid-switch: when
+ * malloc cannot serve it, the hub's spare buffer (as big as the stack, mapped lazily)
+ * takes it, and until a new spare is mapped the hub's parks, yields and switches fail
+ * with ENOMEM before they start (green__shared_spare_ready).
+ *
+ * Invariant: a started shared-mode green thread's frames are on the shared stack iff it
+ * is h->shared.owner; otherwise they are in g->s.saved (g->size bytes), counted in
+ * h->saved_bytes.
  */
 
 #include "internal.h"
@@ -586,6 +599,21 @@ int green__shared_init(struct green_hub *h)
     h->shared.spare = spare;
     return 0;
 }
+
+/* ---- copying frames off and on the shared stack (inline, internal.h) ---- */
+
+/* A copy-out that neither malloc nor the spare could hold. */
+void green__shared_copy_failed(void)
+{
+    /* Cannot happen unless the spare was lent and could not be replaced, and the caller
+     * did not check (green__shared_spare_ready). */
+    static const char msg[] = "libgreen: out of memory saving a shared stack\n";
+    ssize_t r = green__sys.write(2, msg, sizeof msg - 1);
+    (void)r;
+    abort();
+}
+
+/* ---- the spare copy buffer ---- */
 
 /* The spare, lent to g: only mapped pages it touches cost memory. */
 char *green__shared_spare_take(struct green_hub *h, struct green *g)
