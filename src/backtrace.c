@@ -19,7 +19,7 @@
  * read beforehand (green__debug_prepare_signals); output is formatted with vsnprintf
  * into a buffer on the stack and write(2)n; nothing mallocs or locks.
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -15,7 +15,7 @@
  * A dump from a signal handler (o->in_signal) reads the hub where its thread was
  * interrupted: best effort, as Go's is; it neither mallocs nor locks.
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <dlfcn.h>
 #include <stdio.h>

@@ -10,7 +10,7 @@
  * of hubs is only tried, and a hub whose thread does not answer within two seconds is
  * reported as such.
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <pthread.h>
 #include <signal.h>

@@ -1,5 +1,8 @@
 /*
- * green.c — green threads: greenlet's primitive (layer 3).
+ * green.c — green threads: greenlet's primitive (layer 3, greenlet.h): control blocks
+ * and their extension, handles, creation, explicit switching (with the relay context
+ * for the switches that cannot be made in place), death and release; and the patch
+ * library's view of a green thread (its slot, its attributes).
  *
  * A green thread is a control block (struct green) plus, once started, a stack: a
  * dedicated slot (stack.c) or the hub's shared stack. Switching is explicit: green_switch
@@ -19,7 +22,7 @@
  *    generation bumped, so a stale handle is detected, not dereferenced into freed memory.
  */
 
-#include "internal.h"
+#include "greenlet.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,7 +44,7 @@ static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block_chunk *orphans;
 #define BLOCKS_PER_CHUNK 4096
 
-/* For debug.c's walk over a hub's green threads. */
+/* For dump.c's walk over a hub's green threads. */
 struct block_chunk *green__chunk_next(const struct block_chunk *c) { return c->next; }
 char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
 {
@@ -174,12 +177,6 @@ void green__block_free(struct green_hub *h, struct green *g)
     *list = g;
 }
 
-const char *green__name(const struct green *g)
-{
-    if (g->ext && g->ext->name)
-        return g->ext->name;
-    return (g->flags & GF_ROOT) ? "root" : "";
-}
 
 struct green_ext *green__ext(struct green *g)
 {

@@ -3,10 +3,12 @@
  * reached through a thread-local pointer, listed in the process-wide registry, torn
  * down when its thread exits, and replaced in a fork() child.
  *
- * The hub (struct green_hub) is what every layer keeps its per-thread state in; this
- * file makes it with its root green thread, the relay context and the alternate signal
- * stack, and at the end unmakes what the layers left in it (the scheduler's loop, the
- * stacks, the control blocks). The scheduler's own part (run queue, timers, poller) is
+ * The hub (struct green_hub, core.h) is what every layer keeps its per-thread state in;
+ * this file makes it with its root green thread, the relay context and the alternate
+ * signal stack, and at the end unmakes what the layers left in it (the scheduler's
+ * loop, the wait layer's record cache, the stacks, the control blocks): owning the
+ * hub's life, it calls each layer's per-hub setup and teardown, so it includes the
+ * headers up to wait.h (5). The scheduler's own part (run queue, timers, poller) is
  * made lazily by sched.c when something first waits.
  *
  * Invariants:
@@ -20,7 +22,8 @@
  *  - in a fork() child only the forking thread exists: the registry starts empty, and
  *    that thread gets a fresh hub whose root is the green thread that called fork().
  */
-#include "internal.h"
+#include "hub.h"
+#include "wait.h" /* the teardown of every layer's per-hub state (below it) */
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -135,6 +138,7 @@ static void hub_free(void *p)
         return;
     }
     green__hub_loop_destroy(h);
+    green__waiters_destroy(h);
     green__stacks_destroy(h);
     green__blocks_orphan(h);
     free(h);

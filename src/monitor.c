@@ -16,7 +16,7 @@
  * while a hub is inspected and while its thread writes the report, so the hub cannot be
  * freed meanwhile (its thread, if exiting, finds no hub and says so).
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <pthread.h>
 #include <signal.h>

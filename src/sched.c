@@ -1,8 +1,9 @@
 /*
- * sched.c — the scheduler and the one wait mechanism (layers 4-5): run queue, parking
- * and waking, spawning, joining, killing, yielding, sleeping, scoped timeouts and
- * shields, and the hub's loop (its timers and poller, made on first use). The hub
- * itself, its birth and death, is hub.c's.
+ * sched.c — the scheduler and the one wait mechanism (layer 4, sched.h): run queue,
+ * parking and waking (from this hub, or by notes from other OS threads), spawning,
+ * joining, killing, yielding, sleeping, scoped timeouts and shields, the clock, and the
+ * hub's loop (its timers and poller, made on first use). The hub itself, its birth and
+ * death, is hub.c's; waiting on objects is wait.c's.
  *
  * Each OS thread's hub has a FIFO run queue, a timer wheel and a poller. There is no hub
  * green thread: a green thread that parks picks the next ready one itself and switches
@@ -22,7 +23,7 @@
  *    deadlock, and the root's wait fails with EDEADLK instead of hanging.
  */
 
-#include "internal.h"
+#include "sched.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -87,6 +88,63 @@ static void on_timer(struct green_hub *h, struct green_timer *t)
     if (g->flags & GF_STARTED) /* else a green_spawn_later whose fn is still there */
         green__stamp(h, g);
     rq_push(h, g);
+}
+
+/* ---- wake-ups from other OS threads ----
+ *
+ * A waker on another OS thread cannot touch this hub. It pushes a note (green thread,
+ * park sequence number, error) on the hub's lock-free remote list and, if the hub is
+ * blocked in its poller, writes its eventfd. The hub drains the list in its loop and
+ * wakes the green thread only if it is still parked in the same park (the sequence
+ * number matches): a note that arrives after the waiter timed out is dropped. */
+
+int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int err)
+{
+    struct green_remote *n = malloc(sizeof *n);
+    if (!n) {
+        errno = ENOMEM;
+        return -1;
+    }
+    n->g = g;
+    n->seq = seq;
+    n->err = err;
+    struct green_remote *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
+    do
+        n->next = head;
+    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED));
+    /* The hub re-checks the list after announcing that it will block, so either it
+     * sees our note or we see its announcement (all sequentially consistent). */
+    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
+        h->poller->ops->notify(h->poller);
+    return 0;
+}
+
+int green__remote_pending(struct green_hub *h)
+{
+    return __atomic_load_n(&h->remote, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* Called by the hub's own thread: wake every green thread a note is for, in the order
+ * the notes were pushed. */
+void green__remote_drain(struct green_hub *h)
+{
+    struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
+    struct green_remote *fifo = NULL;
+    while (n) {
+        struct green_remote *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    while (fifo) {
+        struct green_remote *next = fifo->next;
+        struct green *g = fifo->g;
+        if (g->state == GS_WAITING && g->wait_seq == fifo->seq && g->hub == h)
+            green__wake(h, g, fifo->err);
+        free(fifo);
+        fifo = next;
+    }
 }
 
 void green__on_notify(struct green_hub *h) { green__remote_drain(h); }
@@ -229,7 +287,6 @@ struct green_hub *green__loop(void) { return loop(); }
 void green__hub_loop_destroy(struct green_hub *h)
 {
     green__remote_drain(h); /* frees wake-up notes nobody will act on any more */
-    green__waiters_destroy(h);
     green__fds_destroy(h);
     if (h->poller) {
         h->poller->ops->destroy(h);

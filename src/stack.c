@@ -1,5 +1,7 @@
 /*
- * stack.c — where green threads' frames live (layer 2).
+ * stack.c — where green threads' frames live (layer 2, stack.h): dedicated stacks, the
+ * shared stack and its spare, the relay and alternate signal stacks, overflow reports,
+ * high-water marks.
  *
  * Dedicated stacks are slots carved from large mmap'd chunks (MAP_NORESERVE, so only the
  * pages a green thread touches cost memory). A slot is one low page plus stack_size bytes:
@@ -35,7 +37,7 @@
  * h->saved_bytes.
  */
 
-#include "internal.h"
+#include "stack.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -600,7 +602,7 @@ int green__shared_init(struct green_hub *h)
     return 0;
 }
 
-/* ---- copying frames off and on the shared stack (inline, internal.h) ---- */
+/* ---- copying frames off and on the shared stack (inline: stack.h) ---- */
 
 /* A copy-out that neither malloc nor the spare could hold. */
 void green__shared_copy_failed(void)

@@ -28,7 +28,7 @@
  * the hub whose green threads use them; they take no lock, and using one from two OS
  * threads is undefined.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <limits.h>
 

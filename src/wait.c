@@ -1,5 +1,7 @@
 /*
- * wait.c — wait queues and wake-ups from other OS threads (layer 5).
+ * wait.c — waiting on objects (layer 5): waiter records, wait queues, the one waiting
+ * pattern of the sync layer (green__wait), and the tiny lock of objects that other OS
+ * threads touch.
  *
  * The sync layer (events, semaphores, channels, ...) queues waiters on its objects and
  * parks them with green__park. A waiter is a small record, never on the waiting green
@@ -14,13 +16,11 @@
  * outcome. Channels and green_choose, which queue several records at once, build on the
  * pieces below it directly.
  *
- * A waker on another OS thread cannot touch the waiter's hub. It pushes a note (green
- * thread, park sequence number, error) on that hub's lock-free remote list and, if the
- * hub is blocked in its poller, writes its eventfd. The hub drains the list in its loop
- * and wakes the green thread only if it is still parked in the same park (the sequence
- * number matches): a note that arrives after the waiter timed out is dropped.
+ * A waker on another OS thread cannot touch the waiter's hub: green__waiter_wake sends
+ * it the scheduler's remote wake-up (sched.c), tagged with the park's sequence number,
+ * so that a note arriving after the waiter timed out is dropped.
  */
-#include "internal.h"
+#include "wait.h"
 
 #include <sched.h>
 #include <stdlib.h>
@@ -185,55 +185,6 @@ int green__waiter_wake(struct green_waiter *w, int err)
         return -1;
     }
     return green__remote_wake(h, g, w->seq, err);
-}
-
-int green__remote_wake(struct green_hub *h, struct green *g, uint32_t seq, int err)
-{
-    struct green_remote *n = malloc(sizeof *n);
-    if (!n) {
-        errno = ENOMEM;
-        return -1;
-    }
-    n->g = g;
-    n->seq = seq;
-    n->err = err;
-    struct green_remote *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
-    do
-        n->next = head;
-    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_RELAXED));
-    /* The hub re-checks the list after announcing that it will block, so either it
-     * sees our note or we see its announcement (all sequentially consistent). */
-    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
-        h->poller->ops->notify(h->poller);
-    return 0;
-}
-
-int green__remote_pending(struct green_hub *h)
-{
-    return __atomic_load_n(&h->remote, __ATOMIC_ACQUIRE) != NULL;
-}
-
-/* Called by the hub's own thread: wake every green thread a note is for, in the order
- * the notes were pushed. */
-void green__remote_drain(struct green_hub *h)
-{
-    struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
-    struct green_remote *fifo = NULL;
-    while (n) {
-        struct green_remote *next = n->next;
-        n->next = fifo;
-        fifo = n;
-        n = next;
-    }
-    while (fifo) {
-        struct green_remote *next = fifo->next;
-        struct green *g = fifo->g;
-        if (g->state == GS_WAITING && g->wait_seq == fifo->seq && g->hub == h)
-            green__wake(h, g, fifo->err);
-        free(fifo);
-        fifo = next;
-    }
 }
 
 /* ---- a lock for objects shared between OS threads ---- */
