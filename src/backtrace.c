@@ -315,7 +315,7 @@ static void stack_range(struct green_out *o, struct green_hub *h, struct green *
     size_t size = 0;
     if (g->flags & GF_ROOT) {
         pthread_attr_t a;
-        if (o->in_signal || pthread_getattr_np(green__sys.pthread_self(), &a) != 0)
+        if (o->in_signal || green__sys.pthread_getattr_np(green__sys.pthread_self(), &a) != 0)
             return;
         pthread_attr_getstack(&a, &base, &size);
         pthread_attr_destroy(&a);

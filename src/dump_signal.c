@@ -54,10 +54,10 @@ static void on_dump_signal(int sig, siginfo_t *si, void *uc)
                 continue;
             __atomic_store_n(&dump_done, 0, __ATOMIC_RELAXED);
             __atomic_store_n(&dump_target, x, __ATOMIC_RELEASE);
-            int ok = pthread_kill((pthread_t)x->thread, sig) == 0;
+            int ok = green__sys.pthread_kill((pthread_t)x->thread, sig) == 0;
             for (int i = 0; ok && i < 2000 && !__atomic_load_n(&dump_done, __ATOMIC_ACQUIRE); i++) {
                 struct timespec ts = {0, 1000000};
-                nanosleep(&ts, NULL);
+                green__sys.nanosleep(&ts, NULL);
             }
             if (!ok || !__atomic_load_n(&dump_done, __ATOMIC_ACQUIRE)) {
                 green__outf(&o, "hub %p thread %d: did not answer (signal %d blocked there?)\n",

@@ -98,10 +98,10 @@ static void report(struct green_hub *h, int64_t ms)
     __atomic_store_n(&mon_done, 0, __ATOMIC_RELAXED);
     mon_blocked_ms = ms;
     __atomic_store_n(&mon_target, h, __ATOMIC_RELEASE);
-    if (pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
+    if (green__sys.pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
         for (int i = 0; i < 1000 && !__atomic_load_n(&mon_done, __ATOMIC_ACQUIRE); i++) {
             struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
+            green__sys.nanosleep(&ts, NULL);
         }
     __atomic_store_n(&mon_target, NULL, __ATOMIC_RELEASE);
 }
@@ -211,7 +211,7 @@ int green_monitor_stop(void)
     mon_running = 0;
     green__sys.pthread_mutex_unlock(&mon_lock);
     green__sys.pthread_join(t, NULL);
-    pthread_cond_destroy(&mon_cond);
+    green__sys.pthread_cond_destroy(&mon_cond);
     return 0;
 }
 

@@ -121,7 +121,7 @@ static long count_maps(void)
     int c;
     while ((c = getc(f)) != EOF)
         n += c == '\n';
-    fclose(f);
+    green__sys.fclose(f);
     return n;
 }
 
@@ -132,7 +132,7 @@ static long max_map_count(void)
     if (f) {
         if (fscanf(f, "%ld", &v) != 1)
             v = 65530;
-        fclose(f);
+        green__sys.fclose(f);
     }
     return v;
 }
