@@ -113,7 +113,8 @@ GREEN_API const char *green_name(green_t g); /* "" when unnamed; NULL + errno on
  * next ready one, and polls for events itself when none is ready.
  *
  * Errors of blocking calls: ETIMEDOUT at the deadline, ECANCELED when the caller was
- * killed (then every later blocking call of it fails the same way), EDEADLK when nothing
+ * killed (then every later blocking call of it fails the same way, except inside a
+ * green_shield_push scope, which holds the kill back until it ends), EDEADLK when nothing
  * could ever wake the wait (gevent's LoopExit; reported to the root), EINVAL, ENOMEM.
  *
  * fork(): the child gets a fresh hub on first use; only the green thread that called
@@ -133,17 +134,32 @@ GREEN_API int green_join(green_t g, void **result, int64_t deadline);
  * finished, -1 + errno otherwise (the others are left unreaped). */
 GREEN_API int green_joinall(green_t *gs, size_t n, int64_t deadline);
 GREEN_API int green_detach(green_t g);        /* reaped by itself when it finishes */
-/* Cancel g: its current blocking call and every later one return -1/ECANCELED; if it
- * never started it never runs (join then gives NULL). Does not wait. EPERM for the root. */
+/* Cancel g: its current blocking call and every later one return -1/ECANCELED (inside a
+ * green_shield_push scope: only once the scope ends); if it never started it never runs
+ * (join then gives NULL). Does not wait. EPERM for the root. A killed green thread still
+ * completes what needs no wait (a green_join of one that has finished, a channel
+ * operation that can go through at once). See docs/DESIGN.md, "Kills". */
 GREEN_API int green_kill(green_t g);
-GREEN_API int green_yield(void);              /* let every other ready green thread run once */
+/* Let every other ready green thread run once. In a killed green thread it still does,
+ * then fails with ECANCELED (so a loop around it never starves the hub). */
+GREEN_API int green_yield(void);
 GREEN_API int green_sleep(int64_t ms);        /* a duration; 0 or -1 + errno */
 GREEN_API int green_sleep_until(int64_t deadline);
 /* Scoped deadline (gevent.Timeout): every blocking call until the matching pop gives up
  * at now+ms (or its own earlier deadline) with ETIMEDOUT. Scopes nest (up to 32). */
 GREEN_API int green_timeout_push(int64_t ms);
 GREEN_API int green_timeout_pop(void);
-GREEN_API int green_cancelled(void);          /* 1 when the caller has been killed */
+GREEN_API int green_cancelled(void);          /* 1 when the caller has been killed (and not shielded) */
+/* Scoped shield from kills (Trio's shielded cancel scope; gevent lets a killed greenlet
+ * clean up): until the matching pop, a kill of the caller, one that came before the push
+ * included, is held back: blocking calls wait normally (their deadlines and the
+ * green_timeout_push scopes still apply) and green_cancelled() says 0. At the pop that
+ * ends the last shield a held kill takes effect again: the next blocking call fails with
+ * ECANCELED. Meant for cleanup that must wait, e.g. a killed handler joining the green
+ * threads it started, which point into its stack. Shields nest (65,535 deep). 0, or -1 +
+ * errno: ENOMEM, EOVERFLOW; pop: EINVAL without a matching push. */
+GREEN_API int green_shield_push(void);
+GREEN_API int green_shield_pop(void);
 GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this hub polls with */
 
 /*
