@@ -100,6 +100,9 @@ GREEN_API int green_dead(green_t g);    /* 1/0, -1+errno */
 GREEN_API int green_destroy(green_t g);
 GREEN_API uint64_t green_id(green_t g); /* unique per process; 0 + ESRCH on a bad handle */
 GREEN_API const char *green_name(green_t g); /* "" when unnamed; NULL + errno on a bad handle */
+/* Name g after its creation (NULL: unnamed), as attr.name does: the string is not copied
+ * and must outlive the green thread. 0, or -1 + errno (ESRCH, EXDEV, EINVAL, ENOMEM). */
+GREEN_API int green_set_name(green_t g, const char *name);
 
 /* ======================================================================== */
 /*  The hub: scheduler, timers, waiting (layers 4-5)                        */
@@ -415,11 +418,20 @@ typedef struct green_serve_opts {
 typedef struct green_server green_server_t;
 GREEN_API green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
                                       const green_serve_opts_t *opts);
-/* Stop accepting, wait for the handlers until the deadline, kill the rest, free srv;
- * listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS thread that called
- * green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was killed; the stop
- * still completes by itself). */
+/* Stop gracefully: set the server's stopping event (green_server_stopping), stop
+ * accepting, wait for the handlers until the deadline, then kill the rest (their blocking
+ * calls fail with ECANCELED; one may shield its cleanup, green_shield_push) and wait for
+ * them to return; free srv. listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS
+ * thread that called green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was
+ * killed; the stop still completes by itself). */
 GREEN_API int green_server_stop(green_server_t *srv, int64_t deadline);
+/* The event green_server_stop sets when it begins: a handler waits on it (green_event_wait,
+ * or a GREEN_WAIT_EVENT clause of green_choose beside its I/O) or polls it
+ * (green_event_is_set) to finish its client early, before the stop's deadline kills it.
+ * Valid until green_server_stop returns, so always within a handler; any OS thread (the
+ * handlers of opts.threads > 1 hubs too: with those, a handler may start before
+ * green_serve has returned srv to its caller). NULL + EINVAL when srv is NULL. */
+GREEN_API green_event_t *green_server_stopping(green_server_t *srv);
 
 /* Monkey patching: libgreen-patch.so, a library of its own, makes libc's blocking calls
  * cooperative in green threads of unmodified code; its API is in green_patch.h. */
