@@ -152,7 +152,7 @@ GREEN_API int green_sleep_until(int64_t deadline);
  * at now+ms (or its own earlier deadline) with ETIMEDOUT. Scopes nest (up to 32). */
 GREEN_API int green_timeout_push(int64_t ms);
 GREEN_API int green_timeout_pop(void);
-GREEN_API int green_cancelled(void);          /* 1 when the caller has been killed (and not shielded) */
+GREEN_API int green_cancelled(void); /* 1 when the caller has been killed (and is not shielded) */
 /* Scoped shield from kills (Trio's shielded cancel scope; gevent lets a killed greenlet
  * clean up): until the matching pop, a kill of the caller, one that came before the push
  * included, is held back: blocking calls wait normally (their deadlines and the
@@ -285,15 +285,43 @@ GREEN_API int green_chan_recv(green_chan_t *ch, void *elem, int64_t deadline);
 GREEN_API int green_chan_close(green_chan_t *ch);  /* EPIPE if already closed */
 GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
 
-/* Select over channel operations: returns the index of the clause that completed
- * (chosen uniformly at random among those ready), -1 + errno otherwise. A clause on a
- * closed channel completes with its err set to EPIPE. */
-enum { GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2 };
+/* Wait on several things at once (Go's select, gevent.wait/select): exactly one of the n
+ * clauses completes, and its index is returned (chosen uniformly at random among those
+ * ready at once); -1 + errno otherwise (ETIMEDOUT, ECANCELED, EDEADLK, ENOMEM; EINVAL for
+ * a bad clause, and a GREEN_WAIT_DEAD clause's green_join errors). Only the completed
+ * clause's out fields (err, revents, value) are written.
+ *  - GREEN_CHAN_SEND, GREEN_CHAN_RECV (ch, elem): the operation is done, in FIFO order
+ *    with the channel's other waiters; on a closed channel, with err = EPIPE.
+ * The others complete by observing, and leave their object as it was:
+ *  - GREEN_WAIT_EVENT (event): the event is set (or was, at any moment of the wait);
+ *  - GREEN_WAIT_FUTURE (future): it is ready: value = its value, or err = its failure;
+ *  - GREEN_WAIT_DEAD (g): green thread g of this hub has finished. It is not reaped:
+ *    join it. While the choose waits it counts as g's joiner (green_join's rules);
+ *  - GREEN_WAIT_FD (fd, events = GREEN_READ | GREEN_WRITE): fd is ready: revents = the
+ *    events ready; err = EBADF when fd is closed with green_close meanwhile, EBUSY when
+ *    another green thread waits on it for that direction, or the poller's error;
+ *  - GREEN_WAIT_SIGNAL (signo): signo arrived, as for green_signal_wait (blocked in the
+ *    calling OS thread and left blocked; one delivery serves every green thread waiting
+ *    for it; a delivery that comes when the choose has completed otherwise stays pending).
+ * Zero the fields a clause does not use (designated initializers do). */
+enum {
+    GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2,
+    GREEN_WAIT_EVENT = 3, GREEN_WAIT_FUTURE = 4, GREEN_WAIT_DEAD = 5, GREEN_WAIT_FD = 6,
+    GREEN_WAIT_SIGNAL = 7,
+};
 typedef struct green_clause {
-    green_chan_t *ch;
-    int op;                 /* GREEN_CHAN_SEND or GREEN_CHAN_RECV */
+    green_chan_t *ch;       /* GREEN_CHAN_SEND, GREEN_CHAN_RECV */
+    int op;
     void *elem;             /* what to send, or where to receive */
-    int err;                /* out: 0, or EPIPE when the channel was closed */
+    int err;                /* out: 0, or why the clause completed without its operation */
+    green_event_t *event;   /* GREEN_WAIT_EVENT */
+    green_future_t *future; /* GREEN_WAIT_FUTURE */
+    green_t g;              /* GREEN_WAIT_DEAD */
+    int fd;                 /* GREEN_WAIT_FD, */
+    int events;             /*   for GREEN_READ and/or GREEN_WRITE */
+    int signo;              /* GREEN_WAIT_SIGNAL */
+    int revents;            /* out (GREEN_WAIT_FD): the events ready */
+    void *value;            /* out (GREEN_WAIT_FUTURE): its value */
 } green_clause_t;
 GREEN_API int green_choose(green_clause_t *clauses, int n, int64_t deadline);
 

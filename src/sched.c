@@ -439,14 +439,10 @@ static void reap(struct green_hub *h, struct green *g)
     green__block_free(h, g);
 }
 
-int green_join(green_t handle, void **result, int64_t deadline)
+/* May the current green thread wait for g's end? 0, or -1 + errno: EDEADLK (g is the
+ * caller), EINVAL (g is detached or the root, or another already waits for it). */
+static int join_check(struct green_hub *h, const struct green *g)
 {
-    struct green_hub *h = loop();
-    if (!h)
-        return -1;
-    struct green *g = green__resolve(h, handle);
-    if (!g)
-        return -1;
     struct green *self = h->current;
     if (g == self) {
         errno = EDEADLK;
@@ -456,11 +452,41 @@ int green_join(green_t handle, void **result, int64_t deadline)
         errno = EINVAL;
         return -1;
     }
-    while (g->state != GS_DEAD) {
-        g->joiner = self;
+    return 0;
+}
+
+int green__join_check(struct green_hub *h, green_t handle, struct green **g)
+{
+    *g = green__resolve(h, handle);
+    return *g ? join_check(h, *g) : -1;
+}
+
+int green__join_arm(struct green_hub *h, struct green *g)
+{
+    if (g->state == GS_DEAD)
+        return 1;
+    g->joiner = h->current;
+    return 0;
+}
+
+void green__join_disarm(struct green_hub *h, struct green *g)
+{
+    if (g->joiner == h->current)
+        g->joiner = NULL;
+}
+
+int green_join(green_t handle, void **result, int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g;
+    if (green__join_check(h, handle, &g) != 0)
+        return -1;
+    while (green__join_arm(h, g) == 0) {
         green__waiting_on(h, GW_JOIN, g);
         int r = green__park(h, deadline);
-        g->joiner = NULL;
+        green__join_disarm(h, g);
         if (r != 0)
             return -1;
     }
