@@ -91,9 +91,11 @@ static unsigned rand_below(unsigned k)
 /* What the call keeps per clause. */
 struct pick {
     struct green_waiter *e;     /* its entry (K_ENTRY), or its signal record while armed */
-    struct green *g;            /* GREEN_WAIT_DEAD: the green thread */
-    size_t size;                /* channels: the element size, read once (a served waiter
+    union {
+        struct green *g;        /* GREEN_WAIT_DEAD: the green thread */
+        size_t size;            /* channels: the element size, read once (a served waiter
                                  * must not read the channel again) */
+    };
     uint32_t epoch;             /* fds: the fd's epoch when armed */
     uint8_t kind;
     uint8_t armed;              /* its object knows about us */
@@ -101,8 +103,9 @@ struct pick {
     int res;                    /* fds: the events ready; any kind: -errno of a failure */
 };
 
-/* Small selects keep everything on the stack. */
-#define CHOOSE_INLINE 4
+/* The call. Its arrays are the caller's, on its stack, for small selects (what stays on a
+ * parked green thread's stack is what a shared-stack one costs asleep: a blocked send
+ * or receive keeps one clause's worth), or one heap block. */
 struct choose {
     green_clause_t *cl;
     int n;
@@ -114,9 +117,14 @@ struct choose {
     struct green_hub *h;        /* made when needed (a wait, a green thread's handle) */
     struct green_waiter *lead;  /* the claim word; NULL until the entries exist */
     struct green_waiter *own_lead; /* the lead when no channel clause gives one */
-    green_chan_t *chans_in[CHOOSE_INLINE];
-    struct pick p_in[CHOOSE_INLINE];
-    int ready_in[CHOOSE_INLINE];
+    void *heap;                 /* the arrays, when allocated */
+};
+
+#define CHOOSE_INLINE 4
+struct choose_arrays {
+    green_chan_t *chans[CHOOSE_INLINE];
+    struct pick p[CHOOSE_INLINE];
+    int ready[CHOOSE_INLINE];
 };
 
 static struct green_hub *hub(struct choose *s)
@@ -185,28 +193,28 @@ static void chans_sort(struct choose *s)
     s->nch = m;
 }
 
-static void arrays_free(struct choose *s)
+/* Everything but the arrays, field by field (nothing else needs zeroing). */
+static inline void choose_start(struct choose *s, green_clause_t *cl, int n, unsigned kinds)
 {
-    if (s->chans != s->chans_in)
-        free(s->chans);
-}
-
-static int choose_init(struct choose *s, green_clause_t *cl, int n)
-{
-    /* field by field: the inline arrays need no zeroing (a blocked send is a choose) */
     s->cl = cl;
     s->n = n;
-    s->kinds = 0;
+    s->kinds = kinds;
     s->h = NULL;
     s->lead = s->own_lead = NULL;
+    s->heap = NULL;
+}
+
+static int choose_init(struct choose *s, struct choose_arrays *in, green_clause_t *cl, int n)
+{
+    choose_start(s, cl, n, 0);
     if (n <= CHOOSE_INLINE) {
-        s->chans = s->chans_in;
-        s->p = s->p_in;
-        s->ready = s->ready_in;
+        s->chans = in->chans;
+        s->p = in->p;
+        s->ready = in->ready;
     } else {
         /* one block; the int array last keeps the others aligned */
         size_t un = (size_t)n;
-        char *m = malloc(un * (sizeof *s->chans + sizeof *s->p + sizeof *s->ready));
+        char *m = s->heap = malloc(un * (sizeof *s->chans + sizeof *s->p + sizeof *s->ready));
         if (!m) {
             errno = ENOMEM;
             return -1;
@@ -217,7 +225,7 @@ static int choose_init(struct choose *s, green_clause_t *cl, int n)
     }
     for (int i = 0; i < n; i++) {
         if (clause_init(s, i) != 0) {
-            arrays_free(s);
+            free(s->heap);
             return -1;
         }
     }
@@ -257,7 +265,7 @@ static inline void entries_free(struct choose *s)
 
 /* An entry for every clause that queues one, and the lead. 0, or -1 + errno. Outside
  * the channels' locks: they may allocate. */
-static int entries_new(struct choose *s)
+static inline __attribute__((always_inline)) int entries_new(struct choose *s)
 {
     if (!hub(s))
         return -1;
@@ -600,7 +608,8 @@ static int choose_end(struct choose *s, int r)
     int err = errno;
     if (s->lead)
         entries_free(s);
-    arrays_free(s);
+    if (s->heap)
+        free(s->heap);
     errno = err;
     return r;
 }
@@ -612,7 +621,8 @@ int green_choose(green_clause_t *clauses, int n, int64_t deadline)
         return -1;
     }
     struct choose s;
-    if (choose_init(&s, clauses, n) != 0)
+    struct choose_arrays in;
+    if (choose_init(&s, &in, clauses, n) != 0)
         return -1;
     return choose_end(&s, choose(&s, deadline, s.kinds));
 }
@@ -622,19 +632,13 @@ int green_choose(green_clause_t *clauses, int n, int64_t deadline)
 int green__chan_wait(green_clause_t *c, int64_t deadline)
 {
     struct choose s;
-    s.cl = c;
-    s.n = 1;
-    s.kinds = K_CHAN;
-    s.h = NULL;
-    s.lead = s.own_lead = NULL;
-    s.chans = s.chans_in;
-    s.p = s.p_in;
-    s.ready = s.ready_in;
-    s.chans[0] = c->ch;
+    green_chan_t *ch = c->ch;
+    struct pick p = {.kind = K_CHAN, .size = ch->elem_size};
+    int ready;
+    choose_start(&s, c, 1, K_CHAN);
+    s.chans = &ch;
     s.nch = 1;
-    s.p[0].kind = K_CHAN; /* what a channel clause's pick uses */
-    s.p[0].size = c->ch->elem_size;
-    s.p[0].e = NULL;
-    s.p[0].ready = 0;
+    s.p = &p;
+    s.ready = &ready;
     return choose_end(&s, choose(&s, deadline, K_CHAN));
 }

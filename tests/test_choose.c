@@ -191,6 +191,19 @@ static void *sleep_then_return(void *arg)
     return arg;
 }
 
+/* Returns `ret` once `go` is set. */
+struct worker {
+    green_event_t go;
+    void *ret;
+};
+
+static void *wait_then_return(void *arg)
+{
+    struct worker *w = arg;
+    green_event_wait(&w->go, -1);
+    return w->ret;
+}
+
 static void *join_it(void *arg)
 {
     errno = 0;
@@ -202,17 +215,21 @@ static void test_dead_clause(void **state)
     (void)state;
     green_event_t never;
     green_event_init(&never);
-    green_t worker = green_spawn(sleep_then_return, (void *)9);
+    struct worker wk = {.ret = (void *)9};
+    green_event_init(&wk.go);
+    green_t worker = green_spawn(wait_then_return, &wk);
     struct chooser s = {.n = 2, .deadline = green_after(FAR)};
     s.c[0] = (green_clause_t){.op = GREEN_WAIT_EVENT, .event = &never};
     s.c[1] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = worker, .err = -1};
     green_t g = green_spawn(do_choose, &s);
     settle();
+    assert_int_equal(green_dead(g), 0); /* waiting */
     /* while the choose waits for it, it is worker's joiner */
     green_t other = green_spawn(join_it, worker);
     void *err;
     assert_int_equal(green_join(other, &err, -1), 0);
     assert_int_equal((intptr_t)err, EINVAL);
+    assert_int_equal(green_event_set(&wk.go), 0);
     assert_int_equal(green_join(g, NULL, -1), 0);
     assert_int_equal(s.r, 1);
     assert_int_equal(s.c[1].err, 0);
@@ -236,6 +253,7 @@ static void test_dead_clause(void **state)
     assert_int_equal(green_join(worker, &res, -1), 0);
     assert_null(res);
     assert_int_equal(green_event_destroy(&never), 0);
+    assert_int_equal(green_event_destroy(&wk.go), 0);
     assert_all_clear();
 }
 
@@ -475,7 +493,9 @@ static void test_kill_and_stray_wake(void **state)
     green_event_t ev;
     green_event_init(&ev);
     struct pair p = socket_pair();
-    green_t worker = green_spawn(sleep_then_return, NULL);
+    struct worker wk = {.ret = NULL};
+    green_event_init(&wk.go);
+    green_t worker = green_spawn(wait_then_return, &wk);
     struct chooser s = {.n = 4, .deadline = -1};
     s.c[0] = (green_clause_t){.op = GREEN_WAIT_EVENT, .event = &ev};
     s.c[1] = (green_clause_t){.op = GREEN_WAIT_FD, .fd = p.a, .events = GREEN_READ};
@@ -493,7 +513,9 @@ static void test_kill_and_stray_wake(void **state)
     /* let go of everything: the event has no waiter, the fd no watcher, worker no joiner */
     assert_int_equal(green_event_destroy(&ev), 0);
     assert_int_equal(stats().fds, 0);
+    assert_int_equal(green_event_set(&wk.go), 0);
     assert_int_equal(green_join(worker, NULL, -1), 0);
+    assert_int_equal(green_event_destroy(&wk.go), 0);
     green_close(p.a);
     green_close(p.b);
     assert_all_clear();
