@@ -124,8 +124,9 @@ static void *select_once(void *arg)
 {
     struct selector *s = arg;
     uint64_t out = 0x7777, in = 0, in2 = 0;
-    green_clause_t c[3] = {{ch, GREEN_CHAN_RECV, &in, 0}, {ch2, GREEN_CHAN_SEND, &out, 0},
-                           {ch2, GREEN_CHAN_RECV, &in2, 0}};
+    green_clause_t c[3] = {{.ch = ch, .op = GREEN_CHAN_RECV, .elem = &in},
+                           {.ch = ch2, .op = GREEN_CHAN_SEND, .elem = &out},
+                           {.ch = ch2, .op = GREEN_CHAN_RECV, .elem = &in2}};
     errno = 0;
     int k = green_choose(c, 3, deadline_of(s->dl));
     if (k < 0) {
