@@ -124,7 +124,8 @@ GREEN_API int64_t green_now(void);            /* monotonic milliseconds */
 GREEN_API int64_t green_after(int64_t ms);    /* green_now() + ms; -1 stays -1 (never) */
 
 GREEN_API green_t green_spawn(green_fn fn, void *arg); /* runs soon on this thread's hub; NULL+errno */
-GREEN_API green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg);
+/* green_spawn with attributes (attr may be NULL), in green_new's argument order */
+GREEN_API green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr);
 GREEN_API green_t green_spawn_later(int64_t ms, green_fn fn, void *arg); /* starts after ms */
 /* Wait until g finishes, then reap it (the handle goes stale). EDEADLK when g is the
  * caller, EINVAL when g is detached or the root or already has a joiner. */

@@ -17,7 +17,7 @@
 
 /* ---- groups (group.c) ---- */
 /* green_group_spawn with the members' stack mode and size (the stream server's handlers). */
-green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, green_fn fn, void *arg,
+green_t green__group_spawn_attr(green_group_t *g, green_fn fn, void *arg, const green_attr_t *attr,
                                 int64_t deadline);
 
 /* ---- the thread pool (pool.c) ---- */

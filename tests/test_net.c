@@ -504,7 +504,7 @@ static void *accept_all(void *arg)
     int l = (int)(intptr_t)arg;
     for (int i = 0; i < many.n; i++) {
         int fd = green_accept(l, NULL, NULL, green_after(60000));
-        green_t g = fd >= 0 ? green_spawn_attr(&shallow, serve_one, (void *)(intptr_t)fd) : NULL;
+        green_t g = fd >= 0 ? green_spawn_attr(serve_one, (void *)(intptr_t)fd, &shallow) : NULL;
         if (!g) {
             many.failed++;
             green_event_set(&many.all_closed);
@@ -542,7 +542,7 @@ static int run_clients(void)
     green_event_init(&many.all_echoed);
     green_event_init(&many.all_done);
     for (int i = 0; i < many.n; i++) {
-        green_t g = green_spawn_attr(&shallow, client_one, (void *)(intptr_t)i);
+        green_t g = green_spawn_attr(client_one, (void *)(intptr_t)i, &shallow);
         if (!g)
             return 2;
         green_detach(g);
