@@ -303,14 +303,38 @@ GREEN_API int green_group_destroy(green_group_t *g); /* EBUSY while it has membe
 /*
  * gevent.socket, gevent.server, gevent.threadpool, gevent.resolver, gevent.subprocess
  * and gevent.signal in C. Calls look like POSIX plus a deadline; inside they park the
- * calling green thread on the hub's poller instead of blocking the OS thread. Socket
- * reads and writes use MSG_DONTWAIT and leave the socket's mode alone; other pollable
- * fds (pipes, ttys) and listening/connecting sockets are switched to O_NONBLOCK; regular
- * files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline 0, "do not
- * wait", a file's read or write is made right away on the hub's thread). Errors: ETIMEDOUT,
- * ECANCELED, EBADF (the fd was closed with green_close while we waited), EBUSY (someone
- * already waits for the same direction on this fd), plus what the system call says.
- * A call that can complete without waiting does so even in a killed green thread.
+ * calling green thread on the hub's poller instead of blocking the OS thread. Errors:
+ * ETIMEDOUT, ECANCELED, EBADF (the fd was closed with green_close while we waited),
+ * EBUSY (someone already waits for the same direction on this fd), plus what the system
+ * call says. A call that can complete without waiting does so even in a killed green
+ * thread.
+ *
+ * Flags left as found: reads and writes change no fd's flags except where said here.
+ *  - sockets: every call passes MSG_DONTWAIT;
+ *  - pipes, FIFOs, ttys, and fds 0..2 whatever they are (other processes share them: the
+ *    shell's terminal, the next program of a pipeline, a child after fork): never
+ *    switched. Where the kernel has RWF_NOWAIT for the fd (anonymous pipes on recent
+ *    Linux) each call is non-blocking by itself; elsewhere (FIFOs, ttys) the call waits
+ *    for readiness first, then is made: a read after POLLIN returns what is there, a
+ *    FIFO write after POLLOUT moves at most PIPE_BUF bytes per attempt (the room
+ *    POLLOUT promises), a tty write goes to the thread pool (a tty's POLLOUT promises
+ *    room for one byte, and its write waits for the terminal to drain);
+ *  - switched to O_NONBLOCK: other pollable fds at their first green read or write
+ *    (eventfd, timerfd, signalfd, inotify, devices), and the sockets given to
+ *    green_accept and green_connect;
+ *  - an fd its owner made O_NONBLOCK is used as it is.
+ * Regular files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline
+ * 0, "do not wait", a file's read or write, or a tty's write, is made right away on the
+ * hub's thread).
+ *
+ * SIGPIPE: no call of libgreen raises it. A write to a socket, pipe or FIFO whose reader
+ * has gone fails with -1/EPIPE (or returns the count written before), and the process
+ * lives on: sockets are written with MSG_NOSIGNAL; a pipe is written with SIGPIPE
+ * blocked in the calling OS thread for the system call, and the SIGPIPE it raised is
+ * taken before the mask is restored (one the program had pending stays pending; its
+ * handler is not called). Writes of green_dump and the debugging reports are the same.
+ * The program's own write(2) keeps POSIX's SIGPIPE, and so does an unmodified program
+ * under libgreen-patch.so.
  *
  * Close fds that green calls have waited on with green_close, not close(2): the hub
  * remembers the fds it watches, and a plain close leaves it believing the number is
