@@ -366,11 +366,29 @@ GREEN_API ssize_t green_sendmsg(int fd, const struct msghdr *msg, int flags, int
 GREEN_API int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
 GREEN_API int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
 
-/* Helpers: host/port strings as for getaddrinfo (host NULL = any; port "0" = a free one). */
-GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog); /* fd, -1+errno */
+/* Helpers: host/port strings as for getaddrinfo (host NULL = any address for
+ * listen/bind, the loopback for connect; "" is EINVAL; port "0" = a free one). They
+ * return an fd (non-blocking, close-on-exec), or -1 + errno. A name or service that does
+ * not resolve keeps its cause: errno is mapped from the resolver's EAI_* code, and
+ * green_last_resolve_error() returns that code (for gai_strerror):
+ *   ENOENT  no such host or service, or no address for it (EAI_NONAME, EAI_SERVICE,
+ *           EAI_NODATA, EAI_ADDRFAMILY); no socket call of these helpers gives ENOENT
+ *   EAGAIN  the resolver failed for now (EAI_AGAIN: no answer, try later)
+ *   EIO     the resolver failed for good (EAI_FAIL)
+ *   ENOMEM  EAI_MEMORY; EINVAL: EAI_BADFLAGS, EAI_FAMILY, EAI_SOCKTYPE
+ *   errno   as the resolver left it, for EAI_SYSTEM (ETIMEDOUT at the deadline,
+ *           ECANCELED when the caller was killed)
+ * Any other errno is a socket call's (ECONNREFUSED, EADDRINUSE, ...): then
+ * green_last_resolve_error() is 0. */
+GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog);
 /* tries each address */
 GREEN_API int green_tcp_connect(const char *host, const char *port, int64_t deadline);
 GREEN_API int green_udp_bind(const char *host, const char *port);
+/* The EAI_* code of the calling OS thread's last green_tcp_listen, green_tcp_connect or
+ * green_udp_bind, 0 when it did not fail in name resolution. Kept like errno (per OS
+ * thread): read it right after the failed call, before the green thread's next blocking
+ * call (another green thread's helper call sets it too). */
+GREEN_API int green_last_resolve_error(void);
 GREEN_API int green_unix_listen(const char *path, int backlog);
 GREEN_API int green_unix_connect(const char *path, int64_t deadline);
 /* The port a socket is bound to (for port "0"), or -1+errno. */
