@@ -2,7 +2,8 @@
 #   make test    build and run the whole suite: native (x86-64 assembly), the ucontext
 #                fallback, ASan+UBSan, valgrind memcheck, and aarch64 under qemu-user
 #   make bench   Release build, then the benchmarks (the talk's tables and the switch costs)
-# Each installs the Debian packages it needs when they are missing.
+# Each installs the Debian packages it needs when they are missing. And:
+#   make install [PREFIX=/usr/local] [DESTDIR=]   Release build, installed (docs/install.md)
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -16,7 +17,7 @@ BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libh
               iproute2 golang-go python3-gevent libcurl4-openssl-dev
 
 .PHONY: all test bench bench-peers bench-net deps-test deps-bench test-native test-ucontext \
-        test-asan test-tsan test-valgrind test-aarch64 clean
+        test-asan test-tsan test-valgrind test-aarch64 install clean
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
@@ -112,6 +113,22 @@ bench-net: deps-bench
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGREEN_TESTS=OFF
 	cmake --build build-release -j$(JOBS)
 	bash bench/run.sh build-release --net-only
+
+# A Release build of the libraries alone (with debug info: the gdb helper needs it; strip
+# the installed files if you want them small), installed by CMake under $(DESTDIR)$(PREFIX):
+# lib/ (libgreen.so, libgreen.a, libgreen-patch.so, pkgconfig/, cmake/green/), include/,
+# bin/greenrun, share/libgreen/gdb/green.py and gdb's auto-load script. As root, into
+# /usr or /usr/local with no DESTDIR, it runs ldconfig, so that programs find the new
+# library at once.
+PREFIX ?= /usr/local
+INSTALL_BUILD ?= build-install
+install:
+	cmake -S . -B $(INSTALL_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O3 -DNDEBUG -g" \
+	  -DCMAKE_INSTALL_PREFIX="$(PREFIX)" -DGREEN_TESTS=OFF -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
+	cmake --build $(INSTALL_BUILD) -j$(JOBS)
+	DESTDIR="$(DESTDIR)" cmake --install $(INSTALL_BUILD)
+	@case "$(DESTDIR):$(PREFIX):$$(id -u)" in :/usr:0|:/usr/local:0) ldconfig ;; esac
+	@echo "installed in $(DESTDIR)$(PREFIX); linking against it: docs/install.md"
 
 clean:
 	rm -rf build build-*
