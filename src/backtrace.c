@@ -43,12 +43,14 @@
  * kill the process with SIGPIPE (it fails with EIO instead, see green_dump). */
 void green__out_flush(struct green_out *o)
 {
+    if (!o->n)
+        return;
     struct green_sigpipe sp;
     int err = 0;
     green__sigpipe_hold(&sp);
     if (o->f) {
-        if (o->n && fwrite(o->buf, 1, o->n, o->f) != o->n)
-            err = errno;
+        if (fwrite(o->buf, 1, o->n, o->f) != o->n)
+            err = errno ? errno : EIO;
     } else {
         for (size_t done = 0; done < o->n;) {
             ssize_t r = green__sys.write(o->fd, o->buf + done, o->n - done);
