@@ -97,6 +97,8 @@ struct out {
     int err;
     int in_signal;
     void *uc; /* in a signal handler: the interrupted context, where we can use it */
+    uintptr_t *pcs; /* set: the frames' addresses are collected here, not printed */
+    int npcs, maxpcs;
     size_t n;
     char buf[1024];
 };
@@ -143,6 +145,11 @@ static __attribute__((format(printf, 2, 3))) void outf(struct out *o, const char
 static void frame_line(struct out *o, int n, uintptr_t pc)
 {
     uintptr_t off;
+    if (o->pcs) {
+        if (o->npcs < o->maxpcs)
+            o->pcs[o->npcs++] = pc;
+        return;
+    }
     const char *name = green__symtab_name(pc, &off);
     if (name)
         outf(o, "    #%d 0x%lx %s+0x%lx\n", n, (unsigned long)pc, name, (unsigned long)off);
@@ -683,18 +690,31 @@ void green__debug_prepare_signals(void)
 #endif
 }
 
-void green__debug_report_blocked(struct green_hub *h, int64_t ms, void *uc)
+int green__bt_pcs(void *uc, uintptr_t *pcs, int max)
 {
-    struct out o = {.fd = 2, .in_signal = 1, .uc = green__signal_context(uc)};
-    if (!h) {
-        outf(&o, "libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n", (long long)ms);
-        out_flush(&o);
-        return;
-    }
-    struct green *g = h->current;
-    outf(&o, "libgreen monitor: hub %p thread %d blocked for %lld ms by green thread %llu \"%s\"\n",
-         (void *)h, h->tid, (long long)ms, (unsigned long long)g->id, green__name(g));
+    struct out o = {.fd = -1, .in_signal = 1, .uc = uc, .pcs = pcs, .maxpcs = max};
     bt_here(&o, 1);
+    return o.npcs;
+}
+
+void green__debug_say(const char *fmt, ...)
+{
+    struct out o = {.fd = 2, .in_signal = 1};
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o.buf, sizeof o.buf, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        o.n = (size_t)n < sizeof o.buf ? (size_t)n : sizeof o.buf - 1;
+        out_flush(&o);
+    }
+}
+
+void green__debug_say_frames(const uintptr_t *pcs, int n)
+{
+    struct out o = {.fd = 2, .in_signal = 1};
+    for (int i = 0; i < n; i++)
+        frame_line(&o, i, pcs[i]);
     out_flush(&o);
 }
 

@@ -231,6 +231,8 @@ struct green_hub {
     uint64_t mon_seen;             /* switches + loops when the monitor last saw a change */
     int64_t mon_since;             /* when it saw that change, ms */
     int mon_reported;              /* this blocking episode has been reported */
+    int mon_site;                  /* while reported: the episode's pinning site (monitor.c) */
+    uint64_t mon_where;            /* its system call and place, hashed (0: none or busy) */
     uint64_t hwm_hist[16];         /* high-water marks of reaped stacks (GREEN_STACK_HWM) */
 };
 
@@ -260,8 +262,14 @@ size_t green__chunk_count(void);
 void green__hubs_lock(void);                      /* the registry of every hub */
 void green__hubs_unlock(void);
 struct green_hub *green__hubs(void);              /* under the lock; then h->reg_next */
-/* In a signal handler on h's thread: who holds the hub, and its backtrace, to stderr. */
-void green__debug_report_blocked(struct green_hub *h, int64_t ms, void *uc);
+/* The code addresses of the calling thread's frames, innermost first, from the context
+ * a signal interrupted (uc, a handler's third argument; NULL: from the handler's own
+ * frames up to the signal frame): how many, at most max. Async-signal-safe. */
+int green__bt_pcs(void *uc, uintptr_t *pcs, int max);
+/* Lines to stderr from any context, a signal handler's included (no malloc, no lock):
+ * formatted text, and frames named from symtab.c's tables ("    #0 0x... read+0x12"). */
+void green__debug_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void green__debug_say_frames(const uintptr_t *pcs, int n);
 /* A signal handler's third argument, where it is the kernel's record of the interrupted
  * context; NULL under TSan, which may run the handler later, elsewhere. */
 static inline void *green__signal_context(void *uc)
@@ -363,6 +371,9 @@ extern int64_t green__clock_skew;
 /* ---- function names for signal handlers (symtab.c) ---- */
 int green__symtab_load(void);                                 /* ordinary context; 0/-1 */
 const char *green__symtab_name(uintptr_t pc, uintptr_t *off); /* async-signal-safe; NULL */
+/* 1 when pc is in libc's, the loader's, libgreen's or a sanitizer's code, or the vDSO:
+ * not the program's own (async-signal-safe; 0 before the load) */
+int green__symtab_runtime(uintptr_t pc);
 void green__debug_prepare_signals(void); /* before a handler that prints backtraces is set */
 
 /* ---- hub (thread state) ---- */
