@@ -233,6 +233,7 @@ struct green_hub {
     int mon_reported;              /* this blocking episode has been reported */
     int mon_site;                  /* while reported: the episode's pinning site (monitor.c) */
     uint64_t mon_where;            /* its system call and place, hashed (0: none or busy) */
+    uint64_t mon_cpu;              /* its thread's CPU time at mon_since, ns (0: unknown) */
     uint64_t hwm_hist[16];         /* high-water marks of reaped stacks (GREEN_STACK_HWM) */
 };
 
@@ -371,9 +372,11 @@ extern int64_t green__clock_skew;
 /* ---- function names for signal handlers (symtab.c) ---- */
 int green__symtab_load(void);                                 /* ordinary context; 0/-1 */
 const char *green__symtab_name(uintptr_t pc, uintptr_t *off); /* async-signal-safe; NULL */
-/* 1 when pc is in libc's, the loader's, libgreen's or a sanitizer's code, or the vDSO:
- * not the program's own (async-signal-safe; 0 before the load) */
-int green__symtab_runtime(uintptr_t pc);
+/* Whose code pc is: the runtime's (libc, the loader, libgreen, a sanitizer, the vDSO),
+ * the program's (any other object loaded when the tables were read), or unknown.
+ * Async-signal-safe. */
+enum { GREEN_CODE_UNKNOWN, GREEN_CODE_PROGRAM, GREEN_CODE_RUNTIME };
+int green__symtab_code(uintptr_t pc);
 void green__debug_prepare_signals(void); /* before a handler that prints backtraces is set */
 
 /* ---- hub (thread state) ---- */

@@ -8,36 +8,43 @@
  * or has no green thread but its root (h->alive == 0: nobody is kept waiting; green
  * threads parked until the holder produces something are kept waiting, so they count).
  * One that shows neither for longer than the threshold is held by its running green
- * thread: an episode begins.
+ * thread: an episode begins — if busy, once its thread has also used a tenth of the
+ * threshold in CPU time since (one kept off the CPU by the machine's load all along
+ * holds the hub by no doing of its own).
  *
  * At the start of an episode the monitor reads the hub's OS thread in /proc: its state
  * (stat: R is *busy*, computing or in a system call that runs; anything else is
  * *pinned*, asleep in the kernel in a call libgreen could not make cooperative), the
  * system call it sleeps in with its arguments, stack pointer and pc (syscall), and
- * whether SIGURG is blocked there (status). Then it sends SIGURG (as Go's preemption
- * does: its default action is to do nothing, so a stray one harms nobody), whose handler
- * records the running green thread's id and name and the addresses of its frames,
- * unwound from the interrupted context, and returns. If the signal interrupted the very
- * system call the monitor saw (same pc, stack pointer and arguments) and the kernel
- * made it fail with EINTR, the handler rewinds the thread to issue it again, as the
- * kernel itself does for a restartable call under SA_RESTART: the program never sees
- * an EINTR the monitor caused (a relative timeout starts over; select, pselect and
- * ppoll write back the time left, so theirs does not). Where SIGURG is blocked no
- * signal is sent (sigwait(2) or a signalfd would take it): the frames of a thread asleep
- * in a system call come from a scan of its stack, frozen while it sleeps — its pc, then
- * the words above its stack pointer that are return addresses (code right after a call
- * instruction) — and the report says so.
+ * whether SIGURG is blocked there (status; or awaited, by a sigwait asleep in
+ * rt_sigtimedwait, which unblocks what it waits for). Then it sends SIGURG (as Go's
+ * preemption does: its default action is to do nothing, so a stray one harms nobody),
+ * whose handler records the running green thread's id and name and the addresses of
+ * its frames, unwound from the interrupted context, and returns. If the signal
+ * interrupted the very system call the monitor saw (same pc, stack pointer and
+ * arguments) and the kernel made it fail with EINTR, the handler rewinds the thread to
+ * issue it again, as the kernel itself does for a restartable call under SA_RESTART:
+ * the program never sees an EINTR the monitor caused (a relative timeout starts over;
+ * select, pselect and ppoll write back the time left, so theirs does not). Where SIGURG
+ * is blocked or awaited no signal is sent (it would stay pending, or sigwait would
+ * return it), nor where the handler cannot rewind (MON_CAN_RESTART) to a thread asleep
+ * in a system call: the frames come from a scan of its stack, frozen while it sleeps —
+ * its pc, then the words above its stack pointer that are return addresses (in known
+ * code, right after a call instruction), up to the program's call site — and the report
+ * says so. A thread that does not answer within a second is scanned the same way.
  *
  * The frames name the episode: the innermost one in the runtime's code (libc, the
  * loader, libgreen; symtab.c) is the blocking function, the runtime frame the program
  * called is "via", and the first frame of the program's own code is the call site.
- * Sites go in a fixed table (MON_SITES; beyond it episodes are counted apart), keyed by
- * the blocking function and the call site's address (busy: the program function's
+ * Sites go in a fixed table (MON_SITES; beyond it episodes are counted together), keyed
+ * by the blocking function and the call site's address (busy: the program function's
  * start, as its pc moves): the first episode at a site is reported with its backtrace,
  * the later ones are only counted. When the hub shows life again the episode ends; its
  * duration (to within a look period at each end) is added to its site, and a reported
- * one gets a closing line. A pinned thread that goes from one system call to another
- * without showing life ends its episode there, so each blocking call is named.
+ * one gets a closing line. While a hub stays held, each look reads /proc again (no
+ * signal): if its thread sleeps in another system call or on another fd than the one
+ * it was seen in (or, busy, has fallen asleep in one), it is looked at again, and at
+ * another site a new episode begins there, so each place that holds the hub is named.
  * GREEN_PATCH_REPORT=1 has libgreen-patch print the table at exit (green_private_pinning).
  *
  * The hub's counters are read without its cooperation (relaxed atomic loads of plain
@@ -97,7 +104,7 @@ struct look {
     char name[40];
     int npcs;
     uintptr_t pcs[MON_FRAMES];
-    int scanned;                   /* pcs from a stack scan, not an unwind */
+    const char *scanned;           /* pcs from a stack scan, not an unwind: why */
 };
 
 /* The handshake with the handler: the monitor publishes a request, the handler claims
@@ -274,18 +281,19 @@ static void read_thread(int tid, struct look *lk)
         lk->urg_blocked |= (waited >> (MON_SIGNAL - 1)) & 1;
 }
 
-/* Is ra a return address: inside a known function, right after a call instruction? */
+/* Is ra a return address: in known code, right after a call instruction? */
 static int return_address(uintptr_t ra)
 {
     uintptr_t off;
     unsigned char b[8];
-    if (!green__symtab_name(ra, &off) || off < 2 || safe_read(ra - 8, b, 8) != 8)
+    if (green__symtab_code(ra) == GREEN_CODE_UNKNOWN || (green__symtab_name(ra, &off) && off < 2) ||
+        safe_read(ra - 8, b, 8) != 8)
         return 0;
 #if defined(__x86_64__)
     return b[3] == 0xe8 ||                               /* call rel32 */
            (b[2] == 0xff && (b[3] & 0x38) == 0x10) ||    /* call *disp32(...) */
            (b[5] == 0xff && (b[6] & 0x38) == 0x10) ||    /* call *disp8(...) */
-           (b[6] == 0xff && (b[7] & 0xf8) == 0xd0);      /* call *%reg */
+           (b[6] == 0xff && (b[7] & 0x38) == 0x10);      /* call *%reg, call *(%reg) */
 #elif defined(__aarch64__)
     uint32_t insn;
     memcpy(&insn, b + 4, 4);
@@ -302,7 +310,7 @@ static int runtime_frame(uintptr_t pc)
 {
     uintptr_t off;
     const char *name;
-    return green__symtab_runtime(pc) ||
+    return green__symtab_code(pc) == GREEN_CODE_RUNTIME ||
            ((name = green__symtab_name(pc, &off)) && strncmp(name, "green_", 6) == 0);
 }
 
@@ -310,7 +318,7 @@ static int runtime_frame(uintptr_t pc)
  * through safe_read (its thread is asleep, but by no rule the monitor shares with it),
  * and the frames of a stack frozen in a system call, by a scan (see the header), up to
  * the program's call site. */
-static void scan_thread(struct green_hub *h, struct look *lk)
+static void scan_thread(struct green_hub *h, struct look *lk, const char *why)
 {
     struct green *g = NULL;
     struct green_ext *x = NULL;
@@ -327,7 +335,7 @@ static void scan_thread(struct green_hub *h, struct look *lk)
         safe_read((uintptr_t)name, lk->name, sizeof lk->name - 1);
     else
         copy_name(lk->name, sizeof lk->name, (flags & GF_ROOT) ? "root" : "");
-    lk->scanned = 1;
+    lk->scanned = why;
     lk->npcs = 0;
     if (!lk->in_syscall)
         return;
@@ -386,16 +394,22 @@ static void frame_name(char *buf, size_t size, uintptr_t pc, uintptr_t *start)
         append(buf, size, "0x%lx", (unsigned long)pc);
 }
 
-/* "read()"; "[vdso]" as it is; "0x7f..." when unknown. */
+/* "read()"; "[vdso]" as it is; "0x7f..." when unknown. Named as the program knows it:
+ * a sanitizer's interceptor (__interceptor_fgets) by what it intercepts, a compiler's
+ * clone (fgets.part.0, f.cold) by its function. */
 static void function_name(char *buf, size_t size, uintptr_t pc, uintptr_t *start)
 {
     uintptr_t off;
     const char *name = green__symtab_name(pc, &off);
     *start = name ? pc - off : pc;
-    if (!name)
+    if (!name) {
         append(buf, size, "0x%lx", (unsigned long)pc);
-    else
-        append(buf, size, name[0] == '[' ? "%s" : "%s()", name);
+        return;
+    }
+    const char *tail = name + strspn(name, "_");
+    if (strncmp(tail, "interceptor_", 12) == 0)
+        name = tail + 12;
+    append(buf, size, name[0] == '[' ? "%.*s" : "%.*s()", (int)strcspn(name, "."), name);
 }
 
 /* The site of lk's episode, filled in s: its key and its description, e.g. "pinned in
@@ -464,8 +478,12 @@ static void look_at(struct green_hub *h, struct look *lk)
 {
     memset(lk, 0, sizeof *lk);
     read_thread(h->tid, lk);
-    if (lk->urg_blocked || (lk->in_syscall && !MON_CAN_RESTART) || ask_thread(h) != 0)
-        scan_thread(h, lk);
+    if (lk->urg_blocked)
+        scan_thread(h, lk, "SIGURG is blocked in its thread");
+    else if (lk->in_syscall && !MON_CAN_RESTART)
+        scan_thread(h, lk, "no signal to a thread asleep in a system call in this build");
+    else if (ask_thread(h) != 0)
+        scan_thread(h, lk, "no answer to SIGURG");
 }
 
 static int look_busy(const struct look *lk)
@@ -505,7 +523,7 @@ static void episode_start(struct green_hub *h, const struct look *lk, const stru
     green__debug_say_frames(lk->pcs, lk->npcs);
     if (lk->scanned && lk->npcs)
         green__debug_say("    (%s: frames found by scanning its stack, up to the call site)\n",
-                         lk->urg_blocked ? "SIGURG is blocked in its thread" : "no answer to SIGURG");
+                         lk->scanned);
 }
 
 static void episode_end(struct green_hub *h, int64_t now)
@@ -536,12 +554,35 @@ static int moved_on(struct green_hub *h)
     return (lk.state = read_state(h->tid)) && !look_busy(&lk);
 }
 
+/* The CPU time h's thread has used, ns; 0 when unknown. */
+static uint64_t thread_cpu(struct green_hub *h)
+{
+    clockid_t c;
+    struct timespec ts;
+    if (pthread_getcpuclockid((pthread_t)h->thread, &c) != 0 || clock_gettime(c, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A thread that can run (state R) but has used less than a tenth of the threshold in
+ * CPU time since its hub last showed life has been kept off the CPU by the machine's
+ * load, not holding the hub by what it computes: not (yet) an episode. */
+static int starved(struct green_hub *h, int64_t threshold)
+{
+    char state = read_state(h->tid);
+    uint64_t used = thread_cpu(h);
+    return (state == 'R' || !state) && h->mon_cpu && used &&
+           used - h->mon_cpu < (uint64_t)threshold * 100000;
+}
+
 /* h has been held past the threshold: an episode begins; or, held still, its thread
  * has moved on: the episode goes on if it is at the same site, else a new one begins. */
-static void held(struct green_hub *h, int64_t now)
+static void held(struct green_hub *h, int64_t now, int64_t threshold)
 {
     struct look *lk = &mon_look;
     struct site s;
+    if (!h->mon_reported && starved(h, threshold))
+        return;
     look_at(h, lk);
     if (lk->gone) {
         h->mon_reported = 1;
@@ -575,11 +616,14 @@ static void check(int64_t now, int64_t threshold)
         if (idle || seen != h->mon_seen || h->mon_since == 0) {
             if (h->mon_reported)
                 episode_end(h, now);
-            h->mon_seen = seen;
+            /* (idle, it counts as changed at the next look: a wait in the poller is no
+             * part of a hold) */
+            h->mon_seen = idle ? ~seen : seen;
             h->mon_since = now;
             h->mon_reported = 0;
+            h->mon_cpu = idle ? 0 : thread_cpu(h);
         } else if (h->mon_reported ? h->mon_site >= 0 && moved_on(h) : now - h->mon_since > threshold) {
-            held(h, now);
+            held(h, now, threshold);
         }
     }
     green__hubs_unlock();
@@ -588,6 +632,8 @@ static void check(int64_t now, int64_t threshold)
 static void *monitor_main(void *unused)
 {
     (void)unused;
+    /* the symbol tables, read here rather than by the thread that made the first hub */
+    green__debug_prepare_signals();
     green__sys.pthread_mutex_lock(&mon_lock);
     while (!mon_stop) {
         int64_t ms = mon_ms;
@@ -617,7 +663,6 @@ int green_monitor_start(int64_t ms)
         errno = EINVAL;
         return -1;
     }
-    green__debug_prepare_signals();
     green__sys.pthread_mutex_lock(&mon_lock);
     mon_ms = ms;
     if (mon_running) {

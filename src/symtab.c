@@ -12,10 +12,11 @@
  * Where aliases share an address (read, __read), the name with the fewest leading
  * underscores is the one given.
  *
- * It also tells the runtime's code from the program's (green__symtab_runtime): libc and
+ * It also says whose code an address is (green__symtab_code): the runtime's — libc and
  * its companions, the dynamic loader, libgreen and libgreen-patch, the sanitizer
- * runtimes and the vDSO, known by their file names; the pinning detector (monitor.c)
- * looks for the first frame outside them, the program's call site.
+ * runtimes and the vDSO, known by their file names — or the program's (any other
+ * object loaded then); the pinning detector (monitor.c) looks for the first frame
+ * outside the runtime, the program's call site.
  */
 #include "internal.h"
 
@@ -56,12 +57,13 @@ static int add(uintptr_t addr, size_t size, const char *name)
 /* The vDSO's code: its frames are named "[vdso]" (its own symbols are not read). */
 static uintptr_t vdso_lo, vdso_hi;
 
-/* The code of the runtime's objects (see green__symtab_runtime). */
-#define RUNTIME_MAX 32
+/* The code of each object (see green__symtab_code). */
+#define OBJECTS_MAX 128
 static struct {
     uintptr_t lo, hi;
-} runtime[RUNTIME_MAX];
-static size_t nruntime;
+    int runtime;
+} objects[OBJECTS_MAX];
+static size_t nobjects;
 
 /* Is the object at path part of the runtime rather than of the program? */
 static int runtime_object(const char *path)
@@ -156,9 +158,10 @@ static int one_object(struct dl_phdr_info *info, size_t size, void *unused)
         vdso_hi = hi;
         return 0;
     }
-    if (lo < hi && nruntime < RUNTIME_MAX && runtime_object(path)) {
-        runtime[nruntime].lo = lo;
-        runtime[nruntime++].hi = hi;
+    if (lo < hi && nobjects < OBJECTS_MAX) {
+        objects[nobjects].lo = lo;
+        objects[nobjects].hi = hi;
+        objects[nobjects++].runtime = runtime_object(path);
     }
     load_file(path, (uintptr_t)info->dlpi_addr, hi);
     return 0;
@@ -220,14 +223,14 @@ const char *green__symtab_name(uintptr_t pc, uintptr_t *off)
     return s->name;
 }
 
-int green__symtab_runtime(uintptr_t pc)
+int green__symtab_code(uintptr_t pc)
 {
     if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE))
-        return 0;
+        return GREEN_CODE_UNKNOWN;
     if (pc >= vdso_lo && pc < vdso_hi)
-        return 1;
-    for (size_t i = 0; i < nruntime; i++)
-        if (pc >= runtime[i].lo && pc < runtime[i].hi)
-            return 1;
-    return 0;
+        return GREEN_CODE_RUNTIME;
+    for (size_t i = 0; i < nobjects; i++)
+        if (pc >= objects[i].lo && pc < objects[i].hi)
+            return objects[i].runtime ? GREEN_CODE_RUNTIME : GREEN_CODE_PROGRAM;
+    return GREEN_CODE_UNKNOWN;
 }

@@ -373,6 +373,20 @@ static char *capture_stderr(void (*fn)(void))
     return s;
 }
 
+/* How many lines of text have both a and b. */
+static int lines_with(const char *text, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *pa = strstr(line, a), *pb = strstr(line, b);
+        n += pa && pb && pa < line + len && pb < line + len;
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
 /* Spins in its own code: the clock is read once per 64K turns, so the monitor's signal
  * lands here, not in the vDSO (whose frames an unwinder may not get through). */
 static __attribute__((noinline)) void spin_until(int64_t t)
@@ -430,11 +444,9 @@ static void test_monitor_catches_busy_loop(void **state)
 #endif
 #endif
     /* once per episode, as busy; and a line with its duration once it ends */
+    assert_int_equal(lines_with(out, " blocked for ", "\"busy\": busy in "), 1);
     const char *p = strstr(out, "blocked for ");
-    assert_non_null(p);
-    assert_null(strstr(p + 1, "blocked for "));
     assert_true(atol(p + strlen("blocked for ")) >= 100);
-    assert_has(out, ": busy in ");
     const char *end = strstr(out, " was held ");
     assert_non_null(end);
     assert_true(atol(end + strlen(" was held ")) >= 100);
@@ -491,12 +503,12 @@ static void *feeder(void *unused)
 }
 
 static int pin_fds[2], pin_fds2[2];
-static volatile long pin_sink;
-static volatile int pin_waiting;
+static volatile long pin_sink, feed_sink; /* the hub's thread's, the feeder's */
+static int pin_waiting;                   /* (atomic) */
 
 /* (on the feeder's thread: no cmocka assertion there; a failed feed shows as a hang) */
-static void feed_pipe(void) { pin_sink = write(pin_fds[1], "x", 1); }
-static void feed_pipe2(void) { pin_sink = write(pin_fds2[1], "x", 1); }
+static void feed_pipe(void) { feed_sink = write(pin_fds[1], "x", 1); }
+static void feed_pipe2(void) { feed_sink = write(pin_fds2[1], "x", 1); }
 
 /* System calls made raw, as some libraries do: no wrapper could make them cooperative.
  * (Each body differs, so that the compiler does not fold them into one function.) */
@@ -515,7 +527,7 @@ static __attribute__((noinline)) void raw_read_again(int fd)
 static __attribute__((noinline)) void raw_read_often(int fd)
 {
     char c;
-    pin_waiting = 1;
+    __atomic_store_n(&pin_waiting, 1, __ATOMIC_RELEASE);
     pin_sink = syscall(SYS_read, fd, &c, 1) + 2;
 }
 
@@ -572,7 +584,7 @@ static void test_pinning_names_each_call(void **state)
              SYS_read);
     assert_has(out, want);
     assert_has(out, "called from raw_read_again+");
-#if !GREEN_TEST_EMULATED
+#if !GREEN_TEST_EMULATED && !UNDER_TSAN /* (under TSan: a scan, up to the call site) */
     assert_has(out, "two_reads+"); /* the backtrace */
 #endif
     const char *end = strstr(out, " was held ");
@@ -596,9 +608,17 @@ static struct green_private_pin pin_entry(const char *what)
     return pins[0];
 }
 
+/* The first read is held until it is reported; the next ones 300 ms each from when the
+ * reader says it is about to read. */
+static void feed_first(void)
+{
+    __atomic_store_n(&pin_waiting, 0, __ATOMIC_RELEASE);
+    feed_pipe();
+}
+
 static void feed_later(void)
 {
-    for (int i = 0; i < 1000 && !pin_waiting; i++)
+    for (int i = 0; i < 1000 && !__atomic_exchange_n(&pin_waiting, 0, __ATOMIC_ACQUIRE); i++)
         usleep(1000);
     usleep(300 * 1000); /* holds it past the threshold */
     feed_pipe();
@@ -609,7 +629,6 @@ static void *five_reads(void *arg)
     (void)arg;
     for (int i = 0; i < 5; i++) {
         raw_read_often(pin_fds[0]);
-        pin_waiting = 0;
         green_yield();
         assert_int_equal(green_sleep(1), 0); /* the hub shows life */
     }
@@ -618,7 +637,7 @@ static void *five_reads(void *arg)
 
 static void run_five_reads(void)
 {
-    static const struct feed_step steps[] = {{"called from raw_read_often+", feed_pipe},
+    static const struct feed_step steps[] = {{"called from raw_read_often+", feed_first},
                                              {"", feed_later}, {"", feed_later},
                                              {"", feed_later}, {"", feed_later}, {NULL, NULL}};
     run_pinned("five-reads", five_reads, steps);
@@ -629,9 +648,7 @@ static void test_pinning_once_per_site(void **state)
 {
     (void)state;
     char *out = capture_stderr(run_five_reads);
-    const char *p = strstr(out, "called from raw_read_often+");
-    assert_non_null(p);
-    assert_null(strstr(p + 1, "blocked for "));
+    assert_int_equal(lines_with(out, " blocked for ", "called from raw_read_often+"), 1);
     struct green_private_pin e = pin_entry("called from raw_read_often+");
     assert_int_equal(e.count, 5);
     assert_int_equal(e.busy, 0);
@@ -652,7 +669,7 @@ static void feed_queue(void)
         long type;
         char text[4];
     } m = {1, "msg"};
-    pin_sink = msgsnd(pin_queue, &m, sizeof m.text, 0);
+    feed_sink = msgsnd(pin_queue, &m, sizeof m.text, 0);
 }
 
 static __attribute__((noinline)) void *queue_reader(void *arg)
@@ -695,7 +712,7 @@ static void test_pinning_keeps_calls_going(void **state)
 static pthread_t pin_main;
 static int pin_sig;
 
-static void feed_signal(void) { pin_sink = pthread_kill(pin_main, SIGUSR1); }
+static void feed_signal(void) { feed_sink = pthread_kill(pin_main, SIGUSR1); }
 
 static __attribute__((noinline)) void *signal_waiter(void *arg)
 {

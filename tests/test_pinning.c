@@ -78,28 +78,38 @@ static int count_of(const char *what)
     return n;
 }
 
+/* The first line at or after `from` that has both a and b (its start), or NULL. */
+static const char *line_with(const char *from, const char *a, const char *b)
+{
+    for (const char *line = from; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *pa = strstr(line, a), *pb = strstr(line, b);
+        if (pa && pb && pa < line + len && pb < line + len)
+            return line;
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
 /* The program held its hub five times at one place, described by `what`: */
 static void check_pinned(const char *mode, const char *what)
 {
     assert_int_equal(run_pin(mode), 0); /* every wait got what it waited for: no EINTR */
-    /* named once, while the first hold (1 s) was going on: before it ended */
-    assert_int_equal(count_of(" blocked for "), 1);
-    const char *start = strstr(out, " blocked for ");
-    assert_non_null(strstr(start, what));
+    /* named once, while the first hold (1 s) was going on: before it ended (a loaded
+     * machine may hold the hub elsewhere too: other places are not looked at) */
+    const char *start = line_with(out, " blocked for ", what);
+    assert_non_null(start);
+    assert_null(line_with(strchr(start, '\n'), " blocked for ", what));
     const char *first_done = strstr(out, "pin: 1 done");
     assert_non_null(first_done);
     assert_true(start < first_done);
-    assert_true(strstr(start, what) < strchr(start, '\n'));
     /* the end of that episode, with its duration */
-    const char *end = strstr(out, " was held ");
+    const char *end = line_with(start, " was held ", what);
     assert_non_null(end);
-    assert_true(atol(end + strlen(" was held ")) >= 100);
-    assert_true(strstr(end, what) < strchr(end, '\n'));
+    assert_true(atol(strstr(end, " was held ") + strlen(" was held ")) >= 100);
     /* the summary at exit: five times at that place */
-    assert_has("green-patch: pinning: 1 place where a green thread held its hub for more than 100 ms:");
-    const char *sum = strstr(out, "green-patch:   5 times, ");
-    assert_non_null(sum);
-    assert_true(strstr(sum, what) < strchr(sum, '\n'));
+    assert_non_null(line_with(out, "green-patch:   5 times, ", what));
 }
 
 /* A raw system call: syscall(SYS_read) on a pipe. */

@@ -46,13 +46,6 @@ struct msg {
     char text[8];
 };
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* The child: waits for each "ready", then produces one item. */
 static void producer(pid_t parent)
 {
@@ -104,12 +97,24 @@ static __attribute__((noinline)) void pin_sigwait(void)
     CHECK(sig == SIGUSR1); /* never the monitor's SIGURG */
 }
 
+/* Computes for ms: every frame of its own code is this function (the clock is read
+ * straight from libc), so that each look finds the same place. */
 static __attribute__((noinline)) void spin(long ms)
 {
     volatile unsigned long x = 0;
-    for (long end = now_ms() + ms; now_ms() < end;)
+    struct timespec end, ts;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += ms / 1000;
+    end.tv_nsec += (ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000L;
+    }
+    do {
         for (int i = 0; i < 10000; i++)
             x++;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    } while (ts.tv_sec < end.tv_sec || (ts.tv_sec == end.tv_sec && ts.tv_nsec < end.tv_nsec));
 }
 
 static __attribute__((noinline)) void quiet(int i)
