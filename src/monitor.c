@@ -54,7 +54,7 @@
  * table. Output is written with write(2) from the monitor thread, never through stdio
  * (a pinned thread may hold stderr's lock).
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -518,12 +518,13 @@ static void episode_start(struct green_hub *h, const struct look *lk, const stru
         return;
     at->id = lk->id;
     copy_name(at->name, sizeof at->name, lk->name);
-    green__debug_say("libgreen monitor: hub %p thread %d blocked for %lld ms by green thread %llu \"%s\": %s\n",
-                     (void *)h, h->tid, (long long)held_ms, (unsigned long long)lk->id, lk->name, at->what);
-    green__debug_say_frames(lk->pcs, lk->npcs);
+    struct green_out o = {.fd = 2};
+    green__outf(&o, "libgreen monitor: hub %p thread %d blocked for %lld ms by green thread %llu \"%s\": %s\n",
+                (void *)h, h->tid, (long long)held_ms, (unsigned long long)lk->id, lk->name, at->what);
+    green__bt_write_pcs(&o, lk->pcs, lk->npcs);
     if (lk->scanned && lk->npcs)
-        green__debug_say("    (%s: frames found by scanning its stack, up to the call site)\n",
-                         lk->scanned);
+        green__outf(&o, "    (%s: frames found by scanning its stack, up to the call site)\n", lk->scanned);
+    green__out_flush(&o);
 }
 
 static void episode_end(struct green_hub *h, int64_t now)
@@ -535,10 +536,12 @@ static void episode_end(struct green_hub *h, int64_t now)
     s->total_ms += ms;
     if (ms > s->max_ms)
         s->max_ms = ms;
-    if (h->mon_reported == 2)
-        green__debug_say("libgreen monitor: hub %p thread %d was held %llu ms by green thread %llu \"%s\": %s\n",
-                         (void *)h, h->tid, (unsigned long long)ms, (unsigned long long)s->id, s->name,
-                         s->what);
+    if (h->mon_reported == 2) {
+        struct green_out o = {.fd = 2};
+        green__outf(&o, "libgreen monitor: hub %p thread %d was held %llu ms by green thread %llu \"%s\": %s\n",
+                    (void *)h, h->tid, (unsigned long long)ms, (unsigned long long)s->id, s->name, s->what);
+        green__out_flush(&o);
+    }
 }
 
 /* Has the thread holding h gone on to another blocking call (pinned), or fallen asleep
@@ -587,8 +590,10 @@ static void held(struct green_hub *h, int64_t now, int64_t threshold)
     if (lk->gone) {
         h->mon_reported = 1;
         h->mon_site = -1;
-        green__debug_say("libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n",
-                         (long long)(now - h->mon_since));
+        struct green_out o = {.fd = 2};
+        green__outf(&o, "libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n",
+                    (long long)(now - h->mon_since));
+        green__out_flush(&o);
         return;
     }
     describe(lk, look_busy(lk), &s);
@@ -657,6 +662,8 @@ static void *monitor_main(void *unused)
     return NULL;
 }
 
+static void atfork_child(void);
+
 int green_monitor_start(int64_t ms)
 {
     if (ms <= 0) {
@@ -670,6 +677,7 @@ int green_monitor_start(int64_t ms)
         return 0;
     }
     if (!mon_installed) {
+        pthread_atfork(NULL, NULL, atfork_child);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_monitor_signal;
@@ -751,7 +759,7 @@ size_t green_private_pinning(struct green_private_pin *out, size_t max, int64_t 
 }
 
 /* The watchdog thread does not exist in a fork child, nor do the parent's episodes. */
-void green__monitor_atfork(void)
+static void atfork_child(void)
 {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     mon_lock = fresh;

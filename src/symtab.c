@@ -1,5 +1,6 @@
 /*
- * symtab.c — names of functions for code addresses, usable from a signal handler.
+ * symtab.c — names of functions for code addresses, usable from a signal handler
+ * (layer 8, debug.h).
  *
  * The dump signal and the blocked-hub monitor print backtraces from signal handlers,
  * where nothing may call malloc or take a lock another thread may hold (and libunwind's
@@ -18,7 +19,7 @@
  * object loaded then); the pinning detector (monitor.c) looks for the first frame
  * outside the runtime, the program's call site.
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <elf.h>
 #include <fcntl.h>

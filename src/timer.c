@@ -1,5 +1,6 @@
 /*
- * timer.c — the hub's timers: a hierarchical timing wheel with millisecond ticks.
+ * timer.c — the hub's timers (layer 4, sched.h): a hierarchical timing wheel with
+ * millisecond ticks. It owns the wheel (h->wheel) and the green threads' timer links.
  *
  * Deadlines are whole milliseconds, so a wheel gives O(1) insert, O(1) cancel and O(1)
  * amortised expiry, with no per-timer allocation (the node lives in the green thread)
@@ -8,7 +9,8 @@
  * Level 0 has 1024 one-millisecond slots; levels 1..6 have 64 slots each, every level
  * 64 times coarser, covering 2^46 ms. (A wide level 0 lets most sub-second timers, the
  * common ones, skip the cascade below: with 256 slots, four in five 200 ms sleeps were
- * moved once more before they fired, a pass over cold memory for a million of them.) A timer goes to the lowest level whose slot range
+ * moved once more before they fired, a pass over cold memory for a million of them.)
+ * A timer goes to the lowest level whose slot range
  * contains both the wheel's time and its deadline (compared on the bits above that
  * level), so entries of a coarse slot all lie in the future. When the wheel's time
  * enters a coarse slot's range, the slot is cascaded: its entries are re-inserted, in
@@ -17,7 +19,7 @@
  * timers fire in deadline order, and equal deadlines fire in the order they were set.
  * Bitmaps of non-empty slots let expiry and next-deadline skip empty stretches.
  */
-#include "internal.h"
+#include "sched.h"
 
 #include <stdlib.h>
 #include <string.h>

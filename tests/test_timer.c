@@ -2,7 +2,7 @@
  * near and far, across the boundaries where a timing wheel cascades, and millions of
  * pending timers. Every sleeping green thread holds one timer; green_stats counts them. */
 #include "green_test.h"
-#include "../src/internal.h" /* the wheel's shape, and green__clock_skew */
+#include "../src/sched.h" /* the wheel's shape, and green__clock_skew */
 
 #include <stdio.h>
 #include <stdlib.h>
