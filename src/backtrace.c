@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 
 #if defined(GREEN_HAVE_LIBUNWIND)
 #define UNW_LOCAL_ONLY
@@ -358,10 +359,31 @@ void green__backtrace_of(struct green_out *o, struct green_hub *h, struct green 
     }
 }
 
+/* The pc a signal interrupted, 0 unknown. */
+static uintptr_t interrupted_pc(const void *uc)
+{
+#if defined(__x86_64__)
+    return uc ? (uintptr_t)((const ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP] : 0;
+#elif defined(__aarch64__)
+    return uc ? (uintptr_t)((const ucontext_t *)uc)->uc_mcontext.pc : 0;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
 int green__bt_pcs(void *uc, uintptr_t *pcs, int max)
 {
     struct green_out o = {.fd = -1, .in_signal = 1, .uc = uc, .pcs = pcs, .maxpcs = max};
     green__bt_here(&o, 1);
+    /* a walk that began in the handler itself (glibc's backtrace) starts over at the
+     * interrupted frame */
+    uintptr_t pc = interrupted_pc(uc);
+    for (int i = 1; pc && i < o.npcs; i++)
+        if (pcs[i] == pc) {
+            memmove(pcs, pcs + i, (size_t)(o.npcs - i) * sizeof *pcs);
+            return o.npcs - i;
+        }
     return o.npcs;
 }
 
