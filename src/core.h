@@ -81,6 +81,7 @@ enum green_wait_kind {
     GW_PARK = 0,   /* green_park */
     GW_SLEEP, GW_FD, GW_JOIN, GW_EVENT, GW_FUTURE, GW_SEM, GW_MUTEX, GW_COND, GW_CHAN,
     GW_GROUP, GW_POOL, GW_FILE, GW_SIGNAL, GW_RESOLVE,
+    GW_CHOOSE,     /* green_choose of several clauses: g->arg holds their number */
 };
 
 /* A timer lives inside what it times (a green thread); see timer.c. */

@@ -68,7 +68,8 @@ GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *sta
  *    ignored (a scope pushed inside the shield applies). A timeout shield is a scope
  *    among those: they pop in LIFO order together (green_timeout_pop of a shield, or a
  *    shield pop of a timeout scope, fails with EINVAL), 32 deep in all.
- * (Meant to become the public scoped shield, green_shield_push/pop.) 0, or -1 + errno:
+ * The kill shield is also the public one (green_shield_push/pop): they count together.
+ * 0, or -1 + errno:
  * ENOMEM, EOVERFLOW (too deep), EINVAL (a pop without its push; a bad `what`).
  */
 enum { GREEN_SHIELD_KILLS = 1, GREEN_SHIELD_TIMEOUTS = 2 };

@@ -15,6 +15,31 @@
 
 #include "wait.h"
 
+/* ---- green_choose (choose.c) and each kind of clause's side of it ----
+ * A select queues a waiter record (an entry) on each channel, event and future it waits
+ * on; channels and signals complete a clause only by claiming the select's lead (wait.h),
+ * the others are observed by the chooser once it runs again. */
+
+/* Channels: chan.h. */
+
+/* Events and futures (sync.c): arm queues e on the object unless it is already set or
+ * ready (1: not queued); disarm unqueues e: 1 when it was set or made ready meanwhile. */
+int green__event_arm(green_event_t *ev, struct green_waiter *e);
+int green__event_disarm(green_event_t *ev, struct green_waiter *e);
+int green__future_arm(green_future_t *f, struct green_waiter *e);
+int green__future_disarm(green_future_t *f, struct green_waiter *e);
+
+/* Signals (signal.c). valid: may signo be waited for (1/0)? arm: a record waiting for
+ * signo in *out (signal.c's own; freed by disarm), served like green_signal_wait but only
+ * by claiming `lead`, reported as clause `index`; a signal already pending is served at
+ * once, and if nobody reads the signalfd the caller does from its next park. 0, or -1 +
+ * errno. drain: serve what has arrived (before the select withdraws). */
+int green__signal_valid(int signo);
+int green__signal_arm(struct green_hub *h, int signo, struct green_waiter *lead, int index,
+                      struct green_waiter **out);
+void green__signal_disarm(struct green_hub *h, struct green_waiter *w);
+void green__signal_drain(struct green_hub *h);
+
 /* ---- groups (group.c) ---- */
 /* green_group_spawn with the members' stack mode and size (the stream server's handlers). */
 green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, green_fn fn, void *arg,
