@@ -6,8 +6,9 @@
  * threshold/4, at least every 5 ms). A hub shows life by switching (h->switches) or by
  * polling (h->loops). It is idle, not held, while it sleeps in its poller (h->polling)
  * or has no green thread but its root (h->alive == 0: nobody is kept waiting; green
- * threads parked until the holder produces something are kept waiting, so they count).
- * One that shows neither for longer than the threshold is held by its running green
+ * threads parked until the holder produces something are kept waiting, so they count;
+ * a hub seen idle starts afresh at the next look: a wait in its poller is no part of a
+ * hold). One that shows neither for longer than the threshold is held by its running green
  * thread: an episode begins — if busy, once its thread has also used a tenth of the
  * threshold in CPU time since (one kept off the CPU by the machine's load all along
  * holds the hub by no doing of its own).
@@ -31,7 +32,8 @@
  * in a system call: the frames come from a scan of its stack, frozen while it sleeps —
  * its pc, then the words above its stack pointer that are return addresses (in known
  * code, right after a call instruction), up to the program's call site — and the report
- * says so. A thread that does not answer within a second is scanned the same way.
+ * says so. A thread asleep uninterruptibly (state D: a signal would wait for the call to
+ * end), or that does not answer in time (MON_ANSWER_MS), is scanned the same way.
  *
  * The frames name the episode: the innermost one in the runtime's code (libc, the
  * loader, libgreen; symtab.c) is the blocking function, the runtime frame the program
@@ -72,6 +74,12 @@
 #define MON_FRAMES 32
 #define MON_SITES 64
 #define MON_SCAN 4096 /* bytes of a frozen stack scanned above its stack pointer */
+/* How long a handler may take to answer: a thread asleep in the kernel is woken by the
+ * signal at once (past the wait it is scanned, and its report still comes well within a
+ * second of the hold starting); a running one may first wait for a CPU (or, under TSan,
+ * for a point where TSan delivers signals). */
+#define MON_ANSWER_MS 250
+#define MON_ANSWER_BUSY_MS 1000
 /* The handler can restart a system call the signal interrupted (it sees the interrupted
  * registers: not under TSan, which runs handlers later); elsewhere a thread asleep in
  * one is not signalled, its stack is scanned. */
@@ -177,7 +185,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     struct green_hub *t = __atomic_load_n(&mon_target, __ATOMIC_ACQUIRE);
     struct green_hub *h = green__tls_hub;
     int asked = REQ_ASKED;
-    if (t && (h == t || !h) &&
+    if (t && (h == t || (!h && t->tid == (int)syscall(SYS_gettid))) && /* (exiting: no hub) */
         __atomic_compare_exchange_n(&mon_req, &asked, REQ_CLAIMED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         struct look *lk = &mon_look;
         if (!h) {
@@ -351,15 +359,15 @@ static void scan_thread(struct green_hub *h, struct look *lk, const char *why)
         }
 }
 
-/* Send the signal and wait (up to a second) for the handler's look. 0, or -1 when it
- * did not answer (the look is then untouched). */
-static int ask_thread(struct green_hub *h)
+/* Send the signal and wait (up to wait_ms) for the handler's look. 0, or -1 when it did
+ * not answer (the look is then untouched). */
+static int ask_thread(struct green_hub *h, int wait_ms)
 {
     __atomic_store_n(&mon_target, h, __ATOMIC_RELEASE);
     __atomic_store_n(&mon_req, REQ_ASKED, __ATOMIC_RELEASE);
     int asked = REQ_ASKED;
     if (green__sys.pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
-        for (int i = 0; i < 1000 && __atomic_load_n(&mon_req, __ATOMIC_ACQUIRE) == REQ_ASKED; i++)
+        for (int i = 0; i < wait_ms && __atomic_load_n(&mon_req, __ATOMIC_ACQUIRE) == REQ_ASKED; i++)
             sleep_ms(1);
     /* withdraw the request, unless the handler has claimed it: then it finishes soon */
     if (!__atomic_compare_exchange_n(&mon_req, &asked, REQ_IDLE, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
@@ -482,7 +490,9 @@ static void look_at(struct green_hub *h, struct look *lk)
         scan_thread(h, lk, "SIGURG is blocked in its thread");
     else if (lk->in_syscall && !MON_CAN_RESTART)
         scan_thread(h, lk, "no signal to a thread asleep in a system call in this build");
-    else if (ask_thread(h) != 0)
+    else if (lk->state == 'D') /* a signal waits until the call ends */
+        scan_thread(h, lk, "its thread sleeps uninterruptibly");
+    else if (ask_thread(h, lk->state == 'R' ? MON_ANSWER_BUSY_MS : MON_ANSWER_MS) != 0)
         scan_thread(h, lk, "no answer to SIGURG");
 }
 
