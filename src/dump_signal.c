@@ -102,7 +102,7 @@ void green__debug_init(void)
         sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
         green__debug_prepare_signals();
-        sigaction(dump_signo, &sa, NULL);
+        green__sys_get()->sigaction(dump_signo, &sa, NULL);
     }
     e = getenv("GREEN_MONITOR_MS");
     if (e && *e) {

@@ -693,7 +693,7 @@ int green_monitor_start(int64_t ms)
         sa.sa_sigaction = on_monitor_signal;
         sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
         sigemptyset(&sa.sa_mask);
-        sigaction(MON_SIGNAL, &sa, &mon_old);
+        green__sys_get()->sigaction(MON_SIGNAL, &sa, &mon_old);
         mon_installed = 1;
     }
     pthread_condattr_t ca;

@@ -161,8 +161,8 @@ static void init_once(void)
     sa.sa_sigaction = on_segv;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &old_segv);
-    sigaction(SIGBUS, &sa, &old_bus);
+    green__sys_get()->sigaction(SIGSEGV, &sa, &old_segv);
+    green__sys_get()->sigaction(SIGBUS, &sa, &old_bus);
 }
 
 static void init(void) { green__sys.pthread_once(&once, init_once); }
@@ -232,7 +232,7 @@ void green__overflow_abort(const struct green *g, size_t size)
     ssize_t r = green__sys.write(2, buf, n);
     (void)r;
     /* SIGABRT's default action must run even if the program had caught it. */
-    signal(SIGABRT, SIG_DFL);
+    green__sys.signal(SIGABRT, SIG_DFL);
     abort();
 }
 
@@ -316,7 +316,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
     }
     /* Not ours: restore the previous disposition; the faulting instruction runs again
      * and the signal takes its default course (a core dump). */
-    sigaction(sig, old, NULL);
+    green__sys.sigaction(sig, old, NULL);
 }
 
 int green__altstack_init(struct green_hub *h)

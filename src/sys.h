@@ -48,7 +48,8 @@
     X(pthread_timedjoin_np) X(pthread_clockjoin_np) X(pthread_cancel) X(pthread_testcancel) \
     X(pthread_setcancelstate) X(pthread_setcanceltype) X(pthread_kill)                   \
     X(pthread_getattr_np) X(__pthread_register_cancel) X(__pthread_unregister_cancel)    \
-    X(__pthread_unwind_next)
+    X(__pthread_unwind_next)                                                             \
+    X(sigaction) X(signal) X(sigsuspend) X(pause) X(raise)
 
 struct green_sys {
 #define GREEN_SYS_FIELD(name) __typeof__(name) *name;
