@@ -76,6 +76,28 @@ enum { GREEN_SHIELD_KILLS = 1, GREEN_SHIELD_TIMEOUTS = 2 };
 GREEN_PRIVATE_API int green_private_shield_push(int what);
 GREEN_PRIVATE_API int green_private_shield_pop(int what);
 
+/* ---- signal handlers' interruptions (sched.c) ---- */
+
+/* A handler of the program's ran on the calling OS thread. Async-signal-safe. If the
+ * thread has a hub, it calls the interrupt hook at its next look at its poller (in plain
+ * context, on its own thread), and a poller blocked meanwhile returns at once. */
+GREEN_PRIVATE_API void green_private_hub_interrupt(void);
+/* The hook every hub calls for that: one per process (NULL: none). It may wake green
+ * threads of the calling thread's hub, never park; which green thread runs it is
+ * unspecified. */
+GREEN_PRIVATE_API void green_private_set_interrupt_hook(void (*hook)(void));
+/* While the calling OS thread's hub looks at its poller (blocking in it when idle, in
+ * passing at least every 128 hand-offs when busy), the signals of `set` are unblocked on
+ * the thread, as ppoll(2) unblocks its mask's: sigsuspend's way to let in the signals it
+ * waits for without changing the mask the other green threads run with. Replaces the
+ * previous set; NULL or an empty set: none. 0, or -1 + errno (ENOMEM: no hub). */
+GREEN_PRIVATE_API int green_private_hub_unblock(const sigset_t *set);
+/* Count (+1, then -1) a wait of the calling green thread that only something outside the
+ * hub can end, a signal handler (pause): while counted, a hub with nothing else to do
+ * waits in its poller instead of failing the root's wait with EDEADLK. 0, or -1 + errno
+ * (ENOMEM: no hub). */
+GREEN_PRIVATE_API int green_private_hub_ref(int delta);
+
 /* ---- the thread pool (pool.c) ---- */
 
 /* Run fn(arg) on libgreen's thread pool, parking only the calling green thread: 0 and

@@ -20,12 +20,15 @@
  *    queue never empties, so yielding loops cannot starve timers or I/O;
  *  - nothing can wake anyone when the run queue is empty, no timer is pending, no fd is
  *    watched and nothing outside the hub holds a reference (h->ext_refs): that is a
- *    deadlock, and the root's wait fails with EDEADLK instead of hanging.
+ *    deadlock, and the root's wait fails with EDEADLK instead of hanging;
+ *  - a signal handler's interruption (green_private_hub_interrupt) is handed to the
+ *    interrupt hook at the next look at the poller, which it makes come without waiting.
  */
 
 #include "sched.h"
 
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -152,20 +155,111 @@ void green__remote_drain(struct green_hub *h)
 
 void green__on_notify(struct green_hub *h) { green__remote_drain(h); }
 
-static void poll_once(struct green_hub *h, int timeout)
+/* ---- interruptions by signal handlers ----
+ *
+ * libgreen-patch.so makes signal handlers interrupt the calls they would interrupt in the
+ * kernel. Its handler tells the hub of the OS thread it ran on (green_private_hub_interrupt,
+ * async-signal-safe: a flag, and the poller's notify if the hub may be blocking in it);
+ * the hub hands the news to the patch library's hook at its next look at the poller, in
+ * plain context, where waking green threads is safe. The hub knows nothing else of it.
+ * A handler that runs while the hub blocks in its poller interrupts the wait (EINTR) or,
+ * if it ran just before it, finds `polling` set and notifies; poll_wait looks at the flag
+ * after announcing `polling`: on one thread, no interruption is missed.
+ *
+ * sigsuspend in one green thread cannot set the OS thread's mask: the others run with it.
+ * Instead the signals it waits for are unblocked only while the hub is in its poller
+ * (green_private_hub_unblock): pending ones arrive then, their handlers run, the hook
+ * learns of it. Both are per OS thread; the set is tied to the hub (a fork child's new hub
+ * starts without). */
+static void (*interrupt_hook)(void);
+static __thread int interrupted __attribute__((tls_model("initial-exec")));
+static __thread struct {
+    struct green_hub *hub;
+    sigset_t set;
+} unblock __attribute__((tls_model("initial-exec")));
+
+void green_private_set_interrupt_hook(void (*hook)(void))
 {
-    green__count(&h->loops, 1);
+    __atomic_store_n(&interrupt_hook, hook, __ATOMIC_RELEASE);
+}
+
+void green_private_hub_interrupt(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (!h)
+        return;
+    __atomic_store_n(&interrupted, 1, __ATOMIC_SEQ_CST);
+    if (h->poller && __atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
+        h->poller->ops->notify(h->poller); /* eventfd write: async-signal-safe */
+}
+
+int green_private_hub_unblock(const sigset_t *set)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h)
+        return -1;
+    unblock.hub = set && !sigisemptyset(set) ? h : NULL;
+    if (unblock.hub)
+        unblock.set = *set;
+    return 0;
+}
+
+int green_private_hub_ref(int delta)
+{
+    struct green_hub *h = green__loop();
+    if (!h)
+        return -1;
+    h->ext_refs += (uint64_t)(int64_t)delta;
+    return 0;
+}
+
+static int interrupt_pending(void) { return __atomic_load_n(&interrupted, __ATOMIC_SEQ_CST); }
+
+/* The interrupt hook, if a handler has run since the last call. */
+static inline void interrupt_deliver(void)
+{
+    if (GREEN_LIKELY(!interrupt_pending()))
+        return;
+    __atomic_store_n(&interrupted, 0, __ATOMIC_SEQ_CST);
+    void (*hook)(void) = __atomic_load_n(&interrupt_hook, __ATOMIC_ACQUIRE);
+    if (hook)
+        hook();
+}
+
+/* The poller's wait: blocking (timeout != 0) or a look in passing. */
+static inline void poll_wait(struct green_hub *h, int timeout)
+{
     if (timeout != 0) {
         /* announce that we may block, then look again for wake-ups from other threads
-         * (green__remote_wake does the mirror image) */
+         * (green__remote_wake does the mirror image) and from signal handlers */
         __atomic_store_n(&h->polling, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST))
+        if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST) || interrupt_pending())
             timeout = 0;
         h->poller->ops->wait(h, timeout);
         __atomic_store_n(&h->polling, 0, __ATOMIC_RELAXED);
     } else if (h->nfds || h->poller_kind == GREEN_POLLER_URING) {
         h->poller->ops->wait(h, 0);
     }
+}
+
+/* The poller's wait with the signals of green_private_hub_unblock unblocked. */
+static __attribute__((noinline)) void poll_wait_unblocked(struct green_hub *h, int timeout)
+{
+    sigset_t masked;
+    int unblocked = pthread_sigmask(SIG_UNBLOCK, &unblock.set, &masked) == 0;
+    poll_wait(h, timeout);
+    if (unblocked)
+        pthread_sigmask(SIG_SETMASK, &masked, NULL);
+}
+
+static void poll_once(struct green_hub *h, int timeout)
+{
+    green__count(&h->loops, 1);
+    if (GREEN_UNLIKELY(unblock.hub == h))
+        poll_wait_unblocked(h, timeout);
+    else
+        poll_wait(h, timeout);
+    interrupt_deliver();
     if (green__remote_pending(h))
         green__remote_drain(h);
     /* a yield with nothing else ready comes here every time: read the clock (~30 ns
@@ -199,7 +293,7 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
         }
         h->since_poll = 0;
         int64_t next = green__timer_next(h);
-        if (next < 0 && !h->nfds && !h->ext_refs && !green__remote_pending(h))
+        if (next < 0 && !h->nfds && !h->ext_refs && !green__remote_pending(h) && !interrupt_pending())
             return NULL;
         int timeout = -1;
         if (next >= 0) {
