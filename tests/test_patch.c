@@ -11,6 +11,7 @@
 #include <hiredis/hiredis.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -777,6 +778,183 @@ static void test_pass_through(void **state)
 
 /* ---- the report ---- */
 
+/* ---- signal handlers interrupt blocking calls ---- */
+
+static volatile sig_atomic_t usr1_hits;
+static void on_usr1(int sig)
+{
+    (void)sig;
+    usr1_hits++;
+}
+
+static void handle_usr1(int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = flags;
+    assert_int_equal(sigaction(SIGUSR1, &sa, NULL), 0);
+}
+
+/* After 50 ms, raise(SIGUSR1): a signal for this OS thread, whose handler runs at once,
+ * in this green thread; then, if arg is an fd, write a byte to it 50 ms later. */
+static void *raise_later(void *arg)
+{
+    green_sleep(50);
+    raise(SIGUSR1);
+    if (arg) {
+        green_sleep(50);
+        assert_int_equal(write((int)(intptr_t)arg, "x", 1), 1);
+    }
+    return NULL;
+}
+
+/* The root stands for the OS thread the kernel chose: a handler that runs while it is
+ * parked in poll() ends that poll with EINTR, as the kernel would; a spawned green thread
+ * parked in poll() meanwhile is not disturbed. (Before: the root's poll went on, and the
+ * scoped deadline ended it with ETIMEDOUT 10 s later.) */
+static void test_signal_interrupts_root(void **state)
+{
+    (void)state;
+    handle_usr1(SA_RESTART); /* poll is interrupted whatever SA_RESTART says */
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGUSR1, NULL, &sa), 0);
+    assert_ptr_equal(sa.sa_handler, on_usr1); /* the program's handler, not the patch's */
+    assert_int_equal(sa.sa_flags & (SA_SIGINFO | SA_RESTART), SA_RESTART);
+    int a[2], b[2];
+    assert_int_equal(pipe(a), 0);
+    assert_int_equal(pipe(b), 0);
+    struct poller other = {.p = {{.fd = b[0], .events = POLLIN}}, .n = 1, .r = 99};
+    green_t g = green_spawn(poll_it, &other);
+    green_t k = green_spawn(raise_later, NULL);
+    usr1_hits = 0;
+    assert_int_equal(green_timeout_push(10000), 0);
+    struct pollfd pf = {.fd = a[0], .events = POLLIN};
+    assert_fails_with(poll(&pf, 1, -1), EINTR);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_int_equal(usr1_hits, 1);
+    assert_int_equal(green_join(k, NULL, -1), 0);
+    assert_int_equal(green_sleep(20), 0);
+    assert_int_equal(other.r, 99); /* still polling */
+    assert_int_equal(write(b[1], "x", 1), 1);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(other.r, 1);
+
+    /* a restartable call: with SA_RESTART the read goes on and gets the byte written
+     * later; without, EINTR */
+    char c;
+    k = green_spawn(raise_later, (void *)(intptr_t)a[1]);
+    assert_int_equal(read(a[0], &c, 1), 1);
+    assert_int_equal(usr1_hits, 2);
+    assert_int_equal(green_join(k, NULL, -1), 0);
+    handle_usr1(0);
+    k = green_spawn(raise_later, NULL);
+    assert_fails_with(read(a[0], &c, 1), EINTR);
+    assert_int_equal(green_join(k, NULL, -1), 0);
+    /* a handler that ran before the call started interrupts nothing */
+    raise(SIGUSR1);
+    assert_int_equal(usr1_hits, 4);
+    k = green_spawn(raise_later, (void *)(intptr_t)a[1]);
+    handle_usr1(SA_RESTART);
+    assert_int_equal(read(a[0], &c, 1), 1);
+    assert_int_equal(green_join(k, NULL, -1), 0);
+    signal(SIGUSR1, SIG_DFL);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(close(a[i]), 0);
+        assert_int_equal(close(b[i]), 0);
+    }
+    assert_hub_idle();
+}
+
+/* Waits that only a signal can end: pause() and sigsuspend() park the root (no
+ * deadlock with nothing else to run: a signal may come); sigsuspend lets in a signal the
+ * thread blocks only for its wait; a sleep's time left is reported. */
+static void *kill_later(void *arg)
+{
+    green_sleep(50);
+    kill(getpid(), (int)(intptr_t)arg);
+    return NULL;
+}
+
+static void test_signal_waits(void **state)
+{
+    (void)state;
+    alarm(60); /* a wait that blocks the OS thread would hang: SIGALRM ends the test */
+    handle_usr1(0);
+    usr1_hits = 0;
+    green_t k = green_spawn(kill_later, (void *)(intptr_t)SIGUSR1);
+    assert_int_equal(green_detach(k), 0);
+    assert_fails_with(pause(), EINTR);
+    assert_int_equal(usr1_hits, 1);
+
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &usr1, &old), 0);
+    long ticks = 0;
+    green_t t = green_spawn(count_ticks, &ticks);
+    k = green_spawn(kill_later, (void *)(intptr_t)SIGUSR1);
+    assert_int_equal(green_detach(k), 0);
+    assert_fails_with(sigsuspend(&old), EINTR);
+    assert_int_equal(usr1_hits, 2);
+    assert_true(ticks > 0); /* the others ran meanwhile */
+    sigset_t now;
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, NULL, &now), 0);
+    assert_int_equal(sigismember(&now, SIGUSR1), 1); /* still blocked after */
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+
+    k = green_spawn(kill_later, (void *)(intptr_t)SIGUSR1);
+    assert_int_equal(green_detach(k), 0);
+    struct timespec req = {30, 0}, rem = {0, 0};
+    assert_fails_with(nanosleep(&req, &rem), EINTR);
+    assert_true(rem.tv_sec >= 20 && rem.tv_sec < 30);
+    assert_int_equal(green_kill(t), 0);
+    assert_int_equal(green_join(t, NULL, -1), 0);
+    signal(SIGUSR1, SIG_DFL);
+    alarm(0);
+    assert_hub_idle();
+}
+
+/* A handler runs in async-signal context: a patched call made there passes through to
+ * libc (a usleep blocks the OS thread) instead of parking inside the handler, which would
+ * let the ticker run during it. */
+static long *handler_ticks;
+static volatile long ticks_during_handler = -1;
+static void on_usr2_sleeps(int sig)
+{
+    (void)sig;
+    long before = *handler_ticks;
+    usleep(5000);
+    ticks_during_handler = *handler_ticks - before;
+}
+
+static void test_signal_handler_passes_through(void **state)
+{
+    (void)state;
+    long ticks = 0;
+    handler_ticks = &ticks;
+    assert_int_not_equal(signal(SIGUSR2, on_usr2_sleeps), SIG_ERR);
+    green_t t = green_spawn(count_ticks, &ticks);
+    assert_int_equal(green_sleep(20), 0);
+    assert_true(ticks > 0);
+    raise(SIGUSR2);
+    assert_int_equal(ticks_during_handler, 0);
+    assert_int_equal(green_sleep(20), 0); /* and afterwards calls park again */
+    assert_int_equal(green_kill(t), 0);
+    assert_int_equal(green_join(t, NULL, -1), 0);
+    signal(SIGUSR2, SIG_DFL);
+
+    /* libgreen's own handlers are installed past the wrapper: the monitor's SIGURG */
+    assert_int_equal(green_monitor_start(1000), 0);
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGURG, NULL, &sa), 0);
+    Dl_info where = {0};
+    assert_true((sa.sa_flags & SA_SIGINFO) && dladdr((void *)sa.sa_sigaction, &where));
+    assert_null(strstr(where.dli_fname, "libgreen-patch"));
+    assert_int_equal(green_monitor_stop(), 0);
+    assert_hub_idle();
+}
+
 static void test_report(void **state)
 {
     (void)state;
@@ -833,6 +1011,9 @@ int main(void)
         cmocka_unit_test(test_poll_select),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_dns),
+        cmocka_unit_test(test_signal_interrupts_root),
+        cmocka_unit_test(test_signal_waits),
+        cmocka_unit_test(test_signal_handler_passes_through),
     };
     setvbuf(stdout, NULL, _IONBF, 0);
     return cmocka_run_group_tests(tests, setup, teardown);

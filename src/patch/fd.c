@@ -113,13 +113,17 @@ enum pfd_how pfd_how(int fd, int *state)
     return (s & PFD_MANAGED) && !(s & PFD_USER_NB) ? PFD_EMULATE : PFD_PASS;
 }
 
-int pfd_wait(enum pfd_how how, int fd, int events)
+int pfd_wait(enum pfd_how how, int fd, int events, struct patch_intr **in)
 {
     struct pollfd p = {.fd = fd, .events = (short)events};
     if (how == PFD_GREEN)
-        return patch_poll(&p, 1, -1) > 0 ? 0 : -1;
-    /* a plain thread: really block, as the user's blocking fd would */
-    int r = patch_real()->poll(&p, 1, -1);
+        return patch_poll(&p, 1, -1, in, PATCH_INTR_RESTART) > 0 ? 0 : -1;
+    /* a plain thread: really block, as the user's blocking fd would; poll(2) fails with
+     * EINTR after any handler, the call it stands for only after one without SA_RESTART */
+    uint32_t since = patch_intr_now();
+    int r;
+    while ((r = patch_real()->poll(&p, 1, -1)) < 0 && errno == EINTR && patch_intr_restart(since))
+        ;
     return r > 0 ? 0 : -1;
 }
 

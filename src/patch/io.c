@@ -11,10 +11,11 @@
  *  - PFD_EMULATE: a plain thread on an fd that is blocking to the user but non-blocking
  *    underneath: the same loop, with a real poll(2) as the wait.
  * A wait that fails ends the call: -1 with ETIMEDOUT (the scoped deadline of
- * green_timeout_push), ECANCELED (the green thread was killed) or EBADF (another green
- * thread closed the fd). write, send and writev on a blocking fd move every byte, as the
- * kernel does for a blocking socket; when a wait fails part way they return the count
- * moved so far. errno is left as it was when the call succeeds.
+ * green_timeout_push), ECANCELED (the green thread was killed), EBADF (another green
+ * thread closed the fd) or EINTR (a signal handler without SA_RESTART ran meanwhile:
+ * these calls are restartable, see intr.c). write, send and writev on a blocking fd move
+ * every byte, as the kernel does for a blocking socket; when a wait fails part way they
+ * return the count moved so far. errno is left as it was when the call succeeds.
  */
 #include "io.h"
 
@@ -29,21 +30,19 @@ static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 #define ONE_CALL(fd, ev, flags, type, call)                                               \
     do {                                                                                  \
         int state_;                                                                       \
-        enum pfd_how how_ = pfd_how(fd, &state_);                                  \
+        enum pfd_how how_ = pfd_how(fd, &state_);                                         \
         if (how_ == PFD_PASS || ((flags) & MSG_DONTWAIT))                                 \
             return call;                                                                  \
         int e_ = errno;                                                                   \
-        if ((state_ & PFD_KEEP) && pfd_wait(how_, fd, ev) != 0)                    \
-            return -1;                                                                    \
-        for (;;) {                                                                        \
-            type r_ = call;                                                               \
-            if (r_ >= 0) {                                                                \
-                errno = e_;                                                               \
-                return r_;                                                                \
-            }                                                                             \
-            if (!would_block(errno) || pfd_wait(how_, fd, ev) != 0)                \
-                return -1;                                                                \
-        }                                                                                 \
+        struct patch_intr *in_ = NULL;                                                    \
+        type r_ = -1;                                                                     \
+        if (!(state_ & PFD_KEEP) || pfd_wait(how_, fd, ev, &in_) == 0)                    \
+            while ((r_ = call) < 0 && would_block(errno) && pfd_wait(how_, fd, ev, &in_) == 0) \
+                ;                                                                         \
+        patch_intr_end(&in_);                                                             \
+        if (r_ >= 0)                                                                      \
+            errno = e_;                                                                   \
+        return r_;                                                                        \
     } while (0)
 
 ssize_t read(int fd, void *buf, size_t n)
@@ -168,17 +167,18 @@ static ssize_t put_once(struct put *p, struct iovec *iov, int cnt)
 }
 
 /* Write iov[0..cnt) (a copy of the caller's array, consumed) waiting whenever the fd
- * would block, until all of it is written. */
-static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec *iov, int cnt)
+ * would block, until all of it is written, or a wait fails: -1 if nothing was written. */
+static ssize_t put_all_waits(struct put *p, enum pfd_how how, int state, struct iovec *iov, int cnt,
+                             struct patch_intr **in)
 {
     size_t done = 0;
     int e = errno;
-    if ((state & PFD_KEEP) && pfd_wait(how, p->fd, POLLOUT) != 0)
+    if ((state & PFD_KEEP) && pfd_wait(how, p->fd, POLLOUT, in) != 0)
         return -1;
     for (;;) {
         ssize_t r = put_once(p, iov, cnt);
         if (r < 0) {
-            if (!would_block(errno) || pfd_wait(how, p->fd, POLLOUT) != 0)
+            if (!would_block(errno) || pfd_wait(how, p->fd, POLLOUT, in) != 0)
                 return done ? (ssize_t)done : -1;
             continue;
         }
@@ -193,11 +193,19 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
             break;
         iov[0].iov_base = (char *)iov[0].iov_base + left;
         iov[0].iov_len -= left;
-        if ((state & PFD_KEEP) && pfd_wait(how, p->fd, POLLOUT) != 0)
+        if ((state & PFD_KEEP) && pfd_wait(how, p->fd, POLLOUT, in) != 0)
             return (ssize_t)done;
     }
     errno = e;
     return (ssize_t)done;
+}
+
+static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec *iov, int cnt)
+{
+    struct patch_intr *in = NULL;
+    ssize_t r = put_all_waits(p, how, state, iov, cnt, &in);
+    patch_intr_end(&in);
+    return r;
 }
 
 /* The same with a private copy of the caller's iovec array (never written). */
@@ -273,7 +281,10 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     int r = patch_real()->connect(fd, addr, len);
     if (r == 0 || how == PFD_PASS || errno != EINPROGRESS)
         return r;
-    if (pfd_wait(how, fd, POLLOUT) != 0)
+    struct patch_intr *in = NULL;
+    r = pfd_wait(how, fd, POLLOUT, &in);
+    patch_intr_end(&in);
+    if (r != 0)
         return -1;
     int err = 0;
     socklen_t elen = sizeof err;

@@ -44,14 +44,18 @@ enum pfd_how {
     PFD_EMULATE,   /* plain thread, fd blocking to the user but not underneath: poll, retry */
 };
 enum pfd_how pfd_how(int fd, int *state);
-/* Wait until fd is ready for events (POLLIN/POLLOUT) the way `how` says: 0, or -1 +
- * errno (ETIMEDOUT, ECANCELED, EBADF when the fd was closed meanwhile, EINTR). */
-int pfd_wait(enum pfd_how how, int fd, int events);
+/* Wait until fd is ready for events (POLLIN/POLLOUT) the way `how` says, for a
+ * restartable call whose interruption record is *in (patch.h): 0, or -1 + errno
+ * (ETIMEDOUT, ECANCELED, EBADF when the fd was closed meanwhile, EINTR when a handler
+ * without SA_RESTART ran). */
+int pfd_wait(enum pfd_how how, int fd, int events, struct patch_intr **in);
 
-/* poll(2) in a green thread, until the absolute deadline (ms, -1 none): the number of
- * fds with revents, 0 at that deadline, -1 + errno (ETIMEDOUT for a scoped deadline,
+/* poll(2) in a green thread, until the absolute deadline (ms, -1 none), parking as a
+ * call of the given kind with interruption record *in (patch.h): the number of fds with
+ * revents, 0 at that deadline, -1 + errno (EINTR, ETIMEDOUT for a scoped deadline,
  * ECANCELED, EINVAL, ENOMEM). */
-int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline);
+int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline, struct patch_intr **in,
+               enum patch_intr_kind kind);
 /* close() of fd on this OS thread: wake the green threads whose waits include it. */
 void patch_closing(int fd);
 

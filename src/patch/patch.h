@@ -26,6 +26,7 @@
 #include "../green_private.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -46,8 +47,19 @@ static inline struct green_sys *patch_real(void)
     return &patch_real_tab;
 }
 
-/* 1 when the caller may park: this OS thread has a hub (created by its use of libgreen). */
-static inline int patch_here(void) { return green_private_hub_here(); }
+/* Nonzero while a handler of the program's runs on this OS thread (intr.c's trampoline):
+ * a wrapper called there is in async-signal context and must not park. */
+extern __thread unsigned patch_in_handler __attribute__((tls_model("initial-exec")));
+/* 1 if the handler that patch_in_handler counts was left by a longjmp (the caller stands
+ * above its frame): the count is reset. (intr.c) */
+int patch_handler_left(void);
+
+/* 1 when the caller may park: this OS thread has a hub (created by its use of libgreen)
+ * and no signal handler is running on it. */
+static inline int patch_here(void)
+{
+    return green_private_hub_here() && (PATCH_LIKELY(!patch_in_handler) || patch_handler_left());
+}
 
 /* 1 when thread patching is on (GREEN_PATCH_THREADS=1), read on first use: a
  * sanitizer runtime that is not first in the library list can make our constructor run
@@ -60,6 +72,53 @@ int patch_threads_read(void);
  * pthread (GREEN_PATCH_THREADS) that has been cancelled, it leaves here as by
  * pthread_exit(PTHREAD_CANCELED); otherwise this returns. (thread.c) */
 void patch_testcancel(void);
+
+/*
+ * Signal handlers interrupt blocking calls as the kernel does (intr.c). A wrapper whose
+ * wait a handler would interrupt in the kernel keeps one record per call, NULL at first:
+ *
+ *     struct patch_intr *in = NULL;
+ *     ...  if (patch_intr_park(&in, PATCH_INTR_RESTART, NULL) != 0) fail with EINTR;
+ *          park (green_wait_fd, green_sleep_until, patch_poll, patch_intr_pause, ...);
+ *          a park that fails with EINTR was interrupted: the call fails with EINTR
+ *          (or returns what it has done so far, as a partial write does);
+ *     patch_intr_end(&in);   on every way out (errno kept)
+ *
+ * patch_intr_park is called before each park of the call: the first makes the record,
+ * so a handler that runs from then until patch_intr_end (parked or not) interrupts the
+ * call; one that ran before interrupts nothing, as in the kernel. An interruption ends
+ * the park it finds (green_wake with EINTR), or, if the green thread is not parked then,
+ * its next patch_intr_park (-1/EINTR). The kinds, as signal(7) lists the calls:
+ */
+enum patch_intr_kind {
+    PATCH_INTR_RESTART, /* read, write, accept, connect, waitpid, flock...: restarted (the
+                         * wait goes on) after a handler installed with SA_RESTART */
+    PATCH_INTR_ALWAYS,  /* poll, select, epoll_wait, the sleeps, sigsuspend, sem_wait,
+                         * sigtimedwait...: ended by every handler */
+};
+struct patch_intr;
+/* 0: park; -1 + EINTR: a handler has interrupted the call. `mask` (for the first call;
+ * NULL: none) is a signal mask the call waits with, as sigsuspend's, ppoll's and
+ * pselect's: only handlers of signals it does not block end the call, and the signals it
+ * lets in that the OS thread blocks are delivered (to it) while the hub is idle. Without
+ * memory for the record the call is simply not interruptible. */
+int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask);
+/* The call is over: forget the record (NULL allowed). 1 if a handler interrupted it. */
+int patch_intr_end(struct patch_intr **in);
+/* Park until a handler interrupts the call, or until deadline (-1 none): always -1, errno
+ * EINTR, ETIMEDOUT (deadline or scoped timeout) or ECANCELED. Nothing else can end it,
+ * so it is no deadlock: pause(), sigsuspend(), poll() of no fds. */
+int patch_intr_pause(struct patch_intr **in, int64_t deadline);
+/* The next delivery of sig on this OS thread is for green thread g (pthread_kill). */
+void patch_intr_direct(green_t g, int sig);
+/* Deliver the pending signals that mask lets in, now, for the calling green thread (a
+ * zero-timeout ppoll with mask): 0, or -1/EINTR if a handler ran. NULL mask: 0. */
+int patch_intr_catch(const sigset_t *mask);
+/* For a plain thread's own blocking wait (a real poll(2) that stands for a restartable
+ * call): patch_intr_now() before it; after an EINTR, patch_intr_restart(since) says 1 if
+ * every handler that ran since had SA_RESTART (the call restarts), 0 if not. */
+uint32_t patch_intr_now(void);
+int patch_intr_restart(uint32_t since);
 
 struct green_patch_sym {
     const char *name;

@@ -18,9 +18,12 @@
  * Deadlines: the call's own timeout ends it with 0 (nothing ready), as libc's; the scoped
  * deadline of green_timeout_push ends it with -1/ETIMEDOUT, and a kill with -1/ECANCELED:
  * a library's poll loop must see an error, since a 0 or an EINTR would make it poll again
- * at once, forever. A sigmask given to ppoll/pselect cannot apply to one green thread of
- * an OS thread: pending signals it unblocks are delivered by a zero-timeout ppoll first,
- * and the wait itself runs with the thread's mask.
+ * at once, forever. A signal handler that runs meanwhile ends it with -1/EINTR, as in the
+ * kernel, whatever its SA_RESTART (intr.c decides whom a handler interrupts). A sigmask
+ * given to ppoll/pselect cannot be set on the OS thread, where other green threads run:
+ * pending signals it lets in are delivered first by a zero-timeout ppoll, and while the
+ * call waits they are let in whenever the hub is idle in its poller (intr.c); a signal it
+ * blocks that the thread does not still has its handler run, without ending the call.
  */
 #include "io.h"
 
@@ -105,7 +108,8 @@ static int wanted(short ev)
     return ((ev & (POLLIN | POLLRDNORM)) ? GREEN_READ : 0) | ((ev & (POLLOUT | POLLWRNORM)) ? GREEN_WRITE : 0);
 }
 
-int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline, struct patch_intr **in,
+               enum patch_intr_kind kind)
 {
     int e = errno;
     nfds_t live = 0, one = 0;
@@ -123,9 +127,11 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
         }
         if (deadline == 0 || (deadline > 0 && green_now() >= deadline))
             return 0;
+        if (patch_intr_park(in, kind, NULL) != 0)
+            return -1;
         int w;
         if (!live) {
-            w = deadline < 0 ? green_park(-1) : green_sleep_until(deadline);
+            w = deadline < 0 ? patch_intr_pause(in, -1) : green_sleep_until(deadline);
         } else {
             int ev = live == 1 ? wanted(fds[one].events) : 0;
             /* the hub's table knows one waiter per direction: POLLPRI alone, or two
@@ -148,6 +154,20 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
 
 /* ---- poll and ppoll ---- */
 
+/* patch_poll for a call of its own, which every handler interrupts; with a sigmask (ppoll,
+ * pselect), the pending signals it lets in first. */
+static int poll_call(struct pollfd *fds, nfds_t n, int64_t deadline, const sigset_t *sigmask)
+{
+    if (patch_intr_catch(sigmask) != 0)
+        return -1; /* EINTR: a signal came in */
+    struct patch_intr *in = NULL;
+    if (sigmask)
+        patch_intr_park(&in, PATCH_INTR_ALWAYS, sigmask);
+    int r = patch_poll(fds, n, deadline, &in, PATCH_INTR_ALWAYS);
+    patch_intr_end(&in);
+    return r;
+}
+
 static int64_t poll_deadline(int timeout) { return timeout < 0 ? -1 : green_after(timeout); }
 
 int poll(struct pollfd *fds, nfds_t n, int timeout)
@@ -158,7 +178,7 @@ int poll(struct pollfd *fds, nfds_t n, int timeout)
         errno = EFAULT;
         return -1;
     }
-    return patch_poll(fds, n, poll_deadline(timeout));
+    return poll_call(fds, n, poll_deadline(timeout), NULL);
 }
 GREEN_PATCH(poll);
 
@@ -184,13 +204,6 @@ int64_t patch_ts_ms(const struct timespec *ts)
     return (int64_t)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
 }
 
-/* Let the signals that sigmask unblocks in now: a ppoll of nothing, not waiting. */
-static int deliver_pending(const sigset_t *sigmask)
-{
-    struct timespec zero = {0, 0};
-    return sigmask ? patch_real()->ppoll(NULL, 0, &zero, sigmask) : 0;
-}
-
 static int64_t ts_deadline(const struct timespec *ts)
 {
     if (!ts)
@@ -206,9 +219,7 @@ int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
-    if (deliver_pending(sigmask) != 0)
-        return -1; /* EINTR: a signal came in */
-    return patch_poll(fds, n, deadline);
+    return poll_call(fds, n, deadline, sigmask);
 }
 GREEN_PATCH(ppoll);
 
@@ -222,8 +233,9 @@ GREEN_PATCH(__ppoll_chk);
 
 /* ---- select and pselect: poll underneath ---- */
 
-/* select over nfds with the sets given, until deadline: the count of bits left set. */
-static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline)
+/* select over nfds with the sets given, until deadline, with pselect's sigmask: the
+ * count of bits left set. */
+static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t deadline, const sigset_t *sigmask)
 {
     if (nfds < 0 || nfds > FD_SETSIZE) {
         errno = EINVAL;
@@ -245,7 +257,7 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
             p[n++] = (struct pollfd){.fd = fd, .events = ev};
     }
     int e = errno;
-    int r = patch_poll(p, n, deadline);
+    int r = poll_call(p, n, deadline, sigmask);
     if (r > 0) {
         r = 0;
         for (nfds_t i = 0; i < n && r >= 0; i++)
@@ -283,7 +295,7 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
     return r;
 }
 
-/* Linux's select writes the time left back to the timeout. */
+/* Linux's select writes the time left back to the timeout, also when interrupted. */
 int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
     if (!patch_here())
@@ -296,8 +308,8 @@ int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
         }
         deadline = green_after((int64_t)tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000);
     }
-    int r = select_poll(nfds, rd, wr, ex, deadline);
-    if (tv && r >= 0) {
+    int r = select_poll(nfds, rd, wr, ex, deadline, NULL);
+    if (tv && (r >= 0 || errno == EINTR)) {
         int64_t left = deadline - green_now();
         if (left < 0 || r == 0)
             left = 0;
@@ -318,8 +330,6 @@ int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec 
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
-    if (deliver_pending(sigmask) != 0)
-        return -1;
-    return select_poll(nfds, rd, wr, ex, deadline);
+    return select_poll(nfds, rd, wr, ex, deadline, sigmask);
 }
 GREEN_PATCH(pselect);

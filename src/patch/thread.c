@@ -74,9 +74,9 @@
  *    libgreen saves it across switches, so each green thread sees its own.
  *  - green threads of a hub run one at a time: CPU-bound threads no longer run in
  *    parallel (nor is a busy one preempted: it holds the hub until it blocks or yields).
- *  - signals cannot be sent to a green thread: pthread_kill(t, sig) delivers sig to the
- *    OS thread that runs t's hub (sig 0 still tests that t exists). pthread_sigmask is
- *    per OS thread.
+ *  - a signal cannot be sent to a green thread: pthread_kill(t, sig) delivers sig to the
+ *    OS thread that runs t's hub (sig 0 still tests that t exists), and the blocking call
+ *    its handler interrupts is t's (intr.c). pthread_sigmask is per OS thread.
  *  - one mutex or condition used both by green threads and by plain OS threads (libgreen's
  *    thread pool, threads made behind pthread_create's back) is not supported: the two
  *    kinds keep their state differently; the same goes for a process-shared one.
@@ -562,7 +562,8 @@ void pthread_testcancel(void)
 }
 GREEN_PATCH_THREAD(pthread_testcancel);
 
-/* A signal cannot target a green thread: it goes to the OS thread running t's hub. */
+/* A signal cannot target a green thread: it goes to the OS thread running t's hub, and
+ * the call its handler interrupts is t's. */
 int pthread_kill(pthread_t t, int sig)
 {
     if (!patch_threads || !is_green(t))
@@ -572,7 +573,10 @@ int pthread_kill(pthread_t t, int sig)
         return e ? e : ESRCH;
     if (sig < 0 || sig >= NSIG)
         return EINVAL;
-    return sig == 0 ? 0 : patch_real()->pthread_kill(patch_real()->pthread_self(), sig);
+    if (sig == 0)
+        return 0;
+    patch_intr_direct(to_green(t), sig);
+    return patch_real()->pthread_kill(patch_real()->pthread_self(), sig);
 }
 GREEN_PATCH_THREAD(pthread_kill);
 

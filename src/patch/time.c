@@ -3,11 +3,13 @@
  * green_sleep in a green thread.
  *
  * Durations are rounded up to the hub's millisecond; a zero sleep yields to the other
- * ready green threads (gevent.sleep(0)). A sleep cut short — the scoped deadline of
- * green_timeout_push, or a kill — reports the time left where libc's interface has room
- * for it (nanosleep's rem, sleep's return value) and fails with ETIMEDOUT or ECANCELED
- * rather than EINTR: code that loops `while (nanosleep(&t, &t) && errno == EINTR)` would
- * otherwise spin in a killed green thread, whose every wait ends at once.
+ * ready green threads (gevent.sleep(0)). A sleep cut short reports the time left where
+ * libc's interface has room for it (nanosleep's and clock_nanosleep's rem, sleep's
+ * return value). A signal handler cuts it short as the kernel does, with EINTR, whatever
+ * its SA_RESTART (intr.c). The scoped deadline of green_timeout_push and a kill fail it
+ * with ETIMEDOUT and ECANCELED rather than EINTR: code that loops
+ * `while (nanosleep(&t, &t) && errno == EINTR)` would otherwise spin in a killed green
+ * thread, whose every wait ends at once.
  */
 #include "io.h"
 
@@ -18,7 +20,11 @@ static int sleep_ms(int64_t ms, int64_t *left_ms)
     if (ms == 0)
         return green_yield();
     int64_t until = green_after(ms);
-    if (green_sleep_until(until) == 0)
+    struct patch_intr *in = NULL;
+    patch_intr_park(&in, PATCH_INTR_ALWAYS, NULL); /* the first: never fails */
+    int r = green_sleep_until(until);
+    patch_intr_end(&in);
+    if (r == 0)
         return 0;
     int64_t left = until - green_now();
     *left_ms = left > 0 ? left : 0;
