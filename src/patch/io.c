@@ -271,31 +271,27 @@ GREEN_PATCH(__send);
 /* ---- connect ---- */
 
 /* A blocking connect: on a non-blocking socket the attempt goes on in the background
- * (EINPROGRESS); wait until it is made or has failed. A wait that fails leaves it going
- * on (a later connect gets EALREADY, as after a signal). */
+ * (EINPROGRESS); wait until it is made or has failed, then connect again, which reports
+ * the outcome as the blocking call would (0, or the error) and leaves the socket marked
+ * connected, so that a later connect says EISCONN. A wait that fails (EINTR without
+ * SA_RESTART, a scoped timeout, a kill) leaves the attempt going on; a later blocking
+ * connect waits for it again (EALREADY underneath), as Linux's does after an EINTR. */
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     int state;
     enum pfd_how how = pfd_how(fd, &state);
     int e = errno;
-    int r = patch_real()->connect(fd, addr, len);
-    if (r == 0 || how == PFD_PASS || errno != EINPROGRESS)
-        return r;
     struct patch_intr *in = NULL;
-    r = pfd_wait(how, fd, POLLOUT, &in);
+    int r, waited = 0;
+    while ((r = patch_real()->connect(fd, addr, len)) != 0 && how != PFD_PASS &&
+           (errno == EINPROGRESS || errno == EALREADY) && pfd_wait(how, fd, POLLOUT, &in) == 0)
+        waited = 1;
     patch_intr_end(&in);
-    if (r != 0)
-        return -1;
-    int err = 0;
-    socklen_t elen = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)
-        return -1;
-    if (err) {
-        errno = err;
-        return -1;
-    }
-    errno = e;
-    return 0;
+    if (r != 0 && waited && errno == EISCONN)
+        r = 0; /* made while we waited */
+    if (r == 0)
+        errno = e;
+    return r;
 }
 GREEN_PATCH(connect);
 

@@ -379,6 +379,36 @@ static void mode_restart(void)
     done(&flag);
     pthread_join(t, NULL);
     printf("accept, no SA_RESTART: %d %s\n", c, err_name(c, e));
+
+    /* connect: a listener whose queue is full drops the SYN, the connect waits for its
+     * retransmission; interrupted, it goes on in the background, and a second blocking
+     * connect waits for it and returns 0 (Linux), a third says EISCONN */
+    struct sockaddr_in la;
+    socklen_t llen = sizeof la;
+    CHECK(getsockname(l, (struct sockaddr *)&la, &llen) == 0);
+    int queued[4];
+    for (int i = 0; i < 4; i++) {
+        queued[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        CHECK(connect(queued[i], (struct sockaddr *)&la, sizeof la) == -1 && errno == EINPROGRESS);
+    }
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    flag = 0;
+    t = kick_start(&k);
+    c = connect(s, (struct sockaddr *)&la, sizeof la);
+    e = errno;
+    done(&flag);
+    pthread_join(t, NULL);
+    printf("connect, no SA_RESTART: %d %s\n", c, err_name(c, e));
+    for (int i = 0; i < 4; i++)
+        close(queued[i]);
+    CHECK(fcntl(l, F_SETFL, O_NONBLOCK) == 0);
+    while ((c = accept(l, NULL, NULL)) >= 0) /* room for the retransmitted SYN */
+        close(c);
+    c = connect(s, (struct sockaddr *)&la, sizeof la);
+    printf("connect again: %d %s\n", c, err_name(c, errno));
+    c = connect(s, (struct sockaddr *)&la, sizeof la);
+    printf("connect a third time: %d %s\n", c, c == 0 ? "ok" : errno == EISCONN ? "EISCONN" : "other");
+    close(s);
     close(l);
     close(p[0]);
     close(p[1]);
