@@ -472,6 +472,73 @@ static void mode_target(void)
 
 /* ---- sigsuspend and pause ---- */
 
+struct waiter {
+    const sigset_t *mask; /* sigsuspend's, or NULL: pause */
+    int r, err;
+    volatile int finished;
+};
+
+static void *wait_signal(void *arg)
+{
+    struct waiter *w = arg;
+    w->r = w->mask ? sigsuspend(w->mask) : pause();
+    w->err = errno;
+    done(&w->finished);
+    return NULL;
+}
+
+/* Another thread waits: for a process-directed signal every thread blocks but its
+ * sigsuspend admits, and, in pause(), for a pthread_kill of its own. */
+static void others_wait(const sigset_t *wait_mask)
+{
+    hits[SIGUSR1] = 0;
+    struct waiter w = {.mask = wait_mask};
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, wait_signal, &w) == 0);
+    struct kick k = {.sig = SIGUSR1, .process = 1, .first_ms = 50, .then_fd = -1};
+    pthread_join(kick_start(&k), NULL);
+    pthread_join(t, NULL);
+    printf("another thread's sigsuspend, kill: %d %s, SIGUSR1 handled %d\n", w.r, err_name(w.r, w.err),
+           (int)hits[SIGUSR1]);
+
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &usr1, NULL) == 0);
+    w = (struct waiter){.mask = NULL};
+    CHECK(pthread_create(&t, NULL, wait_signal, &w) == 0);
+    k = (struct kick){.target = t, .sig = SIGUSR1, .until = &w.finished, .first_ms = 50, .then_fd = -1};
+    pthread_join(kick_start(&k), NULL);
+    pthread_join(t, NULL);
+    printf("another thread's pause, pthread_kill: %d %s\n", w.r, err_name(w.r, w.err));
+    CHECK(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
+}
+
+/* ppoll and pselect with a mask that lets in a signal the thread blocks: interrupted
+ * when it comes (the race-free way to wait for a signal and fds). */
+static void masked_polls(const sigset_t *wait_mask)
+{
+    int p[2];
+    CHECK(pipe(p) == 0);
+    struct kick k = {.target = pthread_self(), .sig = SIGUSR1, .first_ms = 50, .then_fd = -1};
+    pthread_t t = kick_start(&k);
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    int r = ppoll(&pf, 1, NULL, wait_mask);
+    int e = errno;
+    pthread_join(t, NULL);
+    printf("ppoll with a mask: %d %s\n", r, err_name(r, e));
+    t = kick_start(&k);
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(p[0], &rd);
+    r = pselect(p[0] + 1, &rd, NULL, NULL, NULL, wait_mask);
+    e = errno;
+    pthread_join(t, NULL);
+    printf("pselect with a mask: %d %s\n", r, err_name(r, e));
+    close(p[0]);
+    close(p[1]);
+}
+
 static void mode_suspend(void)
 {
     handle(SIGUSR1, 1);
@@ -520,6 +587,8 @@ static void mode_suspend(void)
     int e = errno;
     pthread_join(t, NULL);
     printf("sigpause: %d %s, SIGUSR1 handled %d\n", r, err_name(r, e), (int)hits[SIGUSR1]);
+    masked_polls(&wait_mask);
+    others_wait(&wait_mask);
     CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
 
     /* pause: any handler ends it */
