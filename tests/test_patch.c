@@ -910,6 +910,19 @@ static void test_signal_waits(void **state)
     assert_true(rem.tv_sec >= 20 && rem.tv_sec < 30);
     assert_int_equal(green_kill(t), 0);
     assert_int_equal(green_join(t, NULL, -1), 0);
+
+    /* a fork child, whose hub is new, starts with no call in progress */
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        usr1_hits = 0;
+        k = green_spawn(kill_later, (void *)(intptr_t)SIGUSR1);
+        int r = pause();
+        _exit(r == -1 && errno == EINTR && usr1_hits == 1 && green_join(k, NULL, -1) == 0 ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     signal(SIGUSR1, SIG_DFL);
     alarm(0);
     assert_hub_idle();
@@ -928,6 +941,13 @@ static void on_usr2_sleeps(int sig)
     ticks_during_handler = *handler_ticks - before;
 }
 
+static sigjmp_buf out_of_handler;
+static void on_usr2_jumps(int sig)
+{
+    (void)sig;
+    siglongjmp(out_of_handler, 1);
+}
+
 static void test_signal_handler_passes_through(void **state)
 {
     (void)state;
@@ -940,6 +960,13 @@ static void test_signal_handler_passes_through(void **state)
     raise(SIGUSR2);
     assert_int_equal(ticks_during_handler, 0);
     assert_int_equal(green_sleep(20), 0); /* and afterwards calls park again */
+    /* a handler left by siglongjmp: the calls made after it park again */
+    assert_int_not_equal(signal(SIGUSR2, on_usr2_jumps), SIG_ERR);
+    if (sigsetjmp(out_of_handler, 1) == 0)
+        raise(SIGUSR2);
+    long before = ticks;
+    assert_int_equal(usleep(20000), 0);
+    assert_true(ticks > before);
     assert_int_equal(green_kill(t), 0);
     assert_int_equal(green_join(t, NULL, -1), 0);
     signal(SIGUSR2, SIG_DFL);

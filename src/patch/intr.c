@@ -301,24 +301,13 @@ struct patch_intr {
 };
 
 static __thread struct intr_state *intr_tls __attribute__((tls_model("initial-exec")));
-static pthread_key_t intr_key;
+static pthread_key_t intr_key; /* frees a thread's state when it exits */
+static pthread_once_t intr_once = PTHREAD_ONCE_INIT;
 
 static void state_free(void *p)
 {
     __atomic_store_n(&intr_tls, NULL, __ATOMIC_SEQ_CST); /* a late handler finds nothing */
     free(p);
-}
-
-static struct intr_state *state_get(void)
-{
-    struct intr_state *st = intr_tls;
-    if (PATCH_LIKELY(st != NULL))
-        return st;
-    if (!(st = calloc(1, sizeof *st)))
-        return NULL;
-    patch_real()->pthread_setspecific(intr_key, st);
-    __atomic_store_n(&intr_tls, st, __ATOMIC_SEQ_CST);
-    return st;
 }
 
 /* fork(): the child's hub is new, the parent's calls are not there. */
@@ -329,10 +318,23 @@ static void state_fork_child(void)
         memset(st, 0, sizeof *st);
 }
 
-__attribute__((constructor)) static void intr_init(void)
+static void intr_init(void)
 {
     patch_real()->pthread_key_create(&intr_key, state_free);
     pthread_atfork(NULL, NULL, state_fork_child);
+}
+
+static struct intr_state *state_get(void)
+{
+    struct intr_state *st = intr_tls;
+    if (PATCH_LIKELY(st != NULL))
+        return st;
+    patch_real()->pthread_once(&intr_once, intr_init);
+    if (!(st = calloc(1, sizeof *st)))
+        return NULL;
+    patch_real()->pthread_setspecific(intr_key, st);
+    __atomic_store_n(&intr_tls, st, __ATOMIC_SEQ_CST);
+    return st;
 }
 
 /* a is later than b (sequence numbers wrap) */
@@ -453,12 +455,14 @@ static void consider(struct patch_intr *w, int sig, uint32_t seq, int has_hard, 
         interrupt(w);
 }
 
-/* The call with a mask that a blocked signal let in by the hub is for: the root's first. */
+/* The call with a mask that a blocked signal let in by the hub is for: one not already
+ * interrupted (which has it blocked again, as a thread back from sigsuspend), the
+ * root's first. */
 static struct patch_intr *suspender(struct intr_state *st, int sig)
 {
     struct patch_intr *first = NULL;
     for (struct patch_intr *w = st->suspends; w; w = w->snext)
-        if (w->admits & bit(sig)) {
+        if ((w->admits & bit(sig)) && !w->interrupted) {
             if (w == st->root_call)
                 return w;
             if (!first)
@@ -481,7 +485,6 @@ static void hook(void)
     if (!st)
         return;
     int e = errno;
-    patch_in_handler = 0; /* a scheduling point is in no handler (one left by longjmp) */
     uint32_t from = st->done, upto = __atomic_load_n(&st->seq, __ATOMIC_SEQ_CST);
     sigset_t blocked;
     int have_blocked = st->suspends && pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0;
