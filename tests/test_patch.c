@@ -866,6 +866,49 @@ static void test_signal_interrupts_root(void **state)
     assert_hub_idle();
 }
 
+/* Another OS thread with a hub of its own: a process-directed signal that every other
+ * thread blocks goes to it, and interrupts its root's poll. (It cannot tell when the
+ * poll has begun: it signals every 20 ms until the poll has returned.) */
+static int other_done;
+
+static void *other_os_thread(void *arg)
+{
+    struct poller *p = arg;
+    assert_int_equal(green_yield(), 0); /* its hub */
+    poll_it(p);
+    __atomic_store_n(&other_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_signal_other_os_thread(void **state)
+{
+    (void)state;
+    handle_usr1(SA_RESTART);
+    usr1_hits = 0;
+    sigset_t usr1, old;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    struct poller pl = {.p = {{.fd = p[0], .events = POLLIN}}, .n = 1, .r = 99};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, other_os_thread, &pl), 0);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &usr1, &old), 0);
+    while (!__atomic_load_n(&other_done, __ATOMIC_ACQUIRE)) {
+        assert_int_equal(kill(getpid(), SIGUSR1), 0);
+        assert_int_equal(green_sleep(20), 0);
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(pl.r, -1);
+    assert_int_equal(pl.err, EINTR);
+    assert_true(usr1_hits >= 1);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    signal(SIGUSR1, SIG_DFL);
+    close(p[0]);
+    close(p[1]);
+    assert_hub_idle();
+}
+
 /* Waits that only a signal can end: pause() and sigsuspend() park the root (no
  * deadlock with nothing else to run: a signal may come); sigsuspend lets in a signal the
  * thread blocks only for its wait; a sleep's time left is reported. */
@@ -1039,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_dns),
         cmocka_unit_test(test_signal_interrupts_root),
+        cmocka_unit_test(test_signal_other_os_thread),
         cmocka_unit_test(test_signal_waits),
         cmocka_unit_test(test_signal_handler_passes_through),
     };
