@@ -433,6 +433,15 @@ static void *read_one(void *arg)
     return NULL;
 }
 
+static void *raise_then_write(void *arg)
+{
+    ms_sleep(50);
+    raise(SIGUSR1);
+    ms_sleep(50);
+    CHECK(write(*(int *)arg, "late", 4) == 4);
+    return NULL;
+}
+
 static void mode_target(void)
 {
     handle(SIGUSR1, 0);
@@ -464,6 +473,15 @@ static void mode_target(void)
     pthread_join(t, NULL);
     printf("signal for the other: main's read %zd %s, the other's read %zd %s\n", mine.n,
            err_name((int)mine.n, mine.err), other.n, err_name((int)other.n, other.err));
+
+    /* raise() in another thread is for that thread: main's read goes on */
+    hits[SIGUSR1] = 0;
+    CHECK(pthread_create(&t, NULL, raise_then_write, &a[1]) == 0);
+    mine = (struct reader){.fd = a[0]};
+    read_one(&mine);
+    pthread_join(t, NULL);
+    printf("raise in the other: main's read %zd %s, handler ran: %s\n", mine.n, err_name((int)mine.n, mine.err),
+           hits[SIGUSR1] ? "yes" : "no");
     close(a[0]);
     close(a[1]);
     close(b[0]);
