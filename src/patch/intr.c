@@ -65,7 +65,7 @@
  * pointer (the handler reads it), made on the first interruptible call and freed when
  * the thread exits; after fork() the child starts afresh.
  */
-#include "io.h"
+#include "patch.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -564,6 +564,8 @@ static struct patch_intr *call_begin(enum patch_intr_kind kind, const sigset_t *
 
 int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask)
 {
+    if (!in) /* a caller without a record: not interruptible */
+        return 0;
     if (!*in) {
         *in = call_begin(kind, mask);
         return 0;
@@ -577,7 +579,7 @@ int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sig
 
 int patch_intr_end(struct patch_intr **in)
 {
-    struct patch_intr *w = *in;
+    struct patch_intr *w = in ? *in : NULL;
     if (!w)
         return 0;
     int e = errno;
@@ -612,8 +614,8 @@ int patch_intr_pause(struct patch_intr **in, int64_t deadline)
 {
     if (patch_intr_park(in, PATCH_INTR_ALWAYS, NULL) != 0)
         return -1;
-    struct patch_intr *w = *in;
-    if (!w) /* no memory for a record: nothing will interrupt it */
+    struct patch_intr *w = in ? *in : NULL;
+    if (!w) /* no record (no memory): nothing will interrupt it */
         return deadline < 0 ? green_park(-1) : green_sleep_until(deadline);
     if (!w->has_event) {
         green_event_init(&w->ev);

@@ -84,11 +84,12 @@ void patch_testcancel(void);
  *          (or returns what it has done so far, as a partial write does);
  *     patch_intr_end(&in);   on every way out (errno kept)
  *
- * patch_intr_park is called before each park of the call: the first makes the record,
- * so a handler that runs from then until patch_intr_end (parked or not) interrupts the
- * call; one that ran before interrupts nothing, as in the kernel. An interruption ends
- * the park it finds (green_wake with EINTR), or, if the green thread is not parked then,
- * its next patch_intr_park (-1/EINTR). The kinds, as signal(7) lists the calls:
+ * patch_intr_park is called before each park of the call (in NULL: the call is not
+ * interruptible): the first makes the record, so a handler that runs from then until
+ * patch_intr_end (parked or not) interrupts the call; one that ran before interrupts
+ * nothing, as in the kernel. An interruption ends the park it finds (green_wake with
+ * EINTR), or, if the green thread is not parked then, its next patch_intr_park
+ * (-1/EINTR). The kinds, as signal(7) lists the calls:
  */
 enum patch_intr_kind {
     PATCH_INTR_RESTART, /* read, write, accept, connect, waitpid, flock...: restarted (the
