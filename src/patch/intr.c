@@ -67,6 +67,7 @@
  */
 #include "patch.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,7 @@ struct handler {
 static struct handler *handlers;        /* append-only list; appending takes handlers_lock */
 static int handlers_lock;
 static struct handler *installed[NSIG]; /* the program's, per signal (atomic) */
+int patch_intr_any;                     /* a trampoline was ever installed: calls keep records */
 static uint64_t sigintr_bits;           /* siginterrupt's: signal() without SA_RESTART */
 
 static uint64_t bit(int sig) { return sig > 0 && sig <= 64 ? (uint64_t)1 << (sig - 1) : 0; }
@@ -156,6 +158,7 @@ int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
         mine.sa_sigaction = trampoline;
         mine.sa_flags |= SA_SIGINFO;
         __atomic_store_n(&installed[sig], h, __ATOMIC_RELEASE);
+        __atomic_store_n(&patch_intr_any, 1, __ATOMIC_RELAXED);
         act = &mine;
     }
     int r = patch_real()->sigaction(sig, act, old);
@@ -285,7 +288,12 @@ struct intr_state {
     struct patch_intr *suspends;  /* those waiting with a mask */
     struct patch_intr *root_call; /* the root's, if any */
     unsigned admitted[NSIG];      /* per signal, how many of those admit it */
+    struct patch_intr *spare;     /* records of finished calls, for the next ones */
+    unsigned nspare;
+    green_t root;                 /* the hub's root (a fork child's state starts afresh) */
 };
+
+enum { SPARE_MAX = 64 }; /* records kept per thread: a record costs no malloc after warm-up */
 
 struct patch_intr {
     struct patch_intr *next, *prev;   /* the thread's calls */
@@ -306,7 +314,13 @@ static pthread_once_t intr_once = PTHREAD_ONCE_INIT;
 
 static void state_free(void *p)
 {
+    struct intr_state *st = p;
     __atomic_store_n(&intr_tls, NULL, __ATOMIC_SEQ_CST); /* a late handler finds nothing */
+    while (st->spare) {
+        struct patch_intr *w = st->spare;
+        st->spare = w->next;
+        free(w);
+    }
     free(p);
 }
 
@@ -537,9 +551,16 @@ static struct patch_intr *call_begin(enum patch_intr_kind kind, const sigset_t *
         __atomic_store_n(&hooked, 1, __ATOMIC_RELEASE);
     }
     struct intr_state *st = state_get();
-    struct patch_intr *w = st ? calloc(1, sizeof *w) : NULL;
-    if (!w)
+    if (!st)
         return NULL;
+    struct patch_intr *w = st->spare;
+    if (w) {
+        st->spare = w->next;
+        st->nspare--;
+    } else if (!(w = malloc(sizeof *w))) {
+        return NULL;
+    }
+    memset(w, 0, offsetof(struct patch_intr, ev)); /* the event is set up when needed */
     w->g = green_current();
     w->kind = (uint8_t)kind;
     w->since = __atomic_load_n(&st->seq, __ATOMIC_SEQ_CST);
@@ -547,7 +568,9 @@ static struct patch_intr *call_begin(enum patch_intr_kind kind, const sigset_t *
     if ((w->next = st->calls) != NULL)
         w->next->prev = w;
     st->calls = w;
-    if (w->g == green_root())
+    if (!st->root)
+        st->root = green_root();
+    if (w->g == st->root)
         st->root_call = w;
     if (mask) {
         for (int sig = 1; sig < NSIG; sig++)
@@ -562,12 +585,14 @@ static struct patch_intr *call_begin(enum patch_intr_kind kind, const sigset_t *
     return w;
 }
 
-int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask)
+int patch_intr_park_slow(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask)
 {
     if (!in) /* a caller without a record: not interruptible */
         return 0;
     if (!*in) {
-        *in = call_begin(kind, mask);
+        /* no handler of the program's: nothing can interrupt it (a mask still applies) */
+        if (mask || __atomic_load_n(&patch_intr_any, __ATOMIC_RELAXED))
+            *in = call_begin(kind, mask);
         return 0;
     }
     if ((*in)->interrupted) {
@@ -577,21 +602,11 @@ int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sig
     return 0;
 }
 
-int patch_intr_end(struct patch_intr **in)
+/* The rest of patch_intr_forget for a call with a mask or an event, or a record that
+ * is not kept (errno kept). */
+static __attribute__((noinline)) void call_done_slow(struct intr_state *st, struct patch_intr *w)
 {
-    struct patch_intr *w = in ? *in : NULL;
-    if (!w)
-        return 0;
     int e = errno;
-    struct intr_state *st = intr_tls;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        st->calls = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    if (st->root_call == w)
-        st->root_call = NULL;
     if (w->masked) {
         if (w->sprev)
             w->sprev->snext = w->snext;
@@ -603,16 +618,47 @@ int patch_intr_end(struct patch_intr **in)
     }
     if (w->has_event)
         green_event_destroy(&w->ev);
-    int interrupted = w->interrupted;
-    free(w);
-    *in = NULL;
+    if (st->nspare < SPARE_MAX) {
+        w->next = st->spare;
+        st->spare = w;
+        st->nspare++;
+    } else {
+        free(w);
+    }
     errno = e;
+}
+
+int patch_intr_forget(struct patch_intr **in)
+{
+    struct patch_intr *w = in ? *in : NULL;
+    if (!w)
+        return 0;
+    struct intr_state *st = intr_tls;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        st->calls = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    if (st->root_call == w)
+        st->root_call = NULL;
+    int interrupted = w->interrupted;
+    *in = NULL;
+    if (PATCH_UNLIKELY(w->masked || w->has_event || st->nspare == SPARE_MAX)) {
+        call_done_slow(st, w);
+        return interrupted;
+    }
+    w->next = st->spare;
+    st->spare = w;
+    st->nspare++;
     return interrupted;
 }
 
 int patch_intr_pause(struct patch_intr **in, int64_t deadline)
 {
-    if (patch_intr_park(in, PATCH_INTR_ALWAYS, NULL) != 0)
+    if (in && !*in)
+        *in = call_begin(PATCH_INTR_ALWAYS, NULL); /* a wait for a handler: always a record */
+    else if (patch_intr_park(in, PATCH_INTR_ALWAYS, NULL) != 0)
         return -1;
     struct patch_intr *w = in ? *in : NULL;
     if (!w) /* no record (no memory): nothing will interrupt it */

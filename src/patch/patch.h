@@ -89,7 +89,8 @@ void patch_testcancel(void);
  * patch_intr_end (parked or not) interrupts the call; one that ran before interrupts
  * nothing, as in the kernel. An interruption ends the park it finds (green_wake with
  * EINTR), or, if the green thread is not parked then, its next patch_intr_park
- * (-1/EINTR). The kinds, as signal(7) lists the calls:
+ * (-1/EINTR). Until the program has installed a handler, no record is made (nothing
+ * could interrupt the call). The kinds, as signal(7) lists the calls:
  */
 enum patch_intr_kind {
     PATCH_INTR_RESTART, /* read, write, accept, connect, waitpid, flock...: restarted (the
@@ -103,9 +104,20 @@ struct patch_intr;
  * pselect's: only handlers of signals it does not block end the call, and the signals it
  * lets in that the OS thread blocks are delivered (to it) while the hub is idle. Without
  * memory for the record the call is simply not interruptible. */
-int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask);
+int patch_intr_park_slow(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask);
+extern int patch_intr_any; /* the program has installed a handler (intr.c) */
+static inline int patch_intr_park(struct patch_intr **in, enum patch_intr_kind kind, const sigset_t *mask)
+{
+    if (PATCH_LIKELY(in && !*in && !mask && !__atomic_load_n(&patch_intr_any, __ATOMIC_RELAXED)))
+        return 0; /* no handler of the program's: nothing can interrupt the call */
+    return patch_intr_park_slow(in, kind, mask);
+}
 /* The call is over: forget the record (NULL allowed). 1 if a handler interrupted it. */
-int patch_intr_end(struct patch_intr **in);
+int patch_intr_forget(struct patch_intr **in);
+static inline int patch_intr_end(struct patch_intr **in)
+{
+    return PATCH_UNLIKELY(in && *in) ? patch_intr_forget(in) : 0; /* most calls never park */
+}
 /* Park until a handler interrupts the call, or until deadline (-1 none): always -1, errno
  * EINTR, ETIMEDOUT (deadline or scoped timeout) or ECANCELED. Nothing else can end it,
  * so it is no deadlock: pause(), sigsuspend(), poll() of no fds. */
