@@ -46,7 +46,9 @@
  *
  * Interruptible calls keep a record (struct patch_intr) on the heap, not on their stack
  * (THE RULE of shared stacks: the hook reads it while its green thread is parked), in
- * their OS thread's list. Interrupting one wakes its park with EINTR (green_wake), or
+ * their OS thread's list; finished records are kept for the next calls (no malloc per
+ * call). Until the program installs its first handler no record is made: nothing could
+ * interrupt the call (pause and sigsuspend, which wait for a handler, always make one). Interrupting one wakes its park with EINTR (green_wake), or
  * sets its event (a pause-like wait parks on an event, which is never a deadlock); a
  * green thread that is not parked then finds the mark at its next park.
  *
