@@ -680,17 +680,20 @@ int patch_intr_pause(struct patch_intr **in, int64_t deadline)
 /* ---- sigsuspend, pause, sigpause ---- */
 
 /* Wait until a handler ends the call, with mask (NULL: the thread's). Always -1: errno
- * EINTR, or ETIMEDOUT or ECANCELED (a scoped timeout, a kill). */
+ * EINTR, or ETIMEDOUT or ECANCELED (a scoped timeout, a kill; both are cancellation
+ * points: a cancelled green pthread leaves as by pthread_exit). */
 static int suspend(const sigset_t *mask)
 {
     if (patch_intr_catch(mask) != 0)
         return -1; /* a pending signal came in: EINTR */
     struct patch_intr *in = NULL;
-    patch_intr_park(&in, PATCH_INTR_ALWAYS, mask);
-    if (!in) /* no memory: wait as libc does, blocking the OS thread */
-        return mask ? patch_real()->sigsuspend(mask) : patch_real()->pause();
-    patch_intr_pause(&in, -1);
+    patch_intr_park(&in, PATCH_INTR_ALWAYS, mask); /* a mask makes the record now */
+    if (mask && !in) /* no memory: wait as libc does, blocking the OS thread */
+        return patch_real()->sigsuspend(mask);
+    patch_intr_pause(&in, -1); /* parks only the caller, handler installed or not */
     patch_intr_end(&in);
+    if (errno == ECANCELED)
+        patch_testcancel();
     return -1;
 }
 

@@ -620,6 +620,26 @@ static void mode_suspend(void)
     printf("pause: %d %s\n", r, err_name(r, e));
 }
 
+/* pause() with no handler installed: only a signal's default action can end it (here a
+ * SIGTERM that ends the process); meanwhile the other threads run. */
+static void *term_later(void *arg)
+{
+    (void)arg;
+    ms_sleep(50);
+    printf("the other thread ran while main was in pause()\n");
+    fflush(stdout);
+    kill(getpid(), SIGTERM);
+    return NULL;
+}
+
+static void mode_pause_default(void)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, term_later, NULL) == 0);
+    pause();
+    printf("FAIL: pause returned\n");
+}
+
 /* ---- what sigaction and the signal() family report ---- */
 
 static void h1(int sig) { (void)sig; }
@@ -726,6 +746,7 @@ static const struct {
     {"restart", mode_restart},
     {"target", mode_target},
     {"suspend", mode_suspend},
+    {"pause-default", mode_pause_default},
     {"query", mode_query},
 };
 
