@@ -12,11 +12,12 @@
  * another meaning, so one barrier waited on by green threads and by plain threads is
  * not supported. Destroy is EBUSY while green threads wait, else glibc's.
  *
- * Spin locks are glibc's word (0 free, 1 held) and glibc's trylock, unlock, init and
- * destroy serve as they are, for green and plain threads alike. Only the lock differs: a
- * spin between green threads of one OS thread could never end, so a green thread that
- * finds it held yields to the others (and sleeps 1 ms after every 64 rounds, in case
- * the holder is parked) until it is free.
+ * Spin locks are glibc's word (its encoding is per architecture: x86-64 counts down
+ * from 1) and glibc's trylock, unlock, init and destroy serve as they are, for green and
+ * plain threads alike. Only the lock differs: a spin between green threads of one OS
+ * thread could never end, so a green thread tries glibc's trylock and, while the lock
+ * is held, yields to the others (and sleeps 1 ms after every 64 rounds, in case the
+ * holder is parked).
  */
 #include "thread.h"
 
@@ -113,8 +114,7 @@ int pthread_spin_lock(pthread_spinlock_t *l)
         return patch_real()->pthread_spin_lock(l);
     int s = 0;
     for (unsigned n = 0;; n++) {
-        int v = 0;
-        if (__atomic_compare_exchange_n(l, &v, 1, 1, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        if (patch_real()->pthread_spin_trylock(l) == 0)
             break;
         if (n == 0)
             s = shield(SHIELD_ALL); /* a killed green thread could not yield */

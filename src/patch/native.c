@@ -94,16 +94,19 @@ static int ours(void *pc)
                                (dladdr((void *)green_park, &core) && at.dli_fbase == core.dli_fbase));
 }
 
-/* "name+0x12 (object)" for pc, into buf. */
+/* pc as "function+0x12" where its object exports the function, else "object+0x1234". */
 static const char *where(void *pc, char *buf, size_t n)
 {
     Dl_info at;
-    if (dladdr(pc, &at) && at.dli_sname)
-        snprintf(buf, n, "%s+%#lx", at.dli_sname, (unsigned long)((char *)pc - (char *)at.dli_saddr));
-    else if (dladdr(pc, &at) && at.dli_fname)
-        snprintf(buf, n, "%s+%#lx", at.dli_fname, (unsigned long)((char *)pc - (char *)at.dli_fbase));
-    else
+    if (!dladdr(pc, &at) || !at.dli_fname) {
         snprintf(buf, n, "%p", pc);
+    } else if (at.dli_sname) {
+        snprintf(buf, n, "%s+%#lx", at.dli_sname, (unsigned long)((char *)pc - (char *)at.dli_saddr));
+    } else {
+        const char *base = strrchr(at.dli_fname, '/');
+        snprintf(buf, n, "%s+%#lx", base ? base + 1 : at.dli_fname,
+                 (unsigned long)((char *)pc - (char *)at.dli_fbase));
+    }
     return buf;
 }
 
@@ -131,11 +134,11 @@ void patch_parking_report(void)
         char msg[768], at[256], site[256];
         const char *name = green_name(me);
         snprintf(msg, sizeof msg,
-                 "libgreen-patch: green thread %llu%s%s%s parks in %s holding native mutex %p "
-                 "(locked at %s): a green thread of this OS thread that locks it will block the "
-                 "whole OS thread for good (deadlock). Run with GREEN_PATCH_THREADS=1 (pthread "
-                 "mutexes become green ones), or give the library lock callbacks that use "
-                 "green mutexes. Backtrace:\n",
+                 "libgreen-patch: green thread %llu%s%s%s parks in a patched call (at %s) "
+                 "holding native mutex %p (locked at %s): a green thread of this OS thread that "
+                 "locks it will block the whole OS thread for good (deadlock). Run with "
+                 "GREEN_PATCH_THREADS=1 (pthread mutexes become green ones), or give the library "
+                 "lock callbacks that use green mutexes. Backtrace:\n",
                  (unsigned long long)green_id(me), name && *name ? " '" : "", name ? name : "",
                  name && *name ? "'" : "", where(pcs[skip], site, sizeof site), h->mutex,
                  where(h->site, at, sizeof at));

@@ -35,7 +35,8 @@
 /* glibc's struct new_sem where it has 64-bit atomics (nptl/internaltypes.h) */
 struct psem {
     uint64_t data;             /* value: low 32 bits; glibc's sleeping plain threads: high */
-    int private;               /* FUTEX_PRIVATE_FLAG, or 0 when process-shared */
+    int private;               /* 0, or FUTEX_PRIVATE_FLAG when process-shared (glibc's
+                                * LLL_SHARED: its futex calls xor the flag in) */
     int pad;                   /* green threads waiting (ours) */
 };
 _Static_assert(sizeof(struct psem) <= sizeof(sem_t), "glibc's semaphore layout");
@@ -211,7 +212,7 @@ static int fail(int e)
 }
 
 /* Green threads wait on s themselves: thread patching on, a green caller, not shared. */
-static int green_sem(sem_t *s) { return patch_threads && green_here() && ps(s)->private != 0; }
+static int green_sem(sem_t *s) { return patch_threads && green_here() && ps(s)->private == 0; }
 
 int sem_init(sem_t *s, int pshared, unsigned value)
 {
