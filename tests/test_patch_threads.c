@@ -154,9 +154,15 @@ static void test_plain_threads_fail(void **state)
 
 static char real_out[1 << 16];
 
-/* prog prints on green threads exactly what it prints on real threads, and succeeds. */
-static void same_as_real(const char *prog)
+/* prog prints on green threads exactly what it prints on real threads, and succeeds.
+ * real_under_asan 0: AddressSanitizer cannot run it on real threads (its own CHECK
+ * fails in glibc's cancellation unwinding), so under ASan only the green run is made. */
+static void same_as_real(const char *prog, int real_under_asan)
 {
+    if (UNDER_ASAN && !real_under_asan) {
+        assert_int_equal(run(prog, "all", NULL, GREEN, 0, out, sizeof out), 0);
+        return;
+    }
     assert_int_equal(run(prog, "all", NULL, 0, 0, real_out, sizeof real_out), 0);
     int st = run(prog, "all", NULL, GREEN, 0, out, sizeof out);
     if (strcmp(out, real_out) != 0)
@@ -175,9 +181,14 @@ static void same_as_real(const char *prog)
 static void test_cancel(void **state)
 {
     (void)state;
-    same_as_real("threads_cancel");
+    same_as_real("threads_cancel", 0);
     assert_non_null(strstr(out, "read: PTHREAD_CANCELED, returned 0, cleaned up 1"));
-    assert_non_null(strstr(out, "ok state"));
+    assert_non_null(strstr(out, "pthread_testcancel: PTHREAD_CANCELED, returned 0, cleaned up 1"));
+    for (const char *t = "points\0disabled\0entry\0keys\0not_a_point\0state\0"; *t; t += strlen(t) + 1) {
+        char ok[64];
+        snprintf(ok, sizeof ok, "ok %s\n", t);
+        assert_non_null(strstr(out, ok));
+    }
 }
 
 /* rwlocks, barriers, semaphores, spin locks (tests/progs/threads_prims.c): every call's
@@ -188,7 +199,7 @@ static void test_cancel(void **state)
 static void test_prims(void **state)
 {
     (void)state;
-    same_as_real("threads_prims");
+    same_as_real("threads_prims", 1);
     assert_non_null(strstr(out, "ok plain"));
 }
 

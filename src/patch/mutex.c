@@ -137,10 +137,18 @@ static int take_free(pthread_mutex_t *m, green_t g, pthread_mutex_t **held)
 
 void pm_owner_gone(struct powner *o)
 {
+    /* A mutex on the ender's own stack went with the frame that held it (its bytes may
+     * be ours now): it is left alone. */
+    void *lo = NULL;
+    size_t size = 0;
+    int detached, saved = errno;
+    green_private_attr(green_current(), &lo, &size, &detached);
+    errno = saved;
     pthread_mutex_t *m;
     while ((m = o->held)) {
         o->held = *next_held(m);
-        pass_on(m, EOWNERDEAD);
+        if ((char *)m < (char *)lo || (char *)m >= (char *)lo + size)
+            pass_on(m, EOWNERDEAD);
     }
 }
 

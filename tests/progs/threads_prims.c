@@ -6,7 +6,8 @@
  *
  *   threads_prims TEST    (TEST: one of the names in `tests` below, or "all")
  *
- * Besides each object's semantics: a semaphore posted from a signal handler, and
+ * Mutexes too: the timed forms' errors, and robust mutexes whose holder ends holding
+ * them. Besides each object's semantics: a semaphore posted from a signal handler, and
  * objects shared with plain OS threads — glibc's SIGEV_THREAD timers run their
  * callbacks on threads it starts itself, which stay plain threads under
  * GREEN_PATCH_THREADS — a mutex and a semaphore. Prints "ok TEST" per test passed;
@@ -69,6 +70,113 @@ static void *join(pthread_t t)
     void *r;
     CHECK_EQ(pthread_join(t, &r), 0);
     return r;
+}
+
+/* ======================================================================== */
+/*  mutexes                                                                 */
+/* ======================================================================== */
+
+static pthread_mutex_t tm = PTHREAD_MUTEX_INITIALIZER;
+static void *hold_tm(void *arg)
+{
+    CHECK_EQ(pthread_mutex_lock(&tm), 0);
+    sleep_ms((int)(intptr_t)arg);
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+    return NULL;
+}
+
+/* glibc checks a timed lock's clock first, its time only when it has to wait. */
+static void test_mutex_timed(void)
+{
+    struct timespec bad = {0, 2000000000L}, past = {0, 0}, t;
+    CHECK_EQ(pthread_mutex_timedlock(&tm, &bad), 0); /* free: the time is not looked at */
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+    CHECK_EQ(pthread_mutex_clocklock(&tm, CLOCK_PROCESS_CPUTIME_ID, &past), EINVAL);
+    CHECK_EQ(pthread_mutex_timedlock(&tm, &past), 0);
+    CHECK_EQ(pthread_mutex_destroy(&tm), EBUSY);
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+
+    pthread_t h = start(hold_tm, (void *)200);
+    sleep_ms(30);
+    CHECK_EQ(pthread_mutex_trylock(&tm), EBUSY);
+    CHECK_EQ(pthread_mutex_timedlock(&tm, &bad), EINVAL);
+    CHECK_EQ(pthread_mutex_timedlock(&tm, &past), ETIMEDOUT);
+    t = in_ms(CLOCK_MONOTONIC, 30);
+    CHECK_EQ(pthread_mutex_clocklock(&tm, CLOCK_MONOTONIC, &t), ETIMEDOUT);
+    t = in_ms(CLOCK_REALTIME, 10000);
+    CHECK_EQ(pthread_mutex_timedlock(&tm, &t), 0); /* the holder is done first */
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+    join(h);
+
+    pthread_mutexattr_t a;
+    pthread_mutex_t e;
+    CHECK_EQ(pthread_mutexattr_init(&a), 0);
+    CHECK_EQ(pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK), 0);
+    CHECK_EQ(pthread_mutex_init(&e, &a), 0);
+    CHECK_EQ(pthread_mutex_lock(&e), 0);
+    CHECK_EQ(pthread_mutex_timedlock(&e, &past), EDEADLK);
+    CHECK_EQ(pthread_mutex_timedlock(&e, &bad), EDEADLK);
+    CHECK_EQ(pthread_mutex_unlock(&e), 0);
+    CHECK_EQ(pthread_mutex_unlock(&e), EPERM);
+    CHECK_EQ(pthread_mutex_destroy(&e), 0);
+    CHECK_EQ(pthread_mutexattr_destroy(&a), 0);
+
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    CHECK_EQ(pthread_mutex_lock(&tm), 0);
+    CHECK_EQ(pthread_cond_timedwait(&c, &tm, &bad), EINVAL);
+    CHECK_EQ(pthread_cond_clockwait(&c, &tm, CLOCK_PROCESS_CPUTIME_ID, &past), EINVAL);
+    CHECK_EQ(pthread_cond_timedwait(&c, &tm, &past), ETIMEDOUT);
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+    CHECK_EQ(pthread_cond_destroy(&c), 0);
+}
+
+/* A robust mutex whose holder ends holding it: the next locker (one already waiting, a
+ * later lock, a trylock) gets EOWNERDEAD and holds it; made consistent, it is ordinary. */
+static pthread_mutex_t rob;
+static void *end_holding(void *arg)
+{
+    CHECK_EQ(pthread_mutex_lock(&rob), 0);
+    sleep_ms((int)(intptr_t)arg);
+    return NULL;
+}
+static void *lock_rob(void *arg)
+{
+    (void)arg;
+    int e = pthread_mutex_lock(&rob);
+    if (e == EOWNERDEAD) {
+        CHECK_EQ(pthread_mutex_consistent(&rob), 0);
+        CHECK_EQ(pthread_mutex_unlock(&rob), 0);
+    }
+    return (void *)(intptr_t)e;
+}
+static void test_mutex_robust(void)
+{
+    pthread_mutexattr_t a;
+    CHECK_EQ(pthread_mutexattr_init(&a), 0);
+    CHECK_EQ(pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST), 0);
+    CHECK_EQ(pthread_mutex_init(&rob, &a), 0);
+    CHECK_EQ(pthread_mutexattr_destroy(&a), 0);
+
+    join(start(end_holding, (void *)0));
+    CHECK_EQ(pthread_mutex_lock(&rob), EOWNERDEAD);
+    CHECK_EQ(pthread_mutex_consistent(&rob), 0);
+    CHECK_EQ(pthread_mutex_unlock(&rob), 0);
+    CHECK_EQ(pthread_mutex_lock(&rob), 0);
+    CHECK_EQ(pthread_mutex_unlock(&rob), 0);
+
+    join(start(end_holding, (void *)0));
+    CHECK_EQ(pthread_mutex_trylock(&rob), EOWNERDEAD);
+    CHECK_EQ(pthread_mutex_consistent(&rob), 0);
+    CHECK_EQ(pthread_mutex_unlock(&rob), 0);
+
+    pthread_t h = start(end_holding, (void *)50);
+    sleep_ms(10);
+    pthread_t w = start(lock_rob, NULL); /* waits, then inherits it */
+    join(h);
+    CHECK_EQ((intptr_t)join(w), EOWNERDEAD);
+    CHECK_EQ(pthread_mutex_lock(&rob), 0);
+    CHECK_EQ(pthread_mutex_unlock(&rob), 0);
+    CHECK_EQ(pthread_mutex_destroy(&rob), 0);
 }
 
 /* ======================================================================== */
@@ -528,6 +636,8 @@ static const struct {
     const char *name;
     void (*fn)(void);
 } tests[] = {
+    {"mutex_timed", test_mutex_timed},
+    {"mutex_robust", test_mutex_robust},
     {"rwlock_calls", test_rwlock_calls},
     {"rwlock_timed", test_rwlock_timed},
     {"rwlock_exclusion", test_rwlock_exclusion},
