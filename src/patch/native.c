@@ -32,7 +32,7 @@ struct held {
     void *site;                /* where it was locked */
 };
 
-__thread unsigned patch_native_held;
+__thread unsigned patch_native_held PATCH_TLS_FAST;
 static __thread struct held held[HELD_MAX];
 
 static void *sites[SITES_MAX]; /* call sites reported, process-wide */

@@ -30,6 +30,10 @@
 #include <stdio.h>
 
 #define PATCH_LIKELY(x) __builtin_expect(!!(x), 1)
+/* For the few thread-locals of hot paths: no __tls_get_addr call. The library is
+ * preloaded or linked, so its thread-locals are in the initial TLS block (a few bytes of
+ * this kind also fit the surplus glibc keeps for a late dlopen). */
+#define PATCH_TLS_FAST __attribute__((tls_model("initial-exec")))
 #define PATCH_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* libc's functions as the wrappers' pass-through reaches them: the next definitions
@@ -96,7 +100,7 @@ __attribute__((noreturn, cold)) void patch_die(const char *msg);
  * happen. patch_poll and the sleeps call it: a wrapper that waits through them needs
  * nothing more. Nothing is held: one thread-local load and a branch.
  */
-extern __thread unsigned patch_native_held; /* entries in this OS thread's table */
+extern __thread unsigned patch_native_held PATCH_TLS_FAST; /* entries in this OS thread's table */
 void patch_parking_report(void);
 static inline void patch_parking(void)
 {

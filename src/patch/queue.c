@@ -28,7 +28,7 @@
 static __thread struct pwait *small[PQ_SMALL];
 static __thread struct pwait **buckets;   /* small, or allocated */
 static __thread unsigned nbuckets;        /* a power of 2 */
-static __thread unsigned nqueues;
+static __thread unsigned nqueues PATCH_TLS_FAST;
 
 static unsigned hash(const void *obj, unsigned n)
 {

@@ -364,7 +364,9 @@ __attribute__((constructor)) static void patch_thread_init(void)
 
 /* OS threads whose pthread calls have been green (never decreases: see thread.h). */
 static int green_os_threads;
-static __thread int counted;
+/* This OS thread's pthread calls have been green: its hub and loop were made (a fork
+ * child's fresh hub makes its loop again where a wait needs it). */
+static __thread int counted PATCH_TLS_FAST;
 
 int patch_many_hubs(void) { return __atomic_load_n(&green_os_threads, __ATOMIC_RELAXED) > 1; }
 
@@ -372,6 +374,8 @@ int green_here(void)
 {
     if (!patch_threads)
         return 0;
+    if (PATCH_LIKELY(counted) && patch_here())
+        return 1;
     if (patch_here() || patch_real()->pthread_equal(patch_real()->pthread_self(), initial_thread)) {
         int saved = errno;
         int ok = hub() == 0;
