@@ -182,19 +182,18 @@ static int lock_wait(pthread_mutex_t *m, struct pwait *w, green_t g, pthread_mut
             int tracked = green_private_local(h) || h == green_root();
             int recheck = patch_many_hubs() || !tracked ? PQ_RECHECK_MS : 0;
             int pe = 0;
-            while (!w->done && pe == 0)
-                if ((pe = pq_park(deadline, recheck)) == 0 && recheck)
-                    break;
+            while (!w->done && (pe = pq_park(deadline, recheck)) == 0)
+                ;
             pq_remove(w);
             if (w->done) {
                 e = w->err;
                 break;
             }
-            if (pe && pe != ECANCELED) { /* ECANCELED: a kill without a shield; go on */
+            if (pe == ETIMEDOUT || pe == EDEADLK) {
                 e = pe;
                 break;
             }
-            continue;
+            continue; /* look again (ECANCELED: a kill that no shield could hold) */
         }
         /* a plain thread's, another hub's, or no node: look again later */
         int pe = pq_park(deadline, backoff);
@@ -393,11 +392,11 @@ static int cond_park(pthread_cond_t *c, struct pwait *w, int64_t deadline)
     int recheck = patch_many_hubs() ? PQ_RECHECK_MS : 0;
     int s = shield(GREEN_SHIELD_TIMEOUTS), e = 0;
     pq_push(w, c);
-    while (!w->done && (e = pq_park(deadline, recheck)) == 0 && !recheck)
+    while (!w->done && (e = pq_park(deadline, recheck)) == 0)
         ;
     pq_remove(w);
     unshield(s);
-    return w->done ? 0 : e;
+    return w->done || e == EAGAIN ? 0 : e;
 }
 
 /* A cancellation point: a cancelled green pthread leaves holding m, as POSIX says. */

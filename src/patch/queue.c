@@ -16,8 +16,10 @@
  * Invariants: a node is in at most one queue (obj says which, NULL none); only green
  * threads of this OS thread are in its table, and only they pop them (a release on
  * another OS thread cannot see them: waiters look again every PQ_RECHECK_MS when green
- * threads of several OS threads share objects, patch_many_hubs()); a waiter takes its
- * node out before it returns, however its wait ended.
+ * threads of several OS threads share objects, patch_many_hubs(), and a root that
+ * nothing on its hub can wake does so too while other OS threads exist, rather than
+ * call it a deadlock); a waiter takes its node out before it returns, however its wait
+ * ended.
  */
 #include "thread.h"
 
@@ -184,19 +186,37 @@ void pq_node_done(struct pwait *w)
         free(w);
 }
 
+extern char __libc_single_threaded __attribute__((weak));
+
+/* Only this hub could end a wait while the process has a single thread (glibc 2.32+
+ * says so; elsewhere assume threads exist). */
+static int single_threaded(void)
+{
+    return &__libc_single_threaded != NULL && __atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED);
+}
+
 int pq_park(int64_t deadline, int recheck)
 {
-    int64_t d = deadline;
-    if (recheck > 0) {
-        int64_t r = green_after(recheck);
-        if (d < 0 || r < d)
-            d = r;
+    int saved = errno, e;
+    for (;;) {
+        int64_t d = deadline;
+        if (recheck > 0) {
+            int64_t r = green_after(recheck);
+            if (d < 0 || r < d)
+                d = r;
+        }
+        e = green_park(d) == 0 ? 0 : errno;
+        /* the recheck's own time, not the deadline: look again */
+        if (e == ETIMEDOUT && d != deadline && (deadline < 0 || green_now() < deadline))
+            e = EAGAIN;
+        /* nothing on this hub can end it, but another OS thread may (a plain thread, or
+         * the hub of one that started green threads): no deadlock, look again later */
+        if (e == EDEADLK && !single_threaded() && !recheck) {
+            recheck = PQ_RECHECK_MS;
+            continue;
+        }
+        break;
     }
-    int saved = errno;
-    int e = green_park(d) == 0 ? 0 : errno;
     errno = saved;
-    /* the recheck's own time, not the deadline: look again */
-    if (e == ETIMEDOUT && d != deadline && (deadline < 0 || green_now() < deadline))
-        e = 0;
     return e;
 }

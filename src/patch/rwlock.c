@@ -118,7 +118,7 @@ static int wait_for(pthread_rwlock_t *l, int kind, green_t g, int64_t deadline)
         int pe = 0;
         if (w)
             pq_push(w, l);
-        while ((!w || !w->done) && (pe = pq_park(deadline, recheck)) == 0 && !recheck)
+        while ((!w || !w->done) && (pe = pq_park(deadline, recheck)) == 0 && w)
             ;
         if (w)
             pq_remove(w);

@@ -19,7 +19,8 @@
  * semaphore its OS thread's green threads wait on, wakes as many as it has tokens;
  * those woken try again (a token taken by someone else first: they wait again). A
  * leader that leaves wakes another waiter to lead. Without an eventfd (none could be
- * made, or the table is full) waiters look again every PQ_RECHECK_MS.
+ * made, or the table is full) waiters look again every PQ_RECHECK_MS. A fork child
+ * forgets the table: its eventfds are the parent's, whose kicks it must not take.
  *
  * sem_wait, sem_timedwait and sem_clockwait are cancellation points; scoped timeouts do
  * not end them. A process-shared semaphore (pshared 1, or named) is glibc's: a green
@@ -89,19 +90,40 @@ static void slot_release(void *arg)
         patch_real()->close(f - 1);
 }
 
+/* In a fork child (the forking thread, alone): every entry is the parent's. */
+static void kicks_forget(void)
+{
+    for (int i = 0; i < KICK_SLOTS; i++) {
+        int f = kick_fd[i];
+        kick_fd[i] = kick_sent[i] = 0;
+        if (f)
+            patch_real()->close(f - 1);
+    }
+    my_slot = -1;
+    leading = 0;
+}
+
+/* The key that gives a slot back at thread exit, and the fork handler: once. */
+static int kicks_setup(void)
+{
+    int expect = 0;
+    if (__atomic_compare_exchange_n(&slot_key_made, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        int ok = patch_real()->pthread_key_create(&slot_key, slot_release) == 0 &&
+                 pthread_atfork(NULL, NULL, kicks_forget) == 0;
+        __atomic_store_n(&slot_key_made, ok ? 2 : 3, __ATOMIC_RELEASE);
+    }
+    return __atomic_load_n(&slot_key_made, __ATOMIC_ACQUIRE) == 2;
+}
+
 /* This OS thread's eventfd, registered on first use; -1 when it cannot have one. */
 static int my_kick_fd(void)
 {
     if (my_slot >= 0)
         return kick_fd[my_slot] - 1;
-    if (my_slot == -2)
+    if (my_slot == -2 || !kicks_setup())
         return -1;
-    int expect = 0;
-    if (__atomic_compare_exchange_n(&slot_key_made, &expect, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-        __atomic_store_n(&slot_key_made, patch_real()->pthread_key_create(&slot_key, slot_release) ? 3 : 2,
-                         __ATOMIC_RELEASE);
     int saved = errno;
-    int fd = __atomic_load_n(&slot_key_made, __ATOMIC_ACQUIRE) == 2 ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     errno = saved;
     for (int i = 0; fd >= 0 && i < KICK_SLOTS; i++) {
         int free_slot = 0;
@@ -160,17 +182,20 @@ static int lead(int fd, int64_t deadline)
  * a kill: 0 (look again), ETIMEDOUT, ECANCELED. */
 static int park(sem_t *s, struct pwait *w, int64_t deadline)
 {
-    int fd = w ? my_kick_fd() : -1;
-    if (fd < 0)
-        return pq_park(deadline, PQ_RECHECK_MS);
-    if (!leading)
-        return lead(fd, deadline);
-    pq_push(w, s);
-    int e = 0;
-    while (!w->done && (e = pq_park(deadline, 0)) == 0)
-        ;
-    pq_remove(w);
-    return w->done ? 0 : e;
+    int fd = w ? my_kick_fd() : -1, e = 0;
+    if (fd < 0) {
+        e = pq_park(deadline, PQ_RECHECK_MS);
+    } else if (!leading) {
+        e = lead(fd, deadline);
+    } else {
+        pq_push(w, s);
+        while (!w->done && (e = pq_park(deadline, 0)) == 0)
+            ;
+        pq_remove(w);
+        if (w->done)
+            e = 0;
+    }
+    return e == EAGAIN ? 0 : e;
 }
 
 /* sem_wait until the deadline (-1 none): 0 or an error number. A cancellation point. */

@@ -117,10 +117,11 @@ void pq_each(int kind, void (*fn)(struct pwait *first, void *arg), void *arg);
  * NULL when none can be had: the caller looks again now and then instead. */
 struct pwait *pq_node(int kind);
 void pq_node_done(struct pwait *w);
-/* Park the caller until it is woken, the absolute deadline (-1 none) or, with recheck >
- * 0, recheck ms from now: 0 (woken, or time to look again), or an error number
- * (ETIMEDOUT at the deadline or a scoped one, ECANCELED, EDEADLK: the root, and nothing
- * can ever wake it). errno is left alone. */
+/* Park the caller until it is woken (0), the absolute deadline (-1 none) or, with
+ * recheck > 0, recheck ms from now (EAGAIN: time to look again, a spurious wake-up);
+ * otherwise an error number: ETIMEDOUT (the deadline, or a scoped one), ECANCELED,
+ * EDEADLK (the process has one thread, and nothing on its hub can wake the root; with
+ * more, it looks again every PQ_RECHECK_MS instead). errno is left alone. */
 int pq_park(int64_t deadline, int recheck);
 
 /* ---- mutexes (mutex.c) ---- */

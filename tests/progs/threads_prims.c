@@ -10,7 +10,9 @@
  * them. Besides each object's semantics: a semaphore posted from a signal handler, and
  * objects shared with plain OS threads — glibc's SIGEV_THREAD timers run their
  * callbacks on threads it starts itself, which stay plain threads under
- * GREEN_PATCH_THREADS — a mutex and a semaphore. Prints "ok TEST" per test passed;
+ * GREEN_PATCH_THREADS — a mutex and a semaphore; and threads such a plain thread starts
+ * (green threads of another OS thread's hub), sharing objects with ours. Prints "ok
+ * TEST" per test passed;
  * exits 1 at the first failed check.
  */
 #define _GNU_SOURCE
@@ -632,6 +634,64 @@ static void test_plain(void)
     CHECK_EQ(sem_destroy(&plain_done), 0);
 }
 
+/* Threads started by a plain thread (under GREEN_PATCH_THREADS: green threads of that
+ * OS thread's own hub) share a mutex, a condition, an rwlock and a semaphore with ours:
+ * counts stay exact and hand-offs across the two arrive. */
+#define HUB_ROUNDS 300
+static pthread_mutex_t hm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hc = PTHREAD_COND_INITIALIZER;
+static pthread_rwlock_t hrw = PTHREAD_RWLOCK_INITIALIZER;
+static sem_t hsem, hubs_done;
+static long hcount, hturns;
+static int hturn; /* whose turn: 0 ours, 1 theirs */
+static void *hub_worker(void *arg)
+{
+    int side = (int)(intptr_t)arg;
+    for (int i = 0; i < HUB_ROUNDS; i++) {
+        CHECK_EQ(pthread_mutex_lock(&hm), 0);
+        long v = hcount;
+        if (i % 3 == 0)
+            sched_yield();
+        hcount = v + 1;
+        CHECK_EQ(pthread_mutex_unlock(&hm), 0);
+        CHECK_EQ(pthread_rwlock_wrlock(&hrw), 0);
+        CHECK_EQ(pthread_rwlock_unlock(&hrw), 0);
+        if (i % 10 == 0) { /* take turns with the other side, through the condition */
+            CHECK_EQ(pthread_mutex_lock(&hm), 0);
+            while (hturn != side)
+                CHECK_EQ(pthread_cond_wait(&hc, &hm), 0);
+            hturn = !side;
+            hturns++;
+            CHECK_EQ(pthread_cond_broadcast(&hc), 0);
+            CHECK_EQ(pthread_mutex_unlock(&hm), 0);
+        }
+        CHECK_EQ(sem_post(&hsem), 0);
+        CHECK_EQ(sem_wait(&hsem), 0);
+    }
+    return NULL;
+}
+static void other_side(union sigval v)
+{
+    (void)v;
+    pthread_t t = start(hub_worker, (void *)1); /* a green thread of this OS thread's own hub */
+    join(t);
+    CHECK_EQ(sem_post(&hubs_done), 0);
+}
+static void test_hubs(void)
+{
+    timer_t tm;
+    CHECK_EQ(sem_init(&hsem, 0, 0), 0);
+    CHECK_EQ(sem_init(&hubs_done, 0, 0), 0);
+    after_ms(1, other_side, &tm);
+    hub_worker((void *)0);
+    CHECK_EQ(sem_wait(&hubs_done), 0);
+    CHECK_EQ(hcount, 2 * HUB_ROUNDS);
+    CHECK_EQ(hturns, 2 * HUB_ROUNDS / 10);
+    CHECK_EQ(timer_delete(tm), 0);
+    CHECK_EQ(sem_destroy(&hsem), 0);
+    CHECK_EQ(sem_destroy(&hubs_done), 0);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -648,6 +708,7 @@ static const struct {
     {"sem_signal", test_sem_signal},
     {"spin", test_spin},
     {"plain", test_plain},
+    {"hubs", test_hubs},
 };
 
 int main(int argc, char **argv)
