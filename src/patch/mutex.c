@@ -26,6 +26,9 @@
  * lock word keeps FUTEX_OWNER_DIED for a plain thread to see), pthread_mutex_consistent
  * is accepted and ownership stays ordinary. A holder that cannot tell (a green thread of
  * libgreen's API) is found dead by its waiters, which look again every PQ_RECHECK_MS.
+ * A priority-protected mutex's ceiling bits in the lock word are kept and otherwise
+ * ignored; priority inheritance is not (its lock word holds thread ids, which green
+ * threads do not have): both are ordinary mutexes among green threads only.
  *
  * Conditions. The pthread_cond_t stays glibc's: green threads never write it, they read
  * only its clock bit (__wrefs), and pthread_cond_init/destroy are glibc's (destroy is

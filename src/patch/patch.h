@@ -97,8 +97,10 @@ __attribute__((noreturn, cold)) void patch_die(const char *msg);
  * every wrapper calls patch_parking() where it is about to park (or yield) the calling
  * green thread: with a native mutex held, it reports once per call site, to stderr
  * (green thread, mutex, where it was locked, a backtrace), before the deadlock can
- * happen. patch_poll and the sleeps call it: a wrapper that waits through them needs
- * nothing more. Nothing is held: one thread-local load and a branch.
+ * happen. patch_poll (so pfd_wait), the sleeps and the DNS lookups call it: a wrapper
+ * that waits through them needs nothing more; one that parks by libgreen's API itself
+ * (green_wait_fd, green_signal_take, green_waitpid, green_park, green_yield, ...) calls
+ * it right before. Nothing is held: one thread-local load and a branch.
  */
 extern __thread unsigned patch_native_held PATCH_TLS_FAST; /* entries in this OS thread's table */
 void patch_parking_report(void);

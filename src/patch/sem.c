@@ -211,10 +211,10 @@ static int wait_until(sem_t *s, int64_t deadline)
             e = 0;
             break;
         }
-        /* count ourselves, then look: a post adds its token, then looks at the count */
+        /* count ourselves, then look: a post adds its token, then looks at the count
+         * (sequentially consistent both ways: one of the two sees the other) */
         __atomic_add_fetch(&ps(s)->pad, 1, __ATOMIC_SEQ_CST);
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-        e = value(s) ? 0 : park(s, w, deadline);
+        e = (unsigned)__atomic_load_n(&ps(s)->data, __ATOMIC_SEQ_CST) ? 0 : park(s, w, deadline);
         __atomic_sub_fetch(&ps(s)->pad, 1, __ATOMIC_SEQ_CST);
         if (e == ETIMEDOUT)
             e = take(s) ? 0 : ETIMEDOUT;
@@ -250,11 +250,9 @@ GREEN_PATCH_THREAD(sem_init);
 int sem_post(sem_t *s)
 {
     int r = patch_real()->sem_post(s);
-    if (r == 0 && patch_threads) {
-        __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the token, then the look at pad */
-        if (__atomic_load_n(&ps(s)->pad, __ATOMIC_RELAXED) > 0)
-            kick_all();
-    }
+    /* the token, then the look at pad: a read-modify-write, ordered after glibc's */
+    if (r == 0 && patch_threads && __atomic_fetch_add(&ps(s)->pad, 0, __ATOMIC_SEQ_CST) > 0)
+        kick_all();
     return r;
 }
 GREEN_PATCH_THREAD(sem_post);

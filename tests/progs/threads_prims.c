@@ -10,7 +10,8 @@
  * them. Besides each object's semantics: a semaphore posted from a signal handler, and
  * objects shared with plain OS threads — glibc's SIGEV_THREAD timers run their
  * callbacks on threads it starts itself, which stay plain threads under
- * GREEN_PATCH_THREADS — a mutex and a semaphore; and threads such a plain thread starts
+ * GREEN_PATCH_THREADS — a mutex, a semaphore, a condition they wait on (our signal and
+ * destroy on glibc's bytes in use); and threads such a plain thread starts
  * (green threads of another OS thread's hub), sharing objects with ours. Prints "ok
  * TEST" per test passed;
  * exits 1 at the first failed check.
@@ -608,6 +609,23 @@ static void plain_locker(union sigval v)
     CHECK_EQ(pthread_mutex_unlock(&shared_m), 0);
     CHECK_EQ(sem_post(&plain_done), 0);
 }
+/* A condition a plain thread waits on (glibc's bytes in use): our signal reaches it, and
+ * once it is done our destroy is glibc's (not EBUSY from misread bytes). */
+static pthread_mutex_t pcm = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pc = PTHREAD_COND_INITIALIZER;
+static int pc_ready, pc_signalled;
+static void plain_cond_waiter(union sigval v)
+{
+    (void)v;
+    struct timespec t = in_ms(CLOCK_REALTIME, 10000);
+    CHECK_EQ(pthread_mutex_lock(&pcm), 0);
+    pc_ready = 1;
+    while (!pc_signalled)
+        CHECK_EQ(pthread_cond_timedwait(&pc, &pcm, &t), 0); /* signalled well before */
+    CHECK_EQ(pthread_mutex_unlock(&pcm), 0);
+    CHECK_EQ(sem_post(&plain_done), 0);
+}
+
 static void test_plain(void)
 {
     timer_t t;
@@ -631,6 +649,20 @@ static void test_plain(void)
     CHECK_EQ(sem_wait(&plain_done), 0);
     CHECK_EQ(plain_got, 1);
     CHECK_EQ(timer_delete(t), 0);
+    /* a plain thread waits on a condition: our signal wakes it */
+    after_ms(1, plain_cond_waiter, &t);
+    for (int ready = 0; !ready; sleep_ms(1)) {
+        CHECK_EQ(pthread_mutex_lock(&pcm), 0);
+        ready = pc_ready;
+        CHECK_EQ(pthread_mutex_unlock(&pcm), 0);
+    }
+    CHECK_EQ(pthread_mutex_lock(&pcm), 0);
+    pc_signalled = 1;
+    CHECK_EQ(pthread_cond_signal(&pc), 0);
+    CHECK_EQ(pthread_mutex_unlock(&pcm), 0);
+    CHECK_EQ(sem_wait(&plain_done), 0);
+    CHECK_EQ(timer_delete(t), 0);
+    CHECK_EQ(pthread_cond_destroy(&pc), 0);
     CHECK_EQ(sem_destroy(&plain_done), 0);
 }
 
