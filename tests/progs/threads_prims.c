@@ -88,6 +88,18 @@ static void *hold_tm(void *arg)
     return NULL;
 }
 
+static pthread_cond_t mono;
+static int mono_signalled;
+static void *signal_mono(void *arg)
+{
+    sleep_ms(30);
+    CHECK_EQ(pthread_mutex_lock(&tm), 0);
+    mono_signalled = 1;
+    CHECK_EQ(pthread_cond_signal(&mono), 0);
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+    return arg;
+}
+
 /* glibc checks a timed lock's clock first, its time only when it has to wait. */
 static void test_mutex_timed(void)
 {
@@ -123,6 +135,23 @@ static void test_mutex_timed(void)
     CHECK_EQ(pthread_mutex_unlock(&e), EPERM);
     CHECK_EQ(pthread_mutex_destroy(&e), 0);
     CHECK_EQ(pthread_mutexattr_destroy(&a), 0);
+
+    /* a condition on CLOCK_MONOTONIC (glibc keeps the clock in its bytes): its timed wait
+     * reads the time on that clock, so a signal well before the time comes first */
+    pthread_condattr_t ca;
+    CHECK_EQ(pthread_condattr_init(&ca), 0);
+    CHECK_EQ(pthread_condattr_setclock(&ca, CLOCK_MONOTONIC), 0);
+    CHECK_EQ(pthread_cond_init(&mono, &ca), 0);
+    CHECK_EQ(pthread_condattr_destroy(&ca), 0);
+    CHECK_EQ(pthread_mutex_lock(&tm), 0);
+    mono_signalled = 0;
+    h = start(signal_mono, NULL);
+    t = in_ms(CLOCK_MONOTONIC, 10000);
+    while (!mono_signalled)
+        CHECK_EQ(pthread_cond_timedwait(&mono, &tm, &t), 0);
+    CHECK_EQ(pthread_mutex_unlock(&tm), 0);
+    join(h);
+    CHECK_EQ(pthread_cond_destroy(&mono), 0);
 
     pthread_cond_t c = PTHREAD_COND_INITIALIZER;
     CHECK_EQ(pthread_mutex_lock(&tm), 0);
