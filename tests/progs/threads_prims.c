@@ -79,13 +79,23 @@ static void *join(pthread_t t)
 /*  mutexes                                                                 */
 /* ======================================================================== */
 
+/* Another thread holds a lock from `held` until `release`: the checks meanwhile need
+ * no timing. */
+static sem_t held, release;
+static void handshake_init(void)
+{
+    CHECK_EQ(sem_init(&held, 0, 0), 0);
+    CHECK_EQ(sem_init(&release, 0, 0), 0);
+}
+
 static pthread_mutex_t tm = PTHREAD_MUTEX_INITIALIZER;
 static void *hold_tm(void *arg)
 {
     CHECK_EQ(pthread_mutex_lock(&tm), 0);
-    sleep_ms((int)(intptr_t)arg);
+    CHECK_EQ(sem_post(&held), 0);
+    CHECK_EQ(sem_wait(&release), 0);
     CHECK_EQ(pthread_mutex_unlock(&tm), 0);
-    return NULL;
+    return arg;
 }
 
 static pthread_cond_t mono;
@@ -111,13 +121,15 @@ static void test_mutex_timed(void)
     CHECK_EQ(pthread_mutex_destroy(&tm), EBUSY);
     CHECK_EQ(pthread_mutex_unlock(&tm), 0);
 
-    pthread_t h = start(hold_tm, (void *)200);
-    sleep_ms(30);
+    handshake_init();
+    pthread_t h = start(hold_tm, NULL);
+    CHECK_EQ(sem_wait(&held), 0);
     CHECK_EQ(pthread_mutex_trylock(&tm), EBUSY);
     CHECK_EQ(pthread_mutex_timedlock(&tm, &bad), EINVAL);
     CHECK_EQ(pthread_mutex_timedlock(&tm, &past), ETIMEDOUT);
     t = in_ms(CLOCK_MONOTONIC, 30);
     CHECK_EQ(pthread_mutex_clocklock(&tm, CLOCK_MONOTONIC, &t), ETIMEDOUT);
+    CHECK_EQ(sem_post(&release), 0);
     t = in_ms(CLOCK_REALTIME, 10000);
     CHECK_EQ(pthread_mutex_timedlock(&tm, &t), 0); /* the holder is done first */
     CHECK_EQ(pthread_mutex_unlock(&tm), 0);
@@ -168,7 +180,11 @@ static pthread_mutex_t rob;
 static void *end_holding(void *arg)
 {
     CHECK_EQ(pthread_mutex_lock(&rob), 0);
-    sleep_ms((int)(intptr_t)arg);
+    if (arg) { /* until the waiter is on its way (it gets EOWNERDEAD, waiting or not) */
+        CHECK_EQ(sem_post(&held), 0);
+        CHECK_EQ(sem_wait(&release), 0);
+        sleep_ms(20);
+    }
     return NULL;
 }
 static void *lock_rob(void *arg)
@@ -201,9 +217,11 @@ static void test_mutex_robust(void)
     CHECK_EQ(pthread_mutex_consistent(&rob), 0);
     CHECK_EQ(pthread_mutex_unlock(&rob), 0);
 
-    pthread_t h = start(end_holding, (void *)50);
-    sleep_ms(10);
+    handshake_init();
+    pthread_t h = start(end_holding, (void *)1);
+    CHECK_EQ(sem_wait(&held), 0);
     pthread_t w = start(lock_rob, NULL); /* waits, then inherits it */
+    CHECK_EQ(sem_post(&release), 0);
     join(h);
     CHECK_EQ((intptr_t)join(w), EOWNERDEAD);
     CHECK_EQ(pthread_mutex_lock(&rob), 0);
@@ -263,9 +281,10 @@ static pthread_rwlock_t trw = PTHREAD_RWLOCK_INITIALIZER;
 static void *hold_write(void *arg)
 {
     CHECK_EQ(pthread_rwlock_wrlock(&trw), 0);
-    sleep_ms((int)(intptr_t)arg);
+    CHECK_EQ(sem_post(&held), 0);
+    CHECK_EQ(sem_wait(&release), 0);
     CHECK_EQ(pthread_rwlock_unlock(&trw), 0);
-    return NULL;
+    return arg;
 }
 
 /* The timed forms: their own time, bad times and clocks, checked first as glibc does. */
@@ -281,13 +300,15 @@ static void test_rwlock_timed(void)
     CHECK_EQ(pthread_rwlock_timedwrlock(&trw, &past), 0);
     CHECK_EQ(pthread_rwlock_unlock(&trw), 0);
 
-    pthread_t w = start(hold_write, (void *)200);
-    sleep_ms(30);
+    handshake_init();
+    pthread_t w = start(hold_write, NULL);
+    CHECK_EQ(sem_wait(&held), 0);
     CHECK_EQ(pthread_rwlock_timedrdlock(&trw, &past), ETIMEDOUT);
     t = in_ms(CLOCK_REALTIME, 30);
     CHECK_EQ(pthread_rwlock_timedrdlock(&trw, &t), ETIMEDOUT);
     t = in_ms(CLOCK_MONOTONIC, 30);
     CHECK_EQ(pthread_rwlock_clockwrlock(&trw, CLOCK_MONOTONIC, &t), ETIMEDOUT);
+    CHECK_EQ(sem_post(&release), 0);
     t = in_ms(CLOCK_MONOTONIC, 10000);
     CHECK_EQ(pthread_rwlock_clockrdlock(&trw, CLOCK_MONOTONIC, &t), 0); /* the writer is done first */
     CHECK_EQ(pthread_rwlock_unlock(&trw), 0);
@@ -314,6 +335,7 @@ static void *writer(void *arg)
     }
     return NULL;
 }
+static pthread_barrier_t readers_meet;
 static void *reader(void *arg)
 {
     (void)arg;
@@ -325,7 +347,9 @@ static void *reader(void *arg)
         pthread_mutex_unlock(&stat_m);
         if (pair_a != pair_b)
             torn = 1;
-        sleep_ms(2); /* readers overlap here */
+        if (i == 0) /* all four hold it at once (readers get in past waiting writers) */
+            pthread_barrier_wait(&readers_meet);
+        sleep_ms(1);
         if (pair_a != pair_b)
             torn = 1;
         pthread_mutex_lock(&stat_m);
@@ -338,6 +362,7 @@ static void *reader(void *arg)
 static void test_rwlock_exclusion(void)
 {
     pthread_t t[8];
+    CHECK_EQ(pthread_barrier_init(&readers_meet, NULL, 4), 0);
     for (int i = 0; i < 8; i++)
         t[i] = start(i < 4 ? writer : reader, NULL);
     for (int i = 0; i < 8; i++)
@@ -345,7 +370,8 @@ static void test_rwlock_exclusion(void)
     CHECK_EQ(pair_a, 800);
     CHECK_EQ(pair_b, 800);
     CHECK_EQ(torn, 0);
-    CHECK(readers_max > 1);
+    CHECK_EQ(readers_max, 4);
+    CHECK_EQ(pthread_barrier_destroy(&readers_meet), 0);
 }
 
 /* Reader preference (glibc's default): a reader gets in while a writer waits; with
@@ -369,10 +395,19 @@ static void preference(int kind, int reader_gets_in)
     writer_done = 0;
     CHECK_EQ(pthread_rwlock_rdlock(&prw), 0);
     pthread_t w = start(wait_write, NULL);
-    sleep_ms(30); /* the writer waits */
-    CHECK_EQ((intptr_t)join(start(try_rd, &prw)), reader_gets_in ? 0 : EBUSY);
-    if (reader_gets_in)
+    if (reader_gets_in) {
+        sleep_ms(30); /* the writer waits (if it is slower, the reader gets in all the same) */
+        CHECK_EQ((intptr_t)join(start(try_rd, &prw)), 0);
         CHECK_EQ((intptr_t)join(start(unlock_rw, &prw)), 0);
+    } else {
+        /* readers are kept out once the writer waits: wait for that */
+        intptr_t e;
+        for (int i = 0; (e = (intptr_t)join(start(try_rd, &prw))) == 0 && i < 10000; i++) {
+            CHECK_EQ((intptr_t)join(start(unlock_rw, &prw)), 0);
+            sleep_ms(1);
+        }
+        CHECK_EQ(e, EBUSY);
+    }
     CHECK_EQ(writer_done, 0);
     CHECK_EQ(pthread_rwlock_unlock(&prw), 0);
     join(w);
@@ -496,15 +531,15 @@ static void test_sem_calls(void)
 
 /* Producers and consumers: every token is taken exactly once. */
 #define ITEMS 2000
-static int taken_by[4];
+static int taken, items_of[3];
 static void *consume(void *arg)
 {
     int id = (int)(intptr_t)arg;
     for (;;) {
         CHECK_EQ(sem_wait(&sem), 0);
-        if (__atomic_load_n(&taken_by[3], __ATOMIC_SEQ_CST) < 0) /* the end marker */
+        if (__atomic_add_fetch(&taken, 1, __ATOMIC_SEQ_CST) > ITEMS) /* past the items: an end */
             return NULL;
-        __atomic_add_fetch(&taken_by[id], 1, __ATOMIC_SEQ_CST);
+        items_of[id]++;
     }
 }
 static void *produce(void *arg)
@@ -527,18 +562,15 @@ static void test_sem_tokens(void)
         p[i] = start(produce, NULL);
     for (int i = 0; i < 2; i++)
         join(p[i]);
-    int v;
-    do {
-        sleep_ms(5);
-        CHECK_EQ(sem_getvalue(&sem, &v), 0);
-    } while (v > 0);
-    sleep_ms(20);
-    CHECK_EQ(taken_by[0] + taken_by[1] + taken_by[2], ITEMS);
-    taken_by[3] = -1;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) /* one end for each consumer */
         CHECK_EQ(sem_post(&sem), 0);
     for (int i = 0; i < 3; i++)
         join(c[i]);
+    CHECK_EQ(items_of[0] + items_of[1] + items_of[2], ITEMS);
+    CHECK_EQ(taken, ITEMS + 3);
+    int v;
+    CHECK_EQ(sem_getvalue(&sem, &v), 0);
+    CHECK_EQ(v, 0);
     CHECK_EQ(sem_destroy(&sem), 0);
 }
 
