@@ -33,7 +33,7 @@ GREEN_PRIVATE_API const struct green_sys *green_private_sys(void);
  * shards, monitor): a pthread_create wrapper must pass such a call through to libc. */
 GREEN_PRIVATE_API int green_private_sys_internal(void);
 
-/* ---- the hub (green.c) ---- */
+/* ---- the hub (hub.c) ---- */
 
 /* 1 when the calling OS thread has a hub (a green thread of it may park); makes none. */
 GREEN_PRIVATE_API int green_private_hub_here(void);
@@ -55,7 +55,7 @@ GREEN_PRIVATE_API int green_private_set_local(green_t g, void *value);
 GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *stack_size,
                                          int *detached);
 
-/* ---- shields (hub.c: the scheduler) ---- */
+/* ---- shields (sched.c) ---- */
 
 /*
  * A shield makes the calling green thread's blocking calls wait as a pthread waits,
@@ -68,7 +68,8 @@ GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *sta
  *    ignored (a scope pushed inside the shield applies). A timeout shield is a scope
  *    among those: they pop in LIFO order together (green_timeout_pop of a shield, or a
  *    shield pop of a timeout scope, fails with EINVAL), 32 deep in all.
- * (Meant to become the public scoped shield, green_shield_push/pop.) 0, or -1 + errno:
+ * The kill shield is also the public one (green_shield_push/pop): they count together.
+ * 0, or -1 + errno:
  * ENOMEM, EOVERFLOW (too deep), EINVAL (a pop without its push; a bad `what`).
  */
 enum { GREEN_SHIELD_KILLS = 1, GREEN_SHIELD_TIMEOUTS = 2 };
