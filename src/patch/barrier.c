@@ -73,7 +73,7 @@ static int arrive(pthread_barrier_t *b, unsigned *round)
 /* Wait until round `round` of b is over. Only its end (or the root's deadlock) ends it. */
 static void wait_round(pthread_barrier_t *b, unsigned round)
 {
-    struct pwait *w = pq_node(PQ_BARRIER);
+    struct pwait *w = pq_node(powner_self(), PQ_BARRIER);
     int s = shield(SHIELD_ALL);
     int recheck = !w || patch_many_hubs() ? PQ_RECHECK_MS : 0;
     while (round_of(__atomic_load_n(word(b), __ATOMIC_ACQUIRE)) == round) {

@@ -210,14 +210,14 @@ static int lock_wait(pthread_mutex_t *m, struct pwait *w, green_t g, pthread_mut
     return e;
 }
 
-/* Lock m by the deadline (-1 none; 0 only try, which fails with EBUSY): 0, EOWNERDEAD
- * (also for a non-robust mutex: the caller translates), or an error number. */
-static int lock(pthread_mutex_t *m, int64_t deadline)
+/* Lock m for the caller, whose powner_self() is o, by the deadline (-1 none; 0 only
+ * try, which fails with EBUSY): 0, EOWNERDEAD (also for a non-robust mutex: the caller
+ * translates), or an error number. */
+static int lock_as(pthread_mutex_t *m, int64_t deadline, struct powner *o)
 {
     if (kind_of(m) < 0)
         return EINVAL; /* destroyed (glibc's mark) */
     green_t g = green_current();
-    struct powner *o = powner_self();
     int e = take_free(m, g, o ? &o->held : NULL);
     if (e != EBUSY)
         return e;
@@ -231,11 +231,13 @@ static int lock(pthread_mutex_t *m, int64_t deadline)
     }
     if (deadline == 0)
         return EBUSY;
-    struct pwait *w = pq_node(PQ_MUTEX);
+    struct pwait *w = pq_node(o, PQ_MUTEX);
     e = lock_wait(m, w, g, o ? &o->held : NULL, deadline);
     pq_node_done(w);
     return e;
 }
+
+static int lock(pthread_mutex_t *m, int64_t deadline) { return lock_as(m, deadline, powner_self()); }
 
 /* What a lock returns: the news of a dead holder only for a robust mutex. */
 static int locked(pthread_mutex_t *m, int e)
@@ -243,10 +245,9 @@ static int locked(pthread_mutex_t *m, int e)
     return e == EOWNERDEAD && !(kind_of(m) & KIND_ROBUST) ? 0 : e;
 }
 
-/* Leave m, held by the caller at any depth, completely. */
-static void release(pthread_mutex_t *m)
+/* Leave m, held by the caller (its powner_self() o) at any depth, completely. */
+static void release(pthread_mutex_t *m, struct powner *o)
 {
-    struct powner *o = powner_self();
     if (o)
         held_remove(&o->held, m);
     pass_on(m, 0);
@@ -324,7 +325,7 @@ int pthread_mutex_unlock(pthread_mutex_t *m)
     if (holder(m) != green_current())
         return EPERM;
     if (--m->__data.__count == 0)
-        release(m);
+        release(m, powner_self());
     return 0;
 }
 GREEN_PATCH_THREAD(pthread_mutex_unlock);
@@ -408,13 +409,14 @@ static int cond_wait(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
     if (holder(m) != green_current())
         return EPERM;
     patch_cancel_point();
-    struct pwait *w = pq_node(PQ_COND);
+    struct powner *o = powner_self();
+    struct pwait *w = pq_node(o, PQ_COND);
     unsigned depth = m->__data.__count;
-    release(m);
+    release(m, o);
     int e = w ? cond_park(c, w, deadline) : (green_yield(), 0); /* no node: wake at once */
     int done = w && w->done;
     pq_node_done(w);
-    int r = lock(m, -1); /* through kills and scoped timeouts */
+    int r = lock_as(m, -1, o); /* through kills and scoped timeouts */
     if (r == 0 || r == EOWNERDEAD)
         m->__data.__count = depth;
     if (e == ECANCELED) {

@@ -28,8 +28,8 @@
 #define PQ_SMALL 16
 
 static __thread struct pwait *small[PQ_SMALL];
-static __thread struct pwait **buckets;   /* small, or allocated */
-static __thread unsigned nbuckets;        /* a power of 2 */
+static __thread struct pwait **buckets PATCH_TLS_FAST; /* small, or allocated */
+static __thread unsigned nbuckets PATCH_TLS_FAST;       /* a power of 2 */
 static __thread unsigned nqueues PATCH_TLS_FAST;
 
 static unsigned hash(const void *obj, unsigned n)
@@ -165,9 +165,8 @@ void pq_each(int kind, void (*fn)(struct pwait *first, void *arg), void *arg)
     }
 }
 
-struct pwait *pq_node(int kind)
+struct pwait *pq_node(struct powner *o, int kind)
 {
-    struct powner *o = powner_self();
     struct pwait *w = o ? &o->w : malloc(sizeof *w);
     if (w) {
         w->g = green_current();
@@ -175,14 +174,14 @@ struct pwait *pq_node(int kind)
         w->kind = kind;
         w->obj = NULL;
         w->done = 0;
+        w->allocated = !o;
     }
     return w;
 }
 
 void pq_node_done(struct pwait *w)
 {
-    struct powner *o = powner_self();
-    if (w && (!o || w != &o->w))
+    if (w && w->allocated)
         free(w);
 }
 

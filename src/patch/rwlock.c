@@ -109,7 +109,7 @@ static void pass_on(pthread_rwlock_t *l)
  * timeouts: 0, or ETIMEDOUT, EAGAIN, EDEADLK (the root, and nothing can release it). */
 static int wait_for(pthread_rwlock_t *l, int kind, green_t g, int64_t deadline)
 {
-    struct pwait *w = pq_node(kind);
+    struct pwait *w = pq_node(powner_self(), kind);
     int s = shield(SHIELD_ALL), e;
     int recheck = !w || patch_many_hubs() ? PQ_RECHECK_MS : 0;
     if (kind == PQ_WRITE)

@@ -204,7 +204,7 @@ static int wait_until(sem_t *s, int64_t deadline)
     patch_cancel_point();
     if (take(s))
         return 0;
-    struct pwait *w = pq_node(PQ_SEM);
+    struct pwait *w = pq_node(powner_self(), PQ_SEM);
     int sh = shield(GREEN_SHIELD_TIMEOUTS), e;
     for (;;) {
         if (take(s)) {

@@ -751,7 +751,7 @@ static void once_run(pthread_once_t *o, void (*init)(void))
  * it would not wake us: look again now and then. */
 static void once_wait(pthread_once_t *o)
 {
-    struct pwait *w = pq_node(PQ_ONCE);
+    struct pwait *w = pq_node(powner_self(), PQ_ONCE);
     int s = shield(SHIELD_ALL);
     while (__atomic_load_n(o, __ATOMIC_ACQUIRE) == ONCE_BUSY && (!w || !w->done)) {
         if (w && !w->obj)

@@ -39,6 +39,7 @@ struct pwait {
     int kind;                  /* what the waiter wants of obj (PQ_*) */
     int done;                  /* set by whoever served it: what it waited for is its own */
     int err;                   /* with done: news for the waiter (EOWNERDEAD) */
+    int allocated;             /* by pq_node, for a green thread with no powner */
 };
 
 enum { PQ_MUTEX = 1, PQ_COND, PQ_READ, PQ_WRITE, PQ_BARRIER, PQ_SEM, PQ_ONCE };
@@ -113,9 +114,10 @@ void pq_remove(struct pwait *w);
 void pq_wake(struct pwait *w, int err);
 /* Call fn(first node, arg) for each queue of kind (its first node's kind). */
 void pq_each(int kind, void (*fn)(struct pwait *first, void *arg), void *arg);
-/* The caller's node for a wait (its powner's, or allocated: then pq_node_done frees it);
- * NULL when none can be had: the caller looks again now and then instead. */
-struct pwait *pq_node(int kind);
+/* The caller's node for a wait — o's (o: the caller's powner_self()), or allocated: then
+ * pq_node_done frees it; NULL when none can be had: the caller looks again now and then
+ * instead. */
+struct pwait *pq_node(struct powner *o, int kind);
 void pq_node_done(struct pwait *w);
 /* Park the caller until it is woken (0), the absolute deadline (-1 none) or, with
  * recheck > 0, recheck ms from now (EAGAIN: time to look again, a spurious wake-up);
