@@ -128,7 +128,8 @@ GREEN_API int64_t green_now(void);            /* monotonic milliseconds */
 GREEN_API int64_t green_after(int64_t ms);    /* green_now() + ms; -1 stays -1 (never) */
 
 GREEN_API green_t green_spawn(green_fn fn, void *arg); /* runs soon on this thread's hub; NULL+errno */
-GREEN_API green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg);
+/* green_spawn with attributes (attr may be NULL), in green_new's argument order */
+GREEN_API green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr);
 GREEN_API green_t green_spawn_later(int64_t ms, green_fn fn, void *arg); /* starts after ms */
 /* Wait until g finishes, then reap it (the handle goes stale). EDEADLK when g is the
  * caller, EINVAL when g is detached or the root or already has a joiner. */
@@ -349,14 +350,38 @@ GREEN_API int green_group_destroy(green_group_t *g); /* EBUSY while it has membe
 /*
  * gevent.socket, gevent.server, gevent.threadpool, gevent.resolver, gevent.subprocess
  * and gevent.signal in C. Calls look like POSIX plus a deadline; inside they park the
- * calling green thread on the hub's poller instead of blocking the OS thread. Socket
- * reads and writes use MSG_DONTWAIT and leave the socket's mode alone; other pollable
- * fds (pipes, ttys) and listening/connecting sockets are switched to O_NONBLOCK; regular
- * files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline 0, "do not
- * wait", a file's read or write is made right away on the hub's thread). Errors: ETIMEDOUT,
- * ECANCELED, EBADF (the fd was closed with green_close while we waited), EBUSY (someone
- * already waits for the same direction on this fd), plus what the system call says.
- * A call that can complete without waiting does so even in a killed green thread.
+ * calling green thread on the hub's poller instead of blocking the OS thread. Errors:
+ * ETIMEDOUT, ECANCELED, EBADF (the fd was closed with green_close while we waited),
+ * EBUSY (someone already waits for the same direction on this fd), plus what the system
+ * call says. A call that can complete without waiting does so even in a killed green
+ * thread.
+ *
+ * Flags left as found: reads and writes change no fd's flags except where said here.
+ *  - sockets: every call passes MSG_DONTWAIT;
+ *  - pipes, FIFOs, ttys, and fds 0..2 whatever they are (other processes share them: the
+ *    shell's terminal, the next program of a pipeline, a child after fork): never
+ *    switched. Where the kernel has RWF_NOWAIT for the fd (anonymous pipes on recent
+ *    Linux) each call is non-blocking by itself; elsewhere (FIFOs, ttys) the call waits
+ *    for readiness first, then is made: a read after POLLIN returns what is there, a
+ *    FIFO write after POLLOUT moves at most PIPE_BUF bytes per attempt (the room
+ *    POLLOUT promises), a tty write goes to the thread pool (a tty's POLLOUT promises
+ *    room for one byte, and its write waits for the terminal to drain);
+ *  - switched to O_NONBLOCK: other pollable fds at their first green read or write
+ *    (eventfd, timerfd, signalfd, inotify, devices), and the sockets given to
+ *    green_accept and green_connect;
+ *  - an fd its owner made O_NONBLOCK is used as it is.
+ * Regular files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline
+ * 0, "do not wait", a file's read or write, or a tty's write, is made right away on the
+ * hub's thread).
+ *
+ * SIGPIPE: no call of libgreen raises it. A write to a socket, pipe or FIFO whose reader
+ * has gone fails with -1/EPIPE (or returns the count written before), and the process
+ * lives on: sockets are written with MSG_NOSIGNAL; a pipe is written with SIGPIPE
+ * blocked in the calling OS thread for the system call, and the SIGPIPE it raised is
+ * taken before the mask is restored (one the program had pending stays pending; its
+ * handler is not called). Writes of green_dump and the debugging reports are the same.
+ * The program's own write(2) keeps POSIX's SIGPIPE, and so does an unmodified program
+ * under libgreen-patch.so.
  *
  * Close fds that green calls have waited on with green_close, not close(2): the hub
  * remembers the fds it watches, and a plain close leaves it believing the number is
@@ -388,11 +413,29 @@ GREEN_API ssize_t green_sendmsg(int fd, const struct msghdr *msg, int flags, int
 GREEN_API int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
 GREEN_API int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
 
-/* Helpers: host/port strings as for getaddrinfo (host NULL = any; port "0" = a free one). */
-GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog); /* fd, -1+errno */
+/* Helpers: host/port strings as for getaddrinfo (host NULL = any address for
+ * listen/bind, the loopback for connect; "" is EINVAL; port "0" = a free one). They
+ * return an fd (non-blocking, close-on-exec), or -1 + errno. A name or service that does
+ * not resolve keeps its cause: errno is mapped from the resolver's EAI_* code, and
+ * green_last_resolve_error() returns that code (for gai_strerror):
+ *   ENOENT  no such host or service, or no address for it (EAI_NONAME, EAI_SERVICE,
+ *           EAI_NODATA, EAI_ADDRFAMILY); no socket call of these helpers gives ENOENT
+ *   EAGAIN  the resolver failed for now (EAI_AGAIN: no answer, try later)
+ *   EIO     the resolver failed for good (EAI_FAIL)
+ *   ENOMEM  EAI_MEMORY; EINVAL: EAI_BADFLAGS, EAI_FAMILY, EAI_SOCKTYPE
+ *   errno   as the resolver left it, for EAI_SYSTEM (ETIMEDOUT at the deadline,
+ *           ECANCELED when the caller was killed)
+ * Any other errno is a socket call's (ECONNREFUSED, EADDRINUSE, ...): then
+ * green_last_resolve_error() is 0. */
+GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog);
 /* tries each address */
 GREEN_API int green_tcp_connect(const char *host, const char *port, int64_t deadline);
 GREEN_API int green_udp_bind(const char *host, const char *port);
+/* The EAI_* code of the calling OS thread's last green_tcp_listen, green_tcp_connect or
+ * green_udp_bind, 0 when it did not fail in name resolution. Kept like errno (per OS
+ * thread): read it right after the failed call, before the green thread's next blocking
+ * call (another green thread's helper call sets it too). */
+GREEN_API int green_last_resolve_error(void);
 GREEN_API int green_unix_listen(const char *path, int backlog);
 GREEN_API int green_unix_connect(const char *path, int64_t deadline);
 /* The port a socket is bound to (for port "0"), or -1+errno. */

@@ -39,23 +39,32 @@
 
 /* ---- output: to a FILE, or to an fd from a signal handler ---- */
 
+/* stderr or the caller's FILE may be a pipe nobody reads any more: a report must not
+ * kill the process with SIGPIPE (it fails with EIO instead, see green_dump). */
 void green__out_flush(struct green_out *o)
 {
+    if (!o->n)
+        return;
+    struct green_sigpipe sp;
+    int err = 0;
+    green__sigpipe_hold(&sp);
     if (o->f) {
-        if (o->n && fwrite(o->buf, 1, o->n, o->f) != o->n)
-            o->err = 1;
+        if (fwrite(o->buf, 1, o->n, o->f) != o->n)
+            err = errno ? errno : EIO;
     } else {
         for (size_t done = 0; done < o->n;) {
             ssize_t r = green__sys.write(o->fd, o->buf + done, o->n - done);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0) {
-                o->err = 1;
+                err = r < 0 ? errno : EIO;
                 break;
             }
             done += (size_t)r;
         }
     }
+    green__sigpipe_release(&sp, err);
+    o->err |= err != 0;
     o->n = 0;
 }
 

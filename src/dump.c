@@ -275,7 +275,13 @@ int green_dump(FILE *f)
     }
     struct green_out o = {.f = f};
     green__dump_hub(&o, h);
-    if (o.err || fflush(f) != 0) {
+    if (!o.err) { /* the last of the FILE's buffer, SIGPIPE-safe as green__out_flush */
+        struct green_sigpipe sp;
+        green__sigpipe_hold(&sp);
+        o.err = fflush(f) != 0;
+        green__sigpipe_release(&sp, o.err ? errno : 0);
+    }
+    if (o.err) {
         errno = EIO;
         return -1;
     }

@@ -597,7 +597,7 @@ int green_cancelled(void)
 
 /* ---- spawning ---- */
 
-static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_fn fn, void *arg)
+static struct green *spawn(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr)
 {
     struct green *g = green__create(h, fn, arg, attr);
     if (!g)
@@ -613,19 +613,19 @@ static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_
     return g;
 }
 
-green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg)
+green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
 {
     struct green_hub *h = loop();
     if (!h)
         return NULL;
-    struct green *g = spawn(h, attr, fn, arg);
+    struct green *g = spawn(h, fn, arg, attr);
     if (!g)
         return NULL;
     rq_push(h, g);
     return green__handle(g);
 }
 
-green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(NULL, fn, arg); }
+green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(fn, arg, NULL); }
 
 green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
 {
@@ -636,7 +636,7 @@ green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
     struct green_hub *h = loop();
     if (!h)
         return NULL;
-    struct green *g = spawn(h, NULL, fn, arg);
+    struct green *g = spawn(h, fn, arg, NULL);
     if (!g)
         return NULL;
     g->state = GS_WAITING;

@@ -103,7 +103,7 @@ static int conn_spawn(struct shard *sh, int fd)
         return -1;
     }
     *c = (struct conn){sh, fd};
-    if (!green__group_spawn_attr(&sh->conns, &sh->srv->opts.attr, conn_main, c, -1)) {
+    if (!green__group_spawn_attr(&sh->conns, conn_main, c, &sh->srv->opts.attr, -1)) {
         free(c);
         return -1;
     }
@@ -178,7 +178,7 @@ static int shard_start(struct shard *sh)
     green_group_init(&sh->conns, 0);
     green_sem_init(&sh->room, (long)sh->srv->opts.max_conns);
     green_attr_t attr = {.name = "green_serve acceptor"};
-    sh->acceptor = green_spawn_attr(&attr, acceptor_main, sh);
+    sh->acceptor = green_spawn_attr(acceptor_main, sh, &attr);
     return sh->acceptor ? 0 : -1;
 }
 

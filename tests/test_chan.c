@@ -931,7 +931,7 @@ static void test_shared_stack_green_threads(void **state)
     green_t g[STAGES];
     for (int i = 0; i < STAGES; i++) {
         st[i] = (struct pipe_stage){ch[i], ch[i + 1], MSGS, 0};
-        g[i] = green_spawn_attr(&attr, stage_main, &st[i]);
+        g[i] = green_spawn_attr(stage_main, &st[i], &attr);
         assert_non_null(g[i]);
     }
     /* the root feeds one end and drains the other through a choose */

@@ -534,8 +534,8 @@ static void test_shared_stack_chooser(void **state)
     s->c[0] = (green_clause_t){.op = GREEN_WAIT_EVENT, .event = &ev};
     s->c[1] = (green_clause_t){.op = GREEN_WAIT_FD, .fd = p.a, .events = GREEN_READ};
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
-    green_t a = green_spawn_attr(&shared, do_choose, s);
-    green_t b = green_spawn_attr(&shared, sleep_then_return, NULL); /* takes the stack */
+    green_t a = green_spawn_attr(do_choose, s, &shared);
+    green_t b = green_spawn_attr(sleep_then_return, NULL, &shared); /* takes the stack */
     green_t w = green_spawn(write_one, (void *)(intptr_t)p.b);
     assert_int_equal(green_join(a, NULL, -1), 0);
     assert_int_equal(s->r, 1);

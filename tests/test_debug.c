@@ -142,27 +142,27 @@ static void test_dump_every_state(void **state)
     green_attr_t a = {.name = "sleeper"};
     green_t gs[10];
     int n = 0;
-    gs[n++] = green_spawn_attr(&a, sleeper, NULL);
+    gs[n++] = green_spawn_attr(sleeper, NULL, &a);
     green_attr_t sh = {.name = "shared-sleeper", .stack_mode = GREEN_STACK_SHARED};
-    gs[n++] = green_spawn_attr(&sh, sleeper, NULL);
+    gs[n++] = green_spawn_attr(sleeper, NULL, &sh);
     a.name = "reader";
-    gs[n++] = green_spawn_attr(&a, reader, NULL);
+    gs[n++] = green_spawn_attr(reader, NULL, &a);
     a.name = "event-waiter";
-    gs[n++] = green_spawn_attr(&a, event_waiter, NULL);
+    gs[n++] = green_spawn_attr(event_waiter, NULL, &a);
     a.name = "locker";
-    gs[n++] = green_spawn_attr(&a, locker, NULL);
+    gs[n++] = green_spawn_attr(locker, NULL, &a);
     a.name = "receiver";
-    gs[n++] = green_spawn_attr(&a, receiver, NULL);
+    gs[n++] = green_spawn_attr(receiver, NULL, &a);
     a.name = "joiner";
-    gs[n++] = green_spawn_attr(&a, joiner, &gs[0]);
+    gs[n++] = green_spawn_attr(joiner, &gs[0], &a);
     a.name = "dead";
-    green_t dead = green_spawn_attr(&a, returns_at_once, NULL);
+    green_t dead = green_spawn_attr(returns_at_once, NULL, &a);
     a.name = "suspended";
     green_t susp = green_new(switches_back, NULL, &a);
     green_switch(susp, NULL);
     assert_int_equal(green_sleep(50), 0); /* every one parks */
     a.name = "ready";
-    green_t ready = green_spawn_attr(&a, returns_at_once, NULL);
+    green_t ready = green_spawn_attr(returns_at_once, NULL, &a);
 
     char *d = dump_string();
     char *e;
@@ -300,7 +300,7 @@ static void check_hwm_grows(int mode)
     for (int i = 0; i < 3; i++) {
         /* an unusual size: fresh stacks, that no earlier test has written to */
         green_attr_t a = {.name = names[i], .stack_mode = mode, .stack_size = 200 * 1024};
-        g[i] = green_spawn_attr(&a, deep, (void *)(intptr_t)depths[i]);
+        g[i] = green_spawn_attr(deep, (void *)(intptr_t)depths[i], &a);
     }
     green_stats_t before = stats();
     assert_int_equal(green_sleep(20), 0);
@@ -400,7 +400,7 @@ static void run_named(const char *name, green_fn fn)
 {
     assert_int_equal(green_monitor_start(100), 0);
     green_attr_t a = {.name = name};
-    green_t g = green_spawn_attr(&a, fn, NULL);
+    green_t g = green_spawn_attr(fn, NULL, &a);
     assert_int_equal(green_join(g, NULL, -1), 0);
     assert_int_equal(green_sleep(50), 0); /* the monitor looks once more */
     assert_int_equal(green_monitor_stop(), 0);
@@ -454,7 +454,7 @@ static void *other_hub(void *arg)
 {
     (void)arg;
     green_attr_t a = {.name = "other-hub-sleeper"};
-    green_t g = green_spawn_attr(&a, sleeper, NULL);
+    green_t g = green_spawn_attr(sleeper, NULL, &a);
     green_join(g, NULL, -1);
     return NULL;
 }
@@ -465,7 +465,7 @@ static int sigquit_child(void)
     pthread_t t;
     pthread_create(&t, NULL, other_hub, NULL);
     green_attr_t a = {.name = "child-sleeper"};
-    green_spawn_attr(&a, sleeper, NULL);
+    green_spawn_attr(sleeper, NULL, &a);
     green_sleep(100);
     if (write(1, "ready\n", 6) != 6)
         return 1;
@@ -529,11 +529,11 @@ __attribute__((noinline)) void gdb_break_here(void) { __asm__ __volatile__("" ::
 static int gdb_child(void)
 {
     green_attr_t a = {.name = "gdb-sleeper"};
-    green_spawn_attr(&a, sleeper, NULL);
+    green_spawn_attr(sleeper, NULL, &a);
     a.name = "gdb-reader";
     if (pipe(pipe_fds) != 0)
         return 1;
-    green_spawn_attr(&a, reader, NULL);
+    green_spawn_attr(reader, NULL, &a);
     green_sleep(20);
     gdb_break_here();
     return 0;

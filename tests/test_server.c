@@ -627,7 +627,7 @@ static void crowd_clients(const char *port, int n)
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     green_t *g = malloc((size_t)n * sizeof *g);
     for (int i = 0; g && i < n; i++)
-        if (!(g[i] = green_spawn_attr(&shared, client, &run)))
+        if (!(g[i] = green_spawn_attr(client, &run, &shared)))
             _exit(2);
     if (!g || green_joinall(g, (size_t)n, green_after(4 * TEST_DEADLINE_MS)) != 0)
         _exit(3);

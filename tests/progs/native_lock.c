@@ -54,7 +54,7 @@ static void *other(void *arg)
 static void round_trip(void)
 {
     green_attr_t named = {.name = "holder"};
-    green_t h = green_spawn_attr(&named, holder, NULL);
+    green_t h = green_spawn_attr(holder, NULL, &named);
     green_t o = green_spawn(other, NULL);
     green_join(h, NULL, -1);
     green_join(o, NULL, -1);
