@@ -551,12 +551,16 @@ GREEN_API int green_stats(green_stats_t *st);
  * hub's thread is interrupted where it stands), and the process goes on. */
 GREEN_API int green_dump(FILE *f);
 
-/* Start the blocked-hub monitor (gevent's monitor thread): a watchdog OS thread that,
- * when a hub neither switches nor polls for more than ms milliseconds while it has
- * other green threads, writes to stderr the id, name and backtrace of the green thread
- * holding it, once per blocking episode. It interrupts the hub's thread with SIGURG to
- * take the backtrace. GREEN_MONITOR_MS=100 in the environment starts it with the first
- * hub. A new call changes the threshold. 0, or -1 + errno (EINVAL: ms <= 0; EAGAIN). */
+/* Start the monitor and pinning detector (gevent's monitor thread): a watchdog OS
+ * thread that, when a hub neither switches nor polls for more than ms milliseconds
+ * while it has other green threads, writes to stderr the id and name of the green thread
+ * holding it, whether it is pinned (asleep in the kernel: the blocking function and the
+ * call site) or busy, and a backtrace — once per place; a closing line gives each
+ * reported episode's duration. It interrupts the hub's thread with SIGURG to take the
+ * backtrace (not where SIGURG is blocked), and a system call that signal interrupts is
+ * issued again. GREEN_MONITOR_MS=100 in the environment starts it with the first hub
+ * (tools/greenrun sets it). A new call changes the threshold. 0, or -1 + errno (EINVAL:
+ * ms <= 0; EAGAIN). */
 GREEN_API int green_monitor_start(int64_t ms);
 /* Stop the monitor and join its thread. 0, or -1 + ESRCH when it is not running. */
 GREEN_API int green_monitor_stop(void);
