@@ -300,13 +300,21 @@ static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, stru
 
 static void entry(void *value);
 
-/* Make the shared stack hold t's frames (stack.c copies them) and, if t never ran, give
- * it its first context there. Runs on a stack other than the shared one. */
-static inline void shared_take(struct green_hub *h, struct green *t)
+/* Make the shared stack hold t's frames (stack.h copies them) and, if t never ran, give
+ * it its first context there. Runs on a stack other than the shared one. Inline in the
+ * relay, which every switch between two shared-mode green threads goes through; out of
+ * line for the general switch, whose other paths (first runs and deaths of dedicated
+ * ones) must not pay for the copies' code. */
+static inline void shared_take_inline(struct green_hub *h, struct green *t)
 {
     green__shared_take(h, t);
     if (!(t->flags & GF_STARTED))
         green_ctx_make(&t->ctx, h->shared.hi, entry);
+}
+
+static __attribute__((noinline)) void shared_take(struct green_hub *h, struct green *t)
+{
+    shared_take_inline(h, t);
 }
 
 /* Release what a dead green thread leaves behind, once nothing runs on its stack. */
@@ -349,7 +357,7 @@ static void relay_main(void *unused)
         bury(h);
         struct green *to = h->relay_to;
         if ((to->flags & GF_SHARED) && h->shared.owner != to)
-            shared_take(h, to);
+            shared_take_inline(h, to);
         to->flags |= GF_STARTED;
         errno = saved_errno;
         swap(h, &h->relay_ctx, 0, to, &to->ctx, h->relay_value);
