@@ -317,8 +317,26 @@ static __attribute__((noinline)) void shared_take(struct green_hub *h, struct gr
     shared_take_inline(h, t);
 }
 
-/* Release what a dead green thread leaves behind, once nothing runs on its stack. */
-static void bury(struct green_hub *h)
+/* What green__release does; inline where a dead green thread is buried on the relay. */
+static inline __attribute__((always_inline)) void release(struct green_hub *h, struct green *g)
+{
+    if (GREEN_UNLIKELY(green__hwm_track))
+        green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
+    if (g->flags & GF_SHARED) {
+        green__shared_saved_release(h, g);
+    } else if (!(g->flags & GF_ROOT) && g->s.stack) {
+        green__stack_put(h, g->s.stack);
+        g->s.stack = NULL;
+    }
+    if (g->flags & GF_DETACHED) {
+        green__count(&h->alive, -1);
+        green__block_free(h, g);
+    }
+}
+
+/* Release what a dead green thread leaves behind, once nothing runs on its stack. On the
+ * relay (`inlined`), which every shared-mode death goes through, without a call. */
+static inline __attribute__((always_inline)) void bury(struct green_hub *h, int inlined)
 {
     struct green *d = h->dying;
     if (!d)
@@ -338,7 +356,10 @@ static void bury(struct green_hub *h)
         d->tsan_fiber = NULL;
     }
 #endif
-    green__release(h, d);
+    if (inlined)
+        release(h, d);
+    else
+        green__release(h, d);
 }
 
 /*
@@ -354,7 +375,7 @@ static void relay_main(void *unused)
     green_asan_finish(NULL);
     for (;;) {
         int saved_errno = errno; /* set by the switcher for the one resumed */
-        bury(h);
+        bury(h, 1);
         struct green *to = h->relay_to;
         if ((to->flags & GF_SHARED) && h->shared.owner != to)
             shared_take_inline(h, to);
@@ -405,7 +426,7 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
          * that saves the trip through the relay. (Sanitizers must first be told the
          * fiber is gone, so they take the relay.) */
         h->dying = from;
-        bury(h);
+        bury(h, 0);
         if (needs_copy)
             shared_take(h, to);
         to->flags |= GF_STARTED;
@@ -449,21 +470,7 @@ struct green *green__live_ancestor(struct green *g)
     }
 }
 
-void green__release(struct green_hub *h, struct green *g)
-{
-    if (GREEN_UNLIKELY(green__hwm_track))
-        green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
-    if (g->flags & GF_SHARED) {
-        green__shared_saved_release(h, g);
-    } else if (!(g->flags & GF_ROOT) && g->s.stack) {
-        green__stack_put(h, g->s.stack);
-        g->s.stack = NULL;
-    }
-    if (g->flags & GF_DETACHED) {
-        green__count(&h->alive, -1);
-        green__block_free(h, g);
-    }
-}
+void green__release(struct green_hub *h, struct green *g) { release(h, g); }
 
 void green__finish(struct green_hub *h, struct green *g, void *result)
 {
