@@ -15,7 +15,9 @@
  * thread closed the fd) or EINTR (a signal handler without SA_RESTART ran meanwhile:
  * these calls are restartable, see intr.c). write, send and writev on a blocking fd move
  * every byte, as the kernel does for a blocking socket; when a wait fails part way they
- * return the count moved so far. errno is left as it was when the call succeeds.
+ * return the count moved so far. errno is left as it was when the call succeeds. Every
+ * call here is a cancellation point (patch.h): a cancelled green pthread leaves on entry,
+ * or when its wait fails with ECANCELED having moved nothing.
  */
 #include "io.h"
 
@@ -25,10 +27,19 @@
 
 static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
+/* A wait failed with nothing moved: a cancelled green pthread leaves here. */
+static int wait_failed(void)
+{
+    if (errno == ECANCELED)
+        patch_testcancel();
+    return -1;
+}
+
 /* The loop of one call that succeeds once: `call` is an expression made again after
  * every wait for `ev`. */
 #define ONE_CALL(fd, ev, flags, type, call)                                               \
     do {                                                                                  \
+        patch_cancel_point();                                                             \
         int state_;                                                                       \
         enum pfd_how how_ = pfd_how(fd, &state_);                                         \
         if (how_ == PFD_PASS || ((flags) & MSG_DONTWAIT))                                 \
@@ -36,13 +47,13 @@ static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
         int e_ = errno;                                                                   \
         struct patch_intr *in_ = NULL;                                                    \
         type r_ = -1;                                                                     \
-        if (!(state_ & PFD_KEEP) || pfd_wait(how_, fd, ev, &in_) == 0)                    \
-            while ((r_ = call) < 0 && would_block(errno) && pfd_wait(how_, fd, ev, &in_) == 0) \
-                ;                                                                         \
+        int failed_ = (state_ & PFD_KEEP) && pfd_wait(how_, fd, ev, &in_) != 0;           \
+        while (!failed_ && (r_ = call) < 0 && would_block(errno))                         \
+            failed_ = pfd_wait(how_, fd, ev, &in_) != 0;                                  \
         patch_intr_end(&in_);                                                             \
         if (r_ >= 0)                                                                      \
             errno = e_;                                                                   \
-        return r_;                                                                        \
+        return failed_ ? wait_failed() : r_;                                              \
     } while (0)
 
 ssize_t read(int fd, void *buf, size_t n)
@@ -211,6 +222,7 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
 /* The same with a private copy of the caller's iovec array (never written). */
 static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
 {
+    patch_cancel_point();
     int state;
     enum pfd_how how = pfd_how(p->fd, &state);
     if (how == PFD_PASS || (p->flags & MSG_DONTWAIT) || cnt <= 0 || cnt > IOV_MAX)
@@ -227,7 +239,7 @@ static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
         free(copy);
         errno = e;
     }
-    return r;
+    return r < 0 ? wait_failed() : r;
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -278,15 +290,18 @@ GREEN_PATCH(__send);
  * connect waits for it again (EALREADY underneath), as Linux's does after an EINTR. */
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
+    patch_cancel_point();
     int state;
     enum pfd_how how = pfd_how(fd, &state);
     int e = errno;
     struct patch_intr *in = NULL;
-    int r, waited = 0;
+    int r, waited = 0, failed = 0;
     while ((r = patch_real()->connect(fd, addr, len)) != 0 && how != PFD_PASS &&
-           (errno == EINPROGRESS || errno == EALREADY) && pfd_wait(how, fd, POLLOUT, &in) == 0)
+           (errno == EINPROGRESS || errno == EALREADY) && !(failed = pfd_wait(how, fd, POLLOUT, &in) != 0))
         waited = 1;
     patch_intr_end(&in);
+    if (failed)
+        return wait_failed();
     if (r != 0 && waited && errno == EISCONN)
         r = 0; /* made while we waited */
     if (r == 0)

@@ -1,6 +1,6 @@
 /*
- * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c,
- * io.c, poll.c, time.c, dns.c).
+ * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c, io.c, poll.c, time.c,
+ * dns.c): the user's view of each fd, and how a wrapper makes its call on one.
  *
  * The user's view of an fd stays POSIX while libgreen keeps it non-blocking underneath.
  * File status flags belong to the open file, which every thread of the process shares,

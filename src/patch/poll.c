@@ -129,6 +129,7 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline, struct patch_intr
             return 0;
         if (patch_intr_park(in, kind, NULL) != 0)
             return -1;
+        patch_parking();
         int w;
         if (!live) {
             w = deadline < 0 ? patch_intr_pause(in, -1) : green_sleep_until(deadline);
@@ -170,15 +171,24 @@ static int poll_call(struct pollfd *fds, nfds_t n, int64_t deadline, const sigse
 
 static int64_t poll_deadline(int timeout) { return timeout < 0 ? -1 : green_after(timeout); }
 
+/* A wrapper's result: a cancelled green pthread whose wait failed leaves here. */
+static int polled(int r)
+{
+    if (r < 0 && errno == ECANCELED)
+        patch_testcancel();
+    return r;
+}
+
 int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->poll(fds, n, timeout);
     if (n > 0 && !fds) {
         errno = EFAULT;
         return -1;
     }
-    return poll_call(fds, n, poll_deadline(timeout), NULL);
+    return polled(poll_call(fds, n, poll_deadline(timeout), NULL));
 }
 GREEN_PATCH(poll);
 
@@ -214,12 +224,13 @@ static int64_t ts_deadline(const struct timespec *ts)
 
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sigmask)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->ppoll(fds, n, ts, sigmask);
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
-    return poll_call(fds, n, deadline, sigmask);
+    return polled(poll_call(fds, n, deadline, sigmask));
 }
 GREEN_PATCH(ppoll);
 
@@ -292,12 +303,13 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
         free(p);
         errno = e;
     }
-    return r;
+    return polled(r);
 }
 
 /* Linux's select writes the time left back to the timeout, also when interrupted. */
 int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->select(nfds, rd, wr, ex, tv);
     int64_t deadline = -1;
@@ -325,6 +337,7 @@ GREEN_PATCH(__select);
 
 int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts, const sigset_t *sigmask)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->pselect(nfds, rd, wr, ex, ts, sigmask);
     int64_t deadline = ts_deadline(ts);

@@ -9,16 +9,18 @@
  * its SA_RESTART (intr.c). The scoped deadline of green_timeout_push and a kill fail it
  * with ETIMEDOUT and ECANCELED rather than EINTR: code that loops
  * `while (nanosleep(&t, &t) && errno == EINTR)` would otherwise spin in a killed green
- * thread, whose every wait ends at once.
+ * thread, whose every wait ends at once. All four are cancellation points (patch.h).
  */
 #include "io.h"
 
-/* Sleep ms (>= 0): 0, or -1 + errno with *left_ms the time left. */
+/* Sleep ms (>= 0): 0, or -1 + errno with *left_ms the time left. A cancelled green
+ * pthread leaves here. */
 static int sleep_ms(int64_t ms, int64_t *left_ms)
 {
     *left_ms = 0;
+    patch_parking();
     if (ms == 0)
-        return green_yield();
+        return green_yield() == 0 ? 0 : (patch_testcancel(), -1);
     int64_t until = green_after(ms);
     struct patch_intr *in = NULL;
     patch_intr_park(&in, PATCH_INTR_ALWAYS, NULL); /* the first: never fails */
@@ -26,6 +28,8 @@ static int sleep_ms(int64_t ms, int64_t *left_ms)
     patch_intr_end(&in);
     if (r == 0)
         return 0;
+    if (errno == ECANCELED)
+        patch_testcancel();
     int64_t left = until - green_now();
     *left_ms = left > 0 ? left : 0;
     return -1;
@@ -39,6 +43,7 @@ static void ms_to_ts(int64_t ms, struct timespec *ts)
 
 int nanosleep(const struct timespec *req, struct timespec *rem)
 {
+    patch_cancel_point();
     if (!patch_here() || !req)
         return patch_real()->nanosleep(req, rem);
     int64_t ms = patch_ts_ms(req), left;
@@ -67,6 +72,7 @@ static int wall_clock(clockid_t c)
 /* Returns an error number, and leaves errno alone, as POSIX says. */
 int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
+    patch_cancel_point();
     if (!patch_here() || !req || !wall_clock(clk))
         return patch_real()->clock_nanosleep(clk, flags, req, rem);
     int e = errno;
@@ -94,6 +100,7 @@ GREEN_PATCH(clock_nanosleep);
 /* The seconds left (rounded up) when cut short, with errno set; 0 otherwise. */
 unsigned int sleep(unsigned int seconds)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->sleep(seconds);
     int e = errno;
@@ -109,6 +116,7 @@ GREEN_PATCH(sleep);
 
 int usleep(useconds_t usec)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->usleep(usec);
     int e = errno;
