@@ -146,10 +146,10 @@ void patch_native_unlock(void *m);
  * could interrupt the call). The kinds, as signal(7) lists the calls:
  */
 enum patch_intr_kind {
-    PATCH_INTR_RESTART, /* read, write, accept, connect, waitpid, flock...: restarted (the
-                         * wait goes on) after a handler installed with SA_RESTART */
-    PATCH_INTR_ALWAYS,  /* poll, select, epoll_wait, the sleeps, sigsuspend, sem_wait,
-                         * sigtimedwait...: ended by every handler */
+    PATCH_INTR_RESTART, /* read, write, accept, connect, waitpid, flock, sem_wait...:
+                         * restarted (the wait goes on) after a handler with SA_RESTART */
+    PATCH_INTR_ALWAYS,  /* poll, select, epoll_wait, the sleeps, sigsuspend,
+                         * sem_timedwait, sigtimedwait...: ended by every handler */
 };
 struct patch_intr;
 /* 0: park; -1 + EINTR: a handler has interrupted the call. `mask` (for the first call;

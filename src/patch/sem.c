@@ -198,17 +198,24 @@ static int park(sem_t *s, struct pwait *w, int64_t deadline)
     return e == EAGAIN ? 0 : e;
 }
 
-/* sem_wait until the deadline (-1 none): 0 or an error number. A cancellation point. */
+/* sem_wait until the deadline (-1 none): 0 or an error number. A cancellation point.
+ * A signal handler interrupts it (EINTR) as it does glibc's futex wait (intr.c): a timed
+ * one always, one without a deadline only if the handler has no SA_RESTART. */
 static int wait_until(sem_t *s, int64_t deadline)
 {
     patch_cancel_point();
     if (take(s))
         return 0;
     struct pwait *w = pq_node(powner_self(), PQ_SEM);
+    struct patch_intr *in = NULL;
     int sh = shield(GREEN_SHIELD_TIMEOUTS), e;
     for (;;) {
         if (take(s)) {
             e = 0;
+            break;
+        }
+        if (patch_intr_park(&in, deadline < 0 ? PATCH_INTR_RESTART : PATCH_INTR_ALWAYS, NULL) != 0) {
+            e = EINTR;
             break;
         }
         /* count ourselves, then look: a post adds its token, then looks at the count
@@ -216,11 +223,15 @@ static int wait_until(sem_t *s, int64_t deadline)
         __atomic_add_fetch(&ps(s)->pad, 1, __ATOMIC_SEQ_CST);
         e = (unsigned)__atomic_load_n(&ps(s)->data, __ATOMIC_SEQ_CST) ? 0 : park(s, w, deadline);
         __atomic_sub_fetch(&ps(s)->pad, 1, __ATOMIC_SEQ_CST);
-        if (e == ETIMEDOUT)
-            e = take(s) ? 0 : ETIMEDOUT;
+        if (e == ETIMEDOUT || e == EINTR) {
+            if (take(s))
+                e = 0; /* a token that came meanwhile wins (and is taken only once) */
+            break;
+        }
         if (e)
             break;
     }
+    patch_intr_end(&in);
     unshield(sh);
     pq_node_done(w);
     if (e == ECANCELED)

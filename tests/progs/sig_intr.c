@@ -21,6 +21,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ struct kick {
     volatile int *until;      /* signal every 20 ms until *until; NULL: once */
     int first_ms;             /* before the first signal */
     int then_fd;              /* afterwards, write "late" here (-1: nothing) */
+    sem_t *then_post;         /* afterwards, post this (NULL: nothing) */
 };
 
 static void *kicker(void *arg)
@@ -103,6 +105,10 @@ static void *kicker(void *arg)
     if (k->then_fd >= 0) {
         ms_sleep(50);
         CHECK(write(k->then_fd, "late", 4) == 4);
+    }
+    if (k->then_post) {
+        ms_sleep(50);
+        CHECK(sem_post(k->then_post) == 0);
     }
     return NULL;
 }
@@ -279,6 +285,20 @@ static void pselect_call(void)
     printf("pselect: %d %s\n", r, err_name(r, errno));
 }
 
+/* sem_timedwait: every handler ends it (glibc's sem_wait, without a deadline, is
+ * restarted under SA_RESTART: see mode_restart) */
+static void sem_timedwait_call(void)
+{
+    sem_t s;
+    CHECK(sem_init(&s, 0, 0) == 0);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    int r = sem_timedwait(&s, &until);
+    printf("sem_timedwait: %d %s\n", r, err_name(r, errno));
+    sem_destroy(&s);
+}
+
 /* Make call while a kicker signals main until it has returned. */
 static void interrupted(int sig, void (*call)(void))
 {
@@ -296,7 +316,7 @@ static void mode_sleeps(void)
     CHECK(pipe(sleep_pipe) == 0);
     void (*calls[])(void) = {nanosleep_call, clock_nanosleep_call, clock_nanosleep_abs_call, sleep_call,
                              usleep_call, poll_nothing_call, poll_call, ppoll_call, select_call,
-                             pselect_call};
+                             pselect_call, sem_timedwait_call};
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++)
         interrupted(SIGUSR1, calls[i]);
     printf("handler ran: %s\n", hits[SIGUSR1] ? "yes" : "no");
@@ -379,6 +399,26 @@ static void mode_restart(void)
     done(&flag);
     pthread_join(t, NULL);
     printf("accept, no SA_RESTART: %d %s\n", c, err_name(c, e));
+
+    /* sem_wait: glibc's futex wait without a deadline is restarted under SA_RESTART */
+    sem_t sem;
+    CHECK(sem_init(&sem, 0, 0) == 0);
+    handle(SIGUSR1, 1);
+    struct kick post = {.target = pthread_self(), .sig = SIGUSR1, .first_ms = 100, .then_fd = -1, .then_post = &sem};
+    t = kick_start(&post);
+    c = sem_wait(&sem);
+    e = errno;
+    pthread_join(t, NULL);
+    printf("sem_wait, SA_RESTART: %d %s\n", c, err_name(c, e));
+    handle(SIGUSR1, 0);
+    flag = 0;
+    t = kick_start(&k);
+    c = sem_wait(&sem);
+    e = errno;
+    done(&flag);
+    pthread_join(t, NULL);
+    printf("sem_wait, no SA_RESTART: %d %s\n", c, err_name(c, e));
+    sem_destroy(&sem);
 
     /* connect: a listener whose queue is full drops the SYN, the connect waits for its
      * retransmission; interrupted, it goes on in the background, and a second blocking
