@@ -669,6 +669,7 @@ int patch_intr_pause(struct patch_intr **in, int64_t deadline)
         green_event_init(&w->ev);
         w->has_event = 1;
     }
+    patch_parking();
     green_private_hub_ref(1); /* a signal may come from anywhere: no deadlock */
     int r = green_event_wait(&w->ev, deadline);
     int e = errno;
@@ -702,6 +703,7 @@ static int null(const void *p) { return p == NULL; }
 
 int sigsuspend(const sigset_t *mask)
 {
+    patch_cancel_point();
     if (!patch_here() || null(mask))
         return patch_real()->sigsuspend(mask);
     return suspend(mask);
@@ -711,6 +713,7 @@ GREEN_PATCH(sigsuspend);
 /* Any handler ends it; the mask stays the thread's. */
 int pause(void)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->pause();
     return suspend(NULL);

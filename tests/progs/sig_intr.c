@@ -569,6 +569,18 @@ static void others_wait(const sigset_t *wait_mask)
     pthread_join(kick_start(&k), NULL);
     pthread_join(t, NULL);
     printf("another thread's pause, pthread_kill: %d %s\n", w.r, err_name(w.r, w.err));
+
+    /* pause and sigsuspend are cancellation points */
+    for (int i = 0; i < 2; i++) {
+        w = (struct waiter){.mask = i ? wait_mask : NULL};
+        CHECK(pthread_create(&t, NULL, wait_signal, &w) == 0);
+        ms_sleep(50);
+        CHECK(pthread_cancel(t) == 0);
+        void *res;
+        CHECK(pthread_join(t, &res) == 0);
+        printf("another thread's %s, cancelled: %s\n", i ? "sigsuspend" : "pause",
+               res == PTHREAD_CANCELED && !w.finished ? "PTHREAD_CANCELED" : "returned");
+    }
     CHECK(pthread_sigmask(SIG_BLOCK, &usr1, NULL) == 0);
 }
 
