@@ -20,11 +20,17 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,7 +53,20 @@
     X(pthread_timedjoin_np) X(pthread_clockjoin_np) X(pthread_cancel) X(pthread_testcancel) \
     X(pthread_setcancelstate) X(pthread_setcanceltype) X(pthread_kill)                   \
     X(pthread_getattr_np) X(__pthread_register_cancel) X(__pthread_unregister_cancel)    \
-    X(__pthread_unwind_next)
+    X(__pthread_unwind_next)                                                             \
+    X(epoll_wait) X(epoll_pwait) GREEN_SYS_EPOLL_PWAIT2(X)                               \
+    X(sigwait) X(sigwaitinfo) X(sigtimedwait)                                            \
+    X(waitpid) X(wait) X(wait3) X(wait4) X(waitid) X(system) X(popen) X(pclose)          \
+    X(sendfile) X(splice) X(tee) X(copy_file_range) X(recvmmsg) X(sendmmsg)              \
+    X(preadv) X(pwritev) X(preadv2) X(pwritev2) X(fsync) X(fdatasync) X(flock) X(lockf)
+
+/* epoll_pwait2 came with glibc 2.35 */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define GREEN_SYS_HAVE_EPOLL_PWAIT2 1
+#define GREEN_SYS_EPOLL_PWAIT2(X) X(epoll_pwait2)
+#else
+#define GREEN_SYS_EPOLL_PWAIT2(X)
+#endif
 
 struct green_sys {
 #define GREEN_SYS_FIELD(name) __typeof__(name) *name;
