@@ -8,7 +8,7 @@
  * SIGKILL and SIGSTOP (rt_sigtimedwait ignores them silently: no EINVAL, checked on
  * Linux 6.x) and glibc's own signals between 32 and SIGRTMIN (no glibc function puts
  * them in a set, and pthread_sigmask cannot block them). A set with nothing else waits
- * for its timeout only, as the kernel's does. A NULL set is libc's (EFAULT).
+ * for its timeout only, as the kernel's does. A NULL set fails with EFAULT.
  *
  * Endings: a signal (its number; sigwait stores it and returns 0); sigtimedwait's own
  * timeout: -1/EAGAIN; the scoped deadline of green_timeout_push: -1/ETIMEDOUT (sigwait
@@ -24,8 +24,9 @@
 
 #include <string.h>
 
-/* libc declares these pointers nonnull, which lets the compiler drop a plain NULL test;
- * the kernel's answer to NULL is EFAULT, which libc's call then gives. */
+/* libc declares these pointers nonnull, which lets the compiler drop a plain NULL test
+ * (and makes passing one on undefined): a NULL set gets the kernel's answer, EFAULT,
+ * here. */
 static int null(const void *p)
 {
     __asm__("" : "+r"(p));
@@ -77,7 +78,11 @@ static int take(const sigset_t *set, siginfo_t *info, int64_t deadline)
 
 int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *ts)
 {
-    if (!patch_here() || null(set))
+    if (null(set)) {
+        errno = EFAULT;
+        return -1;
+    }
+    if (!patch_here())
         return patch_real()->sigtimedwait(set, info, ts);
     int64_t deadline = -1;
     if (ts) {
@@ -100,7 +105,9 @@ GREEN_PATCH(sigwaitinfo);
 /* Returns an error number, and leaves errno alone, as POSIX says. */
 int sigwait(const sigset_t *set, int *sig)
 {
-    if (!patch_here() || null(set) || null(sig))
+    if (null(set))
+        return EFAULT;
+    if (!patch_here() || null(sig))
         return patch_real()->sigwait(set, sig);
     int e = errno;
     int signo = take(set, NULL, -1);

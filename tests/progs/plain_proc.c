@@ -43,7 +43,7 @@ static void check_waitpid(void)
 /* Any child: wait, wait3 and wait4 (with rusage), in the order they exit. */
 static void check_any(void)
 {
-    pid_t a = child(40, 1), b = child(80, 2);
+    pid_t a = child(60, 1), b = child(120, 2);
     int st = 0;
     long t0 = ticks_now();
     CHECK_EQ(wait(&st), a);
@@ -69,11 +69,11 @@ static void check_group(void)
     CHECK(a >= 0);
     if (a == 0) {
         setpgid(0, 0);
-        usleep(30 * 1000);
+        usleep(60 * 1000);
         _exit(5);
     }
     setpgid(a, a); /* (whichever side runs first) */
-    pid_t b = child(90, 6);
+    pid_t b = child(120, 6);
     int st = 0;
     long t0 = ticks_now();
     CHECK_EQ(waitpid(-a, &st, 0), a);
@@ -108,7 +108,7 @@ static void check_stopped(void)
 static void check_waitid(void)
 {
     siginfo_t si;
-    pid_t pid = child(40, 7);
+    pid_t pid = child(60, 7);
     memset(&si, 0, sizeof si);
     long t0 = ticks_now();
     CHECK_EQ(waitid(P_PID, (id_t)pid, &si, WEXITED), 0);
