@@ -15,7 +15,8 @@
  *    pool round trip costs ten times one. GREEN_PATCH_FILES=pool sends them off the
  *    hub's thread — to io_uring when the hub polls with it, else to the pool — for
  *    programs whose files are cold or slow (network file systems), at that price per
- *    call; read, readv, write and writev of regular files (io.c) follow it too;
+ *    call; read, readv, write and writev of regular files (io.c) follow it too (an
+ *    O_DIRECT file stays inline: its transfers need the caller's aligned buffer);
  *  - fsync and fdatasync always go to the pool: their cost is the disk's, and the
  *    round trip is small beside it;
  *  - a lock that another process holds (flock, lockf, F_SETLKW, F_OFD_SETLKW) is waited
@@ -32,6 +33,7 @@
  */
 #include "io.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,7 +139,12 @@ int patch_file_offload(int fd)
     if (!patch_files_pool() || !patch_here())
         return 0;
     int s = pfd_learn(fd);
-    return s > 0 && (s & PFD_FILE);
+    if (s <= 0 || !(s & PFD_FILE))
+        return 0;
+    /* O_DIRECT wants the caller's aligned buffer, not the hand-off's bounce buffer */
+    int e = errno, fl = patch_real()->fcntl(fd, F_GETFL);
+    errno = e;
+    return fl >= 0 && !(fl & O_DIRECT);
 }
 
 static int iov_ok(int cnt) { return cnt >= 0 && cnt <= IOV_MAX; }

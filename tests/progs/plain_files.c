@@ -1,7 +1,8 @@
 /*
  * plain_files.c — regular files and their locks as a plain pthread program uses them (no
- * libgreen): pread/pwrite/preadv/pwritev/preadv2/pwritev2, fsync, fdatasync, flock,
- * lockf and fcntl's F_SETLKW/F_OFD_SETLKW against another process. The answers must be
+ * libgreen): pread/pwrite/preadv/pwritev/preadv2/pwritev2, sendfile between files,
+ * fsync, fdatasync, flock, lockf and fcntl's F_SETLKW/F_OFD_SETLKW against another
+ * process. The answers must be
  * glibc's, plainly and under `greenrun --threads` (GREEN_PATCH_FILES=pool too), where
  * each check's thread is a green thread and a lock wait parks it while the ticker thread
  * goes on. A lock taken while waiting must belong to the process (fcntl) or to the open
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sys/file.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 
@@ -65,8 +67,32 @@ static void check_rw(void)
     CHECK_EQ(read(fd, back, BIG), BIG);
     CHECK_EQ(write(fd, big, 1000), 1000);
     CHECK_EQ(lseek(fd, 0, SEEK_CUR), 4096 + BIG + 1000);
+    /* sendfile between two files (the file rule, as copy_file_range) */
+    char path2[] = "/tmp/plain_files2.XXXXXX";
+    int out = mkstemp(path2);
+    CHECK(out >= 0);
+    unlink(path2);
+    off_t off = 4096;
+    CHECK_EQ(sendfile(out, fd, &off, BIG), BIG);
+    CHECK_EQ(off, 4096 + BIG);
+    CHECK_EQ(pread(out, back, BIG, 0), BIG);
+    CHECK(memcmp(big, back, BIG) == 0);
+    close(out);
     free(big);
     free(back);
+    /* O_DIRECT: the caller's aligned buffer is what the kernel gets */
+    int direct = open(path, O_RDWR | O_DIRECT);
+    if (direct >= 0) { /* (file systems without it refuse the open: nothing to check) */
+        void *al;
+        CHECK_EQ(posix_memalign(&al, 4096, 8192), 0);
+        memset(al, 'd', 8192);
+        CHECK_EQ(pwrite(direct, al, 8192, 0), 8192);
+        memset(al, 0, 8192);
+        CHECK_EQ(pread(direct, (char *)al + 4096, 4096, 4096), 4096);
+        CHECK(((char *)al)[4096] == 'd');
+        free(al);
+        close(direct);
+    }
     /* the kernel's errors */
     int p[2];
     CHECK_EQ(pipe(p), 0);
