@@ -40,7 +40,7 @@
  * A killed caller still completes what needs no wait (like green_join of a dead green
  * thread); when it would have to wait, it gets ECANCELED.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <limits.h>
 #include <sched.h>

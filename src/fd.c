@@ -1,6 +1,6 @@
 /*
- * fd.c — waiting for file descriptors (layer 5): the hub's table of fds that green
- * threads wait on, between green_wait_fd and the poller.
+ * fd.c — waiting for file descriptors (layer 4, sched.h): the hub's table of fds that
+ * green threads wait on, between green_wait_fd and the poller.
  *
  * Each fd has at most one waiting reader and one waiting writer (gevent's rule; a
  * second gets EBUSY). A waiter records itself in the fd's slot, asks the poller to
@@ -11,9 +11,10 @@
  * and pollers that report asynchronously (io_uring) tag their requests with it.
  *
  * The table is indexed by fd and grows by doubling; nobody keeps a pointer into it
- * across a park (it may move), only the fd number.
+ * across a park (it may move), only the fd number. libgreen-patch.so's close() tells
+ * the hub first (green_private_fd_closing), as green_close does.
  */
-#include "internal.h"
+#include "sched.h"
 
 #include <fcntl.h>
 #include <stdlib.h>

@@ -19,7 +19,7 @@
  *    so the file position is untouched; one that ends part way leaves the op running,
  *    and the position (off == -1) then moves by what the op moved.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <stdlib.h>
 #include <string.h>

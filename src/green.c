@@ -1,5 +1,8 @@
 /*
- * green.c — green threads: greenlet's primitive (layer 3).
+ * green.c — green threads: greenlet's primitive (layer 3, greenlet.h): control blocks
+ * and their extension, handles, creation, explicit switching (with the relay context
+ * for the switches that cannot be made in place), death and release; and the patch
+ * library's view of a green thread (its slot, its attributes).
  *
  * A green thread is a control block (struct green) plus, once started, a stack: a
  * dedicated slot (stack.c) or the hub's shared stack. Switching is explicit: green_switch
@@ -10,28 +13,23 @@
  * Invariants:
  *  - exactly one green thread per hub is GS_RUNNING: h->current;
  *  - a shared-mode green thread's frames are on the shared stack iff it is the stack's
- *    owner; otherwise (if started) they are in g->s.saved. The copying is done where it
- *    is safe: on the caller's stack when the caller does not run on the shared stack,
- *    otherwise on the hub's small relay context;
+ *    owner; otherwise (if started) they are in g->s.saved. The copying (the stack
+ *    layer's, inline) is done where it is safe: on the caller's stack when the caller
+ *    does not run on the shared stack, otherwise on the hub's small relay context;
  *  - a dead green thread's stack is released by whichever context runs next
  *    (h->dying), never while still standing on it;
  *  - control blocks are type-stable: freed ones go to a per-hub free list with their
  *    generation bumped, so a stale handle is detected, not dereferenced into freed memory.
  */
 
-#include "internal.h"
+#include "greenlet.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-__thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
-
-static pthread_key_t hub_key;
-static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
 static uint64_t id_counter;
 
 /* Chunks of control blocks are never unmapped (type-stable memory). A hub owns the
@@ -46,7 +44,7 @@ static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block_chunk *orphans;
 #define BLOCKS_PER_CHUNK 4096
 
-/* For debug.c's walk over a hub's green threads. */
+/* For dump.c's walk over a hub's green threads. */
 struct block_chunk *green__chunk_next(const struct block_chunk *c) { return c->next; }
 char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
 {
@@ -55,21 +53,13 @@ char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
 }
 size_t green__chunk_count(void) { return BLOCKS_PER_CHUNK; }
 
-static void hub_free(void *p);
-static void atfork_prepare(void);
-static void atfork_parent(void);
-static void atfork_child(void);
-
-static void hub_once_init(void)
-{
-    green__sys.pthread_key_create(&hub_key, hub_free);
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
 /* ---- control blocks ---- */
 
 /* Blocks come in chunks mapped straight from the kernel: already zero, no memset,
  * and pages are touched only as blocks are handed out. */
+void green__blocks_fork_hold(void) { green__sys.pthread_mutex_lock(&orphans_lock); }
+void green__blocks_fork_release(void) { green__sys.pthread_mutex_unlock(&orphans_lock); }
+
 static struct block_chunk *adopt_orphan(int shared)
 {
     green__sys.pthread_mutex_lock(&orphans_lock);
@@ -115,23 +105,9 @@ static int blocks_refill(struct green_hub *h, int shared)
     return 0;
 }
 
-/* A shared-mode green thread's copy of its frames goes: a heap buffer freed, the hub's
- * spare given back; the inline one stays with the block. */
-static void saved_release(struct green_hub *h, struct green *g)
-{
-    void *b = g->s.saved;
-    if (b && b != green__inline_stack(g)) {
-        if (h->shared.spare_user == g)
-            green__shared_spare_return(h, g);
-        else
-            free(b);
-    }
-    g->s.saved = NULL;
-}
-
 /* The OS thread is gone: invalidate every handle into its blocks and hand the chunks
  * to other hubs. */
-static void blocks_orphan(struct green_hub *h)
+void green__blocks_orphan(struct green_hub *h)
 {
     struct block_chunk *c = h->chunks;
     while (c) {
@@ -142,7 +118,7 @@ static void blocks_orphan(struct green_hub *h)
             if (g->state != GS_FREE) {
                 green__ext_free(g->ext);
                 if (g->flags & GF_SHARED)
-                    saved_release(h, g);
+                    green__shared_saved_release(h, g);
                 __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELAXED);
                 g->state = GS_FREE;
             }
@@ -190,7 +166,7 @@ void green__block_free(struct green_hub *h, struct green *g)
     if (shared && g->s.saved) {
         if (g->state != GS_DEAD)
             h->saved_bytes -= g->size;
-        saved_release(h, g);
+        green__shared_saved_release(h, g);
     }
 #if GREEN_TSAN
     if (g->tsan_fiber && !(g->flags & GF_ROOT))
@@ -204,12 +180,6 @@ void green__block_free(struct green_hub *h, struct green *g)
     *list = g;
 }
 
-const char *green__name(const struct green *g)
-{
-    if (g->ext && g->ext->name)
-        return g->ext->name;
-    return (g->flags & GF_ROOT) ? "root" : "";
-}
 
 struct green_ext *green__ext(struct green *g)
 {
@@ -261,94 +231,6 @@ void green__died(struct green_hub *h, struct green *g)
         fn(h, g, x->on_death_arg);
     }
 }
-
-/* ---- the hub object (per OS thread) ---- */
-
-struct green_hub *green__hub(void)
-{
-    if (green__tls_hub)
-        return green__tls_hub;
-    green__sys.pthread_once(&hub_once, hub_once_init);
-    struct green_hub *h = calloc(1, sizeof *h);
-    if (!h)
-        return NULL;
-    green_list_init(&h->rq);
-    struct green *root = green__block_new(h, 0);
-    if (!root) {
-        free(h);
-        return NULL;
-    }
-    root->flags = GF_ROOT | GF_STARTED;
-    root->state = GS_RUNNING;
-    h->root = h->current = root;
-    h->errno_p = &errno;
-#if GREEN_TSAN
-    root->tsan_fiber = green_tsan_current();
-    h->relay_fiber = green_tsan_create();
-#endif
-    if (green__relay_init(h) != 0) {
-        free(h);
-        return NULL;
-    }
-    green__altstack_init(h);
-#if GREEN_ASAN
-    pthread_attr_t a;
-    if (pthread_getattr_np(green__sys.pthread_self(), &a) == 0) {
-        pthread_attr_getstack(&a, &h->root_lo, &h->root_size);
-        pthread_attr_destroy(&a);
-    }
-#endif
-    green__tls_hub = h;
-    green__sys.pthread_setspecific(hub_key, h);
-    green__debug_hub_new(h);
-    return h;
-}
-
-static void hub_free(void *p)
-{
-    struct green_hub *h = p;
-    green__tls_hub = NULL;
-    green__debug_hub_gone(h);
-    if (h->ext_refs) {
-        /* Something outside (a pool job, another thread) may still send this hub a
-         * wake-up: keep its object, and everything such a wake-up touches, alive. */
-        return;
-    }
-    green__hub_loop_destroy(h);
-    green__stacks_destroy(h);
-    blocks_orphan(h);
-    free(h);
-}
-
-/* fork(): the orphaned chunks are held across it, so that the child, whose fresh hub
- * adopts them, never finds their lock taken by a thread it does not have. */
-static void atfork_prepare(void) { green__sys.pthread_mutex_lock(&orphans_lock); }
-static void atfork_parent(void) { green__sys.pthread_mutex_unlock(&orphans_lock); }
-
-/* The child continues with the calling green thread only. It becomes the root of a
- * fresh hub; the parent's hub and green threads are abandoned in the child. */
-static void atfork_child(void)
-{
-    atfork_parent();
-    green__debug_atfork(); /* the parent's other hubs do not exist here */
-    struct green_hub *old = green__tls_hub;
-    if (!old)
-        return;
-    struct green *self = old->current;
-    green__tls_hub = NULL;
-    struct green_hub *h = green__hub();
-    if (!h)
-        return;
-    /* If it was running on a green thread's stack, it keeps using it; that stack is
-     * never released in the child. */
-    (void)self;
-    old->current = NULL;
-}
-
-/* 1 when the calling OS thread has a hub; makes none. */
-int green_private_hub_here(void) { return green__tls_hub != NULL; }
-
-int green_private_hub_make(void) { return green__loop() ? 0 : -1; }
 
 /* ---- handles ---- */
 
@@ -419,70 +301,15 @@ static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, stru
     return r;
 }
 
-static void copy_out(struct green_hub *h, struct green *o)
-{
-    char *sp = green_ctx_sp(&o->ctx);
-    size_t n = (size_t)(h->shared.hi - sp);
-    char *inl = green__inline_stack(o);
-    void *buf = o->s.saved;
-    if (n <= GREEN_INLINE_STACK) {
-        saved_release(h, o);
-        buf = inl;
-    } else if (!buf || buf == inl || malloc_usable_size(buf) < n || malloc_usable_size(buf) >= n + 32) {
-        /* a heap buffer of the right size class; the one kept from the last resume is
-         * reused when it fits */
-        saved_release(h, o);
-        buf = malloc(n);
-        if (!buf) /* mid-switch: nothing can fail here, so the hub's spare takes them */
-            buf = green__shared_spare_take(h, o);
-        if (!buf) {
-            /* Cannot happen unless the spare was lent and could not be replaced, and
-             * the caller did not check (green__shared_spare_ready). */
-            static const char msg[] = "libgreen: out of memory saving a shared stack\n";
-            ssize_t r = green__sys.write(2, msg, sizeof msg - 1);
-            (void)r;
-            abort();
-        }
-    }
-    green_asan_unpoison(sp, n);
-    memcpy(buf, sp, n);
-    o->s.saved = buf;
-    o->size = (uint32_t)n;
-    if ((n + 15) / 16 > o->dbg.hwm) /* its high-water mark, for green_dump and green_stats */
-        o->dbg.hwm = (n + 15) / 16 < (1u << 24) ? (uint32_t)(n + 15) / 16 : (1u << 24) - 1;
-    h->saved_bytes += n;
-    h->copied_bytes += n;
-}
-
-static void copy_in(struct green_hub *h, struct green *t)
-{
-    size_t n = t->size;
-    char *dst = h->shared.hi - n;
-    green_asan_unpoison(dst, n);
-    green_vg_writable(dst, n);
-    memcpy(dst, t->s.saved, n);
-    if (GREEN_UNLIKELY(h->shared.spare_user == t))
-        green__shared_spare_return(h, t);
-    h->saved_bytes -= n;
-    h->copied_bytes += n;
-    /* The buffer is kept for the next copy-out; its content is now stale. */
-}
-
 static void entry(void *value);
 
-/* Make the shared stack hold t's frames. Runs on a stack other than the shared one. */
-static void shared_take(struct green_hub *h, struct green *t)
+/* Make the shared stack hold t's frames (stack.c copies them) and, if t never ran, give
+ * it its first context there. Runs on a stack other than the shared one. */
+static inline void shared_take(struct green_hub *h, struct green *t)
 {
-    struct green *o = h->shared.owner;
-    if (o && o != t && o->state != GS_DEAD && o->state != GS_FREE)
-        copy_out(h, o);
-    if (t->flags & GF_STARTED) {
-        copy_in(h, t);
-    } else {
-        green_vg_writable(h->shared.hi - 256, 256);
+    green__shared_take(h, t);
+    if (!(t->flags & GF_STARTED))
         green_ctx_make(&t->ctx, h->shared.hi, entry);
-    }
-    h->shared.owner = t;
 }
 
 /* Release what a dead green thread leaves behind, once nothing runs on its stack. */
@@ -620,9 +447,9 @@ struct green *green__live_ancestor(struct green *g)
 void green__release(struct green_hub *h, struct green *g)
 {
     if (GREEN_UNLIKELY(green__hwm_track))
-        green__debug_reaped(h, g); /* its stack's high-water mark, into the histogram */
+        green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
     if (g->flags & GF_SHARED) {
-        saved_release(h, g);
+        green__shared_saved_release(h, g);
     } else if (!(g->flags & GF_ROOT) && g->s.stack) {
         green__stack_put(h, g->s.stack);
         g->s.stack = NULL;

@@ -33,7 +33,7 @@ GREEN_PRIVATE_API const struct green_sys *green_private_sys(void);
  * shards, monitor): a pthread_create wrapper must pass such a call through to libc. */
 GREEN_PRIVATE_API int green_private_sys_internal(void);
 
-/* ---- the hub (green.c) ---- */
+/* ---- the hub (hub.c) ---- */
 
 /* 1 when the calling OS thread has a hub (a green thread of it may park); makes none. */
 GREEN_PRIVATE_API int green_private_hub_here(void);
@@ -55,7 +55,7 @@ GREEN_PRIVATE_API int green_private_set_local(green_t g, void *value);
 GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *stack_size,
                                          int *detached);
 
-/* ---- shields (hub.c: the scheduler) ---- */
+/* ---- shields (sched.c) ---- */
 
 /*
  * A shield makes the calling green thread's blocking calls wait as a pthread waits,

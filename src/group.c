@@ -17,7 +17,7 @@
  * A group belongs to the hub of the thread that uses it; waits on it are local to that
  * hub (a root waiting on a group that nothing can change gets EDEADLK).
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <stdlib.h>
 

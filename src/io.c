@@ -26,7 +26,7 @@
  *    moved; what the kernel accepted is never hidden behind an error;
  *  - the caller's iovec array and msghdr are never written (beyond what recvmsg fills in).
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <fcntl.h>
 #include <limits.h>

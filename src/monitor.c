@@ -16,7 +16,7 @@
  * while a hub is inspected and while its thread writes the report, so the hub cannot be
  * freed meanwhile (its thread, if exiting, finds no hub and says so).
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -38,6 +38,24 @@ static struct green_hub *mon_target;
 static int64_t mon_blocked_ms;
 static int mon_done;
 
+/* In the signal handler on h's thread (NULL: it is exiting): who holds the hub, and its
+ * backtrace, to stderr. */
+static void report_blocked(struct green_hub *h, int64_t ms, void *uc)
+{
+    struct green_out o = {.fd = 2, .in_signal = 1, .uc = green__signal_context(uc)};
+    if (!h) {
+        green__outf(&o, "libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n",
+                    (long long)ms);
+        green__out_flush(&o);
+        return;
+    }
+    struct green *g = h->current;
+    green__outf(&o, "libgreen monitor: hub %p thread %d blocked for %lld ms by green thread %llu \"%s\"\n",
+                (void *)h, h->tid, (long long)ms, (unsigned long long)g->id, green__name(g));
+    green__bt_here(&o, 1);
+    green__out_flush(&o);
+}
+
 static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
@@ -45,7 +63,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     if (t && !__atomic_load_n(&mon_done, __ATOMIC_ACQUIRE)) {
         struct green_hub *h = green__tls_hub;
         if (h == t || !h) {
-            green__debug_report_blocked(h, mon_blocked_ms, uc);
+            report_blocked(h, mon_blocked_ms, uc);
             __atomic_store_n(&mon_done, 1, __ATOMIC_RELEASE);
             errno = saved;
             return;
@@ -57,6 +75,15 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     else if (mon_old.sa_handler != SIG_DFL && mon_old.sa_handler != SIG_IGN)
         mon_old.sa_handler(sig);
     errno = saved;
+}
+
+/* The watchdog thread does not exist in a fork child. */
+static void atfork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    mon_lock = fresh;
+    mon_running = 0;
+    mon_target = NULL;
 }
 
 static int64_t mono_ms(void)
@@ -71,10 +98,10 @@ static void report(struct green_hub *h, int64_t ms)
     __atomic_store_n(&mon_done, 0, __ATOMIC_RELAXED);
     mon_blocked_ms = ms;
     __atomic_store_n(&mon_target, h, __ATOMIC_RELEASE);
-    if (pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
+    if (green__sys.pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
         for (int i = 0; i < 1000 && !__atomic_load_n(&mon_done, __ATOMIC_ACQUIRE); i++) {
             struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
+            green__sys.nanosleep(&ts, NULL);
         }
     __atomic_store_n(&mon_target, NULL, __ATOMIC_RELEASE);
 }
@@ -139,6 +166,7 @@ int green_monitor_start(int64_t ms)
         return 0;
     }
     if (!mon_installed) {
+        pthread_atfork(NULL, NULL, atfork_child);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_monitor_signal;
@@ -183,15 +211,7 @@ int green_monitor_stop(void)
     mon_running = 0;
     green__sys.pthread_mutex_unlock(&mon_lock);
     green__sys.pthread_join(t, NULL);
-    pthread_cond_destroy(&mon_cond);
+    green__sys.pthread_cond_destroy(&mon_cond);
     return 0;
 }
 
-/* The watchdog thread does not exist in a fork child. */
-void green__monitor_atfork(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    mon_lock = fresh;
-    mon_running = 0;
-    mon_target = NULL;
-}

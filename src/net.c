@@ -20,7 +20,7 @@
  * path, not even a stale socket left by a dead process: it fails with EADDRINUSE, as
  * bind(2) does, since only the caller knows whether removing it is safe.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <netinet/in.h>
 #include <string.h>

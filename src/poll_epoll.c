@@ -1,6 +1,6 @@
 /*
- * poll_epoll.c — the default poller: epoll, plus an eventfd through which other threads
- * wake the hub.
+ * poll_epoll.c — the default poller (layer 4, sched.h): epoll, plus an eventfd through
+ * which other threads wake the hub.
  *
  * fds are watched level-triggered and stay registered between waits: a server that
  * reads, answers and reads again costs no epoll_ctl per request. A direction is added
@@ -9,7 +9,7 @@
  * so 0 is the eventfd.
  */
 
-#include "internal.h"
+#include "sched.h"
 
 #include <stdlib.h>
 #include <sys/epoll.h>

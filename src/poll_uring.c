@@ -1,5 +1,5 @@
 /*
- * poll_uring.c — the second poller: io_uring (liburing). The wake-up eventfd is watched
+ * poll_uring.c — the second poller (layer 4, sched.h): io_uring (liburing). The wake-up eventfd is watched
  * with a multishot poll; checking for completions without waiting reads the completion
  * ring in user space, with no system call. Selected with GREEN_POLLER=uring.
  *
@@ -14,7 +14,7 @@
  * write into the record's buffer.
  */
 
-#include "internal.h"
+#include "sched.h"
 
 #include <liburing.h>
 #include <poll.h>

@@ -1,5 +1,5 @@
 /* poll_uring_none.c — built when liburing is missing: GREEN_POLLER=uring falls back to epoll. */
-#include "internal.h"
+#include "sched.h"
 
 static int none_init(struct green_hub *h)
 {

@@ -1,7 +1,8 @@
 /*
  * pool.c — the thread pool (layer 6): calls that can only block (getaddrinfo, file I/O,
  * a library without an asynchronous API) run on a bounded set of OS threads while only
- * the green thread that asked waits (gevent.threadpool, libuv's threadpool.c).
+ * the green thread that asked waits (gevent.threadpool, libuv's threadpool.c). The
+ * same for libgreen-patch.so (green_private_pool_run: its gethostbyname jobs).
  *
  * One pool per process, shared by every hub: GREEN_THREADPOOL threads at most (read
  * once, default 10), started one at a time as jobs find no idle thread, kept for the
@@ -31,7 +32,7 @@
  *    there, and the jobs queued at that moment belong to green threads the child does
  *    not continue.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <pthread.h>
 #include <signal.h>

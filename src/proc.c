@@ -26,7 +26,7 @@
  * Children that another thread reaps first (waitpid(-1), SIGCHLD set to SIG_IGN) give
  * ECHILD.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <sys/syscall.h>
 #include <sys/wait.h>

@@ -13,6 +13,8 @@
  *    resolv.conf's name servers, like gevent's GEVENTARES_SERVERS. Without c-ares in the
  *    build, or if its channel cannot be made, the pool does it.
  * The resolver is chosen per call, so a program may pick one any time before a lookup.
+ * libgreen-patch.so's getaddrinfo makes the same lookup without c-ares and without a
+ * deadline (green_private_getaddrinfo), so that its answer is libc's.
  *
  * c-ares: one channel per hub (per OS thread), its sockets gathered in an epoll set so
  * that a single fd wait covers them all. Only one green thread at a time (the leader)
@@ -37,7 +39,7 @@
  *  - a channel belongs to one hub: after fork() the child's new hub makes its own, and
  *    the parent's is dropped without touching the epoll set it shares with the parent.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <netdb.h>
 #include <stdlib.h>

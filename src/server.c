@@ -22,7 +22,7 @@
  * the caller of green_server_stop is killed meanwhile — for instance when it is one of
  * the server's own handlers.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <netinet/in.h>
 #include <pthread.h>

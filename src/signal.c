@@ -40,7 +40,7 @@
  * some deliveries will run their disposition elsewhere instead of reaching the signalfd.
  * Several hubs waiting for the same process-directed signal compete for each delivery.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <pthread.h>
 #include <signal.h>

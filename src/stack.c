@@ -1,5 +1,7 @@
 /*
- * stack.c — where green threads' frames live (layer 2).
+ * stack.c — where green threads' frames live (layer 2, stack.h): dedicated stacks, the
+ * shared stack and its spare, the relay and alternate signal stacks, overflow reports,
+ * high-water marks.
  *
  * Dedicated stacks are slots carved from large mmap'd chunks (MAP_NORESERVE, so only the
  * pages a green thread touches cost memory). A slot is one low page plus stack_size bytes:
@@ -19,10 +21,23 @@
  * GREEN_POOL_HOT of them keep their pages; the hub gives the pages of the rest back
  * with madvise when it goes idle, coalescing neighbouring slots into one call.
  *
- * The shared stack (one per hub) is one mapping with a guard page below it.
+ * The shared stack (one per hub) is one mapping with a guard page below it. It holds the
+ * frames of one shared-mode green thread at a time, its owner; the others' are copied
+ * away: when another takes the stack, the owner's used part is copied out (into the room
+ * at the end of its control block when it is shallow, else a heap buffer of the right
+ * size, kept for the next time) and the newcomer's copied back in. green.c decides when
+ * (on the switch path, or on the relay context when the switcher stands on the shared
+ * stack itself); this file does the copying. A copy-out cannot fail mid-switch: when
+ * malloc cannot serve it, the hub's spare buffer (as big as the stack, mapped lazily)
+ * takes it, and until a new spare is mapped the hub's parks, yields and switches fail
+ * with ENOMEM before they start (green__shared_spare_ready).
+ *
+ * Invariant: a started shared-mode green thread's frames are on the shared stack iff it
+ * is h->shared.owner; otherwise they are in g->s.saved (g->size bytes), counted in
+ * h->saved_bytes.
  */
 
-#include "internal.h"
+#include "stack.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -74,6 +89,8 @@ struct green_pool {
     size_t total;
 };
 
+int green__hwm_track; /* GREEN_STACK_HWM: measure every stack when it is reaped */
+
 static size_t page_size;
 static int64_t guard_budget;         /* guarded slots still allowed, process-wide */
 static uint64_t n_guarded, n_unguarded;
@@ -104,7 +121,7 @@ static long count_maps(void)
     int c;
     while ((c = getc(f)) != EOF)
         n += c == '\n';
-    fclose(f);
+    green__sys.fclose(f);
     return n;
 }
 
@@ -115,7 +132,7 @@ static long max_map_count(void)
     if (f) {
         if (fscanf(f, "%ld", &v) != 1)
             v = 65530;
-        fclose(f);
+        green__sys.fclose(f);
     }
     return v;
 }
@@ -135,6 +152,8 @@ static void init_once(void)
         budget = (long)env_size("GREEN_GUARD_BUDGET", 0);
     guard_budget = budget > 0 ? budget : 0;
     shared_size = env_size("GREEN_SHARED_STACK_SIZE", GREEN_SHARED_DEFAULT);
+    const char *hwm = getenv("GREEN_STACK_HWM");
+    green__hwm_track = hwm && *hwm && strcmp(hwm, "0") != 0;
     shared_size = (shared_size + page_size - 1) & ~(page_size - 1);
 
     struct sigaction sa;
@@ -549,6 +568,20 @@ size_t green__stack_hwm(struct green_stack *s, int clean)
     return n;
 }
 
+/* g is being reaped (GREEN_STACK_HWM): its stack's high-water mark, into h's histogram
+ * (green_stats). Measured now, and the stack zeroed at its reuse, so the next owner's
+ * measure is its own. */
+void green__stack_reaped(struct green_hub *h, struct green *g)
+{
+    size_t m = 0;
+    if (g->flags & GF_SHARED)
+        m = (size_t)g->dbg.hwm * 16;
+    else if (!(g->flags & GF_ROOT) && g->s.stack)
+        m = green__stack_hwm(g->s.stack, 1);
+    if (g->flags & GF_STARTED)
+        h->hwm_hist[green__hwm_bucket(m)]++;
+}
+
 /* Called on the way out of an unguarded green thread; this frame's address stands for
  * its stack pointer. */
 __attribute__((noinline)) void green__stack_check(const struct green *g)
@@ -598,6 +631,21 @@ int green__shared_init(struct green_hub *h)
     h->shared.spare = spare;
     return 0;
 }
+
+/* ---- copying frames off and on the shared stack (inline: stack.h) ---- */
+
+/* A copy-out that neither malloc nor the spare could hold. */
+void green__shared_copy_failed(void)
+{
+    /* Cannot happen unless the spare was lent and could not be replaced, and the caller
+     * did not check (green__shared_spare_ready). */
+    static const char msg[] = "libgreen: out of memory saving a shared stack\n";
+    ssize_t r = green__sys.write(2, msg, sizeof msg - 1);
+    (void)r;
+    abort();
+}
+
+/* ---- the spare copy buffer ---- */
 
 /* The spare, lent to g: only mapped pages it touches cost memory. */
 char *green__shared_spare_take(struct green_hub *h, struct green *g)

@@ -1,5 +1,6 @@
 /*
- * symtab.c — names of functions for code addresses, usable from a signal handler.
+ * symtab.c — names of functions for code addresses, usable from a signal handler
+ * (layer 8, debug.h).
  *
  * The dump signal and the blocked-hub monitor print backtraces from signal handlers,
  * where nothing may call malloc or take a lock another thread may hold (and libunwind's
@@ -10,7 +11,7 @@
  * only searches that array. Objects loaded later are not in it (their frames print as
  * bare addresses). The mappings and the array are kept for the life of the process.
  */
-#include "internal.h"
+#include "debug.h"
 
 #include <elf.h>
 #include <fcntl.h>

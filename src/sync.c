@@ -29,7 +29,7 @@
  * them (claimed with one compare-and-swap), and a call from any other fails with EXDEV
  * before it touches them.
  */
-#include "internal.h"
+#include "lib.h"
 
 #include <limits.h>
 

@@ -1,5 +1,7 @@
 /*
- * sys.c — fills green__sys (see sys.h) with libc's own definitions.
+ * sys.c — libc's own functions for libgreen (layer 0, sys.h): fills green__sys with
+ * libc's definitions, starts libgreen's own OS threads, and hands the table to
+ * libgreen-patch.so (green_private_sys).
  *
  * dlsym on libc's handle searches libc (and what it depends on) only, so a function an
  * LD_PRELOAD library or the program itself defines is skipped. Where libc does not have

@@ -8,7 +8,8 @@
  * thread pool's mutex would turn into a green one. So every such call in src/ goes
  * through green__sys, whose entries are looked up in libc itself (not by the global
  * symbol search that an LD_PRELOAD library wins) when libgreen is loaded. The patch
- * library's pass-through path uses the same table.
+ * library's pass-through path keeps a table of the same shape (src/patch/patch.c),
+ * filled with what comes after it, this one (green_private_sys) where nothing does.
  *
  * A lower layer than everything else: it includes nothing of ours.
  */

@@ -1,14 +1,17 @@
 /*
- * timer.c — the hub's timers: a hierarchical timing wheel with millisecond ticks.
+ * timer.c — the hub's timers (layer 4, sched.h): a hierarchical timing wheel with
+ * millisecond ticks. It owns the wheel (h->wheel) and the green threads' timer links.
  *
  * Deadlines are whole milliseconds, so a wheel gives O(1) insert, O(1) cancel and O(1)
  * amortised expiry, with no per-timer allocation (the node lives in the green thread)
  * and no array to grow: 10 million pending timers cost nothing beyond their nodes.
  *
  * Level 0 has 1024 one-millisecond slots; levels 1..6 have 64 slots each, every level
- * 64 times coarser, covering 2^46 ms. (A wide level 0 lets most sub-second timers, the
+ * 64 times coarser, covering 2^46 ms (the top level wraps: its slots at or before the
+ * current one hold the next turn's deadlines). (A wide level 0 lets most sub-second timers, the
  * common ones, skip the cascade below: with 256 slots, four in five 200 ms sleeps were
- * moved once more before they fired, a pass over cold memory for a million of them.) A timer goes to the lowest level whose slot range
+ * moved once more before they fired, a pass over cold memory for a million of them.)
+ * A timer goes to the lowest level whose slot range
  * contains both the wheel's time and its deadline (compared on the bits above that
  * level), so entries of a coarse slot all lie in the future. When the wheel's time
  * enters a coarse slot's range, the slot is cascaded: its entries are re-inserted, in
@@ -17,7 +20,7 @@
  * timers fire in deadline order, and equal deadlines fire in the order they were set.
  * Bitmaps of non-empty slots let expiry and next-deadline skip empty stretches.
  */
-#include "internal.h"
+#include "sched.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -150,9 +153,14 @@ int64_t green__timer_next(struct green_hub *h)
     for (int level = 1; level < LEVELS; level++) {
         int cur = (int)((w->now >> shift_of(level)) & (LN_SIZE - 1));
         uint64_t b = cur == LN_SIZE - 1 ? 0 : w->bits[level] & (~(uint64_t)0 << (cur + 1));
-        if (b) {
-            int64_t base = w->now & ~(((int64_t)1 << shift_of(level + 1)) - 1);
+        int64_t base = w->now & ~(((int64_t)1 << shift_of(level + 1)) - 1);
+        if (b)
             return base + ((int64_t)__builtin_ctzll(b) << shift_of(level));
+        if (level == LEVELS - 1 && w->bits[level]) {
+            /* the top level wraps: a slot at or before the current one holds deadlines
+             * of its next turn */
+            base += (int64_t)1 << shift_of(level + 1);
+            return base + ((int64_t)__builtin_ctzll(w->bits[level]) << shift_of(level));
         }
     }
     return w->now + MAX_SPAN; /* cannot happen: something is pending somewhere */

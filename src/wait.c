@@ -1,5 +1,7 @@
 /*
- * wait.c — wait queues and wake-ups from other OS threads (layer 5).
+ * wait.c — waiting on objects (layer 5): waiter records, wait queues, the one waiting
+ * pattern of the sync layer (green__wait), and the tiny lock of objects that other OS
+ * threads touch.
  *
  * The sync layer (events, semaphores, channels, ...) queues waiters on its objects and
  * parks them with green__park. A waiter is a small record, never on the waiting green
@@ -14,18 +16,17 @@
  * outcome. Channels and green_choose, which queue several records at once, build on the
  * pieces below it directly.
  *
- * A waker on another OS thread cannot touch the waiter's hub. It pushes the waiter
- * record itself (with the park's sequence number and the error) on that hub's lock-free
- * remote list and, if the hub is blocked in its poller, writes its eventfd: nothing is
- * allocated, so a wake-up cannot be lost to a failed malloc. The hub drains the list in
- * its loop and wakes the green thread only if it is still parked in the same park (the
- * sequence number matches): a note that arrives after the waiter timed out is dropped.
- * A record on the list is not reused: if its green thread lets go of it meanwhile, the
- * drain (on the same hub's thread) recycles it.
+ * A waker on another OS thread cannot touch the waiter's hub: green__waiter_wake sends
+ * it the scheduler's remote wake-up (sched.c), tagged with the park's sequence number,
+ * so that a note arriving after the waiter timed out is dropped. The note is the
+ * record's own (nothing to allocate: a wake-up cannot be lost to a failed malloc); a
+ * record whose note is still on the hub's list is recycled by the drain, not by its
+ * green thread.
  */
-#include "internal.h"
+#include "wait.h"
 
 #include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 /* ---- waiter records ---- */
@@ -40,7 +41,7 @@ struct green_waiter *green__waiter_new(struct green_hub *h)
         return NULL;
     }
     struct green *g = h->current;
-    *w = (struct green_waiter){.g = g, .hub = h, .seq = g->wait_seq + 1};
+    *w = (struct green_waiter){.g = g, .hub = h, .seq = g->wait_seq + 1, .remote = {.g = g}};
     return w;
 }
 
@@ -50,13 +51,22 @@ static void waiter_recycle(struct green_hub *h, struct green_waiter *w)
     h->free_waiters = w;
 }
 
+/* h->remote_release: the drain is done with the note of a record let go of meanwhile. */
+static void waiter_note_released(struct green_hub *h, struct green_remote *n)
+{
+    waiter_recycle(h, (struct green_waiter *)(void *)((char *)n - offsetof(struct green_waiter, remote)));
+}
+
 void green__waiter_free(struct green_hub *h, struct green_waiter *w)
 {
-    /* set under the object's lock, which the caller has held since it unlinked w */
-    if (__atomic_load_n(&w->remote_pending, __ATOMIC_ACQUIRE))
-        w->free_after_drain = 1;
-    else
+    /* a note is marked pending under the object's lock, which the caller has held
+     * since it unlinked w: what it reads here is final until the drain */
+    if (green__remote_busy(&w->remote)) {
+        w->remote.released = 1;
+        h->remote_release = waiter_note_released;
+    } else {
         waiter_recycle(h, w);
+    }
 }
 
 void green__waiters_destroy(struct green_hub *h)
@@ -204,8 +214,6 @@ void green__waitq_hand_over_all(struct green_waitq *q)
 
 /* ---- waking, from any thread ---- */
 
-static int remote_wake(struct green_hub *h, struct green_waiter *w, int err);
-
 int green__waiter_wake(struct green_waiter *w, int err)
 {
     struct green_hub *h = w->hub;
@@ -215,61 +223,8 @@ int green__waiter_wake(struct green_waiter *w, int err)
             return green__wake(h, g, err);
         return -1;
     }
-    return remote_wake(h, w, err);
-}
-
-static int remote_wake(struct green_hub *h, struct green_waiter *w, int err)
-{
-    /* The note is written before the record is claimed for the list, and read by the
-     * drain after it gives the claim up: a record already on the list carries this
-     * newer note (for a later park of the same record) instead of losing it. */
-    __atomic_store_n(&w->remote_note, w->seq | (uint64_t)(uint32_t)err << 32, __ATOMIC_RELAXED);
-    if (__atomic_exchange_n(&w->remote_pending, 1, __ATOMIC_ACQ_REL))
-        return 0;
-    struct green_waiter *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
-    do
-        w->remote_next = head;
-    while (!__atomic_compare_exchange_n(&h->remote, &head, w, 1, __ATOMIC_SEQ_CST,
-                                        __ATOMIC_RELAXED));
-    /* The hub re-checks the list after announcing that it will block, so either it
-     * sees our note or we see its announcement (all sequentially consistent). */
-    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
-        h->poller->ops->notify(h->poller);
+    green__remote_wake(h, &w->remote, w->seq, err);
     return 0;
-}
-
-int green__remote_pending(struct green_hub *h)
-{
-    return __atomic_load_n(&h->remote, __ATOMIC_ACQUIRE) != NULL;
-}
-
-/* Called by the hub's own thread: wake every green thread a note is for, in the order
- * the notes were pushed. */
-void green__remote_drain(struct green_hub *h)
-{
-    struct green_waiter *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
-    struct green_waiter *fifo = NULL;
-    while (n) {
-        struct green_waiter *next = n->remote_next;
-        n->remote_next = fifo;
-        fifo = n;
-        n = next;
-    }
-    while (fifo) {
-        struct green_waiter *w = fifo;
-        fifo = w->remote_next;
-        struct green *g = w->g;
-        __atomic_exchange_n(&w->remote_pending, 0, __ATOMIC_ACQ_REL);
-        uint64_t note = __atomic_load_n(&w->remote_note, __ATOMIC_RELAXED);
-        uint32_t seq = (uint32_t)note;
-        int err = (int)(note >> 32);
-        if (w->free_after_drain) {
-            w->free_after_drain = 0;
-            waiter_recycle(h, w);
-        }
-        if (g->state == GS_WAITING && g->wait_seq == seq && g->hub == h)
-            green__wake(h, g, err);
-    }
 }
 
 /* ---- a lock for objects shared between OS threads ---- */

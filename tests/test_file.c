@@ -6,7 +6,7 @@
  * the transfer to finish on its own. */
 #include "green_test.h"
 #include "pool_gate.h"
-#include "../src/internal.h" /* green__file_io is internal: green_read/green_write wrap it */
+#include "../src/lib.h" /* green__file_io is internal: green_read/green_write wrap it */
 
 #include <dirent.h>
 #include <fcntl.h>

@@ -1,0 +1,846 @@
+/*
+ * sched.c — the scheduler and the one wait mechanism (layer 4, sched.h): run queue,
+ * parking and waking (from this hub, or by notes from other OS threads), spawning,
+ * joining, killing, yielding, sleeping, scoped timeouts and shields, the clock, and the
+ * hub's loop (its timers and poller, made on first use). The hub itself, its birth and
+ * death, is hub.c's; waiting on objects is wait.c's.
+ *
+ * Each OS thread's hub has a FIFO run queue, a timer wheel and a poller. There is no hub
+ * green thread: a green thread that parks picks the next ready one itself and switches
+ * straight to it (one switch per hand-off, not gevent's two); when nothing is ready it
+ * polls, on its own stack, until a timer or an event makes something ready.
+ *
+ * Invariants:
+ *  - a green thread is in at most one of: the run queue (GS_READY) or the timer wheel
+ *    (GS_WAITING with a deadline); both link through green.timer.link;
+ *  - green_park is the only way to block. A parked green thread is resumed exactly once,
+ *    by green__wake (its event, err 0), its timer (ETIMEDOUT), green_kill (ECANCELED)
+ *    or the deadlock detector (EDEADLK, root only); whoever wakes it unlinks its timer;
+ *  - the poller is consulted at least every GREEN_POLL_EVERY hand-offs even when the run
+ *    queue never empties, so yielding loops cannot starve timers or I/O;
+ *  - nothing can wake anyone when the run queue is empty, no timer is pending, no fd is
+ *    watched and nothing outside the hub holds a reference (h->ext_refs): that is a
+ *    deadlock, and the root's wait fails with EDEADLK instead of hanging.
+ */
+
+#include "sched.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GREEN_POLL_EVERY 128
+
+int64_t green__clock_skew;
+
+/* Out of line: its timespec would otherwise sit in every sleeper's frame. */
+static __attribute__((noinline)) int64_t clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+           __atomic_load_n(&green__clock_skew, __ATOMIC_RELAXED);
+}
+
+int64_t green_now(void) { return clock_ms(); }
+
+int64_t green_after(int64_t ms)
+{
+    if (ms < 0)
+        return -1;
+    return clock_ms() + ms;
+}
+
+/* ---- run queue ---- */
+
+static inline void rq_push(struct green_hub *h, struct green *g)
+{
+    g->state = GS_READY;
+    green_list_push_back(&h->rq, &g->timer.link);
+    h->nready++;
+}
+
+static inline struct green *rq_pop(struct green_hub *h)
+{
+    struct green_list *n = green_list_pop_front(&h->rq);
+    h->nready--;
+    return green_container_of(n, struct green, timer.link);
+}
+
+/* ---- waking ---- */
+
+static void wake(struct green_hub *h, struct green *g, int err)
+{
+    green__timer_del(h, &g->timer);
+    g->wake_err = (int16_t)err;
+    h->nwaiting--;
+    green__stamp(h, g); /* ready since */
+    rq_push(h, g);
+}
+
+static void on_timer(struct green_hub *h, struct green_timer *t)
+{
+    struct green *g = green_container_of(t, struct green, timer);
+    g->wake_err = ETIMEDOUT;
+    h->nwaiting--;
+    if (g->flags & GF_STARTED) /* else a green_spawn_later whose fn is still there */
+        green__stamp(h, g);
+    rq_push(h, g);
+}
+
+/* ---- wake-ups from other OS threads ----
+ *
+ * A waker on another OS thread cannot touch this hub. It pushes a note (the waiter's
+ * own, see sched.h: nothing is allocated, so a wake-up cannot be lost to a failed
+ * malloc) on the hub's lock-free remote list and, if the hub is blocked in its poller,
+ * writes its eventfd. The hub drains the list in its loop and wakes the green thread
+ * only if it is still parked in the same park (the sequence number matches): a note
+ * that arrives after the waiter timed out is dropped. */
+
+void green__remote_wake(struct green_hub *h, struct green_remote *n, uint32_t seq, int err)
+{
+    /* The note is written before the record is claimed for the list, and read by the
+     * drain after it gives the claim up: a note already on the list carries this newer
+     * one (a later park of the same record) instead of losing it. */
+    __atomic_store_n(&n->note, seq | (uint64_t)(uint32_t)err << 32, __ATOMIC_RELAXED);
+    if (__atomic_exchange_n(&n->pending, 1, __ATOMIC_ACQ_REL))
+        return;
+    struct green_remote *head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
+    do
+        n->next = head;
+    while (!__atomic_compare_exchange_n(&h->remote, &head, n, 1, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED));
+    /* The hub re-checks the list after announcing that it will block, so either it
+     * sees our note or we see its announcement (all sequentially consistent). */
+    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
+        h->poller->ops->notify(h->poller);
+}
+
+int green__remote_pending(struct green_hub *h)
+{
+    return __atomic_load_n(&h->remote, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* Called by the hub's own thread: wake every green thread a note is for, in the order
+ * the notes were pushed; notes let go of meanwhile go back to their owner's layer. */
+void green__remote_drain(struct green_hub *h)
+{
+    struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
+    struct green_remote *fifo = NULL;
+    while (n) {
+        struct green_remote *next = n->next;
+        n->next = fifo;
+        fifo = n;
+        n = next;
+    }
+    while (fifo) {
+        n = fifo;
+        fifo = n->next; /* before the claim goes: a waker may push n again at once */
+        struct green *g = n->g;
+        __atomic_exchange_n(&n->pending, 0, __ATOMIC_ACQ_REL);
+        uint64_t note = __atomic_load_n(&n->note, __ATOMIC_RELAXED);
+        if (n->released) {
+            n->released = 0;
+            h->remote_release(h, n);
+        }
+        if (g->state == GS_WAITING && g->wait_seq == (uint32_t)note && g->hub == h)
+            green__wake(h, g, (int)(note >> 32));
+    }
+}
+
+void green__on_notify(struct green_hub *h) { green__remote_drain(h); }
+
+static void poll_once(struct green_hub *h, int timeout)
+{
+    green__count(&h->loops, 1);
+    if (timeout != 0) {
+        /* announce that we may block, then look again for wake-ups from other threads
+         * (green__remote_wake does the mirror image) */
+        __atomic_store_n(&h->polling, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST))
+            timeout = 0;
+        h->poller->ops->wait(h, timeout);
+        __atomic_store_n(&h->polling, 0, __ATOMIC_RELAXED);
+    } else if (h->nfds || h->poller_kind == GREEN_POLLER_URING) {
+        h->poller->ops->wait(h, 0);
+    }
+    if (green__remote_pending(h))
+        green__remote_drain(h);
+    /* a yield with nothing else ready comes here every time: read the clock (~30 ns
+     * on a VM) only when a timer could be due or we may have slept */
+    if (timeout != 0 || green__timer_count(h)) {
+        h->now = clock_ms();
+        green__timer_expire(h, h->now, on_timer);
+    }
+}
+
+static struct green *pick_slow(struct green_hub *h);
+
+/* The next green thread to run, polling for it if none is ready; NULL when nothing
+ * could ever become ready (deadlock). */
+static inline struct green *pick(struct green_hub *h)
+{
+    if (GREEN_LIKELY(!green_list_empty(&h->rq) && ++h->since_poll < GREEN_POLL_EVERY))
+        return rq_pop(h);
+    return pick_slow(h);
+}
+
+static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
+{
+    for (;;) {
+        if (!green_list_empty(&h->rq)) {
+            if (h->since_poll >= GREEN_POLL_EVERY) {
+                h->since_poll = 0;
+                poll_once(h, 0);
+            }
+            return rq_pop(h);
+        }
+        h->since_poll = 0;
+        int64_t next = green__timer_next(h);
+        if (next < 0 && !h->nfds && !h->ext_refs && !green__remote_pending(h))
+            return NULL;
+        int timeout = -1;
+        if (next >= 0) {
+            int64_t d = next - clock_ms();
+            timeout = d <= 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
+        }
+        if (timeout != 0)
+            green__stack_trim(h);
+        poll_once(h, timeout);
+    }
+}
+
+/* Nothing can wake anyone: fail the root's wait. Returns what should run now. */
+static __attribute__((noinline, cold)) struct green *deadlock(struct green_hub *h)
+{
+    struct green *root = h->root;
+    if (root->state == GS_WAITING) {
+        wake(h, root, EDEADLK);
+        return rq_pop(h);
+    }
+    errno = EDEADLK; /* suspended in a green_switch: it returns NULL/EDEADLK */
+    return root;
+}
+
+/* ---- lazy setup ---- */
+
+static void sched_exit(struct green_hub *h, struct green *g);
+static void join_notify(struct green_hub *h, struct green *g);
+
+static const struct green_poller_ops *poller_from_env(int *kind)
+{
+    const char *e = getenv("GREEN_POLLER");
+    if (e && strcmp(e, "uring") == 0) {
+        *kind = GREEN_POLLER_URING;
+        return &green__uring_ops;
+    }
+    *kind = GREEN_POLLER_EPOLL;
+    return &green__epoll_ops;
+}
+
+static struct green_hub *loop_init(void);
+
+static inline struct green_hub *loop(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (GREEN_LIKELY(h && h->poller))
+        return h;
+    return loop_init();
+}
+
+static __attribute__((noinline)) struct green_hub *loop_init(void)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    h->now = clock_ms();
+    if (!h->wheel && green__timer_init(h) != 0)
+        return NULL;
+    struct green_poller *p = calloc(1, sizeof *p);
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->wakefd = -1;
+    h->poller = p;
+    p->ops = poller_from_env(&h->poller_kind);
+    if (p->ops->init(h) != 0) {
+        /* io_uring may be disabled (kernel.io_uring_disabled): fall back to epoll */
+        if (h->poller_kind == GREEN_POLLER_URING) {
+            h->poller_kind = GREEN_POLLER_EPOLL;
+            p->ops = &green__epoll_ops;
+        }
+        if (p->ops->init(h) != 0) {
+            free(p);
+            h->poller = NULL;
+            return NULL;
+        }
+    }
+    h->exit_hook = sched_exit;
+    h->join_hook = join_notify;
+    return h;
+}
+
+struct green_hub *green__loop(void) { return loop(); }
+
+void green__hub_loop_destroy(struct green_hub *h)
+{
+    green__remote_drain(h); /* frees wake-up notes nobody will act on any more */
+    green__fds_destroy(h);
+    if (h->poller) {
+        h->poller->ops->destroy(h);
+        free(h->poller);
+        h->poller = NULL;
+    }
+    green__timer_destroy(h);
+}
+
+const char *green_poller_name(void)
+{
+    struct green_hub *h = loop();
+    return h ? h->poller->ops->name : NULL;
+}
+
+/* ---- the wait mechanism ---- */
+
+
+/* Run something else until we are woken. The caller has made itself findable by
+ * whoever will wake it. Inlined where a shallow stack matters (sleeping). */
+/*
+ * Parking is split so that what stays on a parked green thread's stack is small (it is
+ * all that a sleeping shared-stack green thread costs besides its control block):
+ * park_begin does the work and returns whom to switch to, the switch itself holds
+ * almost nothing live, and park_end reads the outcome after the resume.
+ */
+
+/* Make the caller wait; the green thread to run next (self if it is ready again at once),
+ * or NULL with errno when the wait ends before it starts. */
+static __attribute__((noinline)) struct green *park_begin(struct green_hub *h, int64_t deadline)
+{
+    struct green *self = h->current;
+    self->wait_seq++; /* even if it ends at once: a late remote wake-up must not match */
+    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
+        return NULL; /* ENOMEM */
+    deadline = green__deadline_of(self, deadline);
+    if (deadline >= 0 && deadline <= h->now) {
+        errno = ETIMEDOUT;
+        return NULL;
+    }
+    self->state = GS_WAITING;
+    self->wake_err = 0;
+    green__stamp(h, self);
+    h->nwaiting++;
+    if (deadline >= 0)
+        green__timer_add(h, &self->timer, deadline);
+    struct green *next = pick(h);
+    if (GREEN_UNLIKELY(!next))
+        next = deadlock(h);
+    if (next == self)
+        self->state = GS_RUNNING;
+    return next;
+}
+
+/* Why the wait ended: 0, or -1 and errno. */
+static __attribute__((noinline)) int park_end(void)
+{
+    struct green *self = green__tls_hub->current;
+    int e = self->wake_err;
+    /* killed after being woken but before running: the kill wins (objects that handed
+     * something over to us check their waiter record, so nothing is lost) */
+    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED) && e != EDEADLK)
+        e = ECANCELED;
+    if (e) {
+        self->wake_err = 0;
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int park(struct green_hub *h, int64_t deadline)
+{
+    struct green *next = park_begin(h, deadline);
+    if (GREEN_UNLIKELY(!next))
+        return -1;
+    if (next != h->current)
+        green__switch(h, next, NULL);
+    return park_end();
+}
+
+int green__park(struct green_hub *h, int64_t deadline) { return park(h, deadline); }
+
+int green_park(int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    green__waiting_on(h, GW_PARK, NULL);
+    return green__park(h, deadline);
+}
+
+int green__wake(struct green_hub *h, struct green *g, int err)
+{
+    if (g->state != GS_WAITING || !(g->flags & GF_STARTED)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    wake(h, g, err);
+    return 0;
+}
+
+int green_wake(green_t handle, int err)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if (err < 0 || err > 4095) { /* errno values; wake_err is 16 bits */
+        errno = EINVAL;
+        return -1;
+    }
+    return green__wake(h, g, err);
+}
+
+/* ---- exits and joins ---- */
+
+static void join_notify(struct green_hub *h, struct green *g)
+{
+    struct green *j = g->joiner;
+    if (j && j->state == GS_WAITING)
+        wake(h, j, 0);
+}
+
+/* A scheduled green thread has returned (on its own stack): run what is next. */
+static void sched_exit(struct green_hub *h, struct green *g)
+{
+    if (g->joiner)
+        join_notify(h, g);
+    struct green *next = pick(h);
+    if (!next)
+        next = deadlock(h);
+    h->dying = g;
+    green__switch(h, next, NULL);
+    abort(); /* never resumed */
+}
+
+static void reap(struct green_hub *h, struct green *g)
+{
+    green__count(&h->alive, -1);
+    green__block_free(h, g);
+}
+
+int green_join(green_t handle, void **result, int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    struct green *self = h->current;
+    if (g == self) {
+        errno = EDEADLK;
+        return -1;
+    }
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (g->joiner && g->joiner != self)) {
+        errno = EINVAL;
+        return -1;
+    }
+    while (g->state != GS_DEAD) {
+        g->joiner = self;
+        green__waiting_on(h, GW_JOIN, g);
+        int r = green__park(h, deadline);
+        g->joiner = NULL;
+        if (r != 0)
+            return -1;
+    }
+    if (result)
+        *result = g->arg;
+    reap(h, g);
+    return 0;
+}
+
+int green_joinall(green_t *gs, size_t n, int64_t deadline)
+{
+    if (!gs && n) {
+        errno = EINVAL;
+        return -1;
+    }
+    int err = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* a big batch's blocks went cold while it ran: ask for those a few ahead now
+         * (a prefetch of a stale handle's block reads nothing and cannot fault) */
+        if (i + 8 < n)
+            __builtin_prefetch((const void *)((uintptr_t)gs[i + 8] & GREEN_PTR_MASK), 1);
+        if (!gs[i])
+            continue;
+        if (green_join(gs[i], NULL, err ? 0 : deadline) == 0) {
+            gs[i] = NULL;
+        } else if (!err && errno != ETIMEDOUT) {
+            err = errno;
+        } else if (!err) {
+            err = ETIMEDOUT;
+        }
+    }
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+int green_detach(green_t handle)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || g->joiner) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (g->state == GS_DEAD) {
+        reap(h, g);
+        return 0;
+    }
+    g->flags |= GF_DETACHED;
+    return 0;
+}
+
+/* A green thread that never ran dies without running. */
+static void kill_unstarted(struct green_hub *h, struct green *g)
+{
+    if (g->state == GS_READY) {
+        green_list_remove(&g->timer.link);
+        h->nready--;
+    } else if (g->state == GS_WAITING) {
+        green__timer_del(h, &g->timer);
+        h->nwaiting--;
+    }
+    g->state = GS_DEAD;
+    g->arg = NULL;
+    green__died(h, g);
+    if (g->joiner)
+        join_notify(h, g);
+    green__release(h, g); /* frees it if detached */
+}
+
+int green_kill(green_t handle)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g = green__resolve(h, handle);
+    if (!g)
+        return -1;
+    if (g->flags & GF_ROOT) {
+        errno = EPERM;
+        return -1;
+    }
+    if (g->state == GS_DEAD)
+        return 0;
+    if (GREEN_UNLIKELY(g->ext && g->ext->kill_shields)) {
+        g->ext->kill_held = 1; /* takes effect when its last kill shield is popped */
+        return 0;
+    }
+    g->flags |= GF_CANCELLED;
+    if (!(g->flags & GF_STARTED))
+        kill_unstarted(h, g);
+    else if (g->state == GS_WAITING)
+        wake(h, g, ECANCELED);
+    return 0;
+}
+
+int green_cancelled(void)
+{
+    struct green_hub *h = green__hub_fast();
+    return h && (h->current->flags & GF_CANCELLED) ? 1 : 0;
+}
+
+/* ---- spawning ---- */
+
+static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_fn fn, void *arg)
+{
+    struct green *g = green__create(h, fn, arg, attr);
+    if (!g)
+        return NULL;
+    if (green__prepare(h, g) != 0) {
+        green__count(&h->alive, -1);
+        green__block_free(h, g);
+        errno = ENOMEM;
+        return NULL;
+    }
+    g->flags |= GF_SCHED | GF_SPAWNED; /* its parent is the root */
+    g->spawner = h->current->id;
+    return g;
+}
+
+green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return NULL;
+    struct green *g = spawn(h, attr, fn, arg);
+    if (!g)
+        return NULL;
+    rq_push(h, g);
+    return green__handle(g);
+}
+
+green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(NULL, fn, arg); }
+
+green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
+{
+    if (ms < 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    struct green_hub *h = loop();
+    if (!h)
+        return NULL;
+    struct green *g = spawn(h, NULL, fn, arg);
+    if (!g)
+        return NULL;
+    g->state = GS_WAITING;
+    h->nwaiting++;
+    green__timer_add(h, &g->timer, clock_ms() + ms);
+    return green__handle(g);
+}
+
+/* ---- yielding and sleeping ---- */
+
+/* A green thread killed while it was ready in the run queue fails its yield. */
+static inline int yield_result(void)
+{
+    if (GREEN_UNLIKELY(green__tls_hub->current->flags & GF_CANCELLED)) {
+        errno = ECANCELED;
+        return -1;
+    }
+    return 0;
+}
+
+static __attribute__((noinline)) int yield_slow(void)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *self = h->current;
+    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
+        errno = ECANCELED;
+        return -1;
+    }
+    if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
+        return -1; /* ENOMEM */
+    if (green_list_empty(&h->rq)) {
+        poll_once(h, 0);
+        if (green_list_empty(&h->rq))
+            return 0;
+    }
+    green__stamp(h, self);
+    rq_push(h, self);
+    struct green *next = pick(h);
+    if (next != self)
+        green__switch(h, next, NULL);
+    else
+        self->state = GS_RUNNING;
+    return yield_result();
+}
+
+int green_yield(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (GREEN_UNLIKELY(!h || !h->poller))
+        return yield_slow();
+    struct green *self = h->current;
+    /* fast path: someone is ready and no poll is due: trade places with the head */
+    if (GREEN_UNLIKELY((self->flags & GF_CANCELLED) || green_list_empty(&h->rq) ||
+                       h->since_poll + 1 >= GREEN_POLL_EVERY || h->shared.spare_user))
+        return yield_slow();
+    h->since_poll++;
+    struct green_list *n = h->rq.next;
+    green_list_remove(n);
+    self->state = GS_READY;
+    green__stamp(h, self);
+    green_list_push_back(&h->rq, &self->timer.link);
+    green__switch(h, green_container_of(n, struct green, timer.link), NULL);
+    return yield_result();
+}
+
+/* A sleep's park ended with -1: done (0) at our own deadline, else a failure. */
+static __attribute__((noinline)) int sleep_result(int64_t deadline)
+{
+    if (errno != ETIMEDOUT)
+        return -1;
+    /* our own deadline, or an enclosing green_timeout_push scope's? */
+    if (green__tls_hub->now >= deadline || clock_ms() >= deadline)
+        return 0;
+    return -1;
+}
+
+int green_sleep_until(int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    if (deadline < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    green__waiting_on(h, GW_SLEEP, NULL);
+    while (park(green__tls_hub, deadline) == 0)
+        ; /* woken by green_wake: keep sleeping */
+    return sleep_result(deadline);
+}
+
+int green_sleep(int64_t ms)
+{
+    if (ms < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ms == 0)
+        return green_yield();
+    return green_sleep_until(clock_ms() + ms);
+}
+
+/* ---- scoped timeouts and shields ---- */
+
+/* Open a scope on x's stack of deadlines: tmo becomes the effective one; `shield` marks
+ * the scope as a timeout shield. 0, or -1 + errno (EOVERFLOW, ENOMEM). */
+static int scope_push(struct green_ext *x, int64_t tmo, int shield)
+{
+    if (x->depth == GREEN_TIMEOUT_DEPTH) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    if (!x->tmo_saved && !(x->tmo_saved = malloc(GREEN_TIMEOUT_DEPTH * sizeof *x->tmo_saved))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    if (shield)
+        x->shield_levels |= 1u << x->depth;
+    else
+        x->shield_levels &= ~(1u << x->depth);
+    x->tmo_saved[x->depth++] = x->tmo;
+    x->tmo = tmo;
+    return 0;
+}
+
+/* Is the innermost scope of x (if any) a shield (1), a timeout (0)? -1: none. */
+static int scope_top(const struct green_ext *x)
+{
+    if (!x || x->depth == 0)
+        return -1;
+    return (x->shield_levels >> (x->depth - 1)) & 1u;
+}
+
+int green_timeout_push(int64_t ms)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green_ext *x = green__ext(h->current);
+    if (!x)
+        return -1;
+    int64_t tmo = x->tmo;
+    if (ms >= 0) {
+        int64_t d = clock_ms() + ms;
+        if (tmo < 0 || d < tmo)
+            tmo = d;
+    }
+    return scope_push(x, tmo, 0);
+}
+
+int green_timeout_pop(void)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h)
+        return -1;
+    struct green_ext *x = h->current->ext;
+    if (scope_top(x) != 0) {
+        errno = EINVAL; /* no scope, or the innermost is a shield */
+        return -1;
+    }
+    x->tmo = x->tmo_saved[--x->depth];
+    green__ext_trim(h->current);
+    return 0;
+}
+
+int green__shield_push(struct green_hub *h, int what)
+{
+    if (!what || (what & ~(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS))) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct green *self = h->current;
+    struct green_ext *x = green__ext(self);
+    if (!x)
+        return -1;
+    if ((what & GREEN_SHIELD_KILLS) && x->kill_shields == UINT16_MAX) {
+        errno = EOVERFLOW;
+        return -1;
+    }
+    if ((what & GREEN_SHIELD_TIMEOUTS) && scope_push(x, -1, 1) != 0) {
+        int err = errno;
+        green__ext_trim(self);
+        errno = err;
+        return -1;
+    }
+    if ((what & GREEN_SHIELD_KILLS) && x->kill_shields++ == 0 && (self->flags & GF_CANCELLED)) {
+        self->flags &= (uint8_t)~GF_CANCELLED; /* already killed: held from now on */
+        x->kill_held = 1;
+    }
+    return 0;
+}
+
+int green__shield_pop(struct green_hub *h, int what)
+{
+    struct green *self = h->current;
+    struct green_ext *x = self->ext;
+    if (!what || (what & ~(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS)) ||
+        ((what & GREEN_SHIELD_TIMEOUTS) && scope_top(x) != 1) ||
+        ((what & GREEN_SHIELD_KILLS) && (!x || !x->kill_shields))) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (what & GREEN_SHIELD_TIMEOUTS)
+        x->tmo = x->tmo_saved[--x->depth];
+    if ((what & GREEN_SHIELD_KILLS) && --x->kill_shields == 0 && x->kill_held) {
+        x->kill_held = 0;
+        self->flags |= GF_CANCELLED; /* the held kill takes effect: its next wait ends */
+    }
+    green__ext_trim(self);
+    return 0;
+}
+
+int green_private_shield_push(int what)
+{
+    struct green_hub *h = green__hub_fast();
+    if (!h) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return green__shield_push(h, what);
+}
+
+int green_private_shield_pop(int what)
+{
+    struct green_hub *h = green__tls_hub;
+    if (!h) {
+        errno = EINVAL;
+        return -1;
+    }
+    return green__shield_pop(h, what);
+}

@@ -1,0 +1,142 @@
+/*
+ * sched.h — the scheduler (layer 4): the hub's loop — run queue, parking and waking,
+ * wake-ups from other OS threads, scoped timeouts and shields (sched.c) — its timer
+ * wheel (timer.c), its pollers (poll_epoll.c, poll_uring.c) and its table of fds that
+ * green threads wait on (fd.c). The loop is made the first time a green thread of the
+ * hub waits (green__loop).
+ *
+ * Invariants:
+ *  - a green thread is in at most one of: the run queue (GS_READY) or the timer wheel
+ *    (GS_WAITING with a deadline); both link through green.timer.link;
+ *  - parking (green__park) is the only way to block. A parked green thread is resumed
+ *    exactly once: by green__wake (its event), its timer (ETIMEDOUT), a kill (ECANCELED)
+ *    or the deadlock detector (EDEADLK, root only); whoever wakes it unlinks its timer;
+ *  - a wake-up from another OS thread is a note on h->remote tagged with the park's
+ *    sequence number (green.wait_seq): a late one is dropped, never misdelivered; the
+ *    note is the waiter's own (no allocation), and is not reused while on the list;
+ *  - each fd has at most one waiting reader and one waiting writer; the fd's epoch is
+ *    bumped when it is forgotten (closed), so an old readiness never reaches a new fd
+ *    with the same number.
+ */
+#ifndef GREEN_SCHED_H
+#define GREEN_SCHED_H
+
+#include "greenlet.h"
+
+#include <sys/types.h>
+
+/* ---- the loop, parking, waking (sched.c) ---- */
+struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
+void green__hub_loop_destroy(struct green_hub *h); /* remote notes, fds, poller, timers */
+int green__park(struct green_hub *h, int64_t deadline);
+int green__wake(struct green_hub *h, struct green *g, int err);
+/* green_private_shield_push/pop for h's current green thread. */
+int green__shield_push(struct green_hub *h, int what);
+int green__shield_pop(struct green_hub *h, int what);
+/* Added to the monotonic clock. Zero; tests move it forward, never back, to bring the
+ * clock near a boundary of the wheel without waiting for one. */
+extern int64_t green__clock_skew;
+
+/* ---- wake-ups from other OS threads (sched.c) ---- */
+/* A note that wakes g: it lives in the waiting side's record (wait.h's waiter), so that
+ * sending it allocates nothing and cannot fail. While it is on a hub's list (pending) its
+ * owner may let go of it but not reuse it: it sets `released` and the drain hands the
+ * note back through h->remote_release. */
+struct green_remote {
+    struct green_remote *next;
+    struct green *g;               /* whom it wakes */
+    uint64_t note;                 /* the park it is for (low 32 bits) and the error */
+    uint8_t pending;               /* on the list: set by the waker, cleared by the drain */
+    uint8_t released;              /* let go of by its owner while pending */
+};
+/* From any thread: wake n->g of hub h with err if it is still in park number seq. A
+ * note already pending carries the newer park and error instead. Never fails. */
+void green__remote_wake(struct green_hub *h, struct green_remote *n, uint32_t seq, int err);
+/* On h's thread: 1 if n is on h's list (its owner must leave it to the drain). */
+static inline int green__remote_busy(struct green_remote *n)
+{
+    return __atomic_load_n(&n->pending, __ATOMIC_ACQUIRE);
+}
+int green__remote_pending(struct green_hub *h);
+void green__remote_drain(struct green_hub *h);  /* on h's thread: act on the notes */
+
+/* The deadline a blocking call of g really has: its own or g's scoped one
+ * (green_timeout_push), whichever comes first (-1: none). */
+static inline int64_t green__deadline_of(const struct green *g, int64_t deadline)
+{
+    if (GREEN_UNLIKELY(g->ext != NULL)) {
+        int64_t t = g->ext->tmo;
+        if (t >= 0 && (deadline < 0 || t < deadline))
+            return t;
+    }
+    return deadline;
+}
+
+/* ---- timers (timer.c) ---- */
+/* The wheel's shape: level 0 has 2^GREEN_WHEEL_L0_BITS one-millisecond slots, each
+ * level above 2^GREEN_WHEEL_LN_BITS slots, each that many times coarser. */
+#define GREEN_WHEEL_L0_BITS 10
+#define GREEN_WHEEL_LN_BITS 6
+int green__timer_init(struct green_hub *h);
+void green__timer_destroy(struct green_hub *h);
+void green__timer_add(struct green_hub *h, struct green_timer *t, int64_t when);
+void green__timer_del(struct green_hub *h, struct green_timer *t);
+int64_t green__timer_next(struct green_hub *h); /* earliest time worth waking at, -1 none */
+/* Fire (in deadline order, equal deadlines in insertion order) every timer due by now. */
+void green__timer_expire(struct green_hub *h, int64_t now,
+                         void (*fire)(struct green_hub *, struct green_timer *));
+uint64_t green__timer_count(struct green_hub *h);
+
+/* ---- pollers (poll_*.c) ---- */
+enum { GREEN_POLLER_EPOLL = 0, GREEN_POLLER_URING = 1 };
+/* A read or write of a regular file that the poller itself carries out (io_uring). The
+ * record must stay put until its completion: buf is not the caller's (see file.c). */
+struct green_file_op {
+    int fd;
+    int write;                     /* 0 read, 1 write */
+    void *buf;
+    size_t n;
+    off_t off;                     /* -1: at the file's current position */
+    ssize_t res;                   /* set on completion: bytes moved, or -errno */
+    /* called on the hub's thread, from its poller, once the op has completed */
+    void (*done)(struct green_hub *h, struct green_file_op *op);
+};
+struct green_poller_ops {
+    const char *name;
+    int (*init)(struct green_hub *h);
+    void (*destroy)(struct green_hub *h);
+    /* Wait up to timeout_ms (-1 forever, 0 not at all); handle what arrived. */
+    int (*wait)(struct green_hub *h, int timeout_ms);
+    int (*notify)(struct green_poller *p);   /* wake the hub from any thread */
+    /* Make sure fd's readiness for events is reported (green__fd_ready); -1+errno. */
+    int (*watch)(struct green_hub *h, int fd, int events);
+    void (*unwatch)(struct green_hub *h, int fd);  /* fd is about to be closed */
+    /* Start op; its completion calls op->done. NULL: this poller cannot (the thread pool
+     * does file I/O then). 0, or -1 + errno. */
+    int (*file_io)(struct green_hub *h, struct green_file_op *op);
+};
+struct green_poller {
+    const struct green_poller_ops *ops;
+    int wakefd;                    /* eventfd that other threads write to */
+    void *impl;
+};
+extern const struct green_poller_ops green__epoll_ops, green__uring_ops;
+void green__on_notify(struct green_hub *h); /* called by a poller when wakefd fired */
+
+/* ---- fds green threads wait on (fd.c) ---- */
+struct green_fd {
+    struct green *waiter[2];       /* reader, writer */
+    uint32_t seq[2];               /* their park sequence numbers */
+    uint32_t epoch;                /* bumped when the fd is forgotten (closed) */
+    uint8_t mask;                  /* directions the poller watches (GREEN_READ|GREEN_WRITE) */
+    uint8_t revents;               /* directions reported ready to a waiter */
+    uint8_t pending;               /* io_uring: directions with a poll request in flight */
+};
+struct green_fd *green__fd(struct green_hub *h, int fd);   /* grows the table; NULL+ENOMEM */
+void green__fd_ready(struct green_hub *h, int fd, int events); /* from the poller */
+int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline);
+void green__fd_forget(struct green_hub *h, int fd);
+int green__set_nonblock(int fd);
+void green__fds_destroy(struct green_hub *h);
+
+#endif /* GREEN_SCHED_H */

@@ -1,0 +1,82 @@
+/*
+ * wait.h — waiting on objects (layer 5, wait.c): the waiter records the sync layer
+ * queues on its objects, their FIFO queues, the one waiting pattern (green__wait), and
+ * the tiny lock of objects that other OS threads touch.
+ *
+ * Invariants:
+ *  - a waiter record is never on the waiting green thread's stack (a shared-stack green
+ *    thread's stack moves while it is parked); only its own green thread allocates and
+ *    frees it, after unlinking it under the object's lock;
+ *  - "done wins": a record is marked done only by the waker that popped it, under the
+ *    object's lock, and what the waiter waited for is then already its own; the waiter
+ *    reads `done` after retaking the lock, however its park ended, so nothing handed over
+ *    is lost. A record still queued is not done: any other wake-up is spurious.
+ */
+#ifndef GREEN_WAIT_H
+#define GREEN_WAIT_H
+
+#include "sched.h"
+
+/* A parked green thread's entry in an object's queue. */
+struct green_waiter {
+    struct green_waiter *prev, *next;
+    struct green *g;
+    struct green_hub *hub;
+    uint32_t seq;                  /* g->wait_seq of the park it belongs to */
+    uint8_t queued;
+    uint8_t done;                  /* set by the waker (under the object's lock) */
+    int16_t index;                 /* free for the object: e.g. which select clause */
+    void *data;                    /* free for the object: e.g. an element buffer */
+    uintptr_t aux;
+    struct green_remote remote;    /* its wake-up from another OS thread */
+};
+/* struct green_waitq (public, in green.h) holds struct green_waiter pointers. */
+
+/* A tiny lock for objects that other OS threads may touch (channels, events, futures). */
+typedef int green__lock_t;
+#if defined(__x86_64__) || defined(__i386__)
+#define green_cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define green_cpu_relax() __asm__ __volatile__("yield")
+#else
+#define green_cpu_relax() ((void)0)
+#endif
+void green__lock_slow(green__lock_t *l);
+static inline void green__lock(green__lock_t *l)
+{
+    if (GREEN_UNLIKELY(__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)))
+        green__lock_slow(l);
+}
+static inline void green__unlock(green__lock_t *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
+
+/* Waiting on an object whose wakers hand over what is awaited (marking the record done). */
+enum green_park_mode {
+    GREEN_PARK_LOCAL,    /* only this hub can end the wait: a root nobody can wake gets EDEADLK */
+    GREEN_PARK_EXTERNAL, /* another OS thread may end it: the hub never calls it a deadlock */
+    GREEN_PARK_MASKED,   /* no deadline, under a shield from kills and scoped timeouts
+                          * (cond_wait's relock) */
+};
+/* The mode for a wait on an object that other OS threads may reach (events, futures,
+ * channels): LOCAL while the process has never started a second thread, else EXTERNAL. */
+enum green_park_mode green__park_mode_shared(void);
+/* Queue the current green thread on q and park until a waker hands over what it waits
+ * for (0) or the wait ends otherwise (-1 + errno). `lock`, if any, guards q: held on
+ * entry and on return, dropped while parked. The record is freed before it returns. */
+int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
+                int64_t deadline, enum green_park_mode mode);
+/* Under the object's lock, from any thread: w's wait (all of q's) has succeeded. */
+void green__waiter_hand_over(struct green_waiter *w);
+void green__waitq_hand_over_all(struct green_waitq *q);
+
+/* The pieces, for objects that queue several records at once (channels, green_choose).
+ * The waiter's green thread is h->current; w->seq is set for its next park. */
+struct green_waiter *green__waiter_new(struct green_hub *h);
+void green__waiter_free(struct green_hub *h, struct green_waiter *w);
+void green__waiters_destroy(struct green_hub *h);  /* the hub's cache of free records */
+void green__waitq_push(struct green_waitq *q, struct green_waiter *w);
+void green__waitq_remove(struct green_waitq *q, struct green_waiter *w);
+struct green_waiter *green__waitq_pop(struct green_waitq *q);
+int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t deadline, int external);
+int green__waiter_wake(struct green_waiter *w, int err); /* any thread; call under the object's lock */
+
+#endif /* GREEN_WAIT_H */
