@@ -82,7 +82,8 @@ static int one(enum how how, struct job *j)
     case GREEN:
         if (lseek(fd, j->off, SEEK_SET) < 0)
             return -1;
-        r = (void *)(intptr_t)(j->op == WRITE ? green_write(fd, buf, j->n, -1) : green_read(fd, buf, j->n, -1));
+        r = (void *)(intptr_t)(j->op == WRITE ? green_write(fd, buf, j->n, -1)
+                                              : green_read(fd, buf, j->n, -1));
         break;
     }
     return (intptr_t)r < 0 ? -1 : 0;
@@ -164,7 +165,8 @@ int main(int argc, char **argv)
 
     const int calls = 2000;
     char poller[16] = "";
-    printf("| call | inline | pool (green_run_blocking) | green_read/write, epoll hub (pool + copy) | green_read/write, io_uring hub |\n");
+    printf("| call | inline | pool (green_run_blocking) | green_read/write, epoll hub (pool + copy) "
+           "| green_read/write, io_uring hub |\n");
     printf("|---|---:|---:|---:|---:|\n");
     struct { const char *name; enum op op; size_t n; } rows[] = {
         {"pread 4 KiB, cached", READ, 4096},

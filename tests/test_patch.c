@@ -930,7 +930,11 @@ static void test_system(void **state)
     assert_hub_idle();
 }
 
-static long call_epoll(struct blocked *b) { struct epoll_event ev; return epoll_wait((int)b->arg[0], &ev, 1, (int)b->arg[1]); }
+static long call_epoll(struct blocked *b)
+{
+    struct epoll_event ev;
+    return epoll_wait((int)b->arg[0], &ev, 1, (int)b->arg[1]);
+}
 
 static void *write_soon(void *arg)
 {

@@ -201,7 +201,10 @@ ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 }
 GREEN_PATCH(preadv);
 
-ssize_t preadv64(int fd, const struct iovec *iov, int cnt, off64_t off) { return preadv(fd, iov, cnt, off); }
+ssize_t preadv64(int fd, const struct iovec *iov, int cnt, off64_t off)
+{
+    return preadv(fd, iov, cnt, off);
+}
 GREEN_PATCH(preadv64);
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
@@ -212,7 +215,10 @@ ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 }
 GREEN_PATCH(pwritev);
 
-ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off) { return pwritev(fd, iov, cnt, off); }
+ssize_t pwritev64(int fd, const struct iovec *iov, int cnt, off64_t off)
+{
+    return pwritev(fd, iov, cnt, off);
+}
 GREEN_PATCH(pwritev64);
 
 /* The v2 calls: offset -1 is the file's position; with flags (RWF_NOWAIT, RWF_DSYNC,

@@ -122,7 +122,8 @@ static ssize_t sendfile_move(void *ctx, size_t left)
 
 static ssize_t sendfile_job(struct patch_job *j)
 {
-    return patch_real()->sendfile((int)j->arg[0], (int)j->arg[1], j->arg[2] ? &j->off[0] : NULL, (size_t)j->arg[3]);
+    off_t *offset = j->arg[2] ? &j->off[0] : NULL;
+    return patch_real()->sendfile((int)j->arg[0], (int)j->arg[1], offset, (size_t)j->arg[3]);
 }
 
 ssize_t sendfile(int out, int in, off_t *offset, size_t count)
@@ -142,7 +143,10 @@ ssize_t sendfile(int out, int in, off_t *offset, size_t count)
 }
 GREEN_PATCH(sendfile);
 
-ssize_t sendfile64(int out, int in, off64_t *offset, size_t count) { return sendfile(out, in, offset, count); }
+ssize_t sendfile64(int out, int in, off64_t *offset, size_t count)
+{
+    return sendfile(out, in, offset, count);
+}
 GREEN_PATCH(sendfile64);
 
 /* ---- splice and tee ---- */
