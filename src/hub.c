@@ -108,7 +108,7 @@ struct green_hub *green__hub(void)
     green__altstack_init(h);
 #if GREEN_ASAN
     pthread_attr_t a;
-    if (pthread_getattr_np(green__sys.pthread_self(), &a) == 0) {
+    if (green__sys.pthread_getattr_np(green__sys.pthread_self(), &a) == 0) {
         pthread_attr_getstack(&a, &h->root_lo, &h->root_size);
         pthread_attr_destroy(&a);
     }
