@@ -3,7 +3,8 @@
 #                fallback, ASan+UBSan, valgrind memcheck, and aarch64 under qemu-user
 #   make bench   Release build, then the benchmarks (the talk's tables and the switch costs)
 #   make fuzz    the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
-# Each installs the Debian packages it needs when they are missing.
+# Each installs the Debian packages it needs when they are missing. And:
+#   make install [PREFIX=/usr/local] [DESTDIR=]   Release build, installed (docs/install.md)
 
 SHELL := /bin/bash
 JOBS ?= $(shell nproc)
@@ -17,7 +18,7 @@ BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libh
               iproute2 golang-go python3-gevent libcurl4-openssl-dev
 
 .PHONY: fuzz all test bench bench-peers bench-net deps-test deps-bench test-native test-ucontext \
-        test-asan test-tsan test-valgrind test-aarch64 clean
+        test-asan test-tsan test-valgrind test-aarch64 install clean
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
@@ -123,6 +124,22 @@ fuzz:
 	  -DGREEN_SANITIZE=address,undefined -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
 	cmake --build build-fuzz -j$(JOBS)
 	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
+
+# A Release build of the libraries alone (with debug info: the gdb helper needs it; strip
+# the installed files if you want them small), installed by CMake under $(DESTDIR)$(PREFIX):
+# lib/ (libgreen.so, libgreen.a, libgreen-patch.so, pkgconfig/, cmake/green/), include/,
+# bin/greenrun, share/libgreen/gdb/green.py and gdb's auto-load script. As root, into
+# /usr or /usr/local with no DESTDIR, it runs ldconfig, so that programs find the new
+# library at once.
+PREFIX ?= /usr/local
+INSTALL_BUILD ?= build-install
+install:
+	cmake -S . -B $(INSTALL_BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS_RELEASE="-O3 -DNDEBUG -g" \
+	  -DCMAKE_INSTALL_PREFIX="$(PREFIX)" -DGREEN_TESTS=OFF -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
+	cmake --build $(INSTALL_BUILD) -j$(JOBS)
+	DESTDIR="$(DESTDIR)" cmake --install $(INSTALL_BUILD)
+	@case "$(DESTDIR):$(PREFIX):$$(id -u)" in :/usr:0|:/usr/local:0) ldconfig ;; esac
+	@echo "installed in $(DESTDIR)$(PREFIX); linking against it: docs/install.md"
 
 clean:
 	rm -rf build build-*

@@ -63,9 +63,9 @@ static void stats(uint64_t *switches, uint64_t *copied)
     *copied = st.shared_copied_bytes;
 }
 
-static green_t spawn(const green_attr_t *attr, green_fn fn, void *arg)
+static green_t spawn(green_fn fn, void *arg, const green_attr_t *attr)
 {
-    green_t g = green_spawn_attr(attr, fn, arg);
+    green_t g = green_spawn_attr(fn, arg, attr);
     if (!g)
         die("green_spawn_attr");
     return g;
@@ -143,7 +143,7 @@ static struct result run_pingpong_attr(long n, const green_attr_t *attr)
     B.ab = chan_new(0);
     B.ba = chan_new(0);
     int64_t t0 = bench_now_ns();
-    green_t a = spawn(attr, pp_a, NULL), b = spawn(attr, pp_b, NULL);
+    green_t a = spawn(pp_a, NULL, attr), b = spawn(pp_b, NULL, attr);
     join(a);
     join(b);
     int64_t t1 = bench_now_ns();
@@ -189,7 +189,7 @@ static struct result run_buffered(long n, long k)
     B.n = n;
     B.buf = chan_new(BUFFERED_CAP);
     int64_t t0 = bench_now_ns();
-    green_t p = spawn(&dedicated, buf_producer, NULL), c = spawn(&dedicated, buf_consumer, NULL);
+    green_t p = spawn(buf_producer, NULL, &dedicated), c = spawn(buf_consumer, NULL, &dedicated);
     join(p);
     join(c);
     int64_t t1 = bench_now_ns();
@@ -227,7 +227,7 @@ static struct result run_mutex(long n, long k)
     if (green_mutex_init(&B.mu, GREEN_MUTEX_NORMAL) != 0)
         die("green_mutex_init");
     int64_t t0 = bench_now_ns();
-    green_t a = spawn(&dedicated, mu_worker, (void *)0), b = spawn(&dedicated, mu_worker, (void *)1);
+    green_t a = spawn(mu_worker, (void *)0, &dedicated), b = spawn(mu_worker, (void *)1, &dedicated);
     join(a);
     join(b);
     int64_t t1 = bench_now_ns();
@@ -281,8 +281,8 @@ static struct result run_pipeline_attr(long n, long stages, const green_attr_t *
         B.pipe[s] = chan_new(0);
     int64_t t0 = bench_now_ns();
     for (long s = 0; s < stages; s++)
-        g[s] = spawn(attr, pl_stage, (void *)(intptr_t)s);
-    g[stages] = spawn(attr, pl_source, NULL);
+        g[s] = spawn(pl_stage, (void *)(intptr_t)s, attr);
+    g[stages] = spawn(pl_source, NULL, attr);
     long v, sum = 0, got = 0;
     while (green_chan_recv(B.pipe[stages], &v, -1) == 0) {
         sum += v;

@@ -51,7 +51,7 @@ static double cycle_spawn_join(long n, const green_attr_t *attr)
 {
     int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++) {
-        green_t g = green_spawn_attr(attr, empty, (void *)1);
+        green_t g = green_spawn_attr(empty, (void *)1, attr);
         if (!g)
             die("green_spawn");
         void *r;
@@ -71,7 +71,7 @@ static double cycle_batch(long n, const green_attr_t *attr)
     int64_t t0 = bench_now_ns();
     for (long done = 0; done < n; done += BATCH) {
         for (long i = 0; i < BATCH; i++)
-            if (!(batch[i] = green_spawn_attr(attr, empty, NULL)))
+            if (!(batch[i] = green_spawn_attr(empty, NULL, attr)))
                 die("green_spawn");
         if (green_joinall(batch, BATCH, -1) != 0)
             die("green_joinall");

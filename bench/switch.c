@@ -120,8 +120,8 @@ static struct result run_yield_mode(long n, int mode)
     green_attr_t attr = {.stack_size = 0, .stack_mode = mode, .name = NULL};
     uint64_t s0 = stat_switches(), c0 = stat_copied();
     int64_t t0 = bench_now_ns();
-    green_t a = green_spawn_attr(&attr, yield_fn, (void *)(intptr_t)n);
-    green_t b = green_spawn_attr(&attr, yield_fn, (void *)(intptr_t)n);
+    green_t a = green_spawn_attr(yield_fn, (void *)(intptr_t)n, &attr);
+    green_t b = green_spawn_attr(yield_fn, (void *)(intptr_t)n, &attr);
     if (!a || !b) {
         perror("green_spawn");
         exit(1);

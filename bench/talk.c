@@ -57,7 +57,7 @@ static const char *errname(int e)
 static long spawn_all(green_t *gs, long n, const green_attr_t *attr, green_fn fn, int *err)
 {
     for (long i = 0; i < n; i++) {
-        gs[i] = green_spawn_attr(attr, fn, NULL);
+        gs[i] = green_spawn_attr(fn, NULL, attr);
         if (!gs[i]) {
             *err = errno;
             return i;

@@ -23,7 +23,8 @@ done
 ((missing)) || echo "environment: $(wc -w <<<"$vars") variables read by src/ and tools/, all in docs/environment.md: ok"
 
 # functions: every name followed by '(' at a declaration's start in the public headers
-funcs=$(grep -hoE '^[a-z_][a-z0-9_ *]*[ *](green_[a-z0-9_]+)\(' include/*.h | grep -oE 'green_[a-z0-9_]+\($' | tr -d '(' | sort -u)
+funcs=$(grep -hoE '^(GREEN_[A-Z_]*API )?[a-z_][a-z0-9_ *]*[ *](green_[a-z0-9_]+)\(' include/*.h | grep -oE 'green_[a-z0-9_]+\($' | tr -d '(' | sort -u)
+[[ -n $funcs ]] || { echo "api: no function found in include/*.h (the pattern is out of date)"; fail=1; }
 missing=0
 for f in $funcs; do
   grep -q "\b$f\b" docs/api.md || { echo "docs/api.md lacks $f"; missing=1; fail=1; }

@@ -20,7 +20,7 @@ int main(int argc, char **argv)
         return 1;
     int64_t t0 = green_now();
     for (long i = 0; i < n; i++)
-        if (!(g[i] = green_spawn_attr(&attr, task, NULL)))
+        if (!(g[i] = green_spawn_attr(task, NULL, &attr)))
             return perror("green_spawn"), 1;
     if (green_joinall(g, (size_t)n, -1) != 0) /* main() is a green thread too: it parks */
         return perror("green_joinall"), 1;

@@ -100,6 +100,9 @@ GREEN_API int green_dead(green_t g);    /* 1/0, -1+errno */
 GREEN_API int green_destroy(green_t g);
 GREEN_API uint64_t green_id(green_t g); /* unique per process; 0 + ESRCH on a bad handle */
 GREEN_API const char *green_name(green_t g); /* "" when unnamed; NULL + errno on a bad handle */
+/* Name g after its creation (NULL: unnamed), as attr.name does: the string is not copied
+ * and must outlive the green thread. 0, or -1 + errno (ESRCH, EXDEV, EINVAL, ENOMEM). */
+GREEN_API int green_set_name(green_t g, const char *name);
 
 /* ======================================================================== */
 /*  The hub: scheduler, timers, waiting (layers 4-5)                        */
@@ -113,7 +116,8 @@ GREEN_API const char *green_name(green_t g); /* "" when unnamed; NULL + errno on
  * next ready one, and polls for events itself when none is ready.
  *
  * Errors of blocking calls: ETIMEDOUT at the deadline, ECANCELED when the caller was
- * killed (then every later blocking call of it fails the same way), EDEADLK when nothing
+ * killed (then every later blocking call of it fails the same way, except inside a
+ * green_shield_push scope, which holds the kill back until it ends), EDEADLK when nothing
  * could ever wake the wait (gevent's LoopExit; reported to the root), EINVAL, ENOMEM.
  *
  * fork(): the child gets a fresh hub on first use; only the green thread that called
@@ -124,7 +128,8 @@ GREEN_API int64_t green_now(void);            /* monotonic milliseconds */
 GREEN_API int64_t green_after(int64_t ms);    /* green_now() + ms; -1 stays -1 (never) */
 
 GREEN_API green_t green_spawn(green_fn fn, void *arg); /* runs soon on this thread's hub; NULL+errno */
-GREEN_API green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg);
+/* green_spawn with attributes (attr may be NULL), in green_new's argument order */
+GREEN_API green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr);
 GREEN_API green_t green_spawn_later(int64_t ms, green_fn fn, void *arg); /* starts after ms */
 /* Wait until g finishes, then reap it (the handle goes stale). EDEADLK when g is the
  * caller, EINVAL when g is detached or the root or already has a joiner. */
@@ -133,17 +138,32 @@ GREEN_API int green_join(green_t g, void **result, int64_t deadline);
  * finished, -1 + errno otherwise (the others are left unreaped). */
 GREEN_API int green_joinall(green_t *gs, size_t n, int64_t deadline);
 GREEN_API int green_detach(green_t g);        /* reaped by itself when it finishes */
-/* Cancel g: its current blocking call and every later one return -1/ECANCELED; if it
- * never started it never runs (join then gives NULL). Does not wait. EPERM for the root. */
+/* Cancel g: its current blocking call and every later one return -1/ECANCELED (inside a
+ * green_shield_push scope: only once the scope ends); if it never started it never runs
+ * (join then gives NULL). Does not wait. EPERM for the root. A killed green thread still
+ * completes what needs no wait (a green_join of one that has finished, a channel
+ * operation that can go through at once). See docs/DESIGN.md, "Kills". */
 GREEN_API int green_kill(green_t g);
-GREEN_API int green_yield(void);              /* let every other ready green thread run once */
+/* Let every other ready green thread run once. In a killed green thread it still does,
+ * then fails with ECANCELED (so a loop around it never starves the hub). */
+GREEN_API int green_yield(void);
 GREEN_API int green_sleep(int64_t ms);        /* a duration; 0 or -1 + errno */
 GREEN_API int green_sleep_until(int64_t deadline);
 /* Scoped deadline (gevent.Timeout): every blocking call until the matching pop gives up
  * at now+ms (or its own earlier deadline) with ETIMEDOUT. Scopes nest (up to 32). */
 GREEN_API int green_timeout_push(int64_t ms);
 GREEN_API int green_timeout_pop(void);
-GREEN_API int green_cancelled(void);          /* 1 when the caller has been killed */
+GREEN_API int green_cancelled(void); /* 1 when the caller has been killed (and is not shielded) */
+/* Scoped shield from kills (Trio's shielded cancel scope; gevent lets a killed greenlet
+ * clean up): until the matching pop, a kill of the caller, one that came before the push
+ * included, is held back: blocking calls wait normally (their deadlines and the
+ * green_timeout_push scopes still apply) and green_cancelled() says 0. At the pop that
+ * ends the last shield a held kill takes effect again: the next blocking call fails with
+ * ECANCELED. Meant for cleanup that must wait, e.g. a killed handler joining the green
+ * threads it started, which point into its stack. Shields nest (65,535 deep). 0, or -1 +
+ * errno: ENOMEM, EOVERFLOW; pop: EINVAL without a matching push. */
+GREEN_API int green_shield_push(void);
+GREEN_API int green_shield_pop(void);
 GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this hub polls with */
 
 /*
@@ -266,15 +286,43 @@ GREEN_API int green_chan_recv(green_chan_t *ch, void *elem, int64_t deadline);
 GREEN_API int green_chan_close(green_chan_t *ch);  /* EPIPE if already closed */
 GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
 
-/* Select over channel operations: returns the index of the clause that completed
- * (chosen uniformly at random among those ready), -1 + errno otherwise. A clause on a
- * closed channel completes with its err set to EPIPE. */
-enum { GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2 };
+/* Wait on several things at once (Go's select, gevent.wait/select): exactly one of the n
+ * clauses completes, and its index is returned (chosen uniformly at random among those
+ * ready at once); -1 + errno otherwise (ETIMEDOUT, ECANCELED, EDEADLK, ENOMEM; EINVAL for
+ * a bad clause, and a GREEN_WAIT_DEAD clause's green_join errors). Only the completed
+ * clause's out fields (err, revents, value) are written.
+ *  - GREEN_CHAN_SEND, GREEN_CHAN_RECV (ch, elem): the operation is done, in FIFO order
+ *    with the channel's other waiters; on a closed channel, with err = EPIPE.
+ * The others complete by observing, and leave their object as it was:
+ *  - GREEN_WAIT_EVENT (event): the event is set (or was, at any moment of the wait);
+ *  - GREEN_WAIT_FUTURE (future): it is ready: value = its value, or err = its failure;
+ *  - GREEN_WAIT_DEAD (g): green thread g of this hub has finished. It is not reaped:
+ *    join it. While the choose waits it counts as g's joiner (green_join's rules);
+ *  - GREEN_WAIT_FD (fd, events = GREEN_READ | GREEN_WRITE): fd is ready: revents = the
+ *    events ready; err = EBADF when fd is closed with green_close meanwhile, EBUSY when
+ *    another green thread waits on it for that direction, or the poller's error;
+ *  - GREEN_WAIT_SIGNAL (signo): signo arrived, as for green_signal_wait (blocked in the
+ *    calling OS thread and left blocked; one delivery serves every green thread waiting
+ *    for it; a delivery that comes when the choose has completed otherwise stays pending).
+ * Zero the fields a clause does not use (designated initializers do). */
+enum {
+    GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2,
+    GREEN_WAIT_EVENT = 3, GREEN_WAIT_FUTURE = 4, GREEN_WAIT_DEAD = 5, GREEN_WAIT_FD = 6,
+    GREEN_WAIT_SIGNAL = 7,
+};
 typedef struct green_clause {
-    green_chan_t *ch;
-    int op;                 /* GREEN_CHAN_SEND or GREEN_CHAN_RECV */
+    green_chan_t *ch;       /* GREEN_CHAN_SEND, GREEN_CHAN_RECV */
+    int op;
     void *elem;             /* what to send, or where to receive */
-    int err;                /* out: 0, or EPIPE when the channel was closed */
+    int err;                /* out: 0, or why the clause completed without its operation */
+    green_event_t *event;   /* GREEN_WAIT_EVENT */
+    green_future_t *future; /* GREEN_WAIT_FUTURE */
+    green_t g;              /* GREEN_WAIT_DEAD */
+    int fd;                 /* GREEN_WAIT_FD, */
+    int events;             /*   for GREEN_READ and/or GREEN_WRITE */
+    int signo;              /* GREEN_WAIT_SIGNAL */
+    int revents;            /* out (GREEN_WAIT_FD): the events ready */
+    void *value;            /* out (GREEN_WAIT_FUTURE): its value */
 } green_clause_t;
 GREEN_API int green_choose(green_clause_t *clauses, int n, int64_t deadline);
 
@@ -302,14 +350,38 @@ GREEN_API int green_group_destroy(green_group_t *g); /* EBUSY while it has membe
 /*
  * gevent.socket, gevent.server, gevent.threadpool, gevent.resolver, gevent.subprocess
  * and gevent.signal in C. Calls look like POSIX plus a deadline; inside they park the
- * calling green thread on the hub's poller instead of blocking the OS thread. Socket
- * reads and writes use MSG_DONTWAIT and leave the socket's mode alone; other pollable
- * fds (pipes, ttys) and listening/connecting sockets are switched to O_NONBLOCK; regular
- * files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline 0, "do not
- * wait", a file's read or write is made right away on the hub's thread). Errors: ETIMEDOUT,
- * ECANCELED, EBADF (the fd was closed with green_close while we waited), EBUSY (someone
- * already waits for the same direction on this fd), plus what the system call says.
- * A call that can complete without waiting does so even in a killed green thread.
+ * calling green thread on the hub's poller instead of blocking the OS thread. Errors:
+ * ETIMEDOUT, ECANCELED, EBADF (the fd was closed with green_close while we waited),
+ * EBUSY (someone already waits for the same direction on this fd), plus what the system
+ * call says. A call that can complete without waiting does so even in a killed green
+ * thread.
+ *
+ * Flags left as found: reads and writes change no fd's flags except where said here.
+ *  - sockets: every call passes MSG_DONTWAIT;
+ *  - pipes, FIFOs, ttys, and fds 0..2 whatever they are (other processes share them: the
+ *    shell's terminal, the next program of a pipeline, a child after fork): never
+ *    switched. Where the kernel has RWF_NOWAIT for the fd (anonymous pipes on recent
+ *    Linux) each call is non-blocking by itself; elsewhere (FIFOs, ttys) the call waits
+ *    for readiness first, then is made: a read after POLLIN returns what is there, a
+ *    FIFO write after POLLOUT moves at most PIPE_BUF bytes per attempt (the room
+ *    POLLOUT promises), a tty write goes to the thread pool (a tty's POLLOUT promises
+ *    room for one byte, and its write waits for the terminal to drain);
+ *  - switched to O_NONBLOCK: other pollable fds at their first green read or write
+ *    (eventfd, timerfd, signalfd, inotify, devices), and the sockets given to
+ *    green_accept and green_connect;
+ *  - an fd its owner made O_NONBLOCK is used as it is.
+ * Regular files go to io_uring (GREEN_POLLER=uring) or the thread pool (with deadline
+ * 0, "do not wait", a file's read or write, or a tty's write, is made right away on the
+ * hub's thread).
+ *
+ * SIGPIPE: no call of libgreen raises it. A write to a socket, pipe or FIFO whose reader
+ * has gone fails with -1/EPIPE (or returns the count written before), and the process
+ * lives on: sockets are written with MSG_NOSIGNAL; a pipe is written with SIGPIPE
+ * blocked in the calling OS thread for the system call, and the SIGPIPE it raised is
+ * taken before the mask is restored (one the program had pending stays pending; its
+ * handler is not called). Writes of green_dump and the debugging reports are the same.
+ * The program's own write(2) keeps POSIX's SIGPIPE, and so does an unmodified program
+ * under libgreen-patch.so.
  *
  * Close fds that green calls have waited on with green_close, not close(2): the hub
  * remembers the fds it watches, and a plain close leaves it believing the number is
@@ -341,11 +413,29 @@ GREEN_API ssize_t green_sendmsg(int fd, const struct msghdr *msg, int flags, int
 GREEN_API int green_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
 GREEN_API int green_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
 
-/* Helpers: host/port strings as for getaddrinfo (host NULL = any; port "0" = a free one). */
-GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog); /* fd, -1+errno */
+/* Helpers: host/port strings as for getaddrinfo (host NULL = any address for
+ * listen/bind, the loopback for connect; "" is EINVAL; port "0" = a free one). They
+ * return an fd (non-blocking, close-on-exec), or -1 + errno. A name or service that does
+ * not resolve keeps its cause: errno is mapped from the resolver's EAI_* code, and
+ * green_last_resolve_error() returns that code (for gai_strerror):
+ *   ENOENT  no such host or service, or no address for it (EAI_NONAME, EAI_SERVICE,
+ *           EAI_NODATA, EAI_ADDRFAMILY); no socket call of these helpers gives ENOENT
+ *   EAGAIN  the resolver failed for now (EAI_AGAIN: no answer, try later)
+ *   EIO     the resolver failed for good (EAI_FAIL)
+ *   ENOMEM  EAI_MEMORY; EINVAL: EAI_BADFLAGS, EAI_FAMILY, EAI_SOCKTYPE
+ *   errno   as the resolver left it, for EAI_SYSTEM (ETIMEDOUT at the deadline,
+ *           ECANCELED when the caller was killed)
+ * Any other errno is a socket call's (ECONNREFUSED, EADDRINUSE, ...): then
+ * green_last_resolve_error() is 0. */
+GREEN_API int green_tcp_listen(const char *host, const char *port, int backlog);
 /* tries each address */
 GREEN_API int green_tcp_connect(const char *host, const char *port, int64_t deadline);
 GREEN_API int green_udp_bind(const char *host, const char *port);
+/* The EAI_* code of the calling OS thread's last green_tcp_listen, green_tcp_connect or
+ * green_udp_bind, 0 when it did not fail in name resolution. Kept like errno (per OS
+ * thread): read it right after the failed call, before the green thread's next blocking
+ * call (another green thread's helper call sets it too). */
+GREEN_API int green_last_resolve_error(void);
 GREEN_API int green_unix_listen(const char *path, int backlog);
 GREEN_API int green_unix_connect(const char *path, int64_t deadline);
 /* The port a socket is bound to (for port "0"), or -1+errno. */
@@ -399,11 +489,20 @@ typedef struct green_serve_opts {
 typedef struct green_server green_server_t;
 GREEN_API green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
                                       const green_serve_opts_t *opts);
-/* Stop accepting, wait for the handlers until the deadline, kill the rest, free srv;
- * listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS thread that called
- * green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was killed; the stop
- * still completes by itself). */
+/* Stop gracefully: set the server's stopping event (green_server_stopping), stop
+ * accepting, wait for the handlers until the deadline, then kill the rest (their blocking
+ * calls fail with ECANCELED; one may shield its cleanup, green_shield_push) and wait for
+ * them to return; free srv. listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS
+ * thread that called green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was
+ * killed; the stop still completes by itself). */
 GREEN_API int green_server_stop(green_server_t *srv, int64_t deadline);
+/* The event green_server_stop sets when it begins: a handler waits on it (green_event_wait,
+ * or a GREEN_WAIT_EVENT clause of green_choose beside its I/O) or polls it
+ * (green_event_is_set) to finish its client early, before the stop's deadline kills it.
+ * Valid until green_server_stop returns, so always within a handler; any OS thread (the
+ * handlers of opts.threads > 1 hubs too: with those, a handler may start before
+ * green_serve has returned srv to its caller). NULL + EINVAL when srv is NULL. */
+GREEN_API green_event_t *green_server_stopping(green_server_t *srv);
 
 /* Monkey patching: libgreen-patch.so, a library of its own, makes libc's blocking calls
  * cooperative in green threads of unmodified code; its API is in green_patch.h. */
@@ -452,12 +551,16 @@ GREEN_API int green_stats(green_stats_t *st);
  * hub's thread is interrupted where it stands), and the process goes on. */
 GREEN_API int green_dump(FILE *f);
 
-/* Start the blocked-hub monitor (gevent's monitor thread): a watchdog OS thread that,
- * when a hub neither switches nor polls for more than ms milliseconds while it has
- * other green threads, writes to stderr the id, name and backtrace of the green thread
- * holding it, once per blocking episode. It interrupts the hub's thread with SIGURG to
- * take the backtrace. GREEN_MONITOR_MS=100 in the environment starts it with the first
- * hub. A new call changes the threshold. 0, or -1 + errno (EINVAL: ms <= 0; EAGAIN). */
+/* Start the monitor and pinning detector (gevent's monitor thread): a watchdog OS
+ * thread that, when a hub neither switches nor polls for more than ms milliseconds
+ * while it has other green threads, writes to stderr the id and name of the green thread
+ * holding it, whether it is pinned (asleep in the kernel: the blocking function and the
+ * call site) or busy, and a backtrace — once per place; a closing line gives each
+ * reported episode's duration. It interrupts the hub's thread with SIGURG to take the
+ * backtrace (not where SIGURG is blocked), and a system call that signal interrupts is
+ * issued again. GREEN_MONITOR_MS=100 in the environment starts it with the first hub
+ * (tools/greenrun sets it). A new call changes the threshold. 0, or -1 + errno (EINVAL:
+ * ms <= 0; EAGAIN). */
 GREEN_API int green_monitor_start(int64_t ms);
 /* Stop the monitor and join its thread. 0, or -1 + ESRCH when it is not running. */
 GREEN_API int green_monitor_stop(void);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 
 #if defined(GREEN_HAVE_LIBUNWIND)
 #define UNW_LOCAL_ONLY
@@ -39,23 +40,32 @@
 
 /* ---- output: to a FILE, or to an fd from a signal handler ---- */
 
+/* stderr or the caller's FILE may be a pipe nobody reads any more: a report must not
+ * kill the process with SIGPIPE (it fails with EIO instead, see green_dump). */
 void green__out_flush(struct green_out *o)
 {
+    if (!o->n)
+        return;
+    struct green_sigpipe sp;
+    int err = 0;
+    green__sigpipe_hold(&sp);
     if (o->f) {
-        if (o->n && fwrite(o->buf, 1, o->n, o->f) != o->n)
-            o->err = 1;
+        if (fwrite(o->buf, 1, o->n, o->f) != o->n)
+            err = errno ? errno : EIO;
     } else {
         for (size_t done = 0; done < o->n;) {
             ssize_t r = green__sys.write(o->fd, o->buf + done, o->n - done);
             if (r < 0 && errno == EINTR)
                 continue;
             if (r <= 0) {
-                o->err = 1;
+                err = r < 0 ? errno : EIO;
                 break;
             }
             done += (size_t)r;
         }
     }
+    green__sigpipe_release(&sp, err);
+    o->err |= err != 0;
     o->n = 0;
 }
 
@@ -81,6 +91,11 @@ void green__outf(struct green_out *o, const char *fmt, ...)
 static void frame_line(struct green_out *o, int n, uintptr_t pc)
 {
     uintptr_t off;
+    if (o->pcs) {
+        if (o->npcs < o->maxpcs)
+            o->pcs[o->npcs++] = pc;
+        return;
+    }
     const char *name = green__symtab_name(pc, &off);
     if (name)
         green__outf(o, "    #%d 0x%lx %s+0x%lx\n", n, (unsigned long)pc, name, (unsigned long)off);
@@ -351,6 +366,40 @@ void green__backtrace_of(struct green_out *o, struct green_hub *h, struct green 
     } else {
         bt_copied(o, h, g);
     }
+}
+
+/* The pc a signal interrupted, 0 unknown. */
+static uintptr_t interrupted_pc(const void *uc)
+{
+#if defined(__x86_64__)
+    return uc ? (uintptr_t)((const ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP] : 0;
+#elif defined(__aarch64__)
+    return uc ? (uintptr_t)((const ucontext_t *)uc)->uc_mcontext.pc : 0;
+#else
+    (void)uc;
+    return 0;
+#endif
+}
+
+int green__bt_pcs(void *uc, uintptr_t *pcs, int max)
+{
+    struct green_out o = {.fd = -1, .in_signal = 1, .uc = uc, .pcs = pcs, .maxpcs = max};
+    green__bt_here(&o, 1);
+    /* a walk that began in the handler itself (glibc's backtrace) starts over at the
+     * interrupted frame */
+    uintptr_t pc = interrupted_pc(uc);
+    for (int i = 1; pc && i < o.npcs; i++)
+        if (pcs[i] == pc) {
+            memmove(pcs, pcs + i, (size_t)(o.npcs - i) * sizeof *pcs);
+            return o.npcs - i;
+        }
+    return o.npcs;
+}
+
+void green__bt_write_pcs(struct green_out *o, const uintptr_t *pcs, int n)
+{
+    for (int i = 0; i < n; i++)
+        frame_line(o, i, pcs[i]);
 }
 
 /* ---- ahead of signal handlers ---- */

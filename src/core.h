@@ -81,6 +81,7 @@ enum green_wait_kind {
     GW_PARK = 0,   /* green_park */
     GW_SLEEP, GW_FD, GW_JOIN, GW_EVENT, GW_FUTURE, GW_SEM, GW_MUTEX, GW_COND, GW_CHAN,
     GW_GROUP, GW_POOL, GW_FILE, GW_SIGNAL, GW_RESOLVE,
+    GW_CHOOSE,     /* green_choose of several clauses: g->arg holds their number */
 };
 
 /* A timer lives inside what it times (a green thread); see timer.c. */
@@ -249,6 +250,9 @@ struct green_hub {
     uint64_t mon_seen;             /* switches + loops when the monitor last saw a change */
     int64_t mon_since;             /* when it saw that change, ms */
     int mon_reported;              /* this blocking episode has been reported */
+    int mon_site;                  /* while reported: the episode's pinning site (monitor.c) */
+    uint64_t mon_where;            /* its system call and place, hashed (0: none or busy) */
+    uint64_t mon_cpu;              /* its thread's CPU time at mon_since, ns (0: unknown) */
     uint64_t hwm_hist[16];         /* high-water marks of reaped stacks (GREEN_STACK_HWM) */
 };
 

@@ -132,7 +132,7 @@ static const char *const kind_names[] = {
     [GW_EVENT] = "event", [GW_FUTURE] = "future", [GW_SEM] = "semaphore",
     [GW_MUTEX] = "mutex", [GW_COND] = "cond", [GW_CHAN] = "channel", [GW_GROUP] = "group",
     [GW_POOL] = "threadpool", [GW_FILE] = "file", [GW_SIGNAL] = "signal",
-    [GW_RESOLVE] = "resolve",
+    [GW_RESOLVE] = "resolve", [GW_CHOOSE] = "choose",
 };
 
 struct dump_ctx {
@@ -168,6 +168,9 @@ static void describe_wait(struct green_out *o, struct green_hub *h, struct green
     }
     case GW_SIGNAL:
         green__outf(o, " signo=%d", (int)(intptr_t)g->arg);
+        break;
+    case GW_CHOOSE:
+        green__outf(o, " clauses=%d", (int)(intptr_t)g->arg);
         break;
     case GW_JOIN: {
         const struct green *t = g->arg;
@@ -272,7 +275,13 @@ int green_dump(FILE *f)
     }
     struct green_out o = {.f = f};
     green__dump_hub(&o, h);
-    if (o.err || fflush(f) != 0) {
+    if (!o.err) { /* the last of the FILE's buffer, SIGPIPE-safe as green__out_flush */
+        struct green_sigpipe sp;
+        green__sigpipe_hold(&sp);
+        o.err = fflush(f) != 0;
+        green__sigpipe_release(&sp, o.err ? errno : 0);
+    }
+    if (o.err) {
         errno = EIO;
         return -1;
     }

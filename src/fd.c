@@ -56,7 +56,10 @@ void green__fd_ready(struct green_hub *h, int fd, int events)
     }
 }
 
-int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline)
+/* The current green thread waits on fd for events from its next park: it is the fd's
+ * reader and/or writer, the poller watches. 0, or -1 + errno (EBADF, EINVAL, EBUSY: another
+ * green thread waits for that direction, ENOMEM, the poller's). *epoch is for fd_disarm. */
+static inline int fd_arm(struct green_hub *h, int fd, int events, uint32_t *epoch)
 {
     if (fd < 0 || !events || (events & ~(GREEN_READ | GREEN_WRITE))) {
         errno = fd < 0 ? EBADF : EINVAL;
@@ -71,34 +74,64 @@ int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline)
             errno = EBUSY;
             return -1;
         }
-    uint32_t epoch = st->epoch;
+    if (h->poller->ops->watch(h, fd, events) != 0)
+        return -1;
+    for (int dir = 0; dir < 2; dir++)
+        if (events & (dir ? GREEN_WRITE : GREEN_READ)) {
+            st->waiter[dir] = self;
+            st->seq[dir] = self->wait_seq + 1; /* the coming park */
+        }
+    st->revents &= (uint8_t)~events;
+    h->nfds++;
+    *epoch = st->epoch;
+    return 0;
+}
+
+/* After that park, however it ended: the events ready (> 0), 0 if none, or -1 + EBADF
+ * when fd was closed (green_close) meanwhile. */
+static inline int fd_disarm(struct green_hub *h, int fd, int events, uint32_t epoch)
+{
+    struct green *self = h->current;
+    h->nfds--;
+    struct green_fd *st = &h->fd_table[fd]; /* the table may have moved while we were parked */
+    for (int dir = 0; dir < 2; dir++)
+        if (st->waiter[dir] == self)
+            st->waiter[dir] = NULL;
+    if (st->epoch != epoch) {
+        errno = EBADF;
+        return -1;
+    }
+    int ready = st->revents & events;
+    st->revents &= (uint8_t)~ready;
+    return ready;
+}
+
+int green__fd_arm(struct green_hub *h, int fd, int events, uint32_t *epoch)
+{
+    return fd_arm(h, fd, events, epoch);
+}
+
+int green__fd_disarm(struct green_hub *h, int fd, int events, uint32_t epoch)
+{
+    return fd_disarm(h, fd, events, epoch);
+}
+
+int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline)
+{
     for (;;) {
-        if (h->poller->ops->watch(h, fd, events) != 0)
+        uint32_t epoch;
+        if (fd_arm(h, fd, events, &epoch) != 0)
             return -1;
-        for (int dir = 0; dir < 2; dir++)
-            if (events & (dir ? GREEN_WRITE : GREEN_READ)) {
-                st->waiter[dir] = self;
-                st->seq[dir] = self->wait_seq + 1; /* the park below */
-            }
-        st->revents &= (uint8_t)~events;
-        h->nfds++;
         green__waiting_on(h, GW_FD, (void *)(intptr_t)fd);
         int r = green__park(h, deadline);
-        h->nfds--;
-        st = &h->fd_table[fd]; /* the table may have moved while we were parked */
-        for (int dir = 0; dir < 2; dir++)
-            if (st->waiter[dir] == self)
-                st->waiter[dir] = NULL;
-        if (r != 0)
-            return -1;
-        if (st->epoch != epoch) {
-            errno = EBADF;
+        int err = errno;
+        int ready = fd_disarm(h, fd, events, epoch);
+        if (r != 0) {
+            errno = err; /* the park's: EBADF from green_close, ETIMEDOUT, ECANCELED */
             return -1;
         }
-        int ready = st->revents & events;
-        st->revents &= (uint8_t)~ready;
         if (ready)
-            return ready;
+            return ready; /* or -1/EBADF */
         /* woken by a stray green_wake: keep waiting */
     }
 }

@@ -95,7 +95,7 @@ static int on_uring(struct green_hub *h, struct file_op *op, int64_t deadline)
 /* Hand io off (to io_uring or the pool) through a bounce buffer and wait for it: bytes
  * moved, or -errno. */
 static ssize_t hand_off(struct green_hub *h, const struct green_file_op *io, void *buf,
-                        int64_t deadline)
+                        int pool, int64_t deadline)
 {
     if (green__wait_over(h, deadline) != 0)
         return -errno;
@@ -106,7 +106,7 @@ static ssize_t hand_off(struct green_hub *h, const struct green_file_op *io, voi
     op->io.buf = op->data;
     if (io->write)
         memcpy(op->data, buf, io->n);
-    if ((h->poller->ops->file_io ? on_uring(h, op, deadline) : on_pool(h, op, deadline)) != 0)
+    if ((h->poller->ops->file_io && !pool ? on_uring(h, op, deadline) : on_pool(h, op, deadline)) != 0)
         return -errno; /* the record is left to the op's completion */
     ssize_t res = op->io.res;
     if (res > 0 && !io->write)
@@ -115,17 +115,17 @@ static ssize_t hand_off(struct green_hub *h, const struct green_file_op *io, voi
     return res;
 }
 
-ssize_t green__file_io(struct green_hub *h, int fd, int write, void *buf, size_t n, off_t off,
+ssize_t green__file_io(struct green_hub *h, int fd, int how, void *buf, size_t n, off_t off,
                        int64_t deadline)
 {
     if (fd < 0 || off < -1) {
         errno = fd < 0 ? EBADF : EINVAL;
         return -1;
     }
-    struct green_file_op io = {.fd = fd, .write = write, .buf = buf, .off = off,
+    struct green_file_op io = {.fd = fd, .write = how & GREEN_FILE_WRITE, .buf = buf, .off = off,
                                .n = n < GREEN_FILE_CHUNK ? n : GREEN_FILE_CHUNK};
     /* zero bytes: the system call checks the fd and returns at once, nothing to hand off */
-    ssize_t r = n ? hand_off(h, &io, buf, deadline) : file_syscall(&io);
+    ssize_t r = n ? hand_off(h, &io, buf, how & GREEN_FILE_POOL, deadline) : file_syscall(&io);
     if (r < 0) {
         errno = (int)-r;
         return -1;

@@ -487,6 +487,19 @@ void green__finish(struct green_hub *h, struct green *g, void *result)
 
 /* ---- public API ---- */
 
+/* g's name (NULL: none), kept in its extension: 0, or -1 + ENOMEM. */
+static int name_set(struct green *g, const char *name)
+{
+    if (!name && !g->ext)
+        return 0;
+    struct green_ext *x = green__ext(g);
+    if (!x)
+        return -1;
+    x->name = name;
+    green__ext_trim(g);
+    return 0;
+}
+
 struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr)
 {
     if (!fn) {
@@ -518,13 +531,9 @@ struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const g
     struct green *g = green__block_new(h, shared);
     if (!g)
         return NULL;
-    if (name) {
-        struct green_ext *x = green__ext(g);
-        if (!x) {
-            green__block_free(h, g);
-            return NULL;
-        }
-        x->name = name;
+    if (name && name_set(g, name) != 0) {
+        green__block_free(h, g);
+        return NULL;
     }
     g->fn = fn;
     g->arg = arg;
@@ -771,6 +780,18 @@ const char *green_name(green_t handle)
     if (!g)
         return NULL;
     return green__name(g);
+}
+
+int green_set_name(green_t handle, const char *name)
+{
+    struct green *g = green__resolve(green__hub_fast(), handle);
+    if (!g || name_set(g, name) != 0)
+        return -1;
+#if GREEN_TSAN
+    if (name)
+        green_tsan_name(g->tsan_fiber, name);
+#endif
+    return 0;
 }
 
 /* ---- the patch library's view (green_private.h) ---- */

@@ -68,7 +68,8 @@ GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *sta
  *    ignored (a scope pushed inside the shield applies). A timeout shield is a scope
  *    among those: they pop in LIFO order together (green_timeout_pop of a shield, or a
  *    shield pop of a timeout scope, fails with EINVAL), 32 deep in all.
- * (Meant to become the public scoped shield, green_shield_push/pop.) 0, or -1 + errno:
+ * The kill shield is also the public one (green_shield_push/pop): they count together.
+ * 0, or -1 + errno:
  * ENOMEM, EOVERFLOW (too deep), EINVAL (a pop without its push; a bad `what`).
  */
 enum { GREEN_SHIELD_KILLS = 1, GREEN_SHIELD_TIMEOUTS = 2 };
@@ -108,6 +109,23 @@ GREEN_PRIVATE_API int green_private_getaddrinfo(const char *host, const char *se
 /* fd is about to be closed by the calling OS thread: its hub (if any) wakes the green
  * threads waiting on it with EBADF and its poller forgets it (green_close but the close). */
 GREEN_PRIVATE_API void green_private_fd_closing(int fd);
+
+/* ---- the pinning detector (monitor.c) ---- */
+
+/* A place where green threads held their hub past the monitor's threshold
+ * (GREEN_MONITOR_MS), asleep in the kernel ("pinned") or computing ("busy"). */
+struct green_private_pin {
+    char what[160];    /* "pinned in read() via fgets() [system call 0], called from f+0x2a" */
+    int busy;          /* 1: computing; 0: asleep in the kernel */
+    uint64_t count;    /* episodes */
+    uint64_t total_ms; /* their time (one still going on: so far), to within the monitor's period */
+    uint64_t max_ms;   /* the longest */
+};
+/* The places seen so far, in the order first seen, copied to out (at most max): how many
+ * there are. Episodes past the monitor's table share one last entry. *threshold_ms (if
+ * given): the monitor's threshold, 0 when it is not running. */
+GREEN_PRIVATE_API size_t green_private_pinning(struct green_private_pin *out, size_t max,
+                                               int64_t *threshold_ms);
 
 #ifdef __cplusplus
 }

@@ -126,10 +126,10 @@ static void member_died(struct green_hub *h, struct green *t, void *arg)
 }
 
 /* fn(arg) as a new member of g, recorded in m: detached, and taken off g when it dies. */
-static green_t member_spawn(green_group_t *g, struct member *m, const green_attr_t *attr,
-                            green_fn fn, void *arg)
+static green_t member_spawn(green_group_t *g, struct member *m, green_fn fn, void *arg,
+                            const green_attr_t *attr)
 {
-    green_t t = green_spawn_attr(attr, fn, arg);
+    green_t t = green_spawn_attr(fn, arg, attr);
     if (!t)
         return NULL;
     green_detach(t); /* cannot fail on a fresh handle */
@@ -156,7 +156,7 @@ int green_group_init(green_group_t *g, size_t limit)
     return 0;
 }
 
-green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, green_fn fn, void *arg,
+green_t green__group_spawn_attr(green_group_t *g, green_fn fn, void *arg, const green_attr_t *attr,
                                 int64_t deadline)
 {
     if (!g || !fn) {
@@ -166,7 +166,7 @@ green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, gree
     if (slot_take(g, deadline) != 0)
         return NULL;
     struct member *m = malloc(sizeof *m);
-    green_t t = m ? member_spawn(g, m, attr, fn, arg) : NULL;
+    green_t t = m ? member_spawn(g, m, fn, arg, attr) : NULL;
     if (!t) {
         int err = m ? errno : ENOMEM;
         free(m);
@@ -179,7 +179,7 @@ green_t green__group_spawn_attr(green_group_t *g, const green_attr_t *attr, gree
 
 green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline)
 {
-    return green__group_spawn_attr(g, NULL, fn, arg, deadline);
+    return green__group_spawn_attr(g, fn, arg, NULL, deadline);
 }
 
 int green_group_join(green_group_t *g, int64_t deadline)

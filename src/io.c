@@ -6,16 +6,36 @@
  * it would block, then tries again; so a call whose fd is ready costs one system call,
  * and a green thread that was killed still completes a call that needs no wait (the kill
  * shows at its next wait, as for the sync objects). What keeps an attempt from blocking
- * depends on the fd:
+ * depends on the fd (classify; a socket call answering ENOTSOCK is how read/write find
+ * out, so a socket pays nothing for the others):
  *  - a socket: every attempt passes MSG_DONTWAIT (read/write/readv/writev on a socket are
  *    done as recvmsg/sendmsg), so its file status flags are never read nor changed;
- *  - any other fd that can be polled (pipe, FIFO, tty, eventfd, signalfd, ...): it is
- *    switched to O_NONBLOCK (green__set_nonblock) before the attempt. A socket call
- *    answering ENOTSOCK is how read/write find out, so a socket pays nothing for them;
+ *  - an fd its owner made O_NONBLOCK: the plain call;
+ *  - a pipe, FIFO or tty, and any fd 0..2: its flags are left as found, since other
+ *    processes may share its open file (the shell's terminal, the next program of a
+ *    pipeline, a child after fork): O_NONBLOCK set there would outlive this program.
+ *    Where the kernel has RWF_NOWAIT for the fd (anonymous pipes on recent Linux),
+ *    preadv2/pwritev2 with it is the per-call O_NONBLOCK. Elsewhere (FIFOs, ttys) the call
+ *    waits for readiness first, then is made as is: a read after POLLIN returns what is
+ *    there; a write to a FIFO after POLLOUT moves at most PIPE_BUF bytes, for which the
+ *    pipe has room (POLLOUT means a free buffer slot, a page >= PIPE_BUF); a tty's POLLOUT
+ *    promises room for a byte only, so a tty write goes to the thread pool (file_io; not
+ *    io_uring, which would make the blocking call on the hub's thread) and waits there
+ *    for the terminal to drain, parking only the caller (with deadline 0 it is made
+ *    on the hub's thread, as a regular file's is);
+ *  - any other pollable fd (eventfd, timerfd, signalfd, inotify, a device): switched to
+ *    O_NONBLOCK (green__set_nonblock) before the attempt;
  *  - a regular file, block device or directory never "would block" (poll calls it always
  *    ready): it goes to file_io, the one place where file I/O is done;
  *  - accept and connect have no per-call flag: the listening or connecting socket is
  *    switched to O_NONBLOCK (one fcntl, small beside the call itself).
+ *
+ * SIGPIPE: no write here raises it. Sockets are written with MSG_NOSIGNAL; a write to a
+ * pipe or FIFO is made with SIGPIPE blocked in the calling OS thread, and the SIGPIPE it
+ * raised, when it failed with EPIPE, is taken before the mask is restored (green__sigpipe_
+ * hold/release, also used by the debugging reports' writes). Such a write never blocks
+ * (RWF_NOWAIT, O_NONBLOCK, or at most PIPE_BUF bytes after POLLOUT), so the pipe cannot
+ * lose its reader part way through: the signal always comes with -1/EPIPE.
  *
  * Invariants:
  *  - once a wait fails (deadline, kill, EBADF because another green thread closed the fd)
@@ -30,12 +50,23 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 /* How an attempt is made on an fd (see the top of the file). */
-enum io_kind { IO_SOCKET, IO_POLLED, IO_FILE };
+enum io_kind {
+    IO_SOCKET,     /* recvmsg/sendmsg with MSG_DONTWAIT */
+    IO_POLLED,     /* an O_NONBLOCK fd: readv/writev */
+    IO_NOWAIT,     /* flags left as found: preadv2/pwritev2 with RWF_NOWAIT */
+    IO_READY,      /* flags left as found, no RWF_NOWAIT: readiness first, then the call */
+    IO_FILE,       /* file_io */
+    IO_HOW = 7,    /* the bits above */
+    IO_PIPE = 8,   /* a pipe or FIFO: a write may raise SIGPIPE */
+};
 
 /* What a transfer must do besides one successful system call. */
 enum {
@@ -61,8 +92,9 @@ static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 /* Regular files, block devices, directories: no poller can say when their data is
  * there and O_NONBLOCK does not apply to them, so their I/O goes to file.c (io_uring or
  * the thread pool): a slow disk parks only the caller, never the hub. A short count
- * after some bytes moved is returned as such; the callers' loops go on from there. */
-static ssize_t file_io(int fd, int dir, const struct iovec *iov, int iovcnt, int64_t deadline)
+ * after some bytes moved is returned as such; the callers' loops go on from there.
+ * `pool`: on the thread pool even with io_uring (a tty's write). */
+static ssize_t file_io(int fd, int dir, int pool, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
     /* deadline 0 means "do not wait": a regular file is always ready, so the call is
      * made here, as a non-blocking one would be for a socket */
@@ -76,8 +108,8 @@ static ssize_t file_io(int fd, int dir, const struct iovec *iov, int iovcnt, int
         if (!iov[i].iov_len)
             continue;
         /* file.c moves at most GREEN_FILE_CHUNK per call, off the hub's thread */
-        ssize_t r = green__file_io(h, fd, dir == GREEN_WRITE, iov[i].iov_base, iov[i].iov_len,
-                                   -1, deadline);
+        int how = (dir == GREEN_WRITE ? GREEN_FILE_WRITE : 0) | (pool ? GREEN_FILE_POOL : 0);
+        ssize_t r = green__file_io(h, fd, how, iov[i].iov_base, iov[i].iov_len, -1, deadline);
         if (r < 0)
             return done ? (ssize_t)done : -1;
         done += (size_t)r;
@@ -87,7 +119,8 @@ static ssize_t file_io(int fd, int dir, const struct iovec *iov, int iovcnt, int
     return (ssize_t)done;
 }
 
-/* The kind of a non-socket fd, switching pollable ones to O_NONBLOCK; -1 + errno. */
+/* The kind of a non-socket fd (see the top of the file), switching to O_NONBLOCK the
+ * pollable ones that no other process is likely to share; -1 + errno. */
 static int classify(int fd)
 {
     struct stat st;
@@ -95,7 +128,29 @@ static int classify(int fd)
         return -1;
     if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode) || S_ISDIR(st.st_mode))
         return IO_FILE;
-    return green__set_nonblock(fd) == 0 ? IO_POLLED : -1;
+    int fifo = S_ISFIFO(st.st_mode) ? IO_PIPE : 0;
+    int fl = green__sys.fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return -1;
+    if (fl & O_NONBLOCK)
+        return IO_POLLED | fifo;
+    if (fifo || fd <= 2 || (S_ISCHR(st.st_mode) && isatty(fd)))
+        return IO_NOWAIT | fifo;
+    return green__sys.fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0 ? IO_POLLED : -1;
+}
+
+/* 0 when fd is ready for dir now, else -1 + errno (EAGAIN: not yet; EBADF). */
+static int ready_now(int fd, int dir)
+{
+    struct pollfd p = {.fd = fd, .events = dir == GREEN_READ ? POLLIN : POLLOUT};
+    int r;
+    while ((r = green__sys.poll(&p, 1, 0)) < 0 && errno == EINTR) {
+    }
+    if (r > 0 && (p.revents & POLLNVAL))
+        errno = EBADF;
+    else if (r == 0)
+        errno = EAGAIN;
+    return r > 0 && !(p.revents & POLLNVAL) ? 0 : -1;
 }
 
 /* Where a transfer has got to in the caller's iovec array: iov[0] is partly done by off
@@ -141,16 +196,118 @@ static size_t iov_total(const struct iovec *iov, size_t cnt)
     return t;
 }
 
+/* An IO_READY attempt: once fd is ready, a read takes what is there; a write to a FIFO
+ * moves at most PIPE_BUF bytes (of the first element), which the free slot POLLOUT
+ * promises holds; a tty write goes to file_io (see the top of the file). */
+static ssize_t ready_attempt(int k, int fd, int dir, const struct iovec *iov, int cnt, int64_t deadline)
+{
+    if (ready_now(fd, dir) != 0)
+        return -1;
+    if (dir == GREEN_READ)
+        return green__sys.readv(fd, iov, cnt);
+    if (!(k & IO_PIPE))
+        return file_io(fd, dir, 1, iov, cnt, deadline);
+    while (cnt > 1 && iov->iov_len == 0)
+        iov++, cnt--;
+    struct iovec one = {iov->iov_base, iov->iov_len < PIPE_BUF ? iov->iov_len : PIPE_BUF};
+    return green__sys.writev(fd, &one, 1);
+}
+
+/* One attempt on a non-socket fd of kind k (not a file): what the system call returns. */
+static ssize_t fd_attempt(int k, int fd, int dir, const struct iovec *iov, int cnt, int64_t deadline)
+{
+    switch (k & IO_HOW) {
+    case IO_NOWAIT:
+        return dir == GREEN_READ ? preadv2(fd, iov, cnt, -1, RWF_NOWAIT) : pwritev2(fd, iov, cnt, -1, RWF_NOWAIT);
+    case IO_READY:
+        return ready_attempt(k, fd, dir, iov, cnt, deadline);
+    default:
+        return dir == GREEN_READ ? green__sys.readv(fd, iov, cnt) : green__sys.writev(fd, iov, cnt);
+    }
+}
+
 /* One attempt of kind k: what the system call returns. */
 static ssize_t attempt(int k, int fd, int dir, struct msghdr *m, int flags, int64_t deadline)
 {
     if (k == IO_SOCKET)
         return dir == GREEN_READ ? green__sys.recvmsg(fd, m, flags | MSG_DONTWAIT)
-                                 : green__sys.sendmsg(fd, m, flags | MSG_DONTWAIT);
+                                 : green__sys.sendmsg(fd, m, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
     if (k == IO_FILE)
-        return file_io(fd, dir, m->msg_iov, (int)m->msg_iovlen, deadline);
-    return dir == GREEN_READ ? green__sys.readv(fd, m->msg_iov, (int)m->msg_iovlen)
-                             : green__sys.writev(fd, m->msg_iov, (int)m->msg_iovlen);
+        return file_io(fd, dir, 0, m->msg_iov, (int)m->msg_iovlen, deadline);
+    if (dir == GREEN_READ || !(k & IO_PIPE))
+        return fd_attempt(k, fd, dir, m->msg_iov, (int)m->msg_iovlen, deadline);
+    struct green_sigpipe sp;
+    green__sigpipe_hold(&sp);
+    ssize_t r = fd_attempt(k, fd, dir, m->msg_iov, (int)m->msg_iovlen, deadline);
+    green__sigpipe_release(&sp, r < 0 ? errno : 0);
+    return r;
+}
+
+/* An fd the kernel has no RWF_NOWAIT for: the kind to use instead. */
+static int without_nowait(int k, int err)
+{
+    if ((k & IO_HOW) != IO_NOWAIT || (err != EOPNOTSUPP && err != ENOSYS))
+        return -1;
+    return (k & ~IO_HOW) | IO_READY;
+}
+
+/* ---- writes that raise no SIGPIPE ---- */
+
+static void sigpipe_only(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGPIPE);
+}
+
+/* 1 when a SIGPIPE is pending for the calling thread itself, not only for the process
+ * (sigpending(2) tells the union): /proc/thread-self/status's SigPnd. When that cannot
+ * be read, 1 if either is (then one raised by the write is left besides the program's). */
+static int sigpipe_pending_here(void)
+{
+    sigset_t p;
+    if (sigpending(&p) != 0 || !sigismember(&p, SIGPIPE))
+        return 0;
+    int fd = open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    char buf[2048];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = green__sys.read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    green__sys.close(fd);
+    buf[n] = '\0';
+    const char *line = strstr(buf, "\nSigPnd:");
+    return !line || ((strtoull(line + 8, NULL, 16) >> (SIGPIPE - 1)) & 1);
+}
+
+void green__sigpipe_hold(struct green_sigpipe *s)
+{
+    int e = errno;
+    sigset_t pipe_only;
+    sigpipe_only(&pipe_only);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &s->old);
+    /* while it was unblocked, none could be pending for this thread: it would have been
+     * delivered */
+    s->pending = sigismember(&s->old, SIGPIPE) && sigpipe_pending_here();
+    errno = e;
+}
+
+/* The write's SIGPIPE was sent to this thread, where none was pending (one that was
+ * absorbs it): sigtimedwait takes a thread's own pending signals before the process's,
+ * so it takes that one, and one sent to the process stays. */
+void green__sigpipe_release(struct green_sigpipe *s, int err)
+{
+    int e = errno;
+    if (err == EPIPE && !s->pending) {
+        sigset_t pipe_only;
+        sigpipe_only(&pipe_only);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+    errno = e;
 }
 
 /*
@@ -183,6 +340,11 @@ static ssize_t transfer(int fd, int dir, struct msghdr *msg, int flags, int mode
         if (errno == ENOTSOCK && kind == IO_SOCKET && (mode & IO_STREAM)) {
             if ((kind = classify(fd)) < 0)
                 return done ? (ssize_t)done : -1;
+            continue;
+        }
+        int instead = without_nowait(kind, errno);
+        if (instead >= 0) {
+            kind = instead;
             continue;
         }
         if (!would_block(errno) || (flags & MSG_DONTWAIT) || wait_ready(&h, fd, dir, deadline) != 0)

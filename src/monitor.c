@@ -1,29 +1,93 @@
 /*
- * monitor.c — the blocked-hub monitor (layer 8), gevent's monitor thread.
+ * monitor.c — the blocked-hub monitor and pinning detector (layer 8): gevent's monitor
+ * thread, and what Java's jdk.VirtualThreadPinned events tell.
  *
- * A watchdog OS thread looks at every registered hub a few times per threshold. A hub
- * shows life by switching (h->switches) or by polling (h->loops), and is idle, not
- * blocked, while it sleeps in its poller (h->polling). One that shows neither for longer
- * than the threshold while other green threads of it exist (they are the ones kept
- * waiting) is blocked by its running green thread: the monitor sends SIGURG to the
- * hub's OS thread, whose handler writes the green thread's id, name and backtrace to
- * stderr (SIGURG, as Go's preemption does: its default action is to do nothing, so a
- * stray one harms nobody). One report per blocking episode: the next comes only after
- * the hub has shown life again.
+ * A watchdog OS thread looks at every registered hub a few times per threshold (every
+ * threshold/4, at least every 5 ms). A hub shows life by switching (h->switches) or by
+ * polling (h->loops). It is idle, not held, while it sleeps in its poller (h->polling)
+ * or has no green thread but its root (h->alive == 0: nobody is kept waiting; green
+ * threads parked until the holder produces something are kept waiting, so they count;
+ * a hub seen idle starts afresh at the next look: a wait in its poller is no part of a
+ * hold). One that shows neither for longer than the threshold is held by its running green
+ * thread: an episode begins — if busy, once its thread has also used a tenth of the
+ * threshold in CPU time since (one kept off the CPU by the machine's load all along
+ * holds the hub by no doing of its own).
+ *
+ * At the start of an episode the monitor reads the hub's OS thread in /proc: its state
+ * (stat: R is *busy*, computing or in a system call that runs; anything else is
+ * *pinned*, asleep in the kernel in a call libgreen could not make cooperative), the
+ * system call it sleeps in with its arguments, stack pointer and pc (syscall), and
+ * whether SIGURG is blocked there (status; or awaited, by a sigwait asleep in
+ * rt_sigtimedwait, which unblocks what it waits for). Then it sends SIGURG (as Go's
+ * preemption does: its default action is to do nothing, so a stray one harms nobody),
+ * whose handler records the running green thread's id and name and the addresses of
+ * its frames, unwound from the interrupted context, and returns. If the signal
+ * interrupted the very system call the monitor saw (same pc, stack pointer and
+ * arguments) and the kernel made it fail with EINTR, the handler rewinds the thread to
+ * issue it again, as the kernel itself does for a restartable call under SA_RESTART:
+ * the program never sees an EINTR the monitor caused (a relative timeout starts over;
+ * select, pselect and ppoll write back the time left, so theirs does not). Where SIGURG
+ * is blocked or awaited no signal is sent (it would stay pending, or sigwait would
+ * return it), nor where the handler cannot rewind (MON_CAN_RESTART) to a thread asleep
+ * in a system call: the frames come from a scan of its stack, frozen while it sleeps —
+ * its pc, then the words above its stack pointer that are return addresses (in known
+ * code, right after a call instruction), up to the program's call site — and the report
+ * says so. A thread asleep uninterruptibly (state D: a signal would wait for the call to
+ * end), or that does not answer in time (MON_ANSWER_MS), is scanned the same way.
+ *
+ * The frames name the episode: the innermost one in the runtime's code (libc, the
+ * loader, libgreen; symtab.c) is the blocking function, the runtime frame the program
+ * called is "via", and the first frame of the program's own code is the call site.
+ * Sites go in a fixed table (MON_SITES; beyond it episodes are counted together), keyed
+ * by the blocking function and the call site's address (busy: the program function's
+ * start, as its pc moves): the first episode at a site is reported with its backtrace,
+ * the later ones are only counted. When the hub shows life again the episode ends; its
+ * duration (to within a look period at each end) is added to its site, and a reported
+ * one gets a closing line. While a hub stays held, each look reads /proc again (no
+ * signal): if its thread sleeps in another system call or on another fd than the one
+ * it was seen in (or, busy, has fallen asleep in one), it is looked at again, and at
+ * another site a new episode begins there, so each place that holds the hub is named.
+ * GREEN_PATCH_REPORT=1 has libgreen-patch print the table at exit (green_private_pinning).
  *
  * The hub's counters are read without its cooperation (relaxed atomic loads of plain
- * fields): the switch path pays nothing for the monitor. The registry lock is held
- * while a hub is inspected and while its thread writes the report, so the hub cannot be
- * freed meanwhile (its thread, if exiting, finds no hub and says so).
+ * fields): the switch path pays nothing for the monitor. The registry lock is held while
+ * hubs are inspected, so a hub cannot be freed meanwhile (its thread, if exiting, finds
+ * no hub and says so); it also guards the monitor's fields of each hub and the site
+ * table. Output is written with write(2) from the monitor thread, never through stdio
+ * (a pinned thread may hold stderr's lock).
  */
 #include "debug.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
 
 #define MON_SIGNAL SIGURG
+#define MON_FRAMES 32
+#define MON_SITES 64
+#define MON_SCAN 4096 /* bytes of a frozen stack scanned above its stack pointer */
+/* How long a handler may take to answer: a thread asleep in the kernel is woken by the
+ * signal at once (past the wait it is scanned, and its report still comes well within a
+ * second of the hold starting); a running one may first wait for a CPU (or, under TSan,
+ * for a point where TSan delivers signals). */
+#define MON_ANSWER_MS 250
+#define MON_ANSWER_BUSY_MS 1000
+/* The handler can restart a system call the signal interrupted (it sees the interrupted
+ * registers: not under TSan, which runs handlers later); elsewhere a thread asleep in
+ * one is not signalled, its stack is scanned. */
+#if (defined(__x86_64__) || defined(__aarch64__)) && !GREEN_TSAN
+#define MON_CAN_RESTART 1
+#else
+#define MON_CAN_RESTART 0
+#endif
 
 static pthread_mutex_t mon_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mon_cond;
@@ -33,41 +97,109 @@ static int64_t mon_ms;
 static struct sigaction mon_old;
 static int mon_installed;
 
-/* the report being taken: the monitor waits for the hub's thread to finish it */
-static struct green_hub *mon_target;
-static int64_t mon_blocked_ms;
-static int mon_done;
+/* ---- one look at the OS thread holding a hub ---- */
 
-/* In the signal handler on h's thread (NULL: it is exiting): who holds the hub, and its
- * backtrace, to stderr. */
-static void report_blocked(struct green_hub *h, int64_t ms, void *uc)
+struct look {
+    /* by the monitor, from /proc, before the signal */
+    char state;                    /* stat's: 'R' runs; 'S', 'D', ... asleep; 0 unknown */
+    int in_syscall;                /* asleep in system call nr(args) at sp, pc */
+    long nr;
+    unsigned long args[6], sp, pc;
+    int urg_blocked;               /* SIGURG is blocked there: no signal */
+    /* by the handler on the hub's thread, or by the monitor's stack scan */
+    int gone;                      /* the thread had no hub any more (exiting) */
+    uint64_t id;
+    char name[40];
+    int npcs;
+    uintptr_t pcs[MON_FRAMES];
+    const char *scanned;           /* pcs from a stack scan, not an unwind: why */
+};
+
+/* The handshake with the handler: the monitor publishes a request, the handler claims
+ * it (so that a monitor that gave up never reads a look being written), then ends it. */
+enum { REQ_IDLE, REQ_ASKED, REQ_CLAIMED, REQ_DONE };
+static struct look mon_look;
+static struct green_hub *mon_target;
+static int mon_req;
+
+/* ---- the pinning sites (under the registry lock) ---- */
+
+struct site {
+    int busy;
+    uintptr_t key_fn, key_at;      /* what tells sites apart (see the header) */
+    uint64_t count, total_ms, max_ms;
+    uint64_t id;                   /* the green thread of its first, reported, episode */
+    char name[40];
+    char what[160];                /* "pinned in read() via fgets(), called from f+0x2a" */
+};
+static struct site mon_sites[MON_SITES];
+static int mon_nsites;
+static struct site mon_other;      /* episodes beyond the table */
+
+/* ---- the signal handler, on the held hub's thread ---- */
+
+/* If the signal interrupted the system call the monitor saw asleep (the same pc, stack
+ * pointer and arguments) and the kernel is about to return EINTR from it, set the
+ * thread up to issue it again, exactly as the kernel restarts a call under SA_RESTART:
+ * the number back in its register, the pc back on the system call instruction. */
+static void restart_interrupted(const struct look *lk, void *uc)
 {
-    struct green_out o = {.fd = 2, .in_signal = 1, .uc = green__signal_context(uc)};
-    if (!h) {
-        green__outf(&o, "libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n",
-                    (long long)ms);
-        green__out_flush(&o);
+    if (!uc || !lk->in_syscall)
         return;
-    }
-    struct green *g = h->current;
-    green__outf(&o, "libgreen monitor: hub %p thread %d blocked for %lld ms by green thread %llu \"%s\"\n",
-                (void *)h, h->tid, (long long)ms, (unsigned long long)g->id, green__name(g));
-    green__bt_here(&o, 1);
-    green__out_flush(&o);
+#if defined(__x86_64__)
+    greg_t *r = ((ucontext_t *)uc)->uc_mcontext.gregs;
+    const unsigned char *ip = (const unsigned char *)lk->pc;
+    const greg_t args[6] = {r[REG_RDI], r[REG_RSI], r[REG_RDX], r[REG_R10], r[REG_R8], r[REG_R9]};
+    if ((unsigned long)r[REG_RIP] != lk->pc || (unsigned long)r[REG_RSP] != lk->sp ||
+        r[REG_RAX] != -EINTR || ip[-2] != 0x0f || ip[-1] != 0x05) /* syscall */
+        return;
+    for (int i = 0; i < 6; i++)
+        if ((unsigned long)args[i] != lk->args[i])
+            return;
+    r[REG_RAX] = lk->nr;
+    r[REG_RIP] -= 2;
+#elif defined(__aarch64__)
+    mcontext_t *m = &((ucontext_t *)uc)->uc_mcontext;
+    if (m->pc != lk->pc || m->sp != lk->sp || (long)m->regs[0] != -EINTR ||
+        m->regs[8] != (unsigned long)lk->nr || *(const uint32_t *)(lk->pc - 4) != 0xd4000001)
+        return; /* svc #0; x0 is the result, the others are kept */
+    for (int i = 1; i < 6; i++)
+        if (m->regs[i] != lk->args[i])
+            return;
+    m->regs[0] = lk->args[0];
+    m->pc -= 4;
+#endif
+}
+
+static void copy_name(char *to, size_t size, const char *from)
+{
+    size_t i = 0;
+    for (; from && from[i] && i + 1 < size; i++)
+        to[i] = from[i];
+    to[i] = '\0';
 }
 
 static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
     struct green_hub *t = __atomic_load_n(&mon_target, __ATOMIC_ACQUIRE);
-    if (t && !__atomic_load_n(&mon_done, __ATOMIC_ACQUIRE)) {
-        struct green_hub *h = green__tls_hub;
-        if (h == t || !h) {
-            report_blocked(h, mon_blocked_ms, uc);
-            __atomic_store_n(&mon_done, 1, __ATOMIC_RELEASE);
-            errno = saved;
-            return;
+    struct green_hub *h = green__tls_hub;
+    int asked = REQ_ASKED;
+    if (t && (h == t || (!h && t->tid == (int)syscall(SYS_gettid))) && /* (exiting: no hub) */
+        __atomic_compare_exchange_n(&mon_req, &asked, REQ_CLAIMED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+        struct look *lk = &mon_look;
+        if (!h) {
+            lk->gone = 1;
+        } else {
+            lk->id = h->current->id;
+            copy_name(lk->name, sizeof lk->name, green__name(h->current));
+            uc = green__signal_context(uc);
+            lk->npcs = green__bt_pcs(uc, lk->pcs, MON_FRAMES);
+            restart_interrupted(lk, uc);
         }
+        __atomic_store_n(&mon_req, REQ_DONE, __ATOMIC_RELEASE);
+        errno = saved;
+        return;
     }
     /* not ours: whatever the program had */
     if ((mon_old.sa_flags & SA_SIGINFO) && mon_old.sa_sigaction)
@@ -77,14 +209,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     errno = saved;
 }
 
-/* The watchdog thread does not exist in a fork child. */
-static void atfork_child(void)
-{
-    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-    mon_lock = fresh;
-    mon_running = 0;
-    mon_target = NULL;
-}
+/* ---- reading a thread from the monitor ---- */
 
 static int64_t mono_ms(void)
 {
@@ -93,17 +218,406 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void report(struct green_hub *h, int64_t ms)
+static void sleep_ms(long ms)
 {
-    __atomic_store_n(&mon_done, 0, __ATOMIC_RELAXED);
-    mon_blocked_ms = ms;
-    __atomic_store_n(&mon_target, h, __ATOMIC_RELEASE);
-    if (green__sys.pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
-        for (int i = 0; i < 1000 && !__atomic_load_n(&mon_done, __ATOMIC_ACQUIRE); i++) {
-            struct timespec ts = {0, 1000000};
-            green__sys.nanosleep(&ts, NULL);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    green__sys.nanosleep(&ts, NULL);
+}
+
+/* Copies what lies at addr in this process, where anything is mapped (the kernel
+ * copies: an unmapped address fails, never faults): the bytes copied. */
+static size_t safe_read(uintptr_t addr, void *to, size_t n)
+{
+    struct iovec local = {to, n}, remote = {(void *)addr, n};
+    ssize_t r = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    return r > 0 ? (size_t)r : 0;
+}
+
+/* /proc/self/task/TID/<what> into buf: 0, or -1. */
+static int read_proc(int tid, const char *what, char *buf, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/%s", tid, what);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = green__sys.read(fd, buf, size - 1);
+    green__sys.close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/* The system call thread tid sleeps in, into lk (in_syscall 0: it runs, or unknown). */
+static void read_syscall(int tid, struct look *lk)
+{
+    char buf[256];
+    lk->in_syscall = 0;
+    if (read_proc(tid, "syscall", buf, sizeof buf) == 0 &&
+        sscanf(buf, "%ld %lx %lx %lx %lx %lx %lx %lx %lx", &lk->nr, &lk->args[0], &lk->args[1],
+               &lk->args[2], &lk->args[3], &lk->args[4], &lk->args[5], &lk->sp, &lk->pc) == 9 &&
+        lk->nr >= 0)
+        lk->in_syscall = 1;
+}
+
+/* Its state letter in stat ('R', 'S', 'D', ...), 0 unknown. */
+static char read_state(int tid)
+{
+    char buf[1024];
+    if (read_proc(tid, "stat", buf, sizeof buf) != 0)
+        return 0;
+    const char *p = strrchr(buf, ')'); /* the command name may hold anything */
+    return p && p[1] == ' ' ? p[2] : 0;
+}
+
+static void read_thread(int tid, struct look *lk)
+{
+    char buf[2048];
+    lk->state = read_state(tid);
+    read_syscall(tid, lk);
+    unsigned long long blocked;
+    const char *p;
+    if (read_proc(tid, "status", buf, sizeof buf) == 0 && (p = strstr(buf, "\nSigBlk:")) &&
+        sscanf(p + 8, "%llx", &blocked) == 1)
+        lk->urg_blocked = (blocked >> (MON_SIGNAL - 1)) & 1;
+    /* sigwait and friends unblock what they wait for while they sleep, and would take
+     * SIGURG if they wait for it: it counts as blocked then */
+    uint64_t waited;
+    if (lk->in_syscall && lk->nr == SYS_rt_sigtimedwait &&
+        safe_read(lk->args[0], &waited, sizeof waited) == sizeof waited)
+        lk->urg_blocked |= (waited >> (MON_SIGNAL - 1)) & 1;
+}
+
+/* Is ra a return address: in known code, right after a call instruction? */
+static int return_address(uintptr_t ra)
+{
+    uintptr_t off;
+    unsigned char b[8];
+    if (green__symtab_code(ra) == GREEN_CODE_UNKNOWN || (green__symtab_name(ra, &off) && off < 2) ||
+        safe_read(ra - 8, b, 8) != 8)
+        return 0;
+#if defined(__x86_64__)
+    return b[3] == 0xe8 ||                               /* call rel32 */
+           (b[2] == 0xff && (b[3] & 0x38) == 0x10) ||    /* call *disp32(...) */
+           (b[5] == 0xff && (b[6] & 0x38) == 0x10) ||    /* call *disp8(...) */
+           (b[6] == 0xff && (b[7] & 0x38) == 0x10);      /* call *%reg, call *(%reg) */
+#elif defined(__aarch64__)
+    uint32_t insn;
+    memcpy(&insn, b + 4, 4);
+    return (insn & 0xfc000000) == 0x94000000 || (insn & 0xfffffc1f) == 0xd63f0000 ||
+           (insn & 0xfefff800) == 0xd63f0800; /* bl, blr, blraa/blrab */
+#else
+    return 1;
+#endif
+}
+
+/* Is pc in the runtime rather than in the program (libgreen linked into the program
+ * included, by its names)? */
+static int runtime_frame(uintptr_t pc)
+{
+    uintptr_t off;
+    const char *name;
+    return green__symtab_code(pc) == GREEN_CODE_RUNTIME ||
+           ((name = green__symtab_name(pc, &off)) && strncmp(name, "green_", 6) == 0);
+}
+
+/* Where no signal may be sent (or none was answered): the running green thread, read
+ * through safe_read (its thread is asleep, but by no rule the monitor shares with it),
+ * and the frames of a stack frozen in a system call, by a scan (see the header), up to
+ * the program's call site. */
+static void scan_thread(struct green_hub *h, struct look *lk, const char *why)
+{
+    struct green *g = NULL;
+    struct green_ext *x = NULL;
+    const char *name = NULL;
+    uint8_t flags = 0;
+    if (safe_read((uintptr_t)&h->current, &g, sizeof g) == sizeof g && g) {
+        safe_read((uintptr_t)&g->id, &lk->id, sizeof lk->id);
+        safe_read((uintptr_t)&g->flags, &flags, sizeof flags);
+        if (safe_read((uintptr_t)&g->ext, &x, sizeof x) == sizeof x && x)
+            safe_read((uintptr_t)&x->name, &name, sizeof name);
+    }
+    memset(lk->name, 0, sizeof lk->name);
+    if (name)
+        safe_read((uintptr_t)name, lk->name, sizeof lk->name - 1);
+    else
+        copy_name(lk->name, sizeof lk->name, (flags & GF_ROOT) ? "root" : "");
+    lk->scanned = why;
+    lk->npcs = 0;
+    if (!lk->in_syscall)
+        return;
+    uintptr_t words[MON_SCAN / sizeof(uintptr_t)];
+    size_t n = safe_read(lk->sp, words, sizeof words) / sizeof *words;
+    lk->pcs[lk->npcs++] = lk->pc;
+    /* up to the call site: past it, a stale return address is no rarer than a real one */
+    for (size_t i = 0; i < n && lk->npcs < MON_FRAMES; i++)
+        if (return_address(words[i])) {
+            lk->pcs[lk->npcs++] = words[i];
+            if (!runtime_frame(words[i]))
+                break;
         }
+}
+
+/* Send the signal and wait (up to wait_ms) for the handler's look. 0, or -1 when it did
+ * not answer (the look is then untouched). */
+static int ask_thread(struct green_hub *h, int wait_ms)
+{
+    __atomic_store_n(&mon_target, h, __ATOMIC_RELEASE);
+    __atomic_store_n(&mon_req, REQ_ASKED, __ATOMIC_RELEASE);
+    int asked = REQ_ASKED;
+    if (green__sys.pthread_kill((pthread_t)h->thread, MON_SIGNAL) == 0)
+        for (int i = 0; i < wait_ms && __atomic_load_n(&mon_req, __ATOMIC_ACQUIRE) == REQ_ASKED; i++)
+            sleep_ms(1);
+    /* withdraw the request, unless the handler has claimed it: then it finishes soon */
+    if (!__atomic_compare_exchange_n(&mon_req, &asked, REQ_IDLE, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&mon_req, __ATOMIC_ACQUIRE) != REQ_DONE)
+            sleep_ms(1);
     __atomic_store_n(&mon_target, NULL, __ATOMIC_RELEASE);
+    int answered = __atomic_load_n(&mon_req, __ATOMIC_ACQUIRE) == REQ_DONE;
+    __atomic_store_n(&mon_req, REQ_IDLE, __ATOMIC_RELAXED);
+    return answered ? 0 : -1;
+}
+
+/* ---- naming an episode ---- */
+
+static void __attribute__((format(printf, 3, 4))) append(char *buf, size_t size, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, size - len, fmt, ap);
+    va_end(ap);
+}
+
+/* "name+0x1c", or the bare address; *start: where its function starts (or pc). */
+static void frame_name(char *buf, size_t size, uintptr_t pc, uintptr_t *start)
+{
+    uintptr_t off;
+    const char *name = green__symtab_name(pc, &off);
+    *start = name ? pc - off : pc;
+    if (name)
+        append(buf, size, "%s+0x%lx", name, (unsigned long)off);
+    else
+        append(buf, size, "0x%lx", (unsigned long)pc);
+}
+
+/* "read()"; "[vdso]" as it is; "0x7f..." when unknown. Named as the program knows it:
+ * a sanitizer's interceptor (__interceptor_fgets) by what it intercepts, a compiler's
+ * clone (fgets.part.0, f.cold) by its function. */
+static void function_name(char *buf, size_t size, uintptr_t pc, uintptr_t *start)
+{
+    uintptr_t off;
+    const char *name = green__symtab_name(pc, &off);
+    *start = name ? pc - off : pc;
+    if (!name) {
+        append(buf, size, "0x%lx", (unsigned long)pc);
+        return;
+    }
+    const char *tail = name + strspn(name, "_");
+    if (strncmp(tail, "interceptor_", 12) == 0)
+        name = tail + 12;
+    append(buf, size, name[0] == '[' ? "%.*s" : "%.*s()", (int)strcspn(name, "."), name);
+}
+
+/* The site of lk's episode, filled in s: its key and its description, e.g. "pinned in
+ * read() via fgets() [system call 0], called from reader+0x2a", "busy in spin+0x1c (in
+ * strlen())". */
+static void describe(const struct look *lk, int busy, struct site *s)
+{
+    int prog = 0; /* the first frame of the program's own code */
+    while (prog < lk->npcs && runtime_frame(lk->pcs[prog]))
+        prog++;
+    uintptr_t inner = lk->npcs ? lk->pcs[0] : lk->in_syscall ? lk->pc : 0;
+    uintptr_t at = prog < lk->npcs ? lk->pcs[prog] : 0, fn = 0, ignored;
+    char via[64] = "";
+    memset(s, 0, sizeof *s);
+    s->busy = busy;
+    if (prog > 1)
+        function_name(via, sizeof via, lk->pcs[prog - 1], &ignored);
+    append(s->what, sizeof s->what, "%s in ", busy ? "busy" : "pinned");
+    if (busy && at) {
+        function_name(s->what, sizeof s->what, at, &s->key_fn); /* its pc moves */
+        if (prog > 0) {
+            append(s->what, sizeof s->what, " (in ");
+            function_name(s->what, sizeof s->what, inner, &fn);
+            append(s->what, sizeof s->what, ")");
+        }
+    } else if (inner && (prog > 0 || !at)) {
+        size_t before = strlen(s->what);
+        function_name(s->what, sizeof s->what, inner, &fn);
+        if (via[0] && strcmp(via, s->what + before) != 0)
+            append(s->what, sizeof s->what, " via %s", via);
+        s->key_fn = fn;
+    } else {
+        append(s->what, sizeof s->what, busy ? "?" : "a system call");
+    }
+    if (!busy && lk->in_syscall)
+        append(s->what, sizeof s->what, " [system call %ld]", lk->nr);
+    if (!busy && at) {
+        append(s->what, sizeof s->what, ", called from ");
+        frame_name(s->what, sizeof s->what, at, &ignored);
+        s->key_at = at;
+    }
+    if (!lk->npcs && lk->urg_blocked)
+        append(s->what, sizeof s->what, " (SIGURG is blocked in its thread: no backtrace)");
+}
+
+/* The table's entry for s, added if new (*fresh set): NULL when the table is full. */
+static struct site *site_of(const struct site *s, int *fresh)
+{
+    *fresh = 0;
+    for (int i = 0; i < mon_nsites; i++)
+        if (mon_sites[i].busy == s->busy && mon_sites[i].key_fn == s->key_fn &&
+            mon_sites[i].key_at == s->key_at)
+            return &mon_sites[i];
+    if (mon_nsites == MON_SITES)
+        return NULL;
+    *fresh = 1;
+    mon_sites[mon_nsites] = *s;
+    return &mon_sites[mon_nsites++];
+}
+
+/* ---- episodes ---- */
+
+/* Look at the thread holding h: /proc, then the handler, or a scan of its stack where
+ * no signal may be sent or none was answered. */
+static void look_at(struct green_hub *h, struct look *lk)
+{
+    memset(lk, 0, sizeof *lk);
+    read_thread(h->tid, lk);
+    if (lk->urg_blocked)
+        scan_thread(h, lk, "SIGURG is blocked in its thread");
+    else if (lk->in_syscall && !MON_CAN_RESTART)
+        scan_thread(h, lk, "no signal to a thread asleep in a system call in this build");
+    else if (lk->state == 'D') /* a signal waits until the call ends */
+        scan_thread(h, lk, "its thread sleeps uninterruptibly");
+    else if (ask_thread(h, lk->state == 'R' ? MON_ANSWER_BUSY_MS : MON_ANSWER_MS) != 0)
+        scan_thread(h, lk, "no answer to SIGURG");
+}
+
+static int look_busy(const struct look *lk)
+{
+    return lk->state == 'R' || (!lk->state && !lk->in_syscall);
+}
+
+/* What tells one blocking call from the next while the hub stays held: the system call,
+ * its place and its first argument (mostly an fd; not its buffers). 0: none. */
+static uint64_t where_of(const struct look *lk)
+{
+    if (!lk->in_syscall)
+        return 0;
+    return (lk->pc ^ (lk->sp << 1) ^ ((uint64_t)lk->nr << 48) ^ ((uint64_t)lk->args[0] << 20)) | 1;
+}
+
+static struct site *site_at(int i) { return i == MON_SITES ? &mon_other : &mon_sites[i]; }
+
+/* A new episode of h at site s (lk's), the hub held for held_ms so far: counted, and
+ * reported with its backtrace when the site is new. */
+static void episode_start(struct green_hub *h, const struct look *lk, const struct site *s, int64_t held_ms)
+{
+    int fresh;
+    struct site *at = site_of(s, &fresh);
+    if (!at)
+        at = &mon_other;
+    at->count++;
+    h->mon_reported = fresh ? 2 : 1;
+    h->mon_site = at == &mon_other ? MON_SITES : (int)(at - mon_sites);
+    h->mon_where = s->busy ? 0 : where_of(lk);
+    if (!fresh)
+        return;
+    at->id = lk->id;
+    copy_name(at->name, sizeof at->name, lk->name);
+    struct green_out o = {.fd = 2};
+    green__outf(&o, "libgreen monitor: hub %p thread %d blocked for %lld ms by green thread %llu \"%s\": %s\n",
+                (void *)h, h->tid, (long long)held_ms, (unsigned long long)lk->id, lk->name, at->what);
+    green__bt_write_pcs(&o, lk->pcs, lk->npcs);
+    if (lk->scanned && lk->npcs)
+        green__outf(&o, "    (%s: frames found by scanning its stack, up to the call site)\n", lk->scanned);
+    green__out_flush(&o);
+}
+
+static void episode_end(struct green_hub *h, int64_t now)
+{
+    if (h->mon_site < 0)
+        return;
+    struct site *s = site_at(h->mon_site);
+    uint64_t ms = (uint64_t)(now - h->mon_since);
+    s->total_ms += ms;
+    if (ms > s->max_ms)
+        s->max_ms = ms;
+    if (h->mon_reported == 2) {
+        struct green_out o = {.fd = 2};
+        green__outf(&o, "libgreen monitor: hub %p thread %d was held %llu ms by green thread %llu \"%s\": %s\n",
+                    (void *)h, h->tid, (unsigned long long)ms, (unsigned long long)s->id, s->name, s->what);
+        green__out_flush(&o);
+    }
+}
+
+/* Has the thread holding h gone on to another blocking call (pinned), or fallen asleep
+ * in one (busy), without the hub showing life? (/proc only: no signal) */
+static int moved_on(struct green_hub *h)
+{
+    struct look lk = {0};
+    read_syscall(h->tid, &lk);
+    if (!lk.in_syscall)
+        return 0;
+    if (h->mon_where)
+        return where_of(&lk) != h->mon_where;
+    return (lk.state = read_state(h->tid)) && !look_busy(&lk);
+}
+
+/* The CPU time h's thread has used, ns; 0 when unknown. */
+static uint64_t thread_cpu(struct green_hub *h)
+{
+    clockid_t c;
+    struct timespec ts;
+    if (pthread_getcpuclockid((pthread_t)h->thread, &c) != 0 || clock_gettime(c, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A thread that can run (state R) but has used less than a tenth of the threshold in
+ * CPU time since its hub last showed life has been kept off the CPU by the machine's
+ * load, not holding the hub by what it computes: not (yet) an episode. */
+static int starved(struct green_hub *h, int64_t threshold)
+{
+    char state = read_state(h->tid);
+    uint64_t used = thread_cpu(h);
+    return (state == 'R' || !state) && h->mon_cpu && used &&
+           used - h->mon_cpu < (uint64_t)threshold * 100000;
+}
+
+/* h has been held past the threshold: an episode begins; or, held still, its thread
+ * has moved on: the episode goes on if it is at the same site, else a new one begins. */
+static void held(struct green_hub *h, int64_t now, int64_t threshold)
+{
+    struct look *lk = &mon_look;
+    struct site s;
+    if (!h->mon_reported && starved(h, threshold))
+        return;
+    look_at(h, lk);
+    if (lk->gone) {
+        h->mon_reported = 1;
+        h->mon_site = -1;
+        struct green_out o = {.fd = 2};
+        green__outf(&o, "libgreen monitor: a hub was blocked for %lld ms (its thread is exiting)\n",
+                    (long long)(now - h->mon_since));
+        green__out_flush(&o);
+        return;
+    }
+    describe(lk, look_busy(lk), &s);
+    int64_t ms = now - h->mon_since;
+    if (h->mon_reported) {
+        const struct site *cur = site_at(h->mon_site);
+        if (cur->busy == s.busy && cur->key_fn == s.key_fn && cur->key_at == s.key_at) {
+            h->mon_where = s.busy ? 0 : where_of(lk);
+            return;
+        }
+        episode_end(h, now);
+        h->mon_since = now; /* the new one's time starts here */
+    }
+    episode_start(h, lk, &s, ms);
 }
 
 static void check(int64_t now, int64_t threshold)
@@ -115,12 +629,16 @@ static void check(int64_t now, int64_t threshold)
         int idle = __atomic_load_n(&h->polling, __ATOMIC_RELAXED) ||
                    __atomic_load_n(&h->alive, __ATOMIC_RELAXED) == 0;
         if (idle || seen != h->mon_seen || h->mon_since == 0) {
-            h->mon_seen = seen;
+            if (h->mon_reported)
+                episode_end(h, now);
+            /* (idle, it counts as changed at the next look: a wait in the poller is no
+             * part of a hold) */
+            h->mon_seen = idle ? ~seen : seen;
             h->mon_since = now;
             h->mon_reported = 0;
-        } else if (!h->mon_reported && now - h->mon_since > threshold) {
-            h->mon_reported = 1;
-            report(h, now - h->mon_since);
+            h->mon_cpu = idle ? 0 : thread_cpu(h);
+        } else if (h->mon_reported ? h->mon_site >= 0 && moved_on(h) : now - h->mon_since > threshold) {
+            held(h, now, threshold);
         }
     }
     green__hubs_unlock();
@@ -129,6 +647,8 @@ static void check(int64_t now, int64_t threshold)
 static void *monitor_main(void *unused)
 {
     (void)unused;
+    /* the symbol tables, read here rather than by the thread that made the first hub */
+    green__debug_prepare_signals();
     green__sys.pthread_mutex_lock(&mon_lock);
     while (!mon_stop) {
         int64_t ms = mon_ms;
@@ -152,13 +672,14 @@ static void *monitor_main(void *unused)
     return NULL;
 }
 
+static void atfork_child(void);
+
 int green_monitor_start(int64_t ms)
 {
     if (ms <= 0) {
         errno = EINVAL;
         return -1;
     }
-    green__debug_prepare_signals();
     green__sys.pthread_mutex_lock(&mon_lock);
     mon_ms = ms;
     if (mon_running) {
@@ -215,3 +736,46 @@ int green_monitor_stop(void)
     return 0;
 }
 
+size_t green_private_pinning(struct green_private_pin *out, size_t max, int64_t *threshold_ms)
+{
+    green__sys.pthread_mutex_lock(&mon_lock);
+    if (threshold_ms)
+        *threshold_ms = mon_running ? mon_ms : 0;
+    green__sys.pthread_mutex_unlock(&mon_lock);
+    green__hubs_lock();
+    size_t n = (size_t)mon_nsites + (mon_other.count ? 1 : 0);
+    for (size_t i = 0; i < n && i < max; i++) {
+        const struct site *s = i < (size_t)mon_nsites ? &mon_sites[i] : &mon_other;
+        struct green_private_pin *p = &out[i];
+        p->busy = s->busy;
+        p->count = s->count;
+        p->total_ms = s->total_ms;
+        p->max_ms = s->max_ms;
+        copy_name(p->what, sizeof p->what, s == &mon_other ? "at other places (the table is full)" : s->what);
+    }
+    /* episodes going on: their time so far */
+    int64_t now = mono_ms();
+    for (struct green_hub *h = green__hubs(); h; h = h->reg_next) {
+        size_t i = h->mon_site == MON_SITES ? (size_t)mon_nsites : (size_t)h->mon_site;
+        if (h->mon_reported && h->mon_site >= 0 && i < n && i < max) {
+            uint64_t ms = (uint64_t)(now - h->mon_since);
+            out[i].total_ms += ms;
+            if (ms > out[i].max_ms)
+                out[i].max_ms = ms;
+        }
+    }
+    green__hubs_unlock();
+    return n;
+}
+
+/* The watchdog thread does not exist in a fork child, nor do the parent's episodes. */
+static void atfork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    mon_lock = fresh;
+    mon_running = 0;
+    mon_target = NULL;
+    mon_req = REQ_IDLE;
+    mon_nsites = 0;
+    memset(&mon_other, 0, sizeof mon_other);
+}

@@ -5,15 +5,19 @@
  *
  * Every socket made here is non-blocking and close-on-exec from birth. Names are
  * resolved like getaddrinfo(3) does: numeric hosts and ports are parsed on the spot (no
- * thread hop); anything else goes through the hub's resolver. A host of NULL or "" is
- * "any address" for the helpers that bind (IPv4 first, as getaddrinfo lists it; give
- * "::" for a dual-stack IPv6 listener), and the loopback for those that connect.
+ * thread hop); anything else goes through the hub's resolver. A host of NULL is "any
+ * address" for the helpers that bind (IPv4 first, as getaddrinfo lists it; give "::" for
+ * a dual-stack IPv6 listener), and the loopback for those that connect; "" is EINVAL
+ * (an empty string is more often a missing value than a wish for "any").
  *
  * Each address the name resolves to is tried in turn, until one works; the error of the
  * last one tried is reported, except that the deadline (ETIMEDOUT) and a kill (ECANCELED)
- * end the whole call at once. Resolution failures are reported as errno values:
- * EADDRNOTAVAIL for a name or service that does not resolve (as libdill does), EAGAIN
- * for a temporary resolver failure, EINVAL, ENOMEM, or the resolver's errno.
+ * end the whole call at once. A resolution failure keeps its cause: its errno is one no
+ * socket call of these helpers gives for its own reasons (gai_errno, documented in
+ * green.h), and its EAI_* code is what green_last_resolve_error() returns afterwards, in
+ * the calling OS thread, as errno is kept (a __thread, set as each helper returns, after
+ * its last park, so that another green thread's call cannot change it before the
+ * caller reads it).
  *
  * Unix socket paths: "@name" is Linux's abstract namespace (nothing in the file system);
  * anything else is a file path. green_unix_listen does not remove a file already at the
@@ -27,7 +31,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-/* getaddrinfo's EAI_* codes as errno values. */
+/* The EAI_* code of the calling OS thread's last green_tcp_listen, green_tcp_connect
+ * or green_udp_bind: 0 when it did not fail in name resolution. */
+static __thread int last_resolve_error;
+
+int green_last_resolve_error(void) { return last_resolve_error; }
+
+/* getaddrinfo's EAI_* codes as errno values: "no such name" is ENOENT, which neither
+ * socket, bind, listen nor connect gives for a TCP or UDP socket (EADDRNOTAVAIL, which
+ * libdill uses, is also bind's "not a local address" and connect's "no free port"). */
 static int gai_errno(int rc)
 {
     switch (rc) {
@@ -37,12 +49,21 @@ static int gai_errno(int rc)
         return ENOMEM;
     case EAI_AGAIN:
         return EAGAIN;
+    case EAI_NONAME:   /* no such host, or no such service */
+    case EAI_SERVICE:  /* no such service for the socket type */
+#ifdef EAI_NODATA
+    case EAI_NODATA:   /* the host has no address */
+#endif
+#ifdef EAI_ADDRFAMILY
+    case EAI_ADDRFAMILY: /* none of the family asked */
+#endif
+        return ENOENT;
     case EAI_BADFLAGS:
     case EAI_FAMILY:
     case EAI_SOCKTYPE:
         return EINVAL;
-    default: /* EAI_NONAME, EAI_SERVICE, EAI_FAIL, EAI_NODATA, EAI_ADDRFAMILY */
-        return EADDRNOTAVAIL;
+    default: /* EAI_FAIL: the resolver failed for good; anything newer */
+        return EIO;
     }
 }
 
@@ -53,11 +74,16 @@ struct addrs {
     int by_resolver;
 };
 
+/* The addresses of host and port: 0, or -1 + errno, and the resolver's EAI_* code in *rc. */
 static int addrs_get(struct addrs *a, const char *host, const char *port, int socktype,
-                     int flags, int64_t deadline)
+                     int flags, int *rc_out, int64_t deadline)
 {
-    if (host && !*host)
-        host = NULL;
+    *rc_out = 0;
+    a->list = NULL;
+    if (host && !*host) {
+        errno = EINVAL;
+        return -1;
+    }
     struct addrinfo hints = {.ai_flags = flags | AI_NUMERICHOST | AI_NUMERICSERV,
                              .ai_family = AF_UNSPEC,
                              .ai_socktype = socktype};
@@ -70,6 +96,7 @@ static int addrs_get(struct addrs *a, const char *host, const char *port, int so
     }
     if (rc != 0) {
         a->list = NULL;
+        *rc_out = rc;
         errno = gai_errno(rc);
         return -1;
     }
@@ -99,12 +126,16 @@ static void close_quietly(int fd)
 /* What to do with one address: the fd it gives, or -1 + errno. */
 typedef int (*addr_fn)(const struct addrinfo *ai, int arg, int64_t deadline);
 
-/* Resolve, then give each address to fn until one works. */
+/* Resolve, then give each address to fn until one works; the resolver's code goes to
+ * last_resolve_error as the call returns. */
 static int first_working(const char *host, const char *port, int socktype, int flags,
                          addr_fn fn, int arg, int64_t deadline)
 {
     struct addrs a;
-    if (addrs_get(&a, host, port, socktype, flags, deadline) != 0)
+    int rc;
+    int r = addrs_get(&a, host, port, socktype, flags, &rc, deadline);
+    last_resolve_error = rc;
+    if (r != 0)
         return -1;
     int fd = -1, err = EADDRNOTAVAIL;
     for (const struct addrinfo *ai = a.list; ai && fd < 0; ai = ai->ai_next) {
@@ -116,6 +147,7 @@ static int first_working(const char *host, const char *port, int socktype, int f
         }
     }
     addrs_free(&a);
+    last_resolve_error = 0; /* the connects may have parked, and another call set it */
     if (fd < 0)
         errno = err;
     return fd;

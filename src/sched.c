@@ -439,14 +439,10 @@ static void reap(struct green_hub *h, struct green *g)
     green__block_free(h, g);
 }
 
-int green_join(green_t handle, void **result, int64_t deadline)
+/* May the current green thread wait for g's end? 0, or -1 + errno: EDEADLK (g is the
+ * caller), EINVAL (g is detached or the root, or another already waits for it). */
+static int join_check(struct green_hub *h, const struct green *g)
 {
-    struct green_hub *h = loop();
-    if (!h)
-        return -1;
-    struct green *g = green__resolve(h, handle);
-    if (!g)
-        return -1;
     struct green *self = h->current;
     if (g == self) {
         errno = EDEADLK;
@@ -456,11 +452,41 @@ int green_join(green_t handle, void **result, int64_t deadline)
         errno = EINVAL;
         return -1;
     }
-    while (g->state != GS_DEAD) {
-        g->joiner = self;
+    return 0;
+}
+
+int green__join_check(struct green_hub *h, green_t handle, struct green **g)
+{
+    *g = green__resolve(h, handle);
+    return *g ? join_check(h, *g) : -1;
+}
+
+int green__join_arm(struct green_hub *h, struct green *g)
+{
+    if (g->state == GS_DEAD)
+        return 1;
+    g->joiner = h->current;
+    return 0;
+}
+
+void green__join_disarm(struct green_hub *h, struct green *g)
+{
+    if (g->joiner == h->current)
+        g->joiner = NULL;
+}
+
+int green_join(green_t handle, void **result, int64_t deadline)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return -1;
+    struct green *g;
+    if (green__join_check(h, handle, &g) != 0)
+        return -1;
+    while (green__join_arm(h, g) == 0) {
         green__waiting_on(h, GW_JOIN, g);
         int r = green__park(h, deadline);
-        g->joiner = NULL;
+        green__join_disarm(h, g);
         if (r != 0)
             return -1;
     }
@@ -571,7 +597,7 @@ int green_cancelled(void)
 
 /* ---- spawning ---- */
 
-static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_fn fn, void *arg)
+static struct green *spawn(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr)
 {
     struct green *g = green__create(h, fn, arg, attr);
     if (!g)
@@ -587,19 +613,19 @@ static struct green *spawn(struct green_hub *h, const green_attr_t *attr, green_
     return g;
 }
 
-green_t green_spawn_attr(const green_attr_t *attr, green_fn fn, void *arg)
+green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
 {
     struct green_hub *h = loop();
     if (!h)
         return NULL;
-    struct green *g = spawn(h, attr, fn, arg);
+    struct green *g = spawn(h, fn, arg, attr);
     if (!g)
         return NULL;
     rq_push(h, g);
     return green__handle(g);
 }
 
-green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(NULL, fn, arg); }
+green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(fn, arg, NULL); }
 
 green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
 {
@@ -610,7 +636,7 @@ green_t green_spawn_later(int64_t ms, green_fn fn, void *arg)
     struct green_hub *h = loop();
     if (!h)
         return NULL;
-    struct green *g = spawn(h, NULL, fn, arg);
+    struct green *g = spawn(h, fn, arg, NULL);
     if (!g)
         return NULL;
     g->state = GS_WAITING;
@@ -631,22 +657,20 @@ static inline int yield_result(void)
     return 0;
 }
 
+/* A killed green thread yields too before it reports ECANCELED: a loop that yields until
+ * others are done (its children, say) must let them run, not spin on the CPU alone. */
 static __attribute__((noinline)) int yield_slow(void)
 {
     struct green_hub *h = loop();
     if (!h)
         return -1;
     struct green *self = h->current;
-    if (GREEN_UNLIKELY(self->flags & GF_CANCELLED)) {
-        errno = ECANCELED;
-        return -1;
-    }
     if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
         return -1; /* ENOMEM */
     if (green_list_empty(&h->rq)) {
         poll_once(h, 0);
         if (green_list_empty(&h->rq))
-            return 0;
+            return yield_result();
     }
     green__stamp(h, self);
     rq_push(h, self);
@@ -825,7 +849,9 @@ int green__shield_pop(struct green_hub *h, int what)
     return 0;
 }
 
-int green_private_shield_push(int what)
+/* The calling green thread's shields: the public kill shield is the private one of
+ * GREEN_SHIELD_KILLS (one mechanism; they count together). */
+static int shield_push(int what)
 {
     struct green_hub *h = green__hub_fast();
     if (!h) {
@@ -835,12 +861,17 @@ int green_private_shield_push(int what)
     return green__shield_push(h, what);
 }
 
-int green_private_shield_pop(int what)
+static int shield_pop(int what)
 {
     struct green_hub *h = green__tls_hub;
     if (!h) {
-        errno = EINVAL;
+        errno = EINVAL; /* no hub: nothing was pushed */
         return -1;
     }
     return green__shield_pop(h, what);
 }
+
+int green_private_shield_push(int what) { return shield_push(what); }
+int green_private_shield_pop(int what) { return shield_pop(what); }
+int green_shield_push(void) { return shield_push(GREEN_SHIELD_KILLS); }
+int green_shield_pop(void) { return shield_pop(GREEN_SHIELD_KILLS); }

@@ -30,6 +30,13 @@ struct green_hub *green__loop(void);   /* this thread's hub with its loop ready;
 void green__hub_loop_destroy(struct green_hub *h); /* remote notes, fds, poller, timers */
 int green__park(struct green_hub *h, int64_t deadline);
 int green__wake(struct green_hub *h, struct green *g, int err);
+/* Waiting for a green thread's end without green_join (green_choose): check resolves the
+ * handle and checks as green_join does (0, or -1 + errno: EINVAL, ESRCH, EXDEV, EDEADLK);
+ * arm makes the current green thread g's joiner until disarm, so that g's end wakes its
+ * next park (1 when g has already finished: nothing armed). g is not reaped. */
+int green__join_check(struct green_hub *h, green_t handle, struct green **g);
+int green__join_arm(struct green_hub *h, struct green *g);
+void green__join_disarm(struct green_hub *h, struct green *g);
 /* green_private_shield_push/pop for h's current green thread. */
 int green__shield_push(struct green_hub *h, int what);
 int green__shield_pop(struct green_hub *h, int what);
@@ -135,6 +142,13 @@ struct green_fd {
 struct green_fd *green__fd(struct green_hub *h, int fd);   /* grows the table; NULL+ENOMEM */
 void green__fd_ready(struct green_hub *h, int fd, int events); /* from the poller */
 int green__fd_wait(struct green_hub *h, int fd, int events, int64_t deadline);
+/* green__fd_wait in two halves around a park of the caller's own (green_choose): arm
+ * makes the current green thread fd's waiter for events from its next park (0, or -1 +
+ * errno: EBADF, EINVAL, EBUSY, ENOMEM, the poller's; *epoch is for disarm); disarm, after
+ * that park however it ended, gives the events ready (0: none), or -1 + EBADF when fd
+ * was closed (green_close) meanwhile. */
+int green__fd_arm(struct green_hub *h, int fd, int events, uint32_t *epoch);
+int green__fd_disarm(struct green_hub *h, int fd, int events, uint32_t epoch);
 void green__fd_forget(struct green_hub *h, int fd);
 int green__set_nonblock(int fd);
 void green__fds_destroy(struct green_hub *h);

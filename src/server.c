@@ -15,12 +15,15 @@
  *  - a shard is touched only by its own hub's OS thread. The threads share the server's
  *    read-only part, one cross-thread event (stop) and a future each (started, done).
  *
- * Stopping a shard: kill the acceptor, let every handler it spawned start (one killed
+ * Stopping is graceful: the server's stop event is set first (green_server_stopping:
+ * handlers may finish early when they see it; the extra shards' threads wait on it too).
+ * Then each shard stops: kill the acceptor, let every handler it spawned start (one killed
  * before it ever ran would never close its client), wait for the group until the
- * deadline, kill the rest and wait for them to unwind. On the calling hub this runs in
- * a green thread of its own, so that the stop completes and frees the server even if
- * the caller of green_server_stop is killed meanwhile — for instance when it is one of
- * the server's own handlers.
+ * deadline, kill the rest and wait for them to unwind (a killed handler may shield its
+ * cleanup, green_shield_push, e.g. to join green threads of its own). On the calling
+ * hub this runs in a green thread of its own, so that the stop completes and frees the
+ * server even if the caller of green_server_stop is killed meanwhile — for instance when
+ * it is one of the server's own handlers.
  */
 #include "lib.h"
 
@@ -52,7 +55,8 @@ struct green_server {
     void *arg;
     green_serve_opts_t opts;
     pthread_t owner;            /* the calling hub's OS thread: shard 0's */
-    green_event_t stop;         /* tells the extra shards to stop */
+    green_event_t stop;         /* set when the stop begins: tells the extra shards and
+                                 * the handlers (green_server_stopping) */
     int64_t deadline;           /* written before stop is set */
     int nshards;
     struct shard shards[];
@@ -99,7 +103,7 @@ static int conn_spawn(struct shard *sh, int fd)
         return -1;
     }
     *c = (struct conn){sh, fd};
-    if (!green__group_spawn_attr(&sh->conns, &sh->srv->opts.attr, conn_main, c, -1)) {
+    if (!green__group_spawn_attr(&sh->conns, conn_main, c, &sh->srv->opts.attr, -1)) {
         free(c);
         return -1;
     }
@@ -174,7 +178,7 @@ static int shard_start(struct shard *sh)
     green_group_init(&sh->conns, 0);
     green_sem_init(&sh->room, (long)sh->srv->opts.max_conns);
     green_attr_t attr = {.name = "green_serve acceptor"};
-    sh->acceptor = green_spawn_attr(&attr, acceptor_main, sh);
+    sh->acceptor = green_spawn_attr(acceptor_main, sh, &attr);
     return sh->acceptor ? 0 : -1;
 }
 
@@ -396,6 +400,15 @@ static void *stopper_main(void *arg)
     threads_join(srv, srv->nshards);
     server_free(srv);
     return NULL;
+}
+
+green_event_t *green_server_stopping(green_server_t *srv)
+{
+    if (!srv) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return &srv->stop;
 }
 
 int green_server_stop(green_server_t *srv, int64_t deadline)

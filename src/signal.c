@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* A waiter's record: aux is its set (bit signo-1), index the signal that served it
@@ -54,6 +55,11 @@
 struct sig_want {
     int take;                    /* consumes the delivery (green_signal_take) */
     struct signalfd_siginfo si;  /* what served it */
+    /* a clause of green_choose: served only by claiming the select's lead (wait.h) */
+    struct green_waiter *lead;
+    int index;                   /* the clause */
+    int reader;                  /* its green thread reads the signalfd meanwhile, */
+    uint32_t epoch;              /* armed on it with green__fd_arm */
 };
 
 struct sig_state {
@@ -76,6 +82,8 @@ static int signo_valid(int signo)
         return 0;
     return signo < 32 || signo >= SIGRTMIN;
 }
+
+int green__signal_valid(int signo) { return signo_valid(signo); }
 
 static uint64_t bit(int signo) { return (uint64_t)1 << (signo - 1); }
 
@@ -153,29 +161,52 @@ static int unserve(struct sig_state *st, struct green_waiter *w)
     return changed;
 }
 
-/* One delivery of signo: every waiter for it is served, takers only the first. */
+static void siginfo_from(siginfo_t *info, const struct signalfd_siginfo *si);
+
+/* A delivery that served nobody — its only waiters were clauses of selects that another
+ * clause had completed meanwhile — is made pending again for this thread, as if it had
+ * never been read (its signal has left the signalfd's mask by then): with its siginfo
+ * where the kernel allows (the thread group's first thread, or a queued signal), else as
+ * a plain pthread_kill. */
+static void put_back(struct green_hub *h, const struct signalfd_siginfo *si)
+{
+    siginfo_t info;
+    siginfo_from(&info, si);
+    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), h->tid, info.si_signo, &info) != 0)
+        green__sys.pthread_kill((pthread_t)h->thread, info.si_signo);
+}
+
+/* One delivery of signo: every waiter for it is served, takers only the first, a select's
+ * clause only if it can claim its select (else it drops out of this wait). */
 static void deliver(struct green_hub *h, struct sig_state *st, const struct signalfd_siginfo *si)
 {
-    int signo = (int)si->ssi_signo, taken = 0, changed = 0;
+    int signo = (int)si->ssi_signo, taken = 0, changed = 0, served = 0;
     for (struct green_waiter *w = st->q.head; w; w = w->next) {
         struct sig_want *want = w->data;
         if (w->done || signo < 1 || signo > 64 || !(w->aux & bit(signo)) || (want->take && taken))
             continue;
+        w->done = 1; /* served, or (a select completed otherwise) out of the running */
+        changed |= unserve(st, w);
+        if (want->lead && !green__select_claim(want->lead))
+            continue;
+        served = 1;
         taken |= want->take;
-        w->done = 1;
         w->index = (int16_t)signo;
         want->si = *si;
-        changed |= unserve(st, w);
         struct green *g = w->g;
         if (g->state == GS_WAITING && g == st->reader)
             green__wake(h, g, EINTR); /* out of its fd wait, to see that it is served */
         else
             green__waiter_wake(w, 0);
+        if (want->lead)
+            green__select_done(want->lead, want->index, GREEN_SELECT_DONE);
     }
     /* if this fails, a further queued instance may be read with nobody to serve: lost,
      * as it would be to a handler that ran once for two deliveries */
     if (changed)
         mask_update(st);
+    if (!served)
+        put_back(h, si);
 }
 
 /* Read every signal that has arrived, serving its waiters. */
@@ -316,6 +347,57 @@ static int wait_bits(uint64_t bits, int take, struct signalfd_siginfo *si, int64
     free(want);
     errno = err;
     return signo;
+}
+
+/* ---- green_choose's clauses (lib.h) ---- */
+
+int green__signal_arm(struct green_hub *h, int signo, struct green_waiter *lead, int index,
+                      struct green_waiter **out)
+{
+    struct sig_state *st = state_get(h);
+    if (!st)
+        return -1;
+    struct sig_want *want = calloc(1, sizeof *want);
+    struct green_waiter *w = want ? waiter_join(h, st, bit(signo), want) : NULL;
+    if (!w) {
+        int err = want ? errno : ENOMEM;
+        free(want);
+        if (!st->q.head)
+            state_free(st);
+        errno = err;
+        return -1;
+    }
+    want->lead = lead;
+    want->index = index;
+    *out = w;
+    /* a signal already pending is served now (even with deadline 0), as in wait_served;
+     * if the select is still open and nobody reads the signalfd, its green thread will */
+    drain(h, st);
+    if (!st->reader && __atomic_load_n(&lead->done, __ATOMIC_ACQUIRE) == GREEN_SELECT_PENDING &&
+        green__fd_arm(h, st->fd, GREEN_READ, &want->epoch) == 0) {
+        st->reader = h->current;
+        want->reader = 1;
+    }
+    return 0;
+}
+
+void green__signal_disarm(struct green_hub *h, struct green_waiter *w)
+{
+    struct sig_state *st = tls_sig;
+    struct sig_want *want = w->data;
+    if (want->reader) {
+        green__fd_disarm(h, st->fd, GREEN_READ, want->epoch);
+        st->reader = NULL;
+    }
+    waiter_leave(h, st, w);
+    free(want);
+}
+
+void green__signal_drain(struct green_hub *h)
+{
+    struct sig_state *st = tls_sig;
+    if (st && st->hub == h)
+        drain(h, st);
 }
 
 int green_signal_wait(int signo, int64_t deadline)

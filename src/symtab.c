@@ -10,6 +10,14 @@
  * of its .dynsym when stripped, go into one array sorted by address. A handler then
  * only searches that array. Objects loaded later are not in it (their frames print as
  * bare addresses). The mappings and the array are kept for the life of the process.
+ * Where aliases share an address (read, __read), the name with the fewest leading
+ * underscores is the one given.
+ *
+ * It also says whose code an address is (green__symtab_code): the runtime's — libc and
+ * its companions, the dynamic loader, libgreen and libgreen-patch, the sanitizer
+ * runtimes and the vDSO, known by their file names — or the program's (any other
+ * object loaded then); the pinning detector (monitor.c) looks for the first frame
+ * outside the runtime, the program's call site.
  */
 #include "debug.h"
 
@@ -49,6 +57,30 @@ static int add(uintptr_t addr, size_t size, const char *name)
 
 /* The vDSO's code: its frames are named "[vdso]" (its own symbols are not read). */
 static uintptr_t vdso_lo, vdso_hi;
+
+/* The code of each object (see green__symtab_code). */
+#define OBJECTS_MAX 128
+static struct {
+    uintptr_t lo, hi;
+    int runtime;
+} objects[OBJECTS_MAX];
+static size_t nobjects;
+
+/* Is the object at path part of the runtime rather than of the program? */
+static int runtime_object(const char *path)
+{
+    static const char *const prefixes[] = {
+        "libc.so", "libc-", "libpthread", "librt.", "librt-", "libdl.", "libdl-", "ld-linux",
+        "ld64.so", "ld-2.", "libgreen.so", "libgreen-patch.so", "libasan", "libubsan",
+        "libtsan", "liblsan", "libunwind",
+    };
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    for (size_t i = 0; i < sizeof prefixes / sizeof *prefixes; i++)
+        if (strncmp(base, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
 
 /* The functions of one ELF file loaded at base, whose code ends at text_end; its mapping
  * stays (names point into it). A symbol without a size (_init, _fini, some assembly)
@@ -125,16 +157,34 @@ static int one_object(struct dl_phdr_info *info, size_t size, void *unused)
     if (strncmp(path, "linux-vdso", 10) == 0) {
         vdso_lo = lo;
         vdso_hi = hi;
-    } else {
-        load_file(path, (uintptr_t)info->dlpi_addr, hi);
+        return 0;
     }
+    if (lo < hi && nobjects < OBJECTS_MAX) {
+        objects[nobjects].lo = lo;
+        objects[nobjects].hi = hi;
+        objects[nobjects++].runtime = runtime_object(path);
+    }
+    load_file(path, (uintptr_t)info->dlpi_addr, hi);
     return 0;
 }
 
+static size_t underscores(const char *name)
+{
+    size_t n = 0;
+    while (name[n] == '_')
+        n++;
+    return n;
+}
+
+/* By address; among aliases of one address the preferred name last (the search finds
+ * the last symbol at or below a pc): the one with the fewest leading underscores. */
 static int by_addr(const void *a, const void *b)
 {
-    uintptr_t x = ((const struct sym *)a)->addr, y = ((const struct sym *)b)->addr;
-    return x < y ? -1 : x > y;
+    const struct sym *x = a, *y = b;
+    if (x->addr != y->addr)
+        return x->addr < y->addr ? -1 : 1;
+    size_t ux = underscores(x->name), uy = underscores(y->name);
+    return ux > uy ? -1 : ux < uy;
 }
 
 int green__symtab_load(void)
@@ -172,4 +222,16 @@ const char *green__symtab_name(uintptr_t pc, uintptr_t *off)
         return NULL;
     *off = pc - s->addr;
     return s->name;
+}
+
+int green__symtab_code(uintptr_t pc)
+{
+    if (!__atomic_load_n(&loaded, __ATOMIC_ACQUIRE))
+        return GREEN_CODE_UNKNOWN;
+    if (pc >= vdso_lo && pc < vdso_hi)
+        return GREEN_CODE_RUNTIME;
+    for (size_t i = 0; i < nobjects; i++)
+        if (pc >= objects[i].lo && pc < objects[i].hi)
+            return objects[i].runtime ? GREEN_CODE_RUNTIME : GREEN_CODE_PROGRAM;
+    return GREEN_CODE_UNKNOWN;
 }

@@ -100,6 +100,28 @@ static int wait_published(int *word, green__lock_t *lock, green_waitq_t *q, int6
     return r;
 }
 
+/* A select's clause on the word (green_choose): queue e on the object unless the word is
+ * already published (1: e is not queued). Disarm unqueues it after the select's park: 1
+ * when the word was published meanwhile (e handed over) or is now, else 0. */
+static int published_arm(int *word, green__lock_t *lock, green_waitq_t *q, struct green_waiter *e)
+{
+    green__lock(lock);
+    int set = *word != 0;
+    if (!set)
+        green__waitq_push(q, e);
+    green__unlock(lock);
+    return set;
+}
+
+static int published_disarm(int *word, green__lock_t *lock, green_waitq_t *q, struct green_waiter *e)
+{
+    green__lock(lock);
+    green__waitq_remove(q, e);
+    int set = e->done || *word != 0;
+    green__unlock(lock);
+    return set;
+}
+
 /* EBUSY while green threads wait; the queue is read under the lock, as another OS thread
  * may be emptying it. */
 static int destroy_locked(green__lock_t *lock, const green_waitq_t *q)
@@ -234,6 +256,28 @@ int green_future_ready(green_future_t *f)
     if (!f)
         return einval();
     return __atomic_load_n(&f->state, __ATOMIC_ACQUIRE) != FUTURE_PENDING;
+}
+
+/* ---- green_choose's clauses on events and futures (lib.h) ---- */
+
+int green__event_arm(green_event_t *ev, struct green_waiter *e)
+{
+    return published_arm(&ev->set, &ev->lock, &ev->q, e);
+}
+
+int green__event_disarm(green_event_t *ev, struct green_waiter *e)
+{
+    return published_disarm(&ev->set, &ev->lock, &ev->q, e);
+}
+
+int green__future_arm(green_future_t *f, struct green_waiter *e)
+{
+    return published_arm(&f->state, &f->lock, &f->q, e);
+}
+
+int green__future_disarm(green_future_t *f, struct green_waiter *e)
+{
+    return published_disarm(&f->state, &f->lock, &f->q, e);
 }
 
 /* ======================================================================== */

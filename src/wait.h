@@ -79,4 +79,26 @@ struct green_waiter *green__waitq_pop(struct green_waitq *q);
 int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t deadline, int external);
 int green__waiter_wake(struct green_waiter *w, int err); /* any thread; call under the object's lock */
 
+/* Selects (green_choose): one green thread waits on several objects at once, and exactly
+ * one of its clauses may take something (a channel's element, a signal's delivery). The
+ * select's lead record holds the claim word in its `done` byte: a waker that would
+ * complete a clause first moves it PENDING → CLAIMING (green__select_claim), does its
+ * work and wakes the owner, then publishes which clause and how (green__select_done);
+ * the owner ends its wait by moving it PENDING → WITHDRAWN. Whoever moves it first wins,
+ * on any OS thread. The lead's `index` tells the clause. */
+enum { GREEN_SELECT_PENDING = 0, GREEN_SELECT_CLAIMING, GREEN_SELECT_DONE, GREEN_SELECT_CLOSED,
+       GREEN_SELECT_WITHDRAWN };
+static inline int green__select_claim(struct green_waiter *lead)
+{
+    uint8_t pending = GREEN_SELECT_PENDING;
+    return __atomic_compare_exchange_n(&lead->done, &pending, GREEN_SELECT_CLAIMING, 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+/* After the claimer's work and wake-up: only then may the owner free its records. */
+static inline void green__select_done(struct green_waiter *lead, int index, uint8_t how)
+{
+    lead->index = (int16_t)index;
+    __atomic_store_n(&lead->done, how, __ATOMIC_RELEASE);
+}
+
 #endif /* GREEN_WAIT_H */

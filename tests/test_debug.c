@@ -5,6 +5,7 @@
  * program tests/gdb_test.sh runs under gdb.
  */
 #include "green_test.h"
+#include "../src/green_private.h" /* green_private_pinning: the detector's table */
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/msg.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -142,27 +145,27 @@ static void test_dump_every_state(void **state)
     green_attr_t a = {.name = "sleeper"};
     green_t gs[10];
     int n = 0;
-    gs[n++] = green_spawn_attr(&a, sleeper, NULL);
+    gs[n++] = green_spawn_attr(sleeper, NULL, &a);
     green_attr_t sh = {.name = "shared-sleeper", .stack_mode = GREEN_STACK_SHARED};
-    gs[n++] = green_spawn_attr(&sh, sleeper, NULL);
+    gs[n++] = green_spawn_attr(sleeper, NULL, &sh);
     a.name = "reader";
-    gs[n++] = green_spawn_attr(&a, reader, NULL);
+    gs[n++] = green_spawn_attr(reader, NULL, &a);
     a.name = "event-waiter";
-    gs[n++] = green_spawn_attr(&a, event_waiter, NULL);
+    gs[n++] = green_spawn_attr(event_waiter, NULL, &a);
     a.name = "locker";
-    gs[n++] = green_spawn_attr(&a, locker, NULL);
+    gs[n++] = green_spawn_attr(locker, NULL, &a);
     a.name = "receiver";
-    gs[n++] = green_spawn_attr(&a, receiver, NULL);
+    gs[n++] = green_spawn_attr(receiver, NULL, &a);
     a.name = "joiner";
-    gs[n++] = green_spawn_attr(&a, joiner, &gs[0]);
+    gs[n++] = green_spawn_attr(joiner, &gs[0], &a);
     a.name = "dead";
-    green_t dead = green_spawn_attr(&a, returns_at_once, NULL);
+    green_t dead = green_spawn_attr(returns_at_once, NULL, &a);
     a.name = "suspended";
     green_t susp = green_new(switches_back, NULL, &a);
     green_switch(susp, NULL);
     assert_int_equal(green_sleep(50), 0); /* every one parks */
     a.name = "ready";
-    green_t ready = green_spawn_attr(&a, returns_at_once, NULL);
+    green_t ready = green_spawn_attr(returns_at_once, NULL, &a);
 
     char *d = dump_string();
     char *e;
@@ -300,7 +303,7 @@ static void check_hwm_grows(int mode)
     for (int i = 0; i < 3; i++) {
         /* an unusual size: fresh stacks, that no earlier test has written to */
         green_attr_t a = {.name = names[i], .stack_mode = mode, .stack_size = 200 * 1024};
-        g[i] = green_spawn_attr(&a, deep, (void *)(intptr_t)depths[i]);
+        g[i] = green_spawn_attr(deep, (void *)(intptr_t)depths[i], &a);
     }
     green_stats_t before = stats();
     assert_int_equal(green_sleep(20), 0);
@@ -370,6 +373,20 @@ static char *capture_stderr(void (*fn)(void))
     return s;
 }
 
+/* How many lines of text have both a and b. */
+static int lines_with(const char *text, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        const char *pa = strstr(line, a), *pb = strstr(line, b);
+        n += pa && pb && pa < line + len && pb < line + len;
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
 /* Spins in its own code: the clock is read once per 64K turns, so the monitor's signal
  * lands here, not in the vDSO (whose frames an unwinder may not get through). */
 static __attribute__((noinline)) void spin_until(int64_t t)
@@ -400,7 +417,7 @@ static void run_named(const char *name, green_fn fn)
 {
     assert_int_equal(green_monitor_start(100), 0);
     green_attr_t a = {.name = name};
-    green_t g = green_spawn_attr(&a, fn, NULL);
+    green_t g = green_spawn_attr(fn, NULL, &a);
     assert_int_equal(green_join(g, NULL, -1), 0);
     assert_int_equal(green_sleep(50), 0); /* the monitor looks once more */
     assert_int_equal(green_monitor_stop(), 0);
@@ -426,11 +443,13 @@ static void test_monitor_catches_busy_loop(void **state)
     assert_true(at && at < strchr(top, '\n'));
 #endif
 #endif
-    /* once per episode */
-    assert_null(strstr(strstr(out, "libgreen monitor") + 1, "libgreen monitor"));
+    /* once per episode, as busy; and a line with its duration once it ends */
+    assert_int_equal(lines_with(out, " blocked for ", "\"busy\": busy in "), 1);
     const char *p = strstr(out, "blocked for ");
-    assert_non_null(p);
     assert_true(atol(p + strlen("blocked for ")) >= 100);
+    const char *end = strstr(out, " was held ");
+    assert_non_null(end);
+    assert_true(atol(end + strlen(" was held ")) >= 100);
     free(out);
     assert_fails_with(green_monitor_stop(), ESRCH);
     assert_fails_with(green_monitor_start(0), EINVAL);
@@ -446,6 +465,342 @@ static void test_monitor_silent_for_yielder(void **state)
     assert_hub_idle();
 }
 
+/* ---- the pinning detector ---- */
+
+/* Each step of a feeder: wait until stderr (a file, under capture_stderr) says `what`,
+ * up to 10 s; then do `then`. A plain thread runs them, while a green thread holds the
+ * hub: what it waits for comes only once the monitor has named it. */
+struct feed_step {
+    const char *what;
+    void (*then)(void);
+};
+static const struct feed_step *feed_steps;
+static int feed_seen;
+
+static int stderr_shows(const char *what)
+{
+    static char seen[1 << 16];
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = pread(2, seen, sizeof seen - 1, 0);
+        if (n > 0) {
+            seen[n] = '\0';
+            if (strstr(seen, what))
+                return 1;
+        }
+        usleep(10 * 1000);
+    }
+    return 0;
+}
+
+static void *feeder(void *unused)
+{
+    (void)unused;
+    for (const struct feed_step *s = feed_steps; s->what; s++) {
+        feed_seen += stderr_shows(s->what);
+        s->then();
+    }
+    return NULL;
+}
+
+static int pin_fds[2], pin_fds2[2];
+static volatile long pin_sink, feed_sink; /* the hub's thread's, the feeder's */
+static int pin_waiting;                   /* (atomic) */
+
+/* (on the feeder's thread: no cmocka assertion there; a failed feed shows as a hang) */
+static void feed_pipe(void) { feed_sink = write(pin_fds[1], "x", 1); }
+static void feed_pipe2(void) { feed_sink = write(pin_fds2[1], "x", 1); }
+
+/* System calls made raw, as some libraries do: no wrapper could make them cooperative.
+ * (Each body differs, so that the compiler does not fold them into one function.) */
+static __attribute__((noinline)) void raw_read(int fd)
+{
+    char c;
+    pin_sink = syscall(SYS_read, fd, &c, 1);
+}
+
+static __attribute__((noinline)) void raw_read_again(int fd)
+{
+    char c;
+    pin_sink = syscall(SYS_read, fd, &c, 1) + 1;
+}
+
+static __attribute__((noinline)) void raw_read_often(int fd)
+{
+    char c;
+    __atomic_store_n(&pin_waiting, 1, __ATOMIC_RELEASE);
+    pin_sink = syscall(SYS_read, fd, &c, 1) + 2;
+}
+
+/* Holds the hub in two raw reads in a row, without switching in between. */
+static void *two_reads(void *arg)
+{
+    (void)arg;
+    raw_read(pin_fds[0]);
+    raw_read_again(pin_fds2[0]);
+    return NULL;
+}
+
+/* Runs `fn` as a green thread named `name` (the root waits for it: it is kept waiting,
+ * so the hub counts as held) while the feeder runs `steps`; then lets the monitor see
+ * the hub's life once more. */
+static void run_pinned(const char *name, green_fn fn, const struct feed_step *steps)
+{
+    assert_int_equal(pipe(pin_fds), 0);
+    assert_int_equal(pipe(pin_fds2), 0);
+    feed_steps = steps;
+    feed_seen = 0;
+    assert_int_equal(green_monitor_start(100), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, feeder, NULL), 0);
+    green_attr_t a = {.name = name};
+    green_t g = green_spawn_attr(&a, fn, NULL);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(green_sleep(60), 0); /* the last episode ends */
+    assert_int_equal(green_monitor_stop(), 0);
+    for (int i = 0; i < 2; i++) {
+        close(pin_fds[i]);
+        close(pin_fds2[i]);
+    }
+}
+
+static void run_two_reads(void)
+{
+    static const struct feed_step steps[] = {
+        {"called from raw_read+", feed_pipe}, {"called from raw_read_again+", feed_pipe2}, {NULL, NULL}};
+    run_pinned("two-reads", two_reads, steps);
+}
+
+/* Pinned in a raw system call: named (the function, the call site, the green thread)
+ * while it still holds the hub; then in a second one, without the hub showing life in
+ * between: named too. Each gets a closing line with its duration. */
+static void test_pinning_names_each_call(void **state)
+{
+    (void)state;
+    char *out = capture_stderr(run_two_reads);
+    assert_int_equal(feed_seen, 2);
+    char want[128];
+    snprintf(want, sizeof want, "\"two-reads\": pinned in syscall() [system call %d], called from raw_read+",
+             SYS_read);
+    assert_has(out, want);
+    assert_has(out, "called from raw_read_again+");
+#if !GREEN_TEST_EMULATED && !UNDER_TSAN /* (under TSan: a scan, up to the call site) */
+    assert_has(out, "two_reads+"); /* the backtrace */
+#endif
+    const char *end = strstr(out, " was held ");
+    assert_non_null(end);
+    assert_true(atol(end + strlen(" was held ")) >= 100);
+    assert_non_null(strstr(end + 1, " was held "));
+    free(out);
+    assert_hub_idle();
+}
+
+/* The green_private_pinning entry whose description has `what`. */
+static struct green_private_pin pin_entry(const char *what)
+{
+    struct green_private_pin pins[65];
+    int64_t ms;
+    size_t n = green_private_pinning(pins, 65, &ms);
+    for (size_t i = 0; i < n && i < 65; i++)
+        if (strstr(pins[i].what, what))
+            return pins[i];
+    fail_msg("no pinning site \"%s\"", what);
+    return pins[0];
+}
+
+/* The first read is held until it is reported; the next ones 300 ms each from when the
+ * reader says it is about to read. */
+static void feed_first(void)
+{
+    __atomic_store_n(&pin_waiting, 0, __ATOMIC_RELEASE);
+    feed_pipe();
+}
+
+static void feed_later(void)
+{
+    for (int i = 0; i < 1000 && !__atomic_exchange_n(&pin_waiting, 0, __ATOMIC_ACQUIRE); i++)
+        usleep(1000);
+    usleep(300 * 1000); /* holds it past the threshold */
+    feed_pipe();
+}
+
+static void *five_reads(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++) {
+        raw_read_often(pin_fds[0]);
+        green_yield();
+        assert_int_equal(green_sleep(1), 0); /* the hub shows life */
+    }
+    return NULL;
+}
+
+static void run_five_reads(void)
+{
+    static const struct feed_step steps[] = {{"called from raw_read_often+", feed_first},
+                                             {"", feed_later}, {"", feed_later},
+                                             {"", feed_later}, {"", feed_later}, {NULL, NULL}};
+    run_pinned("five-reads", five_reads, steps);
+}
+
+/* Five episodes at one place: reported once, counted five times. */
+static void test_pinning_once_per_site(void **state)
+{
+    (void)state;
+    char *out = capture_stderr(run_five_reads);
+    assert_int_equal(lines_with(out, " blocked for ", "called from raw_read_often+"), 1);
+    struct green_private_pin e = pin_entry("called from raw_read_often+");
+    assert_int_equal(e.count, 5);
+    assert_int_equal(e.busy, 0);
+    assert_true(e.total_ms >= 5 * 100 && e.max_ms >= 100);
+    assert_true(e.total_ms >= e.max_ms);
+    free(out);
+    assert_hub_idle();
+}
+
+/* msgrcv is never restarted by the kernel after a signal handler: the monitor's signal
+ * must not make it fail with EINTR. */
+static int pin_queue = -1;
+static long pin_got = -2;
+
+static void feed_queue(void)
+{
+    struct {
+        long type;
+        char text[4];
+    } m = {1, "msg"};
+    feed_sink = msgsnd(pin_queue, &m, sizeof m.text, 0);
+}
+
+static __attribute__((noinline)) void *queue_reader(void *arg)
+{
+    (void)arg;
+    struct {
+        long type;
+        char text[4];
+    } m;
+    errno = 0;
+    pin_got = msgrcv(pin_queue, &m, sizeof m.text, 0, 0);
+    if (pin_got < 0)
+        pin_got = -errno;
+    return NULL;
+}
+
+static void run_queue_reader(void)
+{
+    static const struct feed_step steps[] = {{"called from queue_reader+", feed_queue}, {NULL, NULL}};
+    run_pinned("queue-reader", queue_reader, steps);
+}
+
+static void test_pinning_keeps_calls_going(void **state)
+{
+    (void)state;
+    pin_queue = msgget(IPC_PRIVATE, 0600);
+    if (pin_queue < 0)
+        skip(); /* no System V IPC here */
+    char *out = capture_stderr(run_queue_reader);
+    msgctl(pin_queue, IPC_RMID, NULL);
+    assert_int_equal(feed_seen, 1);
+    assert_has(out, ": pinned in msgrcv()");
+    assert_int_equal(pin_got, 4); /* not -EINTR */
+    free(out);
+    assert_hub_idle();
+}
+
+/* A thread that blocks every signal and waits for any in sigwait: the monitor sends no
+ * SIGURG (sigwait would return it), and finds the frames by scanning the stack. */
+static pthread_t pin_main;
+static int pin_sig;
+
+static void feed_signal(void) { feed_sink = pthread_kill(pin_main, SIGUSR1); }
+
+static __attribute__((noinline)) void *signal_waiter(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    assert_int_equal(sigwait(&all, &pin_sig), 0);
+    return NULL;
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+static void run_signal_waiter(void)
+{
+    static const struct feed_step steps[] = {{"called from signal_waiter+", feed_signal}, {NULL, NULL}};
+    sigset_t all, old;
+    sigfillset(&all);
+    pin_main = pthread_self();
+    /* (should sigwait return early, the feeder's SIGUSR1 comes later: harmless) */
+    struct sigaction sa = {.sa_handler = on_usr1}, old_sa;
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old_sa), 0);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &all, &old), 0);
+    run_pinned("signal-waiter", signal_waiter, steps);
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old, NULL), 0);
+    assert_int_equal(sigaction(SIGUSR1, &old_sa, NULL), 0);
+}
+
+static void test_pinning_leaves_sigwait_alone(void **state)
+{
+    (void)state;
+    char *out = capture_stderr(run_signal_waiter);
+    assert_int_equal(pin_sig, SIGUSR1);
+    assert_int_equal(feed_seen, 1);
+    assert_has(out, ": pinned in sigtimedwait()");
+    assert_has(out, "frames found by scanning its stack");
+    free(out);
+    assert_hub_idle();
+}
+
+/* Nothing held, nothing said: green threads asleep or waiting on an fd leave the hub
+ * in its poller; and the root alone in a blocking call keeps nobody waiting. */
+static void *naps(void *arg)
+{
+    (void)arg;
+    assert_int_equal(green_sleep(300), 0);
+    return NULL;
+}
+
+static void *fd_waiter(void *arg)
+{
+    (void)arg;
+    assert_int_equal(green_wait_fd(pin_fds[0], GREEN_READ, green_after(300)), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    return NULL;
+}
+
+static void *late_writer(void *arg)
+{
+    (void)arg;
+    usleep(300 * 1000);
+    feed_pipe();
+    return NULL;
+}
+
+static void run_quiet(void)
+{
+    assert_int_equal(pipe(pin_fds), 0);
+    assert_int_equal(green_monitor_start(100), 0);
+    green_t g[2] = {green_spawn(naps, NULL), green_spawn(fd_waiter, NULL)};
+    assert_int_equal(green_joinall(g, 2, -1), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, late_writer, NULL), 0);
+    raw_read(pin_fds[0]); /* alone: nothing else could run */
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(green_monitor_stop(), 0);
+    close(pin_fds[0]);
+    close(pin_fds[1]);
+}
+
+static void test_pinning_silent_when_idle(void **state)
+{
+    (void)state;
+    char *out = capture_stderr(run_quiet);
+    assert_string_equal(out, "");
+    free(out);
+    assert_hub_idle();
+}
+
 /* ---- the dump signal, in a child process ---- */
 
 static const char *self_exe = "/proc/self/exe";
@@ -454,7 +809,7 @@ static void *other_hub(void *arg)
 {
     (void)arg;
     green_attr_t a = {.name = "other-hub-sleeper"};
-    green_t g = green_spawn_attr(&a, sleeper, NULL);
+    green_t g = green_spawn_attr(sleeper, NULL, &a);
     green_join(g, NULL, -1);
     return NULL;
 }
@@ -465,7 +820,7 @@ static int sigquit_child(void)
     pthread_t t;
     pthread_create(&t, NULL, other_hub, NULL);
     green_attr_t a = {.name = "child-sleeper"};
-    green_spawn_attr(&a, sleeper, NULL);
+    green_spawn_attr(sleeper, NULL, &a);
     green_sleep(100);
     if (write(1, "ready\n", 6) != 6)
         return 1;
@@ -529,11 +884,11 @@ __attribute__((noinline)) void gdb_break_here(void) { __asm__ __volatile__("" ::
 static int gdb_child(void)
 {
     green_attr_t a = {.name = "gdb-sleeper"};
-    green_spawn_attr(&a, sleeper, NULL);
+    green_spawn_attr(sleeper, NULL, &a);
     a.name = "gdb-reader";
     if (pipe(pipe_fds) != 0)
         return 1;
-    green_spawn_attr(&a, reader, NULL);
+    green_spawn_attr(reader, NULL, &a);
     green_sleep(20);
     gdb_break_here();
     return 0;
@@ -551,6 +906,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_hwm_shared),
         cmocka_unit_test(test_monitor_catches_busy_loop),
         cmocka_unit_test(test_monitor_silent_for_yielder),
+        cmocka_unit_test(test_pinning_names_each_call),
+        cmocka_unit_test(test_pinning_once_per_site),
+        cmocka_unit_test(test_pinning_keeps_calls_going),
+        cmocka_unit_test(test_pinning_leaves_sigwait_alone),
+        cmocka_unit_test(test_pinning_silent_when_idle),
         cmocka_unit_test(test_dump_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -273,7 +273,7 @@ static void test_shared_stack_buffers(void **state)
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     green_t gs[N];
     for (int i = 0; i < N; i++)
-        assert_non_null(gs[i] = green_spawn_attr(&shared, stack_buffers, (void *)(intptr_t)i));
+        assert_non_null(gs[i] = green_spawn_attr(stack_buffers, (void *)(intptr_t)i, &shared));
     for (int i = 0; i < N; i++) {
         void *r = (void *)1;
         assert_int_equal(green_join(gs[i], &r, -1), 0);

@@ -241,8 +241,24 @@ static void test_names_and_ids(void **state)
     assert_string_equal(green_name(g), "worker");
     assert_string_equal(green_name(h), "");
     assert_true(green_id(g) != 0 && green_id(h) != 0 && green_id(g) != green_id(h));
+    /* named after creation; renamed; unnamed again */
+    assert_int_equal(green_set_name(h, "copier"), 0);
+    assert_string_equal(green_name(h), "copier");
+    assert_int_equal(green_set_name(g, "renamed"), 0);
+    assert_string_equal(green_name(g), "renamed");
+    assert_int_equal(green_set_name(g, NULL), 0);
+    assert_string_equal(green_name(g), "");
+    assert_int_equal(green_set_name(green_root(), "main"), 0);
+    assert_string_equal(green_name(green_root()), "main");
+    assert_int_equal(green_set_name(green_root(), NULL), 0);
+    assert_string_equal(green_name(green_root()), "root");
+    assert_int_equal(green_set_name(NULL, "x"), -1);
+    assert_int_equal(errno, EINVAL);
     green_destroy(g);
     green_destroy(h);
+    errno = 0;
+    assert_int_equal(green_set_name(h, "stale"), -1);
+    assert_int_equal(errno, ESRCH);
 }
 
 /* A handle used on another OS thread gives EXDEV. */
@@ -256,6 +272,8 @@ static void *other_thread(void *arg)
     if (green_destroy(g) == -1 && errno == EXDEV)
         errs++;
     if (green_set_parent(green_current(), g) == -1 && errno == EXDEV)
+        errs++;
+    if (green_set_name(g, "elsewhere") == -1 && errno == EXDEV)
         errs++;
     /* this thread has its own root */
     if (green_current() != g && green_dead(green_current()) == 0)
@@ -271,7 +289,8 @@ static void test_cross_thread_exdev(void **state)
     void *r;
     pthread_create(&t, NULL, other_thread, g);
     pthread_join(t, &r);
-    assert_int_equal((intptr_t)r, 4);
+    assert_int_equal((intptr_t)r, 5);
+    assert_string_equal(green_name(g), "");
     assert_int_equal(green_destroy(g), 0);
 }
 

@@ -470,7 +470,7 @@ static void test_shared_stack_mode(void **state)
     for (int i = 0; i < 4; i++) {
         jobs[i].log = log;
         jobs[i].index = i;
-        gs[i] = green_spawn_attr(&a, shared_worker, &jobs[i]);
+        gs[i] = green_spawn_attr(shared_worker, &jobs[i], &a);
         assert_non_null(gs[i]);
         assert_string_equal(green_name(gs[i]), "shared");
     }
@@ -489,9 +489,9 @@ static void test_shared_stack_mode(void **state)
 
     /* kill, detach, park/wake, deadlines: the same as dedicated mode */
     struct park_result *pr = calloc(1, sizeof *pr);
-    green_t p = green_spawn_attr(&a, park_forever, pr);
-    green_t s = green_spawn_attr(&a, sleep_then_ret, (void *)10000);
-    green_t d = green_spawn_attr(&a, sleep_then_ret, (void *)5);
+    green_t p = green_spawn_attr(park_forever, pr, &a);
+    green_t s = green_spawn_attr(sleep_then_ret, (void *)10000, &a);
+    green_t d = green_spawn_attr(sleep_then_ret, (void *)5, &a);
     assert_int_equal(green_detach(d), 0);
     assert_int_equal(green_yield(), 0);
     assert_int_equal(stats().waiting, 3);
@@ -513,6 +513,27 @@ static void test_shared_stack_mode(void **state)
     assert_int_equal(stats().shared_saved_bytes, 0);
 }
 
+/* green_spawn_attr takes its arguments in green_new's order: fn, arg, then attr (both
+ * kinds of stack, and the name, are honoured; arg reaches fn). */
+static void test_spawn_attr_argument_order(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        green_attr_t a = {.stack_mode = mode ? GREEN_STACK_SHARED : GREEN_STACK_DEDICATED,
+                          .name = mode ? "shared-one" : "dedicated-one"};
+        green_t g = green_spawn_attr(ret_arg, (void *)(intptr_t)(40 + mode), &a);
+        assert_non_null(g);
+        assert_string_equal(green_name(g), a.name);
+        void *res = NULL;
+        assert_int_equal(green_join(g, &res, -1), 0);
+        assert_ptr_equal(res, (void *)(intptr_t)(40 + mode));
+    }
+    green_t g = green_spawn_attr(ret_arg, (void *)7, NULL); /* attr NULL: the defaults */
+    void *res = NULL;
+    assert_int_equal(green_join(g, &res, -1), 0);
+    assert_ptr_equal(res, (void *)7);
+}
+
 /* ======================================================================== */
 /*  Errors                                                                  */
 /* ======================================================================== */
@@ -526,7 +547,7 @@ static void test_bad_arguments(void **state)
     assert_null_with(green_spawn(NULL, NULL), EINVAL);
     assert_null_with(green_spawn_later(10, NULL, NULL), EINVAL);
     green_attr_t bad = {.stack_mode = 9};
-    assert_null_with(green_spawn_attr(&bad, ret_arg, NULL), EINVAL);
+    assert_null_with(green_spawn_attr(ret_arg, NULL, &bad), EINVAL);
     assert_fails_with(green_timeout_pop(), EINVAL);
     assert_fails_with(green_kill(NULL), EINVAL);
     assert_fails_with(green_detach(NULL), EINVAL);
@@ -1542,7 +1563,7 @@ static void *os_thread_main(void *arg)
     for (int i = 0; i < THREADS_N; i++) {
         jobs[i].hub = h;
         jobs[i].i = i;
-        gs[i] = green_spawn_attr(i % 2 ? &shared : NULL, os_worker, &jobs[i]);
+        gs[i] = green_spawn_attr(os_worker, &jobs[i], i % 2 ? &shared : NULL);
         if (!gs[i])
             h->errors++;
     }
@@ -1672,7 +1693,7 @@ static int child_hub_works(void)
     if (!g || green_join(g, &res, -1) != 0 || res != (void *)3)
         return 14;
     green_attr_t a = {.stack_mode = GREEN_STACK_SHARED};
-    g = green_spawn_attr(&a, sleep_then_ret, (void *)5);
+    g = green_spawn_attr(sleep_then_ret, (void *)5, &a);
     if (!g || green_join(g, &res, -1) != 0 || res != (void *)6)
         return 15;
     if (parent_only_ran)
@@ -1742,7 +1763,7 @@ static void test_fork_from_green_thread(void **state)
         green_t other = green_spawn(sleep_then_ret, (void *)10000);
         green_t later = green_spawn_later(30, parent_only, NULL);
         fflush(NULL);
-        green_t f = green_spawn_attr(mode ? &shared : NULL, fork_here, NULL);
+        green_t f = green_spawn_attr(fork_here, NULL, mode ? &shared : NULL);
         void *res = (void *)1;
         assert_int_equal(green_join(f, &res, -1), 0);
         assert_int_equal((intptr_t)res, 0);
@@ -1843,7 +1864,7 @@ static void *oom_napper(void *arg)
 static int oom_child(int mode)
 {
     green_attr_t attr = {.stack_mode = mode};
-    green_t warm = green_spawn_attr(&attr, oom_napper, NULL); /* the hub, its pools */
+    green_t warm = green_spawn_attr(oom_napper, NULL, &attr); /* the hub, its pools */
     if (!warm || green_join(warm, NULL, -1) != 0)
         return 1;
     struct rlimit cap = {.rlim_cur = (rlim_t)(proc_status_kib("VmSize") + 48 * 1024) * 1024};
@@ -1860,7 +1881,7 @@ static int oom_child(int mode)
         return 2;
     long n = 0;
     errno = 0;
-    while (n < MAX && (gs[n] = green_spawn_attr(&attr, oom_napper, NULL)) != NULL)
+    while (n < MAX && (gs[n] = green_spawn_attr(oom_napper, NULL, &attr)) != NULL)
         n++;
     if (n == MAX || n == 0 || errno != ENOMEM)
         return 3;
@@ -1881,7 +1902,7 @@ static int oom_child(int mode)
         return 6;
     /* the memory they had serves again */
     long again = 0;
-    while (again < n / 2 && (gs[again] = green_spawn_attr(&attr, oom_napper, NULL)) != NULL)
+    while (again < n / 2 && (gs[again] = green_spawn_attr(oom_napper, NULL, &attr)) != NULL)
         again++;
     if (again < n / 2 || green_joinall(gs, (size_t)again, -1) != 0)
         return 7;
@@ -1918,6 +1939,7 @@ int main(void)
         cmocka_unit_test(test_now_and_after),
         cmocka_unit_test(test_poller_name),
         cmocka_unit_test(test_spawn_and_join),
+        cmocka_unit_test(test_spawn_attr_argument_order),
         cmocka_unit_test(test_join_errors),
         cmocka_unit_test(test_join_deadline_then_join_again),
         cmocka_unit_test(test_joinall),

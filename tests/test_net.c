@@ -8,7 +8,9 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,23 +120,29 @@ static void test_tcp_listen_connect(void **state)
     assert_hub_idle();
 }
 
-/* Host NULL or "": every address (IPv4's, listed first by getaddrinfo). */
+/* Host NULL: every address (IPv4's, listed first by getaddrinfo). "" is not a host:
+ * EINVAL, for every helper, and not a resolver failure. */
 static void test_tcp_listen_any(void **state)
 {
     (void)state;
-    const char *hosts[] = {NULL, ""};
-    for (int i = 0; i < 2; i++) {
-        int l = green_tcp_listen(hosts[i], "0", 4);
-        assert_true(l >= 0);
-        struct sockaddr_in sa;
-        socklen_t len = sizeof sa;
-        assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
-        assert_int_equal(sa.sin_family, AF_INET);
-        assert_int_equal(sa.sin_addr.s_addr, htonl(INADDR_ANY));
-        char port[8];
-        connect_and_check(l, "127.0.0.1", port_of(l, port));
-        green_close(l);
-    }
+    int l = green_tcp_listen(NULL, "0", 4);
+    assert_true(l >= 0);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    assert_int_equal(sa.sin_family, AF_INET);
+    assert_int_equal(sa.sin_addr.s_addr, htonl(INADDR_ANY));
+    char port[8];
+    connect_and_check(l, "127.0.0.1", port_of(l, port));
+    int before = open_fds();
+    assert_fails_with(green_tcp_listen("", "0", 4), EINVAL);
+    assert_int_equal(green_last_resolve_error(), 0);
+    assert_fails_with(green_tcp_connect("", port, green_after(5000)), EINVAL);
+    assert_int_equal(green_last_resolve_error(), 0);
+    assert_fails_with(green_udp_bind("", "0"), EINVAL);
+    assert_int_equal(green_last_resolve_error(), 0);
+    assert_int_equal(open_fds(), before);
+    green_close(l);
     assert_hub_idle();
 }
 
@@ -191,15 +199,29 @@ static void test_tcp_connect_refused(void **state)
     assert_hub_idle();
 }
 
-/* Names and services that do not resolve: EADDRNOTAVAIL (no DNS server is asked: the
- * service is looked up first). */
+/* Names and services that do not resolve: ENOENT, and the resolver's own code from
+ * green_last_resolve_error (no DNS server is asked: the service is looked up first, and
+ * a name with an empty label is refused before any query). */
 static void test_tcp_bad_names(void **state)
 {
     (void)state;
-    assert_fails_with(green_tcp_connect("127.0.0.1", "no-such-service", green_after(5000)), EADDRNOTAVAIL);
-    assert_fails_with(green_tcp_connect("localhost", "no-such-service", green_after(5000)), EADDRNOTAVAIL);
-    assert_fails_with(green_tcp_listen("127.0.0.1", "no-such-service", 4), EADDRNOTAVAIL);
-    assert_fails_with(green_udp_bind("127.0.0.1", "no-such-service"), EADDRNOTAVAIL);
+    struct {
+        const char *host, *port;
+        int eai;
+    } bad[] = {
+        {"127.0.0.1", "no-such-service", EAI_SERVICE},
+        {"localhost", "no-such-service", EAI_SERVICE},
+        {"no..such.host", "80", EAI_NONAME},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_fails_with(green_tcp_connect(bad[i].host, bad[i].port, green_after(5000)), ENOENT);
+        assert_int_equal(green_last_resolve_error(), bad[i].eai);
+        assert_fails_with(green_tcp_listen(bad[i].host, bad[i].port, 4), ENOENT);
+        assert_int_equal(green_last_resolve_error(), bad[i].eai);
+        assert_fails_with(green_udp_bind(bad[i].host, bad[i].port), ENOENT);
+        assert_int_equal(green_last_resolve_error(), bad[i].eai);
+        assert_true(strlen(gai_strerror(green_last_resolve_error())) > 0);
+    }
     assert_hub_idle();
 }
 
@@ -245,6 +267,7 @@ struct connect_call {
     const char *host, *port;
     int64_t deadline;
     int r, err;
+    int eai;    /* green_last_resolve_error() right after the call */
 };
 
 static void *call_tcp_connect(void *arg)
@@ -253,6 +276,7 @@ static void *call_tcp_connect(void *arg)
     errno = 0;
     c->r = green_tcp_connect(c->host, c->port, c->deadline);
     c->err = errno;
+    c->eai = green_last_resolve_error();
     return NULL;
 }
 
@@ -284,6 +308,75 @@ static void test_tcp_connect_deadline_and_kill(void **state)
         green_close(queued[i]);
     assert_int_equal(open_fds(), before);
     green_close(l);
+    assert_hub_idle();
+}
+
+/* killed while it sleeps, then connects: every blocking call of it fails from then on */
+static void *sleep_then_connect(void *arg)
+{
+    green_sleep(60000);
+    return call_tcp_connect(arg);
+}
+
+/* green_last_resolve_error: a failure that is not the resolver's, and a success, set it
+ * back to 0; EAI_SYSTEM keeps the resolver's errno (a killed caller's ECANCELED). */
+static void test_last_resolve_error(void **state)
+{
+    (void)state;
+    char port[8];
+    int l = green_tcp_listen("127.0.0.1", "0", 4);
+    port_of(l, port);
+    assert_fails_with(green_tcp_connect("no..such.host", port, green_after(5000)), ENOENT);
+    assert_int_equal(green_last_resolve_error(), EAI_NONAME);
+    int c = green_tcp_connect("localhost", port, green_after(5000)); /* through the resolver */
+    assert_true(c >= 0);
+    assert_int_equal(green_last_resolve_error(), 0);
+    green_close(c);
+    assert_fails_with(green_tcp_listen("127.0.0.1", port, 4), EADDRINUSE);
+    assert_int_equal(green_last_resolve_error(), 0);
+
+    /* a name needs the resolver: with deadline 0, or in a killed caller, the lookup ends
+     * before it starts: EAI_SYSTEM, with errno ETIMEDOUT or ECANCELED */
+    assert_fails_with(green_tcp_connect("localhost", port, 0), ETIMEDOUT);
+    assert_int_equal(green_last_resolve_error(), EAI_SYSTEM);
+    struct connect_call cc = {.host = "localhost", .port = port, .deadline = -1};
+    green_t g = green_spawn(sleep_then_connect, &cc);
+    assert_int_equal(green_yield(), 0); /* it starts, and sleeps */
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(cc.r, -1);
+    assert_int_equal(cc.err, ECANCELED);
+    assert_int_equal(cc.eai, EAI_SYSTEM);
+    green_close(l);
+    assert_hub_idle();
+}
+
+/* The code belongs to the OS thread that made the call, as errno does: another thread's
+ * calls, failed or not, leave it alone. */
+static void *other_thread_calls(void *arg)
+{
+    int *eai = arg;
+    int fd = green_tcp_listen("127.0.0.1", "0", 4);
+    eai[0] = green_last_resolve_error();
+    green_close(fd);
+    errno = 0;
+    eai[1] = green_tcp_listen("127.0.0.1", "no-such-service", 4) == -1 && errno == ENOENT
+                 ? green_last_resolve_error() : -1;
+    return NULL;
+}
+
+static void test_last_resolve_error_per_thread(void **state)
+{
+    (void)state;
+    assert_fails_with(green_udp_bind("no..such.host", "0"), ENOENT);
+    assert_int_equal(green_last_resolve_error(), EAI_NONAME);
+    int eai[2] = {-1, -1};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, other_thread_calls, eai), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(eai[0], 0);
+    assert_int_equal(eai[1], EAI_SERVICE);
+    assert_int_equal(green_last_resolve_error(), EAI_NONAME);
     assert_hub_idle();
 }
 
@@ -504,7 +597,7 @@ static void *accept_all(void *arg)
     int l = (int)(intptr_t)arg;
     for (int i = 0; i < many.n; i++) {
         int fd = green_accept(l, NULL, NULL, green_after(60000));
-        green_t g = fd >= 0 ? green_spawn_attr(&shallow, serve_one, (void *)(intptr_t)fd) : NULL;
+        green_t g = fd >= 0 ? green_spawn_attr(serve_one, (void *)(intptr_t)fd, &shallow) : NULL;
         if (!g) {
             many.failed++;
             green_event_set(&many.all_closed);
@@ -542,7 +635,7 @@ static int run_clients(void)
     green_event_init(&many.all_echoed);
     green_event_init(&many.all_done);
     for (int i = 0; i < many.n; i++) {
-        green_t g = green_spawn_attr(&shallow, client_one, (void *)(intptr_t)i);
+        green_t g = green_spawn_attr(client_one, (void *)(intptr_t)i, &shallow);
         if (!g)
             return 2;
         green_detach(g);
@@ -616,6 +709,8 @@ int main(void)
         cmocka_unit_test(test_tcp_bad_names),
         cmocka_unit_test(test_tcp_listen_errors),
         cmocka_unit_test(test_tcp_connect_deadline_and_kill),
+        cmocka_unit_test(test_last_resolve_error),
+        cmocka_unit_test(test_last_resolve_error_per_thread),
         cmocka_unit_test(test_udp_bind),
         cmocka_unit_test(test_unix_path),
         cmocka_unit_test(test_unix_abstract),

@@ -227,7 +227,7 @@ static void test_kill_while_running(void **state)
     struct sleeper s = {.ms = 300};
     struct call c = {.fn = sleep_job, .arg = &s, .deadline = -1, .r = 7};
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
-    green_t g = green_spawn_attr(&shared, caller, &c);
+    green_t g = green_spawn_attr(caller, &c, &shared);
     assert_non_null(g);
     assert_int_equal(green_sleep(20), 0);
     int64_t t0 = green_now();
@@ -315,7 +315,7 @@ static void test_shared_stack_callers(void **state)
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     green_t gs[N];
     for (int i = 0; i < N; i++)
-        assert_non_null(gs[i] = green_spawn_attr(&shared, shared_caller, (void *)(intptr_t)i));
+        assert_non_null(gs[i] = green_spawn_attr(shared_caller, (void *)(intptr_t)i, &shared));
     for (int i = 0; i < N; i++) {
         void *r = (void *)1;
         assert_int_equal(green_join(gs[i], &r, -1), 0);

@@ -214,7 +214,7 @@ static int many_children(int n)
     green_t t = green_spawn(count_ticks, &ticks);
     for (int i = 0; i < n; i++) {
         kids[i].i = i;
-        gs[i] = green_spawn_attr(i % 2 ? &shared : NULL, fork_and_reap, &kids[i]);
+        gs[i] = green_spawn_attr(fork_and_reap, &kids[i], i % 2 ? &shared : NULL);
         CHECK(gs[i]);
     }
     CHECK(green_joinall(gs, (size_t)n, -1) == 0);

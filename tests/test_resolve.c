@@ -727,6 +727,37 @@ static void test_ares_own_timeout(void **state)
     (void)state;
     run_with_server(DNS_SILENT, "retrans:300 retry:1", ares_times_out);
 }
+
+/* The socket helpers keep the resolver's cause: a name the server says does not exist
+ * is ENOENT (EAI_NONAME), no answer at all is EAGAIN (EAI_AGAIN). */
+static const char *helper_fails(const char *host, int err, int eai)
+{
+    errno = 0;
+    if (green_tcp_connect(host, "80", green_after(8 * LATE_MS)) != -1)
+        return "connected";
+    if (errno != err)
+        return strerror(errno);
+    return green_last_resolve_error() == eai ? NULL : gai_strerror(green_last_resolve_error());
+}
+
+static const char *helpers_no_such_name(struct dns_server *s)
+{
+    (void)s;
+    return helper_fails("nothere.test", ENOENT, EAI_NONAME);
+}
+
+static const char *helpers_no_answer(struct dns_server *s)
+{
+    (void)s;
+    return helper_fails("h1.test", EAGAIN, EAI_AGAIN);
+}
+
+static void test_ares_helpers_keep_the_cause(void **state)
+{
+    (void)state;
+    run_with_server(DNS_ANSWER, NULL, helpers_no_such_name);
+    run_with_server(DNS_SILENT, "retrans:300 retry:1", helpers_no_answer);
+}
 #endif
 
 int main(void)
@@ -747,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_ares_leader_killed),
         cmocka_unit_test(test_ares_deadlines_and_kill),
         cmocka_unit_test(test_ares_own_timeout),
+        cmocka_unit_test(test_ares_helpers_keep_the_cause),
 #endif
     };
     return cmocka_run_group_tests_name("resolve", tests, NULL, NULL);

@@ -357,6 +357,124 @@ static void test_stop_kills_stragglers(void **state)
     assert_hub_idle();
 }
 
+/* A handler that finishes its client when the server says it is stopping. */
+struct graceful {
+    green_server_t *srv;
+    int waiting, finished, cancelled;
+};
+
+static void finish_when_stopping(int fd, void *arg)
+{
+    struct graceful *gr = arg;
+    char c;
+    if (green_read(fd, &c, 1, green_after(TEST_DEADLINE_MS)) != 1)
+        return;
+    gr->waiting++;
+    if (green_event_wait(green_server_stopping(gr->srv), -1) == 0 &&
+        green_write(fd, "b", 1, green_after(TEST_DEADLINE_MS)) == 1)
+        gr->finished++;
+    else if (errno == ECANCELED)
+        gr->cancelled++;
+}
+
+/* The graceful phase: the stop sets the stopping event first, the handlers see it and
+ * finish (say goodbye) long before the deadline; nobody is killed. */
+static void test_stop_is_graceful(void **state)
+{
+    (void)state;
+    enum { CLIENTS = 3 };
+    struct listener l = listen_local();
+    struct graceful gr = {0};
+    assert_null_with(green_server_stopping(NULL), EINVAL);
+    gr.srv = green_serve(l.fd, finish_when_stopping, &gr, NULL);
+    assert_non_null(gr.srv);
+    green_event_t *stopping = green_server_stopping(gr.srv);
+    assert_non_null(stopping);
+    assert_int_equal(green_event_is_set(stopping), 0);
+    int fds[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = green_tcp_connect("127.0.0.1", l.port, green_after(TEST_DEADLINE_MS));
+        assert_true(fds[i] >= 0);
+        assert_int_equal(green_write(fds[i], "q", 1, green_after(TEST_DEADLINE_MS)), 1);
+    }
+    for (int64_t end = green_after(TEST_DEADLINE_MS); gr.waiting < CLIENTS && green_now() < end;)
+        green_sleep(1);
+    assert_int_equal(gr.waiting, CLIENTS);
+    /* a deadline far away: the stop returns once the handlers have finished */
+    assert_int_equal(green_server_stop(gr.srv, green_after(10 * TEST_DEADLINE_MS)), 0);
+    assert_int_equal(gr.finished, CLIENTS);
+    assert_int_equal(gr.cancelled, 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        char c = 0;
+        assert_int_equal(green_read(fds[i], &c, 1, green_after(TEST_DEADLINE_MS)), 1);
+        assert_int_equal(c, 'b');
+        assert_int_equal(green_read(fds[i], &c, 1, green_after(TEST_DEADLINE_MS)), 0);
+        green_close(fds[i]);
+    }
+    listener_close(&l);
+    assert_hub_idle();
+}
+
+/* A handler that ignores the stopping event is killed at the deadline; it then shields
+ * itself to join the helper it started, which writes into the handler's frame. */
+struct helper {
+    int *slot;
+    green_server_t *srv;
+};
+
+static void *helper_main(void *arg)
+{
+    struct helper *hp = arg;
+    green_event_wait(green_server_stopping(hp->srv), -1);
+    green_sleep(20); /* outlives the stop's deadline */
+    *hp->slot = 42;
+    return NULL;
+}
+
+struct cleanup_census {
+    green_server_t *srv;
+    int read_err, join_r, slot, cancelled_after;
+};
+
+static void kill_then_clean_up(int fd, void *arg)
+{
+    struct cleanup_census *cc = arg;
+    int slot = 0;
+    struct helper hp = {&slot, cc->srv};
+    green_t helper = green_spawn(helper_main, &hp);
+    char c;
+    errno = 0;
+    if (green_read(fd, &c, 1, -1) < 0) /* the client stays silent: killed here */
+        cc->read_err = errno;
+    green_shield_push();
+    cc->join_r = green_join(helper, NULL, -1);
+    cc->slot = slot;
+    green_shield_pop();
+    cc->cancelled_after = green_cancelled();
+}
+
+static void test_stop_killed_handler_cleans_up(void **state)
+{
+    (void)state;
+    struct listener l = listen_local();
+    struct cleanup_census cc = {.join_r = 7};
+    cc.srv = green_serve(l.fd, kill_then_clean_up, &cc, NULL);
+    assert_non_null(cc.srv);
+    int fd = green_tcp_connect("127.0.0.1", l.port, green_after(TEST_DEADLINE_MS));
+    assert_true(fd >= 0);
+    green_sleep(5); /* the handler runs and reads */
+    assert_int_equal(green_server_stop(cc.srv, green_after(5)), 0);
+    assert_int_equal(cc.read_err, ECANCELED);
+    assert_int_equal(cc.join_r, 0);
+    assert_int_equal(cc.slot, 42);
+    assert_int_equal(cc.cancelled_after, 1);
+    char c;
+    assert_int_equal(green_read(fd, &c, 1, green_after(TEST_DEADLINE_MS)), 0); /* closed */
+    green_close(fd);
+    listener_close(&l);
+    assert_hub_idle();
+}
+
 struct self_stop {
     green_server_t *srv;
     int r, err;
@@ -509,7 +627,7 @@ static void crowd_clients(const char *port, int n)
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     green_t *g = malloc((size_t)n * sizeof *g);
     for (int i = 0; g && i < n; i++)
-        if (!(g[i] = green_spawn_attr(&shared, client, &run)))
+        if (!(g[i] = green_spawn_attr(client, &run, &shared)))
             _exit(2);
     if (!g || green_joinall(g, (size_t)n, green_after(4 * TEST_DEADLINE_MS)) != 0)
         _exit(3);
@@ -567,6 +685,8 @@ int main(void)
         cmocka_unit_test(test_emfile_storm),
         cmocka_unit_test(test_stop_kills_stragglers),
         cmocka_unit_test(test_stop_from_handler),
+        cmocka_unit_test(test_stop_is_graceful),
+        cmocka_unit_test(test_stop_killed_handler_cleans_up),
         cmocka_unit_test(test_two_threads),
         cmocka_unit_test(test_two_threads_unix),
         cmocka_unit_test(test_ten_thousand),

@@ -209,7 +209,7 @@ static void test_kill_waiter(void **state)
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     for (int mode = 0; mode < 2; mode++) {
         struct sig_wait *w = sig_wait_new(SIGUSR1, -1);
-        green_t g = green_spawn_attr(mode ? &shared : NULL, wait_twice, w);
+        green_t g = green_spawn_attr(wait_twice, w, mode ? &shared : NULL);
         assert_int_equal(green_sleep(10), 0);
         assert_int_equal(green_kill(g), 0);
         assert_int_equal(green_join(g, NULL, -1), 0);
@@ -237,7 +237,7 @@ static void test_every_waiter_is_served(void **state)
         int other = i == N - 1;
         w[i] = other ? sig_wait_new(SIGUSR2, green_after(200))
                      : sig_wait_new(SIGUSR1, green_after(LATE_MS));
-        g[i] = green_spawn_attr(i % 2 ? &shared : NULL, wait_for_signal, w[i]);
+        g[i] = green_spawn_attr(wait_for_signal, w[i], i % 2 ? &shared : NULL);
     }
     assert_int_equal(green_sleep(20), 0); /* all parked */
     assert_int_equal(stats().waiting, N);

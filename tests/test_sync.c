@@ -1547,7 +1547,7 @@ static void test_shared_stack_waiters(void **state)
          * other one shared, so that shared and dedicated ones interleave */
         int k = N - 1 - i;
         runners[k] = (struct runner){.race = r, .index = k};
-        gs[i] = green_spawn_attr(i % 2 ? NULL : &shared, runner, &runners[k]);
+        gs[i] = green_spawn_attr(runner, &runners[k], i % 2 ? NULL : &shared);
         assert_non_null(gs[i]);
     }
     assert_int_equal(green_yield(), 0);

@@ -55,7 +55,7 @@ static void run_in_order(int n, fill_fn *fill)
     int64_t t0 = green_now();
     for (int i = 0; i < n; i++) {
         s[i].index = i;
-        gs[i] = green_spawn_attr(i % 2 ? &shared : NULL, sleep_until_and_log, &s[i]);
+        gs[i] = green_spawn_attr(sleep_until_and_log, &s[i], i % 2 ? &shared : NULL);
         assert_non_null(gs[i]);
     }
     assert_int_equal(green_yield(), 0);
@@ -568,7 +568,7 @@ static void test_million_timers_fire_in_order(void **state)
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     int64_t t0 = green_now();
     for (long i = 0; i < n; i++) {
-        gs[i] = green_spawn_attr(&shared, scale_sleeper, (void *)(intptr_t)i);
+        gs[i] = green_spawn_attr(scale_sleeper, (void *)(intptr_t)i, &shared);
         assert_non_null(gs[i]);
     }
     /* deadlines from when they will all be asleep, spread over a second, 1000 distinct;
@@ -611,7 +611,7 @@ static void test_ten_million_pending_timers(void **state)
     long rss0 = rss_kib();
     green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
     for (long i = 0; i < n; i++) {
-        gs[i] = green_spawn_attr(&shared, scale_sleeper, (void *)(intptr_t)i);
+        gs[i] = green_spawn_attr(scale_sleeper, (void *)(intptr_t)i, &shared);
         if (!gs[i])
             fail_msg("spawn %ld failed: %s", i, strerror(errno));
     }

@@ -9,7 +9,9 @@
  * load (GREEN_PATCH_THREADS, GREEN_PATCH_REPORT) and answers "which calls are really
  * interposed": for each wrapper, the definition the process's global symbol lookup
  * finds — ours, or another library's that was loaded first (the C form of gevent's
- * "monkey-patching too late").
+ * "monkey-patching too late"). With GREEN_PATCH_REPORT it also prints, at exit, what
+ * could not be made cooperative after all: the places where green threads held their
+ * hub past the monitor's threshold (green_private_pinning).
  */
 #include "patch.h"
 
@@ -84,8 +86,34 @@ int patch_threads_read(void)
     return patch_threads_cached;
 }
 
+/* Each place where the hub was held, with its count and time. */
+static void pinning_report(FILE *f)
+{
+    struct green_private_pin pins[65];
+    int64_t ms;
+    size_t n = green_private_pinning(pins, sizeof pins / sizeof *pins, &ms);
+    if (n == 0 && ms == 0)
+        fprintf(f, "green-patch: pinning: the detector did not run (GREEN_MONITOR_MS unset or 0, or no hub)\n");
+    else if (n == 0)
+        fprintf(f, "green-patch: pinning: no hub was held for more than %lld ms\n", (long long)ms);
+    else
+        fprintf(f, "green-patch: pinning: %zu place%s where a green thread held its hub for more than %lld ms:\n",
+                n, n == 1 ? "" : "s", (long long)ms);
+    for (size_t i = 0; i < n && i < sizeof pins / sizeof *pins; i++)
+        fprintf(f, "green-patch:   %llu time%s, %llu ms in all, longest %llu ms: %s\n",
+                (unsigned long long)pins[i].count, pins[i].count == 1 ? "" : "s",
+                (unsigned long long)pins[i].total_ms, (unsigned long long)pins[i].max_ms, pins[i].what);
+    fflush(f);
+}
+
 __attribute__((constructor)) static void patch_init(void)
 {
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
+}
+
+__attribute__((destructor)) static void patch_fini(void)
+{
+    if (env_on("GREEN_PATCH_REPORT"))
+        pinning_report(stderr);
 }

@@ -235,7 +235,7 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
     }
     int saved = errno;
     struct pth *b = calloc(1, sizeof *b);
-    green_t g = b && hub() == 0 ? green_spawn_attr(&ga, tramp, b) : NULL;
+    green_t g = b && hub() == 0 ? green_spawn_attr(tramp, b, &ga) : NULL;
     if (g && green_private_set_local(g, b) != 0) { /* killed before it runs: tramp never sees b */
         green_kill(g);
         green_detach(g);
