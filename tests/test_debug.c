@@ -553,7 +553,7 @@ static void run_pinned(const char *name, green_fn fn, const struct feed_step *st
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, feeder, NULL), 0);
     green_attr_t a = {.name = name};
-    green_t g = green_spawn_attr(&a, fn, NULL);
+    green_t g = green_spawn_attr(fn, NULL, &a);
     assert_int_equal(green_join(g, NULL, -1), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
     assert_int_equal(green_sleep(60), 0); /* the last episode ends */
