@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
@@ -54,7 +55,13 @@
     X(pthread_timedjoin_np) X(pthread_clockjoin_np) X(pthread_cancel) X(pthread_testcancel) \
     X(pthread_setcancelstate) X(pthread_setcanceltype) X(pthread_kill)                   \
     X(pthread_getattr_np) X(__pthread_register_cancel) X(__pthread_unregister_cancel)    \
-    X(__pthread_unwind_next)                                                             \
+    X(__pthread_unwind_next) X(pthread_rwlock_init) X(pthread_rwlock_destroy)             \
+    X(pthread_rwlock_rdlock) X(pthread_rwlock_tryrdlock) X(pthread_rwlock_timedrdlock)    \
+    X(pthread_rwlock_clockrdlock) X(pthread_rwlock_wrlock) X(pthread_rwlock_trywrlock)    \
+    X(pthread_rwlock_timedwrlock) X(pthread_rwlock_clockwrlock) X(pthread_rwlock_unlock)  \
+    X(pthread_barrier_init) X(pthread_barrier_destroy) X(pthread_barrier_wait)            \
+    X(pthread_spin_lock) X(pthread_spin_trylock) X(sem_init) X(sem_post) X(sem_wait)      \
+    X(sem_timedwait) X(sem_clockwait)                                                    \
     X(epoll_wait) X(epoll_pwait) GREEN_SYS_EPOLL_PWAIT2(X)                               \
     X(sigwait) X(sigwaitinfo) X(sigtimedwait)                                            \
     X(waitpid) X(wait) X(wait3) X(wait4) X(waitid) X(system) X(popen) X(pclose)          \

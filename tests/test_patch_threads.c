@@ -3,7 +3,9 @@
  * threads. The programs under test (tests/progs/threads_*.c) are plain pthreads code,
  * built without libgreen's headers; each test runs one as a child, the way
  * `greenrun --threads` does (LD_PRELOAD=libgreen-patch.so, GREEN_PATCH_THREADS=1), and
- * checks its exit status and what it printed.
+ * checks its exit status and what it printed — for most, that it printed exactly what
+ * the same program prints on real threads. Also here: native mutexes held across a park
+ * without GREEN_PATCH_THREADS (tests/progs/native_lock.c, on libgreen's own API).
  */
 #include "green_test.h"
 
@@ -18,18 +20,24 @@
 #error "PATCH_LIB: the path of libgreen-patch.so"
 #endif
 
-/* Run prog with args; green: with GREEN_PATCH_THREADS=1. The patch library is preloaded
- * either way (off, it passes everything through). as_limit > 0 caps the child's address
- * space. Returns the exit status (-1 on a signal); out gets what it printed. */
-static int run(const char *prog, const char *arg1, const char *arg2, int green, rlim_t as_limit,
+enum { GREEN = 1, WITH_STDERR = 2 };
+
+/* Run prog with args; flags GREEN: with GREEN_PATCH_THREADS=1; WITH_STDERR: out gets
+ * stderr too, in one stream with stdout. The patch library is preloaded either way (off,
+ * it passes everything through). as_limit > 0 caps the child's address space. Returns
+ * the exit status (-1 on a signal); out gets what it printed. */
+static int run(const char *prog, const char *arg1, const char *arg2, int flags, rlim_t as_limit,
                char *out, size_t outsz)
 {
+    int green = flags & GREEN;
     int p[2];
     assert_int_equal(pipe(p), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         dup2(p[1], 1);
+        if (flags & WITH_STDERR)
+            dup2(p[1], 2);
         close(p[0]);
         close(p[1]);
         /* an ASan build of the library must not insist on coming first */
@@ -70,7 +78,7 @@ static char out[1 << 16];
 static void test_sync_green(void **state)
 {
     (void)state;
-    assert_int_equal(run("threads_sync", "all", NULL, 1, 0, out, sizeof out), 0);
+    assert_int_equal(run("threads_sync", "all", NULL, GREEN, 0, out, sizeof out), 0);
     assert_non_null(strstr(out, "ok identity"));
     assert_non_null(strstr(out, "__thread shared: yes"));
 }
@@ -99,7 +107,7 @@ static void count_threads(const char *how)
 {
     char n[32];
     snprintf(n, sizeof n, "%d", 100000 / GREEN_TEST_SCALE);
-    assert_int_equal(run("threads_count", n, how, 1, 0, out, sizeof out), 0);
+    assert_int_equal(run("threads_count", n, how, GREEN, 0, out, sizeof out), 0);
     char want[64];
     snprintf(want, sizeof want, "count=%s ", n);
     assert_non_null(strstr(out, want));
@@ -144,6 +152,118 @@ static void test_plain_threads_fail(void **state)
     assert_non_null(strstr(out, strerror(EAGAIN)));
 }
 
+static char real_out[1 << 16];
+
+/* prog prints on green threads exactly what it prints on real threads, and succeeds.
+ * real_under_asan 0: AddressSanitizer cannot run it on real threads (its own CHECK
+ * fails in glibc's cancellation unwinding), so under ASan only the green run is made. */
+static void same_as_real(const char *prog, int real_under_asan)
+{
+    if (UNDER_ASAN && !real_under_asan) {
+        assert_int_equal(run(prog, "all", NULL, GREEN, 0, out, sizeof out), 0);
+        return;
+    }
+    assert_int_equal(run(prog, "all", NULL, 0, 0, real_out, sizeof real_out), 0);
+    int st = run(prog, "all", NULL, GREEN, 0, out, sizeof out);
+    if (strcmp(out, real_out) != 0)
+        printf("--- on real threads:\n%s--- on green threads:\n%s", real_out, out);
+    assert_string_equal(out, real_out);
+    assert_int_equal(st, 0);
+}
+
+/* Cancellation (tests/progs/threads_cancel.c): a worker blocked in each cancellation
+ * point — read, readv, recv, recvfrom, recvmsg, write, send, accept, poll, ppoll, select,
+ * pselect, the four sleeps, sem_wait, sem_timedwait, pthread_join, pthread_cond_wait and
+ * timedwait, pthread_testcancel — is cancelled: its cleanup handler runs, the call never
+ * returns, the join gives PTHREAD_CANCELED. Disabled cancellation lets it run on and acts
+ * on entry of the next point once enabled (nothing written, nothing read); key
+ * destructors run; a mutex lock is no cancellation point; cancel state and type. */
+static void test_cancel(void **state)
+{
+    (void)state;
+    same_as_real("threads_cancel", 0);
+    assert_non_null(strstr(out, "read: PTHREAD_CANCELED, returned 0, cleaned up 1"));
+    assert_non_null(strstr(out, "pthread_testcancel: PTHREAD_CANCELED, returned 0, cleaned up 1"));
+    for (const char *t = "points\0disabled\0entry\0keys\0not_a_point\0state\0"; *t; t += strlen(t) + 1) {
+        char ok[64];
+        snprintf(ok, sizeof ok, "ok %s\n", t);
+        assert_non_null(strstr(out, ok));
+    }
+}
+
+/* rwlocks, barriers, semaphores, spin locks (tests/progs/threads_prims.c): every call's
+ * return and errno, timed forms, exclusion, glibc's reader preference and its
+ * writer-nonrecursive kind, one serial thread per barrier round, semaphore tokens taken
+ * once each, a post from a signal handler, spin locks whose holder yields, and a mutex
+ * and a semaphore shared with plain threads (a SIGEV_THREAD timer's). */
+static void test_prims(void **state)
+{
+    (void)state;
+    same_as_real("threads_prims", 1);
+    assert_non_null(strstr(out, "ok plain"));
+}
+
+/* Every allocation fails (the program's own malloc) while green pthreads lock, trylock,
+ * timedlock and unlock a mutex, contended, a recursive one, and wait on a condition:
+ * no call fails, the count is exact (pthread_mutex_lock once gave EAGAIN). */
+static void test_no_memory(void **state)
+{
+    (void)state;
+    if (UNDER_ASAN)
+        skip(); /* the sanitizer's allocator is not the program's malloc */
+    assert_int_equal(run("threads_nomem", NULL, NULL, GREEN | WITH_STDERR, 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "nomem: ok"));
+    assert_null(strstr(out, "nomem: 0 allocations refused")); /* the failures were met */
+    assert_int_equal(run("threads_nomem", NULL, NULL, 0, 0, out, sizeof out), 0);
+}
+
+/* Without GREEN_PATCH_THREADS, a green thread that parks in read() holding a native
+ * mutex is reported when it parks — before the other green thread runs — with its id,
+ * name and the mutex, once for its call site over two rounds. */
+static void test_native_lock_report(void **state)
+{
+    (void)state;
+    assert_int_equal(run("native_lock", "report", NULL, WITH_STDERR, 0, out, sizeof out), 0);
+    char mutex[64];
+    assert_int_equal(sscanf(out, "mutex at %63s", mutex), 1);
+    const char *report = strstr(out, "parks in a patched call");
+    assert_non_null(report);
+    assert_null(strstr(report + 1, "parks in a patched call")); /* once per call site */
+    assert_non_null(strstr(out, "libgreen-patch: green thread "));
+    assert_non_null(strstr(out, "'holder' parks"));
+    assert_non_null(strstr(report, mutex));
+    assert_non_null(strstr(report, "GREEN_PATCH_THREADS=1"));
+    const char *other = strstr(out, "other runs");
+    assert_non_null(other);
+    assert_true(report < other);
+    assert_non_null(strstr(out, "done"));
+}
+
+/* The deadlock itself: the other green thread locks the mutex and blocks the OS thread
+ * for good (SIGALRM ends the program); the report was out before. */
+static void test_native_lock_deadlock(void **state)
+{
+    (void)state;
+    assert_int_equal(run("native_lock", "deadlock", NULL, WITH_STDERR, 0, out, sizeof out), -1);
+    const char *report = strstr(out, "parks in a patched call");
+    const char *other = strstr(out, "other runs");
+    assert_non_null(report);
+    assert_non_null(other);
+    assert_true(report < other);
+    assert_null(strstr(out, "done"));
+}
+
+/* A mutex unlocked before the park, or thread patching on: nothing to report. */
+static void test_native_lock_quiet(void **state)
+{
+    (void)state;
+    assert_int_equal(run("native_lock", "unlocked", NULL, WITH_STDERR, 0, out, sizeof out), 0);
+    assert_null(strstr(out, "libgreen-patch:"));
+    assert_non_null(strstr(out, "done"));
+    assert_int_equal(run("native_lock", "report", NULL, GREEN | WITH_STDERR, 0, out, sizeof out), 0);
+    assert_null(strstr(out, "libgreen-patch:"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -152,6 +272,12 @@ int main(void)
         cmocka_unit_test(test_count_cond),
         cmocka_unit_test(test_count_nanosleep),
         cmocka_unit_test(test_plain_threads_fail),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_prims),
+        cmocka_unit_test(test_no_memory),
+        cmocka_unit_test(test_native_lock_report),
+        cmocka_unit_test(test_native_lock_deadlock),
+        cmocka_unit_test(test_native_lock_quiet),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

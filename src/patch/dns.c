@@ -9,6 +9,8 @@
  * (scoped deadline: EAI_SYSTEM with errno ETIMEDOUT; kill: ECANCELED) leaves its job to
  * the pool thread, which frees the answer when the lookup ends: everything the job
  * writes is on the heap, never in the caller's buffers, which are filled afterwards.
+ * The three are cancellation points (POSIX lets them be; glibc's are): a cancelled green
+ * pthread leaves on entry or when its wait ends with ECANCELED (patch.h).
  */
 #include "io.h"
 
@@ -19,12 +21,16 @@
 
 int getaddrinfo(const char *host, const char *service, const struct addrinfo *hints, struct addrinfo **res)
 {
+    patch_cancel_point();
     if (!patch_here() || !host || !res || (hints && (hints->ai_flags & AI_NUMERICHOST)))
         return patch_real()->getaddrinfo(host, service, hints, res);
     int e = errno;
+    patch_parking();
     int rc = green_private_getaddrinfo(host, service, hints, res);
     if (rc != EAI_SYSTEM)
         errno = e;
+    else if (errno == ECANCELED)
+        patch_testcancel();
     return rc;
 }
 GREEN_PATCH(getaddrinfo);
@@ -86,8 +92,12 @@ static int ghbn_pool(const char *name, size_t buflen, struct ghbn_job **out)
     }
     j->buflen = buflen;
     memcpy(j->name, name, nl);
-    if (green_private_pool_run(ghbn_run, j, NULL, ghbn_drop) != 0)
+    patch_parking();
+    if (green_private_pool_run(ghbn_run, j, NULL, ghbn_drop) != 0) {
+        if (errno == ECANCELED)
+            patch_testcancel(); /* the job is the pool's now: nothing is ours */
         return -1;
+    }
     *out = j;
     return 0;
 }
@@ -95,6 +105,7 @@ static int ghbn_pool(const char *name, size_t buflen, struct ghbn_job **out)
 int gethostbyname_r(const char *name, struct hostent *ret, char *buf, size_t buflen, struct hostent **result,
                     int *h_errnop)
 {
+    patch_cancel_point();
     if (!patch_here() || !name || !ret || !buf || !result || !h_errnop)
         return patch_real()->gethostbyname_r(name, ret, buf, buflen, result, h_errnop);
     struct ghbn_job *j;
@@ -118,6 +129,7 @@ GREEN_PATCH(gethostbyname_r);
  * next call reuses. */
 struct hostent *gethostbyname(const char *name)
 {
+    patch_cancel_point();
     if (!patch_here() || !name)
         return patch_real()->gethostbyname(name);
     static __thread struct hostent he;

@@ -55,6 +55,7 @@ static int64_t ms_deadline(int timeout) { return timeout < 0 ? -1 : timeout == 0
 
 int epoll_wait(int ep, struct epoll_event *ev, int n, int timeout)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->epoll_wait(ep, ev, n, timeout);
     return epoll_green(ep, ev, n, ms_deadline(timeout), NULL);
@@ -63,6 +64,7 @@ GREEN_PATCH(epoll_wait);
 
 int epoll_pwait(int ep, struct epoll_event *ev, int n, int timeout, const sigset_t *sigmask)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->epoll_pwait(ep, ev, n, timeout, sigmask);
     return epoll_green(ep, ev, n, ms_deadline(timeout), sigmask);
@@ -72,6 +74,7 @@ GREEN_PATCH(epoll_pwait);
 #ifdef GREEN_SYS_HAVE_EPOLL_PWAIT2
 int epoll_pwait2(int ep, struct epoll_event *ev, int n, const struct timespec *ts, const sigset_t *sigmask)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->epoll_pwait2(ep, ev, n, ts, sigmask);
     int64_t deadline = -1;

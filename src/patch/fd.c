@@ -307,8 +307,10 @@ static void closing(int fd)
     }
 }
 
+/* A cancellation point, as glibc's: a cancelled green pthread leaves with fd open. */
 int close(int fd)
 {
+    patch_cancel_point();
     int e = errno;
     closing(fd);
     int r = patch_real()->close(fd);

@@ -60,6 +60,7 @@ int patch_files_pool(void)
 
 int patch_backoff(int64_t *ms)
 {
+    patch_parking();
     if (green_sleep(*ms) != 0)
         return -1;
     *ms = *ms * 2 > PATCH_BACKOFF_MAX_MS ? PATCH_BACKOFF_MAX_MS : *ms * 2;
@@ -91,6 +92,7 @@ ssize_t patch_pool_call(struct patch_job *j)
         return -1;
     }
     *heap = *j;
+    patch_parking();
     if (green_private_pool_run(job_run, heap, NULL, job_drop) != 0)
         return -1; /* the job is left to job_drop */
     j->res = heap->res;
@@ -115,13 +117,17 @@ ssize_t patch_file_rw(int fd, int write, const struct iovec *iov, int cnt, off_t
         total += iov[i].iov_len;
     if (total == 0) /* nothing to move: the call itself still checks the fd */
         return green_private_file_io(fd, write, NULL, 0, off);
+    patch_parking();
     for (int i = 0; i < cnt; i++) {
         for (size_t at = 0; at < iov[i].iov_len;) {
             size_t want = iov[i].iov_len - at < FILE_CHUNK ? iov[i].iov_len - at : FILE_CHUNK;
             ssize_t r = green_private_file_io(fd, write, (char *)iov[i].iov_base + at, want,
                                               off < 0 ? -1 : off + (off_t)done);
-            if (r < 0)
+            if (r < 0) {
+                if (!done && errno == ECANCELED)
+                    patch_testcancel();
                 return done ? (ssize_t)done : -1;
+            }
             done += (size_t)r;
             at += (size_t)r;
             if ((size_t)r < want) { /* end of file, or a short write: as the call says */
@@ -151,6 +157,7 @@ static int iov_ok(int cnt) { return cnt >= 0 && cnt <= IOV_MAX; }
 
 ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
+    patch_cancel_point();
     if (off < 0 || !patch_file_offload(fd))
         return patch_real()->pread(fd, buf, n, off);
     struct iovec iov = {buf, n};
@@ -180,6 +187,7 @@ GREEN_PATCH(__pread64_chk);
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
+    patch_cancel_point();
     if (off < 0 || !patch_file_offload(fd))
         return patch_real()->pwrite(fd, buf, n, off);
     struct iovec iov = {(void *)buf, n};
@@ -195,6 +203,7 @@ GREEN_PATCH(__pwrite64);
 
 ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 {
+    patch_cancel_point();
     if (off < 0 || !iov_ok(cnt) || !patch_file_offload(fd))
         return patch_real()->preadv(fd, iov, cnt, off);
     return patch_file_rw(fd, 0, iov, cnt, off);
@@ -209,6 +218,7 @@ GREEN_PATCH(preadv64);
 
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
+    patch_cancel_point();
     if (off < 0 || !iov_ok(cnt) || !patch_file_offload(fd))
         return patch_real()->pwritev(fd, iov, cnt, off);
     return patch_file_rw(fd, 1, iov, cnt, off);
@@ -225,6 +235,7 @@ GREEN_PATCH(pwritev64);
  * ...) they are libc's, inline. */
 ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
+    patch_cancel_point();
     if (flags || off < -1 || !iov_ok(cnt) || !patch_file_offload(fd))
         return patch_real()->preadv2(fd, iov, cnt, off, flags);
     return patch_file_rw(fd, 0, iov, cnt, off);
@@ -239,6 +250,7 @@ GREEN_PATCH(preadv64v2);
 
 ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
+    patch_cancel_point();
     if (flags || off < -1 || !iov_ok(cnt) || !patch_file_offload(fd))
         return patch_real()->pwritev2(fd, iov, cnt, off, flags);
     return patch_file_rw(fd, 1, iov, cnt, off);
@@ -262,6 +274,7 @@ static ssize_t sync_call(struct patch_job *j)
 /* A file's sync on the pool; anything else (a pipe, a socket: EINVAL; a bad fd) inline. */
 static int sync_file(int fd, int data)
 {
+    patch_cancel_point();
     int s;
     if (!patch_here() || (s = pfd_learn(fd)) <= 0 || !(s & PFD_FILE))
         return data ? patch_real()->fdatasync(fd) : patch_real()->fsync(fd);
@@ -290,6 +303,17 @@ typedef int lock_try_fn(int fd, long a, void *p);
 /* Until try takes the lock (0) or fails for another reason than a conflict (-1 + its
  * errno), or the wait ends (-1 + ETIMEDOUT, ECANCELED). The first attempt is made even
  * by a killed green thread: a call that needs no wait completes. */
+static int lock_wait(lock_try_fn *try, int fd, long a, void *p);
+
+/* The same at a cancellation point (F_SETLKW, lockf's F_LOCK; flock is none). */
+static int lock_wait_cancel(lock_try_fn *try, int fd, long a, void *p)
+{
+    int r = lock_wait(try, fd, a, p);
+    if (r != 0 && errno == ECANCELED)
+        patch_testcancel();
+    return r;
+}
+
 static int lock_wait(lock_try_fn *try, int fd, long a, void *p)
 {
     int e = errno;
@@ -301,11 +325,8 @@ static int lock_wait(lock_try_fn *try, int fd, long a, void *p)
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EACCES)
             return -1;
-        if (patch_backoff(&backoff) != 0) {
-            if (errno == ECANCELED)
-                patch_testcancel();
+        if (patch_backoff(&backoff) != 0)
             return -1;
-        }
     }
 }
 
@@ -331,9 +352,11 @@ static int lockf_try(int fd, long len, void *p)
 
 int lockf(int fd, int cmd, off_t len)
 {
+    if (cmd == F_LOCK) /* (the one that waits: fcntl's F_SETLKW underneath) */
+        patch_cancel_point();
     if (!patch_here() || cmd != F_LOCK)
         return patch_real()->lockf(fd, cmd, len);
-    return lock_wait(lockf_try, fd, (long)len, NULL);
+    return lock_wait_cancel(lockf_try, fd, (long)len, NULL);
 }
 GREEN_PATCH(lockf);
 
@@ -352,7 +375,8 @@ int patch_fcntl_is_lock(int cmd) { return lock_cmd_nb(cmd) != 0; }
 
 int patch_fcntl_lock(int fd, int cmd, void *arg)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->fcntl(fd, cmd, arg);
-    return lock_wait(fcntl_try, fd, lock_cmd_nb(cmd), arg);
+    return lock_wait_cancel(fcntl_try, fd, lock_cmd_nb(cmd), arg);
 }

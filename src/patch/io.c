@@ -16,7 +16,9 @@
  * green_timeout_push), ECANCELED (the green thread was killed) or EBADF (another green
  * thread closed the fd). write, send and writev on a blocking fd move every byte, as the
  * kernel does for a blocking socket; when a wait fails part way they return the count
- * moved so far. errno is left as it was when the call succeeds.
+ * moved so far. errno is left as it was when the call succeeds. Every call here is a
+ * cancellation point (patch.h): a cancelled green pthread leaves on entry, or when its
+ * wait fails with ECANCELED having moved nothing.
  */
 #include "io.h"
 
@@ -26,25 +28,36 @@
 
 static int would_block(int err) { return err == EAGAIN || err == EWOULDBLOCK; }
 
+/* A wait failed with nothing moved: a cancelled green pthread leaves here. */
+static int wait_failed(void)
+{
+    if (errno == ECANCELED)
+        patch_testcancel();
+    return -1;
+}
+
 /* The loop of one call that succeeds once: `call` is an expression made again after
  * every wait for `ev`. */
 #define ONE_CALL(fd, ev, flags, type, call)                                               \
     do {                                                                                  \
+        patch_cancel_point();                                                             \
         int state_;                                                                       \
         enum pfd_how how_ = pfd_how(fd, &state_);                                  \
         if (how_ == PFD_PASS || ((flags) & MSG_DONTWAIT))                                 \
             return call;                                                                  \
         int e_ = errno;                                                                   \
         if ((state_ & PFD_KEEP) && pfd_wait(how_, fd, ev) != 0)                    \
-            return -1;                                                                    \
+            return wait_failed();                                                         \
         for (;;) {                                                                        \
             type r_ = call;                                                               \
             if (r_ >= 0) {                                                                \
                 errno = e_;                                                               \
                 return r_;                                                                \
             }                                                                             \
-            if (!would_block(errno) || pfd_wait(how_, fd, ev) != 0)                \
+            if (!would_block(errno))                                                      \
                 return -1;                                                                \
+            if (pfd_wait(how_, fd, ev) != 0)                                              \
+                return wait_failed();                                                     \
         }                                                                                 \
     } while (0)
 
@@ -213,6 +226,7 @@ static ssize_t put_all(struct put *p, enum pfd_how how, int state, struct iovec 
 /* The same with a private copy of the caller's iovec array (never written). */
 static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
 {
+    patch_cancel_point();
     int state;
     enum pfd_how how = pfd_how(p->fd, &state);
     if (how == PFD_PASS || (p->flags & MSG_DONTWAIT) || cnt <= 0 || cnt > IOV_MAX)
@@ -229,7 +243,7 @@ static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
         free(copy);
         errno = e;
     }
-    return r;
+    return r < 0 ? wait_failed() : r;
 }
 
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -319,6 +333,7 @@ static int send_rest(int fd, int flags, enum pfd_how how, int state, struct mmsg
  * after some were sent returns their count with errno set. */
 int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
 {
+    patch_cancel_point();
     int state;
     enum pfd_how how = pfd_how(fd, &state);
     if (how == PFD_PASS || (flags & MSG_DONTWAIT) || !vec || !vlen)
@@ -335,8 +350,10 @@ int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
                 return (int)sent;
             continue;
         }
-        if (!would_block(errno) || pfd_wait(how, fd, POLLOUT) != 0)
+        if (!would_block(errno))
             return sent ? (int)sent : -1;
+        if (pfd_wait(how, fd, POLLOUT) != 0)
+            return sent ? (int)sent : wait_failed();
     }
     errno = e;
     return (int)sent;
@@ -355,6 +372,7 @@ static int ts_passed(const struct timespec *end)
  * (recvmmsg(2), BUGS); MSG_WAITFORONE stops waiting once one has. */
 int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout)
 {
+    patch_cancel_point();
     int state;
     enum pfd_how how = pfd_how(fd, &state);
     if (how == PFD_PASS || (flags & MSG_DONTWAIT) || !vec || !vlen)
@@ -387,7 +405,7 @@ int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct t
             break; /* what came so far; a later error is dropped (the kernel keeps it for the next call) */
         if (!would_block(errno) || pfd_wait(how, fd, POLLIN) != 0) {
             if (!got)
-                return -1;
+                return errno == ECANCELED ? wait_failed() : -1;
             failed = 1;
             break;
         }
@@ -414,6 +432,7 @@ GREEN_PATCH(recvmmsg);
  * on (a later connect gets EALREADY, as after a signal). */
 int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
+    patch_cancel_point();
     int state;
     enum pfd_how how = pfd_how(fd, &state);
     int e = errno;
@@ -421,7 +440,7 @@ int connect(int fd, const struct sockaddr *addr, socklen_t len)
     if (r == 0 || how == PFD_PASS || errno != EINPROGRESS)
         return r;
     if (pfd_wait(how, fd, POLLOUT) != 0)
-        return -1;
+        return wait_failed();
     int err = 0;
     socklen_t elen = sizeof err;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0)

@@ -30,6 +30,10 @@
 #include <stdio.h>
 
 #define PATCH_LIKELY(x) __builtin_expect(!!(x), 1)
+/* For the few thread-locals of hot paths: no __tls_get_addr call. The library is
+ * preloaded or linked, so its thread-locals are in the initial TLS block (a few bytes of
+ * this kind also fit the surplus glibc keeps for a late dlopen). */
+#define PATCH_TLS_FAST __attribute__((tls_model("initial-exec")))
 #define PATCH_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* libc's functions as the wrappers' pass-through reaches them: the next definitions
@@ -56,10 +60,59 @@ extern int patch_threads_cached; /* -1 until read */
 int patch_threads_read(void);
 #define patch_threads (PATCH_LIKELY(patch_threads_cached >= 0) ? patch_threads_cached : patch_threads_read())
 
-/* For a wrapper whose blocking call failed with ECANCELED: if the caller is a green
- * pthread (GREEN_PATCH_THREADS) that has been cancelled, it leaves here as by
- * pthread_exit(PTHREAD_CANCELED); otherwise this returns. (thread.c) */
-void patch_testcancel(void);
+/*
+ * Cancellation points (GREEN_PATCH_THREADS=1). A green pthread that pthread_cancel has
+ * cancelled (cancellation enabled) leaves at the first POSIX cancellation point it is in
+ * or enters, as by pthread_exit(PTHREAD_CANCELED): cleanup handlers and key destructors
+ * run, the join result is PTHREAD_CANCELED, the call never returns. The contract for
+ * every wrapper of a call POSIX makes a cancellation point (read, write, poll, the sleeps,
+ * sigwait, waitpid, epoll_wait, ...):
+ *  1. first thing, before it allocates or registers anything: patch_cancel_point();
+ *  2. when its wait fails with ECANCELED (a kill: pthread_cancel kills the green thread
+ *     so that its wait ends), once it has released what it holds (a buffer, a private
+ *     epoll fd, a registration): patch_testcancel(). For a cancelled green pthread it
+ *     does not return; otherwise (a green thread killed through libgreen's own API,
+ *     green_kill) it returns and the wrapper fails with -1/ECANCELED as before.
+ * A wrapper that has moved data before its wait failed returns the count as usual (the
+ * next cancellation point acts). Both cost a load and a branch with the switch off.
+ * (thread.c)
+ */
+void patch_cancel_point_slow(void);
+static inline void patch_cancel_point(void)
+{
+    if (PATCH_UNLIKELY(patch_threads_cached > 0))
+        patch_cancel_point_slow();
+}
+static inline void patch_testcancel(void) { patch_cancel_point(); }
+
+/* Ends the process with msg on stderr: a deadlock nothing can undo. (thread.c) */
+__attribute__((noreturn, cold)) void patch_die(const char *msg);
+
+/*
+ * Native locks held across a park (without GREEN_PATCH_THREADS). The pass-through
+ * pthread_mutex_lock/trylock/timedlock/clocklock and unlock of a green thread keep count
+ * of the native mutexes it holds (native.c). A green thread that parks while holding
+ * one invites a silent deadlock: another green thread of the same OS thread that locks
+ * it blocks the whole OS thread, and the holder can never run again to unlock it. So
+ * every wrapper calls patch_parking() where it is about to park (or yield) the calling
+ * green thread: with a native mutex held, it reports once per call site, to stderr
+ * (green thread, mutex, where it was locked, a backtrace), before the deadlock can
+ * happen. patch_poll (so pfd_wait), the sleeps and the DNS lookups call it: a wrapper
+ * that waits through them needs nothing more; one that parks by libgreen's API itself
+ * (green_wait_fd, green_signal_take, green_waitpid, green_park, green_yield, ...) calls
+ * it right before. Nothing is held: one thread-local load and a branch.
+ */
+extern __thread unsigned patch_native_held PATCH_TLS_FAST; /* entries in this OS thread's table */
+void patch_parking_report(void);
+static inline void patch_parking(void)
+{
+    if (PATCH_UNLIKELY(patch_native_held))
+        patch_parking_report();
+}
+/* After libc's lock of m returned e in a pass-through path: e (counted when it is held
+ * by a green thread); and before libc's unlock. `site` is the lock's caller. */
+int patch_native_lock(void *m, int e, void *site);
+void patch_native_unlock(void *m);
 
 struct green_patch_sym {
     const char *name;

@@ -123,6 +123,7 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
         }
         if (deadline == 0 || (deadline > 0 && green_now() >= deadline))
             return 0;
+        patch_parking();
         int w;
         if (!live) {
             w = deadline < 0 ? green_park(-1) : green_sleep_until(deadline);
@@ -150,15 +151,24 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
 
 static int64_t poll_deadline(int timeout) { return timeout < 0 ? -1 : green_after(timeout); }
 
+/* A wrapper's result: a cancelled green pthread whose wait failed leaves here. */
+static int polled(int r)
+{
+    if (r < 0 && errno == ECANCELED)
+        patch_testcancel();
+    return r;
+}
+
 int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->poll(fds, n, timeout);
     if (n > 0 && !fds) {
         errno = EFAULT;
         return -1;
     }
-    return patch_poll(fds, n, poll_deadline(timeout));
+    return polled(patch_poll(fds, n, poll_deadline(timeout)));
 }
 GREEN_PATCH(poll);
 
@@ -200,6 +210,7 @@ static int64_t ts_deadline(const struct timespec *ts)
 
 int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *sigmask)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->ppoll(fds, n, ts, sigmask);
     int64_t deadline = ts_deadline(ts);
@@ -207,7 +218,7 @@ int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_
         return -1;
     if (patch_deliver_pending(sigmask) != 0)
         return -1; /* EINTR: a signal came in */
-    return patch_poll(fds, n, deadline);
+    return polled(patch_poll(fds, n, deadline));
 }
 GREEN_PATCH(ppoll);
 
@@ -279,12 +290,13 @@ static int select_poll(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int64_t dea
         free(p);
         errno = e;
     }
-    return r;
+    return polled(r);
 }
 
 /* Linux's select writes the time left back to the timeout. */
 int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->select(nfds, rd, wr, ex, tv);
     int64_t deadline = -1;
@@ -312,6 +324,7 @@ GREEN_PATCH(__select);
 
 int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts, const sigset_t *sigmask)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->pselect(nfds, rd, wr, ex, ts, sigmask);
     int64_t deadline = ts_deadline(ts);

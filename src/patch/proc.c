@@ -223,7 +223,13 @@ static pid_t wait_child(idtype_t type, id_t id, int options, try_fn *try, void *
     watch_free(w);
     if (r > 0)
         errno = e;
-    else if (errno == ECANCELED)
+    return r;
+}
+
+/* A wait wrapper's result: a cancelled green pthread whose wait failed leaves here. */
+static pid_t waited(pid_t r)
+{
+    if (r < 0 && errno == ECANCELED)
         patch_testcancel();
     return r;
 }
@@ -258,25 +264,28 @@ static pid_t wait4_green(pid_t pid, int *status, int options, struct rusage *ru)
 
 pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
 {
+    patch_cancel_point();
     if (!patch_here() || (options & WNOHANG))
         return patch_real()->wait4(pid, status, options, ru);
-    return wait4_green(pid, status, options, ru);
+    return waited(wait4_green(pid, status, options, ru));
 }
 GREEN_PATCH(wait4);
 
 pid_t wait3(int *status, int options, struct rusage *ru)
 {
+    patch_cancel_point();
     if (!patch_here() || (options & WNOHANG))
         return patch_real()->wait3(status, options, ru);
-    return wait4_green(-1, status, options, ru);
+    return waited(wait4_green(-1, status, options, ru));
 }
 GREEN_PATCH(wait3);
 
 pid_t waitpid(pid_t pid, int *status, int options)
 {
+    patch_cancel_point();
     if (!patch_here() || (options & WNOHANG))
         return patch_real()->waitpid(pid, status, options);
-    return wait4_green(pid, status, options, NULL);
+    return waited(wait4_green(pid, status, options, NULL));
 }
 GREEN_PATCH(waitpid);
 
@@ -285,9 +294,10 @@ GREEN_PATCH(__waitpid);
 
 pid_t wait(int *status)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->wait(status);
-    return wait4_green(-1, status, 0, NULL);
+    return waited(wait4_green(-1, status, 0, NULL));
 }
 GREEN_PATCH(wait);
 
@@ -317,10 +327,11 @@ static pid_t waitid_try(void *ctx)
 
 int waitid(idtype_t type, id_t id, siginfo_t *info, int options)
 {
+    patch_cancel_point();
     if (!patch_here() || (options & WNOHANG))
         return patch_real()->waitid(type, id, info, options);
     struct waitid_args a = {type, id, info, options};
-    return wait_child(type, id, options, waitid_try, &a) > 0 ? 0 : -1;
+    return waited(wait_child(type, id, options, waitid_try, &a)) > 0 ? 0 : -1;
 }
 GREEN_PATCH(waitid);
 
@@ -431,6 +442,7 @@ static int run_shell(const char *cmd)
 
 int system(const char *cmd)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->system(cmd);
     if (!cmd) /* is there a shell? */

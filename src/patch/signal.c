@@ -60,6 +60,7 @@ static int take(const sigset_t *set, siginfo_t *info, int64_t deadline)
             errno = ETIMEDOUT;
         signo = -1;
     } else {
+        patch_parking();
         signo = green_signal_take(&want, &si, deadline);
     }
     if (signo < 0) {
@@ -78,6 +79,7 @@ static int take(const sigset_t *set, siginfo_t *info, int64_t deadline)
 
 int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *ts)
 {
+    patch_cancel_point();
     if (null(set)) {
         errno = EFAULT;
         return -1;
@@ -105,6 +107,7 @@ GREEN_PATCH(sigwaitinfo);
 /* Returns an error number, and leaves errno alone, as POSIX says. */
 int sigwait(const sigset_t *set, int *sig)
 {
+    patch_cancel_point();
     if (null(set))
         return EFAULT;
     if (!patch_here() || null(sig))

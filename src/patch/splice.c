@@ -94,11 +94,8 @@ static ssize_t transfer(int in, int out, size_t len, int file_to_stream, move_fn
         }
         if (r == 0)
             break; /* the end of the input */
-        if ((errno != EAGAIN && errno != EWOULDBLOCK) || wait_sides(s, &idle) != 0) {
-            if (errno == ECANCELED && !done)
-                patch_testcancel();
-            return done ? (ssize_t)done : -1;
-        }
+        if ((errno != EAGAIN && errno != EWOULDBLOCK) || wait_sides(s, &idle) != 0)
+            return done ? (ssize_t)done : -1; /* (no cancellation points, as glibc's) */
     }
     errno = e;
     return (ssize_t)done;

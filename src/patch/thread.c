@@ -25,26 +25,11 @@
  * then calls exit(0): the process ends with its last thread, as POSIX says. (If they can
  * never end, it reports the deadlock and aborts, rather than hang.)
  *
- * Mutexes. A pthread_mutex_t (40 bytes on x86-64) is too small for a green_mutex_t (48),
- * so the lock itself lives in a `struct pmutex` on the heap while the mutex is locked or
- * waited for, found through a pointer kept in the mutex's bytes (glibc's __list, unused
- * by non-robust mutexes) and checked against the mutex's address (a copied mutex does not
- * find it). When the mutex is left unlocked with nobody waiting it is freed again, so an
- * unlocked pthread mutex is all zero but its type, as PTHREAD_MUTEX_INITIALIZER makes it,
- * and a mutex freed without pthread_mutex_destroy leaks nothing. The type is kept where
- * glibc keeps it (__kind), so the static initializers of recursive and errorcheck
- * mutexes work. Errorcheck and normal mutexes fail a relock with EDEADLK (for a normal
- * one that replaces a hang); unlocking a mutex the caller does not hold fails with EPERM
- * whatever its type (glibc lets a normal one be unlocked by anyone). A contended lock
- * parks the green thread; it is neither timed nor cancellable, so kills and scoped
- * timeouts (green_timeout_push) do not end it. A green thread that ends holding mutexes
- * hands each on to its next waiter (libgreen's held_hook): a robust mutex reports
- * EOWNERDEAD to the new owner, as POSIX says; a non-robust one is simply taken (with
- * real threads it would stay locked forever).
- *
- * Conditions. A green_cond_t (16 bytes) lives in the pthread_cond_t's first bytes, the
- * clock of timed waits (pthread_condattr_setclock) at its end; all zero is a valid idle
- * condition. A waiter pins its mutex's pmutex so that it is still there to relock.
+ * Synchronisation. Mutexes and conditions (mutex.c), rwlocks (rwlock.c), barriers and
+ * spin locks (barrier.c) and semaphores (sem.c) keep their state in the objects' own
+ * bytes, in glibc's layout, and their waiters in per-OS-thread queues (queue.c); see
+ * thread.h. A green pthread's struct pth holds what they need of it (its wait node, the
+ * list of mutexes it holds), allocated by pthread_create, so that they never allocate.
  *
  * Keys. pthread_key_create makes a real key too (plain threads and the root use libc's
  * values); green pthreads keep their values in a table of their own, allocated on first
@@ -57,16 +42,18 @@
  * waiter runs it, as POSIX says.
  *
  * Cancellation. pthread_cancel of a green pthread is deferred cancellation: it marks it,
- * and (if enabled) kills it with green_kill so that its current wait ends. At the
- * cancellation points here (pthread_cond_wait/timedwait, pthread_join, pthread_testcancel)
- * and wherever libgreen-patch's I/O wrappers call patch_testcancel() (their
- * blocking calls failing with ECANCELED), it unwinds like pthread_exit(PTHREAD_CANCELED)
- * and the kill is held from then on, so that cleanup handlers and destructors can wait
- * again. Disabled cancellation is a shield from kills (green_private.h): a kill that
- * comes meanwhile takes effect when cancellation is enabled again. Waits that are no
- * cancellation points shield from kills themselves. The C cleanup handlers (pthread_cleanup_push/pop) of green pthreads are kept per green
- * thread: __pthread_register_cancel and friends are wrapped too. Asynchronous
- * cancellation is treated as deferred.
+ * and (if enabled) kills it with green_kill so that its current wait ends. At every
+ * cancellation point — patch_cancel_point() on entry and patch_testcancel() when a wait
+ * failed with ECANCELED (patch.h), in every wrapper of a call POSIX makes one: the I/O
+ * calls, the sleeps, pthread_join, pthread_cond_wait, sem_wait, pthread_testcancel — it
+ * unwinds like pthread_exit(PTHREAD_CANCELED): the call never returns. From then on the
+ * kill is held, so that cleanup handlers and destructors can wait again. Disabled
+ * cancellation is a shield from kills (green_private.h): a cancel that comes meanwhile
+ * takes effect at the first cancellation point after it is enabled again. Waits that are
+ * no cancellation points shield from kills themselves. The C cleanup handlers
+ * (pthread_cleanup_push/pop) of green pthreads are kept per green thread:
+ * __pthread_register_cancel and friends are wrapped too. Asynchronous cancellation is
+ * treated as deferred (the type is remembered and reported).
  *
  * What cannot follow:
  *  - __thread / _Thread_local variables are per OS thread: all green threads of a hub
@@ -77,9 +64,8 @@
  *  - signals cannot be sent to a green thread: pthread_kill(t, sig) delivers sig to the
  *    OS thread that runs t's hub (sig 0 still tests that t exists). pthread_sigmask is
  *    per OS thread.
- *  - one mutex or condition used both by green threads and by plain OS threads (libgreen's
- *    thread pool, threads made behind pthread_create's back) is not supported: the two
- *    kinds keep their state differently; the same goes for a process-shared one.
+ *  - objects shared with plain OS threads (libgreen's thread pool, threads made behind
+ *    pthread_create's back): see each object's file for what works.
  *  - C++ (or -fexceptions) cleanups do not run on pthread_exit or cancellation (the
  *    unwinding is a longjmp); pthread_cleanup_push's C form does.
  *  - the calls that take a pthread_t and are not wrapped (scheduling, affinity, CPU
@@ -87,46 +73,20 @@
  *    thread's stack, pthread_setname_np is accepted and ignored.
  *  - stacks are 256 KiB by default (not 8 MiB); ask for more with pthread_attr_setstacksize.
  */
-#include "patch.h"
+#include "thread.h"
 
 #include <dlfcn.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
-
-#ifndef __GLIBC__
-#error "thread.c keeps state in glibc's pthread object layouts"
-#endif
 
 /* ======================================================================== */
 /*  Green pthreads: identity, the trampoline, exit and cleanup handlers    */
 /* ======================================================================== */
-
-#define KEY_BLOCK 32
-#define KEY_BLOCKS (PTHREAD_KEYS_MAX / KEY_BLOCK)
-
-struct spec {
-    unsigned seq;          /* the key's sequence number when value was set */
-    void *value;
-};
-
-/* What a green pthread needs beyond its green thread; freed when it ends. */
-struct pth {
-    void *(*fn)(void *);
-    void *arg;
-    void *retval;
-    jmp_buf *exit_jb;                 /* in tramp's frame */
-    __pthread_unwind_buf_t *cleanup;  /* innermost pthread_cleanup_push, linked via __pad[0] */
-    struct spec **spec;               /* KEY_BLOCKS blocks of KEY_BLOCK, on first use */
-    uint8_t cancel_pending, cancel_disabled;
-};
 
 /* Per OS thread (per hub): green pthreads not yet ended, and a root waiting for them. */
 static __thread uint64_t live;
@@ -137,10 +97,6 @@ static void *tramp(void *p);
 /* The green pthread block of g, kept in its slot for this library (green_private_local)
  * from pthread_create until tramp ends. */
 static inline struct pth *pth_of(green_t g) { return green_private_local(g); }
-
-/* The caller's green pthread block, NULL in the root, a plain thread or a green thread
- * started with libgreen's own API. */
-static inline struct pth *pth_self(void) { return green_private_local(NULL); }
 
 static inline int is_green(pthread_t t) { return (t & 1u) != 0; }
 static inline pthread_t to_pthread(green_t g) { return (pthread_t)((uintptr_t)g | 1u); }
@@ -159,7 +115,7 @@ static int check(pthread_t t)
     return e;
 }
 
-static __attribute__((noreturn, cold)) void die(const char *msg)
+void patch_die(const char *msg)
 {
     ssize_t r = patch_real()->write(2, msg, strlen(msg));
     (void)r;
@@ -193,6 +149,7 @@ static void *tramp(void *p)
     if (setjmp(jb) == 0)
         b->retval = b->cancel_pending ? PTHREAD_CANCELED : b->fn(b->arg);
     keys_destroy(b);
+    pm_owner_gone(&b->own); /* after the destructors, which may still use them */
     void *r = b->retval;
     free(b->spec);
     free(b);
@@ -278,7 +235,7 @@ static __attribute__((noreturn)) void root_exit(void)
         int r = green_park(-1);
         exit_waiter = NULL;
         if (r != 0 && errno == EDEADLK)
-            die("libgreen-patch: pthread_exit in the root: the remaining green threads "
+            patch_die("libgreen-patch: pthread_exit in the root: the remaining green threads "
                 "can never finish (deadlock)\n");
     }
     exit(0);
@@ -294,7 +251,7 @@ void pthread_exit(void *value)
         }
         if (green_current() == green_root())
             root_exit();
-        die("libgreen-patch: pthread_exit in a green thread not started by pthread_create\n");
+        patch_die("libgreen-patch: pthread_exit in a green thread not started by pthread_create\n");
     }
     patch_real()->pthread_exit(value);
     __builtin_unreachable();
@@ -340,27 +297,25 @@ GREEN_PATCH_THREAD(__pthread_unwind_next);
 /*  Waiting as pthreads wait                                                */
 /* ======================================================================== */
 
-/* A patched call's wait is a pthread wait: under a shield (green_private.h) from scoped
- * timeouts (green_timeout_push), and, where the call is no cancellation point, from kills
- * too (a kill then takes effect after it). shield() returns what it raised: 0 when it
- * could not (out of memory: the wait goes on unshielded). errno is left alone. */
-static int shield(int what)
+int shield(int what)
 {
-    int saved = errno;
-    int ok = green_private_shield_push(what) == 0;
+    int saved = errno, got = 0;
+    for (int part = GREEN_SHIELD_KILLS; part <= GREEN_SHIELD_TIMEOUTS; part <<= 1)
+        if ((what & part) && green_private_shield_push(part) == 0)
+            got |= part;
     errno = saved;
-    return ok ? what : 0;
+    return got;
 }
 
-static void unshield(int what)
+void unshield(int what)
 {
     int saved = errno;
-    if (what)
-        green_private_shield_pop(what);
+    /* LIFO: the timeout scope was pushed last */
+    for (int part = GREEN_SHIELD_TIMEOUTS; part >= GREEN_SHIELD_KILLS; part >>= 1)
+        if (what & part)
+            green_private_shield_pop(part);
     errno = saved;
 }
-
-#define SHIELD_ALL (GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS)
 
 /* At a cancellation point of green pthread b: unwind as pthread_exit(PTHREAD_CANCELED)
  * when a cancel (or a kill) is due. The kill is held from then on (a kill shield that is
@@ -376,18 +331,18 @@ static void testcancel(struct pth *b)
     unwind(b);
 }
 
-void patch_testcancel(void)
+void patch_cancel_point_slow(void)
 {
-    struct pth *b = patch_threads ? pth_self() : NULL;
+    struct pth *b = pth_self();
     if (b)
         testcancel(b);
 }
 
-/* An absolute time on clock clk as a libgreen deadline (0 when past); -1/EINVAL. */
-static int64_t deadline_of(clockid_t clk, const struct timespec *abs)
+int64_t deadline_of(clockid_t clk, const struct timespec *abs)
 {
     struct timespec now;
-    if (!abs || abs->tv_nsec < 0 || abs->tv_nsec >= 1000000000 || clock_gettime(clk, &now) != 0)
+    if (!abs || (clk != CLOCK_REALTIME && clk != CLOCK_MONOTONIC) || abs->tv_nsec < 0 ||
+        abs->tv_nsec >= 1000000000 || clock_gettime(clk, &now) != 0)
         return -1;
     int64_t sec = (int64_t)abs->tv_sec - now.tv_sec;
     if (sec > 1000000000)
@@ -407,38 +362,71 @@ __attribute__((constructor)) static void patch_thread_init(void)
     initial_thread = patch_real()->pthread_self();
 }
 
-/* 1 when the caller's pthread calls are to be green (its hub and loop made if need be). */
-static int green_here(void)
+/* OS threads whose pthread calls have been green (never decreases: see thread.h). */
+static int green_os_threads;
+/* This OS thread's pthread calls have been green: its hub and loop were made (a fork
+ * child's fresh hub makes its loop again where a wait needs it). */
+static __thread int counted PATCH_TLS_FAST;
+
+int patch_many_hubs(void) { return __atomic_load_n(&green_os_threads, __ATOMIC_RELAXED) > 1; }
+
+int green_here(void)
 {
+    if (!patch_threads)
+        return 0;
+    if (PATCH_LIKELY(counted) && patch_here())
+        return 1;
     if (patch_here() || patch_real()->pthread_equal(patch_real()->pthread_self(), initial_thread)) {
         int saved = errno;
         int ok = hub() == 0;
         errno = saved;
+        if (ok && !counted) {
+            counted = 1;
+            __atomic_add_fetch(&green_os_threads, 1, __ATOMIC_RELAXED);
+        }
         return ok;
     }
     return 0;
+}
+
+/* The root's: it never ends, so a thread-local one does. */
+static __thread struct powner root_own;
+
+struct powner *powner_self(void)
+{
+    struct pth *b = pth_self();
+    if (b)
+        return &b->own;
+    return green_current() == green_root() ? &root_own : NULL;
 }
 
 /* ======================================================================== */
 /*  join, detach, cancel, kill                                              */
 /* ======================================================================== */
 
-/* Join green thread t by deadline (-1 never, 0 try); an error number. */
+/* Join green thread t by deadline (-1 never, 0 try); an error number. A cancellation
+ * point, after the checks that fail at once (as glibc's). */
 static int join(pthread_t t, void **ret, int64_t deadline)
 {
     int e = check(t);
     if (e)
         return e;
-    struct pth *b = pth_self();
-    if (b)
-        testcancel(b);
+    void *lo;
+    size_t size;
+    int detached = 0, saved = errno;
+    green_private_attr(to_green(t), &lo, &size, &detached);
+    errno = saved;
+    if (to_green(t) == green_current())
+        return EDEADLK;
+    if (detached)
+        return EINVAL;
+    patch_cancel_point();
     int s = shield(GREEN_SHIELD_TIMEOUTS);
-    int saved = errno;
     e = green_join(to_green(t), ret, deadline) == 0 ? 0 : errno;
     errno = saved;
     unshield(s);
-    if (e == ECANCELED && b)
-        testcancel(b);
+    if (e == ECANCELED)
+        patch_testcancel();
     return e == EXDEV ? ESRCH : e;
 }
 
@@ -547,7 +535,8 @@ int pthread_setcanceltype(int type, int *old)
     if (type != PTHREAD_CANCEL_DEFERRED && type != PTHREAD_CANCEL_ASYNCHRONOUS)
         return EINVAL;
     if (old)
-        *old = PTHREAD_CANCEL_DEFERRED; /* asynchronous is treated as deferred */
+        *old = b->cancel_async ? PTHREAD_CANCEL_ASYNCHRONOUS : PTHREAD_CANCEL_DEFERRED;
+    b->cancel_async = type == PTHREAD_CANCEL_ASYNCHRONOUS; /* remembered; acts as deferred */
     return 0;
 }
 GREEN_PATCH_THREAD(pthread_setcanceltype);
@@ -623,279 +612,6 @@ int sched_yield(void)
     return 0;
 }
 GREEN_PATCH_THREAD(sched_yield);
-
-/* ======================================================================== */
-/*  Mutexes                                                                 */
-/* ======================================================================== */
-
-struct pmutex {
-    pthread_mutex_t *key;  /* the pthread mutex it serves */
-    unsigned pins;         /* condition waiters that will relock it */
-    green_mutex_t m;
-};
-
-/* glibc's type numbers in __kind: normal 0, recursive 1, errorcheck 2, adaptive 3. */
-#define KIND_TYPE 3
-#define KIND_ROBUST 16
-
-static struct pmutex *pm_find(pthread_mutex_t *mu)
-{
-    struct pmutex *p = (struct pmutex *)(void *)mu->__data.__list.__prev;
-    return p && p->key == mu ? p : NULL;
-}
-
-static struct pmutex *pm_get(pthread_mutex_t *mu)
-{
-    struct pmutex *p = pm_find(mu);
-    if (p)
-        return p;
-    p = malloc(sizeof *p);
-    if (!p)
-        return NULL;
-    p->key = mu;
-    p->pins = 0;
-    int recursive = (mu->__data.__kind & KIND_TYPE) == PTHREAD_MUTEX_RECURSIVE;
-    green_mutex_init(&p->m, recursive ? GREEN_MUTEX_RECURSIVE : GREEN_MUTEX_NORMAL);
-    mu->__data.__list.__prev = (void *)p;
-    return p;
-}
-
-/* Free p once mu is unlocked and nobody waits for it: mu is then as initialised. */
-static void pm_idle(pthread_mutex_t *mu, struct pmutex *p)
-{
-    if (p->pins || p->m.owner || p->m.q.head || p->m.owner_dead)
-        return;
-    mu->__data.__list.__prev = NULL;
-    free(p);
-}
-
-/* What a lock that ended with error number e returns (0 when it got mu). A previous
- * owner that ended holding it is news only for a robust mutex. */
-static int pm_locked(pthread_mutex_t *mu, struct pmutex *p, int e)
-{
-    if (e == EOWNERDEAD)
-        return (mu->__data.__kind & KIND_ROBUST) ? EOWNERDEAD : 0;
-    if (e)
-        pm_idle(mu, p);
-    return e;
-}
-
-int pthread_mutex_init(pthread_mutex_t *mu, const pthread_mutexattr_t *attr)
-{
-    if (!patch_threads)
-        return patch_real()->pthread_mutex_init(mu, attr);
-    int type = PTHREAD_MUTEX_DEFAULT, robust = PTHREAD_MUTEX_STALLED;
-    if (attr && (pthread_mutexattr_gettype(attr, &type) != 0 ||
-                 pthread_mutexattr_getrobust(attr, &robust) != 0))
-        return EINVAL;
-    memset(mu, 0, sizeof *mu);
-    mu->__data.__kind = (type & KIND_TYPE) | (robust == PTHREAD_MUTEX_ROBUST ? KIND_ROBUST : 0);
-    return 0;
-}
-GREEN_PATCH_THREAD(pthread_mutex_init);
-
-int pthread_mutex_destroy(pthread_mutex_t *mu)
-{
-    if (!patch_threads)
-        return patch_real()->pthread_mutex_destroy(mu);
-    return pm_find(mu) ? EBUSY : 0;
-}
-GREEN_PATCH_THREAD(pthread_mutex_destroy);
-
-int pthread_mutex_lock(pthread_mutex_t *mu)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_mutex_lock(mu);
-    int saved = errno;
-    struct pmutex *p = pm_get(mu);
-    if (!p)
-        return EAGAIN;
-    int e = green_mutex_trylock(&p->m) == 0 ? 0 : errno;
-    if (e == EBUSY) { /* held: wait for it through kills and scoped timeouts */
-        int s = shield(SHIELD_ALL);
-        e = green_mutex_lock(&p->m, -1) == 0 ? 0 : errno;
-        unshield(s);
-    }
-    errno = saved;
-    return pm_locked(mu, p, e);
-}
-GREEN_PATCH_THREAD(pthread_mutex_lock);
-
-int pthread_mutex_trylock(pthread_mutex_t *mu)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_mutex_trylock(mu);
-    int saved = errno;
-    struct pmutex *p = pm_get(mu);
-    if (!p)
-        return EAGAIN;
-    int e = green_mutex_trylock(&p->m) == 0 ? 0 : errno;
-    errno = saved;
-    return pm_locked(mu, p, e);
-}
-GREEN_PATCH_THREAD(pthread_mutex_trylock);
-
-/* A lock with a deadline: kills and scoped timeouts held off, only its own time counts. */
-static int mutex_lock_until(pthread_mutex_t *mu, clockid_t clk, const struct timespec *abs)
-{
-    int64_t d = deadline_of(clk, abs);
-    if (d < 0)
-        return EINVAL;
-    int saved = errno;
-    struct pmutex *p = pm_get(mu);
-    if (!p)
-        return EAGAIN;
-    int s = shield(SHIELD_ALL);
-    int e = green_mutex_lock(&p->m, d) == 0 ? 0 : errno;
-    unshield(s);
-    errno = saved;
-    return pm_locked(mu, p, e);
-}
-
-int pthread_mutex_timedlock(pthread_mutex_t *restrict mu, const struct timespec *restrict abs)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_mutex_timedlock(mu, abs);
-    return mutex_lock_until(mu, CLOCK_REALTIME, abs);
-}
-GREEN_PATCH_THREAD(pthread_mutex_timedlock);
-
-int pthread_mutex_clocklock(pthread_mutex_t *restrict mu, clockid_t clk, const struct timespec *restrict abs)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_mutex_clocklock(mu, clk, abs);
-    return mutex_lock_until(mu, clk, abs);
-}
-GREEN_PATCH_THREAD(pthread_mutex_clocklock);
-
-int pthread_mutex_unlock(pthread_mutex_t *mu)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_mutex_unlock(mu);
-    struct pmutex *p = pm_find(mu);
-    if (!p)
-        return EPERM;
-    int saved = errno;
-    int e = green_mutex_unlock(&p->m) == 0 ? 0 : errno;
-    errno = saved;
-    if (!e)
-        pm_idle(mu, p);
-    return e;
-}
-GREEN_PATCH_THREAD(pthread_mutex_unlock);
-
-/* Ownership after EOWNERDEAD is ordinary (see sync.c): nothing to mark. */
-int pthread_mutex_consistent(pthread_mutex_t *mu)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_mutex_consistent(mu);
-    return (mu->__data.__kind & KIND_ROBUST) ? 0 : EINVAL;
-}
-GREEN_PATCH_THREAD(pthread_mutex_consistent);
-
-/* ======================================================================== */
-/*  Conditions                                                              */
-/* ======================================================================== */
-
-/* A pthread_cond_t as libgreen uses it. */
-struct pcond {
-    green_cond_t c;
-    char unused[sizeof(pthread_cond_t) - sizeof(green_cond_t) - sizeof(int)];
-    int monotonic;        /* timed waits are on CLOCK_MONOTONIC (else CLOCK_REALTIME) */
-};
-_Static_assert(sizeof(struct pcond) == sizeof(pthread_cond_t), "pcond must fit pthread_cond_t");
-
-static struct pcond *pc_of(pthread_cond_t *c) { return (struct pcond *)(void *)c; }
-
-int pthread_cond_init(pthread_cond_t *restrict c, const pthread_condattr_t *restrict attr)
-{
-    if (!patch_threads)
-        return patch_real()->pthread_cond_init(c, attr);
-    clockid_t clk = CLOCK_REALTIME;
-    if (attr && pthread_condattr_getclock(attr, &clk) != 0)
-        return EINVAL;
-    memset(c, 0, sizeof *c);
-    pc_of(c)->monotonic = clk == CLOCK_MONOTONIC;
-    return 0;
-}
-GREEN_PATCH_THREAD(pthread_cond_init);
-
-int pthread_cond_destroy(pthread_cond_t *c)
-{
-    if (!patch_threads)
-        return patch_real()->pthread_cond_destroy(c);
-    return pc_of(c)->c.q.head ? EBUSY : 0;
-}
-GREEN_PATCH_THREAD(pthread_cond_destroy);
-
-int pthread_cond_signal(pthread_cond_t *c)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_cond_signal(c);
-    green_cond_signal(&pc_of(c)->c);
-    return 0;
-}
-GREEN_PATCH_THREAD(pthread_cond_signal);
-
-int pthread_cond_broadcast(pthread_cond_t *c)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_cond_broadcast(c);
-    green_cond_broadcast(&pc_of(c)->c);
-    return 0;
-}
-GREEN_PATCH_THREAD(pthread_cond_broadcast);
-
-/* A cancellation point: a cancelled green pthread leaves (holding mu, as POSIX says). */
-static int cond_wait(pthread_cond_t *c, pthread_mutex_t *mu, int64_t deadline)
-{
-    struct pmutex *p = pm_find(mu);
-    if (!p)
-        return EPERM;
-    struct pth *b = pth_self();
-    if (b)
-        testcancel(b);
-    int saved = errno;
-    int s = shield(GREEN_SHIELD_TIMEOUTS);
-    p->pins++;
-    int e = green_cond_wait(&pc_of(c)->c, &p->m, deadline) == 0 ? 0 : errno;
-    p->pins--;
-    unshield(s);
-    errno = saved;
-    if (e == ECANCELED && b)
-        testcancel(b);
-    if (e == EOWNERDEAD && !(mu->__data.__kind & KIND_ROBUST))
-        e = 0;
-    return e;
-}
-
-int pthread_cond_wait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_cond_wait(c, mu);
-    return cond_wait(c, mu, -1);
-}
-GREEN_PATCH_THREAD(pthread_cond_wait);
-
-int pthread_cond_timedwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu,
-                           const struct timespec *restrict abs)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_cond_timedwait(c, mu, abs);
-    int64_t d = deadline_of(pc_of(c)->monotonic ? CLOCK_MONOTONIC : CLOCK_REALTIME, abs);
-    return d < 0 ? EINVAL : cond_wait(c, mu, d);
-}
-GREEN_PATCH_THREAD(pthread_cond_timedwait);
-
-int pthread_cond_clockwait(pthread_cond_t *restrict c, pthread_mutex_t *restrict mu, clockid_t clk,
-                           const struct timespec *restrict abs)
-{
-    if (!patch_threads || !green_here())
-        return patch_real()->pthread_cond_clockwait(c, mu, clk, abs);
-    int64_t d = deadline_of(clk, abs);
-    return d < 0 ? EINVAL : cond_wait(c, mu, d);
-}
-GREEN_PATCH_THREAD(pthread_cond_clockwait);
 
 /* ======================================================================== */
 /*  Keys                                                                    */
@@ -1007,26 +723,11 @@ static void keys_destroy(struct pth *b)
 /* glibc's values: a plain thread's pthread_once agrees with ours on the same control. */
 enum { ONCE_BUSY = 1, ONCE_DONE = 2 };
 
-/* Green threads of this hub waiting for an init routine to finish. */
-struct once_waiter {
-    pthread_once_t *o;
-    green_t g;
-    struct once_waiter *next;
-};
-static __thread struct once_waiter *once_waiters;
-
 static void once_wake(pthread_once_t *o)
 {
-    for (struct once_waiter **pp = &once_waiters; *pp;) {
-        struct once_waiter *w = *pp;
-        if (w->o == o) {
-            *pp = w->next;
-            w->o = NULL; /* told */
-            green_wake(w->g, 0);
-        } else {
-            pp = &w->next;
-        }
-    }
+    struct pwait *w;
+    while ((w = pq_pop(o)))
+        pq_wake(w, 0);
     syscall(SYS_futex, o, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); /* plain threads */
 }
 
@@ -1050,29 +751,17 @@ static void once_run(pthread_once_t *o, void (*init)(void))
  * it would not wake us: look again now and then. */
 static void once_wait(pthread_once_t *o)
 {
-    struct once_waiter *w = malloc(sizeof *w);
-    if (!w) {
-        green_sleep(1);
-        return;
-    }
-    *w = (struct once_waiter){o, green_current(), once_waiters};
-    once_waiters = w;
+    struct pwait *w = pq_node(powner_self(), PQ_ONCE);
     int s = shield(SHIELD_ALL);
-    int saved = errno;
-    while (w->o && __atomic_load_n(o, __ATOMIC_ACQUIRE) == ONCE_BUSY) {
-        int e = green_park(green_after(100)) == 0 ? 0 : errno;
-        if (e == EDEADLK)
-            die("libgreen-patch: pthread_once waits for an init routine that can never finish\n");
+    while (__atomic_load_n(o, __ATOMIC_ACQUIRE) == ONCE_BUSY && (!w || !w->done)) {
+        if (w && !w->obj)
+            pq_push(w, o);
+        pq_park(-1, 100);
     }
-    errno = saved;
+    if (w)
+        pq_remove(w);
     unshield(s);
-    for (struct once_waiter **pp = &once_waiters; *pp; pp = &(*pp)->next) {
-        if (*pp == w) {
-            *pp = w->next;
-            break;
-        }
-    }
-    free(w);
+    pq_node_done(w);
 }
 
 int pthread_once(pthread_once_t *o, void (*init)(void))

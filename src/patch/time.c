@@ -7,19 +7,24 @@
  * green_timeout_push, or a kill — reports the time left where libc's interface has room
  * for it (nanosleep's rem, sleep's return value) and fails with ETIMEDOUT or ECANCELED
  * rather than EINTR: code that loops `while (nanosleep(&t, &t) && errno == EINTR)` would
- * otherwise spin in a killed green thread, whose every wait ends at once.
+ * otherwise spin in a killed green thread, whose every wait ends at once. All four are
+ * cancellation points (patch.h).
  */
 #include "io.h"
 
-/* Sleep ms (>= 0): 0, or -1 + errno with *left_ms the time left. */
+/* Sleep ms (>= 0): 0, or -1 + errno with *left_ms the time left. A cancelled green
+ * pthread leaves here. */
 static int sleep_ms(int64_t ms, int64_t *left_ms)
 {
     *left_ms = 0;
+    patch_parking();
     if (ms == 0)
-        return green_yield();
+        return green_yield() == 0 ? 0 : (patch_testcancel(), -1);
     int64_t until = green_after(ms);
     if (green_sleep_until(until) == 0)
         return 0;
+    if (errno == ECANCELED)
+        patch_testcancel();
     int64_t left = until - green_now();
     *left_ms = left > 0 ? left : 0;
     return -1;
@@ -33,6 +38,7 @@ static void ms_to_ts(int64_t ms, struct timespec *ts)
 
 int nanosleep(const struct timespec *req, struct timespec *rem)
 {
+    patch_cancel_point();
     if (!patch_here() || !req)
         return patch_real()->nanosleep(req, rem);
     int64_t ms = patch_ts_ms(req), left;
@@ -61,6 +67,7 @@ static int wall_clock(clockid_t c)
 /* Returns an error number, and leaves errno alone, as POSIX says. */
 int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
+    patch_cancel_point();
     if (!patch_here() || !req || !wall_clock(clk))
         return patch_real()->clock_nanosleep(clk, flags, req, rem);
     int e = errno;
@@ -88,6 +95,7 @@ GREEN_PATCH(clock_nanosleep);
 /* The seconds left (rounded up) when cut short, with errno set; 0 otherwise. */
 unsigned int sleep(unsigned int seconds)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->sleep(seconds);
     int e = errno;
@@ -103,6 +111,7 @@ GREEN_PATCH(sleep);
 
 int usleep(useconds_t usec)
 {
+    patch_cancel_point();
     if (!patch_here())
         return patch_real()->usleep(usec);
     int e = errno;
