@@ -908,9 +908,9 @@ static void test_system(void **state)
     ticker_stop(t, &ticks, 1);
     /* cut short: the shell is killed and reaped */
     assert_int_equal(green_timeout_push(50), 0);
-    assert_fails_with(system("sleep 10"), ETIMEDOUT);
+    assert_fails_with(system("exec sleep 10"), ETIMEDOUT); /* (exec: SIGKILL reaches the sleep) */
     assert_int_equal(green_timeout_pop(), 0);
-    b = (struct blocked){.call = call_system, .arg = {(long)"sleep 10"}};
+    b = (struct blocked){.call = call_system, .arg = {(long)"exec sleep 10"}};
     blocked_kill(&b, blocked_start(&b), 0);
     children_of_thread(after, sizeof after);
     assert_string_equal(before, after);

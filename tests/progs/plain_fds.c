@@ -324,12 +324,39 @@ static void check_sendmmsg(void)
     close(s[1]);
 }
 
+/* epoll_wait and recvmmsg are cancellation points. */
+static void block_epoll(void *arg)
+{
+    struct epoll_event ev;
+    epoll_wait(*(int *)arg, &ev, 1, -1);
+}
+
+static void block_recvmmsg(void *arg)
+{
+    char c;
+    struct iovec iov = {&c, 1};
+    struct mmsghdr m = {.msg_hdr = {.msg_iov = &iov, .msg_iovlen = 1}};
+    recvmmsg(*(int *)arg, &m, 1, 0, NULL);
+}
+
+static void check_cancel(void)
+{
+    int ep = epoll_create1(EPOLL_CLOEXEC), s[2];
+    CHECK(ep >= 0);
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_DGRAM, 0, s), 0);
+    check_cancelled(block_epoll, &ep);
+    check_cancelled(block_recvmmsg, &s[0]);
+    close(ep);
+    close(s[0]);
+    close(s[1]);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     static const struct prog_test tests[] = {
         {"epoll", check_epoll},       {"sendfile", check_sendfile}, {"splice", check_splice},
-        {"recvmmsg", check_recvmmsg}, {"sendmmsg", check_sendmmsg},
+        {"recvmmsg", check_recvmmsg}, {"sendmmsg", check_sendmmsg}, {"cancel", check_cancel},
     };
     return prog_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

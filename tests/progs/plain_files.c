@@ -252,12 +252,31 @@ static void check_lockf(void)
     close(fd);
 }
 
+/* F_SETLKW and lockf's F_LOCK are cancellation points: a cancelled wait takes no lock. */
+static void block_lock(void *arg)
+{
+    int fd = open_file();
+    take(fd, *(enum how *)arg, 1);
+}
+
+static void check_cancel(void)
+{
+    enum how hows[] = {FCNTL_WR, LOCKF};
+    for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
+        pid_t pid = holder(hows[i], 300);
+        check_cancelled(block_lock, &hows[i]);
+        int st;
+        CHECK_EQ(waitpid(pid, &st, 0), pid);
+        CHECK_EQ(other_can_take(hows[i]), 1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     snprintf(path, sizeof path, "/tmp/plain_files.%d", (int)getpid());
     static const struct prog_test tests[] = {
         {"rw", check_rw},       {"flock", check_flock}, {"fcntl", check_fcntl},
-        {"ofd", check_ofd},     {"lockf", check_lockf},
+        {"ofd", check_ofd},     {"lockf", check_lockf}, {"cancel", check_cancel},
     };
     int r = prog_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
     unlink(path);

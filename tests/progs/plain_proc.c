@@ -254,12 +254,42 @@ static void check_popen(void)
     CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
 }
 
+/* waitpid and system are cancellation points. */
+static void block_waitpid(void *arg)
+{
+    int st;
+    waitpid(*(pid_t *)arg, &st, 0);
+}
+
+static void block_system(void *arg)
+{
+    (void)arg;
+    system("exec sleep 30"); /* (exec: the process killed is the sleep) */
+}
+
+static void check_cancel(void)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        for (;;)
+            pause();
+    }
+    check_cancelled(block_waitpid, &pid);
+    int st;
+    CHECK_EQ(waitpid(pid, &st, WNOHANG), 0); /* left for a later wait */
+    CHECK_EQ(kill(pid, SIGKILL), 0);
+    CHECK_EQ(waitpid(pid, &st, 0), pid);
+    check_cancelled(block_system, NULL); /* its shell is killed and reaped */
+    CHECK_ERR(waitpid(-1, &st, WNOHANG), ECHILD);
+}
+
 int main(int argc, char **argv)
 {
     static const struct prog_test tests[] = {
         {"waitpid", check_waitpid}, {"any", check_any},       {"group", check_group},
         {"stopped", check_stopped}, {"waitid", check_waitid}, {"errors", check_errors},
-        {"system", check_system},   {"popen", check_popen},
+        {"system", check_system},   {"popen", check_popen},   {"cancel", check_cancel},
     };
     return prog_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

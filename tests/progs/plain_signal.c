@@ -172,6 +172,29 @@ static void check_consumed(void)
     CHECK(w[0].value != w[1].value);
 }
 
+/* sigwait and sigtimedwait are cancellation points. */
+static void block_sigwait(void *arg)
+{
+    (void)arg;
+    sigset_t set = just(SIGUSR2);
+    int sig;
+    sigwait(&set, &sig);
+}
+
+static void block_sigtimedwait(void *arg)
+{
+    (void)arg;
+    sigset_t set = just(SIGUSR2);
+    struct timespec ts = {30, 0};
+    sigtimedwait(&set, NULL, &ts);
+}
+
+static void check_cancel(void)
+{
+    check_cancelled(block_sigwait, NULL);
+    check_cancelled(block_sigtimedwait, NULL);
+}
+
 int main(int argc, char **argv)
 {
     /* blocked in every thread, as sigwait's users do (the threads inherit the mask) */
@@ -184,7 +207,7 @@ int main(int argc, char **argv)
     static const struct prog_test tests[] = {
         {"sigwait", check_sigwait},       {"sigwaitinfo", check_sigwaitinfo},
         {"sigtimedwait", check_sigtimedwait}, {"sets", check_sets},
-        {"consumed", check_consumed},
+        {"consumed", check_consumed},     {"cancel", check_cancel},
     };
     return prog_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }

@@ -90,6 +90,44 @@ static inline void ticks_wait(long n)
         usleep(1000);
 }
 
+/* pthread_cancel of a thread blocked in a call that is a cancellation point: the call
+ * never returns, its cleanup handler runs, the join says PTHREAD_CANCELED. `block` makes
+ * the call (with arg); it must not return. */
+static int cancel_cleaned;
+static void cancel_cleanup(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&cancel_cleaned, 1, __ATOMIC_RELAXED);
+}
+
+struct cancel_job {
+    void (*block)(void *arg);
+    void *arg;
+};
+
+static void *cancel_run(void *arg)
+{
+    struct cancel_job *j = arg;
+    pthread_cleanup_push(cancel_cleanup, NULL);
+    j->block(j->arg);
+    pthread_cleanup_pop(0);
+    return NULL; /* (not reached: the call was to be cancelled) */
+}
+
+static inline void check_cancelled(void (*block)(void *arg), void *arg)
+{
+    struct cancel_job j = {block, arg};
+    pthread_t t;
+    void *res = NULL;
+    __atomic_store_n(&cancel_cleaned, 0, __ATOMIC_RELAXED);
+    CHECK_EQ(pthread_create(&t, NULL, cancel_run, &j), 0);
+    ticks_wait(20); /* it is blocked in the call by now */
+    CHECK_EQ(pthread_cancel(t), 0);
+    CHECK_EQ(pthread_join(t, &res), 0);
+    CHECK(res == PTHREAD_CANCELED);
+    CHECK(__atomic_load_n(&cancel_cleaned, __ATOMIC_RELAXED));
+}
+
 struct prog_test {
     const char *name;
     void (*fn)(void);
