@@ -303,17 +303,43 @@ static inline void *swap(struct green_hub *h, green_ctx_t *from, int dying, stru
 
 static void entry(void *value);
 
-/* Make the shared stack hold t's frames (stack.c copies them) and, if t never ran, give
- * it its first context there. Runs on a stack other than the shared one. */
-static inline void shared_take(struct green_hub *h, struct green *t)
+/* Make the shared stack hold t's frames (stack.h copies them) and, if t never ran, give
+ * it its first context there. Runs on a stack other than the shared one. Inline in the
+ * relay, which every switch between two shared-mode green threads goes through; out of
+ * line for the general switch, whose other paths (first runs and deaths of dedicated
+ * ones) must not pay for the copies' code. */
+static inline void shared_take_inline(struct green_hub *h, struct green *t)
 {
     green__shared_take(h, t);
     if (!(t->flags & GF_STARTED))
         green_ctx_make(&t->ctx, h->shared.hi, entry);
 }
 
-/* Release what a dead green thread leaves behind, once nothing runs on its stack. */
-static void bury(struct green_hub *h)
+static __attribute__((noinline)) void shared_take(struct green_hub *h, struct green *t)
+{
+    shared_take_inline(h, t);
+}
+
+/* What green__release does; inline where a dead green thread is buried on the relay. */
+static inline __attribute__((always_inline)) void release(struct green_hub *h, struct green *g)
+{
+    if (GREEN_UNLIKELY(green__hwm_track))
+        green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
+    if (g->flags & GF_SHARED) {
+        green__shared_saved_release(h, g);
+    } else if (!(g->flags & GF_ROOT) && g->s.stack) {
+        green__stack_put(h, g->s.stack);
+        g->s.stack = NULL;
+    }
+    if (g->flags & GF_DETACHED) {
+        green__count(&h->alive, -1);
+        green__block_free(h, g);
+    }
+}
+
+/* Release what a dead green thread leaves behind, once nothing runs on its stack. On the
+ * relay (`inlined`), which every shared-mode death goes through, without a call. */
+static inline __attribute__((always_inline)) void bury(struct green_hub *h, int inlined)
 {
     struct green *d = h->dying;
     if (!d)
@@ -333,7 +359,10 @@ static void bury(struct green_hub *h)
         d->tsan_fiber = NULL;
     }
 #endif
-    green__release(h, d);
+    if (inlined)
+        release(h, d);
+    else
+        green__release(h, d);
 }
 
 /*
@@ -349,10 +378,10 @@ static void relay_main(void *unused)
     green_asan_finish(NULL);
     for (;;) {
         int saved_errno = errno; /* set by the switcher for the one resumed */
-        bury(h);
+        bury(h, 1);
         struct green *to = h->relay_to;
         if ((to->flags & GF_SHARED) && h->shared.owner != to)
-            shared_take(h, to);
+            shared_take_inline(h, to);
         to->flags |= GF_STARTED;
         errno = saved_errno;
         swap(h, &h->relay_ctx, 0, to, &to->ctx, h->relay_value);
@@ -400,7 +429,7 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
          * that saves the trip through the relay. (Sanitizers must first be told the
          * fiber is gone, so they take the relay.) */
         h->dying = from;
-        bury(h);
+        bury(h, 0);
         if (needs_copy)
             shared_take(h, to);
         to->flags |= GF_STARTED;
@@ -444,21 +473,7 @@ struct green *green__live_ancestor(struct green *g)
     }
 }
 
-void green__release(struct green_hub *h, struct green *g)
-{
-    if (GREEN_UNLIKELY(green__hwm_track))
-        green__stack_reaped(h, g); /* its stack's high-water mark, into the histogram */
-    if (g->flags & GF_SHARED) {
-        green__shared_saved_release(h, g);
-    } else if (!(g->flags & GF_ROOT) && g->s.stack) {
-        green__stack_put(h, g->s.stack);
-        g->s.stack = NULL;
-    }
-    if (g->flags & GF_DETACHED) {
-        green__count(&h->alive, -1);
-        green__block_free(h, g);
-    }
-}
+void green__release(struct green_hub *h, struct green *g) { release(h, g); }
 
 void green__finish(struct green_hub *h, struct green *g, void *result)
 {

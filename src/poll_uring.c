@@ -1,7 +1,8 @@
 /*
- * poll_uring.c — the second poller (layer 4, sched.h): io_uring (liburing). The wake-up eventfd is watched
- * with a multishot poll; checking for completions without waiting reads the completion
- * ring in user space, with no system call. Selected with GREEN_POLLER=uring.
+ * poll_uring.c — the second poller (layer 4, sched.h): io_uring (liburing). The wake-up
+ * eventfd is watched with a multishot poll; checking for completions without waiting
+ * reads the completion ring in user space, with no system call. Selected with
+ * GREEN_POLLER=uring.
  *
  * An fd wait is a one-shot poll request, queued in the submission ring and sent with
  * the next wait (no system call of its own). Its tag carries the fd, the direction and

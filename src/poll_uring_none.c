@@ -1,4 +1,5 @@
-/* poll_uring_none.c — built when liburing is missing: GREEN_POLLER=uring falls back to epoll. */
+/* poll_uring_none.c — the io_uring poller's stand-in (layer 4, sched.h), built when
+ * liburing is missing: GREEN_POLLER=uring falls back to epoll. */
 #include "sched.h"
 
 static int none_init(struct green_hub *h)

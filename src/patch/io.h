@@ -1,6 +1,8 @@
 /*
- * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c, io.c, poll.c,
- * time.c, dns.c, epoll.c, file.c, splice.c, signal.c, proc.c).
+ * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c, io.c, poll.c, time.c,
+ * dns.c, epoll.c, file.c, splice.c, signal.c, proc.c): the user's view of each fd, how a
+ * wrapper makes its call on one, and the helpers the waits share (the file rule, the
+ * back-off, calls on the pool, popen's streams).
  *
  * The user's view of an fd stays POSIX while libgreen keeps it non-blocking underneath.
  * File status flags belong to the open file, which every thread of the process shares,
