@@ -194,8 +194,7 @@ int64_t patch_ts_ms(const struct timespec *ts)
     return (int64_t)ts->tv_sec * 1000 + (ts->tv_nsec + 999999) / 1000000;
 }
 
-/* Let the signals that sigmask unblocks in now: a ppoll of nothing, not waiting. */
-static int deliver_pending(const sigset_t *sigmask)
+int patch_deliver_pending(const sigset_t *sigmask)
 {
     struct timespec zero = {0, 0};
     return sigmask ? patch_real()->ppoll(NULL, 0, &zero, sigmask) : 0;
@@ -217,7 +216,7 @@ int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
-    if (deliver_pending(sigmask) != 0)
+    if (patch_deliver_pending(sigmask) != 0)
         return -1; /* EINTR: a signal came in */
     return polled(patch_poll(fds, n, deadline));
 }
@@ -331,7 +330,7 @@ int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec 
     int64_t deadline = ts_deadline(ts);
     if (deadline == -2)
         return -1;
-    if (deliver_pending(sigmask) != 0)
+    if (patch_deliver_pending(sigmask) != 0)
         return -1;
     return select_poll(nfds, rd, wr, ex, deadline);
 }
