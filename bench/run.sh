@@ -656,6 +656,17 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_patch_curl ]]; then
 fi
 echo
 
+# ---------------------------------------------------------------- R: regular files
+
+# libgreen-patch.so's file rule (docs/patch.md): what a regular-file call costs inline,
+# through the thread pool and through io_uring; the file lives in the build directory.
+if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_file_rule ]]; then
+  echo "## R. Regular files: inline, the thread pool, io_uring"
+  echo
+  "$BIN/bench_file_rule" "$BUILD" 2>&1 || echo "**bench_file_rule failed (exit $?)**"
+  echo
+fi
+
 # ---------------------------------------------------------------- F, G: network (issue 5)
 
 if (( ! PEERS_ONLY )); then

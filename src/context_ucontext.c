@@ -5,18 +5,29 @@
  * swapcontext saves the signal mask with a system call, so this backend is some 20-30x
  * slower than the assembly ones; it exists for architectures without them. The value
  * handed over travels in a thread-local slot, since swapcontext passes none.
+ *
+ * The signal mask belongs to the OS thread, as on the assembly backends: swapcontext
+ * would install the one the target had when it last ran (a signal one green thread
+ * blocked for green_signal_wait would then be unblocked by the next switch, and
+ * delivered to its default action), so the target is given the current mask first.
  */
 
 #include "context.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static __thread void *handover __attribute__((tls_model("initial-exec")));
 
 void *green_ctx_swap(green_ctx_t *from, green_ctx_t *to, void *value)
 {
     handover = value;
+    /* the kernel's mask is 8 bytes (_NSIG / 8); raw, so that no wrapper sees it */
+    if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &to->uc.uc_sigmask, _NSIG / 8) != 0)
+        abort();
     if (swapcontext(&from->uc, &to->uc) != 0)
         abort(); /* cannot fail with a valid context */
     return handover;

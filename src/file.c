@@ -132,3 +132,9 @@ ssize_t green__file_io(struct green_hub *h, int fd, int how, void *buf, size_t n
     }
     return r;
 }
+
+ssize_t green_private_file_io(int fd, int write, void *buf, size_t n, off_t off)
+{
+    struct green_hub *h = green__loop();
+    return h ? green__file_io(h, fd, write, buf, n, off, -1) : -1;
+}

@@ -107,6 +107,16 @@ GREEN_PRIVATE_API int green_private_hub_ref(int delta);
 GREEN_PRIVATE_API int green_private_pool_run(void *(*fn)(void *), void *arg, void **result,
                                              void (*drop)(void *arg, void *result));
 
+/* ---- regular files (file.c) ---- */
+
+/* A read (write 0) or write of a regular file, block device or directory at offset off
+ * (-1: its current position), made off the hub's thread — by io_uring when this hub
+ * polls with it, else on the thread pool, through a bounce buffer — while only the
+ * caller parks: the bytes moved (at most 1 MiB a call; a short count is no error), or
+ * -1 + errno (the call's own, or ETIMEDOUT of a scoped timeout, ECANCELED, ENOMEM). A
+ * wait that ends early leaves the operation to finish by itself. */
+GREEN_PRIVATE_API ssize_t green_private_file_io(int fd, int write, void *buf, size_t n, off_t off);
+
 /* ---- name resolution (resolve.c) ---- */
 
 /* getaddrinfo(3)'s answer from libc's own resolver (never c-ares), looked up on the

@@ -218,7 +218,8 @@ static ssize_t fd_attempt(int k, int fd, int dir, const struct iovec *iov, int c
 {
     switch (k & IO_HOW) {
     case IO_NOWAIT:
-        return dir == GREEN_READ ? preadv2(fd, iov, cnt, -1, RWF_NOWAIT) : pwritev2(fd, iov, cnt, -1, RWF_NOWAIT);
+        return dir == GREEN_READ ? green__sys.preadv2(fd, iov, cnt, -1, RWF_NOWAIT)
+                                 : green__sys.pwritev2(fd, iov, cnt, -1, RWF_NOWAIT);
     case IO_READY:
         return ready_attempt(k, fd, dir, iov, cnt, deadline);
     default:
@@ -303,7 +304,7 @@ void green__sigpipe_release(struct green_sigpipe *s, int err)
         sigset_t pipe_only;
         sigpipe_only(&pipe_only);
         struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
+        while (green__sys.sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
         }
     }
     pthread_sigmask(SIG_SETMASK, &s->old, NULL);

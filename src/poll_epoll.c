@@ -64,7 +64,7 @@ static int ep_set(struct green_hub *h, int fd, int mask);
 static int ep_wait(struct green_hub *h, int timeout)
 {
     struct epoll_impl *e = h->poller->impl;
-    int n = epoll_wait(e->epfd, e->ev, EVENTS, timeout);
+    int n = green__sys.epoll_wait(e->epfd, e->ev, EVENTS, timeout);
     for (int i = 0; i < n; i++) {
         uint64_t tag = e->ev[i].data.u64;
         if (tag == 0) {

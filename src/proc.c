@@ -43,7 +43,7 @@ static pid_t try_reap(pid_t pid, int *status)
 {
     pid_t r;
     do
-        r = waitpid(pid, status, WNOHANG);
+        r = green__sys.waitpid(pid, status, WNOHANG);
     while (r < 0 && errno == EINTR);
     return r;
 }

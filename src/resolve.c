@@ -312,7 +312,7 @@ static int64_t ares_deadline(struct resolver *r)
 static void process_ready(struct resolver *r)
 {
     struct epoll_event ev[16];
-    int n = epoll_wait(r->epfd, ev, 16, 0);
+    int n = green__sys.epoll_wait(r->epfd, ev, 16, 0);
     for (int i = 0; i < n; i++) {
         ares_socket_t fd = ev[i].data.fd;
         uint32_t e = ev[i].events;

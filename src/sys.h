@@ -22,11 +22,17 @@
 #include <sched.h>
 #include <semaphore.h>
 #include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,8 +61,21 @@
     X(pthread_rwlock_timedwrlock) X(pthread_rwlock_clockwrlock) X(pthread_rwlock_unlock)  \
     X(pthread_barrier_init) X(pthread_barrier_destroy) X(pthread_barrier_wait)            \
     X(pthread_spin_lock) X(pthread_spin_trylock) X(sem_init) X(sem_post) X(sem_wait)      \
-    X(sem_timedwait) X(sem_clockwait)                                                     \
-    X(sigaction) X(signal) X(sigsuspend) X(pause) X(raise)
+    X(sem_timedwait) X(sem_clockwait)                                                    \
+    X(sigaction) X(signal) X(sigsuspend) X(pause) X(raise)                               \
+    X(epoll_wait) X(epoll_pwait) GREEN_SYS_EPOLL_PWAIT2(X)                               \
+    X(sigwait) X(sigwaitinfo) X(sigtimedwait)                                            \
+    X(waitpid) X(wait) X(wait3) X(wait4) X(waitid) X(system) X(popen) X(pclose)          \
+    X(sendfile) X(splice) X(tee) X(copy_file_range) X(recvmmsg) X(sendmmsg)              \
+    X(preadv) X(pwritev) X(preadv2) X(pwritev2) X(fsync) X(fdatasync) X(flock) X(lockf)
+
+/* epoll_pwait2 came with glibc 2.35 */
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#define GREEN_SYS_HAVE_EPOLL_PWAIT2 1
+#define GREEN_SYS_EPOLL_PWAIT2(X) X(epoll_pwait2)
+#else
+#define GREEN_SYS_EPOLL_PWAIT2(X)
+#endif
 
 struct green_sys {
 #define GREEN_SYS_FIELD(name) __typeof__(name) *name;

@@ -1,6 +1,7 @@
 /* test_patch.c — libgreen-patch.so, linked in (-lgreen-patch): unmodified blocking C
- * libraries (libcurl, hiredis) and plain libc calls (read, poll, select, sleep, ...)
- * park only their green thread; the same calls outside a hub behave as libc's; the
+ * libraries (libcurl, hiredis) and plain libc calls (read, poll, select, sleep, sigwait,
+ * waitpid, system, epoll_wait, splice, flock, ...) park only their green thread, and
+ * kills and scoped deadlines end them; the same calls outside a hub behave as libc's; the
  * user's view of an fd's flags stays POSIX. Real servers on loopback: the HTTP server
  * of delay_server.h (a forked child) and a redis-server started here when installed. */
 #include "green_test.h"
@@ -19,8 +20,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -635,6 +639,556 @@ static void test_bad_input(void **state)
     assert_hub_idle();
 }
 
+/* ---- (8) the blocking calls of issue 12: signals, children, event loops, copies, locks ---- */
+
+/* One blocking call made in a green thread of its own: its result and errno, and
+ * whether it has returned. */
+struct blocked {
+    long (*call)(struct blocked *b);
+    long arg[4];
+    long r;
+    int err, done;
+};
+
+static void *blocked_run(void *arg)
+{
+    struct blocked *b = arg;
+    errno = 0;
+    b->r = b->call(b);
+    b->err = errno;
+    b->done = 1;
+    return NULL;
+}
+
+/* Start b in a green thread and let it park (it has not returned 20 ms later). */
+static green_t blocked_start(struct blocked *b)
+{
+    green_t g = green_spawn(blocked_run, b);
+    assert_non_null(g);
+    assert_int_equal(green_sleep(20), 0);
+    assert_false(b->done);
+    return g;
+}
+
+/* Kill it: the call returns, with -1/ECANCELED unless `returns_err` (the calls that
+ * return an error number: it is ECANCELED, errno untouched). */
+static void blocked_kill(struct blocked *b, green_t g, int returns_err)
+{
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b->done);
+    if (returns_err) {
+        assert_int_equal(b->r, ECANCELED);
+        assert_int_equal(b->err, 0);
+    } else {
+        assert_int_equal(b->r, -1);
+        assert_int_equal(b->err, ECANCELED);
+    }
+}
+
+/* A ticker for the duration of a test: it proves that the other green threads ran (a
+ * call that pinned the OS thread would let it tick not once while it waits; the checks
+ * ask for one tick, which a loaded machine cannot take away). */
+static green_t ticker_start(long *ticks)
+{
+    *ticks = 0;
+    green_t t = green_spawn(count_ticks, ticks);
+    assert_non_null(t);
+    return t;
+}
+
+static void ticker_stop(green_t t, long *ticks, long at_least)
+{
+    assert_int_equal(green_kill(t), 0);
+    assert_int_equal(green_join(t, NULL, -1), 0);
+    assert_true(*ticks >= at_least);
+}
+
+static sigset_t sigset_of(int signo)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, (int)signo);
+    return s;
+}
+
+static long call_sigwait(struct blocked *b)
+{
+    sigset_t s = sigset_of((int)b->arg[0]);
+    int sig = 0;
+    long r = sigwait(&s, &sig);
+    b->arg[1] = sig;
+    return r;
+}
+
+static long call_sigwaitinfo(struct blocked *b)
+{
+    sigset_t s = sigset_of((int)b->arg[0]);
+    siginfo_t si;
+    long r = sigwaitinfo(&s, &si);
+    if (r > 0)
+        b->arg[1] = si.si_value.sival_int;
+    return r;
+}
+
+/* sigwait, sigwaitinfo, sigtimedwait park their green thread only; a kill and a scoped
+ * deadline end them; each queued delivery is taken once. */
+static void test_signals(void **state)
+{
+    (void)state;
+    alarm(60); /* without the wrappers the first wait pins the hub: fail, do not hang */
+    int rt = SIGRTMIN + 3;
+    sigset_t set = sigset_of(SIGUSR1);
+    sigaddset(&set, rt);
+    sigset_t old_mask;
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &set, &old_mask), 0);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    struct blocked b = {.call = call_sigwait, .arg = {SIGUSR1}};
+    green_t g = blocked_start(&b);
+    assert_int_equal(kill(getpid(), SIGUSR1), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(b.r, 0);
+    assert_int_equal(b.arg[1], SIGUSR1);
+    ticker_stop(t, &ticks, 1);
+    /* kills: sigwait returns the error, sigwaitinfo fails with it */
+    b = (struct blocked){.call = call_sigwait, .arg = {SIGUSR1}};
+    blocked_kill(&b, blocked_start(&b), 1);
+    b = (struct blocked){.call = call_sigwaitinfo, .arg = {SIGUSR1}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    /* a scoped deadline: ETIMEDOUT; sigtimedwait's own earlier timeout: EAGAIN */
+    siginfo_t si;
+    struct timespec long_ts = {10, 0}, short_ts = {0, 20 * 1000000L};
+    int sig = 0;
+    sigset_t usr1 = sigset_of(SIGUSR1);
+    assert_int_equal(green_timeout_push(50), 0);
+    assert_fails_with(sigtimedwait(&usr1, &si, &short_ts), EAGAIN);
+    assert_fails_with(sigwaitinfo(&usr1, &si), ETIMEDOUT);
+    assert_fails_with(sigtimedwait(&usr1, &si, &long_ts), ETIMEDOUT);
+    errno = 0;
+    assert_int_equal(sigwait(&usr1, &sig), ETIMEDOUT);
+    assert_int_equal(errno, 0);
+    assert_int_equal(green_timeout_pop(), 0);
+    /* two green threads, two queued signals: one each */
+    struct blocked w1 = {.call = call_sigwaitinfo, .arg = {rt}}, w2 = w1;
+    green_t g1 = blocked_start(&w1), g2 = blocked_start(&w2);
+    for (int v = 1; v <= 2; v++)
+        assert_int_equal(sigqueue(getpid(), rt, (union sigval){.sival_int = v}), 0);
+    assert_int_equal(green_join(g1, NULL, -1), 0);
+    assert_int_equal(green_join(g2, NULL, -1), 0);
+    assert_true(w1.r == rt && w2.r == rt && w1.arg[1] + w2.arg[1] == 3 && w1.arg[1] != w2.arg[1]);
+    /* glibc's answers to bad input */
+    sigset_t none;
+    sigemptyset(&none);
+    struct timespec zero = {0, 0}, bad = {0, 1000000000L};
+    assert_fails_with(sigtimedwait(&none, &si, &zero), EAGAIN);
+    assert_fails_with(sigtimedwait(&usr1, &si, &bad), EINVAL);
+    sigset_t kill_only = sigset_of(SIGKILL);
+    assert_fails_with(sigtimedwait(&kill_only, &si, &zero), EAGAIN); /* ignored, not EINVAL */
+    assert_int_equal(pthread_sigmask(SIG_SETMASK, &old_mask, NULL), 0); /* later tests' handlers */
+    alarm(0);
+    assert_hub_idle();
+}
+
+/* A child that sleeps ms (-1: until killed), then exits with code. */
+static pid_t child_after(int ms, int code)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (ms < 0)
+            for (;;)
+                pause();
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        syscall(SYS_nanosleep, &ts, NULL);
+        _exit(code);
+    }
+    return pid;
+}
+
+static long call_waitpid(struct blocked *b)
+{
+    int st = 0;
+    long r = waitpid((pid_t)b->arg[0], &st, (int)b->arg[1]);
+    b->arg[2] = st;
+    return r;
+}
+
+/* The children this OS thread has (/proc's list), to see that none is left behind. */
+static void children_of_thread(char *buf, size_t n)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%ld/children", (long)syscall(SYS_gettid));
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    ssize_t r = read(fd, buf, n - 1);
+    buf[r > 0 ? r : 0] = '\0';
+    close(fd);
+}
+
+/* waitpid parks its green thread only; a kill or a scoped deadline ends it and leaves the
+ * child for a later wait; stops are reported. */
+static void test_waits(void **state)
+{
+    (void)state;
+    alarm(60);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    pid_t pid = child_after(100, 5);
+    struct blocked b = {.call = call_waitpid, .arg = {pid, 0}};
+    green_t g = blocked_start(&b);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b.r == pid && WIFEXITED(b.arg[2]) && WEXITSTATUS(b.arg[2]) == 5);
+    ticker_stop(t, &ticks, 1);
+    /* any child, and one that stops */
+    t = ticker_start(&ticks);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct timespec ts = {0, 50 * 1000000L};
+        syscall(SYS_nanosleep, &ts, NULL);
+        raise(SIGSTOP);
+        _exit(0);
+    }
+    b = (struct blocked){.call = call_waitpid, .arg = {pid, WUNTRACED}};
+    g = blocked_start(&b);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b.r == pid && WIFSTOPPED(b.arg[2]));
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    b = (struct blocked){.call = call_waitpid, .arg = {-1, 0}};
+    g = green_spawn(blocked_run, &b);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b.r == pid && WIFSIGNALED(b.arg[2]));
+    ticker_stop(t, &ticks, 1);
+    /* a kill and a scoped deadline leave the child unreaped */
+    pid = child_after(-1, 0);
+    b = (struct blocked){.call = call_waitpid, .arg = {pid, 0}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    int st;
+    assert_int_equal(green_timeout_push(30), 0);
+    assert_fails_with(waitpid(pid, &st, 0), ETIMEDOUT);
+    assert_fails_with(wait4(pid, &st, WUNTRACED, NULL), ETIMEDOUT);
+    siginfo_t si;
+    assert_fails_with(waitid(P_PID, (id_t)pid, &si, WEXITED), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    /* the kernel's errors, at once */
+    assert_fails_with(waitpid(1, &st, 0), ECHILD);
+    assert_fails_with(waitpid(-1, &st, 0x10000000), EINVAL);
+    assert_fails_with(waitid(P_PID, 0, &si, WEXITED), EINVAL);
+    alarm(0);
+    assert_hub_idle();
+}
+
+static long call_system(struct blocked *b) { return system((const char *)b->arg[0]); }
+
+static long call_pclose(struct blocked *b) { return pclose((FILE *)b->arg[0]); }
+
+/* system() and pclose() park their green thread only; a scoped deadline or a kill ends
+ * system() and takes its shell with it; the signals are as they were after. */
+static void test_system(void **state)
+{
+    (void)state;
+    alarm(60);
+    char before[256], after[256];
+    children_of_thread(before, sizeof before);
+    struct sigaction sa0, sa1;
+    assert_int_equal(sigaction(SIGINT, NULL, &sa0), 0);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    struct blocked b = {.call = call_system, .arg = {(long)"sleep 0.1; exit 3"}};
+    green_t g = blocked_start(&b);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(WIFEXITED(b.r) && WEXITSTATUS(b.r) == 3);
+    FILE *f = popen("sleep 0.1; exit 2", "r");
+    assert_non_null(f);
+    b = (struct blocked){.call = call_pclose, .arg = {(long)f}};
+    g = blocked_start(&b);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(WIFEXITED(b.r) && WEXITSTATUS(b.r) == 2);
+    ticker_stop(t, &ticks, 1);
+    /* cut short: the shell is killed and reaped */
+    assert_int_equal(green_timeout_push(50), 0);
+    assert_fails_with(system("exec sleep 10"), ETIMEDOUT); /* (exec: SIGKILL reaches the sleep) */
+    assert_int_equal(green_timeout_pop(), 0);
+    b = (struct blocked){.call = call_system, .arg = {(long)"exec sleep 10"}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    children_of_thread(after, sizeof after);
+    assert_string_equal(before, after);
+    assert_int_equal(sigaction(SIGINT, NULL, &sa1), 0);
+    assert_true(sa1.sa_handler == sa0.sa_handler);
+    sigset_t mask;
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, NULL, &mask), 0);
+    assert_false(sigismember(&mask, SIGCHLD));
+    /* pclose cut short leaves the command running: its stream is closed all the same */
+    f = popen("echo $$; exec sleep 10", "r");
+    char line[32];
+    assert_non_null(fgets(line, sizeof line, f));
+    pid_t pid = (pid_t)atol(line);
+    assert_int_equal(green_timeout_push(30), 0);
+    assert_fails_with(pclose(f), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    alarm(0);
+    assert_hub_idle();
+}
+
+static long call_epoll(struct blocked *b)
+{
+    struct epoll_event ev;
+    return epoll_wait((int)b->arg[0], &ev, 1, (int)b->arg[1]);
+}
+
+static void *write_soon(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    green_sleep(30);
+    return write(fd, "abc", 3) == 3 ? NULL : (void *)1;
+}
+
+/* epoll_wait parks its green thread only, with its own timeout, a scoped deadline, a
+ * kill, a close of the epoll fd by another green thread, and two waiters on one fd. */
+static void test_epoll(void **state)
+{
+    (void)state;
+    alarm(60);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int ep = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN};
+    assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), 0);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    struct blocked b1 = {.call = call_epoll, .arg = {ep, -1}}, b2 = b1;
+    green_t g1 = blocked_start(&b1), g2 = blocked_start(&b2); /* the second: a private epoll */
+    green_t w = green_spawn(write_soon, (void *)(intptr_t)p[1]);
+    assert_int_equal(green_join(g1, NULL, -1), 0);
+    assert_int_equal(green_join(g2, NULL, -1), 0);
+    assert_int_equal(green_join(w, NULL, -1), 0);
+    assert_true(b1.r == 1 && b2.r == 1);
+    ticker_stop(t, &ticks, 1);
+    char buf[8];
+    assert_int_equal(read(p[0], buf, sizeof buf), 3);
+    b1 = (struct blocked){.call = call_epoll, .arg = {ep, -1}};
+    blocked_kill(&b1, blocked_start(&b1), 0);
+    assert_int_equal(green_timeout_push(30), 0);
+    assert_int_equal(epoll_wait(ep, &ev, 1, 10), 0); /* its own timeout, earlier */
+    assert_fails_with(epoll_wait(ep, &ev, 1, 10000), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    b1 = (struct blocked){.call = call_epoll, .arg = {ep, -1}};
+    g1 = blocked_start(&b1);
+    assert_int_equal(close(ep), 0);
+    assert_int_equal(green_join(g1, NULL, -1), 0);
+    assert_true(b1.r == -1 && b1.err == EBADF);
+    close(p[0]);
+    close(p[1]);
+    alarm(0);
+    assert_hub_idle();
+}
+
+static long call_splice(struct blocked *b)
+{
+    return splice((int)b->arg[0], NULL, (int)b->arg[1], NULL, 1 << 16, 0);
+}
+
+static long call_sendfile(struct blocked *b)
+{
+    return sendfile((int)b->arg[0], (int)b->arg[1], NULL, (size_t)b->arg[2]);
+}
+
+static long call_recvmmsg(struct blocked *b)
+{
+    char d[2][8];
+    struct iovec iov[2] = {{d[0], 8}, {d[1], 8}};
+    struct mmsghdr m[2] = {{.msg_hdr = {.msg_iov = &iov[0], .msg_iovlen = 1}},
+                           {.msg_hdr = {.msg_iov = &iov[1], .msg_iovlen = 1}}};
+    return recvmmsg((int)b->arg[0], m, 2, 0, NULL);
+}
+
+static void *send_two(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    for (int i = 0; i < 2; i++)
+        if (green_sleep(20) != 0 || send(fd, "d", 1, 0) != 1)
+            return (void *)1;
+    return NULL;
+}
+
+/* splice, sendfile and recvmmsg park their green thread only; kills end them, a
+ * sendfile that moved some bytes first returns their count. */
+static void test_copies(void **state)
+{
+    (void)state;
+    alarm(60);
+    int p[2], q[2], d[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(pipe(q), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, d), 0);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    struct blocked b = {.call = call_splice, .arg = {p[0], q[1]}};
+    green_t g = blocked_start(&b);
+    green_t w = green_spawn(write_soon, (void *)(intptr_t)p[1]);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(green_join(w, NULL, -1), 0);
+    assert_int_equal(b.r, 3);
+    b = (struct blocked){.call = call_recvmmsg, .arg = {d[0]}};
+    g = blocked_start(&b);
+    w = green_spawn(send_two, (void *)(intptr_t)d[1]);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(green_join(w, NULL, -1), 0);
+    assert_int_equal(b.r, 2); /* it waited for both */
+    ticker_stop(t, &ticks, 1);
+    b = (struct blocked){.call = call_splice, .arg = {p[0], q[1]}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    b = (struct blocked){.call = call_recvmmsg, .arg = {d[0]}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    assert_int_equal(green_timeout_push(30), 0);
+    assert_fails_with(splice(p[0], NULL, q[1], NULL, 10, 0), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    /* sendfile of 1 MiB into a socket nobody reads: killed part way, it returns the count */
+    char path[] = "/tmp/test_patch.XXXXXX";
+    int f = mkstemp(path);
+    assert_true(f >= 0);
+    unlink(path);
+    assert_int_equal(ftruncate(f, 1 << 20), 0);
+    int s[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, s), 0);
+    b = (struct blocked){.call = call_sendfile, .arg = {s[0], f, 1 << 20}};
+    g = blocked_start(&b);
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b.r > 0 && b.r < (1 << 20) && b.err == ECANCELED);
+    int fds[] = {p[0], p[1], q[0], q[1], d[0], d[1], s[0], s[1], f};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        close(fds[i]);
+    alarm(0);
+    assert_hub_idle();
+}
+
+/* Take both kinds of exclusive lock on the whole file without waiting: flock's (the
+ * open file description's) and fcntl's (the process's). 0 when both were taken. */
+static int lock_both(int fd)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    return flock(fd, LOCK_EX | LOCK_NB) == 0 && fcntl(fd, F_SETLK, &fl) == 0 ? 0 : -1;
+}
+
+/* A process that holds both exclusive locks on path until told (a byte on its pipe). */
+static pid_t lock_holder(const char *path, int *release)
+{
+    int ready[2], go[2];
+    assert_int_equal(pipe(ready), 0);
+    assert_int_equal(pipe(go), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* (it ends with its parent too: EOF on go) */
+        int fd = open(path, O_RDWR);
+        char c;
+        syscall(SYS_close, go[1]);
+        if (fd < 0 || lock_both(fd) != 0 || syscall(SYS_write, ready[1], "L", 1) != 1)
+            _exit(1);
+        syscall(SYS_read, go[0], &c, 1);
+        _exit(0);
+    }
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    *release = go[1];
+    return pid;
+}
+
+static void lock_release(pid_t pid, int release)
+{
+    int st;
+    assert_int_equal(write(release, "G", 1), 1);
+    close(release);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Can another process take both locks now? */
+static int lock_free(const char *path)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int fd = open(path, O_RDWR);
+        _exit(fd >= 0 && lock_both(fd) == 0 ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static long call_flock(struct blocked *b) { return flock((int)b->arg[0], LOCK_EX); }
+
+static long call_setlkw(struct blocked *b)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    return fcntl((int)b->arg[0], F_SETLKW, &fl);
+}
+
+/* flock and F_SETLKW wait for another process's locks parking their green thread only;
+ * a kill or a scoped deadline ends the wait and leaves no lock taken for nobody; fsync
+ * runs on the pool (a scope that has passed starts nothing). */
+static void test_locks(void **state)
+{
+    (void)state;
+    alarm(60);
+    char path[] = "/tmp/test_patch_lock.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int release;
+    pid_t holder = lock_holder(path, &release);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    struct blocked b = {.call = call_flock, .arg = {fd}};
+    green_t g = blocked_start(&b);
+    assert_int_equal(green_sleep(20), 0);
+    assert_false(b.done);
+    lock_release(holder, release);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(b.r, 0);
+    ticker_stop(t, &ticks, 1);
+    assert_false(lock_free(path)); /* ours */
+    assert_int_equal(flock(fd, LOCK_UN), 0);
+    b = (struct blocked){.call = call_setlkw, .arg = {fd}};
+    assert_int_equal(call_setlkw(&b), 0); /* (nobody else holds it now) */
+    assert_false(lock_free(path));
+    struct flock un = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+    assert_int_equal(fcntl(fd, F_SETLK, &un), 0);
+    assert_true(lock_free(path));
+    /* killed while waiting: once the holder goes, the lock is free, not taken for us */
+    holder = lock_holder(path, &release);
+    b = (struct blocked){.call = call_flock, .arg = {fd}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    b = (struct blocked){.call = call_setlkw, .arg = {fd}};
+    blocked_kill(&b, blocked_start(&b), 0);
+    assert_int_equal(green_timeout_push(30), 0);
+    assert_fails_with(flock(fd, LOCK_SH), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    lock_release(holder, release);
+    assert_int_equal(green_sleep(60), 0); /* longer than the longest back-off */
+    assert_true(lock_free(path));
+    /* fsync and fdatasync go to the pool */
+    assert_int_equal(fsync(fd), 0);
+    assert_int_equal(fdatasync(fd), 0);
+    assert_int_equal(green_timeout_push(0), 0);
+    assert_fails_with(fsync(fd), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    close(fd);
+    unlink(path);
+    alarm(0);
+    assert_hub_idle();
+}
+
 /* ---- DNS: libc's answer, freed by libc ---- */
 
 static void *resolve(void *arg)
@@ -1081,6 +1635,12 @@ int main(void)
         cmocka_unit_test(test_poll_select),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_dns),
+        cmocka_unit_test(test_signals),
+        cmocka_unit_test(test_waits),
+        cmocka_unit_test(test_system),
+        cmocka_unit_test(test_epoll),
+        cmocka_unit_test(test_copies),
+        cmocka_unit_test(test_locks),
         cmocka_unit_test(test_signal_interrupts_root),
         cmocka_unit_test(test_signal_other_os_thread),
         cmocka_unit_test(test_signal_waits),

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -135,12 +136,15 @@ static void test_unwrapped_msgrcv(void **state)
     assert_has("called from pin_msgrcv+");
 }
 
-/* sigwait with every signal blocked, SIGURG included: the detector sends no signal (it
- * would be taken) and scans the stack; the program checks it got only its SIGUSR1. */
+/* A sigwait with every signal blocked, SIGURG included (a raw rt_sigtimedwait: the
+ * wrapped sigwait is cooperative): the detector sends no signal (it would be taken) and
+ * scans the stack; the program checks it got only its SIGUSR1. */
 static void test_sigwait_all_blocked(void **state)
 {
     (void)state;
-    check_pinned("sigwait", "pinned in sigtimedwait() ");
+    char what[64];
+    snprintf(what, sizeof what, "pinned in syscall() [system call %d]", (int)SYS_rt_sigtimedwait);
+    check_pinned("sigwait", what);
     assert_has("called from pin_sigwait+");
     assert_has("frames found by scanning its stack");
 }

@@ -604,8 +604,9 @@ static void test_ten_million_pending_timers(void **state)
     assert_non_null(gs);
     assert_non_null(scale_deadline);
     memset(&oc, 0, sizeof oc);
-    /* 1 ... 21 minutes away: every level of a wheel up to 2^20 ms */
-    int64_t base = green_after(60000);
+    /* 10 ... 30 minutes away: every level of a wheel up to 2^21 ms, and far enough that
+     * none is due before all are spawned, however slow the machine (ucontext, valgrind) */
+    int64_t base = green_after(600000);
     for (long i = 0; i < n; i++)
         scale_deadline[i] = base + (i * 7919) % 1200000;
     long rss0 = rss_kib();

@@ -1,7 +1,8 @@
 /*
  * fd.c — the user's view of an fd (see io.h), and the wrappers that create,
  * copy, configure and close fds: socket socketpair pipe pipe2 accept's result (in
- * io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose.
+ * io.c) dup dup2 dup3 fcntl ioctl(FIONBIO) close fclose. (fcntl's commands that wait
+ * for a lock are file.c's; fclose of a popen stream waits for its command: proc.c.)
  *
  * The table: one byte per fd number, in chunks of 16K fds reached through a fixed
  * array of 64K chunk pointers (fd numbers up to 2^30, Linux's nr_open ceiling). A chunk
@@ -226,6 +227,8 @@ static int fcntl_impl(int fd, int cmd, void *arg)
             pfd_set(r, state);
         break;
     default:
+        if (patch_fcntl_is_lock(cmd))
+            return patch_fcntl_lock(fd, cmd, arg);
         return patch_real()->fcntl(fd, cmd, arg);
     }
     if (r >= 0)
@@ -324,13 +327,17 @@ GREEN_PATCH(close);
 int __close(int fd) { return close(fd); }
 GREEN_PATCH(__close);
 
+/* A stream of popen (proc.c) is waited for too, as glibc's fclose does. */
 int fclose(FILE *f)
 {
+    pid_t child = 0;
     if (f) {
+        child = patch_popen_forget(f);
         int fd = fileno(f);
         if (fd >= 0)
             closing(fd);
     }
-    return patch_real()->fclose(f);
+    int r = patch_real()->fclose(f);
+    return child ? patch_popen_wait(child, r) : r;
 }
 GREEN_PATCH(fclose);

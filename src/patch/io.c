@@ -1,6 +1,8 @@
 /*
- * io.c — read, write, send, receive, accept and connect as a blocking fd's user
- * expects them, made cooperative in a green thread (see io.h for the fd states).
+ * io.c — read, write, send, receive (recvmmsg and sendmmsg too), accept and connect as
+ * a blocking fd's user expects them, made cooperative in a green thread (see io.h for
+ * the fd states). Reads and writes of regular files follow file.c's rule: inline, or
+ * handed off with GREEN_PATCH_FILES=pool.
  *
  * Every wrapper asks pfd_how() how to make its call:
  *  - PFD_PASS: straight to libc (a plain thread's fd that is really blocking or that the
@@ -56,8 +58,14 @@ static int wait_failed(void)
         return failed_ ? wait_failed() : r_;                                              \
     } while (0)
 
+static int iov_ok(int cnt) { return cnt >= 0 && cnt <= IOV_MAX; }
+
 ssize_t read(int fd, void *buf, size_t n)
 {
+    if (patch_file_offload(fd)) {
+        struct iovec iov = {buf, n};
+        return patch_file_rw(fd, 0, &iov, 1, -1);
+    }
     ONE_CALL(fd, POLLIN, 0, ssize_t, patch_real()->read(fd, buf, n));
 }
 GREEN_PATCH(read);
@@ -75,6 +83,8 @@ GREEN_PATCH(__read_chk);
 
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
+    if (iov_ok(iovcnt) && patch_file_offload(fd))
+        return patch_file_rw(fd, 0, iov, iovcnt, -1);
     ONE_CALL(fd, POLLIN, 0, ssize_t, patch_real()->readv(fd, iov, iovcnt));
 }
 GREEN_PATCH(readv);
@@ -244,6 +254,8 @@ static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
 
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
+    if (iov_ok(iovcnt) && patch_file_offload(fd))
+        return patch_file_rw(fd, 1, iov, iovcnt, -1);
     struct put p = {.fd = fd};
     return put_all_copy(&p, iov, iovcnt);
 }
@@ -279,6 +291,168 @@ GREEN_PATCH(send);
 
 ssize_t __send(int fd, const void *buf, size_t n, int flags) { return send(fd, buf, n, flags); }
 GREEN_PATCH(__send);
+
+/* ---- many messages in one call ---- */
+
+static size_t iov_bytes(const struct iovec *iov, size_t cnt)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < cnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+/* A message that a stream socket took only part of: send the rest as a blocking
+ * sendmsg would have (its msg_len then counts it all). 0, or -1 + errno when a wait
+ * failed first (msg_len counts what moved). */
+static int send_rest(int fd, int flags, enum pfd_how how, int state, struct mmsghdr *m)
+{
+    const struct msghdr *h = &m->msg_hdr;
+    size_t total = iov_bytes(h->msg_iov, h->msg_iovlen), skip = m->msg_len, i = 0;
+    if (skip >= total)
+        return 0;
+    while (skip >= h->msg_iov[i].iov_len) /* the first element not fully sent */
+        skip -= h->msg_iov[i++].iov_len;
+    struct iovec small[8], *rest = small;
+    size_t cnt = h->msg_iovlen - i;
+    if (cnt > 8 && !(rest = malloc(cnt * sizeof *rest))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(rest, h->msg_iov + i, cnt * sizeof *rest);
+    rest[0].iov_base = (char *)rest[0].iov_base + skip;
+    rest[0].iov_len -= skip;
+    struct msghdr tail = {0}; /* the address and ancillary data went with the first part */
+    struct put p = {.fd = fd, .flags = flags, .msg = &tail};
+    ssize_t r = put_all(&p, how, state, rest, (int)cnt);
+    int e = errno;
+    if (rest != small)
+        free(rest);
+    errno = e;
+    if (r > 0)
+        m->msg_len += (unsigned)r;
+    return m->msg_len == total ? 0 : -1;
+}
+
+/* sendmmsg's sends and waits (interruption record *in): the count of messages sent,
+ * or -1 + errno when nothing was. */
+static int sendmmsg_waits(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, enum pfd_how how,
+                          int state, struct patch_intr **in)
+{
+    int e = errno;
+    unsigned sent = 0;
+    while (sent < vlen) {
+        int r = patch_real()->sendmmsg(fd, vec + sent, vlen - sent, flags);
+        if (r > 0) {
+            sent += (unsigned)r;
+            if ((state & PFD_STREAM) && send_rest(fd, flags, how, state, &vec[sent - 1]) != 0)
+                return (int)sent;
+            continue;
+        }
+        if (!would_block(errno) || pfd_wait(how, fd, POLLOUT, in) != 0)
+            return sent ? (int)sent : -1;
+    }
+    errno = e;
+    return (int)sent;
+}
+
+/* Each message as a blocking socket sends it: all of it (a stream socket may take part
+ * of one when non-blocking underneath). The count of messages sent; a wait that fails
+ * after some were sent returns their count with errno set. */
+int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags)
+{
+    patch_cancel_point();
+    int state;
+    enum pfd_how how = pfd_how(fd, &state);
+    if (how == PFD_PASS || (flags & MSG_DONTWAIT) || !vec || !vlen)
+        return patch_real()->sendmmsg(fd, vec, vlen, flags);
+    if (vlen > IOV_MAX) /* the kernel's UIO_MAXIOV: it sends no more */
+        vlen = IOV_MAX;
+    struct patch_intr *in = NULL;
+    int r = sendmmsg_waits(fd, vec, vlen, flags, how, state, &in);
+    patch_intr_end(&in);
+    return r < 0 ? wait_failed() : r;
+}
+GREEN_PATCH(sendmmsg);
+
+static int ts_passed(const struct timespec *end)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > end->tv_sec || (now.tv_sec == end->tv_sec && now.tv_nsec >= end->tv_nsec);
+}
+
+static int recvmmsg_waits(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout,
+                          enum pfd_how how, struct patch_intr **in);
+
+/* recvmmsg as on a blocking socket, timeout included, as Linux does it: the wait for each
+ * message is not bounded by the timeout, which is only checked after a message has come
+ * (recvmmsg(2), BUGS); MSG_WAITFORONE stops waiting once one has. */
+int recvmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout)
+{
+    patch_cancel_point();
+    int state;
+    enum pfd_how how = pfd_how(fd, &state);
+    if (how == PFD_PASS || (flags & MSG_DONTWAIT) || !vec || !vlen)
+        return patch_real()->recvmmsg(fd, vec, vlen, flags, timeout);
+    struct patch_intr *in = NULL;
+    int r = recvmmsg_waits(fd, vec, vlen, flags, timeout, how, &in);
+    patch_intr_end(&in);
+    return r < 0 ? wait_failed() : r;
+}
+GREEN_PATCH(recvmmsg);
+
+/* recvmmsg's receives and waits (interruption record *in): the count of messages, or
+ * -1 + errno. */
+static int recvmmsg_waits(int fd, struct mmsghdr *vec, unsigned int vlen, int flags, struct timespec *timeout,
+                          enum pfd_how how, struct patch_intr **in)
+{
+    struct timespec end;
+    if (timeout) {
+        if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 || timeout->tv_nsec >= 1000000000L) {
+            errno = EINVAL;
+            return -1;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        end.tv_sec += timeout->tv_sec + (end.tv_nsec + timeout->tv_nsec) / 1000000000L;
+        end.tv_nsec = (end.tv_nsec + timeout->tv_nsec) % 1000000000L;
+    }
+    if (vlen > IOV_MAX)
+        vlen = IOV_MAX;
+    int e = errno, failed = 0;
+    unsigned got = 0;
+    while (got < vlen) {
+        /* with a timeout, one message a call: the kernel checks it after each */
+        int r = patch_real()->recvmmsg(fd, vec + got, timeout ? 1 : vlen - got, flags, NULL);
+        if (r > 0) {
+            got += (unsigned)r;
+            if ((flags & MSG_WAITFORONE) || (vec[got - 1].msg_hdr.msg_flags & MSG_OOB) ||
+                (timeout && ts_passed(&end)))
+                break;
+            continue;
+        }
+        if (got && (!would_block(errno) || (flags & MSG_WAITFORONE)))
+            break; /* what came so far; a later error is dropped (the kernel keeps it for the next call) */
+        if (!would_block(errno) || pfd_wait(how, fd, POLLIN, in) != 0) {
+            if (!got)
+                return -1;
+            failed = 1;
+            break;
+        }
+    }
+    if (timeout) { /* the time left, written back as the kernel does */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long long ns = (long long)(end.tv_sec - now.tv_sec) * 1000000000LL + (end.tv_nsec - now.tv_nsec);
+        if (ns < 0)
+            ns = 0;
+        timeout->tv_sec = (time_t)(ns / 1000000000LL);
+        timeout->tv_nsec = (long)(ns % 1000000000LL);
+    }
+    if (!failed)
+        errno = e;
+    return (int)got;
+}
 
 /* ---- connect ---- */
 

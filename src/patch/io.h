@@ -1,6 +1,8 @@
 /*
  * io.h — what the I/O wrappers of libgreen-patch.so share (fd.c, io.c, poll.c, time.c,
- * dns.c): the user's view of each fd, and how a wrapper makes its call on one.
+ * dns.c, epoll.c, file.c, splice.c, signal.c, proc.c): the user's view of each fd, how a
+ * wrapper makes its call on one, and the helpers the waits share (the file rule, the
+ * back-off, calls on the pool, popen's streams).
  *
  * The user's view of an fd stays POSIX while libgreen keeps it non-blocking underneath.
  * File status flags belong to the open file, which every thread of the process shares,
@@ -22,6 +24,8 @@
 #include "patch.h"
 
 #include <poll.h>
+#include <signal.h>
+#include <sys/uio.h>
 
 enum {
     PFD_KNOWN = 1,     /* the entry is valid */
@@ -58,6 +62,57 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline, struct patch_intr
                enum patch_intr_kind kind);
 /* close() of fd on this OS thread: wake the green threads whose waits include it. */
 void patch_closing(int fd);
+
+/* (The sigmask of ppoll, pselect or epoll_pwait: patch_intr_catch, then a record with the
+ * mask: see patch.h.) */
+
+/* A wait that polls (a lock, a child's stop): sleep *ms, then double it, up to
+ * PATCH_BACKOFF_MAX_MS, as a restartable call whose interruption record is *in
+ * (patch.h). 0, or -1 + errno (ETIMEDOUT of a scoped deadline, ECANCELED, EINTR).
+ * (file.c) */
+#define PATCH_BACKOFF_MAX_MS 50
+int patch_backoff(int64_t *ms, struct patch_intr **in);
+
+/* ---- regular files (file.c) ---- */
+
+/* 1 when reads and writes of regular files leave the hub's thread
+ * (GREEN_PATCH_FILES=pool), read on first use; 0: they run inline (the default). */
+int patch_files_pool(void);
+/* 1 when a read or write of fd is to be handed off by patch_file_rw: the pool mode, a
+ * regular file (block device, directory), a green thread. 0 costs one load inline. */
+int patch_file_offload(int fd);
+/* The read (write 0) or write of iov[0..cnt) at off (-1: the file's position) that
+ * pread/pwrite/readv/writev would make, made off the hub's thread (io_uring or the pool)
+ * while only the caller parks: the count, or -1 + errno. */
+ssize_t patch_file_rw(int fd, int write, const struct iovec *iov, int cnt, off_t off);
+
+/* A call run on libgreen's thread pool while only the caller parks. The record is copied
+ * to the heap (the caller may give up and leave; a shared-stack caller's record moves),
+ * and res, err and off[] are copied back when the call ends while the caller waits. */
+struct patch_job {
+    ssize_t (*fn)(struct patch_job *j);  /* on a pool thread: the result; errno in err */
+    ssize_t res;
+    int err;
+    long arg[6];
+    off_t off[2];                         /* offsets the call moves */
+};
+/* j->fn(j) on the pool: its result, errno = err on failure; -1 + ETIMEDOUT (scoped
+ * timeout), ECANCELED, ENOMEM when the wait ends first (the call runs to its end). */
+ssize_t patch_pool_call(struct patch_job *j);
+
+/* 1 when fcntl's cmd waits for a lock (F_SETLKW, F_SETLKW64, F_OFD_SETLKW); the call
+ * as a green thread makes it. (file.c) */
+int patch_fcntl_is_lock(int cmd);
+int patch_fcntl_lock(int fd, int cmd, void *arg);
+
+/* ---- child processes (proc.c) ---- */
+
+/* When f came from popen in a green thread: forget it and return its command's pid (the
+ * caller then closes f); otherwise 0. */
+pid_t patch_popen_forget(FILE *f);
+/* Wait for that command once its stream is closed (`closed`: fclose's result): what
+ * pclose returns. */
+int patch_popen_wait(pid_t pid, int closed);
 
 /* __chk_fail: glibc's report of a fortify check that failed; never returns. */
 void __chk_fail(void) __attribute__((noreturn));

@@ -3,7 +3,9 @@
  * its switches, and green_patch_report().
  *
  * The wrappers themselves are in fd.c, io.c, poll.c, time.c, dns.c (fds, sockets,
- * sleeps, DNS) and thread.c (pthreads as green threads). This file reads the environment once at
+ * sleeps, DNS), epoll.c, splice.c, file.c (event loops, fd-to-fd copies, regular files
+ * and locks), signal.c, proc.c (signals, child processes) and thread.c (pthreads as
+ * green threads). This file reads the environment once at
  * load (GREEN_PATCH_THREADS, GREEN_PATCH_REPORT) and answers "which calls are really
  * interposed": for each wrapper, the definition the process's global symbol lookup
  * finds — ours, or another library's that was loaded first (the C form of gevent's

@@ -5,7 +5,8 @@
  *   syscall  syscall(SYS_read) on a pipe (a raw system call)
  *   fgets    fgets on a pipe (stdio's internal read)
  *   msgrcv   msgrcv on a System V queue (not wrapped; the kernel never restarts it)
- *   sigwait  sigwait for any signal, every signal blocked (SIGURG too)
+ *   sigwait  rt_sigtimedwait for any signal as a raw system call, every signal blocked
+ *            (SIGURG too; libgreen-patch makes sigwait itself cooperative)
  *   busy     computing for a while
  *   quiet    the same waits made cooperatively: read, poll, nanosleep (nothing held)
  *
@@ -90,8 +91,8 @@ static __attribute__((noinline)) void pin_sigwait(void)
 {
     sigset_t all;
     sigfillset(&all);
-    int sig = 0;
-    CHECK(sigwait(&all, &sig) == 0);
+    int sig = (int)syscall(SYS_rt_sigtimedwait, &all, NULL, NULL, (size_t)(_NSIG / 8));
+    CHECK(sig > 0);
     if (sig != SIGUSR1)
         fprintf(stderr, "pin: sigwait gave signal %d\n", sig);
     CHECK(sig == SIGUSR1); /* never the monitor's SIGURG */

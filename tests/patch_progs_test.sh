@@ -1,0 +1,38 @@
+#!/bin/sh
+# patch_progs_test.sh GREENRUN PROG... — plain pthread programs (tests/progs/plain_*.c,
+# built without libgreen) run four ways: plainly; under greenrun, where no hub exists and
+# every wrapper passes straight to libc; under greenrun --threads, where their threads
+# are green threads and the wrapped calls park them; and so again with
+# GREEN_PATCH_FILES=pool. Each run must print exactly what the plain run printed (each
+# program checks glibc's answers itself and prints "ok CHECK" per check).
+set -u
+greenrun=$1
+shift
+# an ASan build of the library must not insist on coming first
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:detect_leaks=0
+export ASAN_OPTIONS
+fail=0
+for prog in "$@"; do
+    name=$(basename "$prog")
+    want=$("$prog" 2>&1)
+    rc=$?
+    if [ $rc != 0 ]; then
+        echo "$name, plainly: exit $rc"; echo "$want"
+        fail=1
+        continue
+    fi
+    for how in "" "--threads" "--threads pool"; do
+        case $how in
+            *pool) got=$(GREEN_PATCH_FILES=pool "$greenrun" --threads "$prog" 2>&1) ;;
+            *) got=$("$greenrun" $how "$prog" 2>&1) ;;
+        esac
+        rc=$?
+        if [ $rc != 0 ] || [ "$got" != "$want" ]; then
+            echo "$name under greenrun $how (exit $rc) printed:"; echo "$got"
+            echo "--- plainly:"; echo "$want"
+            fail=1
+        fi
+    done
+    echo "$name: $(echo "$want" | grep -c '^ok ') checks, the same plainly and under greenrun (--threads, pool)"
+done
+exit $fail
