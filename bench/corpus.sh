@@ -54,7 +54,9 @@ fmt_kib() { awk -v v="$1" 'BEGIN { if (v < 1024) printf "%.0f KiB", v; else prin
 cell() {
   local tmo=${GREEN_CORPUS_TIMEOUT:-10}
   if [[ $2 != 0 ]]; then
-    if [[ $1 == hung ]]; then echo "**hung** (killed after $tmo s)"; else echo "**failed** (exit $1)"; fi
+    if [[ $1 == hung ]]; then echo "**hung** (killed after $tmo s)"
+    elif [[ $1 == 0 ]]; then echo "**wrong output** (exit 0)"
+    else echo "**failed** (exit $1)"; fi
   elif [[ $1 == hung ]]; then echo "$(fmt_s "$3"), then **hung** at SIGTERM"
   else fmt_s "$3"; fi
 }
@@ -65,9 +67,9 @@ echo "Unmodified Debian programs, each against servers started for it on 127.0.0
 echo "that answers every HTTP request after 200 ms; PostgreSQL's pg_sleep(0.2) and MariaDB's"
 echo "SLEEP(0.2)), the same load on real threads and under \`greenrun\` (\`--threads\`): the"
 echo "corpus tests' own (\`ctest -L corpus\`, tests/corpus/), at their concurrency times"
-echo "${CORPUS_FACTORS:-1 10} (in the order given). Wall time: the program's (a server's: its"
-echo "client's, for all the requests); peak RSS: the program's (/usr/bin/time). Ratios are"
-echo "greenrun / real threads; a run that failed has no ratio."
+echo "$(sed 's/ /, /g' <<<"${CORPUS_FACTORS:-1 10}"). Wall time: the program's (a server's: its client's, for all"
+echo "the requests); peak RSS: the program's (/usr/bin/time); each the median of 3 runs (one"
+echo "when it hangs or fails). Ratios are greenrun / real threads, where both runs worked."
 echo
 echo "| program: what the concurrency counts | concurrency | wall, real threads | wall, greenrun | ratio | peak RSS, real threads | peak RSS, greenrun | ratio |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -96,9 +98,13 @@ for p in "${PROGRAMS[@]}"; do
     wr=$(cell "${RCS[real,$c]}" "${OK[real,$c]}" "${W[real,$c]}")
     wg=$(cell "${RCS[green,$c]}" "${OK[green,$c]}" "${W[green,$c]}")
     rr=$(fmt_kib "${R[real,$c]}") rg=$(fmt_kib "${R[green,$c]}")
-    rw="—"
-    [[ ${OK[real,$c]} == 0 && ${OK[green,$c]} == 0 ]] && rw=$(ratio "${W[real,$c]}" "${W[green,$c]}")
-    echo "| ${WHAT[$p]} | $c | $wr | $wg | $rw | $rr | $rg | $(ratio "${R[real,$c]}" "${R[green,$c]}") |"
+    rw="—" rm="—"
+    if [[ ${OK[real,$c]} == 0 && ${OK[green,$c]} == 0 ]]; then
+      rw=$(ratio "${W[real,$c]}" "${W[green,$c]}")
+      # a server that hung at SIGTERM did its work: its peak RSS still compares
+      rm=$(ratio "${R[real,$c]}" "${R[green,$c]}")
+    fi
+    echo "| ${WHAT[$p]} | $c | $wr | $wg | $rw | $rr | $rg | $rm |"
     for m in real green; do
       [[ ${ERR[$m,$c]} != - && ${OK[$m,$c]} != 0 ]] && notes+=("$p at $c, $m: ${ERR[$m,$c]}")
     done

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/corpus/lib.sh — what the corpus tests share; sourced by each tests/corpus/<prog>.sh
 # (one ctest test per program, label `corpus`), which bench/corpus.sh also runs (--bench).
 #
@@ -322,22 +323,30 @@ corpus_end() {
 
 # ---- the benchmark (bench/corpus.sh) ---------------------------------------------------
 
-# bench_rows LOAD C [FACTOR...]: with --bench, run `LOAD MODE C'` for C' = C × each
-# factor (CORPUS_FACTORS, "1 10" by default) on real threads and under greenrun, print
-# one line per run (name mode concurrency ok wall_s rss_kib rc|hung first-error-line)
-# and exit. LOAD runs the program and sets ok (0 when its output was right), and bwall
-# when the wall time is not the program run's own (a server's: its client's).
+# bench_rows LOAD C: with --bench, run `LOAD MODE C'` for C' = C × each factor
+# (CORPUS_FACTORS, "1 10" by default) on real threads and under greenrun, print one line
+# per run (name mode concurrency ok wall_s rss_kib rc|hung first-error-line) and exit.
+# LOAD runs the program and sets ok (0 when its output was right), and bwall when the
+# wall time is not the program run's own (a server's: its client's). A run that worked
+# is made 3 times and its median wall time and RSS printed (as bench/run.sh does).
 bench_rows() {
     [ "$BENCH" = 1 ] || return 0
-    local load=$1 c=$2 f mode e
+    local load=$1 c=$2 f mode e i walls rsss
     for f in ${CORPUS_FACTORS:-1 10}; do
         for mode in real green; do
-            bwall="" ok=1
-            "$load" "$mode" $((c * f))
+            walls="" rsss=""
+            for i in 1 2 3; do
+                bwall="" ok=1
+                "$load" "$mode" $((c * f))
+                walls="$walls ${bwall:-$wall}" rsss="$rsss $rss"
+                [ "$ok" = 0 ] && [ "$hung" = 0 ] || break
+            done
             e=$(errors "$err" | head -1 | tr -s ' \t' '  ' | cut -c1-100)
-            printf '%s %s %s %s %s %s %s %s\n' "$NAME" "$mode" $((c * f)) "$ok" "${bwall:-$wall}" \
-                "$rss" "$([ "$hung" = 1 ] && echo hung || echo "$rc")" "${e:--}"
+            printf '%s %s %s %s %s %s %s %s\n' "$NAME" "$mode" $((c * f)) "$ok" "$(median $walls)" \
+                "$(median $rsss)" "$([ "$hung" = 1 ] && echo hung || echo "$rc")" "${e:--}"
         done
     done
     exit 0
 }
+# median X...: the middle value (the first, when fewer than 3)
+median() { [ $# -lt 3 ] && { echo "$1"; return; }; printf '%s\n' "$@" | sort -g | sed -n 2p; }

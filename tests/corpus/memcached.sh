@@ -9,8 +9,8 @@
 need memcached
 PIN="epoll_wait"  # the workers' epoll_wait pins the hub (lead, Dec 2026)
 
-# say FD TEXT: send TEXT (printf escapes) on connection FD
-say() { printf "$2" >&"$1" 2>/dev/null; }
+# say FD TEXT: send TEXT (with \r\n escapes) on connection FD
+say() { { printf '%b' "$2" >&"$1"; } 2>/dev/null; }
 # hear FD N: N reply lines from connection FD, \r dropped, on one line; gives up (and
 # every later hear too) once DEADLINE (an $EPOCHSECONDS) has passed
 hear() {
@@ -25,22 +25,22 @@ hear() {
 
 # session PORT C: the client's side; its transcript on stdout
 session() {
-    local port=$1 c=$2 main i
+    local port=$1 c=$2 main fd i
     local -a fds
     DEADLINE=$((EPOCHSECONDS + 5))
     exec {main}<>"/dev/tcp/127.0.0.1/$port" || return 1
-    say $main 'set corpus 0 0 12\r\ncorpus-value\r\n'
-    echo "set: $(hear $main 1)"
+    say "$main" 'set corpus 0 0 12\r\ncorpus-value\r\n'
+    echo "set: $(hear "$main" 1)"
     for ((i = 0; i < c; i++)); do
-        exec {fds[i]}<>"/dev/tcp/127.0.0.1/$port" || return 1
-        say ${fds[i]} 'get corp'
+        exec {fd}<>"/dev/tcp/127.0.0.1/$port" || return 1
+        fds[i]=$fd
+        say "$fd" 'get corp'
     done
-    say $main 'get corpus\r\n'
-    echo "get while $c wait: $(hear $main 3)"
-    for ((i = 0; i < c; i++)); do say ${fds[i]} 'us\r\n'; done
-    for ((i = 0; i < c; i++)); do echo "get $i: $(hear ${fds[i]} 3)"; done
-    for ((i = 0; i < c; i++)); do exec {fds[i]}>&-; done
-    exec {main}>&-
+    say "$main" 'get corpus\r\n'
+    echo "get while $c wait: $(hear "$main" 3)"
+    for fd in "${fds[@]}"; do say "$fd" 'us\r\n'; done
+    for ((i = 0; i < c; i++)); do echo "get $i: $(hear "${fds[i]}" 3)"; done
+    for fd in "${fds[@]}" "$main"; do exec {fd}>&-; done
 }
 
 # load MODE C: memcached with C/2 worker threads serves the session with C connections
