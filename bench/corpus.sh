@@ -67,9 +67,11 @@ echo "Unmodified Debian programs, each against servers started for it on 127.0.0
 echo "that answers every HTTP request after 200 ms; PostgreSQL's pg_sleep(0.2) and MariaDB's"
 echo "SLEEP(0.2)), the same load on real threads and under \`greenrun\` (\`--threads\`): the"
 echo "corpus tests' own (\`ctest -L corpus\`, tests/corpus/), at their concurrency times"
-echo "$(sed 's/ /, /g' <<<"${CORPUS_FACTORS:-1 10}"). Wall time: the program's (a server's: its client's, for all"
-echo "the requests); peak RSS: the program's (/usr/bin/time); each the median of 3 runs (one"
+echo "$(sed 's/ /, /g' <<<"${CORPUS_FACTORS:-1 10}"). Wall time: the program's (a server's: its client's, for"
+echo "all the requests); peak RSS: the program's (/usr/bin/time); each the median of 3 runs (one"
 echo "when it hangs or fails). Ratios are greenrun / real threads, where both runs worked."
+echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores (other work on"
+echo "the machine skews wall times)."
 echo
 echo "| program: what the concurrency counts | concurrency | wall, real threads | wall, greenrun | ratio | peak RSS, real threads | peak RSS, greenrun | ratio |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
