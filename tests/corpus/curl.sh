@@ -19,8 +19,7 @@ bench_rows load 8
 for mode in real green; do
     load $mode 8
     check $mode "8 answers" $ok "" "$out" "$err"
-    [ $ok = 0 ] && concurrent "$(wall_ms)" 8
-    check $mode "concurrent (8 x $LAT ms)" $? "$(wall_ms) ms"
+    conc $mode 8 "$(wall_ms)" $ok
 
     launch $mode int "${CURL[@]}" "http://localhost:$DELAY_PORT/delay/30000/[1-4]"
     signal 1 INT

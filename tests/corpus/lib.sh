@@ -229,10 +229,25 @@ ms_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", (b - a) *
 secs() { awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; }
 # wall_ms: the last reaped run's wall time in ms
 wall_ms() { awk -v w="$wall" 'BEGIN { printf "%d", w * 1000 }'; }
-# concurrent MS N: did N requests that each take LAT ms, made at once, take well under
-# N × LAT (one after the other)? Under half of it, and under 4 × LAT for a few: a
-# functional check with a wide margin (a loaded machine), not a benchmark.
-concurrent() { local n=$(($2 * LAT / 2)); ((n > 4 * LAT)) || n=$((4 * LAT)); [ "$1" -lt "$n" ]; }
+# conc MODE N MS OK: the concurrency check: N requests that each take LAT ms, made at
+# once, took MS ms (OK: 0 when they were all answered), well under the N × LAT they would
+# take one after the other. Limit: half of that (at least 4 × LAT), or the real-thread
+# run's time plus 2 × LAT when a loaded machine slowed both, but never over 3/4 of it: a
+# functional check with a wide margin, not a benchmark. The real-thread run's limit is
+# 3/4 of N × LAT.
+conc() {
+    local mode=$1 n=$2 ms=$3 lim serial=$(($2 * LAT))
+    if [ "$mode" = real ]; then
+        lim=$((serial * 3 / 4)) CONC_REAL=$ms
+    else
+        lim=$((serial / 2))
+        ((lim >= 4 * LAT)) || lim=$((4 * LAT))
+        ((lim >= ${CONC_REAL:-0} + 2 * LAT)) || lim=$((CONC_REAL + 2 * LAT))
+        ((lim <= serial * 3 / 4)) || lim=$((serial * 3 / 4))
+    fi
+    [ "$4" = 0 ] && [ "$ms" -lt "$lim" ]
+    check "$mode" "concurrent ($n x $LAT ms)" $? "$ms ms (limit $lim)"
+}
 
 # errors FILE: the error output, less blank lines and the monitor's reports (diagnostics
 # that GREEN_CORPUS_DETECT asks for, not the program's)

@@ -21,8 +21,7 @@ facts() { grep -v 'number of seconds'; }
 for mode in real green; do
     load $mode 32
     check $mode "32 queries" $ok "" "$out" "$err"
-    [ $ok = 0 ] && concurrent "$(wall_ms)" 32
-    check $mode "concurrent (32 x $LAT ms)" $? "$(wall_ms) ms"
+    conc $mode 32 "$(wall_ms)" $ok
 
     launch $mode int "${SLAP[@]}" --concurrency=4 --iterations=1000 --number-of-queries=4
     signal 1 INT

@@ -64,8 +64,7 @@ for mode in real green; do
     check $mode "a file read by the pool" $? "" "$drive" "$err"
     [ $proxied = 0 ]
     check $mode "8 requests proxied" $? "" "$drive"
-    [ $proxied = 0 ] && concurrent "$dms" 8
-    check $mode "concurrent (8 x $LAT ms)" $? "$dms ms"
+    conc $mode 8 "$dms" $proxied
 done
 same nginx8 "answers" cat drive
 stopped nginx8 "SIGTERM after serving" 0

@@ -26,8 +26,7 @@ facts() { grep -vE '^(latency|initial connection time|tps) '; }
 for mode in real green; do
     load $mode 8
     check $mode "8 transactions" $ok "" "$out" "$err"
-    [ $ok = 0 ] && concurrent "$(wall_ms)" 8
-    check $mode "concurrent (8 x $LAT ms)" $? "$(wall_ms) ms"
+    conc $mode 8 "$(wall_ms)" $ok
 
     launch $mode int "${PGB[@]}" -c 4 -j 2 -T 30 postgres
     signal 1 INT

@@ -26,8 +26,7 @@ facts_int() { facts | sed -E 's/":[1-9][0-9]*,/":N,/'; }
 for mode in real green; do
     load $mode 8
     check $mode "8 requests answered" $ok "" "$out" "$err"
-    [ $ok = 0 ] && concurrent "$(wall_ms)" 8
-    check $mode "concurrent (8 x $LAT ms)" $? "$(wall_ms) ms"
+    conc $mode 8 "$(wall_ms)" $ok
 
     launch $mode int siege -c 4 -t 30s -b "$U/delay/$LAT/int"
     signal 1 INT

@@ -45,8 +45,7 @@ for mode in real green; do
     PIN="" PIN_AT=0
     load $mode 16
     check $mode "16 queries" $ok "" "$out" "$err"
-    [ $ok = 0 ] && concurrent "$(wall_ms)" 16
-    check $mode "concurrent (16 x $LAT ms)" $? "$(wall_ms) ms"
+    conc $mode 16 "$(wall_ms)" $ok
 
     # the report thread, cancelled when --time ends, spins: its usleep() fails at once,
     # over and over, so the monitor catches it anywhere in its loop (lead, Dec 2026)

@@ -44,8 +44,7 @@ for mode in real green; do
     drive=$T/proxy8.$mode.drive
     [ $ok = 0 ]
     check $mode "8 requests proxied" $? "" "$drive" "$err"
-    [ $ok = 0 ] && concurrent "$dms" 8
-    check $mode "concurrent (8 x $LAT ms)" $? "$dms ms"
+    conc $mode 8 "$dms" $ok
 done
 same proxy8 "proxied answers" cat drive
 stopped proxy8 "SIGTERM after serving" 0
