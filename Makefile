@@ -3,6 +3,7 @@
 #                fallback, ASan+UBSan, valgrind memcheck, and aarch64 under qemu-user
 #   make bench   Release build, then the benchmarks (the talk's tables and the switch costs)
 #   make bench-corpus   only the corpus of real programs (bench/corpus.sh)
+#   make fuzz    the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
 # Each installs the Debian packages it needs when they are missing.
 
 SHELL := /bin/bash
@@ -21,7 +22,7 @@ CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk \
               iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
-.PHONY: all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
+.PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
         test-ucontext test-asan test-tsan test-valgrind test-aarch64 clean
 
 all:
@@ -126,6 +127,16 @@ bench-corpus:
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGREEN_TESTS=OFF
 	cmake --build build-release -j$(JOBS)
 	bash bench/corpus.sh build-release
+
+# libFuzzer harnesses (tests/fuzz/), each for FUZZ_SECONDS (default 600) on its corpus,
+# under ASan+UBSan; `make test` replays the committed corpora once.
+FUZZ_SECONDS ?= 600
+fuzz:
+	$(call apt_install,clang libclang-rt-dev cmake make pkg-config libcmocka-dev)
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_FUZZ=ON \
+	  -DGREEN_SANITIZE=address,undefined -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
+	cmake --build build-fuzz -j$(JOBS)
+	bash tests/fuzz/run.sh build-fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf build build-*

@@ -7,7 +7,8 @@
  * and no array to grow: 10 million pending timers cost nothing beyond their nodes.
  *
  * Level 0 has 1024 one-millisecond slots; levels 1..6 have 64 slots each, every level
- * 64 times coarser, covering 2^46 ms. (A wide level 0 lets most sub-second timers, the
+ * 64 times coarser, covering 2^46 ms (the top level wraps: its slots at or before the
+ * current one hold the next turn's deadlines). (A wide level 0 lets most sub-second timers, the
  * common ones, skip the cascade below: with 256 slots, four in five 200 ms sleeps were
  * moved once more before they fired, a pass over cold memory for a million of them.)
  * A timer goes to the lowest level whose slot range
@@ -152,9 +153,14 @@ int64_t green__timer_next(struct green_hub *h)
     for (int level = 1; level < LEVELS; level++) {
         int cur = (int)((w->now >> shift_of(level)) & (LN_SIZE - 1));
         uint64_t b = cur == LN_SIZE - 1 ? 0 : w->bits[level] & (~(uint64_t)0 << (cur + 1));
-        if (b) {
-            int64_t base = w->now & ~(((int64_t)1 << shift_of(level + 1)) - 1);
+        int64_t base = w->now & ~(((int64_t)1 << shift_of(level + 1)) - 1);
+        if (b)
             return base + ((int64_t)__builtin_ctzll(b) << shift_of(level));
+        if (level == LEVELS - 1 && w->bits[level]) {
+            /* the top level wraps: a slot at or before the current one holds deadlines
+             * of its next turn */
+            base += (int64_t)1 << shift_of(level + 1);
+            return base + ((int64_t)__builtin_ctzll(w->bits[level]) << shift_of(level));
         }
     }
     return w->now + MAX_SPAN; /* cannot happen: something is pending somewhere */

@@ -329,6 +329,38 @@ static void *short_sleep(void *arg)
     return NULL;
 }
 
+/* The wheel's top level wraps: a deadline almost its whole reach (2^46 ms) away sits in a
+ * top-level slot at or before the one the wheel's time is in, and the next deadline
+ * worth waking for must still be found (found by tests/fuzz/fuzz_timer.c). Driven on a
+ * wheel of its own, as the hub's scheduler does. */
+static void fire_none(struct green_hub *h, struct green_timer *t)
+{
+    (void)h;
+    (void)t;
+}
+
+static void test_top_level_wraps(void **state)
+{
+    (void)state;
+    static struct green_hub h;
+    int64_t starts[] = {5000, ((int64_t)3 << 40) + 12345, ((int64_t)1 << 45) + 7};
+    for (size_t k = 0; k < sizeof starts / sizeof starts[0]; k++) {
+        memset(&h, 0, sizeof h);
+        h.now = starts[k];
+        assert_int_equal(green__timer_init(&h), 0);
+        struct green_timer t = {.slot = GREEN_TIMER_IDLE};
+        int64_t far = starts[k] + ((int64_t)1 << 46) - 1000;
+        green__timer_add(&h, &t, far);
+        int64_t next = green__timer_next(&h);
+        assert_true(next > starts[k] && next <= far);
+        green__timer_expire(&h, starts[k] + 5, fire_none); /* nothing due */
+        assert_int_equal(green__timer_count(&h), 1);
+        green__timer_del(&h, &t);
+        assert_int_equal(green__timer_next(&h), -1);
+        green__timer_destroy(&h);
+    }
+}
+
 static void test_short_timers_beside_a_far_one(void **state)
 {
     (void)state;
@@ -633,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_far_timers_stay_pending),
         cmocka_unit_test(test_order_across_a_level2_boundary),
         cmocka_unit_test(test_short_timers_beside_a_far_one),
+        cmocka_unit_test(test_top_level_wraps),
         cmocka_unit_test(test_spawn_later_order),
         cmocka_unit_test(test_sleep_durations),
         cmocka_unit_test(test_sleep_zero_yields),
