@@ -2,6 +2,7 @@
 #   make test    build and run the whole suite: native (x86-64 assembly), the ucontext
 #                fallback, ASan+UBSan, valgrind memcheck, and aarch64 under qemu-user
 #   make bench   Release build, then the benchmarks (the talk's tables and the switch costs)
+#   make bench-corpus   only the corpus of real programs (bench/corpus.sh)
 #   make fuzz    the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
 # Each installs the Debian packages it needs when they are missing. And:
 #   make install [PREFIX=/usr/local] [DESTDIR=]   Release build, installed (docs/install.md)
@@ -11,14 +12,24 @@ JOBS ?= $(shell nproc)
 CTEST := ctest --output-on-failure -j$(JOBS)
 ARCH := $(shell uname -m)
 
+# The corpus of real programs (tests/corpus/, bench/corpus.sh); /usr/bin/time and pgrep
+# run them. Debian 12's names: tinyproxy-bin and mariadb-server-core are the programs
+# without their system services.
+CORPUS_PKGS := siege tinyproxy-bin sysbench postgresql mariadb-server-core mariadb-client memcached nginx \
+               curl time procps
 TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libunwind-dev gdb \
-             libcurl4-openssl-dev libhiredis-dev redis-server
+             libcurl4-openssl-dev libhiredis-dev redis-server $(CORPUS_PKGS)
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk \
-              iproute2 golang-go python3-gevent libcurl4-openssl-dev
+              iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
+<<<<<<< HEAD
 .PHONY: fuzz all test bench bench-peers bench-net deps-test deps-bench test-native test-ucontext \
         test-asan test-tsan test-valgrind test-aarch64 install clean
+=======
+.PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
+        test-ucontext test-asan test-tsan test-valgrind test-aarch64 clean
+>>>>>>> corpus
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
@@ -114,6 +125,14 @@ bench-net: deps-bench
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGREEN_TESTS=OFF
 	cmake --build build-release -j$(JOBS)
 	bash bench/run.sh build-release --net-only
+
+# Only the corpus of real programs (section R of bench/run.sh, ~1-2 minutes): wall time
+# and peak RSS on real threads and under greenrun, at the tests' concurrency and 10x.
+bench-corpus:
+	$(call apt_install,cmake gcc make pkg-config $(CORPUS_PKGS))
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGREEN_TESTS=OFF
+	cmake --build build-release -j$(JOBS)
+	bash bench/corpus.sh build-release
 
 # libFuzzer harnesses (tests/fuzz/), each for FUZZ_SECONDS (default 600) on its corpus,
 # under ASan+UBSan; `make test` replays the committed corpora once.

@@ -672,4 +672,12 @@ fi
 if (( ! PEERS_ONLY )); then
   source "$ROOT/bench/net.sh"
 fi
+
+# ---------------------------------------------------------------- R: real programs (issue 12)
+
+# The corpus of unmodified Debian programs on real threads and under greenrun
+# (bench/corpus.sh, also `make bench-corpus`; 1-2 minutes, more while some hang).
+if (( ! PEERS_ONLY )); then
+  bash "$ROOT/bench/corpus.sh" "$BUILD" | grep -v '^_bench/corpus.sh took'
+fi
 echo "_bench/run.sh took $(( $(date +%s) - T_START )) s._"

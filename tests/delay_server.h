@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,12 +65,16 @@ static pid_t delay_server_start(int *port)
     }
     *port = green_socket_port(lfd);
     fflush(NULL);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         perror("delay_server: fork");
         exit(1);
     }
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the caller, even killed */
+        if (getppid() != parent)
+            _exit(0);
         if (!green_serve(lfd, delay_handler, NULL, NULL)) {
             perror("delay_server: serve");
             _exit(1);
