@@ -93,6 +93,18 @@ static void test_sync_real(void **state)
     assert_non_null(strstr(out, "__thread shared: no"));
 }
 
+/* GREEN_PATCH_STACK_SIZE sets the stack of a green pthread made without a size (by
+ * default a real thread's, which threads_sync's "all" run checks); an attr's size wins. */
+static void test_stack_size_env(void **state)
+{
+    (void)state;
+    setenv("GREEN_PATCH_STACK_SIZE", "2097152", 1);
+    int st = run("threads_sync", "stacks", NULL, GREEN, 0, out, sizeof out);
+    unsetenv("GREEN_PATCH_STACK_SIZE");
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "ok stacks"));
+}
+
 static long wall_ms(void)
 {
     const char *w = strstr(out, "wall_ms=");
@@ -269,6 +281,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sync_green),
         cmocka_unit_test(test_sync_real),
+        cmocka_unit_test(test_stack_size_env),
         cmocka_unit_test(test_count_cond),
         cmocka_unit_test(test_count_nanosleep),
         cmocka_unit_test(test_plain_threads_fail),

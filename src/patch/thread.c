@@ -71,7 +71,8 @@
  *  - the calls that take a pthread_t and are not wrapped (scheduling, affinity, CPU
  *    clocks, ...) must not be given a green one; pthread_getattr_np reports the green
  *    thread's stack, pthread_setname_np is accepted and ignored.
- *  - stacks are 256 KiB by default (not 8 MiB); ask for more with pthread_attr_setstacksize.
+ *  - a stack's default size is a real thread's (RLIMIT_STACK's, 8 MiB as a rule), reserved,
+ *    not committed; GREEN_PATCH_STACK_SIZE sets another (pthread_attr_setstacksize wins).
  */
 #include "thread.h"
 
@@ -161,19 +162,56 @@ static void *tramp(void *p)
     return r;
 }
 
-/* The stack size an attr asks for: 0 for the process default (then libgreen's). */
-static size_t attr_stack_size(const pthread_attr_t *attr)
+/* glibc's default stack size for new threads (from RLIMIT_STACK, or as the program set
+ * it with pthread_setattr_default_np); 0 if it cannot say. */
+static size_t process_default_stack(void)
 {
-    size_t size = 0, dflt = 0;
+    size_t dflt = 0;
     pthread_attr_t d;
-    if (pthread_attr_getstacksize(attr, &size) != 0)
-        return 0;
     if (pthread_getattr_default_np(&d) == 0) {
         pthread_attr_getstacksize(&d, &dflt);
         pthread_attr_destroy(&d);
     }
-    if (size == dflt)
-        return 0;
+    return dflt;
+}
+
+/* The stack of a green pthread whose attr does not name a size: GREEN_PATCH_STACK_SIZE
+ * (bytes, k/K or m/M suffix) if set, else the size a real thread would get. Programs are
+ * written for that size (siege keeps a 384 KiB buffer on a worker's stack), and a slot is
+ * reserved, not committed: only the pages a thread touches cost memory. */
+static size_t default_stack(void)
+{
+    static size_t cached;
+    size_t n = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (n)
+        return n;
+    const char *v = getenv("GREEN_PATCH_STACK_SIZE");
+    if (v && *v) {
+        char *end;
+        unsigned long long x = strtoull(v, &end, 0);
+        if (*end == 'k' || *end == 'K')
+            x <<= 10;
+        else if (*end == 'm' || *end == 'M')
+            x <<= 20;
+        n = (size_t)x;
+    }
+    if (!n)
+        n = process_default_stack();
+    if (!n)
+        n = 8u << 20;
+    if (n < 16 * 1024)
+        n = 16 * 1024; /* libgreen's least */
+    __atomic_store_n(&cached, n, __ATOMIC_RELAXED);
+    return n;
+}
+
+/* The stack size an attr asks for (default_stack() when it asks for the process's
+ * default). */
+static size_t attr_stack_size(const pthread_attr_t *attr)
+{
+    size_t size = 0;
+    if (!attr || pthread_attr_getstacksize(attr, &size) != 0 || size == process_default_stack())
+        return default_stack();
     if (size < 16 * 1024)
         size = 16 * 1024; /* libgreen's least */
     return size;
@@ -186,10 +224,9 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
         return patch_real()->pthread_create(t, attr, fn, arg);
     green_attr_t ga = {0};
     int detach = PTHREAD_CREATE_JOINABLE;
-    if (attr) {
-        ga.stack_size = attr_stack_size(attr);
+    ga.stack_size = attr_stack_size(attr);
+    if (attr)
         pthread_attr_getdetachstate(attr, &detach);
-    }
     int saved = errno;
     struct pth *b = calloc(1, sizeof *b);
     green_t g = b && hub() == 0 ? green_spawn_attr(tramp, b, &ga) : NULL;

@@ -403,13 +403,59 @@ static void test_identity(void)
     }
 }
 
+
+/* ---- stacks ---- */
+/* The size of the calling thread's stack (pthread_getattr_np); it also uses 1 MiB of
+ * it, which a 256 KiB stack would not survive. */
+static void *stack_size_of_self(void *arg)
+{
+    (void)arg;
+    volatile char big[1 << 20];
+    memset((char *)big, 1, sizeof big);
+    pthread_attr_t a;
+    size_t size = 0;
+    CHECK_EQ(pthread_getattr_np(pthread_self(), &a), 0);
+    CHECK_EQ(pthread_attr_getstacksize(&a, &size), 0);
+    pthread_attr_destroy(&a);
+    return (void *)(uintptr_t)(size + big[sizeof big - 1] - 1);
+}
+
+/* A thread made without a size has a real thread's stack (the process default), or
+ * GREEN_PATCH_STACK_SIZE's under green threads; an attr's size is kept. */
+static void test_stacks(void)
+{
+    pthread_attr_t d;
+    size_t want = 0;
+    CHECK_EQ(pthread_getattr_default_np(&d), 0);
+    CHECK_EQ(pthread_attr_getstacksize(&d, &want), 0);
+    pthread_attr_destroy(&d);
+    const char *env = getenv("GREEN_PATCH_STACK_SIZE");
+    if (green && env && *env)
+        want = strtoul(env, NULL, 0);
+    pthread_t t;
+    void *r;
+    CHECK_EQ(pthread_create(&t, NULL, stack_size_of_self, NULL), 0);
+    CHECK_EQ(pthread_join(t, &r), 0);
+    size_t got = (size_t)(uintptr_t)r;
+    CHECK(got + 65536 >= want && got <= want + 65536);
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setstacksize(&a, 3u << 20);
+    CHECK_EQ(pthread_create(&t, &a, stack_size_of_self, NULL), 0);
+    pthread_attr_destroy(&a);
+    CHECK_EQ(pthread_join(t, &r), 0);
+    got = (size_t)(uintptr_t)r;
+    CHECK(got + 65536 >= (3u << 20)); /* glibc may reuse a cached stack up to 4 x as big */
+    CHECK(green ? got <= (3u << 20) + 65536 : got <= 4 * (3u << 20));
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
 } tests[] = {
     {"contention", test_contention}, {"prodcons", test_prodcons}, {"mutex_types", test_mutex_types},
     {"keys", test_keys},             {"once", test_once},         {"join", test_join},
-    {"cancel", test_cancel},         {"identity", test_identity},
+    {"cancel", test_cancel},         {"identity", test_identity}, {"stacks", test_stacks},
 };
 
 int main(int argc, char **argv)
