@@ -24,7 +24,7 @@ static int dump_signo;
 static struct green_hub *dump_target;
 static int dump_done, dumping;
 
-static void on_dump_signal(int sig, siginfo_t *si, void *uc)
+static void dump_signal(int sig, siginfo_t *si, void *uc)
 {
     (void)si;
     uc = green__signal_context(uc);
@@ -72,6 +72,13 @@ static void on_dump_signal(int sig, siginfo_t *si, void *uc)
     green__out_flush(&o);
     __atomic_store_n(&dumping, 0, __ATOMIC_RELEASE);
     errno = saved;
+}
+
+static void on_dump_signal(int sig, siginfo_t *si, void *uc)
+{
+    green__own_handler++;
+    dump_signal(sig, si, uc);
+    green__own_handler--;
 }
 
 /* "SIGQUIT", "QUIT" or a number; 0 when not understood. */

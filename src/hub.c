@@ -32,6 +32,7 @@
 
 /* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
 __thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
+__thread int green__own_handler __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t hub_key;
 static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
@@ -121,7 +122,7 @@ struct green_hub *green__hub(void)
 }
 
 /* 1 when the calling OS thread has a hub; makes none. */
-int green_private_hub_here(void) { return green__tls_hub != NULL; }
+int green_private_hub_here(void) { return green__tls_hub != NULL && !green__own_handler; }
 
 int green_private_hub_make(void) { return green__loop() ? 0 : -1; }
 

@@ -303,8 +303,10 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
     struct green_hub *h = green__tls_hub;
     size_t size = 0;
     const struct green *g = h ? overflowed(h, si->si_addr, ucontext_sp(uctx), &size) : NULL;
-    if (g)
+    if (g) {
+        green__own_handler++; /* it never returns: the report, then abort */
         green__overflow_abort(g, size);
+    }
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
     if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
         old->sa_sigaction(sig, si, uctx);

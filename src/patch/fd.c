@@ -6,7 +6,7 @@
  *
  * The table: one byte per fd number, in chunks of 16K fds reached through a fixed
  * array of 64K chunk pointers (fd numbers up to 2^30, Linux's nr_open ceiling). A chunk
- * is allocated on first use and never freed or moved, so any thread reads an entry with
+ * is mapped (async-signal-safely) on first use and never freed or moved, so any thread reads an entry with
  * one atomic load and no lock; a chunk lost to a racing allocation is freed at once.
  *
  * Entries are reset wherever a wrapper sees a number (re)born — socket, socketpair,
@@ -19,6 +19,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #define CHUNK_BITS 14
@@ -35,12 +36,14 @@ static unsigned char *chunk_of(int fd, int make)
     unsigned char *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
     if (c || !make)
         return c;
-    unsigned char *fresh = calloc(CHUNK_SIZE, 1);
-    if (!fresh)
+    /* mmap, not malloc: a wrapper may be reached from a signal handler that interrupted
+     * malloc (libunwind's reads of its validation pipe in libgreen's monitor handler) */
+    unsigned char *fresh = mmap(NULL, CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (fresh == MAP_FAILED)
         return NULL;
     if (__atomic_compare_exchange_n(slot, &c, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return fresh;
-    free(fresh); /* another thread's chunk won: c is it */
+    munmap(fresh, CHUNK_SIZE); /* another thread's chunk won: c is it */
     return c;
 }
 
