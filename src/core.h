@@ -260,11 +260,13 @@ struct green_hub {
 struct green_hub *green__hub(void);          /* this thread's hub, made on first use; NULL */
 /* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
 extern __thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
-/* Nonzero while one of libgreen's own signal handlers (monitor, dump, stack overflow)
- * runs on this thread: what it calls (libunwind reads a pipe) must not reach the patch
- * library's wrappers as a green thread's call, which may allocate (hub.c's
- * green_private_hub_here says no hub). */
-extern __thread int green__own_handler __attribute__((tls_model("initial-exec")));
+/* Nonzero while libgreen is in one of its own signal handlers (monitor, dump, stack
+ * overflow) or making this thread's hub and loop: what it calls meanwhile (libunwind
+ * reads a pipe; malloc, which jemalloc guards with pthread_mutex_trylock) must not reach
+ * the patch library's wrappers as a green thread's call, which may allocate or make the
+ * hub again. green_private_hub_here says no hub, green_private_hub_make fails (EAGAIN):
+ * the wrappers pass through to libc. */
+extern __thread int green__passthrough __attribute__((tls_model("initial-exec")));
 static inline struct green_hub *green__hub_fast(void)
 {
     struct green_hub *h = green__tls_hub;

@@ -76,9 +76,9 @@ static void dump_signal(int sig, siginfo_t *si, void *uc)
 
 static void on_dump_signal(int sig, siginfo_t *si, void *uc)
 {
-    green__own_handler++;
+    green__passthrough++;
     dump_signal(sig, si, uc);
-    green__own_handler--;
+    green__passthrough--;
 }
 
 /* "SIGQUIT", "QUIT" or a number; 0 when not understood. */

@@ -32,7 +32,7 @@
 
 /* initial-exec: one instruction to reach, no __tls_get_addr call on the switch path */
 __thread struct green_hub *green__tls_hub __attribute__((tls_model("initial-exec")));
-__thread int green__own_handler __attribute__((tls_model("initial-exec")));
+__thread int green__passthrough __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t hub_key;
 static pthread_once_t hub_once = PTHREAD_ONCE_INIT;
@@ -80,11 +80,33 @@ static void hub_once_init(void)
     pthread_atfork(green__blocks_fork_hold, green__blocks_fork_release, atfork_child);
 }
 
+static struct green_hub *hub_make(void);
+
 struct green_hub *green__hub(void)
 {
     if (green__tls_hub)
         return green__tls_hub;
+    if (green__passthrough) { /* reached again while being made (a wrapped malloc lock) */
+        errno = EAGAIN;
+        return NULL;
+    }
     green__sys.pthread_once(&hub_once, hub_once_init);
+    green__passthrough++;
+    struct green_hub *h = hub_make();
+    green__passthrough--;
+    if (!h)
+        return NULL;
+    green__tls_hub = h;
+    green__sys.pthread_setspecific(hub_key, h);
+    registry_add(h);
+    green__sys.pthread_once(&debug_once, green__debug_init);
+    return h;
+}
+
+/* A new hub with its root (the calling thread), not yet this thread's: NULL when out of
+ * memory. */
+static struct green_hub *hub_make(void)
+{
     struct green_hub *h = calloc(1, sizeof *h);
     if (!h)
         return NULL;
@@ -114,17 +136,23 @@ struct green_hub *green__hub(void)
         pthread_attr_destroy(&a);
     }
 #endif
-    green__tls_hub = h;
-    green__sys.pthread_setspecific(hub_key, h);
-    registry_add(h);
-    green__sys.pthread_once(&debug_once, green__debug_init);
     return h;
 }
 
 /* 1 when the calling OS thread has a hub; makes none. */
-int green_private_hub_here(void) { return green__tls_hub != NULL && !green__own_handler; }
+int green_private_hub_here(void) { return green__tls_hub != NULL && !green__passthrough; }
 
-int green_private_hub_make(void) { return green__loop() ? 0 : -1; }
+int green_private_hub_make(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (h && h->poller)
+        return 0;
+    if (green__passthrough) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return green__loop() ? 0 : -1;
+}
 
 /* ---- death: the OS thread exits ---- */
 

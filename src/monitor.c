@@ -188,7 +188,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     if (t && (h == t || (!h && t->tid == (int)syscall(SYS_gettid))) && /* (exiting: no hub) */
         __atomic_compare_exchange_n(&mon_req, &asked, REQ_CLAIMED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         struct look *lk = &mon_look;
-        green__own_handler++;
+        green__passthrough++;
         if (!h) {
             lk->gone = 1;
         } else {
@@ -198,7 +198,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
             lk->npcs = green__bt_pcs(uc, lk->pcs, MON_FRAMES);
             restart_interrupted(lk, uc);
         }
-        green__own_handler--;
+        green__passthrough--;
         __atomic_store_n(&mon_req, REQ_DONE, __ATOMIC_RELEASE);
         errno = saved;
         return;

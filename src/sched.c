@@ -344,13 +344,25 @@ static inline struct green_hub *loop(void)
     return loop_init();
 }
 
+static struct green_hub *loop_make(struct green_hub *h);
+
 static __attribute__((noinline)) struct green_hub *loop_init(void)
 {
     struct green_hub *h = green__hub_fast();
     if (!h) {
-        errno = ENOMEM;
+        if (errno != EAGAIN)
+            errno = ENOMEM;
         return NULL;
     }
+    green__passthrough++; /* see core.h */
+    h = loop_make(h);
+    green__passthrough--;
+    return h;
+}
+
+/* h's timers and poller */
+static struct green_hub *loop_make(struct green_hub *h)
+{
     h->now = clock_ms();
     if (!h->wheel && green__timer_init(h) != 0)
         return NULL;

@@ -304,7 +304,7 @@ static void on_segv(int sig, siginfo_t *si, void *uctx)
     size_t size = 0;
     const struct green *g = h ? overflowed(h, si->si_addr, ucontext_sp(uctx), &size) : NULL;
     if (g) {
-        green__own_handler++; /* it never returns: the report, then abort */
+        green__passthrough++; /* it never returns: the report, then abort */
         green__overflow_abort(g, size);
     }
     struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
