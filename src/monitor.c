@@ -574,7 +574,7 @@ static uint64_t thread_cpu(struct green_hub *h)
 {
     clockid_t c;
     struct timespec ts;
-    if (pthread_getcpuclockid((pthread_t)h->thread, &c) != 0 || clock_gettime(c, &ts) != 0)
+    if (green__sys.pthread_getcpuclockid((pthread_t)h->thread, &c) != 0 || clock_gettime(c, &ts) != 0)
         return 0;
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

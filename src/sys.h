@@ -60,7 +60,8 @@
     X(pthread_rwlock_clockrdlock) X(pthread_rwlock_wrlock) X(pthread_rwlock_trywrlock)    \
     X(pthread_rwlock_timedwrlock) X(pthread_rwlock_clockwrlock) X(pthread_rwlock_unlock)  \
     X(pthread_barrier_init) X(pthread_barrier_destroy) X(pthread_barrier_wait)            \
-    X(pthread_spin_lock) X(pthread_spin_trylock) X(sem_init) X(sem_post) X(sem_wait)      \
+    X(pthread_spin_lock) X(pthread_spin_trylock) X(pthread_getcpuclockid)                 \
+    X(sem_init) X(sem_post) X(sem_wait)                                                  \
     X(sem_timedwait) X(sem_clockwait)                                                    \
     X(sigaction) X(signal) X(sigsuspend) X(pause) X(raise)                               \
     X(epoll_wait) X(epoll_pwait) GREEN_SYS_EPOLL_PWAIT2(X)                               \

@@ -68,9 +68,8 @@
  *    pthread_create's back): see each object's file for what works.
  *  - C++ (or -fexceptions) cleanups do not run on pthread_exit or cancellation (the
  *    unwinding is a longjmp); pthread_cleanup_push's C form does.
- *  - the calls that take a pthread_t and are not wrapped (scheduling, affinity, CPU
- *    clocks, ...) must not be given a green one; pthread_getattr_np reports the green
- *    thread's stack, pthread_setname_np is accepted and ignored.
+ *  - scheduling, affinity, CPU clocks and names of a green pthread: thread_np.c;
+ *    pthread_getattr_np reports the green thread's stack.
  *  - a stack's default size is a real thread's (RLIMIT_STACK's, 8 MiB as a rule), reserved,
  *    not committed; GREEN_PATCH_STACK_SIZE sets another (pthread_attr_setstacksize wins).
  */
@@ -115,6 +114,8 @@ static int check(pthread_t t)
     errno = saved;
     return e;
 }
+
+int pth_check(pthread_t t) { return is_green(t) ? check(t) : -1; }
 
 void patch_die(const char *msg)
 {

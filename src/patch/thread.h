@@ -83,6 +83,11 @@ struct powner *powner_self(void);
  * caller is the initial thread or runs a hub (made here if need be). (thread.c) */
 int green_here(void);
 
+/* For a wrapper of a call that takes a pthread_t: -1 when t is not a green pthread (pass
+ * it to libc), 0 when it is a live one of this hub, else the error number (ESRCH: stale
+ * or another hub's). (thread.c) */
+int pth_check(pthread_t t);
+
 /* 1 when green threads of more than one OS thread use pthread objects: then nobody can
  * tell whether a waiter's object is released on another OS thread, and every wait looks
  * again every PQ_RECHECK_MS. (thread.c) */

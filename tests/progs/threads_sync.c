@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -449,6 +450,49 @@ static void test_stacks(void)
     CHECK(green ? got <= (3u << 20) + 65536 : got <= 4 * (3u << 20));
 }
 
+
+/* ---- the calls that take a pthread_t to describe or tune its OS thread ---- */
+static void test_np(void)
+{
+    pthread_mutex_lock(&gate_m);
+    gate_open = 0;
+    pthread_mutex_unlock(&gate_m);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, wait_gate, NULL), 0);
+    int policy = -1;
+    struct sched_param sp = {.sched_priority = -1};
+    CHECK_EQ(pthread_getschedparam(t, &policy, &sp), 0);
+    CHECK_EQ(policy, SCHED_OTHER);
+    CHECK_EQ(sp.sched_priority, 0);
+    CHECK_EQ(pthread_setschedparam(t, SCHED_OTHER, &sp), 0);
+    sp.sched_priority = 5;
+    CHECK_EQ(pthread_setschedparam(t, SCHED_OTHER, &sp), EINVAL);
+    CHECK_EQ(pthread_setschedprio(t, 0), 0);
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    CHECK_EQ(pthread_getaffinity_np(t, sizeof cpus, &cpus), 0);
+    CHECK(CPU_COUNT(&cpus) > 0);
+    CHECK_EQ(pthread_setaffinity_np(t, sizeof cpus, &cpus), 0);
+    clockid_t c;
+    struct timespec ts;
+    CHECK_EQ(pthread_getcpuclockid(t, &c), 0);
+    CHECK_EQ(clock_gettime(c, &ts), 0);
+    char name[16];
+    CHECK_EQ(pthread_getname_np(t, name, sizeof name), 0);
+    CHECK_EQ(pthread_sigqueue(t, 0, (union sigval){.sival_int = 0}), 0);
+    pthread_mutex_lock(&gate_m);
+    gate_open = 1;
+    pthread_cond_broadcast(&gate_c);
+    pthread_mutex_unlock(&gate_m);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    if (green) { /* glibc's answer to a joined thread is undefined (it may crash) */
+        CHECK_EQ(pthread_getschedparam(t, &policy, &sp), ESRCH);
+        CHECK_EQ(pthread_setaffinity_np(t, sizeof cpus, &cpus), ESRCH);
+        CHECK_EQ(pthread_getcpuclockid(t, &c), ESRCH);
+        CHECK_EQ(pthread_sigqueue(t, 0, (union sigval){.sival_int = 0}), ESRCH);
+    }
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -456,6 +500,7 @@ static const struct {
     {"contention", test_contention}, {"prodcons", test_prodcons}, {"mutex_types", test_mutex_types},
     {"keys", test_keys},             {"once", test_once},         {"join", test_join},
     {"cancel", test_cancel},         {"identity", test_identity}, {"stacks", test_stacks},
+    {"np", test_np},
 };
 
 int main(int argc, char **argv)
