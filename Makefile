@@ -23,13 +23,8 @@ CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk \
               iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
-<<<<<<< HEAD
-.PHONY: fuzz all test bench bench-peers bench-net deps-test deps-bench test-native test-ucontext \
-        test-asan test-tsan test-valgrind test-aarch64 install clean
-=======
 .PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
-        test-ucontext test-asan test-tsan test-valgrind test-aarch64 clean
->>>>>>> corpus
+        test-ucontext test-asan test-tsan test-valgrind test-aarch64 install clean
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
