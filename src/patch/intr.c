@@ -503,7 +503,7 @@ static void hook(void)
     int e = errno;
     uint32_t from = st->done, upto = __atomic_load_n(&st->seq, __ATOMIC_SEQ_CST);
     sigset_t blocked;
-    int have_blocked = st->suspends && pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0;
+    int have_blocked = st->suspends && patch_real()->pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0;
     for (int sig = 1; sig < NSIG && after(upto, from); sig++) {
         uint32_t seq = __atomic_load_n(&st->any[sig], __ATOMIC_SEQ_CST);
         if (!after(seq, from) || after(seq, upto))
