@@ -34,10 +34,12 @@
  *    libgreen itself (src/) and this library's own uses call libc directly (sys.h,
  *    patch_real()), never these wrappers.
  *
- * What follows from it: a green pthread's mask decides nothing about where the kernel
- * delivers a signal (its handler runs on the OS thread whenever the OS thread's mask —
- * the root's — lets it in; which blocking call it interrupts is intr.c's rule), and what
- * a green pthread blocks stays deliverable to the rest of the process. sigwait,
+ * What follows from it: a signal's handler runs on the OS thread whenever the OS
+ * thread's mask — the root's — lets it in, and which blocking call it interrupts is
+ * intr.c's rule; what a green pthread blocks stays deliverable to the rest of the
+ * process. A signal the root blocks that a green pthread lets in is for that thread
+ * while it is in an interruptible call: the call waits with the thread's mask, as
+ * sigsuspend waits with its own (intr.c, own_mask). sigwait,
  * sigwaitinfo and sigtimedwait block the signals they wait for on the OS thread
  * themselves (signal.c); sigsuspend, ppoll and pselect take their mask as given (intr.c).
  * A program's fork() or posix_spawn() in a green pthread gives the child the OS thread's

@@ -16,6 +16,9 @@
  *   sigpipe        a thread that blocks SIGPIPE and writes to a pipe with no reader gets
  *                  EPIPE and lives; the SIGPIPE is then pending, and sigtimedwait (zero
  *                  timeout) and sigwait take it
+ *   thread-admits  main blocks SIGUSR1, a thread lets it in and waits in poll: a
+ *                  SIGUSR1 sent to the process runs the handler and interrupts the
+ *                  thread's poll (the kernel delivers it to the one thread that admits it)
  *
  * Waits that must end have a timeout (printed as "timeout"), and every mode sets
  * alarm(): a wrong result shows as a different output, not a hang.
@@ -340,6 +343,43 @@ static void mode_sigpipe(void)
     printf("alive, main's mask: %s\n", mine());
 }
 
+/* ---- thread-admits ---- */
+
+static volatile sig_atomic_t usr1_hits;
+static volatile int admits_done;
+static void on_usr1(int sig) { (void)sig; usr1_hits = 1; }
+
+/* Lets in SIGUSR1, which main blocks: a process-directed one is for this thread. */
+static void *admitter(void *arg)
+{
+    (void)arg;
+    sigset_t s = set_of(SIGUSR1, 0, 0);
+    CHECK(pthread_sigmask(SIG_UNBLOCK, &s, NULL) == 0);
+    errno = 0;
+    int r = poll(NULL, 0, 5000);
+    printf("thread's poll: %s handler=%d\n", r == 0 ? "timeout" : err_name(r, errno), (int)usr1_hits);
+    admits_done = 1;
+    return NULL;
+}
+
+static void mode_thread_admits(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    sigset_t s = set_of(SIGUSR1, 0, 0);
+    CHECK(pthread_sigmask(SIG_BLOCK, &s, NULL) == 0);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, admitter, NULL) == 0);
+    while (!admits_done) {
+        ms_sleep(20);
+        kill(getpid(), SIGUSR1);
+    }
+    CHECK(pthread_join(t, NULL) == 0);
+    printf("main: %s\n", main_mask());
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -347,6 +387,7 @@ static const struct {
     {"worker-blocks", mode_worker_blocks},
     {"per-thread", mode_per_thread},
     {"sigpipe", mode_sigpipe},
+    {"thread-admits", mode_thread_admits},
 };
 
 int main(int argc, char **argv)
