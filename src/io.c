@@ -287,7 +287,7 @@ void green__sigpipe_hold(struct green_sigpipe *s)
     int e = errno;
     sigset_t pipe_only;
     sigpipe_only(&pipe_only);
-    pthread_sigmask(SIG_BLOCK, &pipe_only, &s->old);
+    green__sys.pthread_sigmask(SIG_BLOCK, &pipe_only, &s->old);
     /* while it was unblocked, none could be pending for this thread: it would have been
      * delivered */
     s->pending = sigismember(&s->old, SIGPIPE) && sigpipe_pending_here();
@@ -307,7 +307,7 @@ void green__sigpipe_release(struct green_sigpipe *s, int err)
         while (green__sys.sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
         }
     }
-    pthread_sigmask(SIG_SETMASK, &s->old, NULL);
+    green__sys.pthread_sigmask(SIG_SETMASK, &s->old, NULL);
     errno = e;
 }
 

@@ -706,10 +706,10 @@ int green_monitor_start(int64_t ms)
     /* the watchdog takes no signal meant for the program */
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    green__sys.pthread_sigmask(SIG_SETMASK, &all, &old);
     mon_stop = 0;
     int e = green__sys_thread_create(&mon_thread, monitor_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    green__sys.pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != 0) {
         green__sys.pthread_mutex_unlock(&mon_lock);
         errno = EAGAIN;

@@ -188,9 +188,9 @@ static int worker_start(unsigned me)
     const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
     for (size_t i = 0; i < sizeof faults / sizeof *faults; i++)
         sigdelset(&all, faults[i]);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    green__sys.pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = green__sys_thread_create(&pool.tid[me], worker, (void *)(uintptr_t)me);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    green__sys.pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }
 

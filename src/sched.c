@@ -246,10 +246,10 @@ static inline void poll_wait(struct green_hub *h, int timeout)
 static __attribute__((noinline)) void poll_wait_unblocked(struct green_hub *h, int timeout)
 {
     sigset_t masked;
-    int unblocked = pthread_sigmask(SIG_UNBLOCK, &unblock.set, &masked) == 0;
+    int unblocked = green__sys.pthread_sigmask(SIG_UNBLOCK, &unblock.set, &masked) == 0;
     poll_wait(h, timeout);
     if (unblocked)
-        pthread_sigmask(SIG_SETMASK, &masked, NULL);
+        green__sys.pthread_sigmask(SIG_SETMASK, &masked, NULL);
 }
 
 static void poll_once(struct green_hub *h, int timeout)

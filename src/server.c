@@ -324,9 +324,9 @@ static int thread_create(pthread_t *t, struct shard *sh)
 {
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    green__sys.pthread_sigmask(SIG_SETMASK, &all, &old);
     int err = green__sys_thread_create(t, shard_thread, sh);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    green__sys.pthread_sigmask(SIG_SETMASK, &old, NULL);
     return err;
 }
 

@@ -247,7 +247,7 @@ static struct green_waiter *waiter_join(struct green_hub *h, struct sig_state *s
             sigaddset(&set, signo);
     /* blocked before the signalfd asks for them, so no delivery in between goes to the
      * signal's disposition; and every time, in case the caller unblocked one since */
-    int e = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int e = green__sys.pthread_sigmask(SIG_BLOCK, &set, NULL);
     if (e != 0) {
         errno = e;
         return NULL;

@@ -63,7 +63,7 @@
     X(pthread_spin_lock) X(pthread_spin_trylock) X(pthread_getcpuclockid)                 \
     X(sem_init) X(sem_post) X(sem_wait)                                                  \
     X(sem_timedwait) X(sem_clockwait)                                                    \
-    X(sigaction) X(signal) X(sigsuspend) X(pause) X(raise)                               \
+    X(sigaction) X(signal) X(sigsuspend) X(pause) X(raise) X(pthread_sigmask) X(sigprocmask) \
     X(epoll_wait) X(epoll_pwait) GREEN_SYS_EPOLL_PWAIT2(X)                               \
     X(sigwait) X(sigwaitinfo) X(sigtimedwait)                                            \
     X(waitpid) X(wait) X(wait3) X(wait4) X(waitid) X(system) X(popen) X(pclose)          \

@@ -34,6 +34,9 @@
  *  - a signal the OS thread blocks, let in while the hub was idle for a sigsuspend (or a
  *    ppoll, pselect with a mask): the waiting green thread whose mask admits it, the root
  *    first;
+ *  - a signal the OS thread blocks, let in while the hub was idle for a green pthread
+ *    whose own mask (sigmask.c) admits it: its call, as if it waited with that mask
+ *    (the OS thread's mask is the root's, so the kernel would have picked this thread);
  *  - any other: the root (main(), or the first green thread of the hub's OS thread),
  *    which stands for the OS thread the kernel chose (for a process-directed signal, the
  *    kernel picks a thread that does not block it: this one);
@@ -503,7 +506,7 @@ static void hook(void)
     int e = errno;
     uint32_t from = st->done, upto = __atomic_load_n(&st->seq, __ATOMIC_SEQ_CST);
     sigset_t blocked;
-    int have_blocked = st->suspends && pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0;
+    int have_blocked = st->suspends && patch_real()->pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0;
     for (int sig = 1; sig < NSIG && after(upto, from); sig++) {
         uint32_t seq = __atomic_load_n(&st->any[sig], __ATOMIC_SEQ_CST);
         if (!after(seq, from) || after(seq, upto))
@@ -545,8 +548,30 @@ static void count_admitted(struct intr_state *st, uint64_t admits, int by)
     update_unblock(st);
 }
 
+/* For a green pthread's call without a mask of its own: the green thread's mask
+ * (sigmask.c) in *own, when it lets in a signal the OS thread blocks. The call then waits
+ * with it as sigsuspend waits with its mask: the hub lets that signal in while idle, and
+ * a process-directed one the root blocks interrupts this call, as the kernel would pick
+ * this thread. 0: the call has no mask (the OS thread's decides, the root stands for it). */
+static int own_mask(sigset_t *own)
+{
+    if (!patch_threads || !patch_sigmask_green(own))
+        return 0;
+    sigset_t os;
+    sigemptyset(&os);
+    if (patch_real()->pthread_sigmask(SIG_BLOCK, NULL, &os) != 0)
+        return 0;
+    for (int sig = 1; sig <= 64 && sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP && sigismember(&os, sig) == 1 && sigismember(own, sig) != 1)
+            return 1;
+    return 0;
+}
+
 static struct patch_intr *call_begin(enum patch_intr_kind kind, const sigset_t *mask)
 {
+    sigset_t own;
+    if (!mask && own_mask(&own))
+        mask = &own;
     static int hooked;
     if (!__atomic_load_n(&hooked, __ATOMIC_ACQUIRE)) {
         green_private_set_interrupt_hook(hook);

@@ -186,6 +186,10 @@ int patch_intr_catch(const sigset_t *mask);
 uint32_t patch_intr_now(void);
 int patch_intr_restart(uint32_t since);
 
+/* With GREEN_PATCH_THREADS, in a green pthread: its own signal mask in *out, and 1;
+ * anywhere else 0 (the caller's mask is the OS thread's). (sigmask.c) */
+int patch_sigmask_green(sigset_t *out);
+
 struct green_patch_sym {
     const char *name;
     void *wrapper;

@@ -369,7 +369,7 @@ static void sys_enter(struct sigaction *intr, struct sigaction *quit)
         sigset_t chld;
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
-        pthread_sigmask(SIG_BLOCK, &chld, &sys_thread_mask);
+        patch_real()->pthread_sigmask(SIG_BLOCK, &chld, &sys_thread_mask);
     }
 }
 
@@ -379,7 +379,7 @@ static void sys_leave(void)
         sigset_t chld;
         sigemptyset(&chld);
         sigaddset(&chld, SIGCHLD);
-        pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
+        patch_real()->pthread_sigmask(SIG_UNBLOCK, &chld, NULL);
     }
     patch_real()->pthread_mutex_lock(&sys_lock);
     if (--sys_running == 0) {
@@ -422,7 +422,11 @@ static int run_shell(const char *cmd)
         sigaddset(&reset, SIGQUIT);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
-    posix_spawnattr_setsigmask(&attr, &sys_thread_mask);
+    /* the shell's mask is the caller's: the OS thread's before system() blocked SIGCHLD,
+     * or a green pthread's own (sigmask.c) */
+    sigset_t shell_mask = sys_thread_mask;
+    patch_sigmask_green(&shell_mask);
+    posix_spawnattr_setsigmask(&attr, &shell_mask);
     posix_spawnattr_setsigdefault(&attr, &reset);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
     pid_t pid;
@@ -487,11 +491,22 @@ static int popen_spawn(struct popen_entry *ent, const char *cmd, int child, int 
         if (fd >= 0 && fd != child_fd)
             err = posix_spawn_file_actions_addclose(&fa, fd);
     }
-    if (!err && (err = spawn_shell(&ent->pid, cmd, &fa, NULL)) == 0) {
+    /* a green pthread's shell gets its mask (sigmask.c), others the OS thread's */
+    posix_spawnattr_t attr;
+    sigset_t mask;
+    int green_mask = patch_sigmask_green(&mask);
+    if (green_mask) {
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setsigmask(&attr, &mask);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+    }
+    if (!err && (err = spawn_shell(&ent->pid, cmd, &fa, green_mask ? &attr : NULL)) == 0) {
         ent->next = popens;
         popens = ent;
     }
     popen_locked(0);
+    if (green_mask)
+        posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     return err;
 }

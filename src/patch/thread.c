@@ -63,7 +63,9 @@
  *    parallel (nor is a busy one preempted: it holds the hub until it blocks or yields).
  *  - a signal cannot be sent to a green thread: pthread_kill(t, sig) delivers sig to the
  *    OS thread that runs t's hub (sig 0 still tests that t exists), and the blocking call
- *    its handler interrupts is t's (intr.c). pthread_sigmask is per OS thread.
+ *    its handler interrupts is t's (intr.c). A green pthread's signal mask
+ *    (pthread_sigmask, sigprocmask) is its own and does not change which OS thread the
+ *    kernel delivers to; only its SIGPIPE bit is applied to the OS thread (sigmask.c).
  *  - objects shared with plain OS threads (libgreen's thread pool, threads made behind
  *    pthread_create's back): see each object's file for what works.
  *  - C++ (or -fexceptions) cleanups do not run on pthread_exit or cancellation (the
@@ -230,6 +232,10 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
         pthread_attr_getdetachstate(attr, &detach);
     int saved = errno;
     struct pth *b = calloc(1, sizeof *b);
+    if (b && !patch_sigmask_green(&b->mask)) { /* the creator's mask (sigmask.c) */
+        sigemptyset(&b->mask);
+        patch_real()->pthread_sigmask(SIG_BLOCK, NULL, &b->mask);
+    }
     green_t g = b && hub() == 0 ? green_spawn_attr(tramp, b, &ga) : NULL;
     if (g && green_private_set_local(g, b) != 0) { /* killed before it runs: tramp never sees b */
         green_kill(g);

@@ -69,6 +69,7 @@ struct pth {
     struct spec **spec;               /* KEY_BLOCKS blocks of KEY_BLOCK, on first use */
     uint8_t cancel_pending, cancel_disabled, cancel_async;
     struct powner own;
+    sigset_t mask;                    /* its signal mask (sigmask.c) */
 };
 
 /* The caller's green pthread block: NULL in the root, a plain thread, or a green thread
