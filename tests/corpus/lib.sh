@@ -40,7 +40,7 @@ TMO=${GREEN_CORPUS_TIMEOUT:-10}
 DETECT=${GREEN_CORPUS_DETECT:-0}
 LAT=200              # ms: how long the delay server takes to answer, in every test
 GREEN_FLAGS=(--threads)
-PIN=""               # set by a test before a launch: what pins the hub today (an ERE;
+PIN=""               # set by a test before a launch: what pinned (or pins) the hub (an ERE;
                      # "spin": a loop, no one function, so any report of the hub will do)
 PIN_AT=0             # ... and when, in s after the launch (the detector has 1 s more)
 NAME=${NAME:-$(basename "$0" .sh)}   # a test run with arguments may name itself first

@@ -7,7 +7,7 @@
 # output. The client is this script (bash's /dev/tcp), on real threads.
 . "$(dirname "$0")/lib.sh"
 need memcached
-PIN="epoll_wait"  # the workers' epoll_wait pins the hub (lead, Dec 2026)
+PIN="epoll_wait"  # what pinned the hub before the epoll wrappers (Dec 2026): if it ever fails again, the detector must name it
 
 # say FD TEXT: send TEXT (with \r\n escapes) on connection FD
 say() { { printf '%b' "$2" >&"$1"; } 2>/dev/null; }

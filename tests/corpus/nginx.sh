@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 need nginx curl
 start_delay
-PIN="epoll_wait"  # the event loop's epoll_wait pins the hub: the pool never runs (lead, Dec 2026)
+PIN="epoll_wait"  # what pinned the hub before the epoll wrappers (Dec 2026): if it ever fails again, the detector must name it
 N=$T/nginx
 mkdir -p "$N/html/files"
 seq 1 20000 >"$N/html/files/numbers.txt"  # 106 KB: several reads by the pool

@@ -9,7 +9,7 @@ start_postgres
 PGBENCH=$PGBIN/pgbench
 [ -x "$PGBENCH" ] || skip "pgbench is not installed"
 echo "SELECT pg_sleep($LAT / 1000.0);" >"$T/sleep.sql"
-PIN="pthread_barrier_wait"  # the threads' start barrier pins the hub (lead, Dec 2026)
+PIN="pthread_barrier_wait"  # what pinned the hub before green barriers (Dec 2026): if it ever fails again, the detector must name it
 PGB=("$PGBENCH" -n -f "$T/sleep.sql" -h 127.0.0.1 -p "$PG_PORT" -U postgres)
 
 # load MODE C: C clients on C/2 threads, one transaction each

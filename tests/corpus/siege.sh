@@ -8,7 +8,7 @@
 need siege
 start_delay
 siege -C >/dev/null 2>&1 # writes ~/.siege/siege.conf once, so that runs print nothing else
-PIN="sigwait|sigtimedwait"  # the signal thread's sigwait pins the hub (lead, Dec 2026)
+PIN="sigwait|sigtimedwait"  # what pinned the hub before the sigwait wrappers (Dec 2026): if it ever fails again, the detector must name it
 
 # load MODE C: C users, one request each
 load() {

@@ -7,7 +7,7 @@
 . "$(dirname "$0")/lib.sh"
 need tinyproxy curl
 start_delay
-PIN=""  # today it hangs after SIGTERM without pinning: poll() is not interrupted (EINTR)
+PIN=""  # it hung after SIGTERM without pinning (poll() was not interrupted) before handlers interrupted calls
 
 # load MODE C: tinyproxy serves C concurrent requests, then gets SIGTERM
 load() {
