@@ -26,8 +26,12 @@ static int epoll_green(int ep, struct epoll_event *ev, int n, int64_t deadline, 
 {
     int e = errno;
     int r = patch_real()->epoll_wait(ep, ev, n, 0);
-    if (r != 0 || deadline == 0)
+    if (r < 0)
         return r;
+    if (r > 0 || deadline == 0) {
+        patch_zero_wait(); /* a scheduling point even when it need not wait */
+        return r;
+    }
     if (patch_intr_catch(sigmask) != 0)
         return -1; /* EINTR: a pending signal it lets in came */
     struct patch_intr *in = NULL;

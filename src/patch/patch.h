@@ -121,6 +121,20 @@ static inline void patch_parking(void)
     if (PATCH_UNLIKELY(patch_native_held))
         patch_parking_report();
 }
+/* A wait (poll, select, epoll_wait) that returns without parking — something was ready,
+ * or its timeout was zero: yield once, so that an event loop that always finds work
+ * (redis-benchmark's threads, each with its own epoll loop over always-writable
+ * sockets) lets the hub's other green threads run, as the kernel's preemption does for
+ * real threads; without it one loop held the hub for good. Not while a native mutex is
+ * held (another green thread could block on it). errno is kept. */
+static inline void patch_zero_wait(void)
+{
+    if (PATCH_LIKELY(!patch_native_held)) {
+        int e = errno;
+        green_yield();
+        errno = e;
+    }
+}
 /* After libc's lock of m returned e in a pass-through path: e (counted when it is held
  * by a green thread); and before libc's unlock. `site` is the lock's caller. */
 int patch_native_lock(void *m, int e, void *site);

@@ -121,12 +121,16 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline, struct patch_intr
     for (;;) {
         int r = live ? patch_real()->poll(fds, n, 0) : 0;
         if (r != 0) {
-            if (r > 0)
+            if (r > 0) {
+                patch_zero_wait(); /* a scheduling point even when something is ready */
                 errno = e;
+            }
             return r;
         }
-        if (deadline == 0 || (deadline > 0 && green_now() >= deadline))
+        if (deadline == 0 || (deadline > 0 && green_now() >= deadline)) {
+            patch_zero_wait();
             return 0;
+        }
         if (patch_intr_park(in, kind, NULL) != 0)
             return -1;
         patch_parking();

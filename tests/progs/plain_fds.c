@@ -11,6 +11,7 @@
 #include "prog.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/sendfile.h>
@@ -351,12 +352,66 @@ static void check_cancel(void)
     close(s[1]);
 }
 
+/* ---- event loops that always find work ---- */
+static int busy_stop;
+
+/* poll (arg NULL) or epoll_wait (arg non-NULL) in a loop on an always-writable socket,
+ * until busy_stop: a loop that never has to wait */
+static void *busy_loop(void *arg)
+{
+    int sv[2];
+    CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int ep = -1;
+    if (arg) {
+        ep = epoll_create1(0);
+        struct epoll_event e = {.events = EPOLLOUT};
+        CHECK_EQ(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &e), 0);
+    }
+    long rounds = 0;
+    while (!__atomic_load_n(&busy_stop, __ATOMIC_ACQUIRE)) {
+        if (arg) {
+            struct epoll_event got;
+            CHECK_EQ(epoll_wait(ep, &got, 1, -1), 1);
+        } else {
+            struct pollfd p = {.fd = sv[0], .events = POLLOUT};
+            CHECK_EQ(poll(&p, 1, 1000), 1);
+        }
+        rounds++;
+    }
+    if (ep >= 0)
+        close(ep);
+    close(sv[0]);
+    close(sv[1]);
+    return (void *)rounds;
+}
+
+/* Two threads in event loops that never wait, a third that stops them after a 50 ms
+ * sleep: on real threads the kernel preempts the loops; under green threads a poll or
+ * epoll_wait that returns at once must still let the others run (it held the hub for
+ * good: SIGALRM after 20 s). */
+static void check_busy(void)
+{
+    alarm(20);
+    pthread_t a, b;
+    CHECK_EQ(pthread_create(&a, NULL, busy_loop, NULL), 0);
+    CHECK_EQ(pthread_create(&b, NULL, busy_loop, (void *)1), 0);
+    struct timespec ts = {0, 50 * 1000000L};
+    CHECK_EQ(nanosleep(&ts, NULL), 0);
+    __atomic_store_n(&busy_stop, 1, __ATOMIC_RELEASE);
+    void *ra, *rb;
+    CHECK_EQ(pthread_join(a, &ra), 0);
+    CHECK_EQ(pthread_join(b, &rb), 0);
+    CHECK((long)ra > 0 && (long)rb > 0);
+    alarm(0);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     static const struct prog_test tests[] = {
         {"epoll", check_epoll},       {"sendfile", check_sendfile}, {"splice", check_splice},
         {"recvmmsg", check_recvmmsg}, {"sendmmsg", check_sendmmsg}, {"cancel", check_cancel},
+        {"busy", check_busy},
     };
     return prog_main(argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
