@@ -16,7 +16,7 @@ ARCH := $(shell uname -m)
 # run them. Debian 12's names: tinyproxy-bin and mariadb-server-core are the programs
 # without their system services.
 CORPUS_PKGS := siege tinyproxy-bin sysbench postgresql mariadb-server-core mariadb-client memcached nginx \
-               curl time procps
+               curl time procps redis-server redis-tools
 TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libunwind-dev gdb \
              libcurl4-openssl-dev libhiredis-dev redis-server libjemalloc2 $(CORPUS_PKGS)
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user

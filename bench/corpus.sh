@@ -30,7 +30,7 @@ for f in "$CORPUS_GREENRUN" "$CORPUS_DELAY"; do
   [[ -x $f ]] || { echo "corpus.sh: $f is missing; build first (make bench-corpus does)" >&2; exit 1; }
 done
 unset GREENRUN GREEN_CORPUS_DETECT
-read -r -a PROGRAMS <<<"${CORPUS_PROGRAMS:-siege tinyproxy pgbench sysbench_pgsql sysbench_mysql mariadb_slap memcached nginx curl}"
+read -r -a PROGRAMS <<<"${CORPUS_PROGRAMS:-siege tinyproxy pgbench sysbench_pgsql sysbench_mysql mariadb_slap memcached nginx curl redis_benchmark}"
 T_START=$(date +%s)
 
 # what each program is, and what its concurrency counts
@@ -43,7 +43,8 @@ declare -A WHAT=(
   [mariadb_slap]="mariadb-slap: clients (threads), one query each"
   [memcached]="memcached: waiting connections, on connections/2 worker threads"
   [nginx]="nginx: concurrent proxied requests (its epoll loop; a thread pool)"
-  [curl]="curl -Z: parallel transfers (one thread; resolver threads)")
+  [curl]="curl -Z: parallel transfers (one thread; resolver threads)"
+  [redis_benchmark]="redis-benchmark --threads 4: clients (SET+GET, 100 each; 4 event-loop threads)")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "—" }'; }
 fmt_s() { awk -v v="$1" 'BEGIN { if (v < 10) printf "%.2f s", v; else printf "%.1f s", v }'; }
