@@ -425,6 +425,32 @@ static void test_blocking_fd_parks(void **state)
     assert_hub_idle();
 }
 
+/* A copy (dup, F_DUPFD) made before libgreen knew the fd, then only the original used:
+ * the copy still looks blocking and its read parks (F_GETFL showed the O_NONBLOCK set
+ * underneath and the read failed with EAGAIN; found by tests/fuzz/fuzz_fdflags.c). */
+static void test_dup_before_use(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int d = dup(p[0]), f = fcntl(p[0], F_DUPFD, 0);
+    assert_true(d >= 0 && f >= 0);
+    char c;
+    assert_int_equal(green_timeout_push(5), 0);
+    assert_fails_with(read(p[0], &c, 1), ETIMEDOUT); /* learns p[0]: O_NONBLOCK underneath */
+    assert_int_not_equal(kernel_flags(d) & O_NONBLOCK, 0);
+    assert_int_equal(fcntl(d, F_GETFL) & O_NONBLOCK, 0);
+    assert_int_equal(fcntl(f, F_GETFL) & O_NONBLOCK, 0);
+    assert_fails_with(read(d, &c, 1), ETIMEDOUT);
+    assert_fails_with(read(f, &c, 1), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_int_equal(close(d), 0);
+    assert_int_equal(close(f), 0);
+    assert_int_equal(close(p[0]), 0);
+    assert_int_equal(close(p[1]), 0);
+    assert_hub_idle();
+}
+
 /* accept4 gives the accepted fd the caller's flags only; SOCK_NONBLOCK keeps EAGAIN. */
 static void *connect_to(void *arg)
 {
@@ -1631,6 +1657,7 @@ int main(void)
         cmocka_unit_test(test_sleeps_concurrent),
         cmocka_unit_test(test_sleep_cut_short),
         cmocka_unit_test(test_blocking_fd_parks),
+        cmocka_unit_test(test_dup_before_use),
         cmocka_unit_test(test_sockets),
         cmocka_unit_test(test_poll_select),
         cmocka_unit_test(test_bad_input),

@@ -13,7 +13,8 @@
  * pipe, accept, dup* — and cleared at close and fclose, so a stale entry can only come
  * from a close libgreen cannot see (a raw syscall, close_range). Flags are per open
  * file: after dup the copies share the entry's value, but a later F_SETFL through one
- * number updates only that number's view.
+ * number updates only that number's view. A green thread's dup of an fd not known yet
+ * learns it first, so that both numbers know of the O_NONBLOCK set underneath.
  */
 #include "io.h"
 
@@ -169,6 +170,21 @@ GREEN_PATCH(pipe);
 
 /* ---- copies share the open file, so its flags ---- */
 
+/* The state a copy of fd gets. A green thread learns an unknown fd first: were it
+ * learned later through one number only, the O_NONBLOCK set underneath would show
+ * through the other's unknown entry (F_GETFL, and a read that fails with EAGAIN where
+ * the program expects it to wait). */
+static int copied_state(int fd)
+{
+    int state = pfd_get(fd);
+    if (!state && patch_here()) {
+        int e = errno;
+        state = pfd_learn(fd);
+        errno = e;
+    }
+    return state < 0 ? 0 : state;
+}
+
 /* newfd (when >= 0) replaced what had that number: its waiters learn it was closed */
 static int dup_done(int oldfd, int newfd, int replaced)
 {
@@ -176,7 +192,7 @@ static int dup_done(int oldfd, int newfd, int replaced)
         return newfd;
     if (replaced && patch_here())
         patch_closing(newfd);
-    pfd_set(newfd, pfd_get(oldfd));
+    pfd_set(newfd, copied_state(oldfd));
     return newfd;
 }
 
@@ -227,7 +243,7 @@ static int fcntl_impl(int fd, int cmd, void *arg)
     case F_DUPFD_CLOEXEC:
         r = patch_real()->fcntl(fd, cmd, (int)(intptr_t)arg);
         if (r >= 0)
-            pfd_set(r, state);
+            pfd_set(r, copied_state(fd));
         break;
     default:
         if (patch_fcntl_is_lock(cmd))
