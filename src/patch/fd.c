@@ -199,10 +199,23 @@ static int dup_done(int oldfd, int newfd, int replaced)
 int dup(int fd) { return dup_done(fd, patch_real()->dup(fd), 0); }
 GREEN_PATCH(dup);
 
+/* newfd is about to be replaced by a copy of oldfd: as before a close, the hub forgets
+ * it (its poller's watch is on the open file newfd had, which a copy elsewhere may keep
+ * open: a wait on the new file would be taken as watched already and never woken).
+ * Not when the call will fail on a bad oldfd. */
+static void replacing(int oldfd, int newfd)
+{
+    if (oldfd != newfd && newfd >= 0 && patch_here() && patch_real()->fcntl(oldfd, F_GETFD) >= 0)
+        green_private_fd_closing(newfd);
+}
+
 int dup2(int oldfd, int newfd)
 {
     if (oldfd == newfd)
         return patch_real()->dup2(oldfd, newfd);
+    int e = errno;
+    replacing(oldfd, newfd);
+    errno = e;
     return dup_done(oldfd, patch_real()->dup2(oldfd, newfd), 1);
 }
 GREEN_PATCH(dup2);
@@ -210,7 +223,13 @@ GREEN_PATCH(dup2);
 int __dup2(int oldfd, int newfd) { return dup2(oldfd, newfd); }
 GREEN_PATCH(__dup2);
 
-int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, patch_real()->dup3(oldfd, newfd, flags), 1); }
+int dup3(int oldfd, int newfd, int flags)
+{
+    int e = errno;
+    replacing(oldfd, newfd);
+    errno = e;
+    return dup_done(oldfd, patch_real()->dup3(oldfd, newfd, flags), 1);
+}
 GREEN_PATCH(dup3);
 
 /* ---- the user's O_NONBLOCK ---- */
