@@ -133,7 +133,7 @@ bench-corpus:
 # under ASan+UBSan; `make test` replays the committed corpora once.
 FUZZ_SECONDS ?= 600
 fuzz:
-	$(call apt_install,clang libclang-rt-dev cmake make pkg-config libcmocka-dev)
+	$(call apt_install,clang libclang-rt-dev cmake make pkg-config libcmocka-dev libhttp-parser-dev)
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_FUZZ=ON \
 	  -DGREEN_SANITIZE=address,undefined -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
 	cmake --build build-fuzz -j$(JOBS)

@@ -425,6 +425,70 @@ static void test_blocking_fd_parks(void **state)
     assert_hub_idle();
 }
 
+/* A copy (dup, F_DUPFD) made before libgreen knew the fd, then only the original used:
+ * the copy still looks blocking and its read parks (F_GETFL showed the O_NONBLOCK set
+ * underneath and the read failed with EAGAIN; found by tests/fuzz/fuzz_fdflags.c). */
+static void test_dup_before_use(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int d = dup(p[0]), f = fcntl(p[0], F_DUPFD, 0);
+    assert_true(d >= 0 && f >= 0);
+    char c;
+    assert_int_equal(green_timeout_push(5), 0);
+    assert_fails_with(read(p[0], &c, 1), ETIMEDOUT); /* learns p[0]: O_NONBLOCK underneath */
+    assert_int_not_equal(kernel_flags(d) & O_NONBLOCK, 0);
+    assert_int_equal(fcntl(d, F_GETFL) & O_NONBLOCK, 0);
+    assert_int_equal(fcntl(f, F_GETFL) & O_NONBLOCK, 0);
+    assert_fails_with(read(d, &c, 1), ETIMEDOUT);
+    assert_fails_with(read(f, &c, 1), ETIMEDOUT);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_int_equal(close(d), 0);
+    assert_int_equal(close(f), 0);
+    assert_int_equal(close(p[0]), 0);
+    assert_int_equal(close(p[1]), 0);
+    assert_hub_idle();
+}
+
+/* dup2 (dup3) over a number a green thread has waited on, its open file kept open by a
+ * copy: a wait on the number's new file is woken (the hub took it as watched already
+ * and never woke it; found by tests/fuzz/fuzz_fdflags.c). */
+static void *write_x_later(void *arg)
+{
+    green_yield();
+    return (void *)(intptr_t)write(*(int *)arg, "x", 1);
+}
+
+static void test_dup2_over_watched(void **state)
+{
+    (void)state;
+    for (int use_dup3 = 0; use_dup3 < 2; use_dup3++) {
+        int a[2], b[2];
+        assert_int_equal(pipe(a), 0);
+        assert_int_equal(pipe(b), 0);
+        char c;
+        assert_int_equal(green_timeout_push(5), 0);
+        assert_fails_with(read(a[0], &c, 1), ETIMEDOUT); /* the hub watches a[0] */
+        assert_int_equal(green_timeout_pop(), 0);
+        int keep = dup(a[0]); /* a[0]'s file stays open */
+        assert_true(keep >= 0);
+        assert_int_equal(use_dup3 ? dup3(b[0], a[0], 0) : dup2(b[0], a[0]), a[0]);
+        green_t g = green_spawn(write_x_later, &b[1]);
+        assert_non_null(g);
+        assert_int_equal(green_timeout_push(2000), 0);
+        assert_int_equal(read(a[0], &c, 1), 1); /* b's byte, read through a[0] */
+        assert_int_equal(green_timeout_pop(), 0);
+        void *r;
+        assert_int_equal(green_join(g, &r, -1), 0);
+        assert_int_equal((intptr_t)r, 1);
+        int fds[] = {a[0], a[1], b[0], b[1], keep};
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(close(fds[i]), 0);
+    }
+    assert_hub_idle();
+}
+
 /* accept4 gives the accepted fd the caller's flags only; SOCK_NONBLOCK keeps EAGAIN. */
 static void *connect_to(void *arg)
 {
@@ -1631,6 +1695,8 @@ int main(void)
         cmocka_unit_test(test_sleeps_concurrent),
         cmocka_unit_test(test_sleep_cut_short),
         cmocka_unit_test(test_blocking_fd_parks),
+        cmocka_unit_test(test_dup_before_use),
+        cmocka_unit_test(test_dup2_over_watched),
         cmocka_unit_test(test_sockets),
         cmocka_unit_test(test_poll_select),
         cmocka_unit_test(test_bad_input),

@@ -13,7 +13,8 @@
  * pipe, accept, dup* — and cleared at close and fclose, so a stale entry can only come
  * from a close libgreen cannot see (a raw syscall, close_range). Flags are per open
  * file: after dup the copies share the entry's value, but a later F_SETFL through one
- * number updates only that number's view.
+ * number updates only that number's view. A green thread's dup of an fd not known yet
+ * learns it first, so that both numbers know of the O_NONBLOCK set underneath.
  */
 #include "io.h"
 
@@ -169,6 +170,21 @@ GREEN_PATCH(pipe);
 
 /* ---- copies share the open file, so its flags ---- */
 
+/* The state a copy of fd gets. A green thread learns an unknown fd first: were it
+ * learned later through one number only, the O_NONBLOCK set underneath would show
+ * through the other's unknown entry (F_GETFL, and a read that fails with EAGAIN where
+ * the program expects it to wait). */
+static int copied_state(int fd)
+{
+    int state = pfd_get(fd);
+    if (!state && patch_here()) {
+        int e = errno;
+        state = pfd_learn(fd);
+        errno = e;
+    }
+    return state < 0 ? 0 : state;
+}
+
 /* newfd (when >= 0) replaced what had that number: its waiters learn it was closed */
 static int dup_done(int oldfd, int newfd, int replaced)
 {
@@ -176,17 +192,30 @@ static int dup_done(int oldfd, int newfd, int replaced)
         return newfd;
     if (replaced && patch_here())
         patch_closing(newfd);
-    pfd_set(newfd, pfd_get(oldfd));
+    pfd_set(newfd, copied_state(oldfd));
     return newfd;
 }
 
 int dup(int fd) { return dup_done(fd, patch_real()->dup(fd), 0); }
 GREEN_PATCH(dup);
 
+/* newfd is about to be replaced by a copy of oldfd: as before a close, the hub forgets
+ * it (its poller's watch is on the open file newfd had, which a copy elsewhere may keep
+ * open: a wait on the new file would be taken as watched already and never woken).
+ * Not when the call will fail on a bad oldfd. */
+static void replacing(int oldfd, int newfd)
+{
+    if (oldfd != newfd && newfd >= 0 && patch_here() && patch_real()->fcntl(oldfd, F_GETFD) >= 0)
+        green_private_fd_closing(newfd);
+}
+
 int dup2(int oldfd, int newfd)
 {
     if (oldfd == newfd)
         return patch_real()->dup2(oldfd, newfd);
+    int e = errno;
+    replacing(oldfd, newfd);
+    errno = e;
     return dup_done(oldfd, patch_real()->dup2(oldfd, newfd), 1);
 }
 GREEN_PATCH(dup2);
@@ -194,7 +223,13 @@ GREEN_PATCH(dup2);
 int __dup2(int oldfd, int newfd) { return dup2(oldfd, newfd); }
 GREEN_PATCH(__dup2);
 
-int dup3(int oldfd, int newfd, int flags) { return dup_done(oldfd, patch_real()->dup3(oldfd, newfd, flags), 1); }
+int dup3(int oldfd, int newfd, int flags)
+{
+    int e = errno;
+    replacing(oldfd, newfd);
+    errno = e;
+    return dup_done(oldfd, patch_real()->dup3(oldfd, newfd, flags), 1);
+}
 GREEN_PATCH(dup3);
 
 /* ---- the user's O_NONBLOCK ---- */
@@ -227,7 +262,7 @@ static int fcntl_impl(int fd, int cmd, void *arg)
     case F_DUPFD_CLOEXEC:
         r = patch_real()->fcntl(fd, cmd, (int)(intptr_t)arg);
         if (r >= 0)
-            pfd_set(r, state);
+            pfd_set(r, copied_state(fd));
         break;
     default:
         if (patch_fcntl_is_lock(cmd))

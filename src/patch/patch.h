@@ -213,8 +213,15 @@ struct green_patch_sym {
 /* The library is built with hidden visibility: an entry also exports its wrapper (a
  * visibility given after the definition still counts), unversioned, as the libc
  * references it must catch expect. */
+#ifdef __clang__
+/* (Clang ignores a visibility after the definition: its build exports the entries with
+ * a version script instead, src/patch/CMakeLists.txt) */
+#define GREEN_PATCH_EXPORT(sym) extern __typeof__(sym) sym
+#else
+#define GREEN_PATCH_EXPORT(sym) extern __typeof__(sym) sym __attribute__((visibility("default")))
+#endif
 #define GREEN_PATCH_ENTRY(sym, is_thread)                                                \
-    extern __typeof__(sym) sym __attribute__((visibility("default")));                  \
+    GREEN_PATCH_EXPORT(sym);                                                             \
     static const struct green_patch_sym green_patch_sym_##sym                             \
         __attribute__((used, section("green_patch_syms"), aligned(sizeof(void *)))) =     \
             {#sym, (void *)(sym), is_thread}

@@ -136,7 +136,9 @@ static __attribute__((noreturn)) void unwind(struct pth *b)
         /* The handler's buffer is shorter than a jmp_buf: it has no signal mask, which
          * longjmp reads only when __mask_was_saved (0 here: __sigsetjmp(buf, 0)). */
 #pragma GCC diagnostic push
+#ifndef __clang__ /* (a GCC warning, unknown to clang) */
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
         longjmp((struct __jmp_buf_tag *)(void *)c->__cancel_jmp_buf, 1);
 #pragma GCC diagnostic pop
     }
