@@ -409,6 +409,12 @@ void green__bt_write_pcs(struct green_out *o, const uintptr_t *pcs, int n)
 void green__debug_prepare_signals(void)
 {
     green__symtab_load();
+    green__debug_prepare_unwind();
+}
+
+/* The unwinder alone (glibc's backtrace loads libgcc_s on first use). */
+void green__debug_prepare_unwind(void)
+{
 #if !defined(GREEN_HAVE_LIBUNWIND)
     void *pc[2];
     backtrace(pc, 2);

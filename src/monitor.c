@@ -598,6 +598,9 @@ static void held(struct green_hub *h, int64_t now, int64_t threshold)
     struct site s;
     if (!h->mon_reported && starved(h, threshold))
         return;
+    /* the symbol tables, read on the first report, not when the monitor starts: a
+     * program's (libcrypto's, ...) cost a megabyte or more that most runs never need */
+    green__symtab_load();
     look_at(h, lk);
     if (lk->gone) {
         h->mon_reported = 1;
@@ -649,8 +652,8 @@ static void check(int64_t now, int64_t threshold)
 static void *monitor_main(void *unused)
 {
     (void)unused;
-    /* the symbol tables, read here rather than by the thread that made the first hub */
-    green__debug_prepare_signals();
+    /* what a handler may not do itself (the symbol tables: at the first report) */
+    green__debug_prepare_unwind();
     green__sys.pthread_mutex_lock(&mon_lock);
     while (!mon_stop) {
         int64_t ms = mon_ms;
