@@ -1,0 +1,887 @@
+/* Fault injection (issue 13): every allocation of libgreen's that a scenario reaches is
+ * made to fail once, one run per allocation, and the API must answer with its
+ * documented error (-1/ENOMEM, NULL+ENOMEM, EAI_MEMORY) and stay usable: no crash, no
+ * hang (alarm), no leak (the live allocations made during a run are tracked), no lost
+ * element, the hub idle at the end. Then fd exhaustion (RLIMIT_NOFILE) against a server
+ * and a connect storm, and a peer that resets mid-write.
+ *
+ * How: this program defines malloc, calloc, realloc, free and mmap. libgreen is linked in
+ * statically, so its calls reach these; an allocation is "libgreen's" when its return
+ * address is in this executable's text (glibc's, cmocka's and libunwind's own
+ * allocations pass through unfailed and uncounted). Not under sanitizers (their
+ * allocators cannot be replaced): the leak check is this file's own. */
+#include "green_test.h"
+
+#include <arpa/inet.h>
+#include <malloc.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+extern char __executable_start[], etext[];
+
+/* libgreen internals, to name leak sites and flush the stack pool */
+int green__symtab_load(void);
+const char *green__symtab_name(uintptr_t pc, uintptr_t *off);
+
+/* ---- the injector ---- */
+
+static atomic_int fi_armed;         /* count (and fail) libgreen's allocations */
+static atomic_long fi_count;        /* libgreen's allocations since arming */
+static atomic_long fi_target;       /* the first to fail (1-based), 0: none */
+static atomic_long fi_span = 1;     /* how many in a row fail from there */
+static atomic_int fi_fired;         /* the target was reached and failed */
+static atomic_int fi_track;         /* record live allocations */
+
+#define MAX_SITES 512
+static uintptr_t fi_sites[MAX_SITES];      /* distinct sites reached */
+static unsigned char fi_site_failed[MAX_SITES];
+static atomic_int fi_nsites;
+static atomic_flag fi_lock = ATOMIC_FLAG_INIT;
+
+static void lock(void)
+{
+    while (atomic_flag_test_and_set_explicit(&fi_lock, memory_order_acquire)) {
+    }
+}
+static void unlock(void) { atomic_flag_clear_explicit(&fi_lock, memory_order_release); }
+
+static int ours(uintptr_t ra)
+{
+    return ra >= (uintptr_t)__executable_start && ra < (uintptr_t)etext;
+}
+
+/* the site's index (added when new); under the lock */
+static int site_index(uintptr_t ra)
+{
+    int n = atomic_load(&fi_nsites);
+    for (int i = 0; i < n; i++)
+        if (fi_sites[i] == ra)
+            return i;
+    if (n == MAX_SITES)
+        return -1;
+    fi_sites[n] = ra;
+    atomic_store(&fi_nsites, n + 1);
+    return n;
+}
+
+/* Should this allocation fail? Counts it when armed. */
+static int fi_fail(uintptr_t ra)
+{
+    if (!atomic_load_explicit(&fi_armed, memory_order_relaxed) || !ours(ra))
+        return 0;
+    long n = atomic_fetch_add(&fi_count, 1) + 1;
+    long t = atomic_load(&fi_target);
+    int fail = t && n >= t && n < t + atomic_load(&fi_span);
+    lock();
+    int i = site_index(ra);
+    if (fail && i >= 0)
+        fi_site_failed[i] = 1;
+    unlock();
+    if (fail)
+        atomic_store(&fi_fired, 1);
+    return fail;
+}
+
+/* Live allocations made by libgreen while tracking: open addressing, pointer -> site. */
+#define LIVE_CAP 65536
+static struct live {
+    void *p;
+    uintptr_t site;
+} fi_live[LIVE_CAP];
+static long fi_nlive;
+#define TOMB ((void *)1)
+
+static size_t hash(void *p) { return ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull >> 48; }
+
+static void live_add(void *p, uintptr_t site)
+{
+    lock();
+    size_t i = hash(p);
+    while (fi_live[i].p && fi_live[i].p != TOMB)
+        i = (i + 1) % LIVE_CAP;
+    fi_live[i] = (struct live){p, site};
+    fi_nlive++;
+    unlock();
+}
+
+static void live_del(void *p)
+{
+    if (!p)
+        return;
+    lock();
+    if (fi_nlive) {
+        for (size_t i = hash(p); fi_live[i].p; i = (i + 1) % LIVE_CAP)
+            if (fi_live[i].p == p) {
+                fi_live[i].p = TOMB;
+                fi_nlive--;
+                break;
+            }
+    }
+    unlock();
+}
+
+static void note(void *p, uintptr_t ra)
+{
+    if (p && atomic_load_explicit(&fi_track, memory_order_relaxed) && ours(ra))
+        live_add(p, ra);
+}
+
+#define RA() ((uintptr_t)__builtin_return_address(0))
+
+void *malloc(size_t n)
+{
+    uintptr_t ra = RA();
+    if (fi_fail(ra)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = __libc_malloc(n);
+    note(p, ra);
+    return p;
+}
+
+void *calloc(size_t n, size_t m)
+{
+    uintptr_t ra = RA();
+    if (fi_fail(ra)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = __libc_calloc(n, m);
+    note(p, ra);
+    return p;
+}
+
+void *realloc(void *old, size_t n)
+{
+    uintptr_t ra = RA();
+    if (fi_fail(ra)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = __libc_realloc(old, n);
+    if (p && old)
+        live_del(old);
+    note(p, ra);
+    return p;
+}
+
+void free(void *p)
+{
+    live_del(p);
+    __libc_free(p);
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    if (fi_fail(RA())) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    long r = syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    return r == -1 ? MAP_FAILED : (void *)r;
+}
+
+/* ---- checks a scenario makes ---- */
+
+/* A call failed: only allowed as the injected failure, with errno e. */
+#define FAILED_WITH(e)                                                                   \
+    do {                                                                                 \
+        int e_ = errno;                                                                  \
+        if (!atomic_load(&fi_fired) || e_ != (e))                                        \
+            fail_msg("%s:%d: failed with errno %d (%s), injected: %d", __FILE__, __LINE__, \
+                     e_, strerror(e_), atomic_load(&fi_fired));                          \
+    } while (0)
+
+/* `call` returns 0, or -1/ENOMEM as the injected failure, in which case it is tried
+ * again (the failure is one-shot, so the next try must succeed). */
+#define RETRY(call)                                       \
+    do {                                                  \
+        int tries_ = 0;                                   \
+        while ((call) != 0) {                             \
+            FAILED_WITH(ENOMEM);                          \
+            assert_true(++tries_ <= atomic_load(&fi_span)); \
+        }                                                 \
+    } while (0)
+
+static void join_ok(green_t g, void **res)
+{
+    RETRY(green_join(g, res, -1));
+}
+
+/* ---- scenarios ---- */
+
+/* spawn, join, switch, names: both stack modes; the shared-mode bodies use more than
+ * the inline copy so that their copies go to the heap */
+static void *sj_body(void *arg)
+{
+    volatile char deep[2048];
+    for (int k = 0; k < 3; k++) {
+        deep[k * 500] = (char)k;
+        if (green_yield() != 0)
+            FAILED_WITH(ENOMEM);
+    }
+    if (green_sleep(1) != 0)
+        FAILED_WITH(ENOMEM);
+    (void)deep[0];
+    return (char *)arg + 100;
+}
+
+static void *sw_body(void *arg)
+{
+    volatile char deep[1024];
+    deep[0] = 1;
+    void *v = green_switch(green_parent(green_current()), arg);
+    (void)deep[0];
+    return v;
+}
+
+static void spawn_join(int mode)
+{
+    green_attr_t attr = {.stack_mode = mode, .name = "sj"};
+    green_t gs[4];
+    for (int i = 0; i < 4; i++) {
+        gs[i] = green_spawn_attr(sj_body, (char *)NULL + i, &attr);
+        if (!gs[i])
+            FAILED_WITH(ENOMEM);
+        else if (i == 1 && green_set_name(gs[i], "renamed") != 0)
+            FAILED_WITH(ENOMEM);
+    }
+    for (int i = 0; i < 4; i++)
+        if (gs[i]) {
+            void *r = NULL;
+            join_ok(gs[i], &r);
+            assert_ptr_equal(r, (char *)NULL + i + 100);
+        }
+    /* greenlet's primitive: new, switch in and back, switch to finish, destroy */
+    green_t g = green_new(sw_body, (void *)7, &attr);
+    if (!g) {
+        FAILED_WITH(ENOMEM);
+        return;
+    }
+    void *v = green_switch(g, NULL);
+    if (v == NULL) { /* not started: ENOMEM before the switch */
+        FAILED_WITH(ENOMEM);
+        v = green_switch(g, NULL);
+    }
+    assert_ptr_equal(v, (void *)7);
+    errno = 0;
+    v = green_switch(g, (void *)9);
+    if (v == NULL && errno) {
+        FAILED_WITH(ENOMEM);
+        v = green_switch(g, (void *)9);
+    }
+    assert_ptr_equal(v, (void *)9);
+    assert_int_equal(green_dead(g), 1);
+    assert_int_equal(green_destroy(g), 0);
+}
+
+static void sc_spawn_dedicated(void) { spawn_join(GREEN_STACK_DEDICATED); }
+static void sc_spawn_shared(void) { spawn_join(GREEN_STACK_SHARED); }
+
+/* Channels: a producer sends 12 values (a failed send is not retried: it must not
+ * arrive), then closes; the receiver gets exactly the ones sent, in order. */
+struct chan_run {
+    green_chan_t *ch;
+    size_t esize;
+    int sent[12], nsent;
+};
+
+static void *producer(void *arg)
+{
+    struct chan_run *r = arg;
+    char elem[256] = {0};
+    for (int i = 0; i < 12; i++) {
+        memcpy(elem, &i, sizeof i);
+        if (green_chan_send(r->ch, elem, -1) == 0)
+            r->sent[r->nsent++] = i;
+        else
+            FAILED_WITH(ENOMEM);
+    }
+    assert_int_equal(green_chan_close(r->ch), 0);
+    return NULL;
+}
+
+static void chan_run(size_t esize, size_t cap)
+{
+    struct chan_run r = {.esize = esize};
+    r.ch = green_chan_new(esize, cap);
+    if (!r.ch) {
+        FAILED_WITH(ENOMEM);
+        return;
+    }
+    green_t p = green_spawn(producer, &r);
+    if (!p) {
+        FAILED_WITH(ENOMEM);
+        assert_int_equal(green_chan_close(r.ch), 0);
+    }
+    int got[12], ngot = 0;
+    char elem[256];
+    for (;;) {
+        if (green_chan_recv(r.ch, elem, -1) == 0) {
+            assert_true(ngot < 12);
+            memcpy(&got[ngot++], elem, sizeof(int));
+        } else if (errno == EPIPE) {
+            break;
+        } else {
+            FAILED_WITH(ENOMEM);
+        }
+    }
+    if (p)
+        join_ok(p, NULL);
+    assert_int_equal(ngot, r.nsent);
+    assert_memory_equal(got, r.sent, sizeof(int) * (size_t)ngot);
+    assert_int_equal(green_chan_free(r.ch), 0);
+}
+
+static void sc_chan(void)
+{
+    chan_run(sizeof(int), 0);
+    chan_run(sizeof(int), 2);
+    chan_run(200, 0); /* elements bigger than a waiter record's slot */
+    chan_run(200, 3);
+}
+
+/* green_choose over three channels (two producers each), an event, a future, a
+ * green thread's end, with more clauses than fit inline; then a timeout. */
+struct choose_run {
+    green_chan_t *ch[3];
+    int sent[3];
+    green_event_t ev;
+    green_future_t fut;
+};
+
+struct prod_arg {
+    struct choose_run *r;
+    int c;
+};
+
+static void *choose_producer(void *arg)
+{
+    struct prod_arg *a = arg;
+    char elem[200] = {0};
+    for (int i = 0; i < 4; i++) {
+        elem[0] = (char)i;
+        if (green_chan_send(a->r->ch[a->c], elem, -1) == 0)
+            a->r->sent[a->c]++;
+        else
+            FAILED_WITH(ENOMEM);
+    }
+    return NULL;
+}
+
+static void *setter(void *arg)
+{
+    struct choose_run *r = arg;
+    if (green_sleep(1) != 0)
+        FAILED_WITH(ENOMEM);
+    assert_int_equal(green_event_set(&r->ev), 0);
+    assert_int_equal(green_future_set(&r->fut, (void *)5), 0);
+    return NULL;
+}
+
+static void sc_choose(void)
+{
+    struct choose_run r = {0};
+    size_t es[3] = {8, 8, 200};
+    size_t cap[3] = {0, 1, 0};
+    int nch = 0;
+    for (; nch < 3; nch++)
+        if (!(r.ch[nch] = green_chan_new(es[nch], cap[nch]))) {
+            FAILED_WITH(ENOMEM);
+            break;
+        }
+    assert_int_equal(green_event_init(&r.ev), 0);
+    assert_int_equal(green_future_init(&r.fut), 0);
+    struct prod_arg pa[6];
+    green_t ps[6] = {0};
+    int np = 0;
+    for (int i = 0; i < 2 * nch; i++) {
+        pa[i] = (struct prod_arg){&r, i % nch};
+        if (!(ps[np] = green_spawn(choose_producer, &pa[i])))
+            FAILED_WITH(ENOMEM);
+        else
+            np++;
+    }
+    green_t st = green_spawn(setter, &r);
+    if (!st)
+        FAILED_WITH(ENOMEM);
+    /* receive until every producer is done and its elements taken */
+    int got[3] = {0};
+    int seen_ev = 0, seen_fut = 0, seen_dead = 0;
+    char elem[200];
+    for (;;) {
+        int total_sent = 0, total_got = 0, alive = 0;
+        for (int i = 0; i < np; i++)
+            alive += green_dead(ps[i]) == 0;
+        for (int c = 0; c < nch; c++)
+            total_sent += r.sent[c], total_got += got[c];
+        if (!alive && total_got == total_sent && (!st || (seen_ev && seen_fut && seen_dead)))
+            break;
+        green_clause_t cl[8];
+        int n = 0, idx[8];
+        for (int c = 0; c < nch; c++) {
+            idx[n] = c;
+            cl[n++] = (green_clause_t){.op = GREEN_CHAN_RECV, .ch = r.ch[c], .elem = elem};
+        }
+        if (st && !seen_ev) {
+            idx[n] = 10;
+            cl[n++] = (green_clause_t){.op = GREEN_WAIT_EVENT, .event = &r.ev};
+        }
+        if (st && !seen_fut) {
+            idx[n] = 11;
+            cl[n++] = (green_clause_t){.op = GREEN_WAIT_FUTURE, .future = &r.fut};
+        }
+        if (st && !seen_dead) {
+            idx[n] = 12;
+            cl[n++] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = st};
+        }
+        int k = green_choose(cl, n, green_after(5000));
+        if (k < 0) {
+            if (errno == ETIMEDOUT) /* producers done meanwhile, nothing left */
+                assert_true(!alive || total_got < total_sent || st);
+            FAILED_WITH(ENOMEM);
+            continue;
+        }
+        assert_int_equal(cl[k].err, 0);
+        if (idx[k] < 3)
+            got[idx[k]]++;
+        else if (idx[k] == 10)
+            seen_ev = 1;
+        else if (idx[k] == 11) {
+            seen_fut = 1;
+            assert_ptr_equal(cl[k].value, (void *)5);
+        } else
+            seen_dead = 1;
+    }
+    for (int c = 0; c < nch; c++)
+        assert_int_equal(got[c], r.sent[c]);
+    for (int i = 0; i < np; i++)
+        join_ok(ps[i], NULL);
+    if (st)
+        join_ok(st, NULL);
+    /* nothing ready: the timeout */
+    green_clause_t one = {.op = GREEN_WAIT_EVENT, .event = &r.ev};
+    assert_int_equal(green_event_clear(&r.ev), 0);
+    errno = 0;
+    assert_int_equal(green_choose(&one, 1, green_after(2)), -1);
+    if (errno != ETIMEDOUT)
+        FAILED_WITH(ENOMEM);
+    for (int c = 0; c < nch; c++)
+        assert_int_equal(green_chan_free(r.ch[c]), 0);
+    assert_int_equal(green_event_destroy(&r.ev), 0);
+    assert_int_equal(green_future_destroy(&r.fut), 0);
+}
+
+/* A group of at most 2: five members that sleep, then a kill and a join. */
+static void *member(void *arg)
+{
+    (void)arg;
+    if (green_sleep(5) != 0 && errno != ECANCELED)
+        FAILED_WITH(ENOMEM);
+    return NULL;
+}
+
+static void sc_group(void)
+{
+    green_group_t grp;
+    assert_int_equal(green_group_init(&grp, 2), 0);
+    for (int i = 0; i < 5; i++)
+        if (!green_group_spawn(&grp, member, NULL, -1))
+            FAILED_WITH(ENOMEM);
+    RETRY(green_group_kill(&grp));
+    RETRY(green_group_join(&grp, -1));
+    assert_int_equal(green_group_size(&grp), 0);
+    assert_int_equal(green_group_destroy(&grp), 0);
+}
+
+/* mutex, condition, semaphore, event: a hand-off among three green threads, with a
+ * scoped deadline */
+struct sync_run {
+    green_mutex_t m;
+    green_cond_t c;
+    green_sem_t s;
+    green_event_t ev;
+    int flag;
+};
+
+static void *sync_a(void *arg)
+{
+    struct sync_run *r = arg;
+    RETRY(green_mutex_lock(&r->m, -1));
+    r->flag = 1;
+    assert_int_equal(green_cond_signal(&r->c), 0);
+    assert_int_equal(green_mutex_unlock(&r->m), 0);
+    assert_int_equal(green_sem_release(&r->s), 0);
+    return NULL;
+}
+
+static void *sync_b(void *arg)
+{
+    struct sync_run *r = arg;
+    int pushed = green_timeout_push(5000) == 0;
+    if (!pushed)
+        FAILED_WITH(ENOMEM);
+    RETRY(green_event_wait(&r->ev, -1));
+    if (pushed)
+        assert_int_equal(green_timeout_pop(), 0);
+    return NULL;
+}
+
+static void sc_sync(void)
+{
+    struct sync_run r = {0};
+    assert_int_equal(green_mutex_init(&r.m, GREEN_MUTEX_NORMAL), 0);
+    assert_int_equal(green_cond_init(&r.c), 0);
+    assert_int_equal(green_sem_init(&r.s, 0), 0);
+    assert_int_equal(green_event_init(&r.ev), 0);
+    green_t b = green_spawn(sync_b, &r);
+    if (!b)
+        FAILED_WITH(ENOMEM);
+    RETRY(green_mutex_lock(&r.m, -1));
+    green_t a = green_spawn(sync_a, &r);
+    if (!a) {
+        FAILED_WITH(ENOMEM);
+        r.flag = 1;
+        assert_int_equal(green_sem_release(&r.s), 0);
+    }
+    while (!r.flag)
+        if (green_cond_wait(&r.c, &r.m, -1) != 0)
+            FAILED_WITH(ENOMEM); /* relocked all the same */
+    assert_int_equal(green_mutex_unlock(&r.m), 0);
+    RETRY(green_sem_acquire(&r.s, -1));
+    assert_int_equal(green_event_set(&r.ev), 0);
+    if (a)
+        join_ok(a, NULL);
+    if (b)
+        join_ok(b, NULL);
+    assert_int_equal(green_mutex_destroy(&r.m), 0);
+    assert_int_equal(green_cond_destroy(&r.c), 0);
+    assert_int_equal(green_sem_destroy(&r.s), 0);
+    assert_int_equal(green_event_destroy(&r.ev), 0);
+}
+
+/* the thread pool, from three green threads at once */
+static void *twice(void *arg) { return (char *)arg + (intptr_t)arg; }
+
+static void *pool_user(void *arg)
+{
+    void *res = NULL;
+    RETRY(green_run_blocking(twice, arg, &res, -1));
+    assert_ptr_equal(res, (char *)arg + (intptr_t)arg);
+    return NULL;
+}
+
+static void sc_pool(void)
+{
+    green_t gs[3];
+    for (int i = 0; i < 3; i++)
+        if (!(gs[i] = green_spawn(pool_user, (char *)NULL + i + 1)))
+            FAILED_WITH(ENOMEM);
+    for (int i = 0; i < 3; i++)
+        if (gs[i])
+            join_ok(gs[i], NULL);
+}
+
+/* DNS through the pool: a name, and a numeric one */
+static void sc_dns(void)
+{
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    const char *names[] = {"localhost", "127.0.0.1"};
+    for (int i = 0; i < 2; i++) {
+        int rc = green_getaddrinfo(names[i], "80", &hints, &res, green_after(5000));
+        if (rc == EAI_MEMORY || (rc == EAI_SYSTEM && errno == ENOMEM)) {
+            errno = ENOMEM;
+            FAILED_WITH(ENOMEM);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_non_null(res);
+        assert_int_equal(((struct sockaddr_in *)(void *)res->ai_addr)->sin_addr.s_addr,
+                         htonl(INADDR_LOOPBACK));
+        green_freeaddrinfo(res);
+    }
+}
+
+/* A server's handlers echo; three clients. A connection the server could not give a
+ * handler is closed: its client sees EOF, and only when a failure was injected. */
+static void echo(int fd, void *arg)
+{
+    (void)arg;
+    char buf[64];
+    ssize_t n;
+    while ((n = green_read(fd, buf, sizeof buf, green_after(5000))) > 0)
+        if (green_write(fd, buf, (size_t)n, green_after(5000)) != n)
+            break;
+}
+
+static char srv_port[16];
+
+static void *client(void *arg)
+{
+    (void)arg;
+    int fd = green_tcp_connect("127.0.0.1", srv_port, green_after(5000));
+    if (fd < 0) {
+        FAILED_WITH(ENOMEM);
+        return NULL;
+    }
+    char buf[6] = {0};
+    ssize_t n = green_write(fd, "hello", 5, green_after(5000));
+    if (n == 5)
+        n = green_read(fd, buf, 5, green_after(5000));
+    if (n == 5) {
+        ssize_t m = n;
+        while (m < 5 && (n = green_read(fd, buf + m, 5 - (size_t)m, green_after(5000))) > 0)
+            m += n;
+        assert_string_equal(buf, "hello");
+    } else {
+        /* dropped by the server: EOF or a reset */
+        if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE)))
+            errno = ENOMEM;
+        FAILED_WITH(ENOMEM);
+    }
+    assert_int_equal(green_close(fd), 0);
+    return NULL;
+}
+
+static void sc_server(void)
+{
+    int lfd = green_tcp_listen("127.0.0.1", "0", 16);
+    if (lfd < 0) {
+        FAILED_WITH(ENOMEM);
+        return;
+    }
+    snprintf(srv_port, sizeof srv_port, "%d", green_socket_port(lfd));
+    green_server_t *srv = green_serve(lfd, echo, NULL, NULL);
+    if (!srv) {
+        FAILED_WITH(ENOMEM);
+        assert_int_equal(green_close(lfd), 0);
+        return;
+    }
+    green_t cs[3];
+    for (int i = 0; i < 3; i++)
+        if (!(cs[i] = green_spawn(client, NULL)))
+            FAILED_WITH(ENOMEM);
+    for (int i = 0; i < 3; i++)
+        if (cs[i])
+            join_ok(cs[i], NULL);
+    RETRY(green_server_stop(srv, green_after(2000)));
+    assert_int_equal(green_close(lfd), 0);
+}
+
+/* A new OS thread: its hub is made on first use (and freed when it exits). */
+static void *fd_reader(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char c = 0;
+    ssize_t n = green_read(fd, &c, 1, green_after(5000));
+    if (n != 1)
+        FAILED_WITH(ENOMEM);
+    else
+        assert_int_equal(c, 'x');
+    return NULL;
+}
+
+static void *on_thread(void *arg)
+{
+    (void)arg;
+    green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
+    green_t g = green_spawn(twice, (void *)3);
+    if (!g) {
+        FAILED_WITH(ENOMEM);
+        return NULL;
+    }
+    /* the shared stack, timers and the poller's fds of a new hub */
+    green_t s[2];
+    for (int i = 0; i < 2; i++)
+        if (!(s[i] = green_spawn_attr(sj_body, (char *)NULL + i, &shared)))
+            FAILED_WITH(ENOMEM);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    green_t rd = green_spawn(fd_reader, (void *)(intptr_t)sv[0]);
+    if (!rd)
+        FAILED_WITH(ENOMEM);
+    if (green_sleep(1) != 0)
+        FAILED_WITH(ENOMEM);
+    assert_int_equal(write(sv[1], "x", 1), 1);
+    void *r = NULL;
+    join_ok(g, &r);
+    assert_ptr_equal(r, (void *)6);
+    for (int i = 0; i < 2; i++)
+        if (s[i]) {
+            join_ok(s[i], &r);
+            assert_ptr_equal(r, (char *)NULL + i + 100);
+        }
+    if (rd)
+        join_ok(rd, NULL);
+    assert_int_equal(green_close(sv[0]), 0);
+    assert_int_equal(close(sv[1]), 0);
+    return NULL;
+}
+
+static void sc_hub(void)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, on_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* ---- the driver ---- */
+
+struct scenario {
+    const char *name;
+    void (*run)(void);
+};
+
+static const struct scenario scenarios[] = {
+    {"spawn-dedicated", sc_spawn_dedicated},
+    {"spawn-shared", sc_spawn_shared},
+    {"chan", sc_chan},
+    {"choose", sc_choose},
+    {"group", sc_group},
+    {"sync", sc_sync},
+    {"pool", sc_pool},
+    {"dns", sc_dns},
+    {"server", sc_server},
+    {"hub", sc_hub},
+};
+
+/* Allocations a run may leave live: caches kept for the next ones. */
+static int cache_site(const char *fn)
+{
+    static const char *const caches[] = {
+        "green__waiter_new", /* the per-hub cache of waiter records */
+    };
+    for (size_t i = 0; i < sizeof caches / sizeof caches[0]; i++)
+        if (fn && strcmp(fn, caches[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Live allocations the run made that are not caches: each printed. */
+static int leaks(const char *scen, long n)
+{
+    int bad = 0;
+    lock();
+    for (size_t i = 0; i < LIVE_CAP; i++) {
+        if (!fi_live[i].p || fi_live[i].p == TOMB)
+            continue;
+        uintptr_t off = 0;
+        const char *fn = green__symtab_name(fi_live[i].site, &off);
+        if (cache_site(fn) || !scen)
+            continue;
+        printf("leak: %s, allocation %ld failed: %p from %s+%#lx\n", scen, n, fi_live[i].p,
+               fn ? fn : "?", (unsigned long)off);
+        bad++;
+    }
+    memset(fi_live, 0, sizeof fi_live);
+    fi_nlive = 0;
+    unlock();
+    return bad;
+}
+
+static void alarm_handler(int sig)
+{
+    (void)sig;
+    static const char m[] = "test_fault: a run hung\n";
+    (void)!write(2, m, sizeof m - 1);
+    _exit(3);
+}
+
+/* One run with allocation `target` failing (0: none); returns the count reached. */
+static long run_once(const struct scenario *s, long target, int *leaked, int check)
+{
+    int fds = open_fds();
+    atomic_store(&fi_count, 0);
+    atomic_store(&fi_fired, 0);
+    atomic_store(&fi_target, target);
+    atomic_store(&fi_track, 1);
+    atomic_store(&fi_armed, 1);
+    alarm(20);
+    s->run();
+    atomic_store(&fi_armed, 0);
+    /* let the pool threads and other hubs finish what they hand back */
+    assert_int_equal(green_sleep(2), 0);
+    alarm(0);
+    atomic_store(&fi_track, 0);
+    assert_hub_idle();
+    if (check) { /* the warm-up run may open what stays (the poller, the pool's) */
+        assert_int_equal(open_fds(), fds);
+        *leaked += leaks(s->name, target);
+    } else {
+        leaks(NULL, 0);
+    }
+    return atomic_load(&fi_count);
+}
+
+static void test_every_allocation_fails(void **state)
+{
+    (void)state;
+    signal(SIGALRM, alarm_handler);
+    assert_int_equal(green__symtab_load(), 0);
+    long runs = 0;
+    int leaked = 0;
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        const struct scenario *s = &scenarios[i];
+        int before = atomic_load(&fi_nsites), failed_before = 0;
+        for (int k = 0; k < before; k++)
+            failed_before += fi_site_failed[k];
+        /* warm the caches, then count */
+        run_once(s, 0, &leaked, 0);
+        long k = run_once(s, 0, &leaked, 1);
+        long reached = k, fired = 0;
+        /* each allocation fails alone, then two in a row (what a failure's own
+         * recovery allocates fails too: the shared stack's spare and its renewal) */
+        for (long span = 1; span <= 2; span++) {
+            atomic_store(&fi_span, span);
+            for (long n = 1; n <= reached + 2; n++) {
+                long c = run_once(s, n, &leaked, 1);
+                if (c > reached)
+                    reached = c; /* threads may allocate in another order */
+                fired += atomic_load(&fi_fired);
+                runs++;
+            }
+        }
+        atomic_store(&fi_span, 1);
+        int failed = 0;
+        for (int k2 = 0; k2 < atomic_load(&fi_nsites); k2++)
+            failed += fi_site_failed[k2];
+        printf("fault: %-16s %3ld allocations a run, %3ld failed runs, %2d new sites, %2d new "
+               "sites failed\n",
+               s->name, k, fired, atomic_load(&fi_nsites) - before, failed - failed_before);
+    }
+    int failed = 0, n = atomic_load(&fi_nsites);
+    for (int k = 0; k < n; k++)
+        failed += fi_site_failed[k];
+    printf("fault: %zu scenarios, %ld runs, %d allocation sites reached, %d failed\n",
+           sizeof scenarios / sizeof scenarios[0], runs, n, failed);
+    for (int k = 0; k < n; k++)
+        if (!fi_site_failed[k]) {
+            uintptr_t off = 0;
+            const char *fn = green__symtab_name(fi_sites[k], &off);
+            printf("fault: never failed: %s+%#lx\n", fn ? fn : "?", (unsigned long)off);
+        }
+    assert_int_equal(leaked, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_allocation_fails),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
