@@ -13,6 +13,7 @@
 #include "green_test.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -47,9 +48,17 @@ static atomic_int fi_fired;         /* the target was reached and failed */
 static atomic_int fi_track;         /* record live allocations */
 
 #define MAX_SITES 512
-static uintptr_t fi_sites[MAX_SITES];      /* distinct sites reached */
-static unsigned char fi_site_failed[MAX_SITES];
-static atomic_int fi_nsites;
+/* in memory shared with the forked children of the cold runs */
+static struct fi_shared {
+    uintptr_t sites[MAX_SITES]; /* distinct sites reached */
+    unsigned char failed[MAX_SITES];
+    atomic_int nsites;
+    atomic_long count; /* a child's allocations */
+    unsigned char scen_seen[MAX_SITES], scen_failed[MAX_SITES]; /* the current scenario's */
+} *S;
+#define fi_sites (S->sites)
+#define fi_site_failed (S->failed)
+#define fi_nsites (S->nsites)
 static atomic_flag fi_lock = ATOMIC_FLAG_INIT;
 
 static void lock(void)
@@ -88,8 +97,11 @@ static int fi_fail(uintptr_t ra)
     int fail = t && n >= t && n < t + atomic_load(&fi_span);
     lock();
     int i = site_index(ra);
-    if (fail && i >= 0)
-        fi_site_failed[i] = 1;
+    if (i >= 0) {
+        S->scen_seen[i] = 1;
+        if (fail)
+            fi_site_failed[i] = S->scen_failed[i] = 1;
+    }
     unlock();
     if (fail)
         atomic_store(&fi_fired, 1);
@@ -658,7 +670,7 @@ static void *client(void *arg)
     return NULL;
 }
 
-static void sc_server(void)
+static void server_run(int threads)
 {
     int lfd = green_tcp_listen("127.0.0.1", "0", 16);
     if (lfd < 0) {
@@ -666,22 +678,27 @@ static void sc_server(void)
         return;
     }
     snprintf(srv_port, sizeof srv_port, "%d", green_socket_port(lfd));
-    green_server_t *srv = green_serve(lfd, echo, NULL, NULL);
+    green_serve_opts_t opts = {.threads = threads, .max_conns = 8};
+    green_server_t *srv = green_serve(lfd, echo, NULL, &opts);
     if (!srv) {
         FAILED_WITH(ENOMEM);
         assert_int_equal(green_close(lfd), 0);
         return;
     }
-    green_t cs[3];
-    for (int i = 0; i < 3; i++)
+    green_t cs[4];
+    for (int i = 0; i < 4; i++)
         if (!(cs[i] = green_spawn(client, NULL)))
             FAILED_WITH(ENOMEM);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (cs[i])
             join_ok(cs[i], NULL);
     RETRY(green_server_stop(srv, green_after(2000)));
     assert_int_equal(green_close(lfd), 0);
 }
+
+static void sc_server(void) { server_run(1); }
+/* two hubs: the other on an OS thread of its own, with its SO_REUSEPORT listener */
+static void sc_server2(void) { server_run(2); }
 
 /* A new OS thread: its hub is made on first use (and freed when it exits). */
 static void *fd_reader(void *arg)
@@ -740,6 +757,135 @@ static void sc_hub(void)
     assert_int_equal(pthread_join(t, NULL), 0);
 }
 
+/* Many dedicated stacks: more than the pool keeps hot, trimmed when the hub idles. */
+static void *yielder(void *arg)
+{
+    if (green_yield() != 0)
+        FAILED_WITH(ENOMEM);
+    return arg;
+}
+
+static void sc_many(void)
+{
+    enum { N = 80 };
+    green_t gs[N];
+    for (int i = 0; i < N; i++)
+        if (!(gs[i] = green_spawn(yielder, (char *)NULL + i)))
+            FAILED_WITH(ENOMEM);
+    for (int i = 0; i < N; i++)
+        if (gs[i]) {
+            void *r = NULL;
+            join_ok(gs[i], &r);
+            assert_ptr_equal(r, (char *)NULL + i);
+        }
+    if (green_sleep(1) != 0) /* the hub idles: cold stacks are trimmed */
+        FAILED_WITH(ENOMEM);
+}
+
+/* A regular file through the pool (a bounce buffer each call). */
+static char file_path[64];
+
+static void sc_file(void)
+{
+    int fd = open(file_path, O_RDWR | O_TRUNC | O_CLOEXEC);
+    assert_true(fd >= 0);
+    char out[100], in[100] = {0};
+    memset(out, 'f', sizeof out);
+    ssize_t n = green_write(fd, out, sizeof out, -1);
+    if (n != (ssize_t)sizeof out) {
+        assert_int_equal(n, -1);
+        FAILED_WITH(ENOMEM);
+        RETRY(green_write(fd, out, sizeof out, -1) == (ssize_t)sizeof out ? 0 : -1);
+    }
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    while ((n = green_read(fd, in, sizeof in, -1)) != (ssize_t)sizeof in) {
+        assert_int_equal(n, -1);
+        FAILED_WITH(ENOMEM);
+    }
+    assert_memory_equal(in, out, sizeof in);
+    assert_int_equal(green_close(fd), 0);
+}
+
+/* Signals: a green_signal_wait and a green_choose's signal clause, one delivery each. */
+static void *sig_waiter(void *arg)
+{
+    (void)arg;
+    int r = green_signal_wait(SIGUSR1, green_after(5000));
+    if (r != SIGUSR1)
+        FAILED_WITH(ENOMEM);
+    return (void *)(intptr_t)(r == SIGUSR1);
+}
+
+static void drain(int signo)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, signo);
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&set, NULL, &zero) == signo) {
+    }
+}
+
+static void sc_signal(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    assert_int_equal(pthread_sigmask(SIG_BLOCK, &set, NULL), 0);
+    green_t w = green_spawn(sig_waiter, NULL);
+    if (!w)
+        FAILED_WITH(ENOMEM);
+    else if (green_yield() != 0)
+        FAILED_WITH(ENOMEM);
+    if (w) {
+        assert_int_equal(pthread_kill(pthread_self(), SIGUSR1), 0);
+        join_ok(w, NULL);
+    }
+    drain(SIGUSR1); /* one a failed wait left pending */
+    green_clause_t cl = {.op = GREEN_WAIT_SIGNAL, .signo = SIGUSR2};
+    assert_int_equal(pthread_kill(pthread_self(), SIGUSR2), 0);
+    int k = green_choose(&cl, 1, green_after(5000));
+    if (k != 0)
+        FAILED_WITH(ENOMEM);
+    drain(SIGUSR2);
+}
+
+/* The debugging reports: a dump (backtraces of suspended green threads) and stats. */
+static void *sleeper(void *arg)
+{
+    if (green_sleep(2) != 0)
+        FAILED_WITH(ENOMEM);
+    return arg;
+}
+
+static void sc_dump(void)
+{
+    FILE *f = fopen("/dev/null", "w");
+    assert_non_null(f);
+    green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
+    green_t g = green_spawn(sleeper, NULL);
+    if (!g)
+        FAILED_WITH(ENOMEM);
+    green_t gs[2]; /* one's frames copied out, and back for its backtrace */
+    for (int i = 0; i < 2; i++)
+        if (!(gs[i] = green_spawn_attr(sj_body, (char *)NULL + i, &shared)))
+            FAILED_WITH(ENOMEM);
+    if (green_yield() != 0)
+        FAILED_WITH(ENOMEM);
+    if (green_dump(f) != 0)
+        FAILED_WITH(ENOMEM);
+    green_stats_t st;
+    if (green_stats(&st) != 0)
+        FAILED_WITH(ENOMEM);
+    if (g)
+        join_ok(g, NULL);
+    for (int i = 0; i < 2; i++)
+        if (gs[i])
+            join_ok(gs[i], NULL);
+    fclose(f);
+}
+
 /* ---- the driver ---- */
 
 struct scenario {
@@ -757,7 +903,12 @@ static const struct scenario scenarios[] = {
     {"pool", sc_pool},
     {"dns", sc_dns},
     {"server", sc_server},
+    {"server-2-hubs", sc_server2},
     {"hub", sc_hub},
+    {"many-stacks", sc_many},
+    {"file", sc_file},
+    {"signal", sc_signal},
+    {"dump", sc_dump},
 };
 
 /* Allocations a run may leave live: caches kept for the next ones. */
@@ -772,8 +923,9 @@ static int cache_site(const char *fn)
     return 0;
 }
 
-/* Live allocations the run made that are not caches: each printed. */
-static int leaks(const char *scen, long n)
+/* Live allocations the run made that are not caches (cold: blocks_refill's records of
+ * orphaned chunks are one too), each printed when `print`. */
+static int count_leaks(const char *scen, long n, int cold, int print)
 {
     int bad = 0;
     lock();
@@ -782,12 +934,27 @@ static int leaks(const char *scen, long n)
             continue;
         uintptr_t off = 0;
         const char *fn = green__symtab_name(fi_live[i].site, &off);
-        if (cache_site(fn) || !scen)
+        if (cache_site(fn) || (cold && fn && strcmp(fn, "blocks_refill") == 0))
             continue;
-        printf("leak: %s, allocation %ld failed: %p from %s+%#lx\n", scen, n, fi_live[i].p,
-               fn ? fn : "?", (unsigned long)off);
+        if (print)
+            printf("leak%s: %s, allocation %ld failed: %p from %s+%#lx\n", cold ? " (cold)" : "",
+                   scen, n, fi_live[i].p, fn ? fn : "?", (unsigned long)off);
         bad++;
     }
+    unlock();
+    return bad;
+}
+
+/* The same once the pool's threads are done with what was abandoned to them (a job
+ * whose caller stopped waiting is freed by its thread when it ends): up to 2 s. Then
+ * the table is emptied for the next run. */
+static int leaks(const char *scen, long n, int cold)
+{
+    int bad = 0;
+    if (scen)
+        for (int i = 0; i < 200 && (bad = count_leaks(scen, n, cold, i == 199)) != 0; i++)
+            sleep_os_ms(10);
+    lock();
     memset(fi_live, 0, sizeof fi_live);
     fi_nlive = 0;
     unlock();
@@ -821,11 +988,102 @@ static long run_once(const struct scenario *s, long target, int *leaked, int che
     assert_hub_idle();
     if (check) { /* the warm-up run may open what stays (the poller, the pool's) */
         assert_int_equal(open_fds(), fds);
-        *leaked += leaks(s->name, target);
+        *leaked += leaks(s->name, target, 0);
     } else {
-        leaks(NULL, 0);
+        leaks(NULL, 0, 0);
     }
     return atomic_load(&fi_count);
+}
+
+/* Sites the scenario reached and failed since the last call (then forgotten). */
+static void scen_sites(int *seen, int *failed)
+{
+    *seen = *failed = 0;
+    for (int i = 0; i < MAX_SITES; i++) {
+        *seen += S->scen_seen[i];
+        *failed += S->scen_failed[i];
+    }
+    memset(S->scen_seen, 0, sizeof S->scen_seen);
+    memset(S->scen_failed, 0, sizeof S->scen_failed);
+}
+
+/* ---- cold runs: the first use of everything ----
+ * In a forked child of a process that never made a hub (no orphaned control blocks, no
+ * cached waiter records, no poller yet), on a thread of its own whose hub is freed when
+ * it exits: then every allocation libgreen made must be freed, but the control-block
+ * chunks orphaned for later hubs. */
+static const struct scenario *cold_scen;
+static long cold_target;
+
+static void *cold_thread(void *arg)
+{
+    (void)arg;
+    atomic_store(&fi_count, 0);
+    atomic_store(&fi_fired, 0);
+    atomic_store(&fi_target, cold_target);
+    atomic_store(&fi_track, 1);
+    atomic_store(&fi_armed, 1);
+    cold_scen->run();
+    atomic_store(&fi_armed, 0);
+    if (green_sleep(2) != 0)
+        FAILED_WITH(ENOMEM); /* its first timer may be the one failing */
+    assert_hub_idle();
+    atomic_store(&S->count, atomic_load(&fi_count));
+    return NULL;
+}
+
+static long cold_run(const struct scenario *s, long target)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        cold_scen = s;
+        cold_target = target;
+        pthread_t t;
+        if (pthread_create(&t, NULL, cold_thread, NULL) != 0 || pthread_join(t, NULL) != 0)
+            _exit(2);
+        atomic_store(&fi_track, 0);
+        int bad = leaks(s->name, target, 1);
+        fflush(stdout);
+        _exit(bad ? 1 : 0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("cold run of %s with allocation %ld failing: status %#x", s->name, target,
+                 status);
+    return atomic_load(&S->count);
+}
+
+static void test_cold(void **state)
+{
+    (void)state;
+    assert_int_equal(green__symtab_load(), 0);
+    snprintf(file_path, sizeof file_path, "/tmp/test_fault.XXXXXX");
+    int fd = mkstemp(file_path);
+    assert_true(fd >= 0);
+    close(fd);
+    long runs = 0;
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        const struct scenario *s = &scenarios[i];
+        long k = cold_run(s, 0), reached = k;
+        for (long span = 1; span <= 2; span++) {
+            atomic_store(&fi_span, span);
+            for (long n = 1; n <= reached + 1; n++, runs++) {
+                long c = cold_run(s, n);
+                if (c > reached)
+                    reached = c;
+            }
+        }
+        atomic_store(&fi_span, 1);
+        int seen, failed;
+        scen_sites(&seen, &failed);
+        printf("fault: cold %-16s %3ld allocations a run, %2d sites reached, %2d failed\n",
+               s->name, k, seen, failed);
+    }
+    printf("fault: cold: %ld runs, each in a fresh process\n", runs);
 }
 
 static void test_every_allocation_fails(void **state)
@@ -837,9 +1095,8 @@ static void test_every_allocation_fails(void **state)
     int leaked = 0;
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         const struct scenario *s = &scenarios[i];
-        int before = atomic_load(&fi_nsites), failed_before = 0;
-        for (int k = 0; k < before; k++)
-            failed_before += fi_site_failed[k];
+        int seen, failed;
+        scen_sites(&seen, &failed);
         /* warm the caches, then count */
         run_once(s, 0, &leaked, 0);
         long k = run_once(s, 0, &leaked, 1);
@@ -857,30 +1114,42 @@ static void test_every_allocation_fails(void **state)
             }
         }
         atomic_store(&fi_span, 1);
-        int failed = 0;
-        for (int k2 = 0; k2 < atomic_load(&fi_nsites); k2++)
-            failed += fi_site_failed[k2];
-        printf("fault: %-16s %3ld allocations a run, %3ld failed runs, %2d new sites, %2d new "
-               "sites failed\n",
-               s->name, k, fired, atomic_load(&fi_nsites) - before, failed - failed_before);
+        scen_sites(&seen, &failed);
+        printf("fault: warm %-16s %3ld allocations a run, %2d sites reached, %2d failed, "
+               "%3ld runs with failures\n",
+               s->name, k, seen, failed, fired);
     }
     int failed = 0, n = atomic_load(&fi_nsites);
     for (int k = 0; k < n; k++)
         failed += fi_site_failed[k];
     printf("fault: %zu scenarios, %ld runs, %d allocation sites reached, %d failed\n",
            sizeof scenarios / sizeof scenarios[0], runs, n, failed);
+    for (int k = 0; k < n; k++) {
+        uintptr_t off = 0;
+        const char *fn = green__symtab_name(fi_sites[k], &off);
+        printf("fault: site %s+%#lx%s\n", fn ? fn : "?", (unsigned long)off,
+               fi_site_failed[k] ? "" : " (never failed)");
+    }
     for (int k = 0; k < n; k++)
         if (!fi_site_failed[k]) {
             uintptr_t off = 0;
             const char *fn = green__symtab_name(fi_sites[k], &off);
             printf("fault: never failed: %s+%#lx\n", fn ? fn : "?", (unsigned long)off);
         }
+    unlink(file_path);
     assert_int_equal(leaked, 0);
 }
 
 int main(void)
 {
+    /* a failed check aborts, whatever thread or child makes it */
+    setenv("CMOCKA_TEST_ABORT", "1", 1);
+    S = (void *)syscall(SYS_mmap, NULL, sizeof *S, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if ((long)S == -1)
+        return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cold), /* first: no hub in this process yet */
         cmocka_unit_test(test_every_allocation_fails),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
