@@ -1140,6 +1140,349 @@ static void test_every_allocation_fails(void **state)
     assert_int_equal(leaked, 0);
 }
 
+/* ---- fd exhaustion ---- */
+
+/* Run fn in a forked child (its limits and signal dispositions are its own): it must
+ * exit 0 within the alarm. */
+static void in_child(void (*fn)(void), int seconds)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm((unsigned)seconds);
+        fn();
+        fflush(stdout);
+        _exit(0);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("child: status %#x", status);
+}
+
+static int exhausted(int e) { return e == EMFILE || e == ENFILE; }
+
+static char storm_port[16];
+static int storm_done, storm_emfile;
+
+/* Connects until it gets through (EMFILE meanwhile), echoes, holds its fd a moment. */
+static void *storm_client(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        int fd = green_tcp_connect("127.0.0.1", storm_port, green_after(10000));
+        if (fd < 0) {
+            if (!exhausted(errno))
+                fail_msg("connect: %s", strerror(errno));
+            storm_emfile++;
+            assert_int_equal(green_sleep(2), 0);
+            continue;
+        }
+        char buf[8] = {0};
+        assert_int_equal(green_write(fd, "storm", 5, green_after(10000)), 5);
+        ssize_t got = 0, n;
+        while (got < 5 && (n = green_read(fd, buf + got, (size_t)(5 - got), green_after(10000))) > 0)
+            got += n;
+        if (got != 5) /* the server could not take it: only while exhausted */
+            fail_msg("echo: %zd, %s", got, strerror(errno));
+        assert_string_equal(buf, "storm");
+        assert_int_equal(green_sleep(5), 0);
+        assert_int_equal(green_close(fd), 0);
+        storm_done++;
+        return NULL;
+    }
+}
+
+static void set_nofile(rlim_t n)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    rl.rlim_cur = n;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
+/* A connect storm against green_serve, each side with RLIMIT_NOFILE a little above
+ * what it has open: the server (this process) has room for 3 connections at once, the
+ * 40 clients (a forked process, so that neither side's fds starve the other) for 8.
+ * Connects and accepts fail with EMFILE, the server backs off and goes on, every client
+ * is served in the end, and nothing leaks. */
+static void storm_clients(void)
+{
+    set_nofile((rlim_t)(open_fds() - 1) + 8);
+    enum { N = 40 };
+    green_t cs[N];
+    for (int i = 0; i < N; i++)
+        assert_non_null(cs[i] = green_spawn(storm_client, NULL));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(green_join(cs[i], NULL, -1), 0);
+    assert_int_equal(storm_done, N);
+    assert_true(storm_emfile > 0); /* the storm did exhaust the table */
+    printf("fault: connect storm: %d clients served, %d connects failed with EMFILE\n", N,
+           storm_emfile);
+}
+
+static void fd_storm_server(void)
+{
+    int lfd = green_tcp_listen("127.0.0.1", "0", 128);
+    assert_true(lfd >= 0);
+    snprintf(storm_port, sizeof storm_port, "%d", green_socket_port(lfd));
+    green_server_t *srv = green_serve(lfd, echo, NULL, NULL);
+    assert_non_null(srv);
+    assert_int_equal(green_sleep(1), 0); /* the acceptor waits: the poller's fds are open */
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        storm_clients();
+        fflush(stdout);
+        _exit(0);
+    }
+    int base = open_fds() - 1; /* opendir's own fd */
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    set_nofile((rlim_t)base + 3);
+    int status = 0;
+    pid_t w;
+    while ((w = green_waitpid(pid, &status, green_after(50000))) < 0) /* its pidfd: EMFILE */
+        assert_true(exhausted(errno));
+    assert_int_equal(w, pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    set_nofile(old.rlim_cur);
+    /* and it serves as before */
+    storm_done = 0;
+    green_t c = green_spawn(storm_client, NULL);
+    assert_int_equal(green_join(c, NULL, -1), 0);
+    assert_int_equal(storm_done, 1);
+    assert_int_equal(green_server_stop(srv, green_after(2000)), 0);
+    assert_int_equal(open_fds() - 1, base);
+    assert_int_equal(green_close(lfd), 0);
+    assert_hub_idle();
+}
+
+/* An accept storm on green_accept: the kernel queues connections the process has no fd
+ * for; green_accept fails with EMFILE and then accepts every one once fds are free. */
+static void *storm_connector(void *arg)
+{
+    int *fd = arg;
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (*fd < 0) {
+        assert_true(exhausted(errno));
+        return NULL;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(storm_port)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(green_connect(*fd, (struct sockaddr *)&a, sizeof a, green_after(10000)), 0);
+    return NULL;
+}
+
+/* While no fd is left: a new hub (its poller needs fds), a signal wait (a signalfd), a
+ * timer, the pool, a waitpid (a pidfd) fail with EMFILE or work, and leave no trace. */
+static void *exhausted_thread(void *arg)
+{
+    int ok = arg != NULL;
+    errno = 0;
+    if (green_sleep(1) != 0)
+        assert_true(!ok && exhausted(errno));
+    green_t g = green_spawn(twice, (void *)1);
+    if (!g)
+        assert_true(!ok && exhausted(errno));
+    else
+        assert_int_equal(green_join(g, NULL, -1), 0);
+    return NULL;
+}
+
+/* a new OS thread's first calls: ok, or they may fail with EMFILE */
+static void new_hub(int ok)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, exhausted_thread, ok ? (void *)1 : NULL), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void exhausted_calls(void)
+{
+    new_hub(0);
+    void *res = NULL;
+    assert_int_equal(green_run_blocking(twice, (void *)2, &res, -1), 0);
+    assert_ptr_equal(res, (void *)4);
+    errno = 0;
+    assert_int_equal(green_signal_wait(SIGUSR1, green_after(5)), -1);
+    assert_true(exhausted(errno) || errno == ETIMEDOUT);
+    pid_t pid = fork(); /* no pidfd: waitpid polls */
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(0);
+    int st;
+    assert_int_equal(green_waitpid(pid, &st, green_after(5000)), pid);
+    struct addrinfo *ai = NULL;
+    int r = green_getaddrinfo("localhost", "80", NULL, &ai, green_after(5000)); /* /etc/hosts */
+    if (r == 0)
+        green_freeaddrinfo(ai);
+    else
+        assert_true(r == EAI_SYSTEM && exhausted(errno));
+}
+
+static void fd_storm_accept(void)
+{
+    int lfd = green_tcp_listen("127.0.0.1", "0", 128);
+    assert_true(lfd >= 0);
+    snprintf(storm_port, sizeof storm_port, "%d", green_socket_port(lfd));
+    assert_int_equal(green_sleep(1), 0);
+    int base = open_fds() - 1;
+    enum { N = 16 };
+    int cfd[N], afd[N], nacc = 0, emfile = 0;
+    green_t cs[N];
+    for (int i = 0; i < N; i++)
+        assert_non_null(cs[i] = green_spawn(storm_connector, &cfd[i]));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(green_join(cs[i], NULL, -1), 0);
+    for (int i = 0; i < N; i++)
+        assert_true(cfd[i] >= 0);
+    /* room for 4 more fds: the rest wait in the backlog */
+    set_nofile((rlim_t)base + N + 4);
+    for (;;) {
+        int fd = green_accept(lfd, NULL, NULL, green_after(10000));
+        if (fd >= 0) {
+            afd[nacc++] = fd;
+            continue;
+        }
+        assert_true(exhausted(errno));
+        emfile++;
+        break;
+    }
+    assert_true(nacc >= 1 && emfile == 1); /* fd numbers, not counts: holes fit too */
+    exhausted_calls();
+    /* free them: the others come */
+    for (int i = 0; i < nacc; i++)
+        assert_int_equal(green_close(afd[i]), 0);
+    int total = nacc;
+    while (total < N) {
+        int fd = green_accept(lfd, NULL, NULL, green_after(10000));
+        if (fd < 0) {
+            assert_true(exhausted(errno));
+            fail_msg("accept failed with %d fds free", nacc);
+        }
+        assert_int_equal(green_close(fd), 0);
+        total++;
+    }
+    for (int i = 0; i < N; i++)
+        assert_int_equal(green_close(cfd[i]), 0);
+    new_hub(1); /* fds free again: a new hub works */
+    assert_int_equal(green_close(lfd), 0);
+    assert_int_equal(open_fds() - 1, base - 1);
+    assert_hub_idle();
+    printf("fault: accept storm: %d accepted, EMFILE %d time(s) in between\n", total, emfile);
+}
+
+static void test_fd_exhaustion(void **state)
+{
+    (void)state;
+    in_child(fd_storm_server, 60);
+    in_child(fd_storm_accept, 60);
+}
+
+/* ---- a peer that resets mid-write ---- */
+
+/* The writer's peer reads a little, then closes with SO_LINGER 0 (a reset). */
+static void *resetter(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char buf[4096];
+    assert_true(green_read(fd, buf, sizeof buf, green_after(10000)) > 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    assert_int_equal(green_close(fd), 0);
+    return NULL;
+}
+
+static void peer_reset_child(void)
+{
+    signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill the child */
+    static char big[8 << 20];
+    memset(big, 'r', sizeof big);
+    int lfd = green_tcp_listen("127.0.0.1", "0", 8);
+    assert_true(lfd >= 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", green_socket_port(lfd));
+    for (int round = 0; round < 3; round++) {
+        int c = green_tcp_connect("127.0.0.1", port, green_after(10000));
+        assert_true(c >= 0);
+        int a = green_accept(lfd, NULL, NULL, green_after(10000));
+        assert_true(a >= 0);
+        int small = 4096;
+        assert_int_equal(setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+        green_t r = green_spawn(resetter, (void *)(intptr_t)a);
+        assert_non_null(r);
+        errno = 0;
+        ssize_t n;
+        if (round == 0)
+            n = green_write(c, big, sizeof big, green_after(10000));
+        else if (round == 1)
+            n = green_send(c, big, sizeof big, 0, green_after(10000));
+        else {
+            struct iovec iov[2] = {{big, sizeof big / 2}, {big + sizeof big / 2, sizeof big / 2}};
+            n = green_writev(c, iov, 2, green_after(10000));
+        }
+        int e = errno;
+        assert_true(n < (ssize_t)sizeof big);
+        if (e != ECONNRESET && e != EPIPE)
+            fail_msg("round %d: %zd, errno %d (%s)", round, n, e, strerror(e));
+        /* and again: the connection stays failed, no SIGPIPE */
+        errno = 0;
+        assert_int_equal(green_write(c, big, 10, green_after(10000)), -1);
+        assert_true(errno == EPIPE || errno == ECONNRESET);
+        assert_int_equal(green_join(r, NULL, -1), 0);
+        assert_int_equal(green_close(c), 0);
+    }
+    assert_int_equal(green_close(lfd), 0);
+    assert_hub_idle();
+}
+
+/* A handler writing to a client that resets: its write fails, the server goes on. */
+static void flood(int fd, void *arg)
+{
+    (void)arg;
+    static char big[4 << 20];
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    errno = 0;
+    ssize_t n = green_write(fd, big, sizeof big, green_after(10000));
+    assert_true(n < (ssize_t)sizeof big);
+    assert_true(errno == ECONNRESET || errno == EPIPE);
+}
+
+static void server_reset_child(void)
+{
+    signal(SIGPIPE, SIG_DFL);
+    int lfd = green_tcp_listen("127.0.0.1", "0", 8);
+    assert_true(lfd >= 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", green_socket_port(lfd));
+    green_server_t *srv = green_serve(lfd, flood, NULL, NULL);
+    assert_non_null(srv);
+    green_t rs[3];
+    for (int i = 0; i < 3; i++) {
+        int c = green_tcp_connect("127.0.0.1", port, green_after(10000));
+        assert_true(c >= 0);
+        assert_non_null(rs[i] = green_spawn(resetter, (void *)(intptr_t)c));
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(green_join(rs[i], NULL, -1), 0);
+    assert_int_equal(green_sleep(20), 0); /* the handlers see the resets */
+    assert_int_equal(green_server_stop(srv, green_after(5000)), 0);
+    assert_int_equal(green_close(lfd), 0);
+    green_stats_t st = stats();
+    assert_int_equal(st.alive, 0);
+}
+
+static void test_peer_reset(void **state)
+{
+    (void)state;
+    in_child(peer_reset_child, 60);
+    in_child(server_reset_child, 60);
+}
+
 int main(void)
 {
     /* a failed check aborts, whatever thread or child makes it */
@@ -1151,6 +1494,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cold), /* first: no hub in this process yet */
         cmocka_unit_test(test_every_allocation_fails),
+        cmocka_unit_test(test_fd_exhaustion),
+        cmocka_unit_test(test_peer_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
