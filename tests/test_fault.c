@@ -44,6 +44,10 @@ static atomic_int fi_armed;         /* count (and fail) libgreen's allocations *
 static atomic_long fi_count;        /* libgreen's allocations since arming */
 static atomic_long fi_target;       /* the first to fail (1-based), 0: none */
 static atomic_long fi_span = 1;     /* how many in a row fail from there */
+/* span STICKY: every one from the target on, until the scenario has seen 8 calls fail
+ * (a bound, so that its retry loops end) */
+#define STICKY (1L << 40)
+static atomic_int fi_reported;      /* failures the scenario saw */
 static atomic_int fi_fired;         /* the target was reached and failed */
 static atomic_int fi_track;         /* record live allocations */
 
@@ -217,6 +221,8 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         if (!atomic_load(&fi_fired) || e_ != (e))                                        \
             fail_msg("%s:%d: failed with errno %d (%s), injected: %d", __FILE__, __LINE__, \
                      e_, strerror(e_), atomic_load(&fi_fired));                          \
+        if (atomic_fetch_add(&fi_reported, 1) + 1 >= 8 && atomic_load(&fi_span) == STICKY) \
+            atomic_store(&fi_target, 0);                                                 \
     } while (0)
 
 /* `call` returns 0, or -1/ENOMEM as the injected failure, in which case it is tried
@@ -226,7 +232,7 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
         int tries_ = 0;                                   \
         while ((call) != 0) {                             \
             FAILED_WITH(ENOMEM);                          \
-            assert_true(++tries_ <= atomic_load(&fi_span)); \
+            assert_true(++tries_ <= 8);                   \
         }                                                 \
     } while (0)
 
@@ -358,6 +364,43 @@ static void chan_run(size_t esize, size_t cap)
     assert_int_equal(ngot, r.nsent);
     assert_memory_equal(got, r.sent, sizeof(int) * (size_t)ngot);
     assert_int_equal(green_chan_free(r.ch), 0);
+}
+
+/* The producer on a plain OS thread (its hub made when it first waits): remote wakes
+ * both ways. */
+static void *thread_producer(void *arg)
+{
+    producer(arg);
+    return NULL;
+}
+
+static void sc_chan_threads(void)
+{
+    for (size_t cap = 0; cap < 2; cap++) {
+        struct chan_run r = {.esize = 200};
+        if (!(r.ch = green_chan_new(200, cap))) {
+            FAILED_WITH(ENOMEM);
+            continue;
+        }
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, thread_producer, &r), 0);
+        int got[12], ngot = 0;
+        char elem[256];
+        for (;;) {
+            if (green_chan_recv(r.ch, elem, -1) == 0) {
+                assert_true(ngot < 12);
+                memcpy(&got[ngot++], elem, sizeof(int));
+            } else if (errno == EPIPE) {
+                break;
+            } else {
+                FAILED_WITH(ENOMEM);
+            }
+        }
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(ngot, r.nsent);
+        assert_memory_equal(got, r.sent, sizeof(int) * (size_t)ngot);
+        assert_int_equal(green_chan_free(r.ch), 0);
+    }
 }
 
 static void sc_chan(void)
@@ -629,6 +672,14 @@ static void sc_dns(void)
     }
 }
 
+/* c-ares on the hub (when built in; else the pool again) */
+static void sc_dns_ares(void)
+{
+    setenv("GREEN_RESOLVER", "ares", 1);
+    sc_dns();
+    unsetenv("GREEN_RESOLVER");
+}
+
 /* A server's handlers echo; three clients. A connection the server could not give a
  * handler is closed: its client sees EOF, and only when a failure was injected. */
 static void echo(int fd, void *arg)
@@ -897,11 +948,13 @@ static const struct scenario scenarios[] = {
     {"spawn-dedicated", sc_spawn_dedicated},
     {"spawn-shared", sc_spawn_shared},
     {"chan", sc_chan},
+    {"chan-threads", sc_chan_threads},
     {"choose", sc_choose},
     {"group", sc_group},
     {"sync", sc_sync},
     {"pool", sc_pool},
     {"dns", sc_dns},
+    {"dns-ares", sc_dns_ares},
     {"server", sc_server},
     {"server-2-hubs", sc_server2},
     {"hub", sc_hub},
@@ -975,6 +1028,7 @@ static long run_once(const struct scenario *s, long target, int *leaked, int che
     int fds = open_fds();
     atomic_store(&fi_count, 0);
     atomic_store(&fi_fired, 0);
+    atomic_store(&fi_reported, 0);
     atomic_store(&fi_target, target);
     atomic_store(&fi_track, 1);
     atomic_store(&fi_armed, 1);
@@ -1020,6 +1074,7 @@ static void *cold_thread(void *arg)
     (void)arg;
     atomic_store(&fi_count, 0);
     atomic_store(&fi_fired, 0);
+    atomic_store(&fi_reported, 0);
     atomic_store(&fi_target, cold_target);
     atomic_store(&fi_track, 1);
     atomic_store(&fi_armed, 1);
@@ -1057,6 +1112,8 @@ static long cold_run(const struct scenario *s, long target)
     return atomic_load(&S->count);
 }
 
+static const long spans[3] = {1, 2, STICKY};
+
 static void test_cold(void **state)
 {
     (void)state;
@@ -1069,8 +1126,8 @@ static void test_cold(void **state)
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
         const struct scenario *s = &scenarios[i];
         long k = cold_run(s, 0), reached = k;
-        for (long span = 1; span <= 2; span++) {
-            atomic_store(&fi_span, span);
+        for (int m = 0; m < 3; m++) {
+            atomic_store(&fi_span, spans[m]);
             for (long n = 1; n <= reached + 1; n++, runs++) {
                 long c = cold_run(s, n);
                 if (c > reached)
@@ -1102,9 +1159,10 @@ static void test_every_allocation_fails(void **state)
         long k = run_once(s, 0, &leaked, 1);
         long reached = k, fired = 0;
         /* each allocation fails alone, then two in a row (what a failure's own
-         * recovery allocates fails too: the shared stack's spare and its renewal) */
-        for (long span = 1; span <= 2; span++) {
-            atomic_store(&fi_span, span);
+         * recovery allocates fails too: the shared stack's spare and its renewal), then
+         * every one from there on (until 8 calls have failed) */
+        for (int m = 0; m < 3; m++) {
+            atomic_store(&fi_span, spans[m]);
             for (long n = 1; n <= reached + 2; n++) {
                 long c = run_once(s, n, &leaked, 1);
                 if (c > reached)
@@ -1483,7 +1541,8 @@ static void test_peer_reset(void **state)
     in_child(server_reset_child, 60);
 }
 
-int main(void)
+/* With an argument "warm": only the warm runs (the GREEN_POLLER=uring variant). */
+int main(int argc, char **argv)
 {
     /* a failed check aborts, whatever thread or child makes it */
     setenv("CMOCKA_TEST_ABORT", "1", 1);
@@ -1497,5 +1556,15 @@ int main(void)
         cmocka_unit_test(test_fd_exhaustion),
         cmocka_unit_test(test_peer_reset),
     };
+    if (argc > 1 && strcmp(argv[1], "warm") == 0) {
+        const struct CMUnitTest warm[] = {cmocka_unit_test(test_every_allocation_fails)};
+        /* the file scenario's file, made by test_cold otherwise */
+        snprintf(file_path, sizeof file_path, "/tmp/test_fault.XXXXXX");
+        int fd = mkstemp(file_path);
+        if (fd < 0)
+            return 1;
+        close(fd);
+        return cmocka_run_group_tests(warm, NULL, NULL);
+    }
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
