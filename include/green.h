@@ -118,7 +118,9 @@ GREEN_API int green_set_name(green_t g, const char *name);
  * Errors of blocking calls: ETIMEDOUT at the deadline, ECANCELED when the caller was
  * killed (then every later blocking call of it fails the same way, except inside a
  * green_shield_push scope, which holds the kill back until it ends), EDEADLK when nothing
- * could ever wake the wait (gevent's LoopExit; reported to the root), EINVAL, ENOMEM.
+ * could ever wake the wait (gevent's LoopExit; reported to the root), EINVAL, ENOMEM;
+ * EMFILE or ENFILE from an OS thread's first wait or spawn when no fd is left for its
+ * hub's poller. A call that fails so changes nothing; the next one tries again.
  *
  * fork(): the child gets a fresh hub on first use; only the green thread that called
  * fork() continues in the child, as the child's root. Other green threads (and their
