@@ -206,7 +206,10 @@ static void shard_stop(struct shard *sh, int64_t deadline)
     green_kill(sh->acceptor);
     while (green_join(sh->acceptor, NULL, -1) != 0 && errno == ENOMEM)
         no_memory_pause();
-    green_yield(); /* every handler spawned runs once: see the top */
+    /* every handler spawned runs once (see the top): one killed before it ever ran
+     * would leave its client open, so a yield that fails (ENOMEM) is made again */
+    while (green_yield() != 0)
+        no_memory_pause();
     int r;
     while ((r = green_group_join(&sh->conns, deadline)) != 0 && errno == ENOMEM)
         no_memory_pause();
