@@ -24,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -655,10 +656,21 @@ static void sc_sync(void)
 /* the thread pool, from three green threads at once */
 static void *twice(void *arg) { return (char *)arg + (intptr_t)arg; }
 
+/* A job's runs, and the calls that said it ran: a call that failed must not have run
+ * its job (the caller would run it again). */
+static atomic_int pool_ran, pool_said;
+
+static void *twice_counted(void *arg)
+{
+    atomic_fetch_add(&pool_ran, 1);
+    return twice(arg);
+}
+
 static void *pool_user(void *arg)
 {
     void *res = NULL;
-    RETRY(green_run_blocking(twice, arg, &res, -1));
+    RETRY(green_run_blocking(twice_counted, arg, &res, -1));
+    atomic_fetch_add(&pool_said, 1);
     assert_ptr_equal(res, (char *)arg + (intptr_t)arg);
     return NULL;
 }
@@ -672,6 +684,10 @@ static void sc_pool(void)
     for (int i = 0; i < 3; i++)
         if (gs[i])
             join_ok(gs[i], NULL);
+    sleep_os_ms(5); /* a job run behind its caller's back would have run by now */
+    assert_int_equal(atomic_load(&pool_ran), atomic_load(&pool_said));
+    atomic_store(&pool_ran, 0);
+    atomic_store(&pool_said, 0);
 }
 
 /* DNS through the pool: a name, and a numeric one */
@@ -940,6 +956,11 @@ static void sc_file(void)
         FAILED_WITH(ENOMEM);
         RETRY(green_write(fd, out, sizeof out, -1) == (ssize_t)sizeof out ? 0 : -1);
     }
+    /* a write that failed wrote nothing (its retry would write the bytes twice) */
+    sleep_os_ms(5);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    assert_int_equal(st.st_size, sizeof out);
     assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
     while ((n = green_read(fd, in, sizeof in, -1)) != (ssize_t)sizeof in) {
         assert_int_equal(n, -1);
