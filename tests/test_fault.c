@@ -262,8 +262,11 @@ static void join_ok(green_t g, void **res)
 
 /* spawn, join, switch, names: both stack modes; the shared-mode bodies use more than
  * the inline copy so that their copies go to the heap */
+static int sj_ran;
+
 static void *sj_body(void *arg)
 {
+    sj_ran++;
     volatile char deep[2048];
     for (int k = 0; k < 3; k++) {
         deep[k * 500] = (char)k;
@@ -289,8 +292,10 @@ static void spawn_join(int mode)
 {
     green_attr_t attr = {.stack_mode = mode, .name = "sj"};
     green_t gs[4];
+    int spawned = 0;
+    sj_ran = 0;
     for (int i = 0; i < 4; i++) {
-        gs[i] = green_spawn_attr(sj_body, (char *)NULL + i, &attr);
+        spawned += (gs[i] = green_spawn_attr(sj_body, (char *)NULL + i, &attr)) != NULL;
         if (!gs[i])
             FAILED_WITH(ENOMEM);
         else if (i == 1 && green_set_name(gs[i], "renamed") != 0)
@@ -302,6 +307,7 @@ static void spawn_join(int mode)
             join_ok(gs[i], &r);
             assert_ptr_equal(r, (char *)NULL + i + 100);
         }
+    assert_int_equal(sj_ran, spawned); /* a spawn that failed runs nothing */
     /* greenlet's primitive: new, switch in and back, switch to finish, destroy */
     green_t g = green_new(sw_body, (void *)7, &attr);
     if (!g) {
@@ -560,9 +566,12 @@ static void sc_choose(void)
 }
 
 /* A group of at most 2: five members that sleep, then a kill and a join. */
+static int members_ran, members_spawned;
+
 static void *member(void *arg)
 {
     (void)arg;
+    members_ran++;
     if (green_sleep(5) != 0 && errno != ECANCELED)
         FAILED_WITH(ENOMEM);
     return NULL;
@@ -572,7 +581,16 @@ static void sc_group(void)
 {
     green_group_t grp;
     assert_int_equal(green_group_init(&grp, 2), 0);
+    members_ran = members_spawned = 0;
     for (int i = 0; i < 5; i++)
+        if (!green_group_spawn(&grp, member, NULL, -1))
+            FAILED_WITH(ENOMEM);
+        else
+            members_spawned++;
+    RETRY(green_group_join(&grp, -1));
+    /* a spawn that failed runs nothing */
+    assert_int_equal(members_ran, members_spawned);
+    for (int i = 0; i < 3; i++)
         if (!green_group_spawn(&grp, member, NULL, -1))
             FAILED_WITH(ENOMEM);
     RETRY(green_group_kill(&grp));
@@ -1013,6 +1031,21 @@ static void sc_signal(void)
     if (k != 0)
         FAILED_WITH(ENOMEM);
     drain(SIGUSR2);
+    /* a take that failed consumed nothing: the delivery is there for the next */
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR1);
+    assert_int_equal(pthread_kill(pthread_self(), SIGUSR1), 0);
+    siginfo_t si;
+    int r;
+    while ((r = green_signal_take(&one, &si, green_after(5000))) < 0) {
+        FAILED_WITH(ENOMEM);
+        sigset_t pend;
+        assert_int_equal(sigpending(&pend), 0);
+        assert_true(sigismember(&pend, SIGUSR1));
+    }
+    assert_int_equal(r, SIGUSR1);
+    assert_int_equal(si.si_signo, SIGUSR1);
 }
 
 /* The debugging reports: a dump (backtraces of suspended green threads) and stats. */
