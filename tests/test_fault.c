@@ -472,6 +472,23 @@ static void *setter(void *arg)
     return NULL;
 }
 
+/* Receives int64 elements into r->sent until the close. */
+static void *send_receiver(void *arg)
+{
+    struct chan_run *r = arg;
+    int64_t v;
+    for (;;) {
+        if (green_chan_recv(r->ch, &v, -1) == 0) {
+            assert_true(r->nsent < 12);
+            r->sent[r->nsent++] = (int)v;
+        } else if (errno == EPIPE) {
+            return NULL;
+        } else {
+            FAILED_WITH(ENOMEM);
+        }
+    }
+}
+
 static void sc_choose(void)
 {
     struct choose_run r = {0};
@@ -559,6 +576,32 @@ static void sc_choose(void)
     assert_int_equal(green_choose(&one, 1, green_after(2)), -1);
     if (errno != ETIMEDOUT)
         FAILED_WITH(ENOMEM);
+    /* sends by choose: one that failed delivered nothing (its retry would deliver it
+     * twice); a receiver takes them until the close */
+    if (nch) {
+        struct chan_run cr = {.ch = r.ch[0], .esize = 8};
+        green_t rc = green_spawn(send_receiver, &cr);
+        if (!rc)
+            FAILED_WITH(ENOMEM);
+        for (int i = 0; rc && i < 6; i++) {
+            int64_t v = i;
+            green_clause_t cl[5] = {{.op = GREEN_CHAN_SEND, .ch = r.ch[0], .elem = &v}};
+            for (int k = 1; k < 5; k++) /* more than fit inline */
+                cl[k] = (green_clause_t){.op = GREEN_WAIT_EVENT, .event = &r.ev};
+            int k;
+            while ((k = green_choose(cl, 5, green_after(5000))) < 0)
+                FAILED_WITH(ENOMEM);
+            assert_int_equal(k, 0);
+            assert_int_equal(cl[0].err, 0);
+        }
+        assert_int_equal(green_chan_close(r.ch[0]), 0);
+        if (rc) {
+            join_ok(rc, NULL);
+            assert_int_equal(cr.nsent, 6);
+            for (int i = 0; i < 6; i++)
+                assert_int_equal(cr.sent[i], i);
+        }
+    }
     for (int c = 0; c < nch; c++)
         assert_int_equal(green_chan_free(r.ch[c]), 0);
     assert_int_equal(green_event_destroy(&r.ev), 0);
