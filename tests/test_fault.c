@@ -1,15 +1,19 @@
-/* Fault injection (issue 13): every allocation of libgreen's that a scenario reaches is
- * made to fail once, one run per allocation, and the API must answer with its
- * documented error (-1/ENOMEM, NULL+ENOMEM, EAI_MEMORY) and stay usable: no crash, no
- * hang (alarm), no leak (the live allocations made during a run are tracked), no lost
- * element, the hub idle at the end. Then fd exhaustion (RLIMIT_NOFILE) against a server
- * and a connect storm, and a peer that resets mid-write.
+/* Fault injection (issue 13): every allocation and mapping of libgreen's that a scenario
+ * reaches is made to fail, one run per allocation (alone, two in a row, then all from
+ * there on), and the API must answer with its documented error (-1/ENOMEM, NULL+ENOMEM,
+ * EAI_MEMORY) and stay usable: no crash, no hang (alarm), no leak (the live allocations
+ * and mappings made during a run are tracked), no lost or doubled element, nothing done
+ * by a call that said it failed, the hub idle at the end. Cold runs do it in a fresh
+ * forked process (first uses: the hub, its loop, its caches), warm runs with the caches
+ * filled. Then regression tests of the bugs the runs found, fd exhaustion (RLIMIT_NOFILE:
+ * connect and accept storms) and peers that reset mid-write.
  *
- * How: this program defines malloc, calloc, realloc, free and mmap. libgreen is linked in
- * statically, so its calls reach these; an allocation is "libgreen's" when its return
- * address is in this executable's text (glibc's, cmocka's and libunwind's own
- * allocations pass through unfailed and uncounted). Not under sanitizers (their
- * allocators cannot be replaced): the leak check is this file's own. */
+ * How: this program defines malloc, calloc, realloc, free, mmap and munmap. libgreen is
+ * linked in statically, so its calls reach these; an allocation is "libgreen's" when its
+ * return address is in this executable's text (glibc's, cmocka's, libunwind's and
+ * c-ares' own allocations pass through unfailed and uncounted). Not under sanitizers
+ * (their runtimes own malloc): the leak check is this file's own. FAULT_ONLY=name runs
+ * one scenario; the argument "warm" only the warm runs. */
 #include "green_test.h"
 
 #include <arpa/inet.h>
