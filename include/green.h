@@ -305,7 +305,9 @@ GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
  *    another green thread waits on it for that direction, or the poller's error;
  *  - GREEN_WAIT_SIGNAL (signo): signo arrived, as for green_signal_wait (blocked in the
  *    calling OS thread and left blocked; one delivery serves every green thread waiting
- *    for it; a delivery that comes when the choose has completed otherwise stays pending).
+ *    for it; a delivery that comes when the choose has completed otherwise stays pending);
+ *    err = why it cannot be waited for (ENOMEM; EMFILE, ENFILE: no signalfd), the
+ *    delivery left pending.
  * Zero the fields a clause does not use (designated initializers do). */
 enum {
     GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2,

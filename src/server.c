@@ -358,13 +358,14 @@ static int thread_create(pthread_t *t, struct shard *sh)
     return err;
 }
 
-/* Start extra shard i: its listener, its OS thread, and wait until its acceptor runs. */
+/* Start extra shard i: its listener, its OS thread, and wait until its acceptor runs.
+ * 0; -1 + errno when its thread runs (to stop and join); -2 + errno when it has none. */
 static int extra_start(green_server_t *srv, int i)
 {
     struct shard *sh = &srv->shards[i];
     int fd = shard_listener(srv->shards[0].listen_fd, &sh->own_listener);
     if (fd < 0)
-        return -1;
+        return -2; /* no thread (no listener: EMFILE...): nothing to wait for */
     sh->listen_fd = fd;
     green_future_init(&sh->started);
     green_future_init(&sh->done);

@@ -1077,6 +1077,10 @@ static void sc_signal(void)
     int k = green_choose(&cl, 1, green_after(5000));
     if (k != 0)
         FAILED_WITH(ENOMEM);
+    else if (cl.err) { /* its arming failed: the clause completes with that error */
+        errno = cl.err;
+        FAILED_WITH(ENOMEM);
+    }
     drain(SIGUSR2);
     /* a take that failed consumed nothing: the delivery is there for the next */
     sigset_t one;
@@ -1818,9 +1822,25 @@ static void new_hub(int ok)
     assert_int_equal(pthread_join(t, NULL), 0);
 }
 
-static void exhausted_calls(void)
+static void exhausted_calls(int lfd)
 {
     new_hub(0);
+    /* a server on two hubs: the other's listener (and its hub's poller) need fds */
+    green_serve_opts_t two = {.threads = 2};
+    errno = 0;
+    green_server_t *srv = green_serve(lfd, echo, NULL, &two);
+    if (srv)
+        assert_int_equal(green_server_stop(srv, green_after(1000)), 0);
+    else
+        assert_true(exhausted(errno));
+    /* a choose's signal clause: the hub's signalfd */
+    green_clause_t cl = {.op = GREEN_WAIT_SIGNAL, .signo = SIGUSR2};
+    errno = 0;
+    int k = green_choose(&cl, 1, green_after(5));
+    if (k == 0) /* the clause completes with the error of its arming */
+        assert_true(exhausted(cl.err));
+    else
+        assert_true(k == -1 && errno == ETIMEDOUT);
     void *res = NULL;
     assert_int_equal(green_run_blocking(twice, (void *)2, &res, -1), 0);
     assert_ptr_equal(res, (void *)4);
@@ -1870,7 +1890,7 @@ static void fd_storm_accept(void)
         break;
     }
     assert_true(nacc >= 1 && emfile == 1); /* fd numbers, not counts: holes fit too */
-    exhausted_calls();
+    exhausted_calls(lfd);
     /* free them: the others come */
     for (int i = 0; i < nacc; i++)
         assert_int_equal(green_close(afd[i]), 0);
