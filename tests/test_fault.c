@@ -1966,10 +1966,14 @@ static void peer_reset_child(void)
         assert_true(n < (ssize_t)sizeof big);
         if (e != ECONNRESET && e != EPIPE)
             fail_msg("round %d: %zd, errno %d (%s)", round, n, e, strerror(e));
-        /* and again: the connection stays failed, no SIGPIPE */
+        /* and again: the connection stays failed, no SIGPIPE; a read sees the end */
         errno = 0;
         assert_int_equal(green_write(c, big, 10, green_after(10000)), -1);
         assert_true(errno == EPIPE || errno == ECONNRESET);
+        char b;
+        errno = 0;
+        ssize_t rn = green_read(c, &b, 1, green_after(10000));
+        assert_true(rn == 0 || (rn == -1 && errno == ECONNRESET));
         assert_int_equal(green_join(r, NULL, -1), 0);
         assert_int_equal(green_close(c), 0);
     }
