@@ -24,7 +24,7 @@ BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libh
               iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
 .PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
-        test-ucontext test-asan test-tsan test-valgrind test-aarch64 install clean
+        test-ucontext test-asan test-tsan test-valgrind test-aarch64 fault install clean
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
@@ -57,6 +57,16 @@ test-native:
 	cmake --build build -j$(JOBS)
 	cd build && $(CTEST)
 	cd build && GREEN_POLLER=uring $(CTEST) -L hub
+
+# Fault injection alone (tests/test_fault.c: every allocation libgreen makes fails in
+# turn, fd exhaustion, peer resets), Debug and optimised; test-native runs it too.
+fault:
+	cmake -S . -B build-debug -DCMAKE_BUILD_TYPE=Debug -DGREEN_BENCH=OFF -DGREEN_EXAMPLES=OFF
+	cmake --build build-debug -j$(JOBS) --target test_fault
+	cd build-debug && $(CTEST) -L fault
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
+	cmake --build build -j$(JOBS) --target test_fault
+	cd build && $(CTEST) -L fault
 
 test-ucontext:
 	cmake -S . -B build-ucontext -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_CONTEXT=ucontext \

@@ -118,7 +118,9 @@ GREEN_API int green_set_name(green_t g, const char *name);
  * Errors of blocking calls: ETIMEDOUT at the deadline, ECANCELED when the caller was
  * killed (then every later blocking call of it fails the same way, except inside a
  * green_shield_push scope, which holds the kill back until it ends), EDEADLK when nothing
- * could ever wake the wait (gevent's LoopExit; reported to the root), EINVAL, ENOMEM.
+ * could ever wake the wait (gevent's LoopExit; reported to the root), EINVAL, ENOMEM;
+ * EMFILE or ENFILE from an OS thread's first wait or spawn when no fd is left for its
+ * hub's poller. A call that fails so changes nothing; the next one tries again.
  *
  * fork(): the child gets a fresh hub on first use; only the green thread that called
  * fork() continues in the child, as the child's root. Other green threads (and their
@@ -303,7 +305,9 @@ GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
  *    another green thread waits on it for that direction, or the poller's error;
  *  - GREEN_WAIT_SIGNAL (signo): signo arrived, as for green_signal_wait (blocked in the
  *    calling OS thread and left blocked; one delivery serves every green thread waiting
- *    for it; a delivery that comes when the choose has completed otherwise stays pending).
+ *    for it; a delivery that comes when the choose has completed otherwise stays pending);
+ *    err = why it cannot be waited for (ENOMEM; EMFILE, ENFILE: no signalfd), the
+ *    delivery left pending.
  * Zero the fields a clause does not use (designated initializers do). */
 enum {
     GREEN_CHAN_SEND = 1, GREEN_CHAN_RECV = 2,

@@ -79,6 +79,12 @@ static void uring_done(struct green_hub *h, struct green_file_op *io)
 static int on_uring(struct green_hub *h, struct file_op *op, int64_t deadline)
 {
     op->io.done = uring_done;
+    if (green__wait_reserve(h) != 0) { /* a request sent is done, whatever its caller does */
+        int err = errno;
+        free(op);
+        errno = err;
+        return -1;
+    }
     if (h->poller->ops->file_io(h, &op->io) != 0)
         return on_pool(h, op, deadline); /* no room in the ring: the pool does it */
     /* external: the kernel ends the wait, nothing the hub's deadlock check can see */

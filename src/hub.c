@@ -125,6 +125,7 @@ static struct green_hub *hub_make(void)
     h->relay_fiber = green_tsan_create();
 #endif
     if (green__relay_init(h) != 0) {
+        green__blocks_orphan(h); /* the root's chunk goes to the next hub */
         free(h);
         return NULL;
     }

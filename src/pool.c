@@ -280,7 +280,10 @@ int green__pool_run(struct green_hub *h, void *(*fn)(void *), void *arg, void **
             *result = r;
         return 0;
     }
-    struct job *j = h || (h = green__loop()) ? job_start(h, fn, arg, drop, deadline) : NULL;
+    /* once queued, a job runs: so its wait may fail for no want of memory */
+    struct job *j = (h || (h = green__loop())) && green__wait_reserve(h) == 0
+                        ? job_start(h, fn, arg, drop, deadline)
+                        : NULL;
     if (!j) {
         int err = errno;
         if (drop)

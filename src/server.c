@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Back-off between accepts that fail for want of fds or memory: doubles from the first
@@ -135,7 +136,8 @@ static bool accept_fatal(int err)
 }
 
 /* Wait before the next accept: a failure that lasts a while (EMFILE, ENFILE, ENOBUFS,
- * ENOMEM, no memory for a handler), each time longer. 0, or -1 when killed. */
+ * ENOMEM, no memory for a handler), each time longer. 0, or -1 when killed (or ENOMEM:
+ * the shared stack's spare lent). */
 static int back_off(int64_t *backoff)
 {
     *backoff = *backoff ? *backoff * 2 : BACKOFF_FIRST_MS;
@@ -148,7 +150,13 @@ static void *acceptor_main(void *arg)
 {
     struct shard *sh = arg;
     int64_t backoff = 0;
-    while (!green_cancelled() && room_take(sh) == 0) {
+    while (!green_cancelled()) {
+        if (room_take(sh) != 0) {
+            /* killed (the loop ends), or no waiter record for the wait (ENOMEM): the
+             * server must not stop accepting for that */
+            back_off(&backoff);
+            continue;
+        }
         int fd = green_accept(sh->listen_fd, NULL, NULL, -1);
         if (fd >= 0 && conn_spawn(sh, fd) == 0) {
             backoff = 0;
@@ -162,8 +170,7 @@ static void *acceptor_main(void *arg)
             break;
         else if (accept_retry_now(err))
             continue;
-        if (back_off(&backoff) != 0)
-            break;
+        back_off(&backoff); /* fails when killed (the loop ends) or with ENOMEM */
     }
     return NULL;
 }
@@ -182,15 +189,34 @@ static int shard_start(struct shard *sh)
     return sh->acceptor ? 0 : -1;
 }
 
+/* The stop's waits cannot give up: on ENOMEM (the shared stack's spare lent and not
+ * replaceable) they are made again after the others have run and may have freed some,
+ * or, when nothing can run (the yield fails the same way), after a millisecond. */
+static void no_memory_pause(void)
+{
+    if (green_yield() != 0) {
+        struct timespec ms = {0, 1000000};
+        green__sys.nanosleep(&ms, NULL);
+    }
+}
+
 /* On the shard's own hub, from a green thread nobody can kill (see the top). */
 static void shard_stop(struct shard *sh, int64_t deadline)
 {
     green_kill(sh->acceptor);
-    green_join(sh->acceptor, NULL, -1);
-    green_yield(); /* every handler spawned runs once: see the top */
-    if (green_group_join(&sh->conns, deadline) != 0) {
+    while (green_join(sh->acceptor, NULL, -1) != 0 && errno == ENOMEM)
+        no_memory_pause();
+    /* every handler spawned runs once (see the top): one killed before it ever ran
+     * would leave its client open, so a yield that fails (ENOMEM) is made again */
+    while (green_yield() != 0)
+        no_memory_pause();
+    int r;
+    while ((r = green_group_join(&sh->conns, deadline)) != 0 && errno == ENOMEM)
+        no_memory_pause();
+    if (r != 0) {
         green_group_kill(&sh->conns);
-        green_group_join(&sh->conns, -1);
+        while (green_group_join(&sh->conns, -1) != 0 && errno == ENOMEM)
+            no_memory_pause();
     }
     if (sh->own_listener)
         green_close(sh->listen_fd);
@@ -209,7 +235,9 @@ static void *shard_thread(void *arg)
         green_future_fail(&sh->started, err);
     } else {
         green_future_set(&sh->started, NULL);
-        green_event_wait(&sh->srv->stop, -1);
+        /* (ENOMEM: no waiter record; the shard must not stop for that) */
+        while (green_event_wait(&sh->srv->stop, -1) != 0 && errno == ENOMEM)
+            green_sleep(1);
         shard_stop(sh, sh->srv->deadline);
     }
     green_future_set(&sh->done, NULL);
@@ -330,13 +358,14 @@ static int thread_create(pthread_t *t, struct shard *sh)
     return err;
 }
 
-/* Start extra shard i: its listener, its OS thread, and wait until its acceptor runs. */
+/* Start extra shard i: its listener, its OS thread, and wait until its acceptor runs.
+ * 0; -1 + errno when its thread runs (to stop and join); -2 + errno when it has none. */
 static int extra_start(green_server_t *srv, int i)
 {
     struct shard *sh = &srv->shards[i];
     int fd = shard_listener(srv->shards[0].listen_fd, &sh->own_listener);
     if (fd < 0)
-        return -1;
+        return -2; /* no thread (no listener: EMFILE...): nothing to wait for */
     sh->listen_fd = fd;
     green_future_init(&sh->started);
     green_future_init(&sh->done);
@@ -383,7 +412,8 @@ green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
              * with nothing to wait for */
             int err = errno;
             srv->nshards = r == -2 ? i : i + 1;
-            green_server_stop(srv, 0);
+            while (green_server_stop(srv, 0) != 0 && errno == ENOMEM)
+                green_yield(); /* nothing stopped: again */
             errno = err;
             return NULL;
         }
@@ -426,8 +456,16 @@ int green_server_stop(green_server_t *srv, int64_t deadline)
     if (!stopper)
         return -1;
     if (green_join(stopper, NULL, -1) != 0) {
-        int err = errno; /* we were killed: the stopper finishes on its own */
-        green_detach(stopper);
+        int err = errno;
+        if (err == ENOMEM && !green_started(stopper)) {
+            /* the join failed before it waited (ENOMEM: no waiter record), so the
+             * stopper has not run: it never will, and nothing is stopped */
+            green_kill(stopper);
+            green_join(stopper, NULL, 0);
+        } else {
+            /* we were killed (or a scoped timeout passed): it finishes on its own */
+            green_detach(stopper);
+        }
         errno = err;
         return -1;
     }

@@ -24,6 +24,7 @@
  * green thread.
  */
 #include "wait.h"
+#include "stack.h"
 
 #include <sched.h>
 #include <stddef.h>
@@ -55,6 +56,21 @@ static void waiter_recycle(struct green_hub *h, struct green_waiter *w)
 static void waiter_note_released(struct green_hub *h, struct green_remote *n)
 {
     waiter_recycle(h, (struct green_waiter *)(void *)((char *)n - offsetof(struct green_waiter, remote)));
+}
+
+int green__wait_reserve(struct green_hub *h)
+{
+    if (green__shared_spare_ready(h) != 0)
+        return -1;
+    if (!h->free_waiters) {
+        struct green_waiter *w = malloc(sizeof *w);
+        if (!w) {
+            errno = ENOMEM;
+            return -1;
+        }
+        waiter_recycle(h, w);
+    }
+    return 0;
 }
 
 void green__waiter_free(struct green_hub *h, struct green_waiter *w)

@@ -64,6 +64,11 @@ enum green_park_mode green__park_mode_shared(void);
  * entry and on return, dropped while parked. The record is freed before it returns. */
 int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
                 int64_t deadline, enum green_park_mode mode);
+/* Make sure that the current green thread's next green__wait (not masked) on h cannot
+ * fail for want of memory before it parks: a record in the cache, the shared stack's
+ * spare in place. For a wait that follows something begun that cannot be taken back (a
+ * pool job, an io_uring request): 0, or -1/ENOMEM to fail before beginning it. */
+int green__wait_reserve(struct green_hub *h);
 /* Under the object's lock, from any thread: w's wait (all of q's) has succeeded. */
 void green__waiter_hand_over(struct green_waiter *w);
 void green__waitq_hand_over_all(struct green_waitq *q);
