@@ -1813,10 +1813,17 @@ static void test_fork_while_a_lock_is_held(void **state)
     while (!__atomic_load_n(&lock_held, __ATOMIC_SEQ_CST))
         sleep_os_ms(1);
     fflush(NULL);
+    int verdict[2];
+    assert_int_equal(pipe(verdict), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_hub_works());
+    if (pid == 0) {
+        int r = child_hub_works();
+        if (write(verdict[1], &r, sizeof r) != (ssize_t)sizeof r)
+            r = 2;
+        _exit(r);
+    }
+    close(verdict[1]);
     int status = 0, waited = 0;
     while (waitpid(pid, &status, WNOHANG) == 0 && waited < 10000) {
         sleep_os_ms(10);
@@ -1832,8 +1839,15 @@ static void test_fork_while_a_lock_is_held(void **state)
     assert_null(r);
     if (waited >= 10000)
         fail_msg("the child hung: it waited for a lock held by a thread it does not have");
+    int said = -1;
+    assert_int_equal(read(verdict[0], &said, sizeof said), (ssize_t)sizeof said);
+    close(verdict[0]);
+    assert_int_equal(said, 0); /* the child's own verdict: its hub works */
     assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
+    /* under valgrind the child's exit also reports what the vanished thread was making
+     * (its half-made hub, reachable from no thread the child has) as lost: 99 */
+    if (!(under_valgrind() && WEXITSTATUS(status) == 99))
+        assert_int_equal(WEXITSTATUS(status), 0);
     assert_hub_idle();
 }
 
