@@ -94,7 +94,9 @@ static void *supervisor(void *arg)
 {
     struct slot *s = arg;
     while (!stopping) {
-        s->g = green_spawn(s->fn, s);
+        /* odd slots run on the shared stack: their stacks move while they wait */
+        green_attr_t attr = {.stack_mode = s->index % 2 ? GREEN_STACK_SHARED : GREEN_STACK_DEDICATED};
+        s->g = green_spawn_attr(s->fn, s, &attr);
         if (!s->g) {
             VIOLATION("spawn: %s", strerror(errno));
             return NULL;
@@ -281,6 +283,85 @@ static void *mutex_holder(void *arg)
             if (!expected_err(e))
                 VIOLATION("lock: %s", strerror(e));
         }
+        end_deadline(pushed);
+        if (green_cancelled())
+            return NULL;
+    }
+    return NULL;
+}
+
+/* ---- a condition and a semaphore ---- */
+
+static green_mutex_t cond_mutex;
+static green_cond_t cond;
+static green_t cond_inside;
+static unsigned long long cond_waits, cond_signals;
+
+/* Waits for the condition, or signals it; a cond_wait that fails still relocks. */
+static void *cond_user(void *arg)
+{
+    struct slot *s = arg;
+    while (!stopping) {
+        int pushed = take_deadline(s);
+        int r = green_mutex_lock(&cond_mutex, green_after(rnd(20)));
+        int e = errno;
+        if (r == 0) {
+            if (cond_inside)
+                VIOLATION("cond mutex: two holders");
+            if (rnd(2)) {
+                int w = green_cond_wait(&cond, &cond_mutex, rnd(2) ? green_after(rnd(20)) : -1);
+                int we = errno;
+                if (w == 0)
+                    cond_waits++;
+                else if (!expected_err(we))
+                    VIOLATION("cond_wait: %s", strerror(we));
+                if (cond_inside)
+                    VIOLATION("cond_wait returned without the mutex");
+            } else {
+                cond_inside = green_current();
+                if (rnd(2))
+                    green_cond_signal(&cond);
+                else
+                    green_cond_broadcast(&cond);
+                cond_signals++;
+                green_yield();
+                if (cond_inside != green_current())
+                    VIOLATION("cond mutex: another holder came in");
+                cond_inside = NULL;
+            }
+            if (green_mutex_unlock(&cond_mutex) != 0)
+                VIOLATION("cond unlock: %s", strerror(errno));
+        } else if (!expected_err(e))
+            VIOLATION("cond lock: %s", strerror(e));
+        end_deadline(pushed);
+        if (green_cancelled())
+            return NULL;
+    }
+    return NULL;
+}
+
+enum { SEM_PERMITS = 3 };
+static green_sem_t sem;
+static int sem_holders;
+static unsigned long long sem_acquired;
+
+static void *sem_user(void *arg)
+{
+    struct slot *s = arg;
+    while (!stopping) {
+        int pushed = take_deadline(s);
+        int r = green_sem_acquire(&sem, rnd(2) ? green_after(rnd(10)) : -1);
+        int e = errno;
+        if (r == 0) {
+            if (++sem_holders > SEM_PERMITS)
+                VIOLATION("semaphore: %d holders of %d permits", sem_holders, SEM_PERMITS);
+            sem_acquired++;
+            green_sleep(rnd(3));
+            sem_holders--;
+            if (green_sem_release(&sem) != 0)
+                VIOLATION("sem_release: %s", strerror(errno));
+        } else if (!expected_err(e))
+            VIOLATION("sem_acquire: %s", strerror(e));
         end_deadline(pushed);
         if (green_cancelled())
             return NULL;
@@ -509,6 +590,9 @@ int main(void)
     green_group_init(&group, 8);
     for (int i = 0; i < NMUTEX; i++)
         green_mutex_init(&mutexes[i], GREEN_MUTEX_NORMAL);
+    green_mutex_init(&cond_mutex, GREEN_MUTEX_NORMAL);
+    green_cond_init(&cond);
+    green_sem_init(&sem, SEM_PERMITS);
     int lfd = green_tcp_listen("127.0.0.1", "0", 256);
     if (lfd < 0)
         return perror("listen"), 1;
@@ -522,6 +606,8 @@ int main(void)
     add_slots(consumer, 6);
     add_slots(pool_user, 4);
     add_slots(mutex_holder, 6);
+    add_slots(cond_user, 5);
+    add_slots(sem_user, 5);
     add_slots(scoper, 4);
     add_slots(grouper, 3);
     add_slots(net_client, 8);
@@ -587,6 +673,16 @@ int main(void)
         if (green_mutex_destroy(&mutexes[i]) != 0)
             VIOLATION("mutex_destroy: %s", strerror(errno));
     }
+    if (green_mutex_trylock(&cond_mutex) != 0)
+        VIOLATION("the condition's mutex not free: %s", strerror(errno));
+    else
+        green_mutex_unlock(&cond_mutex);
+    if (green_mutex_destroy(&cond_mutex) != 0 || green_cond_destroy(&cond) != 0)
+        VIOLATION("mutex/cond_destroy: %s", strerror(errno));
+    if (green_sem_value(&sem) != SEM_PERMITS)
+        VIOLATION("semaphore: %ld permits at the end, not %d", green_sem_value(&sem), SEM_PERMITS);
+    if (green_sem_destroy(&sem) != 0)
+        VIOLATION("sem_destroy: %s", strerror(errno));
     for (int i = 0; i < 500 && atomic_load(&jobs_finished) != atomic_load(&jobs_started); i++)
         green_sleep(10);
     if (atomic_load(&jobs_finished) != atomic_load(&jobs_started))
@@ -618,9 +714,11 @@ int main(void)
            (unsigned long long)seed, kills, handler_kills, deadlines_pushed, runs);
     printf("chaos: messages: %llu sent, %llu sends failed, %llu received; pool: %llu jobs done, %llu abandoned "
            "(%lu jobs run: a wait already over queues none); mutex: %llu held, %llu locks failed; %llu scopes timed out; %llu group members; "
-           "net: %llu connections, %llu echoes, %llu cut\n",
+           "net: %llu connections, %llu echoes, %llu cut; cond: %llu waits woken, %llu signals; "
+           "semaphore: %llu acquired\n",
            sends_ok, sends_failed, recvs, pool_ok, pool_failed, atomic_load(&jobs_finished), locks_ok, locks_failed,
-           scopes_timed_out, members_spawned, conns_made, echoes_ok, echoes_cut);
+           scopes_timed_out, members_spawned, conns_made, echoes_ok, echoes_cut, cond_waits, cond_signals,
+           sem_acquired);
     printf("chaos: hub after: %llu alive, %llu waiting, %llu timers, %llu fds watched; fds %ld before, %ld after\n",
            (unsigned long long)st.alive, (unsigned long long)st.waiting, (unsigned long long)st.timers,
            (unsigned long long)st.fds, fds0, fds1);
