@@ -1,12 +1,13 @@
 /* soak_load.c — the soak test (make soak; a short version is the ctest "soak").
  *
- * usage: soak_load SERVER SECONDS CONNS WARMUP MAX_SLOPE
+ * usage: soak_load SERVER SECONDS CONNS WARMUP MAX_SLOPE [--shared]
  *   SERVER     the soak_server program (tests/soak/soak_server.c), started here as a child
  *              with its stdin and stdout on pipes
  *   SECONDS    how long the load lasts
  *   CONNS      client green threads, each holding one connection at a time
  *   WARMUP     seconds of load before the RSS samples count
  *   MAX_SLOPE  the largest RSS slope allowed after WARMUP, in % of the mean per minute
+ *   --shared   the server's handlers run on the shared stack (GREEN_STACK_SHARED)
  *
  * Each client green thread loops until the end, on a fresh connection each round,
  * through one scenario picked at random: HTTP keep-alive requests one after another with
@@ -268,8 +269,8 @@ static void say(int fd, const char *cmd)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: soak_load SERVER SECONDS CONNS WARMUP MAX_SLOPE\n");
+    if (argc != 6 && !(argc == 7 && !strcmp(argv[6], "--shared"))) {
+        fprintf(stderr, "usage: soak_load SERVER SECONDS CONNS WARMUP MAX_SLOPE [--shared]\n");
         return 2;
     }
     long seconds = atol(argv[2]), nconns = atol(argv[3]), warmup = atol(argv[4]);
@@ -288,7 +289,7 @@ int main(int argc, char **argv)
     if (pid == 0) {
         dup2(to[0], 0);
         dup2(from[1], 1);
-        execl(argv[1], argv[1], (char *)NULL);
+        execl(argv[1], argv[1], argc == 7 ? argv[6] : (char *)NULL, (char *)NULL);
         perror("exec");
         _exit(127);
     }

@@ -8,7 +8,8 @@
  * (ms since start, VmRSS of /proc/self/status, entries of /proc/self/fd, green_stats'
  * live green threads, handlers running). Its first line is "ports HTTP_PORT ECHO_PORT".
  * Commands on stdin, one a line: "churn 1" starts the churn, "churn 0" stops it (kills
- * and joins its green threads), "quit" (or EOF) stops the servers and exits. */
+ * and joins its green threads), "quit" (or EOF) stops the servers and exits.
+ * usage: soak_server [--shared]    (--shared: the handlers run on the shared stack) */
 #include "httpd_session.h"
 
 #include <dirent.h>
@@ -165,8 +166,9 @@ static void *sampler(void *arg)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int shared = argc > 1 && !strcmp(argv[1], "--shared");
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
@@ -179,7 +181,7 @@ int main(void)
     int hfd = green_tcp_listen("127.0.0.1", "0", 4096), efd = green_tcp_listen("127.0.0.1", "0", 4096);
     if (hfd < 0 || efd < 0)
         return perror("soak_server: listen"), 1;
-    green_serve_opts_t opts = {.max_conns = 0};
+    green_serve_opts_t opts = {.max_conns = 0, .attr = {.stack_mode = shared ? GREEN_STACK_SHARED : 0}};
     green_server_t *hs = green_serve(hfd, http_handler, NULL, &opts);
     green_server_t *es = green_serve(efd, echo_handler, NULL, &opts);
     if (!hs || !es)
