@@ -521,6 +521,71 @@ static void *net_client(void *arg)
     return NULL;
 }
 
+/* A server started and stopped over and over, with clients on it: the stop may be cut
+ * by a kill (then it completes by itself) while handlers are mid-echo. */
+static unsigned long long servers_cycled, stops_cut;
+
+static void *cycle_client(void *arg)
+{
+    int fd = green_tcp_connect("127.0.0.1", (const char *)arg, green_after(200));
+    if (fd < 0)
+        return NULL;
+    char buf[64] = "ping";
+    while (green_write(fd, buf, sizeof buf, green_after(200)) == (ssize_t)sizeof buf &&
+           green_read(fd, buf, sizeof buf, green_after(200)) > 0)
+        ;
+    green_close(fd);
+    return NULL;
+}
+
+static void *server_cycler(void *arg)
+{
+    struct slot *s = arg;
+    while (!stopping) {
+        int pushed = take_deadline(s);
+        int lfd = green_tcp_listen("127.0.0.1", "0", 16);
+        if (lfd < 0) {
+            VIOLATION("listen: %s", strerror(errno));
+            end_deadline(pushed);
+            return NULL;
+        }
+        char *p = malloc(16);
+        snprintf(p, 16, "%d", green_socket_port(lfd));
+        green_serve_opts_t o = {.max_conns = 4};
+        green_server_t *srv = green_serve(lfd, echo_handler, NULL, &o);
+        if (!srv)
+            VIOLATION("green_serve: %s", strerror(errno));
+        green_t cl[3];
+        for (int i = 0; i < 3; i++)
+            cl[i] = green_spawn(cycle_client, p);
+        green_sleep(rnd(20));
+        if (srv) {
+            if (green_server_stop(srv, green_after(rnd(10))) != 0) {
+                if (!expected_err(errno)) /* a kill or the driver's scope: it completes alone */
+                    VIOLATION("green_server_stop: %s", strerror(errno));
+                stops_cut++;
+            }
+            servers_cycled++;
+        }
+        /* the clients end by themselves (EOF or their deadlines): join them shielded,
+         * out of the driver's scope */
+        end_deadline(pushed);
+        pushed = 0;
+        green_shield_push();
+        for (int i = 0; i < 3; i++)
+            if (cl[i] && green_join(cl[i], NULL, -1) != 0)
+                VIOLATION("join of a cycle client: %s", strerror(errno));
+        green_shield_pop();
+        free(p);
+        if (green_close(lfd) != 0)
+            VIOLATION("close of a listener: %s", strerror(errno));
+        end_deadline(pushed);
+        if (green_cancelled())
+            return NULL;
+    }
+    return NULL;
+}
+
 /* ---- the driver ---- */
 
 static void *driver(void *arg)
@@ -611,6 +676,7 @@ int main(void)
     add_slots(scoper, 4);
     add_slots(grouper, 3);
     add_slots(net_client, 8);
+    add_slots(server_cycler, 2);
     green_t sup[MAX_SLOTS];
     for (int i = 0; i < nslots; i++)
         sup[i] = green_spawn(supervisor, &slots[i]);
@@ -715,10 +781,10 @@ int main(void)
     printf("chaos: messages: %llu sent, %llu sends failed, %llu received; pool: %llu jobs done, %llu abandoned "
            "(%lu jobs run: a wait already over queues none); mutex: %llu held, %llu locks failed; %llu scopes timed out; %llu group members; "
            "net: %llu connections, %llu echoes, %llu cut; cond: %llu waits woken, %llu signals; "
-           "semaphore: %llu acquired\n",
+           "semaphore: %llu acquired; %llu servers started and stopped (%llu stops cut by a kill or a scope)\n",
            sends_ok, sends_failed, recvs, pool_ok, pool_failed, atomic_load(&jobs_finished), locks_ok, locks_failed,
            scopes_timed_out, members_spawned, conns_made, echoes_ok, echoes_cut, cond_waits, cond_signals,
-           sem_acquired);
+           sem_acquired, servers_cycled, stops_cut);
     printf("chaos: hub after: %llu alive, %llu waiting, %llu timers, %llu fds watched; fds %ld before, %ld after\n",
            (unsigned long long)st.alive, (unsigned long long)st.waiting, (unsigned long long)st.timers,
            (unsigned long long)st.fds, fds0, fds1);
