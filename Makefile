@@ -4,6 +4,10 @@
 #   make bench   Release build, then the benchmarks (the talk's tables and the switch costs)
 #   make bench-corpus   only the corpus of real programs (bench/corpus.sh)
 #   make fuzz    the libFuzzer harnesses (tests/fuzz/), FUZZ_SECONDS each
+#   make soak    httpd's and echo's handlers under 10,000 connections for SOAK_SECONDS
+#                (default 1800): answers, fds, green threads, RSS slope (docs/testing.md)
+#   make chaos   random kills and deadlines over a workload for CHAOS_SECONDS (default
+#                600), invariants checked at the end; CHAOS_SEED replays a seed
 # Each installs the Debian packages it needs when they are missing. And:
 #   make install [PREFIX=/usr/local] [DESTDIR=]   Release build, installed (docs/install.md)
 
@@ -24,7 +28,7 @@ BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libh
               iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
 .PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
-        test-ucontext test-asan test-tsan test-valgrind test-aarch64 fault install clean
+        test-ucontext test-asan test-tsan test-valgrind test-aarch64 fault soak chaos install clean
 
 all:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
@@ -138,6 +142,29 @@ bench-corpus:
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DGREEN_TESTS=OFF
 	cmake --build build-release -j$(JOBS)
 	bash bench/corpus.sh build-release
+
+# Soak (tests/soak/, docs/testing.md): a server process with examples/httpd's and
+# examples/echo's handlers and a churn of green threads, under SOAK_CONNS connections
+# from a client process for SOAK_SECONDS; RSS slope after SOAK_WARMUP seconds below
+# SOAK_SLOPE %/min. `make test` runs a 60 s version (ctest label soak).
+SOAK_SECONDS ?= 1800
+SOAK_CONNS ?= 10000
+SOAK_WARMUP ?= 300
+SOAK_SLOPE ?= 1
+soak:
+	$(call apt_install,cmake gcc make pkg-config libcmocka-dev liburing-dev libhttp-parser-dev)
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
+	cmake --build build -j$(JOBS) --target soak_load soak_server
+	build/tests/soak_load build/tests/soak_server $(SOAK_SECONDS) $(SOAK_CONNS) $(SOAK_WARMUP) $(SOAK_SLOPE)
+
+# Chaos (tests/chaos/chaos.c, docs/testing.md) for CHAOS_SECONDS; `make test` runs 20 s
+# of it (ctest label chaos). CHAOS_SEED=N replays a seed.
+CHAOS_SECONDS ?= 600
+chaos:
+	$(call apt_install,cmake gcc make pkg-config libcmocka-dev liburing-dev)
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
+	cmake --build build -j$(JOBS) --target chaos
+	CHAOS_SECONDS=$(CHAOS_SECONDS) build/tests/chaos
 
 # libFuzzer harnesses (tests/fuzz/), each for FUZZ_SECONDS (default 600) on its corpus,
 # under ASan+UBSan; `make test` replays the committed corpora once.

@@ -498,7 +498,8 @@ GREEN_API green_server_t *green_serve(int listen_fd, green_handler handler, void
  * calls fail with ECANCELED; one may shield its cleanup, green_shield_push) and wait for
  * them to return; free srv. listen_fd is left open. 0, or -1: EINVAL, EXDEV (not the OS
  * thread that called green_serve), ENOMEM (nothing stopped), ECANCELED (the caller was
- * killed; the stop still completes by itself). */
+ * killed) or ETIMEDOUT (a green_timeout_push scope of the caller ended first): in those
+ * two the stop still completes by itself, and srv must not be used again. */
 GREEN_API int green_server_stop(green_server_t *srv, int64_t deadline);
 /* The event green_server_stop sets when it begins: a handler waits on it (green_event_wait,
  * or a GREEN_WAIT_EVENT clause of green_choose beside its I/O) or polls it

@@ -512,6 +512,45 @@ static void test_stop_from_handler(void **state)
     assert_hub_idle();
 }
 
+/* Under a green_timeout_push scope that ends before the stop's own deadline, the stop
+ * returns -1/ETIMEDOUT at the scope's end (found by tests/chaos: the header listed only
+ * ECANCELED) and completes by itself: the straggler is killed at the stop's deadline
+ * and nothing is left behind. */
+static void test_stop_under_timeout_scope(void **state)
+{
+    (void)state;
+    struct listener l = listen_local();
+    struct census cs = {.hold_ms = 60000};
+    green_server_t *srv = green_serve(l.fd, greet_and_hold, &cs, NULL);
+    assert_non_null(srv);
+    int fds[2];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = green_tcp_connect("127.0.0.1", l.port, green_after(TEST_DEADLINE_MS));
+        assert_true(fds[i] >= 0);
+        char c;
+        assert_int_equal(green_read(fds[i], &c, 1, green_after(TEST_DEADLINE_MS)), 1);
+    }
+    assert_int_equal(green_timeout_push(20), 0);
+    int64_t t0 = green_now();
+    errno = 0;
+    assert_int_equal(green_server_stop(srv, green_after(200)), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    int64_t took = green_now() - t0;
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_true(took >= 19 && took < 20 + LATE_MS);
+    for (int i = 0; i < 2; i++) { /* closed once the stop has killed the straggler */
+        char c;
+        assert_int_equal(green_read(fds[i], &c, 1, green_after(TEST_DEADLINE_MS)), 0);
+        green_close(fds[i]);
+    }
+    assert_int_equal(cs.served, 1);
+    assert_int_equal(cs.cancelled, 1);
+    for (int64_t end = green_after(TEST_DEADLINE_MS); stats().alive && green_now() < end;)
+        green_sleep(1);
+    listener_close(&l);
+    assert_hub_idle();
+}
+
 /* ======================================================================== */
 /*  Several hubs                                                            */
 /* ======================================================================== */
@@ -685,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_emfile_storm),
         cmocka_unit_test(test_stop_kills_stragglers),
         cmocka_unit_test(test_stop_from_handler),
+        cmocka_unit_test(test_stop_under_timeout_scope),
         cmocka_unit_test(test_stop_is_graceful),
         cmocka_unit_test(test_stop_killed_handler_cleans_up),
         cmocka_unit_test(test_two_threads),
