@@ -31,6 +31,9 @@ extern "C" {
 GREEN_PRIVATE_API const struct green_sys *green_private_sys(void);
 /* 1 while libgreen starts an OS thread of its own from the calling thread (pool, server
  * shards, monitor): a pthread_create wrapper must pass such a call through to libc. */
+/* pidfd_open(2) of pid (proc.c, shared with the patch's waits): the fd, or -1 + errno
+ * (ENOSYS also once the kernel or a seccomp filter refused it for good). */
+GREEN_PRIVATE_API int green_private_pidfd_open(pid_t pid);
 GREEN_PRIVATE_API int green_private_sys_internal(void);
 
 /* ---- the hub (hub.c) ---- */

@@ -64,6 +64,8 @@ static int pidfd_open(pid_t pid)
     return -1;
 }
 
+int green_private_pidfd_open(pid_t pid) { return pidfd_open(pid); }
+
 /* The fallback: poll until reaped or the deadline. */
 static pid_t poll_reap(pid_t pid, int *status, int64_t deadline)
 {

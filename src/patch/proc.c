@@ -65,24 +65,6 @@ struct watch {
     pid_t fired[WATCH_MAX];      /* children whose pidfd fired: they have exited */
 };
 
-/* Set when pidfd_open turned out to be missing for good (ENOSYS, or EPERM from seccomp). */
-static int no_pidfd;
-
-static int pidfd_open(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    if (!__atomic_load_n(&no_pidfd, __ATOMIC_RELAXED)) {
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-        if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-            return fd;
-        __atomic_store_n(&no_pidfd, 1, __ATOMIC_RELAXED);
-    }
-#else
-    (void)pid;
-#endif
-    return -1;
-}
-
 static int watched(const struct watch *w, pid_t pid)
 {
     for (int i = 0; i < w->n; i++)
@@ -99,7 +81,7 @@ static void watch_add(struct watch *w, pid_t pid, int fd)
 {
     if (w->n == WATCH_MAX || w->nfired == WATCH_MAX || (pid && watched(w, pid)))
         return;
-    if (pid && (fd = pidfd_open(pid)) < 0)
+    if (pid && (fd = green_private_pidfd_open(pid)) < 0)
         return; /* gone already, or no pidfds: the back-off finds it */
     w->p[w->n] = (struct pollfd){.fd = fd, .events = POLLIN};
     w->pid[w->n++] = pid;
