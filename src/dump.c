@@ -57,7 +57,7 @@ static void for_each(struct green_hub *h, void (*fn)(struct green_hub *, struct 
     for (struct block_chunk *c = h->chunks; c && left; c = green__chunk_next(c)) {
         size_t bsize;
         char *base = green__chunk_blocks(c, &bsize);
-        for (size_t i = 0; i < green__chunk_count() && left; i++) {
+        for (size_t i = 0; i < green__chunk_count(c) && left; i++) {
             struct green *g = (struct green *)(void *)(base + i * bsize);
             if (g->state != GS_FREE) {
                 left--;

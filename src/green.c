@@ -39,10 +39,12 @@ struct block_chunk {
     struct block_chunk *next;
     char *base;
     int shared;
+    unsigned carved; /* blocks handed to a free list so far; the rest were never touched */
 };
 static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block_chunk *orphans;
 #define BLOCKS_PER_CHUNK 4096
+#define BLOCKS_PER_CARVE 64   /* handed to the free list at a time: 7 KiB, 15 KiB shared */
 
 /* For dump.c's walk over a hub's green threads. */
 struct block_chunk *green__chunk_next(const struct block_chunk *c) { return c->next; }
@@ -51,12 +53,16 @@ char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
     *bsize = c->shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
     return c->base;
 }
-size_t green__chunk_count(void) { return BLOCKS_PER_CHUNK; }
+size_t green__chunk_count(const struct block_chunk *c) { return c->carved; }
 
 /* ---- control blocks ---- */
 
-/* Blocks come in chunks mapped straight from the kernel: already zero, no memset,
- * and pages are touched only as blocks are handed out. */
+/* Blocks come in chunks mapped straight from the kernel: already zero, no memset. A
+ * chunk is carved BLOCKS_PER_CARVE blocks at a time, so a hub that runs a few green
+ * threads touches a few pages, not the chunk (448 KiB; 960 KiB of shared-mode blocks).
+ * A hub's first chunk of a kind is faulted in page by page as it is carved; once a hub
+ * has needed more, its next chunks are mapped populated (one mmap call faulting the
+ * pages in costs less than a fault per page). */
 void green__blocks_fork_hold(void) { green__sys.pthread_mutex_lock(&orphans_lock); }
 void green__blocks_fork_release(void) { green__sys.pthread_mutex_unlock(&orphans_lock); }
 
@@ -73,35 +79,56 @@ static struct block_chunk *adopt_orphan(int shared)
     return c;
 }
 
-static int blocks_refill(struct green_hub *h, int shared)
+/* Blocks [from, to) of c onto the free list, the lowest address first out. */
+static void blocks_push(struct green_hub *h, struct block_chunk *c, unsigned from, unsigned to)
 {
-    size_t bsize = shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
-    struct block_chunk *node = adopt_orphan(shared);
-    if (!node) {
-        node = malloc(sizeof *node);
-        /* populated at once: the free list below touches every block anyway, and one
-         * mmap call faulting its pages in costs less than a page fault per page */
-        char *c = mmap(NULL, BLOCKS_PER_CHUNK * bsize, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-        if (c == MAP_FAILED || !node) {
-            if (c != MAP_FAILED)
-                munmap(c, BLOCKS_PER_CHUNK * bsize);
-            free(node);
-            errno = ENOMEM;
-            return -1;
-        }
-        node->base = c;
-        node->shared = shared;
-        green_lsan_root(c, BLOCKS_PER_CHUNK * bsize);
-    }
-    node->next = h->chunks;
-    h->chunks = node;
-    struct green **list = shared ? &h->free_shared : &h->free_blocks;
-    for (size_t i = BLOCKS_PER_CHUNK; i-- > 0;) {
-        struct green *g = (struct green *)(void *)(node->base + i * bsize);
+    size_t bsize = c->shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
+    struct green **list = c->shared ? &h->free_shared : &h->free_blocks;
+    for (unsigned i = to; i-- > from;) {
+        struct green *g = (struct green *)(void *)(c->base + i * bsize);
         g->next = *list;
         *list = g;
     }
+}
+
+static int blocks_refill(struct green_hub *h, int shared)
+{
+    /* the chunk being carved is the newest of its kind */
+    struct block_chunk *node = h->chunks;
+    while (node && node->shared != shared)
+        node = node->next;
+    int had = node != NULL;
+    if (!node || node->carved == BLOCKS_PER_CHUNK) {
+        size_t bsize = shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
+        if ((node = adopt_orphan(shared)) != NULL) {
+            /* its carved blocks are all free (invalidated when it was orphaned) */
+            blocks_push(h, node, 0, node->carved);
+        } else {
+            node = malloc(sizeof *node);
+            char *c = mmap(NULL, BLOCKS_PER_CHUNK * bsize, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | (had ? MAP_POPULATE : 0), -1, 0);
+            if (c == MAP_FAILED || !node) {
+                if (c != MAP_FAILED)
+                    munmap(c, BLOCKS_PER_CHUNK * bsize);
+                free(node);
+                errno = ENOMEM;
+                return -1;
+            }
+            node->base = c;
+            node->shared = shared;
+            node->carved = 0;
+            green_lsan_root(c, BLOCKS_PER_CHUNK * bsize);
+        }
+        node->next = h->chunks;
+        h->chunks = node;
+        if (node->carved)
+            return 0;
+    }
+    unsigned to = node->carved + BLOCKS_PER_CARVE;
+    if (to > BLOCKS_PER_CHUNK)
+        to = BLOCKS_PER_CHUNK;
+    blocks_push(h, node, node->carved, to);
+    node->carved = to;
     return 0;
 }
 
@@ -113,7 +140,7 @@ void green__blocks_orphan(struct green_hub *h)
     while (c) {
         struct block_chunk *next = c->next;
         size_t bsize = c->shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
-        for (size_t i = 0; i < BLOCKS_PER_CHUNK; i++) {
+        for (size_t i = 0; i < c->carved; i++) {
             struct green *g = (struct green *)(void *)(c->base + i * bsize);
             if (g->state != GS_FREE) {
                 green__ext_free(g->ext);

@@ -54,7 +54,7 @@ void green__blocks_fork_release(void);
 /* The walk over a hub's blocks (dump.c): its chunks, and the blocks of each. */
 struct block_chunk *green__chunk_next(const struct block_chunk *c);
 char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize);
-size_t green__chunk_count(void);
+size_t green__chunk_count(const struct block_chunk *c); /* its blocks carved so far */
 
 /* ---- life ---- */
 struct green *green__create(struct green_hub *h, green_fn fn, void *arg, const green_attr_t *attr);

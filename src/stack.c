@@ -19,7 +19,9 @@
  *
  * Freed stacks go to a per-hub pool (LIFO, so the hottest is reused first). Up to
  * GREEN_POOL_HOT of them keep their pages; the hub gives the pages of the rest back
- * with madvise when it goes idle, coalescing neighbouring slots into one call.
+ * with madvise when it goes idle, coalescing neighbouring slots into one call. A stack
+ * bigger than the default (a green pthread's) keeps only its top GREEN_STACK_KEEP bytes
+ * when released, as an exiting thread's stack does in glibc.
  *
  * The shared stack (one per hub) is one mapping with a guard page below it. It holds the
  * frames of one shared-mode green thread at a time, its owner; the others' are copied
@@ -52,6 +54,8 @@
 #define GREEN_SHARED_DEFAULT (8u * 1024u * 1024u)
 #define GREEN_TOP_ZONE 64u
 #define GREEN_POOL_HOT 64u
+#define GREEN_BIG_STACK GREEN_DEFAULT_STACK /* bigger stacks are trimmed when released... */
+#define GREEN_STACK_KEEP (32u * 1024u)       /* ... to their top 32 KiB */
 #define GREEN_CHUNK_MAX 4096u
 #define GREEN_ALTSTACK_SIZE (64u * 1024u)
 #define GREEN_CANARY 0x9e3779b97f4a7c15ull
@@ -468,6 +472,16 @@ void green__stack_put(struct green_hub *h, struct green_stack *s)
     (void)h;
     struct green_pool *p = s->pool;
     s->owner = NULL;
+    if (GREEN_UNLIKELY((size_t)(s->hi - s->lo) > GREEN_BIG_STACK) && s->hot) {
+        /* A big stack (a green pthread's: a real thread's size) keeps only its top
+         * GREEN_STACK_KEEP bytes, as glibc does for an exiting thread: a program whose
+         * threads each touch a deep frame once would otherwise hold all those pages in
+         * the pool. One madvise per release of such a stack, none for default sizes. */
+        char *keep = s->hi - GREEN_STACK_KEEP;
+        madvise(s->lo, (size_t)(keep - s->lo) & ~(page_size - 1), MADV_DONTNEED);
+        if (s->dirty && s->dirty < keep)
+            s->dirty = keep;
+    }
     if (p->nhot < GREEN_POOL_HOT) {
         s->next = p->hot;
         p->hot = s;

@@ -8,6 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 /* Values travel both ways through green_switch. */
@@ -323,6 +326,76 @@ static void test_create_destroy_loop(void **state)
     assert_int_equal(st.shared_saved_bytes, 0);
 }
 
+/* ---- memory a few green threads touch ---- */
+
+/* How many pages of [lo, hi) are resident (lo rounded down, hi up to pages). */
+static size_t resident_pages(uintptr_t lo, uintptr_t hi)
+{
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    lo &= ~(uintptr_t)(pg - 1);
+    hi = (hi + pg - 1) & ~(uintptr_t)(pg - 1);
+    size_t n = (hi - lo) / pg, count = 0;
+    unsigned char *vec = malloc(n);
+    assert_non_null(vec);
+    assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
+    for (size_t i = 0; i < n; i++)
+        count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+/* A fresh hub with one green thread touches a few pages of its control-block chunk,
+ * not the whole chunk (4,096 blocks, 448 KiB): blocks are handed out as needed. The
+ * block's address is the handle without its generation (top 16 bits). */
+static void *one_block(void *arg)
+{
+    (void)arg;
+    green_t g = green_new(ret_arg, NULL, NULL);
+    assert_non_null(g);
+    uintptr_t p = (uintptr_t)g & ((((uintptr_t)1) << 48) - 1);
+    size_t n = resident_pages(p + 64 * 1024, p + 400 * 1024);
+    assert_int_equal(green_destroy(g), 0);
+    return (void *)n;
+}
+
+static void test_blocks_touched_lazily(void **state)
+{
+    (void)state;
+    pthread_t t;
+    void *r;
+    assert_int_equal(pthread_create(&t, NULL, one_block, NULL), 0);
+    assert_int_equal(pthread_join(t, &r), 0);
+    assert_int_equal((size_t)r, 0);
+}
+
+/* A green thread with a big stack (a green pthread's is a real thread's 8 MiB) that
+ * once went deep leaves only its stack's top pages resident when it is released, as an
+ * exiting thread does: the next owner of the pooled slot finds the deep pages gone. */
+static __attribute__((noinline)) void *go_deep(void *arg)
+{
+    volatile char big[1024 * 1024];
+    memset((char *)big, 1, sizeof big);
+    return (void *)(uintptr_t)big[(uintptr_t)arg];
+}
+
+static void *deep_pages(void *arg)
+{
+    (void)arg;
+    volatile char here = 0;
+    uintptr_t top = (uintptr_t)&here;
+    return (void *)resident_pages(top - 1024 * 1024, top - 64 * 1024);
+}
+
+static void test_big_stack_trimmed(void **state)
+{
+    (void)state;
+    green_attr_t a = {.stack_size = 2 * 1024 * 1024};
+    green_t g = green_new(go_deep, (void *)7, &a);
+    assert_int_equal((intptr_t)green_switch(g, NULL), 1);
+    green_t h = green_new(deep_pages, NULL, &a); /* the pool's hottest slot: g's */
+    assert_int_equal((size_t)green_switch(h, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +412,8 @@ int main(void)
         cmocka_unit_test(test_names_and_ids),
         cmocka_unit_test(test_cross_thread_exdev),
         cmocka_unit_test(test_create_destroy_loop),
+        cmocka_unit_test(test_blocks_touched_lazily),
+        cmocka_unit_test(test_big_stack_trimmed),
     };
     return cmocka_run_group_tests_name("green", tests, NULL, NULL);
 }

@@ -5,7 +5,7 @@
 #   (gdb) green bt ID           backtrace of green thread ID (suspended ones included)
 #
 # It reads the hub through the thread-local green__tls_hub and walks its control-block
-# chunks (struct block_chunk, BLOCKS_PER_CHUNK blocks each; a block is in use when its
+# chunks (struct block_chunk, its first `carved` blocks; a block is in use when its
 # state is not GS_FREE), so it needs libgreen's debug info. `info green` works on a live
 # process and on a core file. `green bt` on a suspended green thread loads the registers
 # green_ctx_swap saved on its stack (x86-64: rbp, rbx, r12-r15 and the return address
@@ -19,7 +19,6 @@
 
 import gdb
 
-BLOCKS_PER_CHUNK = 4096
 INLINE_STACK = 128
 STATES = ["free", "new", "running", "suspended", "ready", "waiting", "dead"]
 KINDS = ["park", "sleep", "fd", "join", "event", "future", "semaphore", "mutex", "cond",
@@ -71,8 +70,9 @@ def greens():
     while int(c) != 0 and left > 0:
         bsize = gtype.sizeof + (INLINE_STACK if int(c["shared"]) else 0)
         base = int(c["base"])
-        mem = bytes(inf.read_memory(base, BLOCKS_PER_CHUNK * bsize))
-        for i in range(BLOCKS_PER_CHUNK):
+        n = int(c["carved"])  # the blocks handed out so far; the rest are untouched
+        mem = bytes(inf.read_memory(base, n * bsize)) if n else b""
+        for i in range(n):
             if left == 0:
                 break
             if mem[i * bsize + state_off] != 0:
