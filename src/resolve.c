@@ -10,8 +10,9 @@
  *    (gevent's resolver_thread);
  *  - with GREEN_RESOLVER=ares, and c-ares in the build, c-ares on the hub (gevent's
  *    resolver_ares): no thread at all. GREEN_ARES_SERVERS ("host[:port],...") replaces
- *    resolv.conf's name servers, like gevent's GEVENTARES_SERVERS. Without c-ares in the
- *    build, or if its channel cannot be made, the pool does it.
+ *    resolv.conf's name servers, like gevent's GEVENTARES_SERVERS. c-ares (libcares.so.2)
+ *    is loaded by the first such lookup. Without c-ares in the build or on the machine,
+ *    or if its channel cannot be made, the pool does it.
  * The resolver is chosen per call, so a program may pick one any time before a lookup.
  * libgreen-patch.so's getaddrinfo makes the same lookup without c-ares and without a
  * deadline (green_private_getaddrinfo), so that its answer is libc's.
@@ -178,8 +179,47 @@ static int pool_resolve(struct green_hub *h, const char *host, const char *servi
 
 #if GREEN_HAVE_CARES
 #include <ares.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+
+/* c-ares is loaded (dlopen) by the first lookup that asks for it, not linked: most
+ * programs never use it (the pool is the default), and a library loaded at start costs
+ * every process its mapped pages (80 KiB of RSS). Its calls go through this table. */
+static struct {
+    __typeof__(ares_library_init) *library_init;
+    __typeof__(ares_init_options) *init_options;
+    __typeof__(ares_set_servers_ports_csv) *set_servers_ports_csv;
+    __typeof__(ares_destroy) *destroy;
+    __typeof__(ares_timeout) *timeout;
+    __typeof__(ares_process_fd) *process_fd;
+    __typeof__(ares_getaddrinfo) *getaddrinfo;
+    __typeof__(ares_freeaddrinfo) *freeaddrinfo;
+} cares;
+
+/* 0 when every call was found (the ABI of soname 2: c-ares 1.x). */
+static int cares_load(void)
+{
+    void *l = dlopen("libcares.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!l)
+        return -1;
+#define CARES_SYM(f) (cares.f = (__typeof__(cares.f))dlsym(l, "ares_" #f)) != NULL
+    if (CARES_SYM(library_init) && CARES_SYM(init_options) && CARES_SYM(set_servers_ports_csv) &&
+        CARES_SYM(destroy) && CARES_SYM(timeout) && CARES_SYM(process_fd) && CARES_SYM(getaddrinfo) &&
+        CARES_SYM(freeaddrinfo))
+        return 0;
+#undef CARES_SYM
+    dlclose(l);
+    return -1;
+}
+#define ares_library_init cares.library_init
+#define ares_init_options cares.init_options
+#define ares_set_servers_ports_csv cares.set_servers_ports_csv
+#define ares_destroy cares.destroy
+#define ares_timeout cares.timeout
+#define ares_process_fd cares.process_fd
+#define ares_getaddrinfo cares.getaddrinfo
+#define ares_freeaddrinfo cares.freeaddrinfo
 
 struct query {
     green_waitq_t waiters;       /* its caller, while it waits as a follower */
@@ -255,7 +295,7 @@ static void resolver_free(void *p)
 
 static void ares_setup(void)
 {
-    ares_ready = green__sys.pthread_key_create(&resolver_key, resolver_free) == 0 &&
+    ares_ready = cares_load() == 0 && green__sys.pthread_key_create(&resolver_key, resolver_free) == 0 &&
                  ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS;
 }
 
