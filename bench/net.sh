@@ -77,6 +77,7 @@ net_start() {
   case $k in
     green) "$NET_EX/httpd" "$port" >/dev/null 2>"$log" & ;;
     green-shared) "$NET_EX/httpd" --shared "$port" >/dev/null 2>"$log" & ;;
+    green2) "$NET_EX/httpd" "$port" 2 >/dev/null 2>"$log" & ;;
     epoll) "$BIN/bench_http_epoll" "$port" >/dev/null 2>"$log" & ;;
     threads) "$BIN/bench_http_threads" "$port" >/dev/null 2>"$log" & ;;
     goraw) GOMAXPROCS=1 "$PEERS_BIN/go_http_raw" "$port" >/dev/null 2>"$log" & ;;
@@ -109,12 +110,12 @@ net_fail() { echo "error=${1// /_}$(head -c 150 "$NET_TMP/server.log" 2>/dev/nul
 
 # ---------------------------------------------------------------- F: wrk
 
-# wrk_point KEY CONNS: one fresh server under one wrk run -> key=value line
+# wrk_point KEY CONNS [WRK_THREADS]: one fresh server under one wrk run -> key=value line
 wrk_point() {
-  local k=$1 c=$2 port; port=$(net_port)
+  local k=$1 c=$2 wt=${3:-1} port; port=$(net_port)
   net_start "$k" "$port" || { net_fail "did not start"; net_stop; return; }
   local t0; t0=$(net_cpu_ticks "$NET_PID")
-  timeout $((NET_D + 30)) wrk -t1 -c"$c" -d"${NET_D}s" --latency "http://127.0.0.1:$port/" >"$NET_TMP/wrk.out" 2>&1
+  timeout $((NET_D + 30)) wrk -t"$wt" -c"$c" -d"${NET_D}s" --latency "http://127.0.0.1:$port/" >"$NET_TMP/wrk.out" 2>&1
   local t1; t1=$(net_cpu_ticks "$NET_PID")
   net_stop
   awk -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" '
@@ -208,6 +209,25 @@ net_section_f() {
   echo
   echo "Issue 5's goals for httpd: ≥ 90% of the epoll server's req/s (ratio ≥ 0.90×) and ≤ 1.15× its"
   echo "CPU per request, ahead of every peer. The machine is shared: load average now $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo
+  [[ -n ${NET_WHY[green]:-} ]] && return
+  echo "### examples/httpd on 1 hub and on 2 hubs (issue 14)"
+  echo
+  echo "\`httpd PORT 2\` serves on two hubs (\`green_serve\` with \`threads = 2\`: a listener per hub with"
+  echo "SO_REUSEPORT), under \`wrk -t2 -c100\` so that the load can use both; the 1-hub row under the"
+  echo "same wrk. Issue 14's goal: CPU per request on 2 hubs ≤ 1.15× the 1-hub figure. wrk shares the"
+  echo "$(nproc) cores, so req/s says little here; CPU per request is the figure."
+  echo
+  header "server" "req/s" "p99" "CPU µs/req" "CPU ÷ 1 hub"
+  local one two
+  one=$(wrk_median green 100 2)
+  two=$(wrk_median green2 100 2)
+  for k in green green2; do
+    l=$one; [[ $k == green2 ]] && l=$two
+    if [[ -n $(kv "$l" error) ]]; then row "$k" "**failed: $(kv "$l" error)**" "" "" ""; continue; fi
+    row "$( [[ $k == green ]] && echo "libgreen \`examples/httpd\`, 1 hub" || echo "libgreen \`examples/httpd PORT 2\`, 2 hubs")" \
+      "$(commas "$(kv "$l" rps)")" "$(fmt_p99 "$(kv "$l" p99_ms)")" "$(kv "$l" cpu_us)" "$(ratio "$(kv "$l" cpu_us)" "$(kv "$one" cpu_us)")"
+  done
   echo
 }
 
