@@ -83,7 +83,7 @@ static void session(int fd, void *arg)
 }
 
 /* https: green_serve made the handshake */
-static void session_tls(green_tls_t *tls, int fd, void *arg)
+static __attribute__((unused)) void session_tls(green_tls_t *tls, int fd, void *arg)
 {
     (void)arg;
     session_io(fd, tls);

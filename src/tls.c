@@ -28,6 +28,8 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -71,14 +73,14 @@ static pthread_once_t err_once = PTHREAD_ONCE_INIT;
 static pthread_key_t err_key;
 
 static void err_ring_free(void *p) { free(p); }
-static void err_key_make(void) { pthread_key_create(&err_key, err_ring_free); }
+static void err_key_make(void) { green__sys.pthread_key_create(&err_key, err_ring_free); }
 
 static struct err_ring *err_ring(void)
 {
-    pthread_once(&err_once, err_key_make);
-    struct err_ring *r = pthread_getspecific(err_key);
+    green__sys.pthread_once(&err_once, err_key_make);
+    struct err_ring *r = green__sys.pthread_getspecific(err_key);
     if (!r && (r = calloc(1, sizeof *r)) != NULL)
-        pthread_setspecific(err_key, r);
+        green__sys.pthread_setspecific(err_key, r);
     return r;
 }
 
@@ -545,8 +547,8 @@ static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 /* The context for configuration c in a role, built on first use. NULL + errno. */
 static struct ctx_entry *ctx_get(const green_tls_config_t *c, int server)
 {
-    pthread_once(&bio_once, bio_method_make);
-    pthread_once(&ex_once, ex_index_make);
+    green__sys.pthread_once(&bio_once, bio_method_make);
+    green__sys.pthread_once(&ex_once, ex_index_make);
     if (!bio_method || tls_ex_index < 0) {
         fail(ENOMEM, "OpenSSL could not be set up");
         return NULL;
@@ -732,6 +734,11 @@ static int fd_check(int fd)
         return fail(errno, "fd %d: %s", fd, strerror(errno));
     if (type != SOCK_STREAM)
         return fail(EINVAL, "fd %d is not a stream socket", fd);
+    /* TLS sends whole records, often two small ones in a row (a handshake's last flight,
+     * then the first data): with Nagle's algorithm the second waits for the peer's
+     * delayed ACK, some 40 ms. (Not a TCP socket: the call fails, nothing changes.) */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return 0;
 }
 
