@@ -13,9 +13,9 @@ if [[ -z ${BIN:-} ]]; then
   ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   BUILD=$(cd "${1:-build}" && pwd); BIN=$BUILD/bench; PEERS_BIN=$BUILD/bench-peers
 fi
-TLS_SECONDS=${TLS_SECONDS:-4}
-TLS_CONC=${TLS_CONC:-8}
-TLS_IDLE_N=${TLS_IDLE_N:-2000}
+TLS_SECONDS=${BENCH_TLS_SECONDS:-4}
+TLS_CONC=${BENCH_TLS_CONC:-8}
+TLS_IDLE_N=${BENCH_TLS_IDLE_N:-2000}
 
 tls_section() {
   local dir port pid k mode
@@ -108,6 +108,35 @@ tls_section() {
     echo "| $label | $(kv "$out" held) held: ${MEM[$k]} B$ratio |"
   done
   echo
+  # examples/httpd over TLS and plain under wrk (keep-alive: handshakes only at the start)
+  local httpd=${NET_EX:-$(dirname "$BIN")/examples}/httpd
+  if command -v wrk >/dev/null 2>&1 && [[ -x $httpd ]]; then
+    echo "\`examples/httpd\` (one hub) under \`wrk -t1 -c50 -d${TLS_SECONDS}s\`, keep-alive, plain and with \`--tls\`"
+    echo "(TLS 1.3, the certificate above): requests per second and the server's CPU per request."
+    echo
+    echo "| httpd | req/s | µs CPU per request |"
+    echo "|---|---:|---:|"
+    declare -A RPS RCPU
+    for k in plain tls; do
+      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      if [[ $k == tls ]]; then "$httpd" --tls "$dir/cert.pem" "$dir/key.pem" "$port" 1 >/dev/null 2>&1 &
+      else "$httpd" "$port" 1 >/dev/null 2>&1 & fi
+      pid=$!
+      for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
+      local scheme=http c0 c1
+      [[ $k == tls ]] && scheme=https
+      c0=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+      out=$(wrk -t1 -c50 -d"${TLS_SECONDS}s" "$scheme://127.0.0.1:$port/" 2>&1)
+      c1=$(awk '{ print $14 + $15 }' /proc/$pid/stat)
+      tls_stop
+      RPS[$k]=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' <<<"$out")
+      local total; total=$(awk '/requests in/ { print $1 }' <<<"$out")
+      RCPU[$k]=$(awk -v t="$(( c1 - c0 ))" -v n="${total:-0}" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", n ? t * 1e6 / hz / n : 0 }')
+    done
+    echo "| plain | ${RPS[plain]} | ${RCPU[plain]} |"
+    echo "| --tls | ${RPS[tls]} ($(awk -v a="${RPS[tls]:-0}" -v b="${RPS[plain]:-1}" 'BEGIN { printf "%.2f×", a / b }')) | ${RCPU[tls]} ($(awk -v a="${RCPU[tls]:-0}" -v b="${RCPU[plain]:-1}" 'BEGIN { printf "%.2f×", b ? a / b : 0 }')) |"
+    echo
+  fi
   rm -rf "$dir"
 }
 tls_section

@@ -482,8 +482,9 @@ GREEN_API pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
  * same address, SO_REUSEPORT being set on listen_fd too; Unix sockets: all share
  * listen_fd) and returns at once. Accept failures from exhaustion (EMFILE, ENFILE,
  * ENOBUFS, ENOMEM) back off (1..100 ms) and retry. NULL + errno: EINVAL (NULL handler,
- * threads < 0, not a listening stream socket, bad attr), EBADF, ENOTSOCK, ENOMEM, or
- * the bind error of an extra listener. */
+ * or with opts->tls a NULL tls_handler; threads < 0, not a listening stream socket, bad
+ * attr), EBADF, ENOTSOCK, ENOMEM, the bind error of an extra listener, or the TLS
+ * configuration's error (ENOTSUP, EINVAL, ENOENT; green_tls_error() says why). */
 typedef void (*green_handler)(int client_fd, void *arg);
 typedef struct green_tls green_tls_t;                 /* below: secure sockets */
 typedef struct green_tls_config green_tls_config_t;
@@ -544,7 +545,8 @@ GREEN_API green_event_t *green_server_stopping(green_server_t *srv);
  *                 no servername to verify); ENOENT, EACCES: a configured file cannot be read.
  *
  * Configurations are cached by content (an SSL_CTX per distinct configuration and role,
- * for the process's life): building one loads its files once, later calls are cheap.
+ * for the process's life): building one loads its files once (a file changed under the
+ * same path is not read again), later calls are cheap. A TCP fd gets TCP_NODELAY.
  */
 /* One more certificate a server presents to clients that ask for `servername` by SNI
  * (exact, or "*.example.com" for one label); the config's own is the default. */
@@ -585,6 +587,8 @@ GREEN_API green_tls_t *green_tls_connect(int fd, const char *servername, const g
                                          int64_t deadline);
 /* Handshake as a server over accepted fd (cfg->cert_file required). */
 GREEN_API green_tls_t *green_tls_accept(int fd, const green_tls_config_t *cfg, int64_t deadline);
+/* A session may be used by two green threads at once, one reading while the other
+ * writes (full duplex); not by two readers or two writers. */
 /* Read 1..n bytes of plaintext; 0 only when the peer sent close_notify (n == 0: 0);
  * -1/ECONNABORTED when the stream ended without it. */
 GREEN_API ssize_t green_tls_read(green_tls_t *t, void *buf, size_t n, int64_t deadline);

@@ -483,6 +483,9 @@ static struct ctx_entry *entry_build(const green_tls_config_t *c, int server)
     if (server) {
         static const unsigned char sid[] = "libgreen";
         SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+        /* TLS 1.2 renegotiation asked by clients: refused (a way to make a server spend
+         * handshakes, and the one case where a read would have to write) */
+        SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
         if (c->no_resumption) {
             SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
             SSL_CTX_set_num_tickets(ctx, 0);
