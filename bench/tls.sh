@@ -54,7 +54,7 @@ tls_section() {
     done
   }
   tls_stop() { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }
-  kv() { sed -n "s/.*\b$2=\([-0-9]*\).*/\1/p" <<<"$1"; }
+  tls_kv() { sed -n "s/.*\b$2=\([-0-9]*\).*/\1/p" <<<"$1"; }
   declare -A HS CPU
   local keys=(green go openssl) out n ms cpu
   (( go_ok )) || keys=(green openssl)
@@ -63,7 +63,7 @@ tls_section() {
       tls_start "$k"
       out=$("$BIN/bench_tls" load "$port" "$TLS_SECONDS" "$TLS_CONC" "$mode" "$dir/cert.pem" "$pid" 2>&1)
       tls_stop
-      n=$(kv "$out" handshakes); ms=$(kv "$out" ms); cpu=$(kv "$out" server_cpu_ms)
+      n=$(tls_kv "$out" handshakes); ms=$(tls_kv "$out" ms); cpu=$(tls_kv "$out" server_cpu_ms)
       HS[$k.$mode]=$(awk -v n="${n:-0}" -v ms="${ms:-1}" 'BEGIN { printf "%.0f", n * 1000 / ms }')
       CPU[$k.$mode]=$(awk -v n="${n:-0}" -v c="${cpu:-0}" 'BEGIN { printf "%.0f", n ? c * 1000 / n : 0 }')
     done
@@ -101,11 +101,11 @@ tls_section() {
     tls_start "$k"
     out=$("$BIN/bench_tls" idle "$port" "$TLS_IDLE_N" "$dir/cert.pem" "$pid" 2>&1)
     tls_stop
-    MEM[$k]=$(kv "$out" bytes_per_conn)
+    MEM[$k]=$(tls_kv "$out" bytes_per_conn)
     case $k in green) label="libgreen, dedicated stacks";; green-shared) label="libgreen, shared stack";; go) label="Go crypto/tls";; esac
     local ratio=""
     [[ $k == go && -n ${MEM[green]} && ${MEM[green]} != 0 ]] && ratio=" (libgreen dedicated: $(awk -v a="${MEM[green]}" -v b="${MEM[go]}" 'BEGIN { printf "%.2f×", a / b }') of Go's)"
-    echo "| $label | $(kv "$out" held) held: ${MEM[$k]} B$ratio |"
+    echo "| $label | $(tls_kv "$out" held) held: ${MEM[$k]} B$ratio |"
   done
   echo
   # examples/httpd over TLS and plain under wrk (keep-alive: handshakes only at the start)
