@@ -678,6 +678,73 @@ static void test_bad_input(void **state)
     assert_hub_idle();
 }
 
+/* ---- a server that is not one: garbage, a cut handshake ---- */
+
+struct liar {
+    int lfd;
+    int how; /* 0: plain HTTP; 1: random bytes; 2: a TLS record header, then close */
+};
+
+static void *liar_main(void *arg)
+{
+    struct liar *l = arg;
+    int fd = green_accept(l->lfd, NULL, NULL, green_after(5000));
+    assert_true(fd >= 0);
+    char hello[16384];
+    assert_true(green_read(fd, hello, sizeof hello, green_after(5000)) > 0); /* the ClientHello */
+    if (l->how == 0) {
+        const char r[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
+        green_write(fd, r, sizeof r - 1, green_after(5000));
+    } else if (l->how == 1) {
+        unsigned char junk[300];
+        for (size_t i = 0; i < sizeof junk; i++)
+            junk[i] = (unsigned char)(i * 73 + 11);
+        green_write(fd, junk, sizeof junk, green_after(5000));
+    } else {
+        const unsigned char head[] = {0x16, 0x03, 0x03, 0x00, 0x40, 0x02}; /* 64 bytes announced */
+        green_write(fd, head, sizeof head, green_after(5000));
+    }
+    shutdown(fd, SHUT_WR); /* a FIN, not a reset */
+    green_sleep(20);
+    green_close(fd);
+    return NULL;
+}
+
+static void *no_failure_yet(void *arg)
+{
+    (void)arg;
+    return (void *)green_tls_error();
+}
+
+static void test_garbage_peer(void **state)
+{
+    (void)state;
+    void *msg;
+    green_t fresh = green_spawn(no_failure_yet, NULL);  /* a green thread that never failed */
+    assert_int_equal(green_join(fresh, &msg, -1), 0);
+    assert_string_equal((const char *)msg, "");
+    int expect[] = {EPROTO, EPROTO, ECONNABORTED};
+    for (int how = 0; how < 3; how++) {
+        int port;
+        struct liar *l = calloc(1, sizeof *l);
+        l->lfd = listen_any(&port);
+        l->how = how;
+        green_t g = green_spawn(liar_main, l);
+        int fd = dial(port);
+        green_tls_config_t c = client_cfg();
+        errno = 0;
+        assert_null(green_tls_connect(fd, "localhost", &c, green_after(5000)));
+        if (errno != expect[how])
+            fail_msg("case %d: %s (%s)", how, strerror(errno), green_tls_error());
+        assert_true(strlen(green_tls_error()) > 0);
+        green_close(fd);
+        assert_int_equal(green_join(g, NULL, -1), 0);
+        green_close(l->lfd);
+        free(l);
+    }
+    assert_hub_idle();
+}
+
 /* ---- stacks: a small dedicated one; shared-stack writers whose buffers are on it ---- */
 
 static void *small_stack_client(void *arg)
@@ -1111,6 +1178,7 @@ int main(void)
         cmocka_unit_test(test_endings),
         cmocka_unit_test(test_serve),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_garbage_peer),
         cmocka_unit_test(test_small_stacks),
         cmocka_unit_test(test_shared_stack_writers),
         cmocka_unit_test(test_full_duplex),
