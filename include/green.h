@@ -576,7 +576,7 @@ struct green_tls_config {
     const green_tls_cert_t *certs; /* server: certificates chosen by SNI */
     size_t ncerts;
     int no_resumption;       /* server: no session tickets nor cache; client: no reuse of
-                              * sessions (by default one is kept per servername) */
+                              * sessions (by default one is kept per servername and port) */
     const char *ciphers;     /* TLS 1.2 cipher list (OpenSSL syntax); NULL: OpenSSL's default */
     const char *groups;      /* key exchange groups, "X25519:P-256"; NULL: OpenSSL's default */
 };

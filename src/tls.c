@@ -20,7 +20,8 @@
  *    from another address;
  *  - contexts (SSL_CTX) are built once per distinct configuration and role, kept in a
  *    process-wide list for the process's life (their callbacks' data with them), and
- *    shared by every OS thread (OpenSSL's contexts are thread-safe for SSL_new);
+ *    shared by every OS thread (OpenSSL's contexts are thread-safe for SSL_new); a
+ *    client keeps the last resumable session per server name (or address) and port;
  *  - green_tls_error() is per green thread: a small per-OS-thread ring of (handle,
  *    message); handles carry a generation, so a reused control block never sees another's.
  */
@@ -786,28 +787,24 @@ green_tls_t *green_tls_connect(int fd, const char *servername, const green_tls_c
         return NULL;
     }
     if (!c->no_resumption) {
-        /* sessions are resumed per server name, else per peer address */
+        /* sessions are resumed per server name (else peer address) and port */
         char key[300];
-        if (servername) {
-            snprintf(key, sizeof key, "%s", servername);
-        } else {
-            struct sockaddr_storage ss;
-            socklen_t len = sizeof ss;
-            char host[INET6_ADDRSTRLEN] = "?";
-            int port = 0;
-            if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
-                if (ss.ss_family == AF_INET) {
-                    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
-                    port = ntohs(a->sin_port);
-                } else if (ss.ss_family == AF_INET6) {
-                    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
-                    port = ntohs(a->sin6_port);
-                }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        char host[INET6_ADDRSTRLEN] = "?";
+        int port = 0;
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+            if (ss.ss_family == AF_INET) {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+                port = ntohs(a->sin_port);
+            } else if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+                port = ntohs(a->sin6_port);
             }
-            snprintf(key, sizeof key, "[%s]:%d", host, port);
         }
+        snprintf(key, sizeof key, "%s]:%d", servername ? servername : host, port);
         t->sess_key = strdup(key);
         SSL_SESSION *s = t->sess_key ? session_get(e, key) : NULL;
         if (s) {
