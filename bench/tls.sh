@@ -88,6 +88,18 @@ tls_section() {
     echo "| $label$cells |"
   done
   echo
+  # the crypto a full handshake cannot avoid, on the server: one ECDSA P-256 signature, an
+  # X25519 key generation and its derivation (two X25519 operations)
+  local speed floor
+  speed=$(openssl speed -seconds 1 ecdsap256 ecdhx25519 2>/dev/null)
+  floor=$(awk '/ecdsa \(nistp256\)/ { s = $(NF-1) } /ecdh \(X25519\)/ { x = $NF }
+               END { if (s && x) printf "%.0f", 1e6 / s + 2e6 / x }' <<<"$speed")
+  if [[ -n $floor ]]; then
+    echo "The crypto floor of a new handshake (\`openssl speed\`: one ECDSA P-256 signature + two X25519"
+    echo "operations): $floor µs; libgreen's server spends $(awk -v a="${CPU[green.new]}" -v b="$floor" 'BEGIN { printf "%.1f×", a / b }') that (the rest: TCP, the kernel, key"
+    echo "schedule, records, the session), s_server $(awk -v a="${CPU[openssl.new]}" -v b="$floor" 'BEGIN { printf "%.1f×", a / b }')."
+    echo
+  fi
   # memory per idle TLS connection
   echo "Memory per idle TLS connection: bench_tls idle holds $TLS_IDLE_N TLS 1.3 connections open (after"
   echo "one ping/pong each); the server's RSS growth divided by the count."
