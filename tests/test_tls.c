@@ -615,6 +615,18 @@ static void test_serve(void **state)
     for (int i = 0; i < 8; i++)
         assert_int_equal(roundtrip(port, "localhost", &c, 1000, NULL, NULL, 0), 0);
     assert_int_equal(green_server_stop(srv, green_after(1000)), 0);
+    /* a stop kills handshakes in progress: a stalled client does not hold it */
+    o.threads = 0;
+    o.tls_handshake_ms = 0; /* 10 s */
+    srv = green_serve(lfd, NULL, NULL, &o);
+    assert_non_null(srv);
+    fd = dial(port);
+    green_sleep(50); /* its handshake has begun */
+    t0 = green_now();
+    assert_int_equal(green_server_stop(srv, green_after(100)), 0);
+    assert_true(green_now() - t0 < 5000);
+    assert_int_equal(green_read(fd, buf, sizeof buf, green_after(5000)), 0); /* closed */
+    green_close(fd);
     /* bad configurations are refused up front */
     o.threads = 0;
     green_tls_config_t bad = {.cert_file = "/nonexistent.pem"};
@@ -990,6 +1002,7 @@ static void test_openssl_s_server(void **state)
 struct pong {
     int lfd;
     int ok;
+    int resumed;
 };
 
 static void *pong_main(void *arg)
@@ -1012,6 +1025,7 @@ static void *pong_main(void *arg)
     }
     assert_memory_equal(buf, "ping\n", 5);
     assert_string_equal(green_tls_alpn(t), "x-pong");
+    p->resumed = green_tls_resumed(t);
     assert_int_equal(green_tls_write(t, "pong\n", 5, green_after(5000)), 5);
     assert_int_equal(green_tls_close(t, green_after(1000)), 0);
     green_close(fd);
@@ -1028,31 +1042,38 @@ static void test_openssl_s_client(void **state)
     int port;
     p->lfd = listen_any(&port);
     green_t g = green_spawn(pong_main, p);
-    char out[128], cmd[1024];
+    char out[128], sess[128], cmd[1024], sess_opt[160];
     snprintf(out, sizeof out, "%s/s_client.out", files.dir);
-    for (int v = 0; v < 2; v++) {
+    snprintf(sess, sizeof sess, "%s/s_client.sess", files.dir);
+    /* TLS 1.3 saving its session, TLS 1.3 resuming it, TLS 1.2 */
+    for (int v = 0; v < 3; v++) {
         p->ok = 0;
-        if (v == 1)
+        if (v > 0)
             g = green_spawn(pong_main, p);
+        snprintf(sess_opt, sizeof sess_opt, "%s %s", v == 0 ? "-sess_out" : v == 1 ? "-sess_in" : "",
+                 v < 2 ? sess : "");
         snprintf(cmd, sizeof cmd,
                  "printf 'ping\\n' | openssl s_client -connect 127.0.0.1:%d -servername localhost "
-                 "-CAfile %s -verify_return_error -verify_hostname localhost -alpn x-pong -quiet %s "
-                 ">%s 2>&1", port, files.ca, v ? "-tls1_2" : "-tls1_3", out);
+                 "-CAfile %s -verify_return_error -verify_hostname localhost -alpn x-pong -ign_eof %s %s "
+                 ">%s 2>&1", port, files.ca, v < 2 ? "-tls1_3" : "-tls1_2", sess_opt, out);
         pid_t pid = spawn_sh(cmd);
         int st;
         assert_int_equal(green_waitpid(pid, &st, green_after(20000)), pid);
         assert_int_equal(green_join(g, NULL, green_after(5000)), 0);
         assert_int_equal(p->ok, 1);
         FILE *f = fopen(out, "r");
-        char line[4096] = "";
+        static char line[65536];
         size_t n = f ? fread(line, 1, sizeof line - 1, f) : 0;
         line[n] = 0;
         if (f)
             fclose(f);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !strstr(line, "pong"))
-            fail_msg("s_client: status %d, output: %s", st, line);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !strstr(line, "pong") ||
+            !strstr(line, v == 1 ? "Reused," : "New,"))
+            fail_msg("s_client %d: status %d, output: %s", v, st, line);
+        assert_int_equal(p->resumed, v == 1);
     }
     unlink(out);
+    unlink(sess);
     green_close(p->lfd);
     free(p);
     assert_hub_idle();
