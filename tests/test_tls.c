@@ -757,6 +757,74 @@ static void test_garbage_peer(void **state)
     assert_hub_idle();
 }
 
+/* ---- a write cut short: the count so far, then the stream refuses writes ---- */
+
+struct cut {
+    int fd;
+    green_tls_t *t;
+    ssize_t wrote;
+    int err;
+};
+
+static void *cut_acceptor(void *arg)
+{
+    struct cut *c = arg;
+    green_tls_config_t s = server_cfg();
+    c->t = green_tls_accept(c->fd, &s, green_after(5000));
+    return NULL;
+}
+
+static void *cut_writer(void *arg)
+{
+    struct cut *c = arg;
+    size_t n = 8 << 20;
+    char *buf = calloc(1, n);
+    errno = 0;
+    c->wrote = green_tls_write(c->t, buf, n, -1); /* the peer never reads: it waits, is killed */
+    c->err = errno;
+    free(buf);
+    return NULL;
+}
+
+static void test_write_cut(void **state)
+{
+    (void)state;
+    int port;
+    int lfd = listen_any(&port);
+    struct cut *srv = calloc(1, sizeof *srv), *cli = calloc(1, sizeof *cli);
+    cli->fd = dial(port);
+    srv->fd = green_accept(lfd, NULL, NULL, green_after(5000));
+    assert_true(srv->fd >= 0);
+    green_t a = green_spawn(cut_acceptor, srv);
+    green_tls_config_t c = client_cfg();
+    cli->t = green_tls_connect(cli->fd, "localhost", &c, green_after(5000));
+    assert_non_null(cli->t);
+    assert_int_equal(green_join(a, NULL, -1), 0);
+    assert_non_null(srv->t);
+    green_t w = green_spawn(cut_writer, cli);
+    green_sleep(200);
+    assert_int_equal(green_kill(w), 0);
+    assert_int_equal(green_join(w, NULL, -1), 0);
+    assert_int_equal(cli->err, ECANCELED);
+    assert_true(cli->wrote < (ssize_t)(8 << 20));
+    assert_fails_with(green_tls_write(cli->t, "x", 1, 0), EPIPE);
+    assert_non_null(strstr(green_tls_error(), "part way"));
+    /* what was written arrives intact (zeros) */
+    char buf[4096];
+    ssize_t n = green_tls_read(srv->t, buf, sizeof buf, green_after(5000));
+    assert_true(n > 0);
+    for (ssize_t i = 0; i < n; i++)
+        assert_int_equal(buf[i], 0);
+    green_tls_close(cli->t, 0);
+    green_tls_close(srv->t, 0);
+    green_close(cli->fd);
+    green_close(srv->fd);
+    green_close(lfd);
+    free(cli);
+    free(srv);
+    assert_hub_idle();
+}
+
 /* ---- stacks: a small dedicated one; shared-stack writers whose buffers are on it ---- */
 
 static void *small_stack_client(void *arg)
@@ -1200,6 +1268,7 @@ int main(void)
         cmocka_unit_test(test_serve),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_garbage_peer),
+        cmocka_unit_test(test_write_cut),
         cmocka_unit_test(test_small_stacks),
         cmocka_unit_test(test_shared_stack_writers),
         cmocka_unit_test(test_full_duplex),
