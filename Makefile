@@ -22,9 +22,11 @@ ARCH := $(shell uname -m)
 CORPUS_PKGS := siege tinyproxy-bin sysbench postgresql mariadb-server-core mariadb-client memcached nginx \
                curl time procps redis-server redis-tools
 TEST_PKGS := cmake gcc make pkg-config libcmocka-dev liburing-dev valgrind libc-ares-dev libhttp-parser-dev libunwind-dev gdb \
+             libssl-dev openssl \
              libcurl4-openssl-dev libhiredis-dev redis-server libjemalloc2 $(CORPUS_PKGS)
 CROSS_PKGS := gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libhttp-parser-dev wrk \
+              libssl-dev openssl \
               iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
 .PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \

@@ -673,6 +673,12 @@ if (( ! PEERS_ONLY )); then
   source "$ROOT/bench/net.sh"
 fi
 
+# ---------------------------------------------------------------- T: TLS (issue 15)
+
+if (( ! PEERS_ONLY )); then
+  source "$ROOT/bench/tls.sh"
+fi
+
 # ---------------------------------------------------------------- R: real programs (issue 12)
 
 # The corpus of unmodified Debian programs on real threads and under greenrun

@@ -1,9 +1,10 @@
 /* echo.c — an echo server and its client (gevent's examples/echoserver.py).
  *
- * usage: echo server PORT [THREADS]   serve until Ctrl-C
- *        echo client HOST PORT N      N clients at once, each sends 10 lines and checks
- *                                     every echo
- *        echo                         both in this process, on a free port (the test)
+ * usage: echo [--tls CERT KEY] server PORT [THREADS]   serve until Ctrl-C
+ *        echo [--tls CERT KEY] client HOST PORT N      N clients at once, each sends 10
+ *                                     lines and checks every echo (over TLS: CERT is the
+ *                                     CA the server is verified with)
+ *        echo [--tls CERT KEY]        both in this process, on a free port (the test)
  *
  * The server is green_serve with a handler that copies what it reads back to the
  * client; green_serve closes the client when the handler returns. */
@@ -16,22 +17,58 @@
 
 enum { ROUNDS = 10, TIMEOUT_MS = 10000 };
 
+/* With --tls: the server's certificate and key; a client trusts that certificate. */
+static green_tls_config_t server_tls, client_tls;
+static int use_tls;
+
+/* One connection's I/O, over TLS or not. */
+struct conn {
+    int fd;
+    green_tls_t *tls;
+};
+
+static ssize_t conn_read(struct conn *c, void *buf, size_t n, int64_t deadline)
+{
+    return c->tls ? green_tls_read(c->tls, buf, n, deadline) : green_read(c->fd, buf, n, deadline);
+}
+
+static ssize_t conn_write(struct conn *c, const void *buf, size_t n, int64_t deadline)
+{
+    return c->tls ? green_tls_write(c->tls, buf, n, deadline) : green_write(c->fd, buf, n, deadline);
+}
+
 /* ---- server ---- */
+
+static void echo_conn(struct conn *c)
+{
+    char buf[4096];
+    ssize_t n;
+    /* a client silent for TIMEOUT_MS is dropped */
+    while ((n = conn_read(c, buf, sizeof buf, green_after(TIMEOUT_MS))) > 0)
+        if (conn_write(c, buf, (size_t)n, green_after(TIMEOUT_MS)) != n)
+            break;
+}
 
 static void echo(int fd, void *arg)
 {
     (void)arg;
-    char buf[4096];
-    ssize_t n;
-    /* a client silent for TIMEOUT_MS is dropped */
-    while ((n = green_read(fd, buf, sizeof buf, green_after(TIMEOUT_MS))) > 0)
-        if (green_write(fd, buf, (size_t)n, green_after(TIMEOUT_MS)) != n)
-            break;
+    echo_conn(&(struct conn){fd, NULL});
+}
+
+/* over TLS: green_serve has made the handshake, and sends close_notify afterwards */
+static void echo_tls(green_tls_t *tls, int fd, void *arg)
+{
+    (void)arg;
+    echo_conn(&(struct conn){fd, tls});
 }
 
 static green_server_t *serve(int listen_fd, int threads)
 {
     green_serve_opts_t opts = {.max_conns = 10000, .threads = threads};
+    if (use_tls) {
+        opts.tls = &server_tls;
+        opts.tls_handler = echo_tls;
+    }
     green_server_t *srv = green_serve(listen_fd, echo, NULL, &opts);
     if (!srv)
         perror("green_serve");
@@ -46,10 +83,10 @@ struct client_run {
 };
 
 /* Reads exactly n bytes: 0, or -1 at EOF or on an error. */
-static int read_exactly(int fd, char *buf, size_t n, int64_t deadline)
+static int read_exactly(struct conn *c, char *buf, size_t n, int64_t deadline)
 {
     for (size_t got = 0; got < n;) {
-        ssize_t r = green_read(fd, buf + got, n - got, deadline);
+        ssize_t r = conn_read(c, buf + got, n - got, deadline);
         if (r <= 0)
             return -1;
         got += (size_t)r;
@@ -65,16 +102,24 @@ static void *client(void *arg)
         perror("connect");
         return NULL;
     }
+    struct conn c = {fd, NULL};
+    if (use_tls && !(c.tls = green_tls_connect(fd, run->host, &client_tls, green_after(TIMEOUT_MS)))) {
+        fprintf(stderr, "TLS: %s\n", green_tls_error());
+        green_close(fd);
+        return NULL;
+    }
     for (int i = 0; i < ROUNDS; i++) {
         char line[64], back[64];
         int len = snprintf(line, sizeof line, "line %d from green thread %llu\n", i,
                            (unsigned long long)green_id(green_current()));
         int64_t deadline = green_after(TIMEOUT_MS);
-        if (green_write(fd, line, (size_t)len, deadline) != len ||
-            read_exactly(fd, back, (size_t)len, deadline) != 0 || memcmp(line, back, (size_t)len) != 0)
+        if (conn_write(&c, line, (size_t)len, deadline) != len ||
+            read_exactly(&c, back, (size_t)len, deadline) != 0 || memcmp(line, back, (size_t)len) != 0)
             break;
         run->echoed++;
     }
+    if (c.tls)
+        green_tls_close(c.tls, green_after(TIMEOUT_MS));
     green_close(fd);
     return NULL;
 }
@@ -132,12 +177,19 @@ static int run_both(void)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 4 && !strcmp(argv[1], "--tls")) {
+        use_tls = 1;
+        server_tls = (green_tls_config_t){.cert_file = argv[2], .key_file = argv[3]};
+        client_tls = (green_tls_config_t){.ca_file = argv[2]};
+        argv += 3, argc -= 3;
+        argv[0] = "echo";
+    }
     if (argc >= 3 && !strcmp(argv[1], "server"))
         return run_server(argv[2], argc > 3 ? atoi(argv[3]) : 1);
     if (argc == 5 && !strcmp(argv[1], "client"))
         return clients(argv[2], argv[3], atoi(argv[4]));
     if (argc == 1)
         return run_both();
-    fprintf(stderr, "usage: echo server PORT [THREADS] | echo client HOST PORT N | echo\n");
+    fprintf(stderr, "usage: echo [--tls CERT KEY] server PORT [THREADS] | client HOST PORT N | (nothing)\n");
     return 2;
 }

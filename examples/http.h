@@ -12,9 +12,11 @@
 #include <errno.h>
 #include <http_parser.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct http_conn {
     int fd;
+    green_tls_t *tls;   /* https: the session over fd (NULL: plain) */
     size_t off, len;    /* buf[off, len) is read but not parsed yet */
     char buf[8192];
 };
@@ -22,7 +24,14 @@ struct http_conn {
 static inline void http_conn_init(struct http_conn *c, int fd)
 {
     c->fd = fd;
+    c->tls = NULL;
     c->off = c->len = 0;
+}
+
+/* Write all n bytes to fd, or through tls when it is not NULL. */
+static inline ssize_t http_write(int fd, green_tls_t *tls, const void *buf, size_t n, int64_t deadline)
+{
+    return tls ? green_tls_write(tls, buf, n, deadline) : green_write(fd, buf, n, deadline);
 }
 
 static inline int http_message_end(http_parser *p)
@@ -62,7 +71,8 @@ static inline int http_read_message(struct http_conn *c, http_parser *p, const h
             if (r != 0)
                 return r;
         }
-        ssize_t n = green_read(c->fd, c->buf, sizeof c->buf, deadline);
+        ssize_t n = c->tls ? green_tls_read(c->tls, c->buf, sizeof c->buf, deadline)
+                           : green_read(c->fd, c->buf, sizeof c->buf, deadline);
         if (n < 0)
             return -1;
         c->off = 0;

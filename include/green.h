@@ -482,13 +482,28 @@ GREEN_API pid_t green_waitpid(pid_t pid, int *status, int64_t deadline);
  * same address, SO_REUSEPORT being set on listen_fd too; Unix sockets: all share
  * listen_fd) and returns at once. Accept failures from exhaustion (EMFILE, ENFILE,
  * ENOBUFS, ENOMEM) back off (1..100 ms) and retry. NULL + errno: EINVAL (NULL handler,
- * threads < 0, not a listening stream socket, bad attr), EBADF, ENOTSOCK, ENOMEM, or
- * the bind error of an extra listener. */
+ * or with opts->tls a NULL tls_handler; threads < 0, not a listening stream socket, bad
+ * attr), EBADF, ENOTSOCK, ENOMEM, the bind error of an extra listener, or the TLS
+ * configuration's error (ENOTSUP, EINVAL, ENOENT; green_tls_error() says why). */
 typedef void (*green_handler)(int client_fd, void *arg);
+typedef struct green_tls green_tls_t;                 /* below: secure sockets */
+typedef struct green_tls_config green_tls_config_t;
+typedef void (*green_tls_handler)(green_tls_t *tls, int client_fd, void *arg);
 typedef struct green_serve_opts {
     size_t max_conns;       /* at most this many handlers at once (per hub); 0 = no cap */
     int threads;            /* hubs serving; 0 or 1 = only the calling one */
     green_attr_t attr;      /* for the handlers' green threads */
+    /* TLS (fields added last: older initialisers leave them zero). With tls set, each
+     * connection's green thread first runs green_tls_accept (giving up after
+     * tls_handshake_ms, 0 = 10,000 ms); a failed handshake just closes that connection.
+     * Then tls_handler(tls, client_fd, arg) runs instead of the handler (required with
+     * tls; the handler may be NULL); when it returns, green_tls_close and the fd is
+     * closed. The config and its strings must outlive the server. green_serve checks it
+     * (loads its files): ENOTSUP without TLS support, EINVAL or ENOENT for a bad
+     * certificate or key. */
+    const green_tls_config_t *tls;
+    green_tls_handler tls_handler;
+    int64_t tls_handshake_ms;
 } green_serve_opts_t;
 typedef struct green_server green_server_t;
 GREEN_API green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
@@ -508,6 +523,92 @@ GREEN_API int green_server_stop(green_server_t *srv, int64_t deadline);
  * handlers of opts.threads > 1 hubs too: with those, a handler may start before
  * green_serve has returned srv to its caller). NULL + EINVAL when srv is NULL. */
 GREEN_API green_event_t *green_server_stopping(green_server_t *srv);
+
+/* ------------------------------------------------------------------------ */
+/* Secure sockets: TLS over a connected socket (gevent.ssl), on OpenSSL 3.  */
+/* ------------------------------------------------------------------------ */
+/*
+ * Every call parks only the calling green thread (non-blocking OpenSSL over the fd, the
+ * same fd wait as green_read): deadlines, green_timeout_push scopes and kills (ECANCELED)
+ * apply everywhere, the handshake included. The fd is used with MSG_DONTWAIT (its flags
+ * are left as found) and stays the caller's: green_tls_close frees the session, not the fd.
+ * Built without OpenSSL (libssl-dev), every call fails with ENOTSUP.
+ *
+ * Errors: -1 (NULL) + errno, and a readable reason in green_tls_error():
+ *   EPROTO        the peer's certificate failed verification (expired, self-signed,
+ *                 unknown CA, wrong host: the reason says which), or the peer broke the
+ *                 protocol (garbage instead of TLS, an alert, no common version/cipher);
+ *   ECONNABORTED  the stream ended without close_notify (truncated: the peer's process
+ *                 died or a middlebox cut it), distinct from green_tls_read's 0;
+ *   ECONNRESET, EPIPE, ...: the socket's own error; ETIMEDOUT, ECANCELED: as every call;
+ *   EINVAL        bad arguments or configuration (a file that is not a certificate or key,
+ *                 no servername to verify); ENOENT, EACCES: a configured file cannot be read.
+ *
+ * Configurations are cached by content (an SSL_CTX per distinct configuration and role,
+ * for the process's life): building one loads its files once (a file changed under the
+ * same path is not read again), later calls are cheap. A TCP fd gets TCP_NODELAY.
+ */
+/* One more certificate a server presents to clients that ask for `servername` by SNI
+ * (exact, or "*.example.com" for one label); the config's own is the default. */
+typedef struct green_tls_cert {
+    const char *servername;
+    const char *cert_file;   /* PEM: the certificate, then its chain */
+    const char *key_file;    /* PEM private key; NULL: in cert_file */
+} green_tls_cert_t;
+enum {
+    GREEN_TLS_VERIFY_DEFAULT = 0, /* client: verify the server (chain + hostname); server: no client certificate */
+    GREEN_TLS_VERIFY_NONE = 1,    /* client: accept any server certificate (testing only) */
+    GREEN_TLS_VERIFY_PEER = 2,    /* client: as default; server: require a client certificate signed by ca_* */
+};
+enum { GREEN_TLS_1_2 = 0x0303, GREEN_TLS_1_3 = 0x0304 }; /* min_version, max_version */
+/* A zeroed config is a safe client: the system's CA store, hostname verification, SNI,
+ * TLS 1.2 or later, session resumption. A server needs cert_file (and key_file). */
+struct green_tls_config {
+    const char *cert_file;   /* PEM certificate then chain: a server's, or a client's own */
+    const char *key_file;    /* PEM private key; NULL: in cert_file */
+    const char *ca_file;     /* PEM CAs to verify the peer with; with ca_dir: */
+    const char *ca_dir;      /* a c_rehash'd directory; both NULL: the system's store */
+    int verify;              /* GREEN_TLS_VERIFY_* */
+    int min_version;         /* GREEN_TLS_1_2 (0) or GREEN_TLS_1_3 */
+    int max_version;         /* 0: the newest OpenSSL has; GREEN_TLS_1_2 to stay below 1.3 */
+    const char *alpn;        /* "h2,http/1.1": a client offers these, a server picks the
+                              * first of its list the client offers (none: no ALPN) */
+    const green_tls_cert_t *certs; /* server: certificates chosen by SNI */
+    size_t ncerts;
+    int no_resumption;       /* server: no session tickets nor cache; client: no reuse of
+                              * sessions (by default one is kept per servername and port) */
+    const char *ciphers;     /* TLS 1.2 cipher list (OpenSSL syntax); NULL: OpenSSL's default */
+    const char *groups;      /* key exchange groups, "X25519:P-256"; NULL: OpenSSL's default */
+};
+/* Handshake as a client over connected fd. servername: sent by SNI (unless an IP
+ * address) and verified against the certificate (a DNS name or an IP address); it may be
+ * NULL only with GREEN_TLS_VERIFY_NONE. cfg NULL: the zeroed config. */
+GREEN_API green_tls_t *green_tls_connect(int fd, const char *servername, const green_tls_config_t *cfg,
+                                         int64_t deadline);
+/* Handshake as a server over accepted fd (cfg->cert_file required). */
+GREEN_API green_tls_t *green_tls_accept(int fd, const green_tls_config_t *cfg, int64_t deadline);
+/* A session may be used by two green threads at once, one reading while the other
+ * writes (full duplex); not by two readers or two writers. */
+/* Read 1..n bytes of plaintext; 0 only when the peer sent close_notify (n == 0: 0);
+ * -1/ECONNABORTED when the stream ended without it. */
+GREEN_API ssize_t green_tls_read(green_tls_t *t, void *buf, size_t n, int64_t deadline);
+/* Write all n bytes and return n; failing part way: the count written so far (< n) with
+ * errno set, -1 when nothing was. After a write failed part way (deadline, kill) the
+ * stream is out of step: later writes fail with EPIPE (reads still work). */
+GREEN_API ssize_t green_tls_write(green_tls_t *t, const void *buf, size_t n, int64_t deadline);
+/* Send close_notify (not waiting for the peer's) and free t, whatever happens; the fd
+ * stays open. 0, or -1 + errno when close_notify could not be sent (t is freed anyway). */
+GREEN_API int green_tls_close(green_tls_t *t, int64_t deadline);
+/* The last TLS failure of the calling green thread, readable ("certificate verify
+ * failed: certificate has expired"); "" when it had none. Kept per green thread (the
+ * last 64 green threads of an OS thread that failed); valid until its next green_tls_
+ * call. */
+GREEN_API const char *green_tls_error(void);
+/* After the handshake: the protocol ALPN chose ("" none), whether the session was
+ * resumed (1/0), the OpenSSL SSL object (an SSL *) for anything else. */
+GREEN_API const char *green_tls_alpn(green_tls_t *t);
+GREEN_API int green_tls_resumed(green_tls_t *t);
+GREEN_API void *green_tls_ssl(green_tls_t *t);
 
 /* Monkey patching: libgreen-patch.so, a library of its own, makes libc's blocking calls
  * cooperative in green threads of unmodified code; its API is in green_patch.h. */

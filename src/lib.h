@@ -88,4 +88,9 @@ enum { GREEN_FILE_WRITE = 1, GREEN_FILE_POOL = 2 };
 ssize_t green__file_io(struct green_hub *h, int fd, int how, void *buf, size_t n, off_t off,
                        int64_t deadline);
 
+/* ---- TLS (tls.c, tls_none.c) ---- */
+/* Can a server use configuration c? Builds (and caches) its context, loading its files:
+ * 0, or -1 + errno (EINVAL, ENOENT, ENOMEM; ENOTSUP without OpenSSL). */
+int green__tls_check(const green_tls_config_t *c);
+
 #endif /* GREEN_LIB_H */

@@ -38,6 +38,9 @@
 /* Back-off between accepts that fail for want of fds or memory: doubles from the first
  * to the last, so that a storm costs little CPU and the server notices soon when it ends. */
 enum { BACKOFF_FIRST_MS = 1, BACKOFF_MAX_MS = 100 };
+/* TLS: a client's handshake must end within this (unless opts.tls_handshake_ms), and its
+ * close_notify be sent within that. */
+enum { TLS_HANDSHAKE_MS = 10000, TLS_CLOSE_MS = 1000 };
 
 struct shard {
     green_server_t *srv;
@@ -89,7 +92,18 @@ static void *conn_main(void *arg)
 {
     struct conn c = *(struct conn *)arg;
     free(arg);
-    c.sh->srv->handler(c.fd, c.sh->srv->arg);
+    green_server_t *srv = c.sh->srv;
+    if (srv->opts.tls) {
+        /* TLS: the handshake in this green thread; a failed one only ends this client */
+        int64_t ms = srv->opts.tls_handshake_ms > 0 ? srv->opts.tls_handshake_ms : TLS_HANDSHAKE_MS;
+        green_tls_t *t = green_tls_accept(c.fd, srv->opts.tls, green_after(ms));
+        if (t) {
+            srv->opts.tls_handler(t, c.fd, srv->arg);
+            green_tls_close(t, green_after(TLS_CLOSE_MS));
+        }
+    } else {
+        srv->handler(c.fd, srv->arg);
+    }
     green_close(c.fd);
     room_give(c.sh);
     return NULL;
@@ -384,10 +398,13 @@ green_server_t *green_serve(int listen_fd, green_handler handler, void *arg,
     static const green_serve_opts_t defaults = {0};
     if (!opts)
         opts = &defaults;
-    if (!handler || opts->threads < 0) {
+    if ((opts->tls ? !opts->tls_handler : !handler) || opts->threads < 0 ||
+        opts->tls_handshake_ms < 0) {
         errno = EINVAL;
         return NULL;
     }
+    if (opts->tls && green__tls_check(opts->tls) != 0)
+        return NULL;
     if (check_listener(listen_fd) != 0 || check_attr(&opts->attr) != 0)
         return NULL;
     int n = opts->threads > 1 ? opts->threads : 1;
