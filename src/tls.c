@@ -42,6 +42,167 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <dlfcn.h>
+
+/*
+ * OpenSSL is loaded (dlopen of libssl.so.3, which brings libcrypto.so.3) by the first
+ * call that needs it, not linked: a program that never makes a TLS session does not map
+ * its 4–5 MiB (under greenrun, every unmodified program would). If the program has it
+ * loaded already, that copy is used. Every OpenSSL call below goes through this table
+ * (the #defines after it; OpenSSL's own function-like macros expand to these names).
+ */
+#define OSSL_FUNCS(F) \
+    F(BIO_clear_flags) \
+    F(BIO_get_data) \
+    F(BIO_get_new_index) \
+    F(BIO_meth_free) \
+    F(BIO_meth_new) \
+    F(BIO_meth_set_create) \
+    F(BIO_meth_set_ctrl) \
+    F(BIO_meth_set_puts) \
+    F(BIO_meth_set_read) \
+    F(BIO_meth_set_write) \
+    F(BIO_new) \
+    F(BIO_set_data) \
+    F(BIO_set_flags) \
+    F(BIO_set_init) \
+    F(CRYPTO_get_ex_new_index) \
+    F(ERR_clear_error) \
+    F(ERR_error_string_n) \
+    F(ERR_peek_error) \
+    F(ERR_reason_error_string) \
+    F(SSL_CTX_callback_ctrl) \
+    F(SSL_CTX_check_private_key) \
+    F(SSL_CTX_ctrl) \
+    F(SSL_CTX_free) \
+    F(SSL_CTX_load_verify_locations) \
+    F(SSL_CTX_new) \
+    F(SSL_CTX_sess_set_new_cb) \
+    F(SSL_CTX_set_alpn_protos) \
+    F(SSL_CTX_set_alpn_select_cb) \
+    F(SSL_CTX_set_cipher_list) \
+    F(SSL_CTX_set_default_verify_paths) \
+    F(SSL_CTX_set_num_tickets) \
+    F(SSL_CTX_set_options) \
+    F(SSL_CTX_set_session_id_context) \
+    F(SSL_CTX_set_verify) \
+    F(SSL_CTX_use_PrivateKey_file) \
+    F(SSL_CTX_use_certificate_chain_file) \
+    F(SSL_SESSION_free) \
+    F(SSL_SESSION_is_resumable) \
+    F(SSL_SESSION_up_ref) \
+    F(SSL_ctrl) \
+    F(SSL_do_handshake) \
+    F(SSL_free) \
+    F(SSL_get0_alpn_selected) \
+    F(SSL_get0_param) \
+    F(SSL_get_error) \
+    F(SSL_get_ex_data) \
+    F(SSL_get_servername) \
+    F(SSL_get_verify_result) \
+    F(SSL_is_init_finished) \
+    F(SSL_new) \
+    F(SSL_read_ex) \
+    F(SSL_select_next_proto) \
+    F(SSL_session_reused) \
+    F(SSL_set1_host) \
+    F(SSL_set_SSL_CTX) \
+    F(SSL_set_accept_state) \
+    F(SSL_set_bio) \
+    F(SSL_set_connect_state) \
+    F(SSL_set_ex_data) \
+    F(SSL_set_session) \
+    F(SSL_shutdown) \
+    F(SSL_write_ex) \
+    F(TLS_client_method) \
+    F(TLS_server_method) \
+    F(X509_VERIFY_PARAM_set1_ip_asc) \
+    F(X509_verify_cert_error_string)
+#define OSSL_MEMBER(f) __typeof__(f) *f;
+static struct {
+    OSSL_FUNCS(OSSL_MEMBER)
+} ossl;
+static pthread_once_t ossl_once = PTHREAD_ONCE_INIT;
+static const char *ossl_missing; /* NULL once loaded: what is missing otherwise */
+
+static void ossl_load(void)
+{
+    void *l = dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
+    if (!l) {
+        ossl_missing = "libssl.so.3";
+        return;
+    }
+#define OSSL_LOAD(f) if (!ossl_missing && !(ossl.f = (__typeof__(ossl.f))dlsym(l, #f))) ossl_missing = #f;
+    ossl_missing = NULL;
+    OSSL_FUNCS(OSSL_LOAD)
+#undef OSSL_LOAD
+}
+#define BIO_clear_flags ossl.BIO_clear_flags
+#define BIO_get_data ossl.BIO_get_data
+#define BIO_get_new_index ossl.BIO_get_new_index
+#define BIO_meth_free ossl.BIO_meth_free
+#define BIO_meth_new ossl.BIO_meth_new
+#define BIO_meth_set_create ossl.BIO_meth_set_create
+#define BIO_meth_set_ctrl ossl.BIO_meth_set_ctrl
+#define BIO_meth_set_puts ossl.BIO_meth_set_puts
+#define BIO_meth_set_read ossl.BIO_meth_set_read
+#define BIO_meth_set_write ossl.BIO_meth_set_write
+#define BIO_new ossl.BIO_new
+#define BIO_set_data ossl.BIO_set_data
+#define BIO_set_flags ossl.BIO_set_flags
+#define BIO_set_init ossl.BIO_set_init
+#define CRYPTO_get_ex_new_index ossl.CRYPTO_get_ex_new_index
+#define ERR_clear_error ossl.ERR_clear_error
+#define ERR_error_string_n ossl.ERR_error_string_n
+#define ERR_peek_error ossl.ERR_peek_error
+#define ERR_reason_error_string ossl.ERR_reason_error_string
+#define SSL_CTX_callback_ctrl ossl.SSL_CTX_callback_ctrl
+#define SSL_CTX_check_private_key ossl.SSL_CTX_check_private_key
+#define SSL_CTX_ctrl ossl.SSL_CTX_ctrl
+#define SSL_CTX_free ossl.SSL_CTX_free
+#define SSL_CTX_load_verify_locations ossl.SSL_CTX_load_verify_locations
+#define SSL_CTX_new ossl.SSL_CTX_new
+#define SSL_CTX_sess_set_new_cb ossl.SSL_CTX_sess_set_new_cb
+#define SSL_CTX_set_alpn_protos ossl.SSL_CTX_set_alpn_protos
+#define SSL_CTX_set_alpn_select_cb ossl.SSL_CTX_set_alpn_select_cb
+#define SSL_CTX_set_cipher_list ossl.SSL_CTX_set_cipher_list
+#define SSL_CTX_set_default_verify_paths ossl.SSL_CTX_set_default_verify_paths
+#define SSL_CTX_set_num_tickets ossl.SSL_CTX_set_num_tickets
+#define SSL_CTX_set_options ossl.SSL_CTX_set_options
+#define SSL_CTX_set_session_id_context ossl.SSL_CTX_set_session_id_context
+#define SSL_CTX_set_verify ossl.SSL_CTX_set_verify
+#define SSL_CTX_use_PrivateKey_file ossl.SSL_CTX_use_PrivateKey_file
+#define SSL_CTX_use_certificate_chain_file ossl.SSL_CTX_use_certificate_chain_file
+#define SSL_SESSION_free ossl.SSL_SESSION_free
+#define SSL_SESSION_is_resumable ossl.SSL_SESSION_is_resumable
+#define SSL_SESSION_up_ref ossl.SSL_SESSION_up_ref
+#define SSL_ctrl ossl.SSL_ctrl
+#define SSL_do_handshake ossl.SSL_do_handshake
+#define SSL_free ossl.SSL_free
+#define SSL_get0_alpn_selected ossl.SSL_get0_alpn_selected
+#define SSL_get0_param ossl.SSL_get0_param
+#define SSL_get_error ossl.SSL_get_error
+#define SSL_get_ex_data ossl.SSL_get_ex_data
+#define SSL_get_servername ossl.SSL_get_servername
+#define SSL_get_verify_result ossl.SSL_get_verify_result
+#define SSL_is_init_finished ossl.SSL_is_init_finished
+#define SSL_new ossl.SSL_new
+#define SSL_read_ex ossl.SSL_read_ex
+#define SSL_select_next_proto ossl.SSL_select_next_proto
+#define SSL_session_reused ossl.SSL_session_reused
+#define SSL_set1_host ossl.SSL_set1_host
+#define SSL_set_SSL_CTX ossl.SSL_set_SSL_CTX
+#define SSL_set_accept_state ossl.SSL_set_accept_state
+#define SSL_set_bio ossl.SSL_set_bio
+#define SSL_set_connect_state ossl.SSL_set_connect_state
+#define SSL_set_ex_data ossl.SSL_set_ex_data
+#define SSL_set_session ossl.SSL_set_session
+#define SSL_shutdown ossl.SSL_shutdown
+#define SSL_write_ex ossl.SSL_write_ex
+#define TLS_client_method ossl.TLS_client_method
+#define TLS_server_method ossl.TLS_server_method
+#define X509_VERIFY_PARAM_set1_ip_asc ossl.X509_VERIFY_PARAM_set1_ip_asc
+#define X509_verify_cert_error_string ossl.X509_verify_cert_error_string
 
 enum { ERR_SLOTS = 64, ERR_LEN = 240, SESS_SLOTS = 64 };
 
@@ -551,6 +712,11 @@ static pthread_once_t ex_once = PTHREAD_ONCE_INIT;
 /* The context for configuration c in a role, built on first use. NULL + errno. */
 static struct ctx_entry *ctx_get(const green_tls_config_t *c, int server)
 {
+    green__sys.pthread_once(&ossl_once, ossl_load);
+    if (ossl_missing) {
+        fail(ENOTSUP, "OpenSSL 3 cannot be loaded (%s is missing)", ossl_missing);
+        return NULL;
+    }
     green__sys.pthread_once(&bio_once, bio_method_make);
     green__sys.pthread_once(&ex_once, ex_index_make);
     if (!bio_method || tls_ex_index < 0) {

@@ -78,6 +78,14 @@ if [ -n "$objs" ]; then
     compare "libgreen functions the examples and benchmarks call beyond the API" /dev/null "$tmp/beyond"
 fi
 
+# libraries loaded by the first call that needs them, never at start (each would cost
+# every process its mapped pages): OpenSSL (tls.c) and c-ares (resolve.c)
+for lib in "$core" "$patch"; do
+    "${READELF:-readelf}" -d "$lib" | grep -oE 'Shared library: \[(libssl|libcrypto|libcares)[^]]*\]' \
+        > "$tmp/needed" || true
+    compare "$(basename "$lib")'s start-up dependencies on OpenSSL or c-ares" /dev/null "$tmp/needed"
+done
+
 [ "$fail" = 0 ] || exit 1
 echo "exports: libgreen.so $(wc -l < "$tmp/core_api") API + $(wc -l < "$tmp/core_private") private functions," \
      "libgreen-patch.so $(wc -l < "$tmp/patch_all") symbols: as declared"
