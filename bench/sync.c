@@ -14,7 +14,8 @@
  *   pingpong           two green threads of one hub, two rendezvous channels, one each
  *                      way (bench_chan's ping-pong). msgs = 2N
  *   mutex-hubs         the mutex loop with each green thread on a hub of its own (two OS
- *                      threads, each with its hub; no hub group needed). msgs = hand-offs
+ *                      threads, each with its hub; no hub group needed); the first holds
+ *                      the mutex until the second is about to queue. msgs = hand-offs
  *   pingpong-hubs      the ping-pong with the two green threads on two hubs
  *
  * The uncontended modes run 5 times in the process and print the fastest (they measure
@@ -51,6 +52,7 @@ static struct {
     green_sem_t sem;
     green_chan_t *ab, *ba;
     int last;
+    int hubs, arrived;
     long handoffs, count, n;
 } B;
 
@@ -101,9 +103,28 @@ static struct result run_sem_uncontended(long n)
 static void *mu_worker(void *arg)
 {
     int me = (int)(intptr_t)arg;
+    int held = 0;
+    if (B.hubs > 1) {
+        /* On two OS threads, one could run its whole loop before the other starts: the
+         * first holds the mutex until the other is about to queue on it. Once both have
+         * queued, every unlock finds the other waiting. */
+        if (me == 0) {
+            if (green_mutex_lock(&B.mu, -1) != 0)
+                return "mutex: lock failed";
+            held = 1;
+            __atomic_store_n(&B.arrived, 1, __ATOMIC_RELEASE);
+            while (__atomic_load_n(&B.arrived, __ATOMIC_ACQUIRE) != 2)
+                ;
+        } else {
+            while (__atomic_load_n(&B.arrived, __ATOMIC_ACQUIRE) != 1)
+                ;
+            __atomic_store_n(&B.arrived, 2, __ATOMIC_RELEASE);
+        }
+    }
     for (long i = 0; i < B.n; i++) {
-        if (green_mutex_lock(&B.mu, -1) != 0)
+        if (!held && green_mutex_lock(&B.mu, -1) != 0)
             return "mutex: lock failed";
+        held = 0;
         if (B.last != me) {
             if (B.last >= 0)
                 B.handoffs++;
@@ -144,17 +165,7 @@ static void *pp_b(void *arg)
     return NULL;
 }
 
-/* One green thread on this OS thread's hub, joined; its result ("" or an error). */
-static void *run_green(green_fn fn, void *arg)
-{
-    green_t g = green_spawn(fn, arg);
-    void *r;
-    if (!g)
-        die("green_spawn");
-    if (green_join(g, &r, -1) != 0)
-        die("green_join");
-    return r;
-}
+static pthread_barrier_t start_line;
 
 struct os_thread {
     green_fn fn;
@@ -162,10 +173,18 @@ struct os_thread {
     void *result;
 };
 
+/* One green thread on this OS thread's hub (made here), started once the other OS
+ * thread's is ready too (else the first could finish before the second begins), and
+ * joined; its result (NULL or an error). */
 static void *os_thread_main(void *arg)
 {
     struct os_thread *t = arg;
-    t->result = run_green(t->fn, t->arg);
+    green_t g = green_spawn(t->fn, t->arg);
+    if (!g)
+        die("green_spawn");
+    pthread_barrier_wait(&start_line);
+    if (green_join(g, &t->result, -1) != 0)
+        die("green_join");
     return NULL;
 }
 
@@ -184,11 +203,14 @@ static double run_pair(int hubs, green_fn fa, void *aa, green_fn fb, void *ab)
     } else {
         struct os_thread t[2] = {{fa, aa, NULL}, {fb, ab, NULL}};
         pthread_t p[2];
+        if (pthread_barrier_init(&start_line, NULL, 2) != 0)
+            die("pthread_barrier_init");
         for (int i = 0; i < 2; i++)
             if (pthread_create(&p[i], NULL, os_thread_main, &t[i]) != 0)
                 die("pthread_create");
         for (int i = 0; i < 2; i++)
             pthread_join(p[i], NULL);
+        pthread_barrier_destroy(&start_line);
         ra = t[0].result;
         rb = t[1].result;
     }
@@ -204,6 +226,8 @@ static struct result run_mutex_on(long n, int hubs)
 {
     B.n = n;
     B.last = -1;
+    B.hubs = hubs;
+    B.arrived = 0;
     B.handoffs = B.count = 0;
     if (green_mutex_init(&B.mu, GREEN_MUTEX_NORMAL) != 0)
         die("green_mutex_init");

@@ -12,6 +12,7 @@
 //	           consumer, then closes it. msgs = N
 //	mutex      two goroutines loop N times each: Lock; count; runtime.Gosched(); Unlock.
 //	           msgs = hand-offs: acquisitions whose previous owner was the other one
+//	mutex-uncontended  one goroutine: Lock; count; Unlock, N times. msgs = N
 //	pipeline   STAGES (1,000) goroutines, each receiving from the unbuffered channel
 //	           before it and sending (the int + 1) to the next; a source goroutine feeds
 //	           N ints, main drains the last channel. msgs = N × STAGES
@@ -118,6 +119,22 @@ func mutex(n int) (msgs, iters int) {
 	return handoffs, 2 * n
 }
 
+// mutexUncontended: one goroutine locks and unlocks N times (bench_sync's
+// mutex-uncontended). msgs = N
+func mutexUncontended(n int) (msgs, iters int) {
+	var mu sync.Mutex
+	count := 0
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		count++
+		mu.Unlock()
+	}
+	if count != n {
+		fail("mutex-uncontended: count %d", count)
+	}
+	return n, 0
+}
+
 func pipeline(n, stages int) (msgs, iters int) {
 	chans := make([]chan int, stages+1)
 	for i := range chans {
@@ -165,7 +182,7 @@ func count(s string) int {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: chan MODE N [STAGES]\nMODE: pingpong buffered mutex pipeline")
+	fmt.Fprintln(os.Stderr, "usage: chan MODE N [STAGES]\nMODE: pingpong buffered mutex mutex-uncontended pipeline")
 	os.Exit(2)
 }
 
@@ -189,6 +206,8 @@ func main() {
 		msgs, iters = buffered(n)
 	case "mutex":
 		msgs, iters = mutex(n)
+	case "mutex-uncontended":
+		msgs, iters = mutexUncontended(n)
 	case "pipeline":
 		msgs, iters = pipeline(n, stages)
 	default:
