@@ -626,22 +626,24 @@ static inline int mutex_lock(green_mutex_t *m, int64_t deadline, int mode)
     struct green *self = h->current;
     if (GREEN_UNLIKELY(!self->ext) && !green__ext(self)) /* where our held list lives */
         return -1;
-    uintptr_t id = owner_id(self), o = 0;
-    if (GREEN_LIKELY(__atomic_compare_exchange_n(&m->owner, (void **)&o, (void *)id, 0,
-                                                 __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+    uintptr_t id = owner_id(self), o = owner_word(m); /* a held one costs no locked op */
+    if (GREEN_LIKELY(!o) && GREEN_LIKELY(__atomic_compare_exchange_n(
+                                 &m->owner, (void **)&o, (void *)id, 0, __ATOMIC_ACQUIRE,
+                                 __ATOMIC_RELAXED)))
         return mutex_took(h, m, self);
     if (owned_by(o, id))
         return mutex_relock(m);
     return mutex_lock_slow(h, m, deadline, mode);
 }
 
-/* Unlock m, owned by the caller (self), completely. */
-static inline void mutex_release(struct green *self, green_mutex_t *m, uintptr_t id)
+/* Unlock m, owned by the caller (self), completely. word: its owner word, as read. */
+static inline void mutex_release(struct green *self, green_mutex_t *m, uintptr_t id, uintptr_t word)
 {
     held_remove(self, m);
     m->depth = 0;
     uintptr_t o = id;
-    if (GREEN_LIKELY(__atomic_compare_exchange_n(&m->owner, (void **)&o, NULL, 0, __ATOMIC_RELEASE,
+    if (GREEN_LIKELY(!(word & MUTEX_WAITERS)) &&
+        GREEN_LIKELY(__atomic_compare_exchange_n(&m->owner, (void **)&o, NULL, 0, __ATOMIC_RELEASE,
                                                  __ATOMIC_RELAXED)))
         return;
     green__lock(&m->lock); /* green threads wait: the first one gets it */
@@ -701,8 +703,8 @@ int green_mutex_unlock(green_mutex_t *m)
     if (GREEN_UNLIKELY(!mutex_valid(m)))
         return einval();
     struct green_hub *h = green__tls_hub;
-    uintptr_t id;
-    if (GREEN_UNLIKELY(!h) || !owned_by(owner_word(m), id = owner_id(h->current))) {
+    uintptr_t id, word = owner_word(m);
+    if (GREEN_UNLIKELY(!h) || !owned_by(word, id = owner_id(h->current))) {
         errno = EPERM;
         return -1;
     }
@@ -710,7 +712,7 @@ int green_mutex_unlock(green_mutex_t *m)
         m->depth--;
         return 0;
     }
-    mutex_release(h->current, m, id);
+    mutex_release(h->current, m, id, word);
     return 0;
 }
 
@@ -756,7 +758,7 @@ int green_cond_wait(green_cond_t *c, green_mutex_t *m, int64_t deadline)
         return -1;
     unsigned depth = m->depth;
     green__lock(&c->lock);
-    mutex_release(h->current, m, id);
+    mutex_release(h->current, m, id, owner_word(m));
     green__waiting_on(h, GW_COND, c);
     int r = green__wait(h, &c->q, &c->lock, deadline, green__park_mode_shared());
     int err = errno;
