@@ -205,11 +205,17 @@ static void *os_green_lock_and_finish(void *arg)
     return (void *)on_green_threads(lock_and_finish, arg, 1);
 }
 
-/* The OS thread's root locks, and the thread exits holding it. */
+/* The OS thread's root locks, and the thread exits holding it (once told to, if arg). */
 static void *os_root_lock_and_exit(void *arg)
 {
-    (void)arg;
-    return green_mutex_lock(&D.m, -1) == 0 ? NULL : "lock";
+    if (green_mutex_lock(&D.m, -1) != 0)
+        return "lock";
+    if (arg) {
+        green_event_set(&D.locked);
+        if (green_event_wait(&D.go, -1) != 0)
+            return "wait";
+    }
+    return NULL;
 }
 
 static void *lock_expect_ownerdead(void *arg)
@@ -260,6 +266,22 @@ static void test_mutex_owner_dead_across_hubs(void **state)
     assert_int_equal(green_mutex_unlock(&D.m), 0);
     assert_int_equal(green_mutex_lock(&D.m, -1), 0); /* an ordinary mutex again */
     assert_int_equal(green_mutex_unlock(&D.m), 0);
+
+    /* the same with a waiter queued here: its hub's end hands the mutex over */
+    green_event_clear(&D.locked);
+    green_event_clear(&D.go);
+    D.r = -1;
+    assert_int_equal(pthread_create(&t, NULL, os_root_lock_and_exit, (void *)1), 0);
+    assert_int_equal(green_event_wait(&D.locked, -1), 0);
+    w = green_spawn(lock_expect_ownerdead, NULL);
+    assert_non_null(w);
+    WAIT_MUTEX_QUEUED(&D.m, 1);
+    green_event_set(&D.go);
+    assert_int_equal(green_join(w, &r, -1), 0);
+    assert_null(r);
+    assert_int_equal(D.r, EOWNERDEAD);
+    pthread_join(t, &r);
+    assert_null(r);
 
     assert_int_equal(green_mutex_destroy(&D.m), 0);
     assert_int_equal(green_event_destroy(&D.locked), 0);
