@@ -656,7 +656,8 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
   echo "threads (goroutines) loop lock, count, yield, unlock; ns per loop of either, with the"
   echo "hand-offs (an acquisition by the other one) when they are fewer than the loops:"
   echo "libgreen's mutex hands over at every unlock that finds a waiter (FIFO), Go's lets the"
-  echo "unlocker take it again (see E). Ratios > 1: Go takes longer."
+  echo "unlocker take it again (see E). Condition rows: two take turns (lock, wait for the"
+  echo "turn, give it, signal, unlock), ns per turn. Ratios > 1: Go takes longer."
   echo
   header "program" "libgreen" "Go GOMAXPROCS=1" "Go GOMAXPROCS=2" "Go(1) / libgreen" "Go(2) / libgreen"
   hx "mutex lock + unlock, uncontended" "$(run_timed "$BIN/bench_sync" mutex-uncontended "$H_UNC")" mutex-uncontended "$H_UNC"
@@ -665,6 +666,8 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
   hx "ping-pong, rendezvous channels, two hubs" "$(run_timed "$BIN/bench_sync" pingpong-hubs "$H_XPP")" pingpong "$H_PP"
   hx "mutex, per loop (lock, count, yield, unlock), one hub" "$(run_timed "$BIN/bench_sync" mutex "$H_MU")" mutex "$H_MU" per-loop
   hx "mutex, per loop, two hubs" "$(run_timed "$BIN/bench_sync" mutex-hubs "$H_XMU")" mutex "$H_MU" per-loop
+  hx "condition, turns between two, one hub" "$(run_timed "$BIN/bench_sync" cond "$H_MU")" cond "$H_MU"
+  hx "condition, turns between two, two hubs" "$(run_timed "$BIN/bench_sync" cond-hubs "$H_XPP")" cond "$H_MU"
   echo
 
   # Fan-out, skew and Prog 1 on a hub group (bench/hubs.c, bench/peers/fanout.go).

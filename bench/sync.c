@@ -17,6 +17,9 @@
  *                      threads, each with its hub; no hub group needed); the first holds
  *                      the mutex until the second is about to queue. msgs = hand-offs
  *   pingpong-hubs      the ping-pong with the two green threads on two hubs
+ *   cond               two green threads of one hub take turns through a condition: lock;
+ *                      wait until it is our turn; give the turn; signal; unlock. msgs = 2N
+ *   cond-hubs          the same on two hubs
  *
  * The uncontended modes run 5 times in the process and print the fastest (they measure
  * a few nanoseconds, which a preemption would swamp). Results are checked; a wrong one
@@ -51,7 +54,8 @@ static struct {
     green_mutex_t mu;
     green_sem_t sem;
     green_chan_t *ab, *ba;
-    int last;
+    green_cond_t cv;
+    int last, turn;
     int hubs, arrived;
     long handoffs, count, n;
 } B;
@@ -134,6 +138,24 @@ static void *mu_worker(void *arg)
         green_yield(); /* holding it: on one hub, the other one runs and queues */
         if (green_mutex_unlock(&B.mu) != 0)
             return "mutex: unlock failed";
+    }
+    return NULL;
+}
+
+/* Turns through a condition: wait for our turn, give it to the other, signal. */
+static void *cond_turns(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    for (long i = 0; i < B.n; i++) {
+        if (green_mutex_lock(&B.mu, -1) != 0)
+            return "cond: lock failed";
+        while (B.turn != me)
+            if (green_cond_wait(&B.cv, &B.mu, -1) != 0)
+                return "cond: wait failed";
+        B.turn = !me;
+        B.count++;
+        if (green_cond_signal(&B.cv) != 0 || green_mutex_unlock(&B.mu) != 0)
+            return "cond: signal/unlock failed";
     }
     return NULL;
 }
@@ -254,7 +276,26 @@ static struct result run_pingpong_on(long n, int hubs)
     return (struct result){ns, 2 * n, 0};
 }
 
+static struct result run_cond_on(long n, int hubs)
+{
+    B.n = n;
+    B.turn = 0;
+    B.count = 0;
+    if (green_mutex_init(&B.mu, GREEN_MUTEX_NORMAL) != 0 || green_cond_init(&B.cv) != 0)
+        die("green_mutex_init/green_cond_init");
+    double ns = run_pair(hubs, cond_turns, (void *)0, cond_turns, (void *)1);
+    if (B.count != 2 * n) {
+        fprintf(stderr, "bench_sync: cond: count %ld, expected %ld\n", B.count, 2 * n);
+        exit(1);
+    }
+    if (green_cond_destroy(&B.cv) != 0 || green_mutex_destroy(&B.mu) != 0)
+        die("green_cond_destroy/green_mutex_destroy");
+    return (struct result){ns, 2 * n, 0};
+}
+
 static struct result run_mutex(long n) { return run_mutex_on(n, 1); }
+static struct result run_cond(long n) { return run_cond_on(n, 1); }
+static struct result run_cond_hubs(long n) { return run_cond_on(n, 2); }
 static struct result run_mutex_hubs(long n) { return run_mutex_on(n, 2); }
 static struct result run_pingpong(long n) { return run_pingpong_on(n, 1); }
 static struct result run_pingpong_hubs(long n) { return run_pingpong_on(n, 2); }
@@ -272,7 +313,9 @@ static const struct row rows[] = {
     {"sem-uncontended", run_sem_uncontended, 10000000},
     {"mutex", run_mutex, 1000000},
     {"pingpong", run_pingpong, 1000000},
+    {"cond", run_cond, 1000000},
     {"mutex-hubs", run_mutex_hubs, 200000},
+    {"cond-hubs", run_cond_hubs, 100000},
     {"pingpong-hubs", run_pingpong_hubs, 200000},
 };
 #define NROWS (sizeof rows / sizeof rows[0])
