@@ -823,6 +823,113 @@ static void test_cond_bounded_buffer_across_hubs(void **state)
     assert_hub_idle();
 }
 
+/* ======================================================================== */
+/*  Recursive mutexes, bounded semaphores, calls from hubless threads        */
+/* ======================================================================== */
+
+static struct {
+    green_mutex_t m;
+    green_sem_t s;
+    green_cond_t c;
+    int got, err;
+} R;
+
+static void *os_lock_once(void *arg)
+{
+    (void)arg;
+    errno = 0;
+    R.err = green_mutex_lock(&R.m, -1) ? errno : 0;
+    R.got = 1;
+    return green_mutex_unlock(&R.m) == 0 ? NULL : "unlock";
+}
+
+static void *os_acquire_once(void *arg)
+{
+    (void)arg;
+    return green_sem_acquire(&R.s, -1) == 0 ? NULL : "acquire";
+}
+
+/* A plain pthread that never gets a hub: broadcasts and releases need none. */
+static void *hubless_broadcast(void *arg)
+{
+    (void)arg;
+    return green_cond_broadcast(&R.c) == 0 && green_sem_release(&R.s) == 0 ? NULL : "call";
+}
+
+static void *cond_wait_for_broadcast(void *arg)
+{
+    (void)arg;
+    if (green_mutex_lock(&R.m, -1) != 0)
+        return "lock";
+    int r = green_cond_wait(&R.c, &R.m, -1);
+    R.got++;
+    if (green_mutex_unlock(&R.m) != 0)
+        return "unlock";
+    return r == 0 ? NULL : "wait";
+}
+
+static void test_recursive_bounded_hubless(void **state)
+{
+    (void)state;
+    void *r;
+    pthread_t t;
+    /* another hub waits while the owner relocks; only the last unlock hands it over */
+    assert_int_equal(green_mutex_init(&R.m, GREEN_MUTEX_RECURSIVE), 0);
+    R.got = 0;
+    R.err = -1;
+    assert_int_equal(green_mutex_lock(&R.m, -1), 0);
+    assert_int_equal(green_mutex_lock(&R.m, -1), 0);
+    assert_int_equal(pthread_create(&t, NULL, os_lock_once, NULL), 0);
+    WAIT_MUTEX_QUEUED(&R.m, 1);
+    assert_int_equal(green_mutex_trylock(&R.m), 0); /* depth 3 */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(green_mutex_unlock(&R.m), 0);
+        assert_int_equal(queued(&R.m.q, &R.m.lock), 1); /* still ours */
+    }
+    assert_int_equal(green_mutex_unlock(&R.m), 0);
+    assert_fails_with(green_mutex_unlock(&R.m), EPERM); /* the other hub's now */
+    pthread_join(t, &r);
+    assert_null(r);
+    assert_int_equal(R.got, 1);
+    assert_int_equal(R.err, 0);
+    assert_int_equal(green_mutex_destroy(&R.m), 0);
+
+    /* a bounded semaphore: a permit handed to another hub's waiter counts as a release */
+    assert_int_equal(green_sem_init_bounded(&R.s, 0, 1), 0);
+    assert_int_equal(pthread_create(&t, NULL, os_acquire_once, NULL), 0);
+    WAIT_SEM_QUEUED(&R.s, 1);
+    assert_int_equal(green_sem_release(&R.s), 0);   /* to the waiter */
+    assert_int_equal(green_sem_release(&R.s), 0);   /* a permit */
+    assert_fails_with(green_sem_release(&R.s), EOVERFLOW);
+    pthread_join(t, &r);
+    assert_null(r);
+    assert_int_equal(green_sem_value(&R.s), 1);
+    assert_int_equal(green_sem_acquire(&R.s, 0), 0);
+
+    /* a thread without a hub broadcasts to waiters here and releases a permit */
+    assert_int_equal(green_mutex_init(&R.m, GREEN_MUTEX_NORMAL), 0);
+    assert_int_equal(green_cond_init(&R.c), 0);
+    R.got = 0;
+    green_t g[2];
+    for (int i = 0; i < 2; i++)
+        assert_non_null(g[i] = green_spawn(cond_wait_for_broadcast, NULL));
+    assert_int_equal(green_yield(), 0);
+    assert_int_equal(queued(&R.c.q, &R.c.lock), 2);
+    assert_int_equal(pthread_create(&t, NULL, hubless_broadcast, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(green_join(g[i], &r, -1), 0);
+        assert_null(r);
+    }
+    pthread_join(t, &r);
+    assert_null(r);
+    assert_int_equal(R.got, 2);
+    assert_int_equal(green_sem_acquire(&R.s, -1), 0);
+    assert_int_equal(green_sem_destroy(&R.s), 0);
+    assert_int_equal(green_cond_destroy(&R.c), 0);
+    assert_int_equal(green_mutex_destroy(&R.m), 0);
+    assert_hub_idle();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -836,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_cond_across_hubs),
         cmocka_unit_test(test_cond_relock_across_hubs),
         cmocka_unit_test(test_cond_bounded_buffer_across_hubs),
+        cmocka_unit_test(test_recursive_bounded_hubless),
     };
     return cmocka_run_group_tests_name("xsync", tests, NULL, NULL);
 }
