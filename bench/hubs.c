@@ -1,6 +1,10 @@
 /*
  * hubs.c — issue 14's programs on a group of hubs (green_hubs_start, GREEN_HUB_ANY).
  *
+ *   bench_hubs features             hub_group=1 when built with the hub group
+ *                                   (GREEN_BENCH_HUBS, set by bench/CMakeLists.txt when
+ *                                   green.h declares green_hubs_start), else 0: then
+ *                                   only HUBS = 1 runs (default placement)
  *   bench_hubs calibrate            the iterations of work() that take ~20 µs here
  *                                   (run.sh passes the same count to the Go peer)
  *   bench_hubs fanout HUBS N ITERS  N green threads, each: work(ITERS), sleep 10 ms,
@@ -38,6 +42,18 @@ static __attribute__((noinline)) uint64_t work(uint64_t x, long iters)
     }
     return x;
 }
+
+#if GREEN_BENCH_HUBS
+#define HUB_GROUP 1
+static void place_anywhere(green_attr_t *a) { a->hub = GREEN_HUB_ANY; }
+static int hubs_start(int n) { return green_hubs_start(n); }
+static int hub_count(void) { return green_hub_count(); }
+#else
+#define HUB_GROUP 0
+static void place_anywhere(green_attr_t *a) { (void)a; }
+static int hubs_start(int n) { (void)n; errno = ENOSYS; return -1; }
+static int hub_count(void) { return 1; }
+#endif
 
 static void die(const char *what)
 {
@@ -91,14 +107,14 @@ static int run(const char *mode, int hubs, long n, long iters)
     if (!g || !B.out)
         die("malloc");
     green_attr_t attr = {.stack_mode = GREEN_STACK_SHARED};
-    attr.hub = GREEN_HUB_ANY;
-    if (!skew && hubs > 1 && green_hubs_start(hubs) < hubs)
+    place_anywhere(&attr);
+    if (!skew && hubs > 1 && hubs_start(hubs) < hubs)
         die("green_hubs_start");
     int64_t t0 = bench_now_ns();
     for (long i = 0; i < n; i++)
         if (!(g[i] = green_spawn_attr(prog1 ? sleeper : task, (void *)(intptr_t)i, &attr)))
             die("green_spawn_attr");
-    if (skew && hubs > 1 && green_hubs_start(hubs) < hubs) /* they start with nothing */
+    if (skew && hubs > 1 && hubs_start(hubs) < hubs) /* they start with nothing */
         die("green_hubs_start");
     if (green_joinall(g, (size_t)n, -1) != 0)
         die("green_joinall");
@@ -112,7 +128,7 @@ static int run(const char *mode, int hubs, long n, long iters)
         }
     }
     printf("mode=%s hubs=%d n=%ld iters=%ld ms=%.1f hub_count=%d\n", mode, hubs, n, iters,
-           (double)(t1 - t0) / 1e6, green_hub_count());
+           (double)(t1 - t0) / 1e6, hub_count());
     free(g);
     free(B.out);
     return 0;
@@ -128,6 +144,8 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && strcmp(argv[1], "calibrate") == 0)
         return calibrate();
+    if (argc == 2 && strcmp(argv[1], "features") == 0)
+        return printf("hub_group=%d\n", HUB_GROUP) < 0;
     if (argc < 4)
         return usage();
     int hubs = atoi(argv[2]);

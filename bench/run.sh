@@ -674,8 +674,12 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
   echo "### Fan-out and skew: 100,000 green threads that compute, sleep 10 ms, compute"
   echo
   if [[ ! -x $BIN/bench_hubs ]]; then
-    echo "_bench_hubs is not built: this libgreen has no hub group yet (green_hubs_start)._"
+    echo "_bench_hubs is not built._"
   else
+    H_GROUP=$(kv "$(run_point "$BIN/bench_hubs" features)" hub_group)
+    H_NOTE="no hub group in this libgreen"
+    [[ $H_GROUP == 1 ]] || echo "_This libgreen has no hub group yet (green_hubs_start): the 2-hub cells are empty._"
+    [[ $H_GROUP == 1 ]] || echo
     H_N=${BENCH_FANOUT_N:-100000}
     cal=$(run_point "$BIN/bench_hubs" calibrate)
     H_IT=$(kv "$cal" iters)
@@ -695,7 +699,6 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
     echo "spawner's P and lets idle Ps steal: one program for both rows). Ratios < 1 are better."
     echo
     header "program" "libgreen, 1 hub" "libgreen, 2 hubs" "2 hubs / 1 hub" "Go GOMAXPROCS=1" "Go GOMAXPROCS=2" "libgreen(2) / Go(2)"
-    h_ms() { if [[ -n $(kv "$1" error) || -z $1 ]]; then error_cell "$1"; else fmt_ms "$(kv "$1" ms)"; fi; }
     h_div() { local a b; a=$(kv "$1" ms) b=$(kv "$2" ms)
       if [[ -z $a || -z $b ]]; then echo "—"; else awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'; fi; }
     g1="" g2=""
@@ -703,9 +706,11 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
       g1=$(GOMAXPROCS=1 run_timed "$H_GO" "$H_N" "$H_IT")
       g2=$(GOMAXPROCS=2 run_timed "$H_GO" "$H_N" "$H_IT")
     fi
+    h_ms() { if [[ -z $1 ]]; then echo "$H_NOTE"; elif [[ -n $(kv "$1" error) ]]; then error_cell "$1"; else fmt_ms "$(kv "$1" ms)"; fi; }
     for m in fanout skew; do
       l1=$(run_timed "$BIN/bench_hubs" "$m" 1 "$H_N" "$H_IT")
-      l2=$(run_timed "$BIN/bench_hubs" "$m" 2 "$H_N" "$H_IT")
+      l2=""
+      [[ $H_GROUP == 1 ]] && l2=$(run_timed "$BIN/bench_hubs" "$m" 2 "$H_N" "$H_IT")
       if [[ -n $H_GO ]]; then
         row "$m, $(commas "$H_N") green threads" "$(h_ms "$l1")" "$(h_ms "$l2")" "$(h_div "$l2" "$l1")" \
           "$(h_ms "$g1")" "$(h_ms "$g2")" "$(h_div "$l2" "$g2")"
@@ -715,7 +720,8 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
       fi
     done
     l1=$(run_timed "$BIN/bench_hubs" prog1 1 1M)
-    l2=$(run_timed "$BIN/bench_hubs" prog1 2 1M)
+    l2=""
+    [[ $H_GROUP == 1 ]] && l2=$(run_timed "$BIN/bench_hubs" prog1 2 1M)
     if (( GO_OK )); then
       g2=$(GOMAXPROCS=2 run_timed "$PEERS_BIN/go_prog1" 1000000)
       row "Prog 1 at 1M (GREEN_HUB_ANY), sleep 200 ms" "$(h_ms "$l1")" "$(h_ms "$l2")" "$(h_div "$l2" "$l1")" "—" "$(h_ms "$g2")" "$(h_div "$l2" "$g2")"
