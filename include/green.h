@@ -196,6 +196,10 @@ GREEN_API int green_wake(green_t g, int err);
  * whichever hubs the green threads are on. A mutex is still owned by one green thread:
  * unlocking from another (of any hub) fails with EPERM. Uncontended calls (a mutex that
  * is free, a semaphore with a permit) take no lock: one atomic compare-and-swap.
+ * EDEADLK (a root waiting on what nothing can ever provide): for events, futures,
+ * channels, semaphores and conditions only while the process has a single thread (any
+ * other thread might set, send, release or signal); for a mutex while its owner and all
+ * its waiters have been green threads of one hub (only the owner can unlock it).
  *
  * The fields below are private: use the functions.
  */
