@@ -265,7 +265,7 @@ typedef struct green_mutex {
     int lock;               /* guards q */
     green_waitq_t q;
     int xhub;               /* an owner and a waiter were ever on different hubs */
-    int spare_;
+    int owner_tid;          /* the OS thread of the owner's hub, as its last owner set it */
 } green_mutex_t;
 GREEN_API int green_mutex_init(green_mutex_t *m, int type);
 GREEN_API int green_mutex_destroy(green_mutex_t *m); /* EBUSY while locked or waited on */

@@ -930,6 +930,107 @@ static void test_recursive_bounded_hubless(void **state)
     assert_hub_idle();
 }
 
+/* ======================================================================== */
+/*  Stress: deadlines, polls and yields from several hubs at once           */
+/* ======================================================================== */
+
+static struct {
+    green_mutex_t m;
+    green_sem_t s;
+    int inside;              /* under m: 0 or 1 */
+    int in_sem;              /* atomic: green threads holding a permit */
+    long locked, timed_out;  /* atomic */
+    int bad;                 /* atomic */
+} ST;
+
+enum { ST_PERMITS = 2 };
+
+static void *stress_worker(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    for (long i = 0; i < LOOPS / 4; i++) {
+        unsigned k = (unsigned)rand_r(&seed) % 8;
+        int r;
+        errno = 0;
+        if (k == 0)
+            r = green_mutex_trylock(&ST.m);
+        else if (k < 4)
+            r = green_mutex_lock(&ST.m, green_after((int64_t)(k - 1)));
+        else
+            r = green_mutex_lock(&ST.m, -1);
+        if (r == 0) {
+            if (ST.inside++ != 0)
+                __atomic_store_n(&ST.bad, 1, __ATOMIC_RELAXED);
+            if (k & 1)
+                green_yield();
+            ST.inside--;
+            if (green_mutex_unlock(&ST.m) != 0)
+                __atomic_store_n(&ST.bad, 2, __ATOMIC_RELAXED);
+            __atomic_fetch_add(&ST.locked, 1, __ATOMIC_RELAXED);
+        } else if (errno == ETIMEDOUT || errno == EBUSY) {
+            __atomic_fetch_add(&ST.timed_out, 1, __ATOMIC_RELAXED);
+        } else {
+            __atomic_store_n(&ST.bad, 3, __ATOMIC_RELAXED);
+        }
+        errno = 0;
+        r = green_sem_acquire(&ST.s, k < 3 ? green_after((int64_t)k) : -1);
+        if (r == 0) {
+            if (__atomic_add_fetch(&ST.in_sem, 1, __ATOMIC_RELAXED) > ST_PERMITS)
+                __atomic_store_n(&ST.bad, 4, __ATOMIC_RELAXED);
+            if (k & 2)
+                green_yield();
+            __atomic_sub_fetch(&ST.in_sem, 1, __ATOMIC_RELAXED);
+            if (green_sem_release(&ST.s) != 0)
+                __atomic_store_n(&ST.bad, 5, __ATOMIC_RELAXED);
+        } else if (errno != ETIMEDOUT) {
+            __atomic_store_n(&ST.bad, 6, __ATOMIC_RELAXED);
+        }
+    }
+    return NULL;
+}
+
+static void *stress_hub(void *arg)
+{
+    green_t g[3];
+    for (int i = 0; i < 3; i++)
+        if (!(g[i] = green_spawn(stress_worker, (void *)((uintptr_t)arg * 16 + (uintptr_t)i + 1))))
+            return "spawn";
+    for (int i = 0; i < 3; i++)
+        if (green_join(g[i], NULL, -1) != 0)
+            return "join";
+    return NULL;
+}
+
+/* Mutual exclusion and the permit count hold whatever mix of deadlines, polls, yields
+ * and hubs; nothing is left queued, the mutex is free, the permits are all back. */
+static void test_stress_across_hubs(void **state)
+{
+    (void)state;
+    assert_int_equal(green_mutex_init(&ST.m, GREEN_MUTEX_NORMAL), 0);
+    assert_int_equal(green_sem_init(&ST.s, ST_PERMITS), 0);
+    ST.inside = ST.in_sem = ST.bad = 0;
+    ST.locked = ST.timed_out = 0;
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, stress_hub, (void *)(uintptr_t)(i + 1)), 0);
+    void *r = stress_hub((void *)0);
+    assert_null(r);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], &r);
+        assert_null(r);
+    }
+    assert_int_equal(ST.bad, 0);
+    assert_int_equal(ST.locked + ST.timed_out, 12L * (LOOPS / 4));
+    assert_int_equal(queued(&ST.m.q, &ST.m.lock), 0);
+    assert_int_equal(queued(&ST.s.q, &ST.s.lock), 0);
+    assert_int_equal(green_sem_value(&ST.s), ST_PERMITS);
+    assert_int_equal(green_mutex_trylock(&ST.m), 0);
+    assert_int_equal(green_mutex_unlock(&ST.m), 0);
+    assert_int_equal(green_mutex_destroy(&ST.m), 0);
+    assert_int_equal(green_sem_destroy(&ST.s), 0);
+    assert_hub_idle();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -944,6 +1045,7 @@ int main(void)
         cmocka_unit_test(test_cond_relock_across_hubs),
         cmocka_unit_test(test_cond_bounded_buffer_across_hubs),
         cmocka_unit_test(test_recursive_bounded_hubless),
+        cmocka_unit_test(test_stress_across_hubs),
     };
     return cmocka_run_group_tests_name("xsync", tests, NULL, NULL);
 }
