@@ -618,6 +618,120 @@ if (( ! PEERS_ONLY )); then
   fi
 fi
 
+# ---------------------------------------------------------------- H: across hubs (issue 14)
+
+if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
+  # bench_sync's mutex, semaphore and channel rows on one hub and on two (two OS threads
+  # with a hub each), beside bench/peers/chan.go's with GOMAXPROCS=1 and 2 (the helpers
+  # are section E's).
+  H_UNC=10M H_PP=500K H_MU=500K H_XPP=50K H_XMU=50K
+  # a mutex line per loop: msgs and ns_per_msg from iters, the hand-offs kept for the cell
+  hx_loop() { [[ -z $1 || -n $(kv "$1" error) ]] && { echo "$1"; return; }
+    echo "ms=$(kv "$1" ms) iters=$(kv "$1" iters) handoffs=$(kv "$1" handoffs)" \
+      "ns_per_msg=$(awk -v ms="$(kv "$1" ms)" -v it="$(kv "$1" iters)" 'BEGIN { print ms * 1e6 / it }')"; }
+  hx() { # LABEL LG_LINE GO_MODE GO_N [per-loop]
+    local lg=$2 g1="" g2=""
+    if [[ -n $CH_GO && -n $3 ]]; then
+      g1=$(GOMAXPROCS=1 run_timed "$CH_GO" "$3" "$4")
+      g2=$(GOMAXPROCS=2 run_timed "$CH_GO" "$3" "$4")
+    fi
+    if [[ ${5:-} == per-loop ]]; then lg=$(hx_loop "$lg") g1=$(hx_loop "$g1") g2=$(hx_loop "$g2"); fi
+    if [[ -z $CH_GO ]]; then
+      row "$1" "$(ch_cell "$lg")" "$CH_GO_NOTE" "$CH_GO_NOTE" "—" "—"
+    elif [[ -z $3 ]]; then
+      row "$1" "$(ch_cell "$lg")" "—" "—" "—" "—"
+    else
+      row "$1" "$(ch_cell "$lg")" "$(ch_cell "$g1")" "$(ch_cell "$g2")" "$(ch_ratio "$g1" "$lg")" "$(ch_ratio "$g2" "$lg")"
+    fi
+  }
+  echo "## H. Mutexes, semaphores and channels across hubs (issue 14)"
+  echo
+  echo "Wall clock, ns per operation or message (median of 3 runs when a run takes under 2 s)."
+  echo "libgreen: \`bench_sync\`; \"two hubs\": each green thread on an OS thread of its own"
+  echo "with its own hub, so that every hand-off and message crosses hubs (a remote wake-up:"
+  echo "the note, and the eventfd write when the other hub sleeps in its poller). Go:"
+  echo "bench/peers/chan.go ($CH_GO_NOTE) with GOMAXPROCS=1 and 2, where the runtime puts the two"
+  echo "goroutines where it likes (with 2, often on one P). Uncontended rows: lock and unlock"
+  echo "(acquire and release) in a loop, fastest of 5 in-process runs. Mutex rows: two green"
+  echo "threads (goroutines) loop lock, count, yield, unlock; ns per loop of either, with the"
+  echo "hand-offs (an acquisition by the other one) when they are fewer than the loops:"
+  echo "libgreen's mutex hands over at every unlock that finds a waiter (FIFO), Go's lets the"
+  echo "unlocker take it again (see E). Condition rows: two take turns (lock, wait for the"
+  echo "turn, give it, signal, unlock), ns per turn. Ratios > 1: Go takes longer."
+  echo
+  header "program" "libgreen" "Go GOMAXPROCS=1" "Go GOMAXPROCS=2" "Go(1) / libgreen" "Go(2) / libgreen"
+  hx "mutex lock + unlock, uncontended" "$(run_timed "$BIN/bench_sync" mutex-uncontended "$H_UNC")" mutex-uncontended "$H_UNC"
+  hx "semaphore acquire + release, uncontended" "$(run_timed "$BIN/bench_sync" sem-uncontended "$H_UNC")" "" ""
+  hx "ping-pong, rendezvous channels, one hub" "$(run_timed "$BIN/bench_sync" pingpong "$H_PP")" pingpong "$H_PP"
+  hx "ping-pong, rendezvous channels, two hubs" "$(run_timed "$BIN/bench_sync" pingpong-hubs "$H_XPP")" pingpong "$H_PP"
+  hx "mutex, per loop (lock, count, yield, unlock), one hub" "$(run_timed "$BIN/bench_sync" mutex "$H_MU")" mutex "$H_MU" per-loop
+  hx "mutex, per loop, two hubs" "$(run_timed "$BIN/bench_sync" mutex-hubs "$H_XMU")" mutex "$H_MU" per-loop
+  hx "condition, turns between two, one hub" "$(run_timed "$BIN/bench_sync" cond "$H_MU")" cond "$H_MU"
+  hx "condition, turns between two, two hubs" "$(run_timed "$BIN/bench_sync" cond-hubs "$H_XPP")" cond "$H_MU"
+  echo
+
+  # Fan-out, skew and Prog 1 on a hub group (bench/hubs.c, bench/peers/fanout.go).
+  echo "### Fan-out and skew: 100,000 green threads that compute, sleep 10 ms, compute"
+  echo
+  if [[ ! -x $BIN/bench_hubs ]]; then
+    echo "_bench_hubs is not built._"
+  else
+    H_GROUP=$(kv "$(run_point "$BIN/bench_hubs" features)" hub_group)
+    H_NOTE="no hub group in this libgreen"
+    [[ $H_GROUP == 1 ]] || echo "_This libgreen has no hub group yet (green_hubs_start): the 2-hub cells are empty._"
+    [[ $H_GROUP == 1 ]] || echo
+    H_N=${BENCH_FANOUT_N:-100000}
+    cal=$(run_point "$BIN/bench_hubs" calibrate)
+    H_IT=$(kv "$cal" iters)
+    H_GO="" H_GO_NOTE="$CH_GO_NOTE"
+    if [[ -n $CH_GO ]] && GOTOOLCHAIN=local GOPROXY=off GOFLAGS='' go build -o "$PEERS_BIN/go_fanout" "$ROOT/bench/peers/fanout.go" 2>"$PEERS_BIN/build-fanout.log"; then
+      H_GO=$PEERS_BIN/go_fanout
+    elif [[ -n $CH_GO ]]; then
+      H_GO_NOTE="Go build failed (see $PEERS_BIN/build-fanout.log)"
+    fi
+    echo "Each task: work($(commas "${H_IT:-?}") iterations of a multiply-add chain, ~20 µs here by"
+    echo "\`bench_hubs calibrate\`: $(kv "$cal" ns_per_iter) ns each), \`green_sleep(10)\`, the same work again; wall"
+    echo "time from the first spawn to the last join (shared stacks). *fan-out*: spawned from main"
+    echo "with \`attr.hub = GREEN_HUB_ANY\` after \`green_hubs_start(2)\`. *skew*: all spawned with"
+    echo "GREEN_HUB_ANY while main's hub is the only one, then \`green_hubs_start(2)\`: the second hub"
+    echo "starts empty and gets work only by stealing. Go: bench/peers/fanout.go, the same work per"
+    echo "task (the same iteration count), goroutines started from main (Go puts them on the"
+    echo "spawner's P and lets idle Ps steal: one program for both rows). Ratios < 1 are better."
+    echo
+    header "program" "libgreen, 1 hub" "libgreen, 2 hubs" "2 hubs / 1 hub" "Go GOMAXPROCS=1" "Go GOMAXPROCS=2" "libgreen(2) / Go(2)"
+    h_div() { local a b; a=$(kv "$1" ms) b=$(kv "$2" ms)
+      if [[ -z $a || -z $b ]]; then echo "—"; else awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }'; fi; }
+    g1="" g2=""
+    if [[ -n $H_GO && -n $H_IT ]]; then
+      g1=$(GOMAXPROCS=1 run_timed "$H_GO" "$H_N" "$H_IT")
+      g2=$(GOMAXPROCS=2 run_timed "$H_GO" "$H_N" "$H_IT")
+    fi
+    h_ms() { if [[ -z $1 ]]; then echo "$H_NOTE"; elif [[ -n $(kv "$1" error) ]]; then error_cell "$1"; else fmt_ms "$(kv "$1" ms)"; fi; }
+    for m in fanout skew; do
+      l1=$(run_timed "$BIN/bench_hubs" "$m" 1 "$H_N" "$H_IT")
+      l2=""
+      [[ $H_GROUP == 1 ]] && l2=$(run_timed "$BIN/bench_hubs" "$m" 2 "$H_N" "$H_IT")
+      if [[ -n $H_GO ]]; then
+        row "$m, $(commas "$H_N") green threads" "$(h_ms "$l1")" "$(h_ms "$l2")" "$(h_div "$l2" "$l1")" \
+          "$(h_ms "$g1")" "$(h_ms "$g2")" "$(h_div "$l2" "$g2")"
+      else
+        row "$m, $(commas "$H_N") green threads" "$(h_ms "$l1")" "$(h_ms "$l2")" "$(h_div "$l2" "$l1")" \
+          "$H_GO_NOTE" "$H_GO_NOTE" "—"
+      fi
+    done
+    l1=$(run_timed "$BIN/bench_hubs" prog1 1 1M)
+    l2=""
+    [[ $H_GROUP == 1 ]] && l2=$(run_timed "$BIN/bench_hubs" prog1 2 1M)
+    if (( GO_OK )); then
+      g2=$(GOMAXPROCS=2 run_timed "$PEERS_BIN/go_prog1" 1000000)
+      row "Prog 1 at 1M (GREEN_HUB_ANY), sleep 200 ms" "$(h_ms "$l1")" "$(h_ms "$l2")" "$(h_div "$l2" "$l1")" "—" "$(h_ms "$g2")" "$(h_div "$l2" "$g2")"
+    else
+      row "Prog 1 at 1M (GREEN_HUB_ANY), sleep 200 ms" "$(h_ms "$l1")" "$(h_ms "$l2")" "$(h_div "$l2" "$l1")" "—" "—" "—"
+    fi
+  fi
+  echo
+fi
+
 # ---------------------------------------------------------------- P: monkey patching
 
 # Issue 6: N concurrent blocking curl_easy_perform calls (libcurl, unmodified) against

@@ -190,11 +190,16 @@ GREEN_API int green_wake(green_t g, int err);
  * -1/errno: ETIMEDOUT, ECANCELED (the caller was killed), EINVAL, EPERM, EPIPE (closed
  * channel). Waiters wake in FIFO order.
  *
- * Across OS threads: green_event_set, green_future_set/fail and every green_chan_* call
- * may be made from any thread (another hub or a plain pthread); the waiter is woken on
- * its own hub. Semaphores, mutexes and conditions belong to the hub of the first OS
- * thread that uses them (until destroyed): a call from another OS thread fails with
- * EXDEV, as a handle of another hub does.
+ * Across OS threads: every call on these objects may be made from any thread (another
+ * hub or a plain pthread, which gets a hub of its own the first time it must wait or
+ * locks a mutex); a waiter is woken on its own hub, and hand-offs keep their FIFO order
+ * whichever hubs the green threads are on. A mutex is still owned by one green thread:
+ * unlocking from another (of any hub) fails with EPERM. Uncontended calls (a mutex that
+ * is free, a semaphore with a permit) take no lock: one atomic compare-and-swap.
+ * EDEADLK (a root waiting on what nothing can ever provide): for events, futures,
+ * channels, semaphores and conditions only while the process has a single thread (any
+ * other thread might set, send, release or signal); for a mutex while its owner and all
+ * its waiters have been green threads of one hub (only the owner can unlock it).
  *
  * The fields below are private: use the functions.
  */
@@ -232,10 +237,11 @@ GREEN_API int green_future_ready(green_future_t *f); /* 1/0 */
 
 /* Counting semaphore; FIFO, no barging: a release hands the permit to the first waiter. */
 typedef struct green_sem {
-    long count;
+    long count;     /* permits; -1 while green threads wait (then there are none) */
     long max;       /* -1: unbounded */
     green_waitq_t q;
-    void *hub;      /* the hub it belongs to, once used */
+    int lock;       /* guards q */
+    int spare_;
 } green_sem_t;
 GREEN_API int green_sem_init(green_sem_t *s, long count);
 /* release past max: EOVERFLOW */
@@ -251,13 +257,15 @@ GREEN_API long green_sem_value(green_sem_t *s);
  * and owns the mutex. */
 enum { GREEN_MUTEX_NORMAL = 0, GREEN_MUTEX_RECURSIVE = 1 };
 typedef struct green_mutex {
-    void *owner;
+    void *owner;            /* the owner's handle; bit 0: green threads wait */
     void *next_held;        /* the owner's list of held mutexes */
     unsigned depth;
     int type;
     int owner_dead;
+    int lock;               /* guards q */
     green_waitq_t q;
-    void *hub;              /* the hub it belongs to, once used */
+    int xhub;               /* an owner and a waiter were ever on different hubs */
+    int owner_tid;          /* the OS thread of the owner's hub, as its last owner set it */
 } green_mutex_t;
 GREEN_API int green_mutex_init(green_mutex_t *m, int type);
 GREEN_API int green_mutex_destroy(green_mutex_t *m); /* EBUSY while locked or waited on */
@@ -268,7 +276,8 @@ GREEN_API int green_mutex_unlock(green_mutex_t *m);
 /* Condition variable, used with a green_mutex_t. */
 typedef struct green_cond {
     green_waitq_t q;
-    void *hub;              /* the hub it belongs to, once used */
+    int lock;               /* guards q */
+    int spare_;
 } green_cond_t;
 GREEN_API int green_cond_init(green_cond_t *c);
 GREEN_API int green_cond_destroy(green_cond_t *c); /* EBUSY while green threads wait */

@@ -180,7 +180,9 @@ static void describe_wait(struct green_out *o, struct green_hub *h, struct green
     }
     case GW_MUTEX: {
         const green_mutex_t *m = g->arg;
-        const struct green *own = m ? m->owner : NULL;
+        /* the owner word is a handle (generation in the top bits, bit 0: waiters) */
+        uintptr_t word = m ? (uintptr_t)__atomic_load_n(&m->owner, __ATOMIC_RELAXED) : 0;
+        const struct green *own = (const struct green *)(word & GREEN_PTR_MASK & ~(uintptr_t)1);
         green__outf(o, " obj=%p", (const void *)m);
         if (own)
             green__outf(o, " owner=%llu", (unsigned long long)own->id);

@@ -143,6 +143,9 @@ void green__blocks_orphan(struct green_hub *h)
         for (size_t i = 0; i < c->carved; i++) {
             struct green *g = (struct green *)(void *)(c->base + i * bsize);
             if (g->state != GS_FREE) {
+                /* mutexes it holds pass on as owner-dead (sync.c), to other hubs' waiters */
+                if (g->ext && g->ext->held && h->held_hook)
+                    h->held_hook(h, g);
                 green__ext_free(g->ext);
                 if (g->flags & GF_SHARED)
                     green__shared_saved_release(h, g);

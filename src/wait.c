@@ -181,14 +181,14 @@ enum green_park_mode green__park_mode_shared(void)
 int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
                 int64_t deadline, enum green_park_mode mode)
 {
-    if (mode == GREEN_PARK_MASKED) {
+    if (mode & GREEN_PARK_MASKED) {
         if (green__shield_push(h, GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS) != 0)
             return -1;
         deadline = -1;
     }
     struct green_waiter *w = green__waiter_new(h);
     if (!w) {
-        if (mode == GREEN_PARK_MASKED)
+        if (mode & GREEN_PARK_MASKED)
             green__shield_pop(h, GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
         errno = ENOMEM;
         return -1;
@@ -199,7 +199,7 @@ int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
         w->seq = h->current->wait_seq + 1; /* each park is a new one for late wakers */
         if (lock)
             green__unlock(lock);
-        r = green__waiter_park(h, w, deadline, mode == GREEN_PARK_EXTERNAL);
+        r = green__waiter_park(h, w, deadline, (mode & GREEN_PARK_EXTERNAL) != 0);
         if (lock)
             green__lock(lock);
     } while (r == 0 && !w->done);
@@ -207,7 +207,7 @@ int green__wait(struct green_hub *h, struct green_waitq *q, green__lock_t *lock,
     green__waitq_remove(q, w);
     int done = w->done;
     green__waiter_free(h, w);
-    if (mode == GREEN_PARK_MASKED)
+    if (mode & GREEN_PARK_MASKED)
         green__shield_pop(h, GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
     if (done)
         return 0;

@@ -51,10 +51,10 @@ static inline void green__unlock(green__lock_t *l) { __atomic_store_n(l, 0, __AT
 
 /* Waiting on an object whose wakers hand over what is awaited (marking the record done). */
 enum green_park_mode {
-    GREEN_PARK_LOCAL,    /* only this hub can end the wait: a root nobody can wake gets EDEADLK */
-    GREEN_PARK_EXTERNAL, /* another OS thread may end it: the hub never calls it a deadlock */
-    GREEN_PARK_MASKED,   /* no deadline, under a shield from kills and scoped timeouts
-                          * (cond_wait's relock) */
+    GREEN_PARK_LOCAL = 0,    /* only this hub can end the wait: a root nobody can wake gets EDEADLK */
+    GREEN_PARK_EXTERNAL = 1, /* another OS thread may end it: the hub never calls it a deadlock */
+    GREEN_PARK_MASKED = 2,   /* no deadline, under a shield from kills and scoped timeouts
+                              * (cond_wait's relock); with GREEN_PARK_EXTERNAL or alone */
 };
 /* The mode for a wait on an object that other OS threads may reach (events, futures,
  * channels): LOCAL while the process has never started a second thread, else EXTERNAL. */

@@ -12,6 +12,8 @@
 //	           consumer, then closes it. msgs = N
 //	mutex      two goroutines loop N times each: Lock; count; runtime.Gosched(); Unlock.
 //	           msgs = hand-offs: acquisitions whose previous owner was the other one
+//	mutex-uncontended  one goroutine: Lock; count; Unlock, N times. msgs = N
+//	cond       two goroutines take turns through a sync.Cond. msgs = 2N
 //	pipeline   STAGES (1,000) goroutines, each receiving from the unbuffered channel
 //	           before it and sending (the int + 1) to the next; a source goroutine feeds
 //	           N ints, main drains the last channel. msgs = N × STAGES
@@ -118,6 +120,52 @@ func mutex(n int) (msgs, iters int) {
 	return handoffs, 2 * n
 }
 
+// mutexUncontended: one goroutine locks and unlocks N times (bench_sync's
+// mutex-uncontended). msgs = N
+func mutexUncontended(n int) (msgs, iters int) {
+	var mu sync.Mutex
+	count := 0
+	for i := 0; i < n; i++ {
+		mu.Lock()
+		count++
+		mu.Unlock()
+	}
+	if count != n {
+		fail("mutex-uncontended: count %d", count)
+	}
+	return n, 0
+}
+
+// cond: two goroutines take turns through a sync.Cond: Lock; Wait until it is our turn;
+// give the turn; Signal; Unlock (bench_sync's cond). msgs = 2N
+func cond(n int) (msgs, iters int) {
+	var mu sync.Mutex
+	c := sync.NewCond(&mu)
+	turn, count := 0, 0
+	var wg sync.WaitGroup
+	wg.Add(2)
+	for me := 0; me < 2; me++ {
+		go func(me int) {
+			defer wg.Done()
+			for i := 0; i < n; i++ {
+				mu.Lock()
+				for turn != me {
+					c.Wait()
+				}
+				turn = 1 - me
+				count++
+				c.Signal()
+				mu.Unlock()
+			}
+		}(me)
+	}
+	wg.Wait()
+	if count != 2*n {
+		fail("cond: count %d, expected %d", count, 2*n)
+	}
+	return 2 * n, 0
+}
+
 func pipeline(n, stages int) (msgs, iters int) {
 	chans := make([]chan int, stages+1)
 	for i := range chans {
@@ -165,7 +213,7 @@ func count(s string) int {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: chan MODE N [STAGES]\nMODE: pingpong buffered mutex pipeline")
+	fmt.Fprintln(os.Stderr, "usage: chan MODE N [STAGES]\nMODE: pingpong buffered mutex mutex-uncontended cond pipeline")
 	os.Exit(2)
 }
 
@@ -189,6 +237,10 @@ func main() {
 		msgs, iters = buffered(n)
 	case "mutex":
 		msgs, iters = mutex(n)
+	case "mutex-uncontended":
+		msgs, iters = mutexUncontended(n)
+	case "cond":
+		msgs, iters = cond(n)
 	case "pipeline":
 		msgs, iters = pipeline(n, stages)
 	default:

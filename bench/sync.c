@@ -1,0 +1,363 @@
+/*
+ * sync.c — what green mutexes, semaphores and channels cost within one hub and between
+ * hubs (issue 14's "across hubs" rows).
+ *
+ *   bench_sync              every mode with its default size, one key=value line each
+ *   bench_sync MODE N       one run of N loops, then one line of key=value pairs (what
+ *                           run.sh reads): msgs=M ms=T ns_per_msg=T/M (+ iters, handoffs)
+ *
+ * MODE:
+ *   mutex-uncontended  one green thread: lock; unlock, N times. msgs = N
+ *   sem-uncontended    one green thread: acquire; release on a semaphore of 1, N times
+ *   mutex              two green threads of one hub loop N times each: lock; count;
+ *                      green_yield; unlock (bench_chan's mutex row). msgs = hand-offs
+ *   pingpong           two green threads of one hub, two rendezvous channels, one each
+ *                      way (bench_chan's ping-pong). msgs = 2N
+ *   mutex-hubs         the mutex loop with each green thread on a hub of its own (two OS
+ *                      threads, each with its hub; no hub group needed); the first holds
+ *                      the mutex until the second is about to queue. msgs = hand-offs
+ *   pingpong-hubs      the ping-pong with the two green threads on two hubs
+ *   cond               two green threads of one hub take turns through a condition: lock;
+ *                      wait until it is our turn; give the turn; signal; unlock. msgs = 2N
+ *   cond-hubs          the same on two hubs
+ *
+ * The uncontended modes run 5 times in the process and print the fastest (they measure
+ * a few nanoseconds, which a preemption would swamp). Results are checked; a wrong one
+ * exits non-zero.
+ */
+#define _GNU_SOURCE
+#include "bench.h"
+
+#include <green.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct result {
+    double ns;
+    long msgs;
+    long iters;
+};
+
+static void die(const char *what)
+{
+    perror(what);
+    exit(1);
+}
+
+/* What the green threads share (no pointers into their stacks). */
+static struct {
+    green_mutex_t mu;
+    green_sem_t sem;
+    green_chan_t *ab, *ba;
+    green_cond_t cv;
+    int last, turn;
+    int hubs, arrived;
+    long handoffs, count, n;
+} B;
+
+/* ---- uncontended ---- */
+
+static struct result run_mutex_uncontended(long n)
+{
+    if (green_mutex_init(&B.mu, GREEN_MUTEX_NORMAL) != 0)
+        die("green_mutex_init");
+    double best = -1;
+    for (int r = 0; r < 5; r++) {
+        int64_t t0 = bench_now_ns();
+        for (long i = 0; i < n; i++) {
+            if (green_mutex_lock(&B.mu, -1) != 0 || green_mutex_unlock(&B.mu) != 0)
+                die("mutex lock/unlock");
+        }
+        double ns = (double)(bench_now_ns() - t0);
+        if (best < 0 || ns < best)
+            best = ns;
+    }
+    if (green_mutex_destroy(&B.mu) != 0)
+        die("green_mutex_destroy");
+    return (struct result){best, n, 0};
+}
+
+static struct result run_sem_uncontended(long n)
+{
+    if (green_sem_init(&B.sem, 1) != 0)
+        die("green_sem_init");
+    double best = -1;
+    for (int r = 0; r < 5; r++) {
+        int64_t t0 = bench_now_ns();
+        for (long i = 0; i < n; i++) {
+            if (green_sem_acquire(&B.sem, -1) != 0 || green_sem_release(&B.sem) != 0)
+                die("sem acquire/release");
+        }
+        double ns = (double)(bench_now_ns() - t0);
+        if (best < 0 || ns < best)
+            best = ns;
+    }
+    if (green_sem_destroy(&B.sem) != 0)
+        die("green_sem_destroy");
+    return (struct result){best, n, 0};
+}
+
+/* ---- the mutex loop and the ping-pong, on one hub or two ---- */
+
+static void *mu_worker(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    int held = 0;
+    if (B.hubs > 1) {
+        /* On two OS threads, one could run its whole loop before the other starts: the
+         * first holds the mutex until the other is about to queue on it. Once both have
+         * queued, every unlock finds the other waiting. */
+        if (me == 0) {
+            if (green_mutex_lock(&B.mu, -1) != 0)
+                return "mutex: lock failed";
+            held = 1;
+            __atomic_store_n(&B.arrived, 1, __ATOMIC_RELEASE);
+            while (__atomic_load_n(&B.arrived, __ATOMIC_ACQUIRE) != 2)
+                ;
+        } else {
+            while (__atomic_load_n(&B.arrived, __ATOMIC_ACQUIRE) != 1)
+                ;
+            __atomic_store_n(&B.arrived, 2, __ATOMIC_RELEASE);
+        }
+    }
+    for (long i = 0; i < B.n; i++) {
+        if (!held && green_mutex_lock(&B.mu, -1) != 0)
+            return "mutex: lock failed";
+        held = 0;
+        if (B.last != me) {
+            if (B.last >= 0)
+                B.handoffs++;
+            B.last = me;
+        }
+        B.count++;
+        green_yield(); /* holding it: on one hub, the other one runs and queues */
+        if (green_mutex_unlock(&B.mu) != 0)
+            return "mutex: unlock failed";
+    }
+    return NULL;
+}
+
+/* Turns through a condition: wait for our turn, give it to the other, signal. */
+static void *cond_turns(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    for (long i = 0; i < B.n; i++) {
+        if (green_mutex_lock(&B.mu, -1) != 0)
+            return "cond: lock failed";
+        while (B.turn != me)
+            if (green_cond_wait(&B.cv, &B.mu, -1) != 0)
+                return "cond: wait failed";
+        B.turn = !me;
+        B.count++;
+        if (green_cond_signal(&B.cv) != 0 || green_mutex_unlock(&B.mu) != 0)
+            return "cond: signal/unlock failed";
+    }
+    return NULL;
+}
+
+static void *pp_a(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < B.n; i++) {
+        long v = i, w;
+        if (green_chan_send(B.ab, &v, -1) != 0 || green_chan_recv(B.ba, &w, -1) != 0)
+            return "ping-pong: A's send/recv failed";
+        if (w != i + 1)
+            return "ping-pong: wrong echo";
+    }
+    return NULL;
+}
+
+static void *pp_b(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < B.n; i++) {
+        long v;
+        if (green_chan_recv(B.ab, &v, -1) != 0)
+            return "ping-pong: B's recv failed";
+        v++;
+        if (green_chan_send(B.ba, &v, -1) != 0)
+            return "ping-pong: B's send failed";
+    }
+    return NULL;
+}
+
+static pthread_barrier_t start_line;
+
+struct os_thread {
+    green_fn fn;
+    void *arg;
+    void *result;
+};
+
+/* One green thread on this OS thread's hub (made here), started once the other OS
+ * thread's is ready too (else the first could finish before the second begins), and
+ * joined; its result (NULL or an error). */
+static void *os_thread_main(void *arg)
+{
+    struct os_thread *t = arg;
+    green_t g = green_spawn(t->fn, t->arg);
+    if (!g)
+        die("green_spawn");
+    pthread_barrier_wait(&start_line);
+    if (green_join(g, &t->result, -1) != 0)
+        die("green_join");
+    return NULL;
+}
+
+/* fa and fb on green threads of one hub (hubs == 1) or of two (each on an OS thread of
+ * its own, with its own hub). */
+static double run_pair(int hubs, green_fn fa, void *aa, green_fn fb, void *ab)
+{
+    int64_t t0 = bench_now_ns();
+    void *ra, *rb;
+    if (hubs == 1) {
+        green_t a = green_spawn(fa, aa), b = green_spawn(fb, ab);
+        if (!a || !b)
+            die("green_spawn");
+        if (green_join(a, &ra, -1) != 0 || green_join(b, &rb, -1) != 0)
+            die("green_join");
+    } else {
+        struct os_thread t[2] = {{fa, aa, NULL}, {fb, ab, NULL}};
+        pthread_t p[2];
+        if (pthread_barrier_init(&start_line, NULL, 2) != 0)
+            die("pthread_barrier_init");
+        for (int i = 0; i < 2; i++)
+            if (pthread_create(&p[i], NULL, os_thread_main, &t[i]) != 0)
+                die("pthread_create");
+        for (int i = 0; i < 2; i++)
+            pthread_join(p[i], NULL);
+        pthread_barrier_destroy(&start_line);
+        ra = t[0].result;
+        rb = t[1].result;
+    }
+    int64_t t1 = bench_now_ns();
+    if (ra || rb) {
+        fprintf(stderr, "bench_sync: %s\n", (const char *)(ra ? ra : rb));
+        exit(1);
+    }
+    return (double)(t1 - t0);
+}
+
+static struct result run_mutex_on(long n, int hubs)
+{
+    B.n = n;
+    B.last = -1;
+    B.hubs = hubs;
+    B.arrived = 0;
+    B.handoffs = B.count = 0;
+    if (green_mutex_init(&B.mu, GREEN_MUTEX_NORMAL) != 0)
+        die("green_mutex_init");
+    double ns = run_pair(hubs, mu_worker, (void *)0, mu_worker, (void *)1);
+    if (B.count != 2 * n) {
+        fprintf(stderr, "bench_sync: mutex: count %ld, expected %ld\n", B.count, 2 * n);
+        exit(1);
+    }
+    if (green_mutex_destroy(&B.mu) != 0)
+        die("green_mutex_destroy");
+    return (struct result){ns, B.handoffs, 2 * n};
+}
+
+static struct result run_pingpong_on(long n, int hubs)
+{
+    B.n = n;
+    B.ab = green_chan_new(sizeof(long), 0);
+    B.ba = green_chan_new(sizeof(long), 0);
+    if (!B.ab || !B.ba)
+        die("green_chan_new");
+    double ns = run_pair(hubs, pp_a, NULL, pp_b, NULL);
+    if (green_chan_free(B.ab) != 0 || green_chan_free(B.ba) != 0)
+        die("green_chan_free");
+    return (struct result){ns, 2 * n, 0};
+}
+
+static struct result run_cond_on(long n, int hubs)
+{
+    B.n = n;
+    B.turn = 0;
+    B.count = 0;
+    if (green_mutex_init(&B.mu, GREEN_MUTEX_NORMAL) != 0 || green_cond_init(&B.cv) != 0)
+        die("green_mutex_init/green_cond_init");
+    double ns = run_pair(hubs, cond_turns, (void *)0, cond_turns, (void *)1);
+    if (B.count != 2 * n) {
+        fprintf(stderr, "bench_sync: cond: count %ld, expected %ld\n", B.count, 2 * n);
+        exit(1);
+    }
+    if (green_cond_destroy(&B.cv) != 0 || green_mutex_destroy(&B.mu) != 0)
+        die("green_cond_destroy/green_mutex_destroy");
+    return (struct result){ns, 2 * n, 0};
+}
+
+static struct result run_mutex(long n) { return run_mutex_on(n, 1); }
+static struct result run_cond(long n) { return run_cond_on(n, 1); }
+static struct result run_cond_hubs(long n) { return run_cond_on(n, 2); }
+static struct result run_mutex_hubs(long n) { return run_mutex_on(n, 2); }
+static struct result run_pingpong(long n) { return run_pingpong_on(n, 1); }
+static struct result run_pingpong_hubs(long n) { return run_pingpong_on(n, 2); }
+
+/* ---- driver ---- */
+
+struct row {
+    const char *mode;
+    struct result (*run)(long n);
+    long n;
+};
+
+static const struct row rows[] = {
+    {"mutex-uncontended", run_mutex_uncontended, 10000000},
+    {"sem-uncontended", run_sem_uncontended, 10000000},
+    {"mutex", run_mutex, 1000000},
+    {"pingpong", run_pingpong, 1000000},
+    {"cond", run_cond, 1000000},
+    {"mutex-hubs", run_mutex_hubs, 200000},
+    {"cond-hubs", run_cond_hubs, 100000},
+    {"pingpong-hubs", run_pingpong_hubs, 200000},
+};
+#define NROWS (sizeof rows / sizeof rows[0])
+
+static void print(const struct row *r, long n)
+{
+    struct result res = r->run(n);
+    double msgs = res.msgs > 0 ? (double)res.msgs : 1;
+    printf("mode=%s n=%ld msgs=%ld ms=%.1f ns_per_msg=%.2f", r->mode, n, res.msgs, res.ns / 1e6,
+           res.ns / msgs);
+    if (res.iters)
+        printf(" iters=%ld handoffs=%ld", res.iters, res.msgs);
+    printf("\n");
+    fflush(stdout);
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: bench_sync [MODE N]\nMODE:");
+    for (size_t i = 0; i < NROWS; i++)
+        fprintf(stderr, " %s", rows[i].mode);
+    fprintf(stderr, "\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 1) {
+        for (size_t i = 0; i < NROWS; i++)
+            print(&rows[i], rows[i].n);
+        return 0;
+    }
+    if (argc != 3)
+        return usage();
+    long n = bench_parse_count(argv[2]);
+    if (n < 1)
+        return usage();
+    for (size_t i = 0; i < NROWS; i++) {
+        if (strcmp(rows[i].mode, argv[1]) == 0) {
+            print(&rows[i], n);
+            return 0;
+        }
+    }
+    return usage();
+}
