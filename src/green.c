@@ -95,7 +95,7 @@ static int blocks_refill(struct green_hub *h, int shared)
         green_lsan_root(c, BLOCKS_PER_CHUNK * bsize);
     }
     node->next = h->chunks;
-    h->chunks = node;
+    __atomic_store_n(&h->chunks, node, __ATOMIC_RELEASE); /* dump.c may walk it from another hub */
     struct green **list = shared ? &h->free_shared : &h->free_blocks;
     for (size_t i = BLOCKS_PER_CHUNK; i-- > 0;) {
         struct green *g = (struct green *)(void *)(node->base + i * bsize);
@@ -206,7 +206,7 @@ void green__ext_trim(struct green *g)
 {
     struct green_ext *x = g->ext;
     if (x && x->depth == 0 && !x->name && !x->held && !x->on_death && !x->local &&
-        !x->kill_shields && !x->kill_held) {
+        !x->kill_shields && !x->kill_held && !x->xjoin) {
         green__ext_free(x); /* most green threads never need it again */
         g->ext = NULL;
     }
@@ -255,6 +255,24 @@ struct green *green__resolve(struct green_hub *h, green_t handle)
         errno = ESRCH;
         return NULL;
     }
+    return g;
+}
+
+struct green *green__resolve_any(green_t handle, struct green_hub **hub)
+{
+    uintptr_t v = (uintptr_t)handle;
+    struct green *g = (struct green *)(v & GREEN_PTR_MASK);
+    if (!g) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* the hub first: the generation read after it is at least as new */
+    struct green_hub *gh = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != (uint16_t)(v >> 48) || !gh) {
+        errno = ESRCH;
+        return NULL;
+    }
+    *hub = gh;
     return g;
 }
 
@@ -571,6 +589,10 @@ green_t green_new(green_fn fn, void *arg, const green_attr_t *attr)
     struct green_hub *h = green__hub_fast();
     if (!h) {
         errno = ENOMEM;
+        return NULL;
+    }
+    if (attr && attr->hub != 0 && attr->hub != green_hub_self()) {
+        errno = EINVAL; /* switched to explicitly: on the caller's hub only */
         return NULL;
     }
     struct green *g = green__create(h, fn, arg, attr);
