@@ -377,24 +377,29 @@ void green__share(struct green_hub *h)
     uint64_t want = h->nready / 2;
     if (!want)
         return;
-    /* collect first, claim after: a hungry hub is not claimed for nothing */
+    /* collect first, claim after: a hungry hub is not claimed for nothing. From the back
+     * (the last to run here), then from the front: shared-stack green threads move only
+     * before their first run, and those wait at the front once the ones that already
+     * ran come back from their sleeps */
     struct green *first = NULL, *last = NULL;
-    int n = 0, scanned = 0;
-    struct green_list *l = h->rq.prev;
-    while (l != &h->rq && (uint64_t)n < want && scanned++ < SHARE_SCAN) {
-        struct green_list *prev = l->prev;
-        struct green *g = green_container_of(l, struct green, timer.link);
-        if (movable(h, g)) {
-            green_list_remove(l);
-            h->nready--;
-            /* chain in run-queue order: the one nearest the front first */
-            g->timer.link.next = (struct green_list *)(void *)first;
-            first = g;
-            if (!last)
-                last = g;
-            n++;
+    int n = 0;
+    for (int pass = 0; pass < 2 && (uint64_t)n < want; pass++) {
+        int scanned = 0;
+        struct green_list *l = pass ? h->rq.next : h->rq.prev;
+        while (l != &h->rq && (uint64_t)n < want && scanned++ < SHARE_SCAN) {
+            struct green_list *step = pass ? l->next : l->prev;
+            struct green *g = green_container_of(l, struct green, timer.link);
+            if (movable(h, g)) {
+                green_list_remove(l);
+                h->nready--;
+                g->timer.link.next = (struct green_list *)(void *)first; /* newest first */
+                first = g;
+                if (!last)
+                    last = g;
+                n++;
+            }
+            l = step;
         }
-        l = prev;
     }
     if (!n)
         return;
@@ -625,12 +630,10 @@ int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, i
     x->caller = h->current;
     x->w = w;
     green__waiting_on(h, GW_JOIN, g);
-    green__lock(&x->lock);
-    w->seq = h->current->wait_seq + 1;
-    green__remote_wake(to, &x->note, 0, 0);
+    w->seq = h->current->wait_seq + 1; /* the coming park: an answer before it still counts */
+    green__remote_wake(to, &x->note, 0, 0); /* not under x->lock: its notify is a syscall */
     int r, err = 0;
     for (;;) {
-        green__unlock(&x->lock);
         r = green__waiter_park(h, w, deadline, 1);
         err = errno;
         green__lock(&x->lock);
@@ -644,6 +647,7 @@ int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, i
             return -1;
         }
         w->seq = h->current->wait_seq + 1;
+        green__unlock(&x->lock);
     }
     green__unlock(&x->lock);
     green__waiter_free(h, w);

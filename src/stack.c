@@ -86,6 +86,7 @@ struct green_pool {
     size_t slot_size;         /* page + size */
     struct green_stack *hot, *cold;
     size_t nhot, ncold;
+    int cold_dirty;           /* a stack went cold since the last trim: worth a walk */
     struct green_chunk *chunks;
     size_t total;
 };
@@ -507,6 +508,7 @@ static void stack_put(struct green_stack *s)
         p->nhot++;
     } else {
         /* its pages are released by green__stack_trim when the hub idles */
+        p->cold_dirty = 1;
         s->next = p->cold;
         p->cold = s;
         p->ncold++;
@@ -526,14 +528,19 @@ void green__stack_trim(struct green_hub *h)
     if (__atomic_load_n(&h->stacks_back, __ATOMIC_RELAXED) != NULL)
         stacks_back_take(h);
     for (struct green_pool *p = h->stack_pools; p; p = p->next) {
+        if (!p->cold_dirty)
+            continue; /* a hub that idles often (work across hubs) must not walk it each time */
+        p->cold_dirty = 0;
         size_t n = 0;
         for (struct green_stack *s = p->cold; s; s = s->next)
             n += s->hot;
         if (!n)
             continue;
         struct green_stack **v = malloc(n * sizeof *v);
-        if (!v)
+        if (!v) {
+            p->cold_dirty = 1;
             return;
+        }
         n = 0;
         for (struct green_stack *s = p->cold; s; s = s->next)
             if (s->hot)
