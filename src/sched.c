@@ -19,8 +19,12 @@
  *  - the poller is consulted at least every GREEN_POLL_EVERY hand-offs even when the run
  *    queue never empties, so yielding loops cannot starve timers or I/O;
  *  - nothing can wake anyone when the run queue is empty, no timer is pending, no fd is
- *    watched and nothing outside the hub holds a reference (h->ext_refs): that is a
- *    deadlock, and the root's wait fails with EDEADLK instead of hanging;
+ *    watched, no note or handed-over green thread has arrived (remote list, inbox) and
+ *    nothing outside the hub holds a reference (h->ext_refs): that is a deadlock, and
+ *    the root's wait fails with EDEADLK instead of hanging;
+ *  - the fast paths (switch, yield, spawn on this hub, pick) know nothing of other hubs:
+ *    the group costs a relaxed load when the poller is consulted in passing, and a flag
+ *    in each park (GX_INPARK: a green thread woken inside a blocking call cannot move).
  *  - a signal handler's interruption (green_private_hub_interrupt) is handed to the
  *    interrupt hook at the next look at the poller, which it makes come without waiting.
  */

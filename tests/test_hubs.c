@@ -119,6 +119,39 @@ static void test_plain_thread_is_not_a_member(void **state)
     assert_int_equal((intptr_t)r, 0);
 }
 
+/* A plain thread (a hub of its own, not a member) places green threads on the group's
+ * hubs and joins them there. */
+static void *plain_spawner(void *arg)
+{
+    intptr_t sum = 0;
+    for (int hub = 1; hub <= 3; hub++) {
+        green_t g = spawn_on(hub, where, NULL, hub % 2);
+        void *r = NULL;
+        if (!g || green_join(g, &r, -1) != 0)
+            sum = -1000;
+        sum += (intptr_t)r;
+    }
+    green_t g = spawn_on(GREEN_HUB_ANY, where, NULL, GREEN_STACK_DEDICATED);
+    void *r = NULL;
+    if (!g || green_join(g, &r, -1) != 0 || (intptr_t)r < 1 || (intptr_t)r > 3)
+        sum = -2;
+    __atomic_store_n((int *)arg, 1, __ATOMIC_RELEASE);
+    return (void *)sum;
+}
+
+static void test_plain_thread_places_on_the_group(void **state)
+{
+    (void)state;
+    pthread_t t;
+    void *r;
+    int done = 0;
+    assert_int_equal(pthread_create(&t, NULL, plain_spawner, &done), 0);
+    while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE))
+        green_sleep(1); /* hub 1 (this thread's) must run what it is given meanwhile */
+    assert_int_equal(pthread_join(t, &r), 0);
+    assert_int_equal((intptr_t)r, 1 + 2 + 3);
+}
+
 /* ---- calls across hubs ---- */
 
 static void test_cross_hub_kill(void **state)
@@ -556,6 +589,7 @@ int main(void)
         cmocka_unit_test(test_start_and_extend),
         cmocka_unit_test(test_placement),
         cmocka_unit_test(test_plain_thread_is_not_a_member),
+        cmocka_unit_test(test_plain_thread_places_on_the_group),
         cmocka_unit_test(test_cross_hub_kill),
         cmocka_unit_test(test_cross_hub_wake),
         cmocka_unit_test(test_cross_hub_detach),
