@@ -181,6 +181,9 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * shrinks it. Returns the number of hubs, or -1 + errno: EINVAL (n < 0 or above 1024),
  * EAGAIN (no OS thread could be started), ENOMEM.
  *
+ * Call it from a thread that lives as long as the process (main): the caller's hub is a
+ * member for good, and green threads placed on it run only while its thread does.
+ *
  * green_hub_count: the hubs serving now (1 before any green_hubs_start, once the caller
  * has a hub). green_hub_self: the caller's hub number, 1..green_hub_count() (the first
  * hub to exist, the caller's, is 1); 0 for an OS thread of the program's own that
@@ -201,8 +204,12 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * random-number state), pthread_self(), a native pthread mutex held across the call
  * (unlock it on another thread and it is undefined), the thread's signal mask, CPU
  * affinity. So: do not hold or cache per-OS-thread state across those calls, or spawn
- * with hub 0 / a hub number (which stay put). errno is fine (it is set per switch), and
- * so is everything of libgreen's (handles, fds, channels, events).
+ * with hub 0 / a hub number (which stay put). errno is set on the OS thread the call
+ * returns on; but glibc declares __errno_location const, so a compiler may reuse the
+ * address it took before the call in the same function (`errno = 0; green_yield();
+ * if (errno)` can read the old thread's): read errno only after such a call in a function
+ * that did not touch it before, or use the return value. Everything of libgreen's
+ * (handles, fds, channels, events, timers) follows the green thread.
  *
  * Across hubs, green_join, green_kill, green_detach and green_wake take handles of green
  * threads of any hub of the process (from any OS thread). A join waits for the other hub

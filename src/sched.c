@@ -904,7 +904,7 @@ static __attribute__((noinline)) int sleep_result(int64_t deadline)
     return -1;
 }
 
-int green_sleep_until(int64_t deadline)
+static inline int sleep_until(int64_t deadline, int movable)
 {
     struct green_hub *h = loop();
     if (!h)
@@ -914,12 +914,20 @@ int green_sleep_until(int64_t deadline)
         return -1;
     }
     green__waiting_on(h, GW_SLEEP, NULL);
-    h->current->xf |= GX_SLEEPS; /* nothing here holds h across the park: it may move */
+    if (movable)
+        h->current->xf |= GX_SLEEPS; /* nothing here holds h across the park: it may move */
     while (park(green__tls_hub, deadline) == 0)
         ; /* woken by green_wake: keep sleeping */
-    green__tls_hub->current->xf &= (uint16_t)~GX_SLEEPS;
+    if (movable)
+        green__tls_hub->current->xf &= (uint16_t)~GX_SLEEPS;
     return sleep_result(deadline);
 }
+
+int green_sleep_until(int64_t deadline) { return sleep_until(deadline, 1); }
+
+/* libgreen's own sleeps (back-offs): never a point where the caller moves, since the
+ * functions around them may keep errno's address, or their hub, across them. */
+int green__sleep_until(int64_t deadline) { return sleep_until(deadline, 0); }
 
 int green_sleep(int64_t ms)
 {

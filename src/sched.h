@@ -29,6 +29,7 @@
 struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
 void green__hub_loop_destroy(struct green_hub *h); /* remote notes, fds, poller, timers */
 int green__park(struct green_hub *h, int64_t deadline);
+int green__sleep_until(int64_t deadline); /* green_sleep_until that never moves the caller */
 int green__wake(struct green_hub *h, struct green *g, int err);
 /* Waiting for a green thread's end without green_join (green_choose): check resolves the
  * handle and checks as green_join does (0, or -1 + errno: EINVAL, ESRCH, EXDEV, EDEADLK);
