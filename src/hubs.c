@@ -23,6 +23,9 @@
  * one that never ran, or whose last park was green_sleep's or that yielded — never one
  * ready because a park inside another blocking call ended, which still holds its hub.
  *
+ * Placement (GREEN_HUB_ANY): a member that is hungry right now, else the one with the
+ * fewest live green threads plus those on their way to it.
+ *
  * Work sharing. A member with nothing to run (about to block in its poller) says so:
  * h->hungry and the count green__nhungry. A busy member looks at that count every time it
  * polls in passing (every 128 hand-offs: nothing on the fast paths, one relaxed load per
@@ -243,10 +246,13 @@ struct green_hub *green__place(struct green_hub *h, int hub)
             return h;
         struct green_hub *best = h->num ? h : NULL;
         uint64_t best_load = best ? load_of(h) : UINT64_MAX;
+        int hungry = __atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0;
         for (int i = 1; i <= n; i++) {
             struct green_hub *m = member(i);
             if (!m || m == h)
                 continue;
+            if (hungry && __atomic_load_n(&m->hungry, __ATOMIC_RELAXED))
+                return m; /* idle now: it wakes for this one (and stops being hungry) */
             uint64_t l = load_of(m);
             if (l < best_load) {
                 best = m;

@@ -424,8 +424,10 @@ static void *hold_hub(void *arg)
     return NULL;
 }
 
-/* Load hubs 2 and 3 with waiting green threads, so that GREEN_HUB_ANY places everything
- * on hub 1: only moves can spread the work. */
+/* Load hubs 2 and 3 with waiting green threads, so that GREEN_HUB_ANY places most on
+ * hub 1 (an idle hub gets what is spawned while it is idle); `moved` counts the green
+ * threads seen on two hubs while running: moves after yields. (hubs_skew, below, has no
+ * placement at all: the group starts after the spawns.) */
 static void stealing(int mode)
 {
     green_event_init(&hold);
@@ -460,7 +462,8 @@ static void test_stealing_dedicated(void **state)
     stealing(GREEN_STACK_DEDICATED);
 }
 
-/* Shared-stack green threads move only before they first run: count where they start. */
+/* Shared-stack green threads move only before they first run: count where they start
+ * (placed on an idle hub, or moved before their first run). */
 static int started_elsewhere;
 
 static void *shared_task(void *arg)
@@ -582,8 +585,55 @@ static void test_fork_child_has_one_hub(void **state)
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-int main(void)
+/* ---- skew: everything spawned on one hub before the others exist ----
+ * (run as its own process, `test_hubs skew`: the group must not exist yet) */
+
+static int skew_started_elsewhere[2], skew_moved[2];
+
+static void *skew_task(void *arg)
 {
+    int mode = (int)(intptr_t)arg, first = green_hub_self(), moved = 0;
+    if (first != 1)
+        __atomic_add_fetch(&skew_started_elsewhere[mode], 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < ROUNDS; i++) {
+        spin(20000);
+        green_yield();
+        if (green_hub_self() != first)
+            moved = 1;
+    }
+    if (moved)
+        __atomic_add_fetch(&skew_moved[mode], 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void test_skew_only_moves_spread_work(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hub_count(), 1);
+    green_t *t = calloc(2 * TASKS, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < 2 * TASKS; i++) /* the group has one hub: all of them here */
+        assert_non_null(t[i] = spawn_on(GREEN_HUB_ANY, skew_task, (void *)(intptr_t)(i % 2), i % 2));
+    assert_int_equal(green_hubs_start(2), 2); /* hub 2 has nothing: it can only be given */
+    assert_int_equal(green_joinall(t, 2 * TASKS, -1), 0);
+    free(t);
+    print_message("dedicated: started on hub 2 %d, moved while running %d; shared: started on "
+                  "hub 2 %d, moved while running %d (of %d each)\n",
+                  skew_started_elsewhere[0], skew_moved[0], skew_started_elsewhere[1],
+                  skew_moved[1], TASKS);
+    assert_true(skew_started_elsewhere[0] + skew_moved[0] > 0);
+    assert_true(skew_started_elsewhere[1] > 0);
+    assert_int_equal(skew_moved[1], 0); /* a shared-stack one never moves once it ran */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "skew") == 0) {
+        const struct CMUnitTest skew[] = {
+            cmocka_unit_test(test_skew_only_moves_spread_work),
+        };
+        return cmocka_run_group_tests(skew, NULL, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_hub),
         cmocka_unit_test(test_start_and_extend),
