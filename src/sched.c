@@ -795,7 +795,22 @@ static struct green *spawn(struct green_hub *h, green_fn fn, void *arg, const gr
     return g;
 }
 
-green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
+/* The slot of the patch library set before g can run: 0, or -1 + ENOMEM (g undone). */
+static __attribute__((noinline)) int spawn_local(struct green_hub *h, struct green *g, void *local)
+{
+    struct green_ext *x = green__ext(g);
+    if (x) {
+        x->local = local;
+        return 0;
+    }
+    green__release(h, g); /* its stack */
+    green__count(&h->alive, -1);
+    green__block_free(h, g);
+    errno = ENOMEM;
+    return -1;
+}
+
+static inline green_t spawn_attr(green_fn fn, void *arg, const green_attr_t *attr, void *local)
 {
     struct green_hub *h = loop();
     if (!h)
@@ -806,6 +821,8 @@ green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
     struct green *g = spawn(h, fn, arg, attr);
     if (!g)
         return NULL;
+    if (GREEN_UNLIKELY(local != NULL) && spawn_local(h, g, local) != 0)
+        return NULL;
     if (GREEN_UNLIKELY(attr && attr->hub == GREEN_HUB_ANY))
         g->xf |= GX_ANY;
     green_t handle = green__handle(g);
@@ -814,6 +831,22 @@ green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
     else
         rq_push(h, g);
     return handle;
+}
+
+green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
+{
+    return spawn_attr(fn, arg, attr, NULL);
+}
+
+green_t green_private_spawn_local(green_fn fn, void *arg, const green_attr_t *attr, void *local)
+{
+    return spawn_attr(fn, arg, attr, local);
+}
+
+int green_private_handle_ok(green_t handle)
+{
+    struct green_hub *gh;
+    return green__resolve_any(handle, &gh) ? 0 : -1;
 }
 
 green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(fn, arg, NULL); }
