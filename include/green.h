@@ -70,6 +70,10 @@ typedef struct green_attr {
     size_t stack_size;  /* dedicated mode: bytes, 0 = default (256 KiB); rounded up to pages */
     int stack_mode;     /* GREEN_STACK_DEDICATED or GREEN_STACK_SHARED */
     const char *name;   /* shown in reports; the string must outlive the green thread */
+    int hub;            /* green_spawn_attr: where it runs (see "Hubs on every core" below):
+                         * 0 the spawning hub, n >= 1 hub number n (both: it stays there),
+                         * GREEN_HUB_ANY the least loaded hub, and it may move. green_new:
+                         * 0 or the caller's own hub number. */
 } green_attr_t;
 
 /* Create a green thread that will run fn(arg); not started; its parent is the caller.
@@ -167,6 +171,61 @@ GREEN_API int green_cancelled(void); /* 1 when the caller has been killed (and i
 GREEN_API int green_shield_push(void);
 GREEN_API int green_shield_pop(void);
 GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this hub polls with */
+
+/*
+ * Hubs on every core. Each OS thread has its hub; green_hubs_start(n) makes sure at least
+ * n hubs serve the process: the caller's (hub 1 if no group exists yet) plus OS threads
+ * libgreen starts for the rest, which block every signal and run their hub until the
+ * process exits (idle: asleep in their poller, no CPU). n == 0: one hub per CPU the
+ * process may run on (sched_getaffinity). Called again it extends the group, never
+ * shrinks it. Returns the number of hubs, or -1 + errno: EINVAL (n < 0 or above 1024),
+ * EAGAIN (no OS thread could be started), ENOMEM.
+ *
+ * Call it from a thread that lives as long as the process (main): the caller's hub is a
+ * member for good, and green threads placed on it run only while its thread does.
+ *
+ * green_hub_count: the hubs serving now (1 before any green_hubs_start, once the caller
+ * has a hub). green_hub_self: the caller's hub number, 1..green_hub_count() (the first
+ * hub to exist, the caller's, is 1); 0 for an OS thread of the program's own that
+ * started after the group and is not one of its hubs.
+ *
+ * Placement (green_attr_t.hub for green_spawn_attr): 0, the spawning hub; n, hub n (EINVAL
+ * if there is no such hub); both stay where placed for life. GREEN_HUB_ANY: placed on
+ * the least loaded hub (fewest live green threads), and while it is ready to run another
+ * hub that has nothing to do may take it: it moves only before it first runs, or inside
+ * green_yield, green_sleep or green_sleep_until (never while it runs, never inside any
+ * other blocking call). A dedicated stack moves with it as is; a shared-stack one moves
+ * only before it first runs (its frames hold the addresses of its hub's shared stack).
+ * Its fds, timers and waits work on whichever hub it is on.
+ *
+ * THE RULE of GREEN_HUB_ANY: after a green_yield or a sleep, the caller may be on another
+ * OS thread. What belongs to the OS thread does not follow it: `__thread` variables
+ * (yours and libraries' — a cached pointer to one, a per-thread allocator arena, a
+ * random-number state), pthread_self(), a native pthread mutex held across the call
+ * (unlock it on another thread and it is undefined), the thread's signal mask, CPU
+ * affinity. So: do not hold or cache per-OS-thread state across those calls, or spawn
+ * with hub 0 / a hub number (which stay put). errno is set on the OS thread the call
+ * returns on; but glibc declares __errno_location const, so a compiler may reuse the
+ * address it took before the call in the same function (`errno = 0; green_yield();
+ * if (errno)` can read the old thread's): read errno only after such a call in a function
+ * that did not touch it before, or use the return value. Everything of libgreen's
+ * (handles, fds, channels, events, timers) follows the green thread.
+ *
+ * Across hubs, green_join, green_kill, green_detach and green_wake take handles of green
+ * threads of any hub of the process (from any OS thread). A join waits for the other hub
+ * to answer (within its deadline: a hub whose thread is blocked outside libgreen cannot);
+ * a kill, detach or wake is sent and carried out by that hub when it next runs its loop:
+ * 0 once sent (EPERM for a root, ESRCH for a stale handle), and what that hub finds
+ * (EAGAIN: not parked; EINVAL: already detached or joined) is not reported. A join of
+ * oneself is EDEADLK. green_switch, green_throw and the rest stay within one hub (EXDEV);
+ * groups belong to the hub that uses them. After fork() the child has one
+ * hub, the forking green thread's: the group's other OS threads do not exist there
+ * (green_hub_count() is 1 again, green_hubs_start starts a new group).
+ */
+enum { GREEN_HUB_ANY = -1 };
+GREEN_API int green_hubs_start(int n);
+GREEN_API int green_hub_count(void);
+GREEN_API int green_hub_self(void);
 
 /*
  * The one wait mechanism (for code built on libgreen): green_park() suspends the

@@ -16,9 +16,13 @@
  *    use by hub.c): its root and current green threads, its control-block caches, its
  *    stacks, its run queue, timers and poller. Nothing is global but the process-wide
  *    guard-page budget, the id counter and the registry of hubs;
- *  - a green thread belongs to the hub that made it for its whole life; a handle used
- *    on another thread fails with EXDEV. Only a hub's thread writes its fields, except
- *    the remote wake-up list and the counters the monitor reads (relaxed);
+ *  - a green thread belongs to one hub at a time, g->hub: the one that made it, or the
+ *    one it was placed on or moved to (hubs.c). Only that hub's thread writes its
+ *    fields; it changes g->hub (release) as its last write before handing g over. A
+ *    handle of another hub's green thread fails with EXDEV except in the calls that
+ *    cross hubs (join, kill, detach, wake, groups: hubs.c sends them to g's hub). Only a
+ *    hub's thread writes the hub's fields, except the remote wake-up list, the inbox,
+ *    and the counters other threads read (relaxed);
  *  - control blocks are type-stable: never returned to malloc, so reading the
  *    generation of a stale handle's block is always safe.
  */
@@ -61,6 +65,15 @@ enum green_state {
     GS_READY,      /* in the hub's run queue */
     GS_WAITING,    /* parked in green_park */
     GS_DEAD,       /* finished; result kept until reaped or destroyed */
+    GS_MOVING,     /* ready, on its way to another hub (in that hub's inbox, hubs.c) */
+};
+
+/* Where a green thread may run (struct green.xf; hubs.c): */
+enum green_xflag {
+    GX_ANY = 1 << 0,    /* GREEN_HUB_ANY: may move to another hub while ready */
+    GX_INPARK = 1 << 1, /* ready because a park ended and has not returned yet: the
+                         * blocking call around it holds its hub, so it cannot move */
+    GX_SLEEPS = 1 << 2, /* in green_sleep(_until), which holds nothing of its hub */
 };
 
 enum green_flag {
@@ -109,6 +122,7 @@ struct green_ext {
     void (*on_death)(struct green_hub *h, struct green *g, void *arg);
     void *on_death_arg;
     void *local;                          /* libgreen-patch.so's slot (green_private_local) */
+    void *xjoin;                          /* its joiner's call from another hub (hubs.c) */
     /* the scheduler's scoped timeouts and shields (sched.c) */
     int64_t tmo;                          /* effective scoped deadline, -1 none */
     int depth;                            /* scopes on tmo_saved: timeouts and timeout shields */
@@ -124,7 +138,7 @@ struct green_ext {
  * copy, so that such a green thread is one 240-byte block). */
 struct green {
     green_ctx_t ctx;               /* saved CPU state while not running */
-    struct green_hub *hub;         /* owner; read racily by other threads for EXDEV */
+    struct green_hub *hub;         /* owner now; read by other threads (atomic) */
     union {
         struct green *parent;      /* see green__parent_of */
         uint64_t spawner;          /* GF_SPAWNED: the id of the green thread that spawned it */
@@ -155,7 +169,8 @@ struct green {
     uint8_t state;                 /* enum green_state */
     uint8_t flags;                 /* enum green_flag */
     uint16_t parent_gen;           /* parent's generation when it became our parent */
-    int16_t wake_err;              /* why the last park ended: 0 or an errno */
+    uint16_t wake_err : 12;        /* why the last park ended: 0 or an errno (< 4096) */
+    uint16_t xf : 4;               /* enum green_xflag */
     uint32_t wait_seq;             /* counts parks: tells a late remote wake-up from a current one */
 #if GREEN_TSAN
     void *tsan_fiber;
@@ -242,6 +257,17 @@ struct green_hub {
     void (*remote_release)(struct green_hub *, struct green_remote *);
     int polling;                   /* set while blocked in the poller: wakers must notify */
     uint64_t loops;                /* poller rounds (the monitor's sign of life besides switches) */
+
+    /* the group of hubs (hubs.c) */
+    int num;                       /* its number in the group, 1..; 0: not a member */
+    int hungry;                    /* nothing to run: asks busy hubs for work (atomic) */
+    int exported;                  /* blocks or stacks of its own run on other hubs: its
+                                    * memory outlives its thread (hub.c) */
+    uint64_t incoming;             /* green threads on their way to it (atomic) */
+    struct green *inbox;           /* green threads handed to it (lock-free stack
+                                    * through timer.link.next) */
+    struct green_stack *stacks_back; /* its stacks freed on other hubs (stack.c) */
+    uint64_t moved_in;             /* green threads that arrived from another hub */
 
     /* the registry (hub.c); debugging (dump.c, monitor.c) */
     struct green_hub *reg_next;    /* process-wide registry of hubs */

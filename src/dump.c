@@ -49,21 +49,38 @@ static size_t hwm_of(struct green_hub *h, struct green *g)
 
 /* ---- walking the green threads ---- */
 
-/* Blocks are laid out in chunks (green.c); every block not GS_FREE is a green thread of
- * h, the root included: alive + 1 of them, so the walk stops once it has seen them. */
-static void for_each(struct green_hub *h, void (*fn)(struct green_hub *, struct green *, void *), void *arg)
+/* Blocks are laid out in chunks (green.c); every block not GS_FREE whose hub is h is a
+ * green thread of h, the root included: alive + 1 of them, so the walk stops once it has
+ * seen them. Green threads move between the hubs of a group (hubs.c): h's chunks may
+ * hold other hubs' green threads, and h's may be in the other members' chunks (read
+ * here without their lock: members never give their chunks away). */
+static void walk_chunks(struct green_hub *h, struct block_chunk *c, uint64_t *left,
+                        void (*fn)(struct green_hub *, struct green *, void *), void *arg)
 {
-    uint64_t left = h->alive + 1;
-    for (struct block_chunk *c = h->chunks; c && left; c = green__chunk_next(c)) {
+    for (; c && *left; c = green__chunk_next(c)) {
         size_t bsize;
         char *base = green__chunk_blocks(c, &bsize);
-        for (size_t i = 0; i < green__chunk_count(c) && left; i++) {
+        for (size_t i = 0, n = green__chunk_count(c); i < n && *left; i++) {
             struct green *g = (struct green *)(void *)(base + i * bsize);
-            if (g->state != GS_FREE) {
-                left--;
+            if (__atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h && g->state != GS_FREE &&
+                g->state != GS_MOVING) {
+                (*left)--;
                 fn(h, g, arg);
             }
         }
+    }
+}
+
+static void for_each(struct green_hub *h, void (*fn)(struct green_hub *, struct green *, void *), void *arg)
+{
+    uint64_t left = h->alive + 1;
+    walk_chunks(h, h->chunks, &left, fn, arg);
+    if (!h->moved_in)
+        return;
+    for (int n = 1; left && n <= green__hubs_n(); n++) {
+        struct green_hub *m = green__hub_member(n);
+        if (m && m != h)
+            walk_chunks(h, __atomic_load_n(&m->chunks, __ATOMIC_ACQUIRE), &left, fn, arg);
     }
 }
 
@@ -124,7 +141,7 @@ int green_stats(green_stats_t *st)
 static const char *const state_names[] = {
     [GS_FREE] = "free", [GS_NEW] = "new", [GS_RUNNING] = "running",
     [GS_SUSPENDED] = "suspended", [GS_READY] = "ready", [GS_WAITING] = "waiting",
-    [GS_DEAD] = "dead",
+    [GS_DEAD] = "dead", [GS_MOVING] = "moving",
 };
 
 static const char *const kind_names[] = {
@@ -216,7 +233,7 @@ static void dump_one(struct green_hub *h, struct green *g, void *arg)
         return;
     int state = g->state;
     green__outf(o, "green %llu \"%s\" state=%s", (unsigned long long)g->id, green__name(g),
-                state <= GS_DEAD ? state_names[state] : "?");
+                state <= GS_MOVING ? state_names[state] : "?");
     if (state == GS_WAITING)
         describe_wait(o, h, g, d->now);
     if (state == GS_READY && !(g->flags & GF_STARTED))

@@ -21,6 +21,37 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Closes seen across hubs. A green thread may wait on an fd on one hub, move, and close
+ * it on another: the first hub's poller still believes the number registered. Once a
+ * group of hubs exists, every green_close counts in a process-wide table (one word per fd
+ * number, chunks made on first use and never freed); an arm that finds the count moved
+ * since the hub last armed that number forgets its stale state first. */
+#define CLOSES_CHUNK 4096u
+#define CLOSES_CHUNKS 1024u
+static uint32_t *closes[CLOSES_CHUNKS];
+
+static uint32_t closes_of(int fd)
+{
+    uint32_t *c = __atomic_load_n(&closes[(unsigned)fd / CLOSES_CHUNK % CLOSES_CHUNKS], __ATOMIC_ACQUIRE);
+    return c ? __atomic_load_n(&c[(unsigned)fd % CLOSES_CHUNK], __ATOMIC_ACQUIRE) : 0;
+}
+
+static void closes_bump(int fd)
+{
+    uint32_t **slot = &closes[(unsigned)fd / CLOSES_CHUNK % CLOSES_CHUNKS];
+    uint32_t *c = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    if (!c) {
+        uint32_t *fresh = calloc(CLOSES_CHUNK, sizeof *fresh);
+        if (!fresh)
+            return; /* best effort: the other hubs see EEXIST/ENOENT and recover as before */
+        if (__atomic_compare_exchange_n(slot, &c, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            c = fresh;
+        else
+            free(fresh);
+    }
+    __atomic_add_fetch(&c[(unsigned)fd % CLOSES_CHUNK], 1, __ATOMIC_RELEASE);
+}
+
 struct green_fd *green__fd(struct green_hub *h, int fd)
 {
     if ((size_t)fd >= h->nfd_cap) {
@@ -68,6 +99,14 @@ static inline int fd_arm(struct green_hub *h, int fd, int events, uint32_t *epoc
     struct green_fd *st = green__fd(h, fd);
     if (!st)
         return -1;
+    if (GREEN_UNLIKELY(green__hubs_n() > 1)) {
+        uint32_t c = closes_of(fd);
+        if (c != st->closes) { /* closed on another hub since we last armed it */
+            if (!st->waiter[0] && !st->waiter[1])
+                green__fd_forget(h, fd);
+            st->closes = c;
+        }
+    }
     struct green *self = h->current;
     for (int dir = 0; dir < 2; dir++)
         if ((events & (dir ? GREEN_WRITE : GREEN_READ)) && st->waiter[dir] && st->waiter[dir] != self) {
@@ -165,6 +204,8 @@ void green__fd_forget(struct green_hub *h, int fd)
 
 void green_private_fd_closing(int fd)
 {
+    if (fd >= 0 && GREEN_UNLIKELY(green__hubs_n() > 1))
+        closes_bump(fd);
     struct green_hub *h = green__tls_hub;
     if (h && h->poller)
         green__fd_forget(h, fd);

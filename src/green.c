@@ -53,7 +53,7 @@ char *green__chunk_blocks(const struct block_chunk *c, size_t *bsize)
     *bsize = c->shared ? GREEN_SHARED_BLOCK : sizeof(struct green);
     return c->base;
 }
-size_t green__chunk_count(const struct block_chunk *c) { return c->carved; }
+size_t green__chunk_count(const struct block_chunk *c) { return __atomic_load_n(&c->carved, __ATOMIC_ACQUIRE); }
 
 /* ---- control blocks ---- */
 
@@ -120,7 +120,7 @@ static int blocks_refill(struct green_hub *h, int shared)
             green_lsan_root(c, BLOCKS_PER_CHUNK * bsize);
         }
         node->next = h->chunks;
-        h->chunks = node;
+        __atomic_store_n(&h->chunks, node, __ATOMIC_RELEASE); /* dump.c may walk it from another hub */
         if (node->carved)
             return 0;
     }
@@ -128,7 +128,7 @@ static int blocks_refill(struct green_hub *h, int shared)
     if (to > BLOCKS_PER_CHUNK)
         to = BLOCKS_PER_CHUNK;
     blocks_push(h, node, node->carved, to);
-    node->carved = to;
+    __atomic_store_n(&node->carved, to, __ATOMIC_RELEASE); /* ditto: the blocks first */
     return 0;
 }
 
@@ -236,7 +236,7 @@ void green__ext_trim(struct green *g)
 {
     struct green_ext *x = g->ext;
     if (x && x->depth == 0 && !x->name && !x->held && !x->on_death && !x->local &&
-        !x->kill_shields && !x->kill_held) {
+        !x->kill_shields && !x->kill_held && !x->xjoin) {
         green__ext_free(x); /* most green threads never need it again */
         g->ext = NULL;
     }
@@ -285,6 +285,24 @@ struct green *green__resolve(struct green_hub *h, green_t handle)
         errno = ESRCH;
         return NULL;
     }
+    return g;
+}
+
+struct green *green__resolve_any(green_t handle, struct green_hub **hub)
+{
+    uintptr_t v = (uintptr_t)handle;
+    struct green *g = (struct green *)(v & GREEN_PTR_MASK);
+    if (!g) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* the hub first: the generation read after it is at least as new */
+    struct green_hub *gh = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != (uint16_t)(v >> 48) || !gh) {
+        errno = ESRCH;
+        return NULL;
+    }
+    *hub = gh;
     return g;
 }
 
@@ -601,6 +619,10 @@ green_t green_new(green_fn fn, void *arg, const green_attr_t *attr)
     struct green_hub *h = green__hub_fast();
     if (!h) {
         errno = ENOMEM;
+        return NULL;
+    }
+    if (attr && attr->hub != 0 && attr->hub != green_hub_self()) {
+        errno = EINVAL; /* switched to explicitly: on the caller's hub only */
         return NULL;
     }
     struct green *g = green__create(h, fn, arg, attr);

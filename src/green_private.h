@@ -57,6 +57,13 @@ GREEN_PRIVATE_API int green_private_set_local(green_t g, void *value);
  * started) and whether it is detached: 0, or -1 + errno (ESRCH, EXDEV, EINVAL). */
 GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *stack_size,
                                          int *detached);
+/* green_spawn_attr with the slot of green_private_local set to `local` before the green
+ * thread can run anywhere (attr->hub may place it on another hub of the group): a
+ * handle, or NULL + errno (EINVAL, ENOMEM). */
+GREEN_PRIVATE_API green_t green_private_spawn_local(green_fn fn, void *arg, const green_attr_t *attr,
+                                                   void *local);
+/* 0 when g is a live handle of any hub of the process, else -1 + errno (EINVAL, ESRCH). */
+GREEN_PRIVATE_API int green_private_handle_ok(green_t g);
 
 /* ---- shields (sched.c) ---- */
 

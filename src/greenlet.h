@@ -34,6 +34,9 @@ static inline green_t green__handle(const struct green *g)
 }
 /* Resolve a handle of this thread's hub; NULL + errno (EINVAL, ESRCH, EXDEV). */
 struct green *green__resolve(struct green_hub *h, green_t handle);
+/* Resolve a handle of any hub: g and its hub now (*hub, which may change unless it is the
+ * caller's); NULL + errno (EINVAL, ESRCH). g's state is not read: only its hub may. */
+struct green *green__resolve_any(green_t handle, struct green_hub **hub);
 
 /* g's parent, NULL meaning the root (a spawned one's parent is always the root). */
 static inline struct green *green__parent_of(const struct green *g)

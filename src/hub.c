@@ -162,9 +162,11 @@ static void hub_free(void *p)
     struct green_hub *h = p;
     green__tls_hub = NULL;
     registry_remove(h);
-    if (h->ext_refs) {
+    if (h->ext_refs || h->num || h->exported) {
         /* Something outside (a pool job, another thread) may still send this hub a
-         * wake-up: keep its object, and everything such a wake-up touches, alive. */
+         * wake-up, or green threads of its blocks and stacks run on other hubs, or it is
+         * a member of the group of hubs (whose members are never removed): keep its
+         * object, and everything such a wake-up or green thread touches, alive. */
         return;
     }
     green__hub_loop_destroy(h);
@@ -183,6 +185,7 @@ static void atfork_child(void)
     green__blocks_fork_release();
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     reg_lock = fresh; /* its holder, if any, does not exist in the child */
+    green__hubs_fork_child(); /* nor does the group of hubs */
     reg_head = NULL;  /* nor do the parent's other hubs */
     struct green_hub *old = green__tls_hub;
     if (!old)

@@ -22,5 +22,7 @@ struct green_hub *green__hubs(void);              /* under the lock; then h->reg
 /* Once, when the first hub of the process is made: what the environment asks of the
  * debug layer (GREEN_DUMP_SIGNAL, GREEN_MONITOR_MS; dump_signal.c). */
 void green__debug_init(void);
+/* fork(): the child forgets the group of hubs (hubs.c). */
+void green__hubs_fork_child(void);
 
 #endif /* GREEN_HUB_H */

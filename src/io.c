@@ -523,7 +523,7 @@ static int unix_backoff(int64_t *delay, int64_t deadline)
         until = deadline;
     if (*delay < 64)
         *delay *= 2;
-    return green_sleep_until(until);
+    return green__sleep_until(until);
 }
 
 /* Connecting again after a wait that ended early (deadline, kill) carries on with the

@@ -82,7 +82,7 @@ static pid_t poll_reap(pid_t pid, int *status, int64_t deadline)
         int64_t until = now + backoff;
         if (deadline >= 0 && deadline < until)
             until = deadline;
-        if (green_sleep_until(until) != 0)
+        if (green__sleep_until(until) != 0)
             return -1;
         backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
     }

@@ -19,8 +19,12 @@
  *  - the poller is consulted at least every GREEN_POLL_EVERY hand-offs even when the run
  *    queue never empties, so yielding loops cannot starve timers or I/O;
  *  - nothing can wake anyone when the run queue is empty, no timer is pending, no fd is
- *    watched and nothing outside the hub holds a reference (h->ext_refs): that is a
- *    deadlock, and the root's wait fails with EDEADLK instead of hanging;
+ *    watched, no note or handed-over green thread has arrived (remote list, inbox) and
+ *    nothing outside the hub holds a reference (h->ext_refs): that is a deadlock, and
+ *    the root's wait fails with EDEADLK instead of hanging;
+ *  - the fast paths (switch, yield, spawn on this hub, pick) know nothing of other hubs:
+ *    the group costs a relaxed load when the poller is consulted in passing, and a flag
+ *    in each park (GX_INPARK: a green thread woken inside a blocking call cannot move).
  *  - a signal handler's interruption (green_private_hub_interrupt) is handed to the
  *    interrupt hook at the next look at the poller, which it makes come without waiting.
  */
@@ -64,6 +68,8 @@ static inline void rq_push(struct green_hub *h, struct green *g)
     green_list_push_back(&h->rq, &g->timer.link);
     h->nready++;
 }
+
+void green__rq_push(struct green_hub *h, struct green *g) { rq_push(h, g); }
 
 static inline struct green *rq_pop(struct green_hub *h)
 {
@@ -143,6 +149,10 @@ void green__remote_drain(struct green_hub *h)
         fifo = n->next; /* before the claim goes: a waker may push n again at once */
         struct green *g = n->g;
         __atomic_exchange_n(&n->pending, 0, __ATOMIC_ACQ_REL);
+        if (!g) { /* a call from another hub (hubs.c) */
+            green__xop_run(h, n);
+            continue;
+        }
         uint64_t note = __atomic_load_n(&n->note, __ATOMIC_RELAXED);
         if (n->released) {
             n->released = 0;
@@ -233,7 +243,8 @@ static inline void poll_wait(struct green_hub *h, int timeout)
         /* announce that we may block, then look again for wake-ups from other threads
          * (green__remote_wake does the mirror image) and from signal handlers */
         __atomic_store_n(&h->polling, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST) || interrupt_pending())
+        if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST) || interrupt_pending() ||
+            __atomic_load_n(&h->inbox, __ATOMIC_SEQ_CST))
             timeout = 0;
         h->poller->ops->wait(h, timeout);
         __atomic_store_n(&h->polling, 0, __ATOMIC_RELAXED);
@@ -262,6 +273,8 @@ static void poll_once(struct green_hub *h, int timeout)
     interrupt_deliver();
     if (green__remote_pending(h))
         green__remote_drain(h);
+    if (GREEN_UNLIKELY(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL))
+        green__inbox_drain(h);
     /* a yield with nothing else ready comes here every time: read the clock (~30 ns
      * on a VM) only when a timer could be due or we may have slept */
     if (timeout != 0 || green__timer_count(h)) {
@@ -288,20 +301,31 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             if (h->since_poll >= GREEN_POLL_EVERY) {
                 h->since_poll = 0;
                 poll_once(h, 0);
+                /* idle hubs ask for work: give them some of ours */
+                if (GREEN_UNLIKELY(__atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0) && h->nready > 1)
+                    green__share(h);
             }
             return rq_pop(h);
         }
         h->since_poll = 0;
         int64_t next = green__timer_next(h);
-        if (next < 0 && !h->nfds && !h->ext_refs && !green__remote_pending(h) && !interrupt_pending())
+        if (next < 0 && !h->nfds && !h->ext_refs && !green__remote_pending(h) && !interrupt_pending() &&
+            !__atomic_load_n(&h->inbox, __ATOMIC_RELAXED))
             return NULL;
         int timeout = -1;
         if (next >= 0) {
             int64_t d = next - clock_ms();
             timeout = d <= 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
         }
-        if (timeout != 0)
+        if (timeout != 0) {
             green__stack_trim(h);
+            if (h->num && green__hubs_n() > 1) { /* a member of a group: ask for work */
+                green__hunger(h, 1);
+                poll_once(h, timeout);
+                green__hunger(h, 0);
+                continue;
+            }
+        }
         poll_once(h, timeout);
     }
 }
@@ -442,6 +466,7 @@ static __attribute__((noinline)) struct green *park_begin(struct green_hub *h, i
     }
     self->state = GS_WAITING;
     self->wake_err = 0;
+    self->xf |= GX_INPARK; /* its blocking call holds the hub: it cannot move when woken */
     green__stamp(h, self);
     h->nwaiting++;
     if (deadline >= 0)
@@ -459,6 +484,7 @@ static __attribute__((noinline)) int park_end(void)
 {
     struct green *self = green__tls_hub->current;
     int e = self->wake_err;
+    self->xf &= (uint16_t)~GX_INPARK;
     /* killed after being woken but before running: the kill wins (objects that handed
      * something over to us check their waiter record, so nothing is lost) */
     if (GREEN_UNLIKELY(self->flags & GF_CANCELLED) && e != EDEADLK)
@@ -507,11 +533,18 @@ int green_wake(green_t handle, int err)
     struct green_hub *h = loop();
     if (!h)
         return -1;
-    struct green *g = green__resolve(h, handle);
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
     if (!g)
         return -1;
-    if (err < 0 || err > 4095) { /* errno values; wake_err is 16 bits */
+    if (err < 0 || err > 4095) { /* errno values; wake_err is 12 bits */
         errno = EINVAL;
+        return -1;
+    }
+    if (gh != h)
+        return green__xcall(h, g, handle, GREEN_XOP_WAKE, err, -1, NULL);
+    if (g->state == GS_FREE) {
+        errno = ESRCH;
         return -1;
     }
     return green__wake(h, g, err);
@@ -521,6 +554,10 @@ int green_wake(green_t handle, int err)
 
 static void join_notify(struct green_hub *h, struct green *g)
 {
+    if (GREEN_UNLIKELY(g->ext && g->ext->xjoin)) {
+        green__xjoin_done(h, g); /* the joiner waits on another hub */
+        return;
+    }
     struct green *j = g->joiner;
     if (j && j->state == GS_WAITING)
         wake(h, j, 0);
@@ -547,9 +584,11 @@ static void reap(struct green_hub *h, struct green *g)
 
 /* May the current green thread wait for g's end? 0, or -1 + errno: EDEADLK (g is the
  * caller), EINVAL (g is detached or the root, or another already waits for it). */
-static int join_check(struct green_hub *h, const struct green *g)
+static int join_check(struct green_hub *h, struct green *g)
 {
     struct green *self = h->current;
+    if (GREEN_UNLIKELY(g->ext && g->ext->xjoin))
+        green__xjoin_stale(g); /* a joiner on another hub that gave up */
     if (g == self) {
         errno = EDEADLK;
         return -1;
@@ -586,8 +625,17 @@ int green_join(green_t handle, void **result, int64_t deadline)
     struct green_hub *h = loop();
     if (!h)
         return -1;
-    struct green *g;
-    if (green__join_check(h, handle, &g) != 0)
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
+    if (!g)
+        return -1;
+    if (GREEN_UNLIKELY(gh != h))
+        return green__xcall(h, g, handle, GREEN_XOP_JOIN, 0, deadline, result);
+    if (g->state == GS_FREE) {
+        errno = ESRCH;
+        return -1;
+    }
+    if (join_check(h, g) != 0)
         return -1;
     while (green__join_arm(h, g) == 0) {
         green__waiting_on(h, GW_JOIN, g);
@@ -636,9 +684,23 @@ int green_detach(green_t handle)
     struct green_hub *h = loop();
     if (!h)
         return -1;
-    struct green *g = green__resolve(h, handle);
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
     if (!g)
         return -1;
+    if (gh != h)
+        return green__xcall(h, g, handle, GREEN_XOP_DETACH, 0, -1, NULL);
+    return green__detach(h, g);
+}
+
+int green__detach(struct green_hub *h, struct green *g)
+{
+    if (g->state == GS_FREE) {
+        errno = ESRCH;
+        return -1;
+    }
+    if (GREEN_UNLIKELY(g->ext && g->ext->xjoin))
+        green__xjoin_stale(g);
     if ((g->flags & (GF_ROOT | GF_DETACHED)) || g->joiner) {
         errno = EINVAL;
         return -1;
@@ -674,9 +736,21 @@ int green_kill(green_t handle)
     struct green_hub *h = loop();
     if (!h)
         return -1;
-    struct green *g = green__resolve(h, handle);
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
     if (!g)
         return -1;
+    if (gh != h)
+        return green__xcall(h, g, handle, GREEN_XOP_KILL, 0, -1, NULL);
+    return green__kill(h, g);
+}
+
+int green__kill(struct green_hub *h, struct green *g)
+{
+    if (g->state == GS_FREE) {
+        errno = ESRCH;
+        return -1;
+    }
     if (g->flags & GF_ROOT) {
         errno = EPERM;
         return -1;
@@ -688,6 +762,8 @@ int green_kill(green_t handle)
         return 0;
     }
     g->flags |= GF_CANCELLED;
+    if (g->state == GS_MOVING)
+        return 0; /* on its way here: its next park fails, or it never runs */
     if (!(g->flags & GF_STARTED))
         kill_unstarted(h, g);
     else if (g->state == GS_WAITING)
@@ -719,16 +795,58 @@ static struct green *spawn(struct green_hub *h, green_fn fn, void *arg, const gr
     return g;
 }
 
-green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
+/* The slot of the patch library set before g can run: 0, or -1 + ENOMEM (g undone). */
+static __attribute__((noinline)) int spawn_local(struct green_hub *h, struct green *g, void *local)
+{
+    struct green_ext *x = green__ext(g);
+    if (x) {
+        x->local = local;
+        return 0;
+    }
+    green__release(h, g); /* its stack */
+    green__count(&h->alive, -1);
+    green__block_free(h, g);
+    errno = ENOMEM;
+    return -1;
+}
+
+static inline green_t spawn_attr(green_fn fn, void *arg, const green_attr_t *attr, void *local)
 {
     struct green_hub *h = loop();
     if (!h)
         return NULL;
+    struct green_hub *to = h;
+    if (GREEN_UNLIKELY(attr && attr->hub != 0) && !(to = green__place(h, attr->hub)))
+        return NULL; /* EINVAL */
     struct green *g = spawn(h, fn, arg, attr);
     if (!g)
         return NULL;
-    rq_push(h, g);
-    return green__handle(g);
+    if (GREEN_UNLIKELY(local != NULL) && spawn_local(h, g, local) != 0)
+        return NULL;
+    if (GREEN_UNLIKELY(attr && attr->hub == GREEN_HUB_ANY))
+        g->xf |= GX_ANY;
+    green_t handle = green__handle(g);
+    if (GREEN_UNLIKELY(to != h))
+        green__send(h, to, g, g, 1);
+    else
+        rq_push(h, g);
+    return handle;
+}
+
+green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
+{
+    return spawn_attr(fn, arg, attr, NULL);
+}
+
+green_t green_private_spawn_local(green_fn fn, void *arg, const green_attr_t *attr, void *local)
+{
+    return spawn_attr(fn, arg, attr, local);
+}
+
+int green_private_handle_ok(green_t handle)
+{
+    struct green_hub *gh;
+    return green__resolve_any(handle, &gh) ? 0 : -1;
 }
 
 green_t green_spawn(green_fn fn, void *arg) { return green_spawn_attr(fn, arg, NULL); }
@@ -819,7 +937,7 @@ static __attribute__((noinline)) int sleep_result(int64_t deadline)
     return -1;
 }
 
-int green_sleep_until(int64_t deadline)
+static inline int sleep_until(int64_t deadline, int movable)
 {
     struct green_hub *h = loop();
     if (!h)
@@ -829,10 +947,20 @@ int green_sleep_until(int64_t deadline)
         return -1;
     }
     green__waiting_on(h, GW_SLEEP, NULL);
+    if (movable)
+        h->current->xf |= GX_SLEEPS; /* nothing here holds h across the park: it may move */
     while (park(green__tls_hub, deadline) == 0)
         ; /* woken by green_wake: keep sleeping */
+    if (movable)
+        green__tls_hub->current->xf &= (uint16_t)~GX_SLEEPS;
     return sleep_result(deadline);
 }
+
+int green_sleep_until(int64_t deadline) { return sleep_until(deadline, 1); }
+
+/* libgreen's own sleeps (back-offs): never a point where the caller moves, since the
+ * functions around them may keep errno's address, or their hub, across them. */
+int green__sleep_until(int64_t deadline) { return sleep_until(deadline, 0); }
 
 int green_sleep(int64_t ms)
 {

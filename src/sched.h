@@ -29,6 +29,7 @@
 struct green_hub *green__loop(void);   /* this thread's hub with its loop ready; NULL+errno */
 void green__hub_loop_destroy(struct green_hub *h); /* remote notes, fds, poller, timers */
 int green__park(struct green_hub *h, int64_t deadline);
+int green__sleep_until(int64_t deadline); /* green_sleep_until that never moves the caller */
 int green__wake(struct green_hub *h, struct green *g, int err);
 /* Waiting for a green thread's end without green_join (green_choose): check resolves the
  * handle and checks as green_join does (0, or -1 + errno: EINVAL, ESRCH, EXDEV, EDEADLK);
@@ -66,6 +67,29 @@ static inline int green__remote_busy(struct green_remote *n)
 }
 int green__remote_pending(struct green_hub *h);
 void green__remote_drain(struct green_hub *h);  /* on h's thread: act on the notes */
+
+/* ---- the group of hubs, moves and calls across hubs (hubs.c) ---- */
+void green__rq_push(struct green_hub *h, struct green *g); /* ready, at the back */
+int green__kill(struct green_hub *h, struct green *g);     /* green_kill on g of h */
+int green__detach(struct green_hub *h, struct green *g);   /* green_detach on g of h */
+extern int green__nhungry;           /* group members asking for work (atomic) */
+int green__hubs_n(void);             /* members of the group (atomic read) */
+struct green_hub *green__hub_member(int n); /* member n, or NULL */
+/* The hub a spawn with attr.hub == hub goes to; NULL + EINVAL when there is none. */
+struct green_hub *green__place(struct green_hub *h, int hub);
+/* Hand the ready green threads first..last (linked through timer.link.next, n of them,
+ * none in h's run queue) over to hub `to`. */
+void green__send(struct green_hub *h, struct green_hub *to, struct green *first, struct green *last, int n);
+void green__inbox_drain(struct green_hub *h);   /* on h's thread: what was handed to it */
+void green__hunger(struct green_hub *h, int on); /* h has nothing to run (1) or has (0) */
+void green__share(struct green_hub *h);         /* give hungry hubs half our movable work */
+/* Calls on a green thread of another hub: run by g's hub, the caller waits. */
+enum { GREEN_XOP_KILL = 1, GREEN_XOP_WAKE, GREEN_XOP_DETACH, GREEN_XOP_JOIN };
+int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, int arg,
+                 int64_t deadline, void **result);
+void green__xop_run(struct green_hub *h, struct green_remote *n); /* remote_drain: note.g NULL */
+void green__xjoin_done(struct green_hub *h, struct green *g);  /* g died: its remote joiner */
+void green__xjoin_stale(struct green *g);  /* drop g's remote joiner if it gave up */
 
 /* The deadline a blocking call of g really has: its own or g's scoped one
  * (green_timeout_push), whichever comes first (-1: none). */
@@ -138,6 +162,7 @@ struct green_fd {
     uint8_t mask;                  /* directions the poller watches (GREEN_READ|GREEN_WRITE) */
     uint8_t revents;               /* directions reported ready to a waiter */
     uint8_t pending;               /* io_uring: directions with a poll request in flight */
+    uint32_t closes;               /* the process-wide close count it last armed at (fd.c) */
 };
 struct green_fd *green__fd(struct green_hub *h, int fd);   /* grows the table; NULL+ENOMEM */
 void green__fd_ready(struct green_hub *h, int fd, int events); /* from the poller */

@@ -157,7 +157,7 @@ static int back_off(int64_t *backoff)
     *backoff = *backoff ? *backoff * 2 : BACKOFF_FIRST_MS;
     if (*backoff > BACKOFF_MAX_MS)
         *backoff = BACKOFF_MAX_MS;
-    return green_sleep(*backoff);
+    return green__sleep_until(green_after(*backoff));
 }
 
 static void *acceptor_main(void *arg)

@@ -85,10 +85,12 @@ struct green_chunk {
 
 struct green_pool {
     struct green_pool *next;
+    struct green_hub *hub;    /* whose pool: only its thread touches it */
     size_t size;              /* usable stack bytes */
     size_t slot_size;         /* page + size */
     struct green_stack *hot, *cold;
     size_t nhot, ncold;
+    int cold_dirty;           /* a stack went cold since the last trim: worth a walk */
     struct green_chunk *chunks;
     size_t total;
 };
@@ -375,6 +377,7 @@ static struct green_pool *pool_for(struct green_hub *h, size_t size)
     p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    p->hub = h;
     p->size = size;
     p->slot_size = size + page_size;
     p->next = h->stack_pools;
@@ -435,9 +438,25 @@ static struct green_stack *carve(struct green_pool *p)
     return s;
 }
 
+static void stack_put(struct green_stack *s);
+
+/* Stacks of h's pools that green threads which moved gave back on other hubs (hubs.c):
+ * into their pools, on h's thread. */
+static __attribute__((noinline)) void stacks_back_take(struct green_hub *h)
+{
+    struct green_stack *s = __atomic_exchange_n(&h->stacks_back, NULL, __ATOMIC_ACQUIRE);
+    while (s) {
+        struct green_stack *next = s->next;
+        stack_put(s);
+        s = next;
+    }
+}
+
 int green__stack_get(struct green_hub *h, struct green *g)
 {
     init();
+    if (GREEN_UNLIKELY(__atomic_load_n(&h->stacks_back, __ATOMIC_RELAXED) != NULL))
+        stacks_back_take(h);
     size_t size = g->size ? g->size : GREEN_DEFAULT_STACK;
     struct green_pool *p = pool_for(h, size);
     if (!p)
@@ -469,7 +488,22 @@ int green__stack_get(struct green_hub *h, struct green *g)
 
 void green__stack_put(struct green_hub *h, struct green_stack *s)
 {
-    (void)h;
+    if (GREEN_UNLIKELY(s->pool->hub != h)) {
+        /* a green thread that moved here from the stack's hub: the stack goes home */
+        struct green_hub *home = s->pool->hub;
+        s->owner = NULL;
+        struct green_stack *head = __atomic_load_n(&home->stacks_back, __ATOMIC_RELAXED);
+        do
+            s->next = head;
+        while (!__atomic_compare_exchange_n(&home->stacks_back, &head, s, 1, __ATOMIC_RELEASE,
+                                            __ATOMIC_RELAXED));
+        return;
+    }
+    stack_put(s);
+}
+
+static void stack_put(struct green_stack *s)
+{
     struct green_pool *p = s->pool;
     s->owner = NULL;
     if (GREEN_UNLIKELY((size_t)(s->hi - s->lo) > GREEN_BIG_STACK) && s->hot) {
@@ -488,6 +522,7 @@ void green__stack_put(struct green_hub *h, struct green_stack *s)
         p->nhot++;
     } else {
         /* its pages are released by green__stack_trim when the hub idles */
+        p->cold_dirty = 1;
         s->next = p->cold;
         p->cold = s;
         p->ncold++;
@@ -504,15 +539,22 @@ static int by_addr(const void *a, const void *b)
 /* Give back the pages of the cold pooled stacks, one madvise per run of neighbours. */
 void green__stack_trim(struct green_hub *h)
 {
+    if (__atomic_load_n(&h->stacks_back, __ATOMIC_RELAXED) != NULL)
+        stacks_back_take(h);
     for (struct green_pool *p = h->stack_pools; p; p = p->next) {
+        if (!p->cold_dirty)
+            continue; /* a hub that idles often (work across hubs) must not walk it each time */
+        p->cold_dirty = 0;
         size_t n = 0;
         for (struct green_stack *s = p->cold; s; s = s->next)
             n += s->hot;
         if (!n)
             continue;
         struct green_stack **v = malloc(n * sizeof *v);
-        if (!v)
+        if (!v) {
+            p->cold_dirty = 1;
             return;
+        }
         n = 0;
         for (struct green_stack *s = p->cold; s; s = s->next)
             if (s->hot)

@@ -105,6 +105,22 @@ static void test_stack_size_env(void **state)
     assert_non_null(strstr(out, "ok stacks"));
 }
 
+/* GREEN_PATCH_HUBS=2 spreads the green pthreads over two hubs (two OS threads), round-robin
+ * at creation: joins across hubs, a mutex shared across hubs, pthread_exit in main waiting
+ * for detached ones on both. Without it, one OS thread runs them all. */
+static void test_patch_hubs_spread(void **state)
+{
+    (void)state;
+    setenv("GREEN_PATCH_HUBS", "2", 1);
+    int st = run("threads_hubs", NULL, NULL, GREEN, 0, out, sizeof out);
+    unsetenv("GREEN_PATCH_HUBS");
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "os_threads=2 counter=32000"));
+    assert_non_null(strstr(out, "detached=4"));
+    assert_int_equal(run("threads_hubs", NULL, NULL, GREEN, 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "os_threads=1 counter=32000"));
+}
+
 static long wall_ms(void)
 {
     const char *w = strstr(out, "wall_ms=");
@@ -291,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_native_lock_report),
         cmocka_unit_test(test_native_lock_deadlock),
         cmocka_unit_test(test_native_lock_quiet),
+        cmocka_unit_test(test_patch_hubs_spread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,44 @@
 static __thread uint64_t live;
 static __thread green_t exit_waiter;
 
+/* GREEN_PATCH_HUBS=N (2..1024): green pthreads are spread over N hubs of a group
+ * (green_hubs_start), round-robin at creation, and stay where placed. Then they are
+ * counted process-wide (they end on other OS threads than their creator's), and a root's
+ * pthread_exit waits for all of them. 0: off (each OS thread's hub runs its own). */
+static int spread_n = -1;
+static uint64_t spread_live;     /* atomic */
+static green_t spread_waiter;    /* atomic: a root in pthread_exit */
+static unsigned spread_next;     /* atomic: round-robin */
+
+static int spread(void)
+{
+    int n = __atomic_load_n(&spread_n, __ATOMIC_RELAXED);
+    if (PATCH_LIKELY(n >= 0))
+        return n;
+    const char *v = getenv("GREEN_PATCH_HUBS");
+    n = v && *v ? atoi(v) : 0;
+    if (n < 2 || n > 1024)
+        n = 0;
+    __atomic_store_n(&spread_n, n, __ATOMIC_RELAXED);
+    return n;
+}
+
+/* The hub the next green pthread goes to (0: the creator's): the group started first. */
+static int spread_hub(void)
+{
+    int n = spread();
+    if (!n)
+        return 0;
+    if (green_hub_count() < n) {
+        int saved = errno;
+        int r = green_hubs_start(n);
+        errno = saved;
+        if (r < n)
+            return 0; /* no group (EAGAIN, ENOMEM): the creator's hub, as without it */
+    }
+    return 1 + (int)(__atomic_fetch_add(&spread_next, 1, __ATOMIC_RELAXED) % (unsigned)n);
+}
+
 static void *tramp(void *p);
 
 /* The green pthread block of g, kept in its slot for this library (green_private_local)
@@ -113,6 +151,16 @@ static int check(pthread_t t)
 {
     int saved = errno;
     int e = hub() != 0 ? EAGAIN : green_id(to_green(t)) != 0 ? 0 : ESRCH;
+    errno = saved;
+    return e;
+}
+
+/* check() for the calls that work across hubs (join, detach: GREEN_PATCH_HUBS): t may be
+ * a green thread of any hub. */
+static int check_any(pthread_t t)
+{
+    int saved = errno;
+    int e = hub() != 0 ? EAGAIN : green_private_handle_ok(to_green(t)) == 0 ? 0 : ESRCH;
     errno = saved;
     return e;
 }
@@ -157,10 +205,19 @@ static void *tramp(void *p)
     keys_destroy(b);
     pm_owner_gone(&b->own); /* after the destructors, which may still use them */
     void *r = b->retval;
+    int spread_one = b->spread;
     free(b->spec);
     free(b);
     green_private_set_local(NULL, NULL);
-    if (--live == 0 && exit_waiter) {
+    if (spread_one) {
+        green_t w;
+        if (__atomic_sub_fetch(&spread_live, 1, __ATOMIC_ACQ_REL) == 0 &&
+            (w = __atomic_exchange_n(&spread_waiter, NULL, __ATOMIC_ACQ_REL))) {
+            int saved = errno;
+            green_wake(w, 0); /* a root of any hub: sent there */
+            errno = saved;
+        }
+    } else if (--live == 0 && exit_waiter) {
         green_wake(exit_waiter, 0);
         exit_waiter = NULL;
     }
@@ -238,21 +295,26 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
         sigemptyset(&b->mask);
         patch_real()->pthread_sigmask(SIG_BLOCK, NULL, &b->mask);
     }
-    green_t g = b && hub() == 0 ? green_spawn_attr(tramp, b, &ga) : NULL;
-    if (g && green_private_set_local(g, b) != 0) { /* killed before it runs: tramp never sees b */
-        green_kill(g);
-        green_detach(g);
-        g = NULL;
+    if (b && hub() == 0) {
+        ga.hub = spread_hub();
+        b->spread = ga.hub != 0;
+        b->fn = fn; /* before it can run: on another hub it may start at once */
+        b->arg = arg;
+        if (b->spread)
+            __atomic_add_fetch(&spread_live, 1, __ATOMIC_ACQ_REL);
     }
+    /* its slot holds b before it can run (on another hub, too) */
+    green_t g = b && hub() == 0 ? green_private_spawn_local(tramp, b, &ga, b) : NULL;
     if (!g) {
+        if (b && b->spread)
+            __atomic_sub_fetch(&spread_live, 1, __ATOMIC_ACQ_REL);
         int e = errno == EINVAL ? EINVAL : EAGAIN;
         free(b);
         errno = saved;
         return e;
     }
-    b->fn = fn;
-    b->arg = arg;
-    live++;
+    if (!b->spread)
+        live++;
     if (detach == PTHREAD_CREATE_DETACHED)
         green_detach(g);
     *t = to_pthread(g);
@@ -276,6 +338,17 @@ GREEN_PATCH_THREAD(pthread_equal);
 /* The root's pthread_exit: wait for the green pthreads, then end the process. */
 static __attribute__((noreturn)) void root_exit(void)
 {
+    while (__atomic_load_n(&spread_live, __ATOMIC_ACQUIRE)) {
+        /* green pthreads of other hubs end there: their wake is sent here, so the park
+         * holds an outside reference (never a deadlock), and looks again now and then in
+         * case the wake came before the park */
+        __atomic_store_n(&spread_waiter, green_root(), __ATOMIC_RELEASE);
+        if (!__atomic_load_n(&spread_live, __ATOMIC_ACQUIRE))
+            break;
+        green_private_hub_ref(1);
+        green_park(green_after(50));
+        green_private_hub_ref(-1);
+    }
     while (live) {
         exit_waiter = green_root();
         int r = green_park(-1);
@@ -454,7 +527,7 @@ struct powner *powner_self(void)
  * point, after the checks that fail at once (as glibc's). */
 static int join(pthread_t t, void **ret, int64_t deadline)
 {
-    int e = check(t);
+    int e = check_any(t);
     if (e)
         return e;
     void *lo;
@@ -515,7 +588,7 @@ int pthread_detach(pthread_t t)
 {
     if (!patch_threads || !is_green(t))
         return patch_real()->pthread_detach(t);
-    int e = check(t);
+    int e = check_any(t);
     if (e)
         return e;
     int saved = errno;

@@ -68,6 +68,7 @@ struct pth {
     __pthread_unwind_buf_t *cleanup;  /* innermost pthread_cleanup_push, linked via __pad[0] */
     struct spec **spec;               /* KEY_BLOCKS blocks of KEY_BLOCK, on first use */
     uint8_t cancel_pending, cancel_disabled, cancel_async;
+    uint8_t spread;                /* placed on a hub of GREEN_PATCH_HUBS: counted process-wide */
     struct powner own;
     sigset_t mask;                    /* its signal mask (sigmask.c) */
 };

@@ -20,7 +20,7 @@
 import gdb
 
 INLINE_STACK = 128
-STATES = ["free", "new", "running", "suspended", "ready", "waiting", "dead"]
+STATES = ["free", "new", "running", "suspended", "ready", "waiting", "dead", "moving"]
 KINDS = ["park", "sleep", "fd", "join", "event", "future", "semaphore", "mutex", "cond",
          "channel", "group", "threadpool", "file", "signal", "resolve"]
 GF_ROOT, GF_SHARED, GF_STARTED, GF_SPAWNED = 1, 2, 32, 128
@@ -76,8 +76,11 @@ def greens():
             if left == 0:
                 break
             if mem[i * bsize + state_off] != 0:
+                g = gdb.Value(base + i * bsize).cast(gtype.pointer()).dereference()
+                if int(g["hub"]) != int(h):
+                    continue  # moved to another hub of the group (src/hubs.c)
                 left -= 1
-                yield gdb.Value(base + i * bsize).cast(gtype.pointer()).dereference()
+                yield g
         c = c["next"]
 
 
@@ -91,7 +94,7 @@ def _name(g):
 def _describe(h, g):
     state = int(g["state"])
     flags = int(g["flags"])
-    s = 'green %d "%s" state=%s' % (int(g["id"]), _name(g), STATES[state] if state < 7 else "?")
+    s = 'green %d "%s" state=%s' % (int(g["id"]), _name(g), STATES[state] if state < 8 else "?")
     if int(g.address) == int(h["current"]):
         s += " (current)"
     if state == 5 and flags & GF_STARTED:

@@ -1,0 +1,670 @@
+/*
+ * hubs.c — hubs on every core (layer 4, sched.h): the group of hubs that serve the
+ * process, placing green threads on them, moving ready ones to hubs that have nothing
+ * to do, and the calls (join, kill, detach, wake) on green threads of other hubs.
+ *
+ * The group. Hub 1 is the first hub to join (the caller of green_hubs_start, or of the
+ * first call that needs a number); green_hubs_start starts OS threads for the others.
+ * Such a thread blocks every signal, makes its hub (with a permanent outside reference:
+ * waiting for work is never a deadlock) and parks its root for ever: its hub runs what
+ * it is given and otherwise sleeps in its poller. Members are never removed: the array
+ * only grows, so a member's number and pointer are read without a lock.
+ *
+ * Moving. A green thread belongs to one hub at a time (g->hub). It is handed over as a
+ * ready green thread: its hub takes it off its run queue, marks it GS_MOVING, writes
+ * g->hub (release) as its last write, and pushes it on the new hub's inbox (a lock-free
+ * stack through timer.link.next, pushed by many, taken whole by its hub), notifying that
+ * hub if it sleeps in its poller. The new hub puts it in its run queue. Nothing else has
+ * to move: a ready green thread is in no timer wheel and no fd wait; its stack (a
+ * dedicated slot) goes with it and returns to the pool of the hub that carved it when it
+ * is freed (stack.c); a shared-stack one moves only before it first runs (its frames, once
+ * there, hold addresses of its hub's shared stack). A spawn onto another hub is the same
+ * hand-over of a green thread that never ran. Who may move (GREEN_HUB_ANY, movable()):
+ * one that never ran, or whose last park was green_sleep's or that yielded — never one
+ * ready because a park inside another blocking call ended, which still holds its hub.
+ *
+ * Placement (GREEN_HUB_ANY): a member that is hungry right now, else the one with the
+ * fewest live green threads plus those on their way to it.
+ *
+ * Work sharing. A member with nothing to run (about to block in its poller) says so:
+ * h->hungry and the count green__nhungry. A busy member looks at that count every time it
+ * polls in passing (every 128 hand-offs: nothing on the fast paths, one relaxed load per
+ * 128) and gives half of its movable ready green threads to one hungry member, which it
+ * claims (hungry 1 → 0) so that two givers do not both feed it. The busy hub's own run
+ * queue is touched only by its own thread: no lock on any run queue.
+ *
+ * Calls across hubs. A call on a green thread of another hub is a record (struct xop) sent
+ * to g's hub on its remote list (as a note whose g is NULL); g's hub carries it out in its
+ * loop and wakes the caller through the caller's waiter record. If g moved meanwhile, the
+ * record follows it. The record's tiny lock decides the end, as in green__wait: the
+ * target marks it done and wakes the caller under it; a caller whose join times out
+ * marks it abandoned under it, and the target then frees it. A join of a green thread
+ * that is still running registers the record in g's extension (xjoin); g's death hands
+ * the result over and makes g detached, so that its own hub frees it.
+ *
+ * Invariants:
+ *  - only g->hub's thread writes g's fields; g->hub changes only on that thread, last;
+ *  - a GS_MOVING green thread is in exactly one hub's inbox, and that hub is g->hub;
+ *  - a hub that handed over a green thread (h->exported) never frees its memory, nor
+ *    orphans its control-block chunks: green threads of its blocks and stacks may run
+ *    elsewhere (hub.c);
+ *  - an xop is freed by exactly one side: the caller once it has seen it done, the
+ *    target once it has seen it abandoned.
+ */
+#include "wait.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define GREEN_HUBS_MAX 1024
+
+static struct green_hub *group[GREEN_HUBS_MAX + 1]; /* 1-based; members never leave */
+static int group_n;
+static pthread_mutex_t group_lock = PTHREAD_MUTEX_INITIALIZER;
+int green__nhungry;
+
+int green__hubs_n(void) { return __atomic_load_n(&group_n, __ATOMIC_ACQUIRE); }
+
+static struct green_hub *member(int n);
+
+struct green_hub *green__hub_member(int n) { return member(n); }
+
+static struct green_hub *member(int n)
+{
+    if (n < 1 || n > green__hubs_n())
+        return NULL;
+    return __atomic_load_n(&group[n], __ATOMIC_ACQUIRE);
+}
+
+/* h joins the group (under group_lock, on h's own thread): 0, or -1 + errno. Every member
+ * has a shared stack, for the shared-stack green threads that may arrive. */
+static int join_locked(struct green_hub *h)
+{
+    if (h->num)
+        return 0;
+    if (group_n == GREEN_HUBS_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (green__shared_init(h) != 0)
+        return -1;
+    int n = group_n + 1;
+    h->num = n;
+    __atomic_store_n(&group[n], h, __ATOMIC_RELEASE);
+    __atomic_store_n(&group_n, n, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* The caller's hub, made a member if the group is empty (it is then hub 1). */
+static struct green_hub *self_hub(void)
+{
+    struct green_hub *h = green__loop();
+    if (!h)
+        return NULL;
+    if (!h->num && green__hubs_n() == 0) {
+        green__sys.pthread_mutex_lock(&group_lock);
+        int r = group_n == 0 ? join_locked(h) : 0;
+        green__sys.pthread_mutex_unlock(&group_lock);
+        if (r != 0)
+            return NULL;
+    }
+    return h;
+}
+
+int green_hub_count(void)
+{
+    int n = green__hubs_n();
+    return n ? n : 1;
+}
+
+int green_hub_self(void)
+{
+    struct green_hub *h = green__tls_hub;
+    if (h && h->num)
+        return h->num;
+    if (green__hubs_n() == 0)
+        return 1; /* the only hub there is (it joins as 1 when a number is needed) */
+    return 0;     /* an OS thread of the program's own, not a member */
+}
+
+/* ---- the group's OS threads ---- */
+
+struct start {
+    sem_t ready;
+    int err;
+};
+
+static void *hub_main(void *arg)
+{
+    struct start *st = arg;
+    sigset_t all;
+    sigfillset(&all);
+    green__sys.pthread_sigmask(SIG_BLOCK, &all, NULL);
+    struct green_hub *h = green__loop();
+    int err = 0;
+    if (!h) {
+        err = errno ? errno : ENOMEM;
+    } else {
+        h->ext_refs++; /* it waits for work: never a deadlock */
+        green__sys.pthread_mutex_lock(&group_lock);
+        if (join_locked(h) != 0)
+            err = errno;
+        green__sys.pthread_mutex_unlock(&group_lock);
+    }
+    st->err = err;
+    green__sys.sem_post(&st->ready); /* st is gone after this */
+    if (err)
+        return NULL; /* the thread ends; its hub with it */
+    for (;;)
+        green_park(-1); /* the root waits; the hub runs what it is given */
+    return NULL;
+}
+
+static int cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0)
+            return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER; /* one start at a time */
+
+int green_hubs_start(int n)
+{
+    if (n < 0 || n > GREEN_HUBS_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (n == 0)
+        n = cpus();
+    if (n > GREEN_HUBS_MAX)
+        n = GREEN_HUBS_MAX;
+    struct green_hub *h = self_hub();
+    if (!h)
+        return -1;
+    green__sys.pthread_mutex_lock(&start_lock);
+    int err = 0;
+    while (green__hubs_n() < n) {
+        struct start st = {.err = 0};
+        green__sys.sem_init(&st.ready, 0, 0);
+        pthread_t t;
+        int e = green__sys_thread_create(&t, hub_main, &st);
+        if (e != 0) {
+            err = e == EAGAIN ? EAGAIN : e;
+            break;
+        }
+        green__sys.pthread_detach(t);
+        while (green__sys.sem_wait(&st.ready) != 0 && errno == EINTR)
+            ;
+        if (st.err) {
+            err = st.err == EMFILE || st.err == ENFILE ? EAGAIN : st.err;
+            break;
+        }
+    }
+    green__sys.pthread_mutex_unlock(&start_lock);
+    if (err && green__hubs_n() < n) {
+        errno = err;
+        return -1;
+    }
+    return green__hubs_n();
+}
+
+/* fork(): the child has no group (hub.c's atfork handler). */
+void green__hubs_fork_child(void)
+{
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    group_lock = fresh;
+    start_lock = fresh;
+    for (int i = 0; i <= GREEN_HUBS_MAX; i++)
+        group[i] = NULL;
+    group_n = 0;
+    green__nhungry = 0;
+}
+
+/* ---- placement ---- */
+
+/* Live green threads of m, and those on their way to it: the load placement compares. */
+static uint64_t load_of(struct green_hub *m)
+{
+    return __atomic_load_n(&m->alive, __ATOMIC_RELAXED) + __atomic_load_n(&m->incoming, __ATOMIC_RELAXED);
+}
+
+struct green_hub *green__place(struct green_hub *h, int hub)
+{
+    if (hub == GREEN_HUB_ANY) {
+        int n = green__hubs_n();
+        if (n <= 1)
+            return h;
+        struct green_hub *best = h->num ? h : NULL;
+        uint64_t best_load = best ? load_of(h) : UINT64_MAX;
+        int hungry = __atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0;
+        for (int i = 1; i <= n; i++) {
+            struct green_hub *m = member(i);
+            if (!m || m == h)
+                continue;
+            if (hungry && __atomic_load_n(&m->hungry, __ATOMIC_RELAXED))
+                return m; /* idle now: it wakes for this one (and stops being hungry) */
+            uint64_t l = load_of(m);
+            if (l < best_load) {
+                best = m;
+                best_load = l;
+            }
+        }
+        return best ? best : h;
+    }
+    if (hub < 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (hub == 1 && green__hubs_n() == 0)
+        return self_hub() ? h : NULL; /* the caller's hub becomes hub 1 */
+    struct green_hub *m = member(hub);
+    if (!m)
+        errno = EINVAL;
+    return m;
+}
+
+/* ---- handing green threads over ---- */
+
+void green__send(struct green_hub *h, struct green_hub *to, struct green *first, struct green *last, int n)
+{
+    h->exported = 1;
+    __atomic_add_fetch(&to->incoming, (uint64_t)n, __ATOMIC_RELAXED);
+    /* from here on they are `to`'s: g->hub is each one's last write of ours */
+    for (struct green *g = first;;) {
+        struct green *next = (struct green *)(void *)g->timer.link.next;
+        int end = g == last;
+        green__count(&h->alive, -1);
+        g->state = GS_MOVING;
+        __atomic_store_n(&g->hub, to, __ATOMIC_RELEASE);
+        if (end)
+            break;
+        g = next;
+    }
+    /* `to` reads the links only once it has taken its inbox */
+    struct green *head = __atomic_load_n(&to->inbox, __ATOMIC_RELAXED);
+    do
+        last->timer.link.next = (struct green_list *)(void *)head;
+    while (!__atomic_compare_exchange_n(&to->inbox, &head, first, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    /* as green__remote_wake: the hub looks at its inbox after announcing that it polls */
+    if (__atomic_load_n(&to->polling, __ATOMIC_SEQ_CST))
+        to->poller->ops->notify(to->poller);
+}
+
+void green__inbox_drain(struct green_hub *h)
+{
+    struct green *g = __atomic_exchange_n(&h->inbox, NULL, __ATOMIC_ACQUIRE);
+    struct green *fifo = NULL;
+    uint64_t n = 0;
+    while (g) { /* pushed as chains, newest first: reverse into arrival order */
+        struct green *next = (struct green *)(void *)g->timer.link.next;
+        g->timer.link.next = (struct green_list *)(void *)fifo;
+        fifo = g;
+        g = next;
+        n++;
+    }
+    __atomic_sub_fetch(&h->incoming, n, __ATOMIC_RELAXED);
+    while (fifo) {
+        g = fifo;
+        fifo = (struct green *)(void *)g->timer.link.next;
+        green_list_init(&g->timer.link);
+        green__count(&h->alive, 1);
+        green__count(&h->moved_in, 1);
+        if (g->flags & GF_STARTED) /* else g->fn is where the stamp would go */
+            green__stamp(h, g);
+        green__rq_push(h, g);
+    }
+}
+
+/* ---- sharing work with hungry hubs ---- */
+
+void green__hunger(struct green_hub *h, int on)
+{
+    if (on) {
+        if (!__atomic_exchange_n(&h->hungry, 1, __ATOMIC_SEQ_CST))
+            __atomic_add_fetch(&green__nhungry, 1, __ATOMIC_SEQ_CST);
+    } else {
+        int one = 1;
+        if (__atomic_compare_exchange_n(&h->hungry, &one, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+            __atomic_sub_fetch(&green__nhungry, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+/* May ready g (of h) go to another hub now? */
+static int movable(struct green_hub *h, const struct green *g)
+{
+    if (!(g->xf & GX_ANY) || (g->flags & GF_ROOT) || !(g->flags & GF_SCHED))
+        return 0;
+    if (g == h->current)
+        return 0; /* a yield queues itself before it picks: it still runs */
+    if (g->flags & GF_STARTED) {
+        if (g->flags & GF_SHARED)
+            return 0; /* its frames hold addresses of this hub's shared stack */
+        if ((g->xf & (GX_INPARK | GX_SLEEPS)) == GX_INPARK)
+            return 0; /* woken inside a blocking call that holds this hub */
+    }
+    if (g->joiner && !(g->ext && g->ext->xjoin))
+        return 0; /* a joiner of this hub waits for it (green_choose too) */
+    if (g->ext && (g->ext->held || g->ext->on_death || g->ext->local))
+        return 0; /* holds mutexes, is a group's member, or is a pthread of libgreen-patch */
+    return 1;
+}
+
+/* Claim a hungry member other than h: NULL if none is left. */
+static struct green_hub *claim_hungry(struct green_hub *h)
+{
+    int n = green__hubs_n();
+    int start = h->num > 0 ? h->num : 1;
+    for (int k = 1; k <= n; k++) {
+        struct green_hub *m = member((start + k - 1) % n + 1);
+        int one = 1;
+        if (m && m != h && __atomic_load_n(&m->hungry, __ATOMIC_RELAXED) &&
+            __atomic_compare_exchange_n(&m->hungry, &one, 0, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {
+            __atomic_sub_fetch(&green__nhungry, 1, __ATOMIC_SEQ_CST);
+            return m;
+        }
+    }
+    return NULL;
+}
+
+#define SHARE_SCAN 512 /* ready green threads looked at per share, from the back */
+
+void green__share(struct green_hub *h)
+{
+    uint64_t want = h->nready / 2;
+    if (!want)
+        return;
+    /* collect first, claim after: a hungry hub is not claimed for nothing. From the back
+     * (the last to run here), then from the front: shared-stack green threads move only
+     * before their first run, and those wait at the front once the ones that already
+     * ran come back from their sleeps */
+    struct green *first = NULL, *last = NULL;
+    int n = 0;
+    for (int pass = 0; pass < 2 && (uint64_t)n < want; pass++) {
+        int scanned = 0;
+        struct green_list *l = pass ? h->rq.next : h->rq.prev;
+        while (l != &h->rq && (uint64_t)n < want && scanned++ < SHARE_SCAN) {
+            struct green_list *step = pass ? l->next : l->prev;
+            struct green *g = green_container_of(l, struct green, timer.link);
+            if (movable(h, g)) {
+                green_list_remove(l);
+                h->nready--;
+                g->timer.link.next = (struct green_list *)(void *)first; /* newest first */
+                first = g;
+                if (!last)
+                    last = g;
+                n++;
+            }
+            l = step;
+        }
+    }
+    if (!n)
+        return;
+    struct green_hub *to = claim_hungry(h);
+    if (!to) { /* it woke meanwhile: put them back, in order */
+        for (struct green *g = first; g;) {
+            struct green *next = g == last ? NULL : (struct green *)(void *)g->timer.link.next;
+            green_list_init(&g->timer.link);
+            green__rq_push(h, g);
+            g = next;
+        }
+        return;
+    }
+    green__send(h, to, first, last, n);
+}
+
+/* ---- calls on green threads of other hubs ---- */
+
+enum { XS_POSTED, XS_ARMED, XS_DONE, XS_ABANDONED };
+
+enum { XK_JOIN, XK_SEND };
+
+struct xop {
+    struct green_remote note;      /* note.g == NULL: sent to g's hub's remote list */
+    uint8_t kind;                  /* XK_JOIN */
+    uint8_t op, state;
+    green__lock_t lock;            /* orders the end: done and woken, or abandoned */
+    int arg;
+    int ret, err;                  /* the call's outcome */
+    struct green *g;               /* whom it is about */
+    uint16_t gen;
+    struct green *caller;
+    struct green_waiter *w;        /* the caller's record: its note wakes the caller */
+    void *result;                  /* a join's */
+};
+
+/* g, dead or dying, has been joined from another hub, but still stands on its stack:
+ * its hub frees it once it is buried (detached); its handle is stale from now on, as
+ * after a join on its own hub. */
+static void stale_now(struct green *g)
+{
+    g->flags |= GF_DETACHED;
+    __atomic_store_n(&g->gen, (uint16_t)(g->gen + 1), __ATOMIC_RELEASE);
+}
+
+/* Under x->lock: the call is over; wake its caller. */
+static void xop_finish(struct xop *x, int ret, int err)
+{
+    x->ret = ret;
+    x->err = err;
+    x->state = XS_DONE;
+    green__waiter_wake(x->w, 0);
+    green__unlock(&x->lock);
+}
+
+static void xop_join(struct green_hub *h, struct xop *x)
+{
+    struct green *g = x->g;
+    if (g->ext && g->ext->xjoin)
+        green__xjoin_stale(g);
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (g->joiner && g->joiner != x->caller)) {
+        xop_finish(x, -1, EINVAL);
+        return;
+    }
+    if (g->state == GS_DEAD) {
+        x->result = g->arg;
+        green__count(&h->alive, -1);
+        green__block_free(h, g);
+        xop_finish(x, 0, 0);
+        return;
+    }
+    struct green_ext *e = green__ext(g);
+    if (!e) {
+        xop_finish(x, -1, ENOMEM);
+        return;
+    }
+    e->xjoin = x;
+    g->joiner = x->caller; /* someone joins (its identity only for the checks) */
+    x->state = XS_ARMED;
+    green__unlock(&x->lock);
+}
+
+/* A kill, detach or wake sent to g's hub: carried out there, nobody waits for it. */
+struct xsend {
+    struct green_remote note;      /* note.g == NULL, as an xop's: `kind` tells them apart */
+    uint8_t kind;                  /* XK_SEND */
+    uint8_t op;
+    uint16_t gen;
+    int arg;
+    struct green *g;
+};
+
+static void xsend_run(struct green_hub *h, struct xsend *x)
+{
+    struct green *g = x->g;
+    struct green_hub *gh = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != x->gen) {
+        free(x); /* gone meanwhile */
+        return;
+    }
+    if (gh != h) { /* it moved on: follow it */
+        green__remote_wake(gh, &x->note, 0, 0);
+        return;
+    }
+    if (g->state != GS_FREE) {
+        int saved = errno;
+        if (x->op == GREEN_XOP_KILL)
+            green__kill(h, g);
+        else if (x->op == GREEN_XOP_WAKE)
+            green__wake(h, g, x->arg);
+        else if (g == h->current && g->state == GS_DEAD) /* dying here: freed once buried */
+            g->flags |= g->joiner ? 0 : GF_DETACHED;
+        else
+            green__detach(h, g);
+        errno = saved;
+    }
+    free(x);
+}
+
+void green__xop_run(struct green_hub *h, struct green_remote *n)
+{
+    if (((struct xsend *)(void *)n)->kind == XK_SEND) {
+        xsend_run(h, (struct xsend *)(void *)n);
+        return;
+    }
+    struct xop *x = (struct xop *)(void *)n;
+    green__lock(&x->lock);
+    if (x->state == XS_ABANDONED) {
+        green__unlock(&x->lock);
+        free(x);
+        return;
+    }
+    struct green *g = x->g;
+    struct green_hub *gh = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != x->gen) {
+        xop_finish(x, -1, ESRCH);
+        return;
+    }
+    if (gh != h) { /* it moved on: follow it */
+        green__unlock(&x->lock);
+        green__remote_wake(gh, &x->note, 0, 0);
+        return;
+    }
+    if (g->state == GS_FREE) {
+        xop_finish(x, -1, ESRCH);
+        return;
+    }
+    if (g == h->current && g->state == GS_DEAD) {
+        /* it is dying right here (this drain runs in its last pick): its hub frees it
+         * once it is buried */
+        if ((g->flags & GF_DETACHED) || (g->joiner && g->joiner != x->caller)) {
+            xop_finish(x, -1, EINVAL);
+            return;
+        }
+        x->result = g->arg;
+        stale_now(g);
+        xop_finish(x, 0, 0);
+        return;
+    }
+    xop_join(h, x);
+}
+
+void green__xjoin_done(struct green_hub *h, struct green *g)
+{
+    (void)h;
+    struct xop *x = g->ext->xjoin;
+    g->ext->xjoin = NULL;
+    g->joiner = NULL;
+    green__lock(&x->lock);
+    if (x->state == XS_ABANDONED) {
+        green__unlock(&x->lock);
+        free(x);
+        return;
+    }
+    x->result = g->arg;
+    stale_now(g);
+    xop_finish(x, 0, 0);
+}
+
+void green__xjoin_stale(struct green *g)
+{
+    struct xop *x = g->ext->xjoin;
+    green__lock(&x->lock);
+    int gone = x->state == XS_ABANDONED;
+    green__unlock(&x->lock);
+    if (gone) {
+        g->ext->xjoin = NULL;
+        g->joiner = NULL;
+        free(x);
+        green__ext_trim(g);
+    }
+}
+
+int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, int arg,
+                 int64_t deadline, void **result)
+{
+    struct green_hub *to = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
+    if (op != GREEN_XOP_JOIN) {
+        if (op == GREEN_XOP_KILL && g == to->root) {
+            errno = EPERM; /* a hub's root: its first block, never anything else */
+            return -1;
+        }
+        struct xsend *x = calloc(1, sizeof *x);
+        if (!x) {
+            errno = ENOMEM;
+            return -1;
+        }
+        x->kind = XK_SEND;
+        x->op = (uint8_t)op;
+        x->arg = arg;
+        x->g = g;
+        x->gen = (uint16_t)((uintptr_t)handle >> 48);
+        green__remote_wake(to, &x->note, 0, 0);
+        return 0;
+    }
+    if (green__wait_reserve(h) != 0)
+        return -1;
+    struct xop *x = calloc(1, sizeof *x);
+    if (!x) {
+        errno = ENOMEM;
+        return -1;
+    }
+    struct green_waiter *w = green__waiter_new(h); /* reserved: cannot fail */
+    x->kind = XK_JOIN;
+    x->op = (uint8_t)op;
+    x->g = g;
+    x->gen = (uint16_t)((uintptr_t)handle >> 48);
+    x->caller = h->current;
+    x->w = w;
+    green__waiting_on(h, GW_JOIN, g);
+    w->seq = h->current->wait_seq + 1; /* the coming park: an answer before it still counts */
+    green__remote_wake(to, &x->note, 0, 0); /* not under x->lock: its notify is a syscall */
+    int r, err = 0;
+    for (;;) {
+        r = green__waiter_park(h, w, deadline, 1);
+        err = errno;
+        green__lock(&x->lock);
+        if (x->state == XS_DONE)
+            break; /* done wins, however the park ended */
+        if (r != 0) { /* gave up: the other side frees x */
+            x->state = XS_ABANDONED;
+            green__unlock(&x->lock);
+            green__waiter_free(h, w);
+            errno = err;
+            return -1;
+        }
+        w->seq = h->current->wait_seq + 1;
+        green__unlock(&x->lock);
+    }
+    green__unlock(&x->lock);
+    green__waiter_free(h, w);
+    r = x->ret;
+    err = x->err;
+    if (r == 0 && result)
+        *result = x->result;
+    free(x);
+    if (r != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}

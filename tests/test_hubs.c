@@ -1,0 +1,658 @@
+/*
+ * test_hubs.c — hubs on every core: the group (green_hubs_start, green_hub_count,
+ * green_hub_self), placement (green_attr_t.hub), the calls that cross hubs (join, kill,
+ * detach, wake), work that moves to idle hubs (both stack modes; its timers and fds
+ * afterwards), kills of green threads on their way, deadlock detection, fork().
+ *
+ * The group is process-wide and only grows, so the tests run in order: the first ones see
+ * one hub, the later ones three.
+ */
+#include "green_test.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static green_t spawn_on(int hub, green_fn fn, void *arg, int mode)
+{
+    green_attr_t a = {.stack_mode = mode, .hub = hub};
+    return green_spawn_attr(fn, arg, &a);
+}
+
+static void *where(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)green_hub_self();
+}
+
+static void *park_forever(void *arg)
+{
+    (void)arg;
+    if (green_park(-1) == 0)
+        return (void *)(intptr_t)1000; /* woken with 0 */
+    return (void *)(intptr_t)errno;
+}
+
+/* ---- one hub ---- */
+
+static void test_one_hub(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hub_count(), 1);
+    assert_int_equal(green_hub_self(), 1);
+    errno = 0;
+    assert_null(spawn_on(2, where, NULL, GREEN_STACK_DEDICATED));
+    assert_int_equal(errno, EINVAL);
+    assert_null(spawn_on(-2, where, NULL, GREEN_STACK_DEDICATED));
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(green_hubs_start(-1), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(green_hubs_start(100000), -1);
+    assert_int_equal(errno, EINVAL);
+    /* hub 1 and GREEN_HUB_ANY are this hub */
+    void *r;
+    green_t g = spawn_on(1, where, NULL, GREEN_STACK_DEDICATED);
+    assert_non_null(g);
+    assert_int_equal(green_join(g, &r, -1), 0);
+    assert_int_equal((intptr_t)r, 1);
+    g = spawn_on(GREEN_HUB_ANY, where, NULL, GREEN_STACK_SHARED);
+    assert_non_null(g);
+    assert_int_equal(green_join(g, &r, -1), 0);
+    assert_int_equal((intptr_t)r, 1);
+}
+
+/* ---- the group ---- */
+
+static void test_start_and_extend(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hubs_start(2), 2);
+    assert_int_equal(green_hub_count(), 2);
+    assert_int_equal(green_hub_self(), 1);
+    assert_int_equal(green_hubs_start(1), 2); /* never shrinks */
+    assert_int_equal(green_hubs_start(3), 3); /* extends */
+    assert_int_equal(green_hub_count(), 3);
+    assert_int_equal(green_hub_self(), 1);
+}
+
+static void test_placement(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++)
+        for (int hub = 1; hub <= 3; hub++) {
+            void *r = NULL;
+            green_t g = spawn_on(hub, where, NULL, mode);
+            assert_non_null(g);
+            assert_int_equal(green_join(g, &r, -1), 0);
+            assert_int_equal((intptr_t)r, hub);
+        }
+    errno = 0;
+    assert_null(spawn_on(4, where, NULL, GREEN_STACK_DEDICATED));
+    assert_int_equal(errno, EINVAL);
+    green_attr_t a = {.hub = 2};
+    assert_null(green_new(where, NULL, &a)); /* switched to explicitly: this hub only */
+    assert_int_equal(errno, EINVAL);
+    a.hub = 1;
+    green_t g = green_new(where, NULL, &a);
+    assert_non_null(g);
+    assert_int_equal((intptr_t)green_switch(g, NULL), 1);
+    assert_int_equal(green_destroy(g), 0);
+}
+
+/* A green thread of hub 2 that calls green_hub_self from a plain thread's view: a thread
+ * of the program's own, started after the group, is not a member. */
+static void *plain_thread(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)green_hub_self();
+}
+
+static void test_plain_thread_is_not_a_member(void **state)
+{
+    (void)state;
+    pthread_t t;
+    void *r;
+    assert_int_equal(pthread_create(&t, NULL, plain_thread, NULL), 0);
+    assert_int_equal(pthread_join(t, &r), 0);
+    assert_int_equal((intptr_t)r, 0);
+}
+
+/* A plain thread (a hub of its own, not a member) places green threads on the group's
+ * hubs and joins them there. */
+static void *plain_spawner(void *arg)
+{
+    intptr_t sum = 0;
+    for (int hub = 1; hub <= 3; hub++) {
+        green_t g = spawn_on(hub, where, NULL, hub % 2);
+        void *r = NULL;
+        if (!g || green_join(g, &r, -1) != 0)
+            sum = -1000;
+        sum += (intptr_t)r;
+    }
+    green_t g = spawn_on(GREEN_HUB_ANY, where, NULL, GREEN_STACK_DEDICATED);
+    void *r = NULL;
+    if (!g || green_join(g, &r, -1) != 0 || (intptr_t)r < 1 || (intptr_t)r > 3)
+        sum = -2;
+    __atomic_store_n((int *)arg, 1, __ATOMIC_RELEASE);
+    return (void *)sum;
+}
+
+static void test_plain_thread_places_on_the_group(void **state)
+{
+    (void)state;
+    pthread_t t;
+    void *r;
+    int done = 0;
+    assert_int_equal(pthread_create(&t, NULL, plain_spawner, &done), 0);
+    while (!__atomic_load_n(&done, __ATOMIC_ACQUIRE))
+        green_sleep(1); /* hub 1 (this thread's) must run what it is given meanwhile */
+    assert_int_equal(pthread_join(t, &r), 0);
+    assert_int_equal((intptr_t)r, 1 + 2 + 3);
+}
+
+/* ---- calls across hubs ---- */
+
+static void test_cross_hub_kill(void **state)
+{
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        green_t g = spawn_on(2, park_forever, NULL, mode);
+        assert_non_null(g);
+        green_sleep(5); /* most likely parked by now; either way the kill ends it */
+        assert_int_equal(green_kill(g), 0);
+        void *r;
+        assert_int_equal(green_join(g, &r, -1), 0);
+        assert_true((intptr_t)r == ECANCELED || r == NULL); /* NULL: killed before it ran */
+    }
+    /* the root of another hub cannot be killed; nor can a stale handle be */
+    green_t g = spawn_on(3, where, NULL, GREEN_STACK_DEDICATED);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    errno = 0;
+    assert_int_equal(green_kill(g), -1);
+    assert_int_equal(errno, ESRCH);
+}
+
+static void test_cross_hub_wake(void **state)
+{
+    (void)state;
+    green_t g = spawn_on(2, park_forever, NULL, GREEN_STACK_DEDICATED);
+    assert_non_null(g);
+    /* sent, not waited for: one that comes before the park is lost (EAGAIN there), so
+     * send again until the join sees it end */
+    void *res;
+    do
+        assert_int_equal(green_wake(g, 0), 0);
+    while (green_join(g, &res, green_after(10)) != 0 && errno == ETIMEDOUT);
+    assert_int_equal((intptr_t)res, 1000);
+    /* with an error */
+    g = spawn_on(3, park_forever, NULL, GREEN_STACK_SHARED);
+    do
+        assert_int_equal(green_wake(g, EPIPE), 0);
+    while (green_join(g, &res, green_after(10)) != 0 && errno == ETIMEDOUT);
+    assert_int_equal((intptr_t)res, EPIPE);
+    errno = 0;
+    assert_int_equal(green_wake(g, 0), -1); /* reaped: stale */
+    assert_int_equal(errno, ESRCH);
+}
+
+static int done_flag;
+
+static void *set_flag(void *arg)
+{
+    (void)arg;
+    green_sleep(2);
+    __atomic_store_n(&done_flag, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_cross_hub_detach(void **state)
+{
+    (void)state;
+    __atomic_store_n(&done_flag, 0, __ATOMIC_RELAXED);
+    green_t g = spawn_on(2, set_flag, NULL, GREEN_STACK_DEDICATED);
+    assert_non_null(g);
+    assert_int_equal(green_detach(g), 0); /* sent: carried out on hub 2 */
+    while (!__atomic_load_n(&done_flag, __ATOMIC_ACQUIRE))
+        green_sleep(1);
+    /* detached: not joinable (stale once its hub has freed it) */
+    errno = 0;
+    assert_int_equal(green_join(g, NULL, -1), -1);
+    assert_true(errno == EINVAL || errno == ESRCH);
+    /* a dead one is reaped by the detach */
+    g = spawn_on(3, where, NULL, GREEN_STACK_SHARED);
+    green_sleep(5);
+    assert_int_equal(green_detach(g), 0);
+}
+
+static void *sleeper(void *arg)
+{
+    green_sleep((int64_t)(intptr_t)arg);
+    return (void *)(intptr_t)green_hub_self();
+}
+
+static void test_cross_hub_join_deadline(void **state)
+{
+    (void)state;
+    green_t g = spawn_on(2, sleeper, (void *)(intptr_t)300, GREEN_STACK_DEDICATED);
+    errno = 0;
+    assert_int_equal(green_join(g, NULL, green_after(5)), -1);
+    assert_int_equal(errno, ETIMEDOUT);
+    /* nothing lost: the join that gave up left it to join again */
+    void *r;
+    assert_int_equal(green_join(g, &r, -1), 0);
+    assert_int_equal((intptr_t)r, 2);
+}
+
+/* Two joiners, one each side: the second gets EINVAL. */
+static void *join_it(void *arg)
+{
+    green_t g = arg;
+    if (green_join(g, NULL, -1) != 0)
+        return (void *)(intptr_t)errno;
+    return NULL;
+}
+
+static void test_cross_hub_second_joiner(void **state)
+{
+    (void)state;
+    green_t g = spawn_on(2, sleeper, (void *)(intptr_t)200, GREEN_STACK_DEDICATED);
+    green_t j = spawn_on(3, join_it, g, GREEN_STACK_DEDICATED);
+    green_sleep(50);
+    errno = 0;
+    assert_int_equal(green_join(g, NULL, -1), -1);
+    assert_int_equal(errno, EINVAL);
+    void *r;
+    assert_int_equal(green_join(j, &r, -1), 0);
+    assert_null(r);
+}
+
+static void *join_self(void *arg)
+{
+    (void)arg;
+    green_yield();
+    if (green_join(green_current(), NULL, -1) == 0)
+        return NULL;
+    return (void *)(intptr_t)errno;
+}
+
+static void test_self_join(void **state)
+{
+    (void)state;
+    for (int hub = 2; hub <= 3; hub++) {
+        void *r;
+        green_t g = spawn_on(hub, join_self, NULL, GREEN_STACK_DEDICATED);
+        assert_int_equal(green_join(g, &r, -1), 0);
+        assert_int_equal((intptr_t)r, EDEADLK);
+    }
+    void *r;
+    green_t g = spawn_on(GREEN_HUB_ANY, join_self, NULL, GREEN_STACK_SHARED);
+    assert_int_equal(green_join(g, &r, -1), 0);
+    assert_int_equal((intptr_t)r, EDEADLK);
+}
+
+/* ---- an fd closed on one hub, its number reused, waited for on another ---- */
+
+static int pipe_fds[2];
+
+static void *read_one(void *arg)
+{
+    (void)arg;
+    char c;
+    ssize_t n = green_read(pipe_fds[0], &c, 1, green_after(20000));
+    return (void *)(intptr_t)(n == 1 ? c : -1);
+}
+
+static void *write_one(void *arg)
+{
+    green_sleep(5);
+    char c = (char)(intptr_t)arg;
+    return (void *)(intptr_t)green_write(pipe_fds[1], &c, 1, -1);
+}
+
+static void *close_both(void *arg)
+{
+    (void)arg;
+    green_close(pipe_fds[0]);
+    green_close(pipe_fds[1]);
+    return NULL;
+}
+
+static void test_fd_closed_on_another_hub(void **state)
+{
+    (void)state;
+    void *r;
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(pipe2(pipe_fds, O_CLOEXEC), 0);
+        green_t rd = spawn_on(2, read_one, NULL, GREEN_STACK_DEDICATED);
+        green_t wr = spawn_on(3, write_one, (void *)(intptr_t)('a' + round), GREEN_STACK_DEDICATED);
+        assert_int_equal(green_join(rd, &r, -1), 0);
+        assert_int_equal((intptr_t)r, 'a' + round); /* hub 2 waited on the fd: registered */
+        assert_int_equal(green_join(wr, NULL, -1), 0);
+        green_t cl = spawn_on(3, close_both, NULL, GREEN_STACK_DEDICATED); /* closed on hub 3 */
+        assert_int_equal(green_join(cl, NULL, -1), 0);
+    } /* the second round's pipe has the first one's numbers, most likely */
+}
+
+/* ---- deadlocks are still seen ---- */
+
+static void test_deadlock_still_detected(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_int_equal(green_park(-1), -1); /* nothing could ever wake the root */
+    assert_int_equal(errno, EDEADLK);
+    green_t g = green_spawn(park_forever, NULL);
+    errno = 0;
+    assert_int_equal(green_join(g, NULL, -1), -1);
+    assert_int_equal(errno, EDEADLK);
+    green_kill(g);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+}
+
+/* ---- work that moves ---- */
+
+#define TASKS (600 / (GREEN_TEST_SCALE > 10 ? 4 : 1))
+#define ROUNDS 30
+
+static int moved;       /* tasks that ran on more than one hub */
+static int io_ok;       /* of those, the ones whose sleep and pipe read worked after it */
+static int cancelled;   /* tasks that saw ECANCELED */
+
+static void spin(int n)
+{
+    volatile unsigned x = 0;
+    for (int i = 0; i < n; i++)
+        x += (unsigned)i;
+}
+
+static void *writer(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    green_sleep(1);
+    char c = 'x';
+    green_write(fd, &c, 1, -1);
+    return NULL;
+}
+
+static void *task(void *arg)
+{
+    int kill_test = arg != NULL;
+    int first = green_hub_self(), seen_other = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        spin(20000);
+        if (green_hub_self() != first)
+            seen_other = 1;
+        if (green_yield() != 0) {
+            __atomic_add_fetch(&cancelled, 1, __ATOMIC_RELAXED);
+            return (void *)(intptr_t)errno;
+        }
+        if (kill_test && green_sleep(1) != 0) {
+            __atomic_add_fetch(&cancelled, 1, __ATOMIC_RELAXED);
+            return (void *)(intptr_t)errno;
+        }
+    }
+    if (green_hub_self() != first)
+        seen_other = 1;
+    if (!seen_other || kill_test)
+        return NULL;
+    __atomic_add_fetch(&moved, 1, __ATOMIC_RELAXED);
+    /* timers and fds on the hub it is on now */
+    if (green_sleep(2) != 0)
+        return NULL;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return NULL;
+    green_t w = green_spawn(writer, (void *)(intptr_t)p[1]); /* this hub: stays */
+    char c = 0;
+    ssize_t n = green_read(p[0], &c, 1, green_after(10000));
+    green_join(w, NULL, -1);
+    green_close(p[0]);
+    green_close(p[1]);
+    if (n == 1 && c == 'x')
+        __atomic_add_fetch(&io_ok, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static green_event_t hold;
+
+static void *hold_hub(void *arg)
+{
+    (void)arg;
+    green_event_wait(&hold, -1);
+    return NULL;
+}
+
+/* Load hubs 2 and 3 with waiting green threads, so that GREEN_HUB_ANY places most on
+ * hub 1 (an idle hub gets what is spawned while it is idle); `moved` counts the green
+ * threads seen on two hubs while running: moves after yields. (hubs_skew, below, has no
+ * placement at all: the group starts after the spawns.) */
+static void stealing(int mode)
+{
+    green_event_init(&hold);
+    enum { HOLDERS = 2 * TASKS };
+    green_t *holders = calloc(2 * HOLDERS, sizeof *holders);
+    assert_non_null(holders);
+    for (int i = 0; i < 2 * HOLDERS; i++)
+        assert_non_null(holders[i] = spawn_on(2 + i % 2, hold_hub, NULL, GREEN_STACK_SHARED));
+    green_sleep(20);
+    __atomic_store_n(&moved, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&io_ok, 0, __ATOMIC_RELAXED);
+    green_t *t = calloc(TASKS, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < TASKS; i++)
+        assert_non_null(t[i] = spawn_on(GREEN_HUB_ANY, task, NULL, mode));
+    assert_int_equal(green_joinall(t, TASKS, -1), 0);
+    green_event_set(&hold);
+    assert_int_equal(green_joinall(holders, 2 * HOLDERS, -1), 0);
+    green_event_destroy(&hold);
+    free(t);
+    free(holders);
+    if (mode == GREEN_STACK_DEDICATED) {
+        print_message("moved %d of %d (io after the move ok: %d)\n", moved, TASKS, io_ok);
+        assert_true(moved > 0);
+        assert_int_equal(io_ok, moved);
+    }
+}
+
+static void test_stealing_dedicated(void **state)
+{
+    (void)state;
+    stealing(GREEN_STACK_DEDICATED);
+}
+
+/* Shared-stack green threads move only before they first run: count where they start
+ * (placed on an idle hub, or moved before their first run). */
+static int started_elsewhere;
+
+static void *shared_task(void *arg)
+{
+    (void)arg;
+    if (green_hub_self() != 1)
+        __atomic_add_fetch(&started_elsewhere, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < ROUNDS; i++) {
+        spin(20000);
+        green_yield();
+    }
+    return NULL;
+}
+
+static void test_stealing_shared(void **state)
+{
+    (void)state;
+    green_event_init(&hold);
+    enum { HOLDERS = 2 * TASKS };
+    green_t *holders = calloc(2 * HOLDERS, sizeof *holders);
+    assert_non_null(holders);
+    for (int i = 0; i < 2 * HOLDERS; i++)
+        assert_non_null(holders[i] = spawn_on(2 + i % 2, hold_hub, NULL, GREEN_STACK_DEDICATED));
+    green_sleep(20);
+    __atomic_store_n(&started_elsewhere, 0, __ATOMIC_RELAXED);
+    green_t *t = calloc(TASKS, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < TASKS; i++)
+        assert_non_null(t[i] = spawn_on(GREEN_HUB_ANY, shared_task, NULL, GREEN_STACK_SHARED));
+    assert_int_equal(green_joinall(t, TASKS, -1), 0);
+    green_event_set(&hold);
+    assert_int_equal(green_joinall(holders, 2 * HOLDERS, -1), 0);
+    green_event_destroy(&hold);
+    free(t);
+    free(holders);
+    print_message("shared-stack tasks started off hub 1: %d of %d\n", started_elsewhere, TASKS);
+    assert_true(started_elsewhere > 0);
+}
+
+/* Killed at any point, moving included: each ends with ECANCELED at a blocking call, or
+ * never runs (NULL). */
+static void test_killed_while_moving(void **state)
+{
+    (void)state;
+    __atomic_store_n(&cancelled, 0, __ATOMIC_RELAXED);
+    green_t *t = calloc(TASKS, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < TASKS; i++)
+        assert_non_null(t[i] = spawn_on(GREEN_HUB_ANY, task, (void *)1, i % 2));
+    for (int i = 0; i < TASKS; i++) {
+        if (i % 16 == 0)
+            green_sleep(1);
+        assert_int_equal(green_kill(t[i]), 0);
+    }
+    for (int i = 0; i < TASKS; i++) {
+        void *r = (void *)1;
+        assert_int_equal(green_join(t[i], &r, -1), 0);
+        assert_true(r == NULL || (intptr_t)r == ECANCELED);
+    }
+    free(t);
+}
+
+/* Idle hubs sleep in their poller: each of the group's threads is asleep ('S'). */
+static void test_idle_hubs_sleep(void **state)
+{
+    (void)state;
+    int ok = 0;
+    for (int attempt = 0; attempt < 50 && !ok; attempt++) {
+        green_sleep(20);
+        int running = 0;
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        struct dirent *e;
+        pid_t me = (pid_t)syscall(SYS_gettid);
+        while ((e = readdir(d))) {
+            int tid = atoi(e->d_name);
+            if (tid <= 0 || tid == me)
+                continue;
+            char path[64], buf[512];
+            snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = 0;
+            char *p = strrchr(buf, ')');
+            if (p && p[1] == ' ' && p[2] == 'R')
+                running++;
+        }
+        closedir(d);
+        ok = running == 0;
+    }
+    assert_true(ok);
+}
+
+/* ---- fork ---- */
+
+static void test_fork_child_has_one_hub(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int ok = green_hub_count() == 1 && green_hub_self() == 1;
+        green_attr_t a = {.hub = 2};
+        ok = ok && green_spawn_attr(where, NULL, &a) == NULL && errno == EINVAL;
+        if (!UNDER_TSAN) { /* TSan cannot start threads in a multi-threaded fork's child */
+            ok = ok && green_hubs_start(2) == 2;
+            a.hub = 2;
+            green_t g = green_spawn_attr(where, NULL, &a);
+            void *r = NULL;
+            ok = ok && g && green_join(g, &r, -1) == 0 && (intptr_t)r == 2;
+        }
+        _exit(ok ? 0 : 1);
+    }
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- skew: everything spawned on one hub before the others exist ----
+ * (run as its own process, `test_hubs skew`: the group must not exist yet) */
+
+static int skew_started_elsewhere[2], skew_moved[2];
+
+static void *skew_task(void *arg)
+{
+    int mode = (int)(intptr_t)arg, first = green_hub_self(), moved = 0;
+    if (first != 1)
+        __atomic_add_fetch(&skew_started_elsewhere[mode], 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < ROUNDS; i++) {
+        spin(20000);
+        green_yield();
+        if (green_hub_self() != first)
+            moved = 1;
+    }
+    if (moved)
+        __atomic_add_fetch(&skew_moved[mode], 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+static void test_skew_only_moves_spread_work(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hub_count(), 1);
+    green_t *t = calloc(2 * TASKS, sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < 2 * TASKS; i++) /* the group has one hub: all of them here */
+        assert_non_null(t[i] = spawn_on(GREEN_HUB_ANY, skew_task, (void *)(intptr_t)(i % 2), i % 2));
+    assert_int_equal(green_hubs_start(2), 2); /* hub 2 has nothing: it can only be given */
+    assert_int_equal(green_joinall(t, 2 * TASKS, -1), 0);
+    free(t);
+    print_message("dedicated: started on hub 2 %d, moved while running %d; shared: started on "
+                  "hub 2 %d, moved while running %d (of %d each)\n",
+                  skew_started_elsewhere[0], skew_moved[0], skew_started_elsewhere[1],
+                  skew_moved[1], TASKS);
+    assert_true(skew_started_elsewhere[0] + skew_moved[0] > 0);
+    assert_true(skew_started_elsewhere[1] > 0);
+    assert_int_equal(skew_moved[1], 0); /* a shared-stack one never moves once it ran */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "skew") == 0) {
+        const struct CMUnitTest skew[] = {
+            cmocka_unit_test(test_skew_only_moves_spread_work),
+        };
+        return cmocka_run_group_tests(skew, NULL, NULL);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_hub),
+        cmocka_unit_test(test_start_and_extend),
+        cmocka_unit_test(test_placement),
+        cmocka_unit_test(test_plain_thread_is_not_a_member),
+        cmocka_unit_test(test_plain_thread_places_on_the_group),
+        cmocka_unit_test(test_cross_hub_kill),
+        cmocka_unit_test(test_cross_hub_wake),
+        cmocka_unit_test(test_cross_hub_detach),
+        cmocka_unit_test(test_cross_hub_join_deadline),
+        cmocka_unit_test(test_cross_hub_second_joiner),
+        cmocka_unit_test(test_self_join),
+        cmocka_unit_test(test_fd_closed_on_another_hub),
+        cmocka_unit_test(test_deadlock_still_detected),
+        cmocka_unit_test(test_stealing_dedicated),
+        cmocka_unit_test(test_stealing_shared),
+        cmocka_unit_test(test_killed_while_moving),
+        cmocka_unit_test(test_idle_hubs_sleep),
+        cmocka_unit_test(test_fork_child_has_one_hub),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
