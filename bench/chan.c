@@ -44,8 +44,8 @@ struct result {
     long iters;     /* mutex: lock/unlock loops of both green threads */
 };
 
-static const green_attr_t dedicated = {0, GREEN_STACK_DEDICATED, NULL};
-static const green_attr_t shared = {0, GREEN_STACK_SHARED, NULL};
+static const green_attr_t dedicated = {.stack_mode = GREEN_STACK_DEDICATED};
+static const green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
 
 static void die(const char *what)
 {

@@ -21,8 +21,8 @@
 
 static void *empty(void *arg) { return arg; }
 
-static const green_attr_t dedicated = {0, GREEN_STACK_DEDICATED, NULL};
-static const green_attr_t shared = {0, GREEN_STACK_SHARED, NULL};
+static const green_attr_t dedicated = {.stack_mode = GREEN_STACK_DEDICATED};
+static const green_attr_t shared = {.stack_mode = GREEN_STACK_SHARED};
 
 static void die(const char *what)
 {

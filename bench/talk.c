@@ -184,7 +184,7 @@ int main(int argc, char **argv)
         return pagefloor(bench_parse_count(argv[2]));
     if (argc != 4)
         goto usage;
-    green_attr_t attr = {0, GREEN_STACK_DEDICATED, NULL};
+    green_attr_t attr = {.stack_mode = GREEN_STACK_DEDICATED};
     if (strcmp(argv[2], "shared") == 0)
         attr.stack_mode = GREEN_STACK_SHARED;
     else if (strcmp(argv[2], "dedicated") != 0)
