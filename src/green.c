@@ -44,7 +44,7 @@ struct block_chunk {
 static pthread_mutex_t orphans_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct block_chunk *orphans;
 #define BLOCKS_PER_CHUNK 4096
-#define BLOCKS_PER_CARVE 64   /* handed to the free list at a time: 7 KiB, 15 KiB shared */
+#define BLOCKS_PER_CARVE 64   /* the first batch handed to the free list: 7 KiB, 15 KiB shared */
 
 /* For dump.c's walk over a hub's green threads. */
 struct block_chunk *green__chunk_next(const struct block_chunk *c) { return c->next; }
@@ -58,8 +58,8 @@ size_t green__chunk_count(const struct block_chunk *c) { return __atomic_load_n(
 /* ---- control blocks ---- */
 
 /* Blocks come in chunks mapped straight from the kernel: already zero, no memset. A
- * chunk is carved BLOCKS_PER_CARVE blocks at a time, so a hub that runs a few green
- * threads touches a few pages, not the chunk (448 KiB; 960 KiB of shared-mode blocks).
+ * chunk is carved BLOCKS_PER_CARVE blocks first, then doubling, so a hub that runs a few
+ * green threads touches a few pages, not the chunk (448 KiB; 960 KiB of shared-mode blocks).
  * A hub's first chunk of a kind is faulted in page by page as it is carved; once a hub
  * has needed more, its next chunks are mapped populated (one mmap call faulting the
  * pages in costs less than a fault per page). */
@@ -124,7 +124,9 @@ static int blocks_refill(struct green_hub *h, int shared)
         if (node->carved)
             return 0;
     }
-    unsigned to = node->carved + BLOCKS_PER_CARVE;
+    /* 64, then as many as carved so far: a hub that needs many blocks gets them in a few
+     * steps early on, not a page at a time as its peak creeps up */
+    unsigned to = node->carved + (node->carved > BLOCKS_PER_CARVE ? node->carved : BLOCKS_PER_CARVE);
     if (to > BLOCKS_PER_CHUNK)
         to = BLOCKS_PER_CHUNK;
     blocks_push(h, node, node->carved, to);
