@@ -7,7 +7,8 @@
 #   make soak    httpd's and echo's handlers under 10,000 connections for SOAK_SECONDS
 #                (default 1800): answers, fds, green threads, RSS slope (docs/testing.md)
 #   make chaos   random kills and deadlines over a workload for CHAOS_SECONDS (default
-#                600), invariants checked at the end; CHAOS_SEED replays a seed
+#                600), invariants checked at the end; CHAOS_SEED replays a seed,
+#                CHAOS_HUBS=N runs it over N hubs
 # Each installs the Debian packages it needs when they are missing. And:
 #   make install [PREFIX=/usr/local] [DESTDIR=]   Release build, installed (docs/install.md)
 
@@ -160,13 +161,15 @@ soak:
 	build/tests/soak_load build/tests/soak_server $(SOAK_SECONDS) $(SOAK_CONNS) $(SOAK_WARMUP) $(SOAK_SLOPE)
 
 # Chaos (tests/chaos/chaos.c, docs/testing.md) for CHAOS_SECONDS; `make test` runs 20 s
-# of it (ctest label chaos). CHAOS_SEED=N replays a seed.
+# of it (ctest label chaos), on one hub and on two. CHAOS_SEED=N replays a seed;
+# CHAOS_HUBS=N (default 1) runs the workload over N hubs.
 CHAOS_SECONDS ?= 600
+CHAOS_HUBS ?= 1
 chaos:
 	$(call apt_install,cmake gcc make pkg-config libcmocka-dev liburing-dev)
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
 	cmake --build build -j$(JOBS) --target chaos
-	CHAOS_SECONDS=$(CHAOS_SECONDS) build/tests/chaos
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_HUBS=$(CHAOS_HUBS) build/tests/chaos
 
 # libFuzzer harnesses (tests/fuzz/), each for FUZZ_SECONDS (default 600) on its corpus,
 # under ASan+UBSan; `make test` replays the committed corpora once.

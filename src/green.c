@@ -473,11 +473,15 @@ void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
     green__count(&h->switches, 1);
     int on_shared = (from_flags & GF_SHARED) && !(from_flags & GF_ROOT);
     int needs_copy = (to->flags & GF_SHARED) && h->shared.owner != to;
-    if (dying && !GREEN_SANITIZE_FIBERS && !on_shared) {
+    if (dying && !GREEN_SANITIZE_FIBERS && !on_shared &&
+        ((from_flags & GF_ROOT) || !from->s.stack || green__stack_home(h, from->s.stack))) {
         /* A dead green thread on a dedicated stack gives the stack back before it
          * leaves: the pool only links it, nothing reuses it before the swap below, and
          * that saves the trip through the relay. (Sanitizers must first be told the
-         * fiber is gone, so they take the relay.) */
+         * fiber is gone, so they take the relay.) Not a stack of another hub's pool (a
+         * green thread that moved here): released, it goes home at once, where that
+         * hub may hand it out and write a new context on it while this thread still
+         * stands on it (shared_take, the swap) — such a death takes the relay. */
         h->dying = from;
         bury(h, 0);
         if (needs_copy)

@@ -586,6 +586,7 @@ void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size)
 }
 
 int green__stack_guarded(const struct green_stack *s) { return s->guarded; }
+int green__stack_home(const struct green_hub *h, const struct green_stack *s) { return s->pool->hub == h; }
 
 /* How deep s has been used: from its top down to the lowest non-zero word. Pages never
  * touched (not resident) are skipped without reading them. A pooled stack keeps what

@@ -35,6 +35,9 @@ void *green__stack_top(const struct green_stack *s);
 void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size);
 void green__stack_check(const struct green *g);                /* canary + sp limit */
 int green__stack_guarded(const struct green_stack *s);
+/* s belongs to h's pool: released there, it is only linked and reused by h's thread alone
+ * (another hub's goes home at once, to a list its hub may take from at any moment). */
+int green__stack_home(const struct green_hub *h, const struct green_stack *s);
 size_t green__default_stack_size(void);
 size_t green__page_size(void);      /* the kernel's, which stacks and guards are made of */
 /* Tests: behave as on a kernel with pages at least this big (set before the first stack;

@@ -526,6 +526,66 @@ static void test_killed_while_moving(void **state)
     free(t);
 }
 
+/* A green thread whose dedicated stack hub 1's pool made (spawned from hub 1 onto hub 2)
+ * dies on hub 2 while hub 1 keeps running new green threads on the stacks its pool hands
+ * out. The dead one's stack must go home only once nothing stands on it: it used to go
+ * home in the dying thread's last switch, before that switch's own frames (a copy onto
+ * hub 2's shared stack, the swap) were done with it, and hub 1 could run a new green
+ * thread over them (found by CHAOS_HUBS=2: a return address overwritten, SIGSEGV). Two
+ * shared-stack green threads on hub 2 with deep frames make most deaths copy first. */
+static int foreign_stop;
+
+static void *foreign_nothing(void *arg)
+{
+    return arg;
+}
+
+static void *deep_yielder(void *arg)
+{
+    (void)arg;
+    volatile char frame[65536];
+    for (size_t i = 0; i < sizeof frame; i += 64)
+        frame[i] = (char)(i >> 6);
+    while (!__atomic_load_n(&foreign_stop, __ATOMIC_RELAXED))
+        green_yield();
+    return (void *)(intptr_t)frame[64];
+}
+
+static void *scribble(void *arg)
+{
+    volatile char frame[8192];
+    for (size_t i = 0; i < sizeof frame; i++)
+        frame[i] = (char)i;
+    return arg;
+}
+
+static void test_foreign_stack_death(void **state)
+{
+    (void)state;
+    __atomic_store_n(&foreign_stop, 0, __ATOMIC_RELAXED);
+    green_t y[2];
+    for (int i = 0; i < 2; i++)
+        assert_non_null(y[i] = spawn_on(2, deep_yielder, NULL, GREEN_STACK_SHARED));
+    for (long i = 0; i < 20000L / GREEN_TEST_SCALE; i++) {
+        green_t g = spawn_on(2, foreign_nothing, NULL, GREEN_STACK_DEDICATED);
+        assert_non_null(g);
+        assert_int_equal(green_detach(g), 0);
+        for (int j = 0; j < 32; j++) { /* each takes the stack that came home last, if any */
+            void *r = NULL;
+            green_t l = spawn_on(0, scribble, (void *)(intptr_t)j, GREEN_STACK_DEDICATED);
+            assert_non_null(l);
+            assert_int_equal(green_join(l, &r, -1), 0);
+            assert_int_equal((intptr_t)r, j);
+        }
+    }
+    __atomic_store_n(&foreign_stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < 2; i++) {
+        void *r = NULL;
+        assert_int_equal(green_join(y[i], &r, -1), 0);
+        assert_int_equal((intptr_t)r, 1);
+    }
+}
+
 /* Idle hubs sleep in their poller: each of the group's threads is asleep ('S'). */
 static void test_idle_hubs_sleep(void **state)
 {
@@ -651,6 +711,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stealing_dedicated),
         cmocka_unit_test(test_stealing_shared),
         cmocka_unit_test(test_killed_while_moving),
+        cmocka_unit_test(test_foreign_stack_death),
         cmocka_unit_test(test_idle_hubs_sleep),
         cmocka_unit_test(test_fork_child_has_one_hub),
     };
