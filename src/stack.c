@@ -512,6 +512,11 @@ static void stack_put(struct green_stack *s)
          * threads each touch a deep frame once would otherwise hold all those pages in
          * the pool. One madvise per release of such a stack, none for default sizes. */
         char *keep = s->hi - GREEN_STACK_KEEP;
+        /* a dying green thread may release its stack while its last frames are still on
+         * it (green__switch_slow's fast path): never below where this call stands */
+        char *here = (char *)__builtin_frame_address(0) - 4096;
+        if (here >= s->lo && here < keep)
+            keep = here;
         madvise(s->lo, (size_t)(keep - s->lo) & ~(page_size - 1), MADV_DONTNEED);
         if (s->dirty && s->dirty < keep)
             s->dirty = keep;
