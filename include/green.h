@@ -196,6 +196,9 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * green_yield, green_sleep or green_sleep_until (never while it runs, never inside any
  * other blocking call). A dedicated stack moves with it as is; a shared-stack one moves
  * only before it first runs (its frames hold the addresses of its hub's shared stack).
+ * On other architectures than x86-64 every green thread moves only before it first runs
+ * (their compilers keep the thread pointer in a register across calls, so code that read
+ * a thread-local before a switch would read the old OS thread's after it).
  * Its fds, timers and waits work on whichever hub it is on.
  *
  * THE RULE of GREEN_HUB_ANY: after a green_yield or a sleep, the caller may be on another

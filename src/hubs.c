@@ -339,6 +339,17 @@ void green__hunger(struct green_hub *h, int on)
     }
 }
 
+/* Whether a green thread that has run may move. On x86-64 every thread-local access
+ * reads %fs, the OS thread's own; elsewhere (aarch64: tpidr_el0) the compiler keeps the
+ * thread pointer in a register across calls, so a function of libgreen's (or the
+ * program's) that read a thread-local before a switch would read the old OS thread's
+ * after it: there, green threads move only before they first run (placement included). */
+#if defined(__x86_64__)
+#define GREEN_MOVE_STARTED 1
+#else
+#define GREEN_MOVE_STARTED 0
+#endif
+
 /* May ready g (of h) go to another hub now? */
 static int movable(struct green_hub *h, const struct green *g)
 {
@@ -347,8 +358,9 @@ static int movable(struct green_hub *h, const struct green *g)
     if (g == h->current)
         return 0; /* a yield queues itself before it picks: it still runs */
     if (g->flags & GF_STARTED) {
-        if (g->flags & GF_SHARED)
-            return 0; /* its frames hold addresses of this hub's shared stack */
+        if (!GREEN_MOVE_STARTED || (g->flags & GF_SHARED))
+            return 0; /* its frames hold addresses of this hub's shared stack (or of
+                       * this OS thread's thread-locals: see GREEN_MOVE_STARTED) */
         if ((g->xf & (GX_INPARK | GX_SLEEPS)) == GX_INPARK)
             return 0; /* woken inside a blocking call that holds this hub */
     }

@@ -7,6 +7,9 @@
  * The group is process-wide and only grows, so the tests run in order: the first ones see
  * one hub, the later ones three.
  */
+#ifndef GREEN_TEST_EMULATED
+#define GREEN_TEST_EMULATED 0 /* set by the build under qemu-user */
+#endif
 #include "green_test.h"
 
 #include <fcntl.h>
@@ -451,7 +454,11 @@ static void stealing(int mode)
     free(holders);
     if (mode == GREEN_STACK_DEDICATED) {
         print_message("moved %d of %d (io after the move ok: %d)\n", moved, TASKS, io_ok);
+#if defined(__x86_64__)
         assert_true(moved > 0);
+#else
+        assert_int_equal(moved, 0); /* elsewhere a green thread moves only before it runs */
+#endif
         assert_int_equal(io_ok, moved);
     }
 }
@@ -625,6 +632,9 @@ static void test_idle_hubs_sleep(void **state)
 static void test_fork_child_has_one_hub(void **state)
 {
     (void)state;
+#if GREEN_TEST_EMULATED
+    skip(); /* qemu-user cannot fork a process with several threads (its own assertion fails) */
+#endif
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -682,6 +692,9 @@ static void test_skew_only_moves_spread_work(void **state)
                   skew_started_elsewhere[0], skew_moved[0], skew_started_elsewhere[1],
                   skew_moved[1], TASKS);
     assert_true(skew_started_elsewhere[0] + skew_moved[0] > 0);
+#if !defined(__x86_64__)
+    assert_int_equal(skew_moved[0], 0); /* a green thread moves only before it runs there */
+#endif
     assert_true(skew_started_elsewhere[1] > 0);
     assert_int_equal(skew_moved[1], 0); /* a shared-stack one never moves once it ran */
 }
