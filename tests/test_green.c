@@ -350,13 +350,16 @@ static size_t resident_pages(uintptr_t lo, uintptr_t hi)
 static void *one_block(void *arg)
 {
     (void)arg;
-    green_t g = green_new(ret_arg, NULL, NULL);
+    green_t g = green_new(ret_arg, NULL, NULL), g2 = green_new(ret_arg, NULL, NULL);
     assert_non_null(g);
-    uintptr_t p = (uintptr_t)g & ((((uintptr_t)1) << 48) - 1);
-    /* beyond the first batch of blocks (64 of them: 7 KiB, ~70 KiB with the ucontext
-     * backend's bigger blocks), within the chunk (448 KiB at the least) */
-    size_t n = resident_pages(p + 256 * 1024, p + 400 * 1024);
+    assert_non_null(g2);
+    uintptr_t mask = (((uintptr_t)1) << 48) - 1, p = (uintptr_t)g & mask;
+    uintptr_t bsize = ((uintptr_t)g2 & mask) - p; /* handed out lowest address first */
+    assert_true(bsize >= 64 && bsize < 65536);
+    /* beyond the first batch of 64 blocks, well within the chunk of 4,096 */
+    size_t n = resident_pages(p + 66 * bsize + 4096, p + 2000 * bsize);
     assert_int_equal(green_destroy(g), 0);
+    assert_int_equal(green_destroy(g2), 0);
     return (void *)n;
 }
 
