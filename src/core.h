@@ -162,7 +162,9 @@ struct green {
         void *saved;               /* shared mode: copy of the used stack, or NULL */
     } s;
     struct green_ext *ext;         /* rarely needed state (name, timeouts), on first use */
-    struct green *joiner;          /* green thread waiting in green_join for us */
+    struct green *joiner;          /* green thread waiting in green_join for us; dead:
+                                    * open to joiners of other hubs (hubs.c). Read and
+                                    * written only through green__joiner/_set_joiner */
     uint64_t id;
     uint32_t size;                 /* shared: bytes in s.saved; dedicated: stack size asked */
     uint16_t gen;                  /* generation, also in the handle's top 16 bits */
@@ -192,6 +194,34 @@ static inline const char *green__name(const struct green *g)
     if (g->ext && g->ext->name)
         return g->ext->name;
     return (g->flags & GF_ROOT) ? "root" : "";
+}
+
+/* g->joiner: a joiner of another hub may claim a dead g by a compare-and-swap on it
+ * (hubs.c, "Joins of the dead"), so every access is atomic (relaxed: plain moves). */
+static inline struct green *green__joiner(const struct green *g)
+{
+    return __atomic_load_n(&g->joiner, __ATOMIC_RELAXED);
+}
+static inline void green__set_joiner(struct green *g, struct green *j)
+{
+    __atomic_store_n(&g->joiner, j, __ATOMIC_RELAXED);
+}
+
+/* g->joiner of a dead green thread open to joiners of other hubs holds a token (low bit
+ * set, never a block's address) naming its generation; GREEN_ZTAKEN once one took it. */
+#define GREEN_ZTAKEN ((struct green *)(uintptr_t)0x3)
+/* On g's hub, before it consumes dead g itself: 0 (it may), or -1 + ESRCH (a joiner of
+ * another hub took it). Nothing but a load for a green thread that is not open. */
+static inline int green__zombie_keep(struct green *g)
+{
+    struct green *j = green__joiner(g);
+    if (GREEN_LIKELY(!((uintptr_t)j & 1)))
+        return 0;
+    if (j != GREEN_ZTAKEN &&
+        __atomic_compare_exchange_n(&g->joiner, &j, NULL, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        return 0;
+    errno = ESRCH;
+    return -1;
 }
 
 /* The shared stack of a hub and who currently occupies it (stack.c). */
@@ -266,6 +296,8 @@ struct green_hub {
     uint64_t incoming;             /* green threads on their way to it (atomic) */
     struct green *inbox;           /* green threads handed to it (lock-free stack
                                     * through timer.link.next) */
+    struct green *reaped;          /* its dead green threads joined from other hubs, to
+                                    * free (lock-free stack through timer.link.next) */
     struct green_stack *stacks_back; /* its stacks freed on other hubs (stack.c) */
     uint64_t moved_in;             /* green threads that arrived from another hub */
 

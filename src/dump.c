@@ -191,7 +191,7 @@ static void describe_wait(struct green_out *o, struct green_hub *h, struct green
         break;
     case GW_JOIN: {
         const struct green *t = g->arg;
-        if (t && t->state != GS_FREE && t->joiner == g)
+        if (t && t->state != GS_FREE && green__joiner(t) == g)
             green__outf(o, " green=%llu", (unsigned long long)t->id);
         break;
     }

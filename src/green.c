@@ -541,7 +541,7 @@ void green__finish(struct green_hub *h, struct green *g, void *result)
     green__stamp(h, g);
     if (g->flags & GF_SHARED)
         h->shared.owner = NULL;
-    if (g->joiner && h->join_hook && !(g->flags & GF_SCHED))
+    if (green__joiner(g) && h->join_hook && !(g->flags & GF_SCHED))
         h->join_hook(h, g);
     if ((g->flags & GF_SCHED) && h->exit_hook)
         h->exit_hook(h, g); /* does not return */
@@ -813,6 +813,8 @@ int green_destroy(green_t handle)
         errno = EBUSY;
         return -1;
     }
+    if (green__zombie_keep(g) != 0)
+        return -1; /* joined from another hub already */
     if (g->state == GS_SUSPENDED) {
         if (green__shared_spare_ready(h) != 0)
             return -1; /* ENOMEM */

@@ -42,8 +42,22 @@
  * that is still running registers the record in g's extension (xjoin); g's death hands
  * the result over and makes g detached, so that its own hub frees it.
  *
+ * Joins of the dead. Most joins across hubs come after the end (a main that joins all it
+ * spawned): a record and a round trip each — two wake-ups of sleeping hubs, ~40 µs —
+ * made a join cost more than the green thread's life (the talk's Prog 1 on two hubs: 16x
+ * one hub's time). So a green thread that dies unjoined on a member of a group (not
+ * detached, nobody waiting, no group's and no libgreen-patch pthread's) is opened: its
+ * hub stores in g->joiner a token naming its generation (release: after the result). A
+ * joiner of another hub takes it by swapping the token for GREEN_ZTAKEN (acquire): it
+ * reads the result and pushes g on its hub's `reaped` list, which that hub frees at its
+ * next look at its poller — no record, no wake-up. Before g's own hub consumes a dead g
+ * (a local join, detach, destroy, or a join record), it takes the token back
+ * (green__zombie_keep): one swap decides; the loser finds the handle joined (ESRCH).
+ * Every access to g->joiner is atomic for this (relaxed: plain moves).
+ *
  * Invariants:
- *  - only g->hub's thread writes g's fields; g->hub changes only on that thread, last;
+ *  - only g->hub's thread writes g's fields (but an open dead one's joiner and, once
+ *    taken, its link); g->hub changes only on that thread, last;
  *  - a GS_MOVING green thread is in exactly one hub's inbox, and that hub is g->hub;
  *  - a hub that handed over a green thread (h->exported) never frees its memory, nor
  *    orphans its control-block chunks: green threads of its blocks and stacks may run
@@ -364,7 +378,7 @@ static int movable(struct green_hub *h, const struct green *g)
         if ((g->xf & (GX_INPARK | GX_SLEEPS)) == GX_INPARK)
             return 0; /* woken inside a blocking call that holds this hub */
     }
-    if (g->joiner && !(g->ext && g->ext->xjoin))
+    if (green__joiner(g) && !(g->ext && g->ext->xjoin))
         return 0; /* a joiner of this hub waits for it (green_choose too) */
     if (g->ext && (g->ext->held || g->ext->on_death || g->ext->local))
         return 0; /* holds mutexes, is a group's member, or is a pthread of libgreen-patch */
@@ -434,6 +448,56 @@ void green__share(struct green_hub *h)
     green__send(h, to, first, last, n);
 }
 
+/* ---- joins of the dead (see the header) ---- */
+
+static inline struct green *zopen(uint16_t gen)
+{
+    return (struct green *)(uintptr_t)(((uintptr_t)gen << 4) | 0x5);
+}
+
+void green__zombie_open(struct green_hub *h, struct green *g)
+{
+    if (green__hubs_n() < 2 || (g->flags & GF_DETACHED) || (g->ext && (g->ext->on_death || g->ext->local)))
+        return;
+    (void)h;
+    __atomic_store_n(&g->joiner, zopen(g->gen), __ATOMIC_RELEASE);
+}
+
+int green__zombie_take(struct green_hub *gh, struct green *g, green_t handle, void **result)
+{
+    struct green *open = zopen((uint16_t)((uintptr_t)handle >> 48));
+    struct green *j = open;
+    if (green__joiner(g) != open ||
+        !__atomic_compare_exchange_n(&g->joiner, &j, GREEN_ZTAKEN, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return -1;
+    if (result)
+        *result = g->arg;
+    /* dead, its hub never moves: gh frees it */
+    struct green *head = __atomic_load_n(&gh->reaped, __ATOMIC_RELAXED);
+    do
+        g->timer.link.next = (struct green_list *)(void *)head;
+    while (!__atomic_compare_exchange_n(&gh->reaped, &head, g, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    return 0;
+}
+
+void green__reaped_drain(struct green_hub *h)
+{
+    struct green *g = __atomic_exchange_n(&h->reaped, NULL, __ATOMIC_ACQUIRE);
+    while (g) {
+        struct green *next = (struct green *)(void *)g->timer.link.next;
+        green_list_init(&g->timer.link);
+        green__set_joiner(g, NULL);
+        if (g == h->current || g == h->dying) {
+            g->flags |= GF_DETACHED; /* still on its stack (this runs in its last pick):
+                                      * freed once buried */
+        } else {
+            green__count(&h->alive, -1);
+            green__block_free(h, g);
+        }
+        g = next;
+    }
+}
+
 /* ---- calls on green threads of other hubs ---- */
 
 enum { XS_POSTED, XS_ARMED, XS_DONE, XS_ABANDONED };
@@ -478,7 +542,11 @@ static void xop_join(struct green_hub *h, struct xop *x)
     struct green *g = x->g;
     if (g->ext && g->ext->xjoin)
         green__xjoin_stale(g);
-    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (g->joiner && g->joiner != x->caller)) {
+    if (green__zombie_keep(g) != 0) {
+        xop_finish(x, -1, ESRCH);
+        return;
+    }
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (green__joiner(g) && green__joiner(g) != x->caller)) {
         xop_finish(x, -1, EINVAL);
         return;
     }
@@ -495,7 +563,7 @@ static void xop_join(struct green_hub *h, struct xop *x)
         return;
     }
     e->xjoin = x;
-    g->joiner = x->caller; /* someone joins (its identity only for the checks) */
+    green__set_joiner(g, x->caller); /* someone joins (its identity only for the checks) */
     x->state = XS_ARMED;
     green__unlock(&x->lock);
 }
@@ -528,8 +596,10 @@ static void xsend_run(struct green_hub *h, struct xsend *x)
             green__kill(h, g);
         else if (x->op == GREEN_XOP_WAKE)
             green__wake(h, g, x->arg);
-        else if (g == h->current && g->state == GS_DEAD) /* dying here: freed once buried */
-            g->flags |= g->joiner ? 0 : GF_DETACHED;
+        else if (g == h->current && g->state == GS_DEAD) { /* dying here: freed once buried */
+            if (green__zombie_keep(g) == 0)
+                g->flags |= green__joiner(g) ? 0 : GF_DETACHED;
+        }
         else
             green__detach(h, g);
         errno = saved;
@@ -568,7 +638,11 @@ void green__xop_run(struct green_hub *h, struct green_remote *n)
     if (g == h->current && g->state == GS_DEAD) {
         /* it is dying right here (this drain runs in its last pick): its hub frees it
          * once it is buried */
-        if ((g->flags & GF_DETACHED) || (g->joiner && g->joiner != x->caller)) {
+        if (green__zombie_keep(g) != 0) {
+            xop_finish(x, -1, ESRCH);
+            return;
+        }
+        if ((g->flags & GF_DETACHED) || (green__joiner(g) && green__joiner(g) != x->caller)) {
             xop_finish(x, -1, EINVAL);
             return;
         }
@@ -585,7 +659,7 @@ void green__xjoin_done(struct green_hub *h, struct green *g)
     (void)h;
     struct xop *x = g->ext->xjoin;
     g->ext->xjoin = NULL;
-    g->joiner = NULL;
+    green__set_joiner(g, NULL);
     green__lock(&x->lock);
     if (x->state == XS_ABANDONED) {
         green__unlock(&x->lock);
@@ -605,7 +679,7 @@ void green__xjoin_stale(struct green *g)
     green__unlock(&x->lock);
     if (gone) {
         g->ext->xjoin = NULL;
-        g->joiner = NULL;
+        green__set_joiner(g, NULL);
         free(x);
         green__ext_trim(g);
     }
@@ -615,6 +689,10 @@ int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, i
                  int64_t deadline, void **result)
 {
     struct green_hub *to = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
+    if (green__joiner(g) == GREEN_ZTAKEN) {
+        errno = ESRCH; /* joined from a hub already; its own has not freed it yet */
+        return -1;
+    }
     if (op != GREEN_XOP_JOIN) {
         if (op == GREEN_XOP_KILL && g == to->root) {
             errno = EPERM; /* a hub's root: its first block, never anything else */

@@ -275,6 +275,8 @@ static void poll_once(struct green_hub *h, int timeout)
         green__remote_drain(h);
     if (GREEN_UNLIKELY(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL))
         green__inbox_drain(h);
+    if (GREEN_UNLIKELY(__atomic_load_n(&h->reaped, __ATOMIC_RELAXED) != NULL))
+        green__reaped_drain(h);
     /* a yield with nothing else ready comes here every time: read the clock (~30 ns
      * on a VM) only when a timer could be due or we may have slept */
     if (timeout != 0 || green__timer_count(h)) {
@@ -558,7 +560,7 @@ static void join_notify(struct green_hub *h, struct green *g)
         green__xjoin_done(h, g); /* the joiner waits on another hub */
         return;
     }
-    struct green *j = g->joiner;
+    struct green *j = green__joiner(g);
     if (j && j->state == GS_WAITING)
         wake(h, j, 0);
 }
@@ -566,8 +568,10 @@ static void join_notify(struct green_hub *h, struct green *g)
 /* A scheduled green thread has returned (on its own stack): run what is next. */
 static void sched_exit(struct green_hub *h, struct green *g)
 {
-    if (g->joiner)
+    if (green__joiner(g))
         join_notify(h, g);
+    else if (GREEN_UNLIKELY(h->num != 0))
+        green__zombie_open(h, g); /* joinable from other hubs without a round trip */
     struct green *next = pick(h);
     if (!next)
         next = deadlock(h);
@@ -589,11 +593,13 @@ static int join_check(struct green_hub *h, struct green *g)
     struct green *self = h->current;
     if (GREEN_UNLIKELY(g->ext && g->ext->xjoin))
         green__xjoin_stale(g); /* a joiner on another hub that gave up */
+    if (green__zombie_keep(g) != 0)
+        return -1; /* joined from another hub already */
     if (g == self) {
         errno = EDEADLK;
         return -1;
     }
-    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (g->joiner && g->joiner != self)) {
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (green__joiner(g) && green__joiner(g) != self)) {
         errno = EINVAL;
         return -1;
     }
@@ -610,14 +616,14 @@ int green__join_arm(struct green_hub *h, struct green *g)
 {
     if (g->state == GS_DEAD)
         return 1;
-    g->joiner = h->current;
+    green__set_joiner(g, h->current);
     return 0;
 }
 
 void green__join_disarm(struct green_hub *h, struct green *g)
 {
-    if (g->joiner == h->current)
-        g->joiner = NULL;
+    if (green__joiner(g) == h->current)
+        green__set_joiner(g, NULL);
 }
 
 int green_join(green_t handle, void **result, int64_t deadline)
@@ -629,8 +635,11 @@ int green_join(green_t handle, void **result, int64_t deadline)
     struct green *g = green__resolve_any(handle, &gh);
     if (!g)
         return -1;
-    if (GREEN_UNLIKELY(gh != h))
+    if (GREEN_UNLIKELY(gh != h)) {
+        if (green__zombie_take(gh, g, handle, result) == 0)
+            return 0; /* dead already: taken without a word to its hub */
         return green__xcall(h, g, handle, GREEN_XOP_JOIN, 0, deadline, result);
+    }
     if (g->state == GS_FREE) {
         errno = ESRCH;
         return -1;
@@ -701,7 +710,9 @@ int green__detach(struct green_hub *h, struct green *g)
     }
     if (GREEN_UNLIKELY(g->ext && g->ext->xjoin))
         green__xjoin_stale(g);
-    if ((g->flags & (GF_ROOT | GF_DETACHED)) || g->joiner) {
+    if (green__zombie_keep(g) != 0)
+        return -1; /* joined from another hub already */
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || green__joiner(g)) {
         errno = EINVAL;
         return -1;
     }
@@ -726,7 +737,7 @@ static void kill_unstarted(struct green_hub *h, struct green *g)
     g->state = GS_DEAD;
     g->arg = NULL;
     green__died(h, g);
-    if (g->joiner)
+    if (green__joiner(g))
         join_notify(h, g);
     green__release(h, g); /* frees it if detached */
 }

@@ -90,6 +90,11 @@ int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, i
 void green__xop_run(struct green_hub *h, struct green_remote *n); /* remote_drain: note.g NULL */
 void green__xjoin_done(struct green_hub *h, struct green *g);  /* g died: its remote joiner */
 void green__xjoin_stale(struct green *g);  /* drop g's remote joiner if it gave up */
+/* Joins of the dead across hubs (hubs.c; GREEN_ZTAKEN, green__zombie_keep: core.h) */
+void green__zombie_open(struct green_hub *h, struct green *g); /* g died unjoined on h */
+/* From another hub: take dead g (of gh) if it is open: 0 and its result, or -1. */
+int green__zombie_take(struct green_hub *gh, struct green *g, green_t handle, void **result);
+void green__reaped_drain(struct green_hub *h);  /* on h's thread: free what they took */
 
 /* The deadline a blocking call of g really has: its own or g's scoped one
  * (green_timeout_push), whichever comes first (-1: none). */
