@@ -158,7 +158,10 @@ void green__remote_drain(struct green_hub *h)
             n->released = 0;
             h->remote_release(h, n);
         }
-        if (g->state == GS_WAITING && g->wait_seq == (uint32_t)note && g->hub == h)
+        /* its hub first: a late note for one that has moved on since (its park ended,
+         * then it moved) must not read fields another hub writes now */
+        if (__atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h && g->state == GS_WAITING &&
+            g->wait_seq == (uint32_t)note)
             green__wake(h, g, (int)(note >> 32));
     }
 }
