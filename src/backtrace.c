@@ -557,3 +557,13 @@ void green__debug_prepare_unwind(void)
         __atomic_store_n(&gcc_ready, 1, __ATOMIC_RELEASE);
     }
 }
+
+/* What the monitor prepares when it starts: in a build without libunwind, glibc's
+ * unwinder (libgcc_s, mapped in most processes already), so that its first report is
+ * no slower than the next; libunwind only at that first report. */
+void green__debug_prepare_monitor(void)
+{
+#if !defined(GREEN_HAVE_LIBUNWIND)
+    green__debug_prepare_unwind();
+#endif
+}

@@ -47,6 +47,7 @@ void green__debug_prepare_signals(void); /* before a handler that prints backtra
 /* the unwinder alone, without the symbol tables: libunwind is loaded (dlopen) by the
  * first call, in ordinary context, never by a handler */
 void green__debug_prepare_unwind(void);
+void green__debug_prepare_monitor(void); /* by the monitor when it starts (no libunwind) */
 /* A signal handler's third argument, where it is the kernel's record of the interrupted
  * context; NULL under TSan, which may run the handler later, elsewhere. */
 static inline void *green__signal_context(void *uc)

@@ -655,6 +655,9 @@ static void check(int64_t now, int64_t threshold)
 static void *monitor_main(void *unused)
 {
     (void)unused;
+    /* what a handler may not do itself (the symbol tables, libunwind: at the first
+     * report) */
+    green__debug_prepare_monitor();
     green__sys.pthread_mutex_lock(&mon_lock);
     while (!mon_stop) {
         int64_t ms = mon_ms;
