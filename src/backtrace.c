@@ -68,7 +68,7 @@ static int unw_ready; /* the table is filled (release/acquire) */
 static void unw_warm_up(void);
 
 /* Under unw_once: the library and every call (the ABI of soname 8: libunwind 1.x), or
- * nothing. */
+ * nothing; unw_init_local2 (1.3 on) is optional. */
 static void unw_load(void)
 {
     void *l = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
@@ -79,7 +79,7 @@ static void unw_load(void)
 #define UNW_SYM(f, name) (unw.f = (__typeof__(unw.f))dlsym(l, UNW_STR(name))) != NULL
     if (
 #if defined(__x86_64__)
-        UNW_SYM(getcontext, unw_tdep_getcontext) && UNW_SYM(init_local2, unw_init_local2) &&
+        UNW_SYM(getcontext, unw_tdep_getcontext) && (UNW_SYM(init_local2, unw_init_local2) || 1) &&
 #endif
         UNW_SYM(init_local, unw_init_local) && UNW_SYM(step, unw_step) && UNW_SYM(get_reg, unw_get_reg) &&
         UNW_SYM(get_proc_name, unw_get_proc_name) && UNW_SYM(is_signal_frame, unw_is_signal_frame) &&
@@ -363,7 +363,7 @@ void green__bt_here(struct green_out *o, int skip_to_signal)
          * ucontext_t): walking up through the handler and the kernel's signal frame can
          * lose the interrupted function's own frame. */
         _Static_assert(sizeof(unw_context_t) == sizeof(ucontext_t), "unw_context_t is a ucontext_t");
-        if (skip_to_signal && o->uc) {
+        if (skip_to_signal && o->uc && unw.init_local2) {
             memcpy(&uc, o->uc, sizeof uc);
             if (unw_init_local2(&cur, &uc, UNW_INIT_SIGNAL_FRAME) == 0 && bt_cursor(o, &cur, 0) > 0)
                 return;
