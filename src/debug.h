@@ -43,9 +43,11 @@ void green__backtrace_of(struct green_out *o, struct green_hub *h, struct green 
 int green__bt_pcs(void *uc, uintptr_t *pcs, int max);
 /* Frames given by their addresses, named from symtab.c's tables ("    #0 0x... read+0x12"). */
 void green__bt_write_pcs(struct green_out *o, const uintptr_t *pcs, int n);
-void green__backtrace_init(void);        /* the unwinder's per-thread cache */
 void green__debug_prepare_signals(void); /* before a handler that prints backtraces is set */
-void green__debug_prepare_unwind(void);  /* the unwinder alone, without the symbol tables */
+/* the unwinder alone, without the symbol tables: libunwind is loaded (dlopen) by the
+ * first call, in ordinary context, never by a handler */
+void green__debug_prepare_unwind(void);
+void green__debug_prepare_monitor(void); /* by the monitor when it starts (no libunwind) */
 /* A signal handler's third argument, where it is the kernel's record of the interrupted
  * context; NULL under TSan, which may run the handler later, elsewhere. */
 static inline void *green__signal_context(void *uc)

@@ -292,6 +292,8 @@ int green_dump(FILE *f)
         errno = ENOMEM;
         return -1;
     }
+    /* libunwind, loaded by the first report (backtrace.c) */
+    green__debug_prepare_unwind();
     struct green_out o = {.f = f};
     green__dump_hub(&o, h);
     if (!o.err) { /* the last of the FILE's buffer, SIGPIPE-safe as green__out_flush */

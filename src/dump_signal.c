@@ -117,5 +117,4 @@ void green__debug_init(void)
         if (ms > 0)
             green_monitor_start(ms);
     }
-    green__backtrace_init();
 }

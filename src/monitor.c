@@ -598,9 +598,12 @@ static void held(struct green_hub *h, int64_t now, int64_t threshold)
     struct site s;
     if (!h->mon_reported && starved(h, threshold))
         return;
-    /* the symbol tables, read on the first report, not when the monitor starts: a
-     * program's (libcrypto's, ...) cost a megabyte or more that most runs never need */
+    /* the symbol tables and the unwinder (libunwind, dlopen), read and loaded on the
+     * first report, not when the monitor starts: a program's tables (libcrypto's, ...)
+     * cost a megabyte or more, libunwind ~110 KiB, that most runs never need; before the
+     * signal, whose handler may load nothing */
     green__symtab_load();
+    green__debug_prepare_unwind();
     look_at(h, lk);
     if (lk->gone) {
         h->mon_reported = 1;
@@ -652,8 +655,9 @@ static void check(int64_t now, int64_t threshold)
 static void *monitor_main(void *unused)
 {
     (void)unused;
-    /* what a handler may not do itself (the symbol tables: at the first report) */
-    green__debug_prepare_unwind();
+    /* what a handler may not do itself (the symbol tables, libunwind: at the first
+     * report) */
+    green__debug_prepare_monitor();
     green__sys.pthread_mutex_lock(&mon_lock);
     while (!mon_stop) {
         int64_t ms = mon_ms;

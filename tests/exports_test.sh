@@ -79,11 +79,12 @@ if [ -n "$objs" ]; then
 fi
 
 # libraries loaded by the first call that needs them, never at start (each would cost
-# every process its mapped pages): OpenSSL (tls.c) and c-ares (resolve.c)
+# every process its mapped pages): OpenSSL (tls.c), c-ares (resolve.c), libunwind and
+# its liblzma (backtrace.c)
 for lib in "$core" "$patch"; do
-    "${READELF:-readelf}" -d "$lib" | grep -oE 'Shared library: \[(libssl|libcrypto|libcares)[^]]*\]' \
-        > "$tmp/needed" || true
-    compare "$(basename "$lib")'s start-up dependencies on OpenSSL or c-ares" /dev/null "$tmp/needed"
+    "${READELF:-readelf}" -d "$lib" |
+        grep -oE 'Shared library: \[(libssl|libcrypto|libcares|libunwind|liblzma)[^]]*\]' > "$tmp/needed" || true
+    compare "$(basename "$lib")'s start-up dependencies on OpenSSL, c-ares or libunwind" /dev/null "$tmp/needed"
 done
 
 [ "$fail" = 0 ] || exit 1

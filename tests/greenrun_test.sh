@@ -1,7 +1,7 @@
 #!/bin/sh
 # greenrun_test.sh GREENRUN PLAIN_IO — tools/greenrun on an unmodified program (built
-# without libgreen): its output is what it prints without the patch, and --report lists
-# the wrapped symbols as patched.
+# without libgreen): its output is what it prints without the patch, --report lists the
+# wrapped symbols as patched, and nothing maps libunwind until something is reported.
 set -e
 greenrun=$1 prog=$2
 want=$("$prog")
@@ -24,6 +24,14 @@ if echo "$report" | grep -v pass-through | grep -q "NOT patched"; then
 fi
 echo "--report: $(echo "$report" | grep -c ' patched') symbols patched, e.g.:"
 echo "$report" | head -4
+# libunwind (and its liblzma) is loaded by the first report, not at start: a process
+# under greenrun (the monitor on) that reports nothing does not map it
+maps=$("$greenrun" cat /proc/self/maps)
+echo "$maps" | grep -q 'libgreen-patch' || { echo "cat /proc/self/maps under greenrun: no libgreen-patch.so?"; exit 1; }
+if echo "$maps" | grep -E 'libunwind|liblzma'; then
+    echo "a process under greenrun that reported nothing maps libunwind or liblzma"
+    exit 1
+fi
 # the environment switches
 GREEN_PATCH_LIB=/nonexistent "$greenrun" true 2>/dev/null && { echo "a missing library must fail"; exit 1; }
 echo "greenrun: ok"

@@ -79,6 +79,19 @@ static long value_of(const char *entry, const char *key)
     return p ? strtol(p + strlen(k), NULL, 10) : -1;
 }
 
+/* Is a file whose name contains `what` mapped into this process? */
+static int mapped(const char *what)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    assert_non_null(f);
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
 /* ---- green threads in every state ---- */
 
 static __attribute__((noinline)) void *sleeper(void *arg)
@@ -819,9 +832,108 @@ static void test_pinning_silent_when_idle(void **state)
     assert_hub_idle();
 }
 
-/* ---- the dump signal, in a child process ---- */
+/* ---- libunwind: loaded by the first report, not at start ---- */
+
+static __attribute__((noinline)) void *switcher(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 100; i++)
+        green_yield();
+    return NULL;
+}
+
+/* Green threads spawned, switched, parked and joined, the monitor run without a report:
+ * nothing maps libunwind (the first test: nothing has been reported in this process).
+ * Then green_dump loads it and names the frames, static functions too. */
+static void test_unwind_loaded_by_first_report(void **state)
+{
+    (void)state;
+    green_attr_t a = {.name = "lazy-sleeper"};
+    green_t s = green_spawn_attr(sleeper, NULL, &a);
+    green_t w[4];
+    for (int i = 0; i < 4; i++)
+        w[i] = green_spawn(switcher, NULL);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(green_join(w[i], NULL, -1), 0);
+    char *out = capture_stderr(run_yielder); /* the monitor on, silent */
+    assert_string_equal(out, "");
+    free(out);
+    assert_false(mapped("libunwind"));
+
+    char *d = dump_string(), *e;
+#if GREEN_TEST_NAMED_BT
+    assert_true(mapped("libunwind"));
+    e = entry_of(d, "root");
+    assert_has(e, "test_unwind_loaded_by_first_report+"); /* static: named by libunwind */
+    free(e);
+#endif
+    e = entry_of(d, "lazy-sleeper");
+    assert_suspended_bt(e, "green_sleep");
+    assert_suspended_bt(e, "sleeper+");
+    free(e);
+    free(d);
+    assert_int_equal(green_kill(s), 0);
+    green_join(s, NULL, -1);
+}
 
 static const char *self_exe = "/proc/self/exe";
+
+/* The child: "mapped" or "unmapped" (libunwind) on stdout, before and after the monitor
+ * reports a busy loop on stderr. */
+static int report_child(void)
+{
+    green_t w = green_spawn(switcher, NULL);
+    green_join(w, NULL, -1);
+    printf("before: %s\n", mapped("libunwind") ? "mapped" : "unmapped");
+    run_busy();
+    printf("after: %s\n", mapped("libunwind") ? "mapped" : "unmapped");
+    return 0;
+}
+
+/* The monitor's first report loads libunwind, before it signals the held hub's thread,
+ * and the report names the frames. */
+static void test_unwind_loaded_by_monitor(void **state)
+{
+    (void)state;
+#if GREEN_TEST_EMULATED
+    skip(); /* the child re-executes this program: not through qemu-user */
+#endif
+    int out[2], err[2];
+    assert_int_equal(pipe(out), 0);
+    assert_int_equal(pipe(err), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        execl(self_exe, self_exe, "--report-child", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    static char text[65536], report[65536];
+    size_t n = 0, m = 0;
+    ssize_t r;
+    while (n < sizeof text - 1 && (r = read(out[0], text + n, sizeof text - 1 - n)) > 0)
+        n += (size_t)r;
+    while (m < sizeof report - 1 && (r = read(err[0], report + m, sizeof report - 1 - m)) > 0)
+        m += (size_t)r;
+    int st;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    close(out[0]);
+    close(err[0]);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_has(text, "before: unmapped");
+#if GREEN_TEST_NAMED_BT
+    assert_has(text, "after: mapped");
+#endif
+    assert_has(report, "libgreen monitor: hub ");
+    assert_has(report, "\"busy\"");
+    if (!UNDER_TSAN) /* (TSan runs the handler later, at a point of its choosing) */
+        assert_has(report, "spin_until+");
+}
+
+/* ---- the dump signal, in a child process ---- */
 
 static void *other_hub(void *arg)
 {
@@ -918,7 +1030,11 @@ int main(int argc, char **argv)
         return sigquit_child();
     if (argc > 1 && strcmp(argv[1], "--gdb-child") == 0)
         return gdb_child();
+    if (argc > 1 && strcmp(argv[1], "--report-child") == 0)
+        return report_child();
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unwind_loaded_by_first_report), /* first: nothing reported yet */
+        cmocka_unit_test(test_unwind_loaded_by_monitor),
         cmocka_unit_test(test_dump_every_state),
         cmocka_unit_test(test_hwm_dedicated),
         cmocka_unit_test(test_hwm_shared),
