@@ -221,7 +221,8 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * 0 once sent (EPERM for a root, ESRCH for a stale handle), and what that hub finds
  * (EAGAIN: not parked; EINVAL: already detached or joined) is not reported. A join of
  * oneself is EDEADLK. green_switch, green_throw and the rest stay within one hub (EXDEV);
- * groups belong to the hub that uses them. After fork() the child has one
+ * a group belongs to the hub that uses it, and its members may run on any hub. After
+ * fork() the child has one
  * hub, the forking green thread's: the group's other OS threads do not exist there
  * (green_hub_count() is 1 again, green_hubs_start starts a new group).
  */
@@ -402,7 +403,12 @@ typedef struct green_clause {
 GREEN_API int green_choose(green_clause_t *clauses, int n, int64_t deadline);
 
 /* Group and pool (gevent.pool.Group/Pool). A group owns its members: they are reaped
- * when they finish, joined or not. limit 0 = unbounded. */
+ * when they finish, joined or not. limit 0 = unbounded. A group belongs to the hub of the
+ * thread that uses it; its members may run on any hub (green_group_spawn_attr's
+ * attr.hub: 0 the caller's, n hub n, GREEN_HUB_ANY the least loaded one; members stay on
+ * the hub they are placed on). join waits for them wherever they run, kill kills them
+ * all, size counts them until their end has reached the group's hub, and a pool's slot
+ * is free once it has. */
 typedef struct green_group {
     size_t limit;
     size_t size;            /* members not finished */
@@ -413,6 +419,10 @@ typedef struct green_group {
 GREEN_API int green_group_init(green_group_t *g, size_t limit);
 /* Spawns fn(arg) as a member, waiting while the pool is full. NULL + errno. */
 GREEN_API green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline);
+/* The same with attributes (attr may be NULL): stack mode and size, name, hub. NULL +
+ * errno (EINVAL: no such hub). */
+GREEN_API green_t green_group_spawn_attr(green_group_t *g, green_fn fn, void *arg,
+                                         const green_attr_t *attr, int64_t deadline);
 GREEN_API int green_group_join(green_group_t *g, int64_t deadline); /* waits for every member */
 GREEN_API int green_group_kill(green_group_t *g);  /* kills every member; join then returns */
 GREEN_API size_t green_group_size(green_group_t *g);

@@ -42,6 +42,10 @@
  * that is still running registers the record in g's extension (xjoin); g's death hands
  * the result over and makes g detached, so that its own hub frees it.
  *
+ * The library's own records (struct green_xnote, sched.h) travel the same way: a note
+ * without a green thread whose kind says "run fn here" (green__xrun tells them from the
+ * calls). group.c sends a member's death home with one.
+ *
  * Invariants:
  *  - only g->hub's thread writes g's fields; g->hub changes only on that thread, last;
  *  - a GS_MOVING green thread is in exactly one hub's inbox, and that hub is g->hub;
@@ -55,6 +59,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -438,7 +443,7 @@ void green__share(struct green_hub *h)
 
 enum { XS_POSTED, XS_ARMED, XS_DONE, XS_ABANDONED };
 
-enum { XK_JOIN, XK_SEND };
+enum { XK_JOIN, XK_SEND, XK_NOTE };
 
 struct xop {
     struct green_remote note;      /* note.g == NULL: sent to g's hub's remote list */
@@ -680,3 +685,31 @@ int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, i
     }
     return 0;
 }
+
+/* ---- records of the library's own (struct green_xnote) ---- */
+
+_Static_assert(offsetof(struct green_xnote, kind) == offsetof(struct xop, kind) &&
+                   offsetof(struct green_xnote, kind) == offsetof(struct xsend, kind),
+               "every note without a green thread says its kind at the same place");
+
+void green__xnote_send(struct green_hub *to, struct green_xnote *x,
+                       void (*fn)(struct green_hub *, struct green_xnote *))
+{
+    x->note.g = NULL;
+    x->kind = XK_NOTE;
+    x->fn = fn;
+    green__remote_wake(to, &x->note, 0, 0);
+}
+
+/* remote_drain's dispatch of the notes without a green thread: the library's records
+ * here, the calls across hubs to green__xop_run. */
+void green__xrun(struct green_hub *h, struct green_remote *n)
+{
+    struct green_xnote *x = (struct green_xnote *)(void *)n;
+    if (x->kind == XK_NOTE) {
+        x->fn(h, x);
+        return;
+    }
+    green__xop_run(h, n);
+}
+
