@@ -63,6 +63,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define GREEN_HUBS_MAX 1024
@@ -713,3 +714,66 @@ void green__xrun(struct green_hub *h, struct green_remote *n)
     green__xop_run(h, n);
 }
 
+/* ---- the patch library's calls on another hub's green thread (green_private.h) ---- */
+
+#define ON_HUB_MAX 64
+
+struct on_hub {
+    struct green_xnote note;
+    green_t handle;
+    void (*fn)(green_t g, void *copy);
+    _Alignas(16) unsigned char copy[ON_HUB_MAX];
+};
+
+static void on_hub_run(struct green_hub *h, struct green_xnote *n)
+{
+    struct on_hub *r = (struct on_hub *)(void *)n;
+    struct green_hub *gh;
+    int saved = errno;
+    struct green *g = green__resolve_any(r->handle, &gh);
+    if (g && gh != h) { /* it moved on: follow it */
+        errno = saved;
+        green__xnote_send(gh, &r->note, on_hub_run);
+        return;
+    }
+    if (g && g->state != GS_FREE)
+        r->fn(r->handle, r->copy);
+    errno = saved;
+    free(r);
+}
+
+int green_private_on_hub(green_t handle, void (*fn)(green_t, void *), const void *data, size_t len)
+{
+    if (!fn || len > ON_HUB_MAX || (len && !data)) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct green_hub *h = green__hub_fast(), *gh;
+    if (!h)
+        return -1;
+    struct green *g = green__resolve_any(handle, &gh);
+    if (!g)
+        return -1;
+    if (gh == h) {
+        if (g->state == GS_FREE) {
+            errno = ESRCH;
+            return -1;
+        }
+        _Alignas(16) unsigned char copy[ON_HUB_MAX];
+        if (len)
+            memcpy(copy, data, len);
+        fn(handle, copy);
+        return 0;
+    }
+    struct on_hub *r = malloc(sizeof *r);
+    if (!r) {
+        errno = ENOMEM;
+        return -1;
+    }
+    r->handle = handle;
+    r->fn = fn;
+    if (len)
+        memcpy(r->copy, data, len);
+    green__xnote_send(gh, &r->note, on_hub_run);
+    return 0;
+}
