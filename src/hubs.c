@@ -696,7 +696,7 @@ _Static_assert(offsetof(struct green_xnote, kind) == offsetof(struct xop, kind) 
 void green__xnote_send(struct green_hub *to, struct green_xnote *x,
                        void (*fn)(struct green_hub *, struct green_xnote *))
 {
-    x->note.g = NULL;
+    x->note = (struct green_remote){.g = NULL}; /* not pending: it was run, or is new */
     x->kind = XK_NOTE;
     x->fn = fn;
     green__remote_wake(to, &x->note, 0, 0);

@@ -245,13 +245,23 @@ static void on_hub_fn(green_t g, void *copy)
     __atomic_store_n(&on_hub_seen[2], green_wake(g, EINTR) == 0 ? 1 : -1, __ATOMIC_RELEASE);
 }
 
+static int about_to_park;
+
+/* park_forever, saying so first: its hub runs a record only once it has parked. */
+static void *park_noted(void *arg)
+{
+    __atomic_store_n(&about_to_park, 1, __ATOMIC_RELEASE);
+    return park_forever(arg);
+}
+
 static void test_private_calls_across_hubs(void **state)
 {
     (void)state;
     green_attr_t a = {.hub = 2, .name = "away"};
-    green_t g = green_spawn_attr(park_forever, NULL, &a);
+    green_t g = green_spawn_attr(park_noted, NULL, &a);
     assert_non_null(g);
-    green_sleep(5); /* it parks on hub 2 */
+    while (!__atomic_load_n(&about_to_park, __ATOMIC_ACQUIRE))
+        green_sleep(1);
     unsigned long th = 0;
     const char *name = NULL;
     assert_int_equal(green_private_peek(g, &th, &name), 0);
