@@ -220,7 +220,8 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * a kill, detach or wake is sent and carried out by that hub when it next runs its loop:
  * 0 once sent (EPERM for a root, ESRCH for a stale handle), and what that hub finds
  * (EAGAIN: not parked; EINVAL: already detached or joined) is not reported. A join of
- * oneself is EDEADLK. green_switch, green_throw and the rest stay within one hub (EXDEV);
+ * oneself is EDEADLK. green_choose's GREEN_WAIT_DEAD clauses take them too.
+ * green_switch, green_throw and the rest stay within one hub (EXDEV);
  * a group belongs to the hub that uses it, and its members may run on any hub. After
  * fork() the child has one
  * hub, the forking green thread's: the group's other OS threads do not exist there
@@ -370,8 +371,10 @@ GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
  * The others complete by observing, and leave their object as it was:
  *  - GREEN_WAIT_EVENT (event): the event is set (or was, at any moment of the wait);
  *  - GREEN_WAIT_FUTURE (future): it is ready: value = its value, or err = its failure;
- *  - GREEN_WAIT_DEAD (g): green thread g of this hub has finished. It is not reaped:
- *    join it. While the choose waits it counts as g's joiner (green_join's rules);
+ *  - GREEN_WAIT_DEAD (g): green thread g (of any hub) has finished. It is not reaped:
+ *    join it. While the choose waits it counts as g's joiner (green_join's rules). For g
+ *    of another hub, what only g's hub can check (another joiner, a detach that was on
+ *    its way) may come back as the clause's err (EINVAL, ESRCH) instead of a failure;
  *  - GREEN_WAIT_FD (fd, events = GREEN_READ | GREEN_WRITE): fd is ready: revents = the
  *    events ready; err = EBADF when fd is closed with green_close meanwhile, EBUSY when
  *    another green thread waits on it for that direction, or the poller's error;

@@ -100,6 +100,15 @@ struct green_xnote {
 void green__xnote_send(struct green_hub *to, struct green_xnote *x,
                        void (*fn)(struct green_hub *, struct green_xnote *));
 void green__xrun(struct green_hub *h, struct green_remote *n); /* remote_drain: note.g NULL */
+/* green_choose's join clause on g of another hub (hubs.c). peek: 1 if g has finished, 0
+ * if not, -1 + errno (ESRCH; EINVAL for a root or a detached one), read from here. arm:
+ * make the caller g's joiner on g's hub, waking entry w (of h's current green thread)
+ * when g finishes; NULL + errno (ESRCH, ENOMEM). disarm: 1 if it fired (*err: 0, or why
+ * the clause cannot wait: ESRCH, EINVAL, ENOMEM), 0 if not; the watch is let go of. */
+struct green_xwatch;
+int green__xwatch_peek(green_t handle);
+struct green_xwatch *green__xwatch_arm(struct green_hub *h, green_t handle, struct green_waiter *w);
+int green__xwatch_disarm(struct green_hub *h, struct green_xwatch *x, int *err);
 /* green_spawn_attr for a group's member (group.c): detached, with its death notice set
  * before it can run on any hub; *where = the hub it was placed on. NULL + errno. */
 green_t green__spawn_member(green_fn fn, void *arg, const green_attr_t *attr,
