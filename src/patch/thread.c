@@ -308,17 +308,19 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
         if (b->spread)
             __atomic_add_fetch(&spread_live, 1, __ATOMIC_ACQ_REL);
     }
-    /* its slot holds b before it can run (on another hub, too) */
+    /* its slot holds b before it can run (on another hub, too); on another hub it may
+     * have ended, and b be freed, when the spawn returns: b is not read after it */
+    int spread = b && b->spread;
     green_t g = b && hub() == 0 ? green_private_spawn_local(tramp, b, &ga, b) : NULL;
     if (!g) {
-        if (b && b->spread)
+        if (spread)
             __atomic_sub_fetch(&spread_live, 1, __ATOMIC_ACQ_REL);
         int e = errno == EINVAL ? EINVAL : EAGAIN;
         free(b);
         errno = saved;
         return e;
     }
-    if (!b->spread)
+    if (!spread)
         live++;
     if (detach == PTHREAD_CREATE_DETACHED)
         green_detach(g);
