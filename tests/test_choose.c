@@ -752,6 +752,23 @@ static void test_dead_clause_across_hubs(void **state)
     assert_int_equal(green_join(b, &res, green_after(FAR)), 0);
     assert_ptr_equal(res, (void *)2);
 
+    /* the other way round: a chooser on hub 2, a green thread of ours (hub 1) */
+    green_event_init(&wa.go);
+    wa.ret = (void *)3;
+    a = green_spawn(wait_then_return, &wa);
+    s.n = 1;
+    s.c[0] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = a, .err = -1};
+    s.r = -5;
+    g = green_spawn_attr(do_choose, &s, &on2);
+    settle();
+    assert_fails_with(green_join(a, NULL, 0), EINVAL); /* the chooser is its joiner */
+    assert_int_equal(green_event_set(&wa.go), 0);
+    assert_int_equal(green_join(g, NULL, green_after(FAR)), 0);
+    assert_int_equal(s.r, 0);
+    assert_int_equal(s.c[0].err, 0);
+    assert_int_equal(green_join(a, &res, 0), 0);
+    assert_ptr_equal(res, (void *)3);
+
     assert_int_equal(green_event_destroy(&never), 0);
     assert_int_equal(green_event_destroy(&wa.go), 0);
     assert_int_equal(green_event_destroy(&wb.go), 0);
