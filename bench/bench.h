@@ -59,4 +59,43 @@ static inline long bench_parse_count(const char *s)
     return (long)v;
 }
 
+#ifdef GREEN_H
+/* The ping-pong of bench_chan and bench_sync: two green threads, two rendezvous channels
+ * (capacity 0), one each way. bench_pp_a sends i and waits for i + 1 back; bench_pp_b
+ * echoes each integer plus one; n round trips. Each gets the same struct bench_pp (in
+ * static memory: shared-stack green threads must not point into each other's stacks) and
+ * returns NULL, or what went wrong. */
+struct bench_pp {
+    green_chan_t *ab, *ba;
+    long n;
+};
+
+static inline void *bench_pp_a(void *arg)
+{
+    const struct bench_pp *pp = arg;
+    for (long i = 0; i < pp->n; i++) {
+        long v = i, w;
+        if (green_chan_send(pp->ab, &v, -1) != 0 || green_chan_recv(pp->ba, &w, -1) != 0)
+            return "ping-pong: A's send/recv failed";
+        if (w != i + 1)
+            return "ping-pong: wrong echo";
+    }
+    return NULL;
+}
+
+static inline void *bench_pp_b(void *arg)
+{
+    const struct bench_pp *pp = arg;
+    for (long i = 0; i < pp->n; i++) {
+        long v;
+        if (green_chan_recv(pp->ab, &v, -1) != 0)
+            return "ping-pong: B's recv failed";
+        v++;
+        if (green_chan_send(pp->ba, &v, -1) != 0)
+            return "ping-pong: B's send failed";
+    }
+    return NULL;
+}
+#endif
+
 #endif

@@ -25,9 +25,9 @@
  * Results are checked (echoes, sums); a wrong one exits non-zero.
  */
 #define _GNU_SOURCE
-#include "bench.h"
-
 #include <green.h>
+
+#include "bench.h" /* after green.h: its ping-pong */
 
 #include <errno.h>
 #include <stdint.h>
@@ -99,7 +99,7 @@ static void chan_free(green_chan_t *ch)
 /* Shared-stack green threads must not hand each other pointers into their stacks:
  * everything they share lives here. */
 static struct {
-    green_chan_t *ab, *ba;  /* ping-pong */
+    struct bench_pp pp;     /* ping-pong */
     green_chan_t *buf;      /* buffered */
     green_chan_t **pipe;    /* pipeline: STAGES + 1 channels */
     green_mutex_t mu;       /* mutex */
@@ -110,45 +110,18 @@ static struct {
 
 /* ---- (a) ping-pong over two rendezvous channels ---- */
 
-static void *pp_a(void *arg)
-{
-    (void)arg;
-    for (long i = 0; i < B.n; i++) {
-        long v = i, w;
-        if (green_chan_send(B.ab, &v, -1) != 0 || green_chan_recv(B.ba, &w, -1) != 0)
-            return "ping-pong: A's send/recv failed";
-        if (w != i + 1)
-            return "ping-pong: wrong echo";
-    }
-    return NULL;
-}
-
-static void *pp_b(void *arg)
-{
-    (void)arg;
-    for (long i = 0; i < B.n; i++) {
-        long v;
-        if (green_chan_recv(B.ab, &v, -1) != 0)
-            return "ping-pong: B's recv failed";
-        v++;
-        if (green_chan_send(B.ba, &v, -1) != 0)
-            return "ping-pong: B's send failed";
-    }
-    return NULL;
-}
-
 static struct result run_pingpong_attr(long n, const green_attr_t *attr)
 {
-    B.n = n;
-    B.ab = chan_new(0);
-    B.ba = chan_new(0);
+    B.pp.n = n;
+    B.pp.ab = chan_new(0);
+    B.pp.ba = chan_new(0);
     int64_t t0 = bench_now_ns();
-    green_t a = spawn(pp_a, NULL, attr), b = spawn(pp_b, NULL, attr);
+    green_t a = spawn(bench_pp_a, &B.pp, attr), b = spawn(bench_pp_b, &B.pp, attr);
     join(a);
     join(b);
     int64_t t1 = bench_now_ns();
-    chan_free(B.ab);
-    chan_free(B.ba);
+    chan_free(B.pp.ab);
+    chan_free(B.pp.ba);
     return (struct result){(double)(t1 - t0), 2 * n, 0};
 }
 

@@ -26,9 +26,9 @@
  * exits non-zero.
  */
 #define _GNU_SOURCE
-#include "bench.h"
-
 #include <green.h>
+
+#include "bench.h" /* after green.h: its ping-pong */
 
 #include <errno.h>
 #include <pthread.h>
@@ -53,7 +53,7 @@ static void die(const char *what)
 static struct {
     green_mutex_t mu;
     green_sem_t sem;
-    green_chan_t *ab, *ba;
+    struct bench_pp pp;
     green_cond_t cv;
     int last, turn;
     int hubs, arrived;
@@ -160,33 +160,6 @@ static void *cond_turns(void *arg)
     return NULL;
 }
 
-static void *pp_a(void *arg)
-{
-    (void)arg;
-    for (long i = 0; i < B.n; i++) {
-        long v = i, w;
-        if (green_chan_send(B.ab, &v, -1) != 0 || green_chan_recv(B.ba, &w, -1) != 0)
-            return "ping-pong: A's send/recv failed";
-        if (w != i + 1)
-            return "ping-pong: wrong echo";
-    }
-    return NULL;
-}
-
-static void *pp_b(void *arg)
-{
-    (void)arg;
-    for (long i = 0; i < B.n; i++) {
-        long v;
-        if (green_chan_recv(B.ab, &v, -1) != 0)
-            return "ping-pong: B's recv failed";
-        v++;
-        if (green_chan_send(B.ba, &v, -1) != 0)
-            return "ping-pong: B's send failed";
-    }
-    return NULL;
-}
-
 static pthread_barrier_t start_line;
 
 struct os_thread {
@@ -265,13 +238,13 @@ static struct result run_mutex_on(long n, int hubs)
 
 static struct result run_pingpong_on(long n, int hubs)
 {
-    B.n = n;
-    B.ab = green_chan_new(sizeof(long), 0);
-    B.ba = green_chan_new(sizeof(long), 0);
-    if (!B.ab || !B.ba)
+    B.pp.n = n;
+    B.pp.ab = green_chan_new(sizeof(long), 0);
+    B.pp.ba = green_chan_new(sizeof(long), 0);
+    if (!B.pp.ab || !B.pp.ba)
         die("green_chan_new");
-    double ns = run_pair(hubs, pp_a, NULL, pp_b, NULL);
-    if (green_chan_free(B.ab) != 0 || green_chan_free(B.ba) != 0)
+    double ns = run_pair(hubs, bench_pp_a, &B.pp, bench_pp_b, &B.pp);
+    if (green_chan_free(B.pp.ab) != 0 || green_chan_free(B.pp.ba) != 0)
         die("green_chan_free");
     return (struct result){ns, 2 * n, 0};
 }

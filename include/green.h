@@ -220,8 +220,10 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * a kill, detach or wake is sent and carried out by that hub when it next runs its loop:
  * 0 once sent (EPERM for a root, ESRCH for a stale handle), and what that hub finds
  * (EAGAIN: not parked; EINVAL: already detached or joined) is not reported. A join of
- * oneself is EDEADLK. green_switch, green_throw and the rest stay within one hub (EXDEV);
- * groups belong to the hub that uses them. After fork() the child has one
+ * oneself is EDEADLK. green_choose's GREEN_WAIT_DEAD clauses take them too.
+ * green_switch, green_throw and the rest stay within one hub (EXDEV);
+ * a group belongs to the hub that uses it, and its members may run on any hub. After
+ * fork() the child has one
  * hub, the forking green thread's: the group's other OS threads do not exist there
  * (green_hub_count() is 1 again, green_hubs_start starts a new group).
  */
@@ -369,8 +371,10 @@ GREEN_API size_t green_chan_len(green_chan_t *ch); /* elements buffered */
  * The others complete by observing, and leave their object as it was:
  *  - GREEN_WAIT_EVENT (event): the event is set (or was, at any moment of the wait);
  *  - GREEN_WAIT_FUTURE (future): it is ready: value = its value, or err = its failure;
- *  - GREEN_WAIT_DEAD (g): green thread g of this hub has finished. It is not reaped:
- *    join it. While the choose waits it counts as g's joiner (green_join's rules);
+ *  - GREEN_WAIT_DEAD (g): green thread g (of any hub) has finished. It is not reaped:
+ *    join it. While the choose waits it counts as g's joiner (green_join's rules). For g
+ *    of another hub, what only g's hub can check (another joiner, a detach that was on
+ *    its way) may come back as the clause's err (EINVAL, ESRCH) instead of a failure;
  *  - GREEN_WAIT_FD (fd, events = GREEN_READ | GREEN_WRITE): fd is ready: revents = the
  *    events ready; err = EBADF when fd is closed with green_close meanwhile, EBUSY when
  *    another green thread waits on it for that direction, or the poller's error;
@@ -402,7 +406,12 @@ typedef struct green_clause {
 GREEN_API int green_choose(green_clause_t *clauses, int n, int64_t deadline);
 
 /* Group and pool (gevent.pool.Group/Pool). A group owns its members: they are reaped
- * when they finish, joined or not. limit 0 = unbounded. */
+ * when they finish, joined or not. limit 0 = unbounded. A group belongs to the hub of the
+ * thread that uses it; its members may run on any hub (green_group_spawn_attr's
+ * attr.hub: 0 the caller's, n hub n, GREEN_HUB_ANY the least loaded one; members stay on
+ * the hub they are placed on). join waits for them wherever they run, kill kills them
+ * all, size counts them until their end has reached the group's hub, and a pool's slot
+ * is free once it has. */
 typedef struct green_group {
     size_t limit;
     size_t size;            /* members not finished */
@@ -413,6 +422,10 @@ typedef struct green_group {
 GREEN_API int green_group_init(green_group_t *g, size_t limit);
 /* Spawns fn(arg) as a member, waiting while the pool is full. NULL + errno. */
 GREEN_API green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline);
+/* The same with attributes (attr may be NULL): stack mode and size, name, hub. NULL +
+ * errno (EINVAL: no such hub). */
+GREEN_API green_t green_group_spawn_attr(green_group_t *g, green_fn fn, void *arg,
+                                         const green_attr_t *attr, int64_t deadline);
 GREEN_API int green_group_join(green_group_t *g, int64_t deadline); /* waits for every member */
 GREEN_API int green_group_kill(green_group_t *g);  /* kills every member; join then returns */
 GREEN_API size_t green_group_size(green_group_t *g);

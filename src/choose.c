@@ -9,7 +9,9 @@
  * complete one first claims the select's lead record (the claim word of wait.h), and
  * only the claimer completes it. The others (events, futures, green threads' ends, fds)
  * only *observe* a state that stays as it is: their wakers just wake the chooser, which
- * looks after its park at what is ready. A claimed clause wins; otherwise one of the
+ * looks after its park at what is ready. The end of a green thread of another hub is
+ * observed through a watch that hub keeps for us (hubs.c): it makes us the green
+ * thread's joiner there, and its end wakes our entry from there. A claimed clause wins; otherwise one of the
  * observed ones, chosen uniformly at random, as among the clauses ready when the call
  * starts.
  *
@@ -18,7 +20,8 @@
  *     locked (in address order, so that two selects never deadlock), what is ready;
  *     complete one of those at random. With deadline 0 and no signal clause, that is all;
  *  2. arm: queue an entry on each channel (still locked), event and future; become the
- *     joiner of each green thread, the waiter of each fd, a waiter for each signal. What
+ *     joiner of each green thread (of another hub: send it a watch), the waiter of each
+ *     fd, a waiter for each signal. What
  *     arming finds ready (an event already set, a pending signal) makes the park below
  *     end at once;
  *  3. park, once, on the one wait mechanism: every waker wakes that one park;
@@ -43,9 +46,10 @@
 #include <string.h>
 
 /* The kinds of clause, as bits (a call remembers which it has). */
-enum { K_CHAN = 1, K_EVENT = 2, K_FUTURE = 4, K_DEAD = 8, K_FD = 16, K_SIGNAL = 32 };
-#define K_ENTRY (K_CHAN | K_EVENT | K_FUTURE)  /* those that queue an entry of ours */
-#define K_SHARED (K_CHAN | K_EVENT | K_FUTURE) /* those another OS thread may complete */
+enum { K_CHAN = 1, K_EVENT = 2, K_FUTURE = 4, K_DEAD = 8, K_FD = 16, K_SIGNAL = 32,
+       K_XDEAD = 64 /* GREEN_WAIT_DEAD on a green thread of another hub */ };
+#define K_ENTRY (K_CHAN | K_EVENT | K_FUTURE | K_XDEAD)  /* those that queue an entry of ours */
+#define K_SHARED (K_CHAN | K_EVENT | K_FUTURE | K_XDEAD) /* those another OS thread may complete */
 
 static unsigned kind_of(int op)
 {
@@ -93,6 +97,7 @@ struct pick {
     struct green_waiter *e;     /* its entry (K_ENTRY), or its signal record while armed */
     union {
         struct green *g;        /* GREEN_WAIT_DEAD: the green thread */
+        struct green_xwatch *x; /* GREEN_WAIT_DEAD on another hub: our watch, while armed */
         size_t size;            /* channels: the element size, read once (a served waiter
                                  * must not read the channel again) */
     };
@@ -158,7 +163,16 @@ static int clause_init(struct choose *s, int i)
     case K_FUTURE:
         return c->future ? 0 : einval();
     case K_DEAD:
-        return hub(s) ? green__join_check(s->h, c->g, &p->g) : -1;
+        if (!hub(s))
+            return -1;
+        if (green__join_check(s->h, c->g, &p->g) == 0)
+            return 0;
+        if (errno != EXDEV)
+            return -1;
+        /* a green thread of another hub: watched there (hubs.c), its end observed here */
+        p->kind = K_XDEAD;
+        s->kinds |= K_XDEAD;
+        return green__xwatch_peek(c->g) < 0 ? -1 : 0;
     case K_FD:
         if (c->fd < 0) {
             errno = EBADF;
@@ -356,6 +370,12 @@ static void observe(struct choose *s)
         case K_DEAD:
             p->ready = p->g->state == GS_DEAD;
             break;
+        case K_XDEAD: {
+            int r = green__xwatch_peek(c->g);
+            p->res = r < 0 ? -errno : 0;
+            p->ready = r != 0;
+            break;
+        }
         case K_FD:
             poll_now(c, p);
             break;
@@ -430,6 +450,9 @@ static int arm(struct choose *s)
         case K_DEAD:
             r = green__join_arm(s->h, p->g);
             break;
+        case K_XDEAD:
+            r = (p->x = green__xwatch_arm(s->h, c->g, p->e)) ? 0 : -1;
+            break;
         case K_FD:
             r = green__fd_arm(s->h, c->fd, c->events, &p->epoch) == 0 ? 0 : -1;
             break;
@@ -473,6 +496,13 @@ static inline __attribute__((always_inline)) void disarm(struct choose *s, int i
         green__join_disarm(s->h, p->g);
         p->ready = p->g->state == GS_DEAD;
         break;
+    case K_XDEAD: {
+        int err = 0;
+        p->ready = green__xwatch_disarm(s->h, p->x, &err);
+        p->x = NULL;
+        p->res = err ? -err : 0;
+        break;
+    }
     case K_FD: {
         int r = green__fd_disarm(s->h, c->fd, c->events, p->epoch);
         p->res = r >= 0 ? r : -errno;
@@ -555,7 +585,8 @@ static inline __attribute__((always_inline)) int park(struct choose *s, int now,
         green__waiting_on(h, GW_CHAN, s->cl[0].ch);
     else
         green__waiting_on(h, GW_CHOOSE, (void *)(intptr_t)s->n);
-    int external = (kinds & K_SHARED) && green__park_mode_shared() == GREEN_PARK_EXTERNAL;
+    int external = (kinds & K_XDEAD) ||
+                   ((kinds & K_SHARED) && green__park_mode_shared() == GREEN_PARK_EXTERNAL);
     return green__waiter_park(h, s->lead, now ? 0 : deadline, external);
 }
 

@@ -20,7 +20,8 @@
  *    one it was placed on or moved to (hubs.c). Only that hub's thread writes its
  *    fields; it changes g->hub (release) as its last write before handing g over. A
  *    handle of another hub's green thread fails with EXDEV except in the calls that
- *    cross hubs (join, kill, detach, wake, groups: hubs.c sends them to g's hub). Only a
+ *    cross hubs (join, kill, detach, wake: hubs.c sends them to g's hub; a group's
+ *    members send their deaths to the group's hub). Only a
  *    hub's thread writes the hub's fields, except the remote wake-up list, the inbox,
  *    and the counters other threads read (relaxed);
  *  - control blocks are type-stable: never returned to malloc, so reading the

@@ -906,7 +906,8 @@ int green_private_set_local(green_t handle, void *value)
 
 int green_private_attr(green_t handle, void **stack_lo, size_t *stack_size, int *detached)
 {
-    struct green *g = green__resolve(green__hub_fast(), handle);
+    struct green_hub *h = green__hub_fast(), *gh;
+    struct green *g = h ? green__resolve_any(handle, &gh) : NULL;
     if (!g)
         return -1;
     if (!stack_lo || !stack_size || !detached) {
@@ -915,8 +916,60 @@ int green_private_attr(green_t handle, void **stack_lo, size_t *stack_size, int 
     }
     *stack_lo = NULL;
     *stack_size = 0;
+    if (gh != h) {
+        /* another hub's: its flags may change meanwhile, its stack (made with its block,
+         * in memory its hub never frees) not; the generation, read again, says whether
+         * it was still g */
+        green_tsan_reads_begin();
+        uint8_t flags = __atomic_load_n(&g->flags, __ATOMIC_ACQUIRE);
+        struct green_stack *st = __atomic_load_n(&g->s.stack, __ATOMIC_RELAXED);
+        if (!(flags & (GF_SHARED | GF_ROOT)) && st)
+            green__stack_bounds(st, stack_lo, stack_size);
+        green_tsan_reads_end();
+        *detached = (flags & GF_DETACHED) != 0;
+        if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != (uint16_t)((uintptr_t)handle >> 48)) {
+            *stack_lo = NULL;
+            *stack_size = 0;
+            errno = ESRCH;
+            return -1;
+        }
+        return 0;
+    }
+    if (g->state == GS_FREE) {
+        errno = ESRCH;
+        return -1;
+    }
     if (!(g->flags & (GF_SHARED | GF_ROOT)) && g->s.stack)
         green__stack_bounds(g->s.stack, stack_lo, stack_size);
     *detached = (g->flags & GF_DETACHED) != 0;
     return 0;
+}
+
+int green_private_peek(green_t handle, unsigned long *thread, const char **name)
+{
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
+    if (!g)
+        return -1;
+    green_tsan_reads_begin(); /* racing with g's hub: the generation decides below */
+    uint8_t state = __atomic_load_n(&g->state, __ATOMIC_ACQUIRE);
+    /* the extension of another hub's green thread may be freed at any moment (trimmed
+     * when it holds nothing) unless it holds the patch library's slot, which it keeps
+     * until its green pthread ends: only then is the name read there */
+    struct green_ext *x = __atomic_load_n(&g->ext, __ATOMIC_ACQUIRE);
+    const char *n = NULL;
+    if (x && (gh == green__tls_hub || __atomic_load_n(&x->local, __ATOMIC_ACQUIRE)))
+        n = __atomic_load_n(&x->name, __ATOMIC_RELAXED);
+    uint8_t flags = __atomic_load_n(&g->flags, __ATOMIC_RELAXED);
+    green_tsan_reads_end();
+    if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != (uint16_t)((uintptr_t)handle >> 48) ||
+        state == GS_FREE) {
+        errno = ESRCH;
+        return -1;
+    }
+    if (thread)
+        *thread = gh->thread;
+    if (name)
+        *name = n ? n : (flags & GF_ROOT) ? "root" : "";
+    return state == GS_DEAD;
 }

@@ -54,7 +54,9 @@ GREEN_PRIVATE_API void *green_private_local(green_t g);
  * EXDEV). The slot is the patch library's to free; libgreen only forgets it. */
 GREEN_PRIVATE_API int green_private_set_local(green_t g, void *value);
 /* g's dedicated stack (*stack_lo NULL when it has none: shared mode, the root, not yet
- * started) and whether it is detached: 0, or -1 + errno (ESRCH, EXDEV, EINVAL). */
+ * started) and whether it is detached: 0, or -1 + errno (ESRCH, EINVAL). g may be of any
+ * hub: another hub's is read without a round trip (its stack never changes; its
+ * detached state may be seen a moment late). */
 GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *stack_size,
                                          int *detached);
 /* green_spawn_attr with the slot of green_private_local set to `local` before the green
@@ -64,6 +66,19 @@ GREEN_PRIVATE_API green_t green_private_spawn_local(green_fn fn, void *arg, cons
                                                    void *local);
 /* 0 when g is a live handle of any hub of the process, else -1 + errno (EINVAL, ESRCH). */
 GREEN_PRIVATE_API int green_private_handle_ok(green_t g);
+/* g of any hub of the process: 1 if it has finished, 0 if not, -1 + errno (EINVAL,
+ * ESRCH). *thread (if thread): the OS thread that runs g's hub (pthread_self() there);
+ * *name (if name): green_name(g) as g's hub would answer — for another hub's green
+ * thread only if it is a green pthread (its slot set; else ""). Read without a round
+ * trip: what g's hub changes meanwhile may be seen a moment late. */
+GREEN_PRIVATE_API int green_private_peek(green_t g, unsigned long *thread, const char **name);
+/* Run fn(g, copy) on g's hub, where it may write g's fields (only g's hub does): at once
+ * when g is of the caller's hub; else copy (len bytes of data, at most 64) goes to g's
+ * hub in a record, and fn runs there in its loop (not in a green thread: it must not
+ * park) if g is still the same green thread then, following g if it moved; the caller
+ * does not wait. 0 once run or sent, -1 + errno (EINVAL, ESRCH, ENOMEM). */
+GREEN_PRIVATE_API int green_private_on_hub(green_t g, void (*fn)(green_t g, void *copy),
+                                           const void *data, size_t len);
 
 /* ---- shields (sched.c) ---- */
 

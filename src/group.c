@@ -14,17 +14,37 @@
  * finished plus slots handed to spawners that have not spawned yet. Joiners are handed
  * their wait's end when size drops to 0. Both kinds of waiter simply park until then.
  *
- * A group belongs to the hub of the thread that uses it; waits on it are local to that
- * hub (a root waiting on a group that nothing can change gets EDEADLK).
+ * A group belongs to the hub of the thread that uses it (its home): only that hub's
+ * thread touches its list, size and queues, and waits on it are local to that hub (a
+ * root waiting on a group that nothing can change gets EDEADLK). Members may run on
+ * other hubs (green_group_spawn_attr with attr.hub = n or GREEN_HUB_ANY): the member is
+ * given its death notice and made detached before it is handed over (sched.c's
+ * green__spawn_member), so it can die on its hub at any moment after. A death on
+ * another hub than the home sends the member's record itself to the home (a
+ * green_xnote, hubs.c: nothing to allocate when it dies, so it cannot be lost), whose
+ * loop takes it off the group there: size drops, a pool's slot goes to the next
+ * spawner, joiners are woken — so size counts such a member until its home has seen its
+ * death. While a member may be away the home holds an outside reference (ext_refs): a
+ * root joining a group with members on other hubs waits for them, never EDEADLK.
+ * green_group_kill kills each member with green_kill, which crosses hubs.
+ *
+ * Members do not move: green__spawn_member places a GREEN_HUB_ANY member on the least
+ * loaded hub, and from there it stays (hubs.c's movable() keeps any green thread with a
+ * death notice where it is). Nothing here depends on it: the death notice looks at the
+ * hub the member dies on, and a GREEN_HUB_ANY member holds the home's reference even
+ * when placed at home, so members could be let move by movable() alone.
  */
 #include "lib.h"
 
 #include <stdlib.h>
 
 struct member {
+    struct green_xnote note;      /* its death, sent home from another hub */
     struct member *prev, *next;   /* circular; the group's `members` is the first */
     green_group_t *group;
     green_t handle;
+    struct green_hub *home;       /* the group's hub, which alone touches the group */
+    int away;                     /* may die elsewhere: home holds a reference for it */
 };
 
 /* ---- the member list ---- */
@@ -113,33 +133,53 @@ static int slot_take(green_group_t *g, int64_t deadline)
 
 /* ---- members ---- */
 
-/* on_death of a member's green thread: it finished, or was killed before it ran. */
-static void member_died(struct green_hub *h, struct green *t, void *arg)
+/* On the group's hub: member m is dead; take it off its group. */
+static void member_gone(struct green_hub *h, struct member *m)
 {
-    (void)h;
-    (void)t;
-    struct member *m = arg;
     green_group_t *g = m->group;
+    if (m->away)
+        h->ext_refs--;
     list_unlink(g, m);
     free(m);
     slot_release(g);
+}
+
+/* A death sent home from another hub. */
+static void member_gone_away(struct green_hub *h, struct green_xnote *x)
+{
+    member_gone(h, (struct member *)(void *)x);
+}
+
+/* on_death of a member's green thread, on the hub it dies on: it finished, or was
+ * killed before it ran. */
+static void member_died(struct green_hub *h, struct green *t, void *arg)
+{
+    (void)t;
+    struct member *m = arg;
+    if (h != m->home)
+        green__xnote_send(m->home, &m->note, member_gone_away);
+    else
+        member_gone(h, m);
 }
 
 /* fn(arg) as a new member of g, recorded in m: detached, and taken off g when it dies. */
 static green_t member_spawn(green_group_t *g, struct member *m, green_fn fn, void *arg,
                             const green_attr_t *attr)
 {
-    green_t t = green_spawn_attr(fn, arg, attr);
+    struct green_hub *h = green__loop();
+    if (!h)
+        return NULL;
+    /* filled before it can run (and die) anywhere */
+    *m = (struct member){.group = g, .home = h};
+    struct green_hub *where;
+    green_t t = green__spawn_member(fn, arg, attr, member_died, m, &where);
     if (!t)
         return NULL;
-    green_detach(t); /* cannot fail on a fresh handle */
-    if (green__on_death(green__resolve(green__hub_fast(), t), member_died, m) != 0) {
-        int err = errno;
-        green_kill(t); /* it never ran: the hub drops it, and frees it (detached) */
-        errno = err;
-        return NULL;
-    }
-    *m = (struct member){.group = g, .handle = t};
+    m->handle = t;
+    /* a GREEN_HUB_ANY member counts as away even when placed here (see the top) */
+    m->away = where != h || (attr && attr->hub == GREEN_HUB_ANY && green__hubs_n() > 1);
+    if (m->away)
+        h->ext_refs++;
     list_append(g, m);
     return t;
 }
@@ -180,6 +220,12 @@ green_t green__group_spawn_attr(green_group_t *g, green_fn fn, void *arg, const 
 green_t green_group_spawn(green_group_t *g, green_fn fn, void *arg, int64_t deadline)
 {
     return green__group_spawn_attr(g, fn, arg, NULL, deadline);
+}
+
+green_t green_group_spawn_attr(green_group_t *g, green_fn fn, void *arg, const green_attr_t *attr,
+                               int64_t deadline)
+{
+    return green__group_spawn_attr(g, fn, arg, attr, deadline);
 }
 
 int green_group_join(green_group_t *g, int64_t deadline)

@@ -42,6 +42,12 @@
  * that is still running registers the record in g's extension (xjoin); g's death hands
  * the result over and makes g detached, so that its own hub frees it.
  *
+ * The library's own records (struct green_xnote, sched.h) travel the same way: a note
+ * without a green thread whose kind says "run fn here" (green__xrun tells them from the
+ * calls). group.c sends a member's death home with one; green_choose sends a watch of a
+ * green thread of another hub (its join clause), which that hub keeps in the green
+ * thread's extension as it keeps a remote join (below).
+ *
  * Joins of the dead. Most joins across hubs come after the end (a main that joins all it
  * spawned): a record and a round trip each — two wake-ups of sleeping hubs, ~40 µs —
  * made a join cost more than the green thread's life (the talk's Prog 1 on two hubs: 16x
@@ -63,15 +69,17 @@
  *    orphans its control-block chunks: green threads of its blocks and stacks may run
  *    elsewhere (hub.c);
  *  - an xop is freed by exactly one side: the caller once it has seen it done, the
- *    target once it has seen it abandoned.
+ *    target once it has seen it abandoned; a choose's watch likewise (see there).
  */
 #include "wait.h"
 
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define GREEN_HUBS_MAX 1024
@@ -502,7 +510,7 @@ void green__reaped_drain(struct green_hub *h)
 
 enum { XS_POSTED, XS_ARMED, XS_DONE, XS_ABANDONED };
 
-enum { XK_JOIN, XK_SEND };
+enum { XK_JOIN, XK_SEND, XK_NOTE, XK_WATCH };
 
 struct xop {
     struct green_remote note;      /* note.g == NULL: sent to g's hub's remote list */
@@ -654,9 +662,17 @@ void green__xop_run(struct green_hub *h, struct green_remote *n)
     xop_join(h, x);
 }
 
+static int is_watch(const void *x);
+static void watch_died(struct green *g);
+static void watch_stale(struct green *g);
+
 void green__xjoin_done(struct green_hub *h, struct green *g)
 {
     (void)h;
+    if (is_watch(g->ext->xjoin)) {
+        watch_died(g); /* a green_choose of another hub waits for it */
+        return;
+    }
     struct xop *x = g->ext->xjoin;
     g->ext->xjoin = NULL;
     green__set_joiner(g, NULL);
@@ -673,6 +689,10 @@ void green__xjoin_done(struct green_hub *h, struct green *g)
 
 void green__xjoin_stale(struct green *g)
 {
+    if (is_watch(g->ext->xjoin)) {
+        watch_stale(g);
+        return;
+    }
     struct xop *x = g->ext->xjoin;
     green__lock(&x->lock);
     int gone = x->state == XS_ABANDONED;
@@ -756,5 +776,318 @@ int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, i
         errno = err;
         return -1;
     }
+    return 0;
+}
+
+/* ---- records of the library's own (struct green_xnote) ---- */
+
+_Static_assert(offsetof(struct green_xnote, kind) == offsetof(struct xop, kind) &&
+                   offsetof(struct green_xnote, kind) == offsetof(struct xsend, kind),
+               "every note without a green thread says its kind at the same place");
+
+void green__xnote_send(struct green_hub *to, struct green_xnote *x,
+                       void (*fn)(struct green_hub *, struct green_xnote *))
+{
+    x->note = (struct green_remote){.g = NULL}; /* not pending: it was run, or is new */
+    x->kind = XK_NOTE;
+    x->fn = fn;
+    green__remote_wake(to, &x->note, 0, 0);
+}
+
+/* remote_drain's dispatch of the notes without a green thread: the library's records
+ * here, the calls across hubs to green__xop_run. */
+void green__xrun(struct green_hub *h, struct green_remote *n)
+{
+    struct green_xnote *x = (struct green_xnote *)(void *)n;
+    if (x->kind == XK_NOTE) {
+        x->fn(h, x);
+        return;
+    }
+    green__xop_run(h, n);
+}
+
+/* ---- green_choose's join clauses on green threads of other hubs ----
+ *
+ * A clause GREEN_WAIT_DEAD on g of another hub observes g's end, as a local one does: it
+ * is not reaped (the chooser joins it, across hubs). The chooser sends a watch (struct
+ * green_xwatch) to g's hub: there it becomes g's joiner — the chooser's identity, in
+ * g->joiner, and the watch in g's extension (xjoin, as a remote join's record; XK_WATCH
+ * tells them apart) — or fails at once (ESRCH, EINVAL), or finds g dead. g's death on
+ * whichever hub fires it: the watch is marked fired and the chooser's entry (its waiter
+ * record) woken, under the watch's lock; g stays dead and joinable, without a joiner.
+ * The chooser, when its choose collects, takes the lock: fired, the clause is ready (its
+ * err the watch's) and the chooser frees the watch; not, it marks it gone and g's hub
+ * lets go of it: before the watch was armed there, the arm frees it; once armed, the
+ * watch is sent back to g's hub to be dropped (w_drop frees it), and whatever sees it
+ * gone first there (g's death, a join or detach of g: green__xjoin_stale) only unhooks
+ * it from g. So a watch is freed once: by the chooser (fired), by the arm (gone before
+ * it), or by the drop (gone after it).
+ */
+
+enum { W_POSTED, W_ARMED, W_FIRED, W_GONE };
+
+struct green_xwatch {
+    struct green_xnote note;       /* the arm, and the drop, sent to g's hub */
+    green__lock_t lock;
+    uint8_t state;
+    int err;                       /* fired: 0, or why the clause cannot wait (ESRCH...) */
+    green_t handle;
+    struct green *caller;          /* the chooser: g's joiner while armed */
+    struct green_waiter *w;        /* the chooser's entry: its note wakes the chooser */
+};
+
+static int is_watch(const void *x)
+{
+    return ((const struct green_xwatch *)x)->note.kind == XK_WATCH;
+}
+
+/* Under x->lock, on g's hub: the clause is ready; wake the chooser. */
+static void watch_fire(struct green_xwatch *x, int err)
+{
+    x->err = err;
+    x->state = W_FIRED;
+    green__waiter_wake(x->w, 0);
+    green__unlock(&x->lock);
+}
+
+/* Take watch x (g's) off g: it is no longer g's joiner. */
+static void watch_unhook(struct green *g)
+{
+    g->ext->xjoin = NULL;
+    green__set_joiner(g, NULL);
+}
+
+static void watch_died(struct green *g)
+{
+    struct green_xwatch *x = g->ext->xjoin;
+    watch_unhook(g);
+    green__lock(&x->lock);
+    if (x->state == W_GONE) {
+        green__unlock(&x->lock); /* its drop is on its way here and frees it */
+        return;
+    }
+    watch_fire(x, 0);
+}
+
+static void watch_stale(struct green *g)
+{
+    struct green_xwatch *x = g->ext->xjoin;
+    green__lock(&x->lock);
+    int gone = x->state == W_GONE;
+    green__unlock(&x->lock);
+    if (gone) {
+        watch_unhook(g);
+        green__ext_trim(g);
+    }
+}
+
+/* On g's hub: the chooser let go of an armed watch. */
+static void watch_drop(struct green_hub *h, struct green_xnote *n)
+{
+    struct green_xwatch *x = (struct green_xwatch *)(void *)n;
+    struct green_hub *gh;
+    int saved = errno;
+    struct green *g = green__resolve_any(x->handle, &gh);
+    errno = saved;
+    if (g && gh != h) { /* it moved on: follow it */
+        green__xnote_send(gh, &x->note, watch_drop);
+        return;
+    }
+    if (g && g->state != GS_FREE && g->ext && g->ext->xjoin == x) {
+        watch_unhook(g);
+        green__ext_trim(g);
+    }
+    free(x);
+}
+
+/* On g's hub: make the watch g's joiner, or fire it at once. */
+static void watch_arm(struct green_hub *h, struct green_xnote *n)
+{
+    struct green_xwatch *x = (struct green_xwatch *)(void *)n;
+    green__lock(&x->lock);
+    if (x->state == W_GONE) {
+        green__unlock(&x->lock);
+        free(x);
+        return;
+    }
+    struct green_hub *gh;
+    int saved = errno;
+    struct green *g = green__resolve_any(x->handle, &gh);
+    errno = saved;
+    if (!g) {
+        watch_fire(x, ESRCH);
+        return;
+    }
+    if (gh != h) { /* it moved on: follow it */
+        green__unlock(&x->lock);
+        green__xnote_send(gh, &x->note, watch_arm);
+        return;
+    }
+    if (g->state == GS_FREE) {
+        watch_fire(x, ESRCH);
+        return;
+    }
+    if (g->ext && g->ext->xjoin)
+        green__xjoin_stale(g); /* a joiner or chooser of another hub that gave up */
+    struct green *j = green__joiner(g);
+    if (j == GREEN_ZTAKEN) { /* joined from a hub already */
+        watch_fire(x, ESRCH);
+        return;
+    }
+    if ((uintptr_t)j & 1) { /* dead and open to joiners of any hub: joinable */
+        watch_fire(x, 0);
+        return;
+    }
+    if ((g->flags & (GF_ROOT | GF_DETACHED)) || (j && j != x->caller) ||
+        (g->ext && g->ext->xjoin)) {
+        watch_fire(x, EINVAL); /* green_join's rules */
+        return;
+    }
+    if (g->state == GS_DEAD) { /* dead, or dying right here: joinable */
+        watch_fire(x, 0);
+        return;
+    }
+    struct green_ext *e = green__ext(g);
+    if (!e) {
+        watch_fire(x, ENOMEM);
+        return;
+    }
+    e->xjoin = x;
+    green__set_joiner(g, x->caller);
+    x->note.kind = XK_WATCH;
+    x->state = W_ARMED;
+    green__unlock(&x->lock);
+}
+
+int green__xwatch_peek(green_t handle)
+{
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
+    if (!g)
+        return -1;
+    green_tsan_reads_begin(); /* racing with g's hub: the generation decides below */
+    uint8_t state = __atomic_load_n(&g->state, __ATOMIC_ACQUIRE);
+    uint8_t flags = __atomic_load_n(&g->flags, __ATOMIC_RELAXED);
+    green_tsan_reads_end();
+    if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != (uint16_t)((uintptr_t)handle >> 48) ||
+        state == GS_FREE || green__joiner(g) == GREEN_ZTAKEN) {
+        errno = ESRCH;
+        return -1;
+    }
+    if (flags & (GF_ROOT | GF_DETACHED)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return state == GS_DEAD;
+}
+
+struct green_xwatch *green__xwatch_arm(struct green_hub *h, green_t handle, struct green_waiter *w)
+{
+    struct green_hub *gh;
+    struct green *g = green__resolve_any(handle, &gh);
+    if (!g)
+        return NULL;
+    struct green_xwatch *x = calloc(1, sizeof *x);
+    if (!x) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    x->state = W_POSTED;
+    x->handle = handle;
+    x->caller = h->current;
+    x->w = w;
+    green__xnote_send(gh, &x->note, watch_arm);
+    return x;
+}
+
+int green__xwatch_disarm(struct green_hub *h, struct green_xwatch *x, int *err)
+{
+    (void)h;
+    green__lock(&x->lock);
+    if (x->state == W_FIRED) {
+        green__unlock(&x->lock);
+        *err = x->err;
+        free(x);
+        return 1;
+    }
+    int armed = x->state == W_ARMED;
+    x->state = W_GONE;
+    green__unlock(&x->lock);
+    if (armed) { /* g's hub unhooks it and frees it */
+        struct green_hub *gh;
+        int saved = errno;
+        struct green *g = green__resolve_any(x->handle, &gh);
+        errno = saved;
+        /* a stale handle: g died (its death saw the watch gone) or moved on; the block's
+         * last hub is where its fields were last written: the drop goes there and frees x */
+        if (!g)
+            gh = __atomic_load_n(&((struct green *)((uintptr_t)x->handle & GREEN_PTR_MASK))->hub,
+                                 __ATOMIC_ACQUIRE);
+        green__xnote_send(gh, &x->note, watch_drop);
+    }
+    return 0;
+}
+
+/* ---- the patch library's calls on another hub's green thread (green_private.h) ---- */
+
+#define ON_HUB_MAX 64
+
+struct on_hub {
+    struct green_xnote note;
+    green_t handle;
+    void (*fn)(green_t g, void *copy);
+    _Alignas(16) unsigned char copy[ON_HUB_MAX];
+};
+
+static void on_hub_run(struct green_hub *h, struct green_xnote *n)
+{
+    struct on_hub *r = (struct on_hub *)(void *)n;
+    struct green_hub *gh;
+    int saved = errno;
+    struct green *g = green__resolve_any(r->handle, &gh);
+    if (g && gh != h) { /* it moved on: follow it */
+        errno = saved;
+        green__xnote_send(gh, &r->note, on_hub_run);
+        return;
+    }
+    if (g && g->state != GS_FREE)
+        r->fn(r->handle, r->copy);
+    errno = saved;
+    free(r);
+}
+
+int green_private_on_hub(green_t handle, void (*fn)(green_t, void *), const void *data, size_t len)
+{
+    if (!fn || len > ON_HUB_MAX || (len && !data)) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct green_hub *h = green__hub_fast(), *gh;
+    if (!h)
+        return -1;
+    struct green *g = green__resolve_any(handle, &gh);
+    if (!g)
+        return -1;
+    if (gh == h) {
+        if (g->state == GS_FREE) {
+            errno = ESRCH;
+            return -1;
+        }
+        _Alignas(16) unsigned char copy[ON_HUB_MAX];
+        if (len)
+            memcpy(copy, data, len);
+        fn(handle, copy);
+        return 0;
+    }
+    struct on_hub *r = malloc(sizeof *r);
+    if (!r) {
+        errno = ENOMEM;
+        return -1;
+    }
+    r->handle = handle;
+    r->fn = fn;
+    if (len)
+        memcpy(r->copy, data, len);
+    green__xnote_send(gh, &r->note, on_hub_run);
     return 0;
 }

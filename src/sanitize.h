@@ -40,8 +40,16 @@
 #define green_tsan_destroy(f) __tsan_destroy_fiber(f)
 #define green_tsan_switch(f) __tsan_switch_to_fiber((f), 0)
 #define green_tsan_name(f, n) __tsan_set_fiber_name((f), (n))
+/* Reads of another hub's green thread that race with its hub by design and are checked
+ * afterwards (its generation read again): TSan is told not to report them. */
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define green_tsan_reads_begin() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define green_tsan_reads_end() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
 #define GREEN_TSAN 0
+#define green_tsan_reads_begin() ((void)0)
+#define green_tsan_reads_end() ((void)0)
 #endif
 
 /* Switches that some sanitizer must hear about cannot take the bare fast paths. */

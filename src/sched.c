@@ -149,8 +149,8 @@ void green__remote_drain(struct green_hub *h)
         fifo = n->next; /* before the claim goes: a waker may push n again at once */
         struct green *g = n->g;
         __atomic_exchange_n(&n->pending, 0, __ATOMIC_ACQ_REL);
-        if (!g) { /* a call from another hub (hubs.c) */
-            green__xop_run(h, n);
+        if (!g) { /* a call or record from another hub (hubs.c) */
+            green__xrun(h, n);
             continue;
         }
         uint64_t note = __atomic_load_n(&n->note, __ATOMIC_RELAXED);
@@ -572,8 +572,8 @@ static void join_notify(struct green_hub *h, struct green *g)
 static void sched_exit(struct green_hub *h, struct green *g)
 {
     if (green__joiner(g))
-        join_notify(h, g);
-    else if (GREEN_UNLIKELY(h->num != 0))
+        join_notify(h, g); /* a chooser of another hub's watch lets go of it there */
+    if (GREEN_UNLIKELY(h->num != 0) && !green__joiner(g))
         green__zombie_open(h, g); /* joinable from other hubs without a round trip */
     struct green *next = pick(h);
     if (!next)
@@ -855,6 +855,38 @@ green_t green_spawn_attr(green_fn fn, void *arg, const green_attr_t *attr)
 green_t green_private_spawn_local(green_fn fn, void *arg, const green_attr_t *attr, void *local)
 {
     return spawn_attr(fn, arg, attr, local);
+}
+
+green_t green__spawn_member(green_fn fn, void *arg, const green_attr_t *attr,
+                            void (*on_death)(struct green_hub *, struct green *, void *),
+                            void *death_arg, struct green_hub **where)
+{
+    struct green_hub *h = loop();
+    if (!h)
+        return NULL;
+    struct green_hub *to = h;
+    if (attr && attr->hub != 0 && !(to = green__place(h, attr->hub)))
+        return NULL; /* EINVAL */
+    struct green *g = spawn(h, fn, arg, attr);
+    if (!g)
+        return NULL;
+    if (green__on_death(g, on_death, death_arg) != 0) {
+        green__release(h, g); /* its stack */
+        green__count(&h->alive, -1);
+        green__block_free(h, g);
+        errno = ENOMEM;
+        return NULL;
+    }
+    g->flags |= GF_DETACHED;
+    if (attr && attr->hub == GREEN_HUB_ANY)
+        g->xf |= GX_ANY;
+    green_t handle = green__handle(g);
+    *where = to;
+    if (to != h)
+        green__send(h, to, g, g, 1);
+    else
+        rq_push(h, g);
+    return handle;
 }
 
 int green_private_handle_ok(green_t handle)

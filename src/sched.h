@@ -88,6 +88,32 @@ enum { GREEN_XOP_KILL = 1, GREEN_XOP_WAKE, GREEN_XOP_DETACH, GREEN_XOP_JOIN };
 int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, int arg,
                  int64_t deadline, void **result);
 void green__xop_run(struct green_hub *h, struct green_remote *n); /* remote_drain: note.g NULL */
+/* A record of the library's own for another hub (a group's member that died there, a
+ * select's watch of a green thread there): fn(h, x) runs on hub h's thread, in its loop,
+ * and disposes of x. It must not park. Sent like a call across hubs (note.g NULL). */
+struct green_xnote {
+    struct green_remote note;      /* note.g == NULL */
+    uint8_t kind;                  /* hubs.c's; set by green__xnote_send */
+    void (*fn)(struct green_hub *h, struct green_xnote *x);
+};
+/* From any thread: have hub `to` run fn(to, x). x is not reused until fn has run. */
+void green__xnote_send(struct green_hub *to, struct green_xnote *x,
+                       void (*fn)(struct green_hub *, struct green_xnote *));
+void green__xrun(struct green_hub *h, struct green_remote *n); /* remote_drain: note.g NULL */
+/* green_choose's join clause on g of another hub (hubs.c). peek: 1 if g has finished, 0
+ * if not, -1 + errno (ESRCH; EINVAL for a root or a detached one), read from here. arm:
+ * make the caller g's joiner on g's hub, waking entry w (of h's current green thread)
+ * when g finishes; NULL + errno (ESRCH, ENOMEM). disarm: 1 if it fired (*err: 0, or why
+ * the clause cannot wait: ESRCH, EINVAL, ENOMEM), 0 if not; the watch is let go of. */
+struct green_xwatch;
+int green__xwatch_peek(green_t handle);
+struct green_xwatch *green__xwatch_arm(struct green_hub *h, green_t handle, struct green_waiter *w);
+int green__xwatch_disarm(struct green_hub *h, struct green_xwatch *x, int *err);
+/* green_spawn_attr for a group's member (group.c): detached, with its death notice set
+ * before it can run on any hub; *where = the hub it was placed on. NULL + errno. */
+green_t green__spawn_member(green_fn fn, void *arg, const green_attr_t *attr,
+                            void (*on_death)(struct green_hub *, struct green *, void *),
+                            void *death_arg, struct green_hub **where);
 void green__xjoin_done(struct green_hub *h, struct green *g);  /* g died: its remote joiner */
 void green__xjoin_stale(struct green *g);  /* drop g's remote joiner if it gave up */
 /* Joins of the dead across hubs (hubs.c; GREEN_ZTAKEN, green__zombie_keep: core.h) */

@@ -674,6 +674,114 @@ static int setup(void **state)
     return 0;
 }
 
+/* ======================================================================== */
+/*  A green thread of another hub (this starts a group of hubs: it comes last) */
+/* ======================================================================== */
+
+static void test_dead_clause_across_hubs(void **state)
+{
+    (void)state;
+    assert_true(green_hubs_start(2) >= 2);
+    green_attr_t on2 = {.hub = 2};
+    green_event_t never;
+    green_event_init(&never);
+    struct worker wk = {.ret = (void *)9};
+    green_event_init(&wk.go);
+    green_t worker = green_spawn_attr(wait_then_return, &wk, &on2);
+    assert_non_null(worker);
+    struct chooser s = {.n = 2, .deadline = green_after(FAR)};
+    s.c[0] = (green_clause_t){.op = GREEN_WAIT_EVENT, .event = &never};
+    s.c[1] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = worker, .err = -1};
+    green_t g = green_spawn(do_choose, &s);
+    settle();
+    assert_int_equal(green_dead(g), 0); /* waiting */
+    /* while the choose waits for it, it is worker's joiner (on worker's hub) */
+    assert_fails_with(green_join(worker, NULL, green_after(FAR)), EINVAL);
+    assert_int_equal(green_event_set(&wk.go), 0); /* worker ends, on hub 2 */
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(s.r, 1);
+    assert_int_equal(s.c[1].err, 0);
+    /* not reaped: ready at once again, and the caller joins it */
+    assert_int_equal(green_choose(s.c, 2, 0), 1);
+    void *res;
+    assert_int_equal(green_join(worker, &res, green_after(FAR)), 0);
+    assert_ptr_equal(res, (void *)9);
+    /* joined: a stale handle */
+    assert_fails_with(green_choose(s.c, 2, 0), ESRCH);
+
+    /* a deadline, then a kill of the chooser: each lets go of the watch, and the green
+     * thread is joinable again by anyone */
+    green_event_init(&wk.go);
+    wk.ret = (void *)7;
+    worker = green_spawn_attr(wait_then_return, &wk, &on2);
+    s.c[1].g = worker;
+    int64_t t0 = green_now();
+    assert_fails_with(green_choose(s.c, 2, green_after(30)), ETIMEDOUT);
+    assert_true(green_now() - t0 >= 29);
+    s.deadline = -1;
+    g = green_spawn(do_choose, &s);
+    settle();
+    assert_int_equal(green_dead(g), 0);
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(s.r, -1);
+    assert_int_equal(s.err, ECANCELED);
+    assert_int_equal(green_event_set(&wk.go), 0);
+    assert_int_equal(green_join(worker, &res, green_after(FAR)), 0);
+    assert_ptr_equal(res, (void *)7);
+
+    /* a detached one: green_join's rules (EINVAL) */
+    green_event_init(&wk.go);
+    worker = green_spawn_attr(wait_then_return, &wk, &on2);
+    assert_int_equal(green_detach(worker), 0);
+    settle(); /* hub 2 has carried the detach out */
+    s.c[1].g = worker;
+    assert_fails_with(green_choose(s.c, 2, green_after(FAR)), EINVAL);
+    assert_int_equal(green_event_set(&wk.go), 0);
+
+    /* two green threads of hub 2, the later one ends first */
+    struct worker wa = {.ret = (void *)1}, wb = {.ret = (void *)2};
+    green_event_init(&wa.go);
+    green_event_init(&wb.go);
+    green_t a = green_spawn_attr(wait_then_return, &wa, &on2);
+    green_t b = green_spawn_attr(wait_then_return, &wb, &on2);
+    s.c[0] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = a};
+    s.c[1] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = b};
+    s.deadline = green_after(FAR);
+    g = green_spawn(do_choose, &s);
+    settle();
+    assert_int_equal(green_event_set(&wb.go), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(s.r, 1);
+    assert_int_equal(green_event_set(&wa.go), 0);
+    assert_int_equal(green_join(a, &res, green_after(FAR)), 0);
+    assert_ptr_equal(res, (void *)1);
+    assert_int_equal(green_join(b, &res, green_after(FAR)), 0);
+    assert_ptr_equal(res, (void *)2);
+
+    /* the other way round: a chooser on hub 2, a green thread of ours (hub 1) */
+    green_event_init(&wa.go);
+    wa.ret = (void *)3;
+    a = green_spawn(wait_then_return, &wa);
+    s.n = 1;
+    s.c[0] = (green_clause_t){.op = GREEN_WAIT_DEAD, .g = a, .err = -1};
+    s.r = -5;
+    g = green_spawn_attr(do_choose, &s, &on2);
+    settle();
+    assert_fails_with(green_join(a, NULL, 0), EINVAL); /* the chooser is its joiner */
+    assert_int_equal(green_event_set(&wa.go), 0);
+    assert_int_equal(green_join(g, NULL, green_after(FAR)), 0);
+    assert_int_equal(s.r, 0);
+    assert_int_equal(s.c[0].err, 0);
+    assert_int_equal(green_join(a, &res, 0), 0);
+    assert_ptr_equal(res, (void *)3);
+
+    assert_int_equal(green_event_destroy(&never), 0);
+    assert_int_equal(green_event_destroy(&wa.go), 0);
+    assert_int_equal(green_event_destroy(&wb.go), 0);
+    assert_hub_idle(); /* (hub 2's OS thread has fds of its own: not all_clear) */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_shared_stack_chooser),
         cmocka_unit_test(test_dump_shows_choose),
         cmocka_unit_test(test_wake_from_other_threads),
+        cmocka_unit_test(test_dead_clause_across_hubs),
     };
     return cmocka_run_group_tests_name("choose", tests, setup, NULL);
 }

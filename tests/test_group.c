@@ -334,6 +334,158 @@ static void test_join_deadlock(void **state)
     assert_hub_idle();
 }
 
+/* ======================================================================== */
+/*  Members on other hubs (these start a group of two hubs: they come last) */
+
+/* What members on other hubs report (they run on other OS threads: atomics). */
+static struct {
+    long started, finished, live, max_live, cancelled, on_hub2;
+} xs;
+
+static void xenter(void)
+{
+    __atomic_add_fetch(&xs.started, 1, __ATOMIC_SEQ_CST);
+    if (green_hub_self() == 2)
+        __atomic_add_fetch(&xs.on_hub2, 1, __ATOMIC_SEQ_CST);
+    long l = __atomic_add_fetch(&xs.live, 1, __ATOMIC_SEQ_CST);
+    long m = __atomic_load_n(&xs.max_live, __ATOMIC_SEQ_CST);
+    while (l > m && !__atomic_compare_exchange_n(&xs.max_live, &m, l, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
+        ;
+}
+
+static void xleave(void)
+{
+    __atomic_sub_fetch(&xs.live, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&xs.finished, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Sleeps `arg` ms (0: parks for ever) while counted as live. */
+static void *xsleeper(void *arg)
+{
+    xenter();
+    int r = (intptr_t)arg ? green_sleep((intptr_t)arg) : green_park(-1);
+    if (r != 0 && errno == ECANCELED)
+        __atomic_add_fetch(&xs.cancelled, 1, __ATOMIC_SEQ_CST);
+    xleave();
+    return NULL;
+}
+
+static void two_hubs(void)
+{
+    assert_true(green_hubs_start(2) >= 2);
+    memset(&xs, 0, sizeof xs);
+}
+
+/* Members placed on hub 2: size counts them, join (of the root) waits for them all. */
+static void test_members_on_another_hub(void **state)
+{
+    (void)state;
+    two_hubs();
+    green_group_t g;
+    assert_int_equal(green_group_init(&g, 0), 0);
+    green_attr_t attr = {.hub = 2};
+    green_t t[20];
+    for (int i = 0; i < 20; i++)
+        assert_non_null(t[i] = green_group_spawn_attr(&g, xsleeper, (void *)(intptr_t)(1 + i % 5), &attr, -1));
+    assert_int_equal(green_group_size(&g), 20);
+    assert_int_equal(green_group_destroy(&g), -1);
+    assert_int_equal(errno, EBUSY);
+    assert_int_equal(green_group_join(&g, -1), 0);
+    assert_int_equal(green_group_size(&g), 0);
+    assert_int_equal(__atomic_load_n(&xs.finished, __ATOMIC_SEQ_CST), 20);
+    assert_int_equal(__atomic_load_n(&xs.on_hub2, __ATOMIC_SEQ_CST), 20);
+    assert_int_equal(green_group_destroy(&g), 0);
+    /* bad input */
+    attr.hub = 99;
+    assert_null_with(green_group_spawn_attr(&g, xsleeper, NULL, &attr, -1), EINVAL);
+    assert_null_with(green_group_spawn_attr(NULL, xsleeper, NULL, &attr, -1), EINVAL);
+    assert_int_equal(green_group_size(&g), 0); /* the failed spawn gave its slot back */
+    /* GREEN_HUB_ANY and the caller's own hub in one group */
+    assert_int_equal(green_group_init(&g, 0), 0);
+    attr.hub = GREEN_HUB_ANY;
+    for (int i = 0; i < 10; i++)
+        assert_non_null(green_group_spawn_attr(&g, xsleeper, (void *)(intptr_t)2, i % 2 ? &attr : NULL, -1));
+    assert_int_equal(green_group_join(&g, -1), 0);
+    assert_int_equal(__atomic_load_n(&xs.finished, __ATOMIC_SEQ_CST), 30);
+    assert_int_equal(green_group_destroy(&g), 0);
+    assert_hub_idle();
+}
+
+/* A pool whose members run on hub 2: a slot is free again when a member dies there. */
+static void test_pool_on_another_hub(void **state)
+{
+    (void)state;
+    two_hubs();
+    green_group_t g;
+    assert_int_equal(green_group_init(&g, 2), 0);
+    green_attr_t attr = {.hub = 2};
+    int64_t t0 = green_now();
+    for (int i = 0; i < 8; i++)
+        assert_non_null(green_group_spawn_attr(&g, xsleeper, (void *)(intptr_t)5, &attr, green_after(5000)));
+    assert_true(green_group_size(&g) <= 2);
+    assert_int_equal(green_group_join(&g, -1), 0);
+    assert_true(green_now() - t0 >= 4 * 5 - 1); /* four rounds of two */
+    assert_int_equal(__atomic_load_n(&xs.finished, __ATOMIC_SEQ_CST), 8);
+    assert_true(__atomic_load_n(&xs.max_live, __ATOMIC_SEQ_CST) <= 2);
+    /* a full pool with a deadline: its spawner times out */
+    assert_non_null(green_group_spawn_attr(&g, xsleeper, NULL, &attr, -1));
+    assert_non_null(green_group_spawn_attr(&g, xsleeper, NULL, &attr, -1));
+    assert_null_with(green_group_spawn_attr(&g, xsleeper, NULL, &attr, green_after(20)), ETIMEDOUT);
+    assert_int_equal(green_group_kill(&g), 0);
+    assert_non_null(green_group_spawn_attr(&g, xsleeper, (void *)(intptr_t)1, &attr, green_after(5000)));
+    assert_int_equal(green_group_join(&g, -1), 0);
+    assert_int_equal(green_group_destroy(&g), 0);
+    assert_hub_idle();
+}
+
+/* Kill reaches members on other hubs, started or not; a root's join of members that
+ * park for ever on another hub is no deadlock: it waits (here, until its deadline). */
+static void test_kill_on_another_hub(void **state)
+{
+    (void)state;
+    two_hubs();
+    green_group_t g;
+    assert_int_equal(green_group_init(&g, 0), 0);
+    green_attr_t attr = {.hub = 2};
+    for (int i = 0; i < 10; i++)
+        assert_non_null(green_group_spawn_attr(&g, xsleeper, NULL, &attr, -1));
+    while (__atomic_load_n(&xs.started, __ATOMIC_SEQ_CST) < 10)
+        assert_int_equal(green_sleep(1), 0);
+    assert_fails_with(green_group_join(&g, green_after(30)), ETIMEDOUT);
+    assert_int_equal(green_group_size(&g), 10);
+    for (int i = 0; i < 10; i++) /* these may or may not have started when killed */
+        assert_non_null(green_group_spawn_attr(&g, xsleeper, NULL, &attr, -1));
+    int64_t t0 = green_now();
+    assert_int_equal(green_group_kill(&g), 0);
+    assert_int_equal(green_group_join(&g, -1), 0);
+    assert_true(green_now() - t0 < LATE_MS);
+    assert_int_equal(green_group_size(&g), 0);
+    long started = __atomic_load_n(&xs.started, __ATOMIC_SEQ_CST);
+    assert_true(started >= 10);
+    assert_int_equal(__atomic_load_n(&xs.cancelled, __ATOMIC_SEQ_CST), started);
+    assert_int_equal(green_group_destroy(&g), 0);
+    assert_hub_idle();
+}
+
+/* A member on another hub killed through its own handle: its end reaches the group. */
+static void test_member_killed_by_handle(void **state)
+{
+    (void)state;
+    two_hubs();
+    green_group_t g;
+    assert_int_equal(green_group_init(&g, 0), 0);
+    green_attr_t attr = {.hub = 2};
+    green_t a = green_group_spawn_attr(&g, xsleeper, NULL, &attr, -1);
+    assert_non_null(a);
+    while (__atomic_load_n(&xs.started, __ATOMIC_SEQ_CST) < 1)
+        assert_int_equal(green_sleep(1), 0);
+    assert_int_equal(green_kill(a), 0);
+    assert_int_equal(green_group_join(&g, -1), 0);
+    assert_int_equal(green_group_size(&g), 0);
+    assert_int_equal(green_group_destroy(&g), 0);
+    assert_hub_idle();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +499,10 @@ int main(void)
         cmocka_unit_test(test_member_killed_before_start),
         cmocka_unit_test(test_join_from_member),
         cmocka_unit_test(test_join_deadlock),
+        cmocka_unit_test(test_members_on_another_hub),
+        cmocka_unit_test(test_pool_on_another_hub),
+        cmocka_unit_test(test_kill_on_another_hub),
+        cmocka_unit_test(test_member_killed_by_handle),
     };
     return cmocka_run_group_tests_name("group", tests, NULL, NULL);
 }

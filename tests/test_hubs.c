@@ -11,9 +11,11 @@
 #define GREEN_TEST_EMULATED 0 /* set by the build under qemu-user */
 #endif
 #include "green_test.h"
+#include "../src/green_private.h" /* the patch library's calls across hubs */
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -227,6 +229,80 @@ static void test_cross_hub_detach(void **state)
     g = spawn_on(3, where, NULL, GREEN_STACK_SHARED);
     green_sleep(5);
     assert_int_equal(green_detach(g), 0);
+}
+
+/* The patch library's calls on a green thread of another hub (green_private.h): peek
+ * reads it from here, on_hub runs a function on its hub (with a copy of the data). */
+static int on_hub_seen[3];
+
+static void on_hub_fn(green_t g, void *copy)
+{
+    int v;
+    memcpy(&v, copy, sizeof v);
+    __atomic_store_n(&on_hub_seen[0], green_hub_self(), __ATOMIC_RELEASE);
+    __atomic_store_n(&on_hub_seen[1], v, __ATOMIC_RELEASE);
+    /* on g's hub: its own calls work on it, as the cancel of libgreen-patch does */
+    __atomic_store_n(&on_hub_seen[2], green_wake(g, EINTR) == 0 ? 1 : -1, __ATOMIC_RELEASE);
+}
+
+static int about_to_park;
+
+/* park_forever, saying so first: its hub runs a record only once it has parked. */
+static void *park_noted(void *arg)
+{
+    __atomic_store_n(&about_to_park, 1, __ATOMIC_RELEASE);
+    return park_forever(arg);
+}
+
+static void test_private_calls_across_hubs(void **state)
+{
+    (void)state;
+    green_attr_t a = {.hub = 2, .name = "away"};
+    green_t g = green_spawn_attr(park_noted, NULL, &a);
+    assert_non_null(g);
+    while (!__atomic_load_n(&about_to_park, __ATOMIC_ACQUIRE))
+        green_sleep(1);
+    unsigned long th = 0;
+    const char *name = NULL;
+    assert_int_equal(green_private_peek(g, &th, &name), 0);
+    assert_true(th != 0 && th != (unsigned long)pthread_self());
+    assert_string_equal(name, ""); /* another hub's, not a green pthread: not read */
+    assert_int_equal(green_private_peek(green_current(), &th, &name), 0);
+    assert_true(th == (unsigned long)pthread_self());
+    void *lo;
+    size_t size;
+    int detached = 1;
+    assert_int_equal(green_private_attr(g, &lo, &size, &detached), 0);
+    assert_non_null(lo);
+    assert_true(size >= 4096);
+    assert_int_equal(detached, 0);
+    int v = 42;
+    assert_int_equal(green_private_on_hub(g, on_hub_fn, &v, 100), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(green_private_on_hub(g, on_hub_fn, &v, sizeof v), 0);
+    void *r;
+    assert_int_equal(green_join(g, &r, green_after(5000)), 0);
+    assert_int_equal((intptr_t)r, EINTR); /* woken on its hub by on_hub_fn */
+    assert_int_equal(__atomic_load_n(&on_hub_seen[0], __ATOMIC_ACQUIRE), 2);
+    assert_int_equal(__atomic_load_n(&on_hub_seen[1], __ATOMIC_ACQUIRE), 42);
+    assert_int_equal(__atomic_load_n(&on_hub_seen[2], __ATOMIC_ACQUIRE), 1);
+    /* joined: stale */
+    assert_int_equal(green_private_peek(g, NULL, NULL), -1);
+    assert_int_equal(errno, ESRCH);
+    assert_int_equal(green_private_on_hub(g, on_hub_fn, &v, sizeof v), -1);
+    assert_int_equal(errno, ESRCH);
+    assert_int_equal(green_private_attr(g, &lo, &size, &detached), -1);
+    assert_int_equal(errno, ESRCH);
+    /* a dead one not yet joined: peek says so */
+    g = spawn_on(2, where, NULL, GREEN_STACK_DEDICATED);
+    int dead = 0;
+    for (int i = 0; i < 5000 && dead == 0; i++) {
+        dead = green_private_peek(g, NULL, NULL);
+        if (dead == 0)
+            green_sleep(1);
+    }
+    assert_int_equal(dead, 1);
+    assert_int_equal(green_join(g, &r, -1), 0);
 }
 
 static void *sleeper(void *arg)
@@ -717,6 +793,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cross_hub_wake),
         cmocka_unit_test(test_cross_hub_detach),
         cmocka_unit_test(test_cross_hub_join_deadline),
+        cmocka_unit_test(test_private_calls_across_hubs),
         cmocka_unit_test(test_cross_hub_second_joiner),
         cmocka_unit_test(test_self_join),
         cmocka_unit_test(test_fd_closed_on_another_hub),

@@ -121,6 +121,22 @@ static void test_patch_hubs_spread(void **state)
     assert_non_null(strstr(out, "os_threads=1 counter=32000"));
 }
 
+/* The pthread calls that take another thread's pthread_t work on a green pthread of
+ * another hub: pthread_cancel (the read it blocks in is a cancellation point; its
+ * cleanup handler runs), pthread_kill (the handler runs, on that hub's OS thread, and
+ * interrupts that thread's read: EINTR), pthread_getattr_np, the names, affinity,
+ * scheduling and CPU clock; a joined one's handle gives ESRCH. */
+static void test_patch_hubs_cross(void **state)
+{
+    (void)state;
+    setenv("GREEN_PATCH_HUBS", "2", 1);
+    int st = run("threads_hubs", "cross", NULL, GREEN, 0, out, sizeof out);
+    unsetenv("GREEN_PATCH_HUBS");
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "cross=ok"));
+    assert_non_null(strstr(out, "os_threads=2 counter=32000"));
+}
+
 static long wall_ms(void)
 {
     const char *w = strstr(out, "wall_ms=");
@@ -308,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_native_lock_deadlock),
         cmocka_unit_test(test_native_lock_quiet),
         cmocka_unit_test(test_patch_hubs_spread),
+        cmocka_unit_test(test_patch_hubs_cross),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,8 +16,12 @@
  * A green thread's pthread_t is its libgreen handle with bit 0 set (real pthread_t are
  * aligned pointers), so every call tells the kinds apart: a real one goes to libc, a
  * green one to libgreen. Control blocks are type-stable and handles carry a generation,
- * so a stale pthread_t gives ESRCH, never a crash; one of another OS thread's hub ESRCH
- * too. join of self: EDEADLK; of a detached one: EINVAL. The root (main(), or whatever
+ * so a stale pthread_t gives ESRCH, never a crash. A green pthread of another hub (of the
+ * group, GREEN_PATCH_HUBS, or another OS thread's) is served across hubs: join and
+ * detach by libgreen's calls, cancel and kill sent to its hub (green_private_on_hub:
+ * only that hub writes its fields) and carried out there, the queries read from here
+ * (green_private_peek, green_private_attr). join of self: EDEADLK; of a detached one:
+ * EINVAL. The root (main(), or whatever
  * OS thread runs the hub) keeps its real pthread_self(), so pthread_equal, joins and
  * pthread_kill of it mean what they always meant; a green thread spawned with
  * libgreen's own API gets a tagged pthread_t like the others.
@@ -155,8 +159,8 @@ static int check(pthread_t t)
     return e;
 }
 
-/* check() for the calls that work across hubs (join, detach: GREEN_PATCH_HUBS): t may be
- * a green thread of any hub. */
+/* check() for the calls that work across hubs (GREEN_PATCH_HUBS: all but pthread_self's
+ * and the key calls, which concern the caller): t may be a green thread of any hub. */
 static int check_any(pthread_t t)
 {
     int saved = errno;
@@ -166,6 +170,7 @@ static int check_any(pthread_t t)
 }
 
 int pth_check(pthread_t t) { return is_green(t) ? check(t) : -1; }
+int pth_check_any(pthread_t t) { return is_green(t) ? check_any(t) : -1; }
 
 void patch_die(const char *msg)
 {
@@ -303,17 +308,19 @@ int pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr, v
         if (b->spread)
             __atomic_add_fetch(&spread_live, 1, __ATOMIC_ACQ_REL);
     }
-    /* its slot holds b before it can run (on another hub, too) */
+    /* its slot holds b before it can run (on another hub, too); on another hub it may
+     * have ended, and b be freed, when the spawn returns: b is not read after it */
+    int spread = b && b->spread;
     green_t g = b && hub() == 0 ? green_private_spawn_local(tramp, b, &ga, b) : NULL;
     if (!g) {
-        if (b && b->spread)
+        if (spread)
             __atomic_sub_fetch(&spread_live, 1, __ATOMIC_ACQ_REL);
         int e = errno == EINVAL ? EINVAL : EAGAIN;
         free(b);
         errno = saved;
         return e;
     }
-    if (!b->spread)
+    if (!spread)
         live++;
     if (detach == PTHREAD_CREATE_DETACHED)
         green_detach(g);
@@ -598,16 +605,11 @@ int pthread_detach(pthread_t t)
 }
 GREEN_PATCH_THREAD(pthread_detach);
 
-int pthread_cancel(pthread_t t)
+/* The cancel of g, on g's hub (green_private_on_hub: its fields are its hub's to write). */
+static void cancel_here(green_t g, void *unused)
 {
-    if (!patch_threads || !is_green(t))
-        return patch_real()->pthread_cancel(t);
-    int e = check(t);
-    if (e)
-        return e;
-    green_t g = to_green(t);
+    (void)unused;
     struct pth *b = pth_of(g);
-    int saved = errno;
     if (!b) {
         if (green_dead(g) == 0)
             green_kill(g); /* a green thread of libgreen's own API */
@@ -617,8 +619,21 @@ int pthread_cancel(pthread_t t)
         if (!b->cancel_disabled && green_started(g) == 1)
             green_kill(g);
     }
+}
+
+/* On another hub's green pthread the cancel is sent there, and carried out when that hub
+ * next runs its loop (as green_kill across hubs). */
+int pthread_cancel(pthread_t t)
+{
+    if (!patch_threads || !is_green(t))
+        return patch_real()->pthread_cancel(t);
+    int e = check_any(t);
+    if (e)
+        return e;
+    int saved = errno;
+    e = green_private_on_hub(to_green(t), cancel_here, NULL, 0) == 0 ? 0 : errno;
     errno = saved;
-    return 0;
+    return e;
 }
 GREEN_PATCH_THREAD(pthread_cancel);
 
@@ -670,19 +685,40 @@ void pthread_testcancel(void)
 }
 GREEN_PATCH_THREAD(pthread_testcancel);
 
+/* pthread_kill(t, sig) on t's hub: the delivery is t's, to the OS thread running it. */
+static void kill_here(green_t g, void *sig)
+{
+    int s;
+    memcpy(&s, sig, sizeof s);
+    patch_intr_direct(g, s);
+    patch_real()->pthread_kill(patch_real()->pthread_self(), s);
+}
+
 /* A signal cannot target a green thread: it goes to the OS thread running t's hub, and
- * the call its handler interrupts is t's. */
+ * the call its handler interrupts is t's. On another hub's green pthread, the signal is
+ * sent from that hub (which notes t as its target first) when it next runs its loop. */
 int pthread_kill(pthread_t t, int sig)
 {
     if (!patch_threads || !is_green(t))
         return patch_real()->pthread_kill(t, sig);
-    int e = check(t);
-    if (e || green_dead(to_green(t)))
-        return e ? e : ESRCH;
+    int e = check_any(t);
+    if (e)
+        return e;
+    int saved = errno;
+    unsigned long os;
+    int dead = green_private_peek(to_green(t), &os, NULL);
+    errno = saved;
+    if (dead != 0)
+        return ESRCH;
     if (sig < 0 || sig >= NSIG)
         return EINVAL;
     if (sig == 0)
         return 0;
+    if ((pthread_t)os != patch_real()->pthread_self()) {
+        e = green_private_on_hub(to_green(t), kill_here, &sig, sizeof sig) == 0 ? 0 : errno;
+        errno = saved;
+        return e;
+    }
     patch_intr_direct(to_green(t), sig);
     return patch_real()->pthread_kill(patch_real()->pthread_self(), sig);
 }
@@ -693,7 +729,7 @@ int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 {
     if (!patch_threads || !is_green(t))
         return patch_real()->pthread_getattr_np(t, attr);
-    int e = check(t);
+    int e = check_any(t);
     if (e)
         return e;
     int r = pthread_attr_init(attr);
@@ -721,7 +757,7 @@ int pthread_setname_np(pthread_t t, const char *name)
             real = (__typeof__(real))dlsym(RTLD_NEXT, "pthread_setname_np");
         return real ? real(t, name) : ENOSYS;
     }
-    return check(t); /* accepted and ignored */
+    return check_any(t); /* accepted and ignored */
 }
 GREEN_PATCH_THREAD(pthread_setname_np);
 

@@ -89,6 +89,9 @@ int green_here(void);
  * it to libc), 0 when it is a live one of this hub, else the error number (ESRCH: stale
  * or another hub's). (thread.c) */
 int pth_check(pthread_t t);
+/* The same for the calls that work across hubs (GREEN_PATCH_HUBS): 0 when t is a live
+ * green pthread of any hub. (thread.c) */
+int pth_check_any(pthread_t t);
 
 /* 1 when green threads of more than one OS thread use pthread objects: then nobody can
  * tell whether a waiter's object is released on another OS thread, and every wait looks

@@ -2,10 +2,15 @@
  * threads_hubs.c — a plain pthread program for GREEN_PATCH_HUBS (test_patch_threads.c):
  * threads that share a mutex-protected counter and record the OS thread they ran on,
  * joined; then detached ones, and pthread_exit in main (which waits for them).
- * Prints "os_threads=N counter=C" and "detached=D".
+ * Prints "os_threads=N counter=C" and "detached=D". Given "cross", first the pthread calls
+ * on a thread of another OS thread (GREEN_PATCH_HUBS: another hub): cancel, kill,
+ * getattr, names, affinity, and ESRCH once it is joined; prints "cross=ok" or what failed.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,8 +53,126 @@ static void *detached(void *arg)
     return NULL;
 }
 
-int main(void)
+/* ---- "cross" ---- */
+
+static int pipefd[2];
+static long main_tid;
+static int cleaned, handled;
+
+static void cleanup(void *arg)
 {
+    (void)arg;
+    __atomic_store_n(&cleaned, 1, __ATOMIC_SEQ_CST);
+}
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    __atomic_store_n(&handled, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Blocks in read() (a cancellation point, interrupted by a handler without SA_RESTART)
+ * on another OS thread than main's: returns read's errno, or 0 when it ran on main's. */
+static void *reader(void *arg)
+{
+    (void)arg;
+    if (syscall(SYS_gettid) == main_tid)
+        return (void *)(intptr_t)-1;
+    char c;
+    ssize_t r;
+    pthread_cleanup_push(cleanup, NULL);
+    r = read(pipefd[0], &c, 1);
+    pthread_cleanup_pop(0);
+    return (void *)(intptr_t)(r < 0 ? errno : 0);
+}
+
+/* A reader on another OS thread (they are placed round-robin: one of two is). */
+static pthread_t reader_away(void)
+{
+    for (int i = 0; i < 4; i++) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, reader, NULL) != 0)
+            return 0;
+        usleep(20000); /* it runs and blocks, or ends at once on main's */
+        if (pthread_tryjoin_np(t, NULL) != 0)
+            return t; /* blocked: away */
+    }
+    return 0;
+}
+
+#define FAIL(what)                                                                       \
+    do {                                                                                 \
+        printf("cross failed: %s\n", what);                                              \
+        return 1;                                                                        \
+    } while (0)
+
+static int cross(void)
+{
+    main_tid = syscall(SYS_gettid);
+    if (pipe(pipefd) != 0)
+        FAIL("pipe");
+    struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART: read fails EINTR */
+    sigaction(SIGUSR1, &sa, NULL);
+
+    /* cancel: the read is a cancellation point; cleanup handlers run */
+    pthread_t t = reader_away();
+    if (!t)
+        FAIL("no thread on another OS thread");
+    if (pthread_cancel(t) != 0)
+        FAIL("cancel");
+    void *r;
+    if (pthread_join(t, &r) != 0 || r != PTHREAD_CANCELED || !cleaned)
+        FAIL("cancelled thread's end");
+    if (pthread_cancel(t) != ESRCH || pthread_kill(t, 0) != ESRCH)
+        FAIL("stale handle");
+
+    /* kill: the handler runs, and the thread's read is the call it interrupts */
+    if (!(t = reader_away()))
+        FAIL("no thread on another OS thread");
+    if (pthread_kill(t, 0) != 0 || pthread_kill(t, -1) != EINVAL)
+        FAIL("kill 0 / bad signal");
+    /* the others, on a live thread of another hub */
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+    int ds;
+    if (pthread_getattr_np(t, &a) != 0 || pthread_attr_getstack(&a, &lo, &size) != 0 || !lo ||
+        size < 65536 || pthread_attr_getdetachstate(&a, &ds) != 0 || ds != PTHREAD_CREATE_JOINABLE)
+        FAIL("getattr");
+    pthread_attr_destroy(&a);
+    char name[16] = "x";
+    if (pthread_setname_np(t, "away") != 0 || pthread_getname_np(t, name, sizeof name) != 0)
+        FAIL("names");
+    cpu_set_t cpus;
+    CPU_ZERO(&cpus);
+    if (pthread_getaffinity_np(t, sizeof cpus, &cpus) != 0 || CPU_COUNT(&cpus) == 0 ||
+        pthread_setaffinity_np(t, sizeof cpus, &cpus) != 0)
+        FAIL("affinity");
+    int policy;
+    struct sched_param sp;
+    clockid_t clk;
+    if (pthread_getschedparam(t, &policy, &sp) != 0 || pthread_getcpuclockid(t, &clk) != 0)
+        FAIL("sched/clock");
+    if (pthread_kill(t, SIGUSR1) != 0)
+        FAIL("kill");
+    for (int i = 0; i < 5000 && !__atomic_load_n(&handled, __ATOMIC_SEQ_CST); i++)
+        usleep(1000);
+    if (!handled)
+        FAIL("the handler never ran");
+    if (pthread_join(t, &r) != 0 || (intptr_t)r != EINTR)
+        FAIL("the killed thread's read did not fail with EINTR");
+    if (pthread_kill(t, SIGUSR1) != ESRCH || pthread_getattr_np(t, &a) != ESRCH ||
+        pthread_getname_np(t, name, sizeof name) != ESRCH)
+        FAIL("stale handle after kill");
+    printf("cross=ok\n");
+    fflush(stdout);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "cross") == 0 && cross() != 0)
+        return 4;
     pthread_t t[N];
     for (int i = 0; i < N; i++)
         if (pthread_create(&t[i], NULL, run, (void *)(intptr_t)i) != 0)
