@@ -244,7 +244,7 @@ static void dump_one(struct green_hub *h, struct green *g, void *arg)
         green__outf(o, " spawner=%llu", (unsigned long long)g->spawner);
     } else if (!(g->flags & GF_ROOT)) {
         const struct green *p = green__parent_of(g);
-        if (p && p->gen == g->parent_gen && p->state != GS_FREE)
+        if (p && __atomic_load_n(&p->gen, __ATOMIC_RELAXED) == g->parent_gen && p->state != GS_FREE)
             green__outf(o, " parent=%llu", (unsigned long long)p->id);
     }
     if (g->flags & GF_CANCELLED)

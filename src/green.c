@@ -519,7 +519,7 @@ struct green *green__live_ancestor(struct green *g)
     struct green_hub *h = g->hub;
     for (;;) {
         struct green *p = green__parent_of(g);
-        if (!p || p->gen != g->parent_gen || p->state == GS_FREE)
+        if (!p || __atomic_load_n(&p->gen, __ATOMIC_RELAXED) != g->parent_gen || p->state == GS_FREE)
             return h->root;
         if (p->state != GS_DEAD)
             return p;
@@ -747,7 +747,7 @@ green_t green_parent(green_t handle)
         return NULL;
     }
     struct green *p = green__parent_of(g);
-    if (!p || p->gen != g->parent_gen || p->state == GS_FREE)
+    if (!p || __atomic_load_n(&p->gen, __ATOMIC_RELAXED) != g->parent_gen || p->state == GS_FREE)
         p = h->root;
     return green__handle(p);
 }
@@ -773,13 +773,13 @@ int green_set_parent(green_t handle, green_t parent)
         if (a->flags & GF_ROOT)
             break;
         struct green *n = green__parent_of(a);
-        if (!n || n->gen != a->parent_gen || n->state == GS_FREE)
+        if (!n || __atomic_load_n(&n->gen, __ATOMIC_RELAXED) != a->parent_gen || n->state == GS_FREE)
             break;
         a = n;
     }
     g->flags &= (uint8_t)~GF_SPAWNED; /* its spawner's id gives way to the parent */
     g->parent = p;
-    g->parent_gen = p->gen;
+    g->parent_gen = __atomic_load_n(&p->gen, __ATOMIC_RELAXED);
     return 0;
 }
 

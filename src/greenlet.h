@@ -30,7 +30,7 @@ void green__died(struct green_hub *h, struct green *g); /* runs the on_death cal
 #define GREEN_PTR_MASK ((((uintptr_t)1) << 48) - 1)
 static inline green_t green__handle(const struct green *g)
 {
-    return (green_t)((uintptr_t)g | ((uintptr_t)g->gen << 48));
+    return (green_t)((uintptr_t)g | ((uintptr_t)__atomic_load_n(&g->gen, __ATOMIC_RELAXED) << 48));
 }
 /* Resolve a handle of this thread's hub; NULL + errno (EINVAL, ESRCH, EXDEV). */
 struct green *green__resolve(struct green_hub *h, green_t handle);

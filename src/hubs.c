@@ -55,8 +55,9 @@
  * detached, nobody waiting, no group's and no libgreen-patch pthread's) is opened: its
  * hub stores in g->joiner a token naming its generation (release: after the result). A
  * joiner of another hub takes it by swapping the token for GREEN_ZTAKEN (acquire): it
- * reads the result and pushes g on its hub's `reaped` list, which that hub frees at its
- * next look at its poller — no record, no wake-up. Before g's own hub consumes a dead g
+ * reads the result, makes the handle stale (the generation, which every reader loads
+ * atomically) and pushes g on its hub's `reaped` list, which that hub frees at its next
+ * look at its poller — no record, no wake-up. Before g's own hub consumes a dead g
  * (a local join, detach, destroy, or a join record), it takes the token back
  * (green__zombie_keep): one swap decides; the loser finds the handle joined (ESRCH).
  * Every access to g->joiner is atomic for this (relaxed: plain moves).
@@ -480,6 +481,9 @@ int green__zombie_take(struct green_hub *gh, struct green *g, green_t handle, vo
         return -1;
     if (result)
         *result = g->arg;
+    /* its handle is stale from now on, everywhere (its hub bumps the generation again
+     * when it frees the block) */
+    __atomic_store_n(&g->gen, (uint16_t)(__atomic_load_n(&g->gen, __ATOMIC_RELAXED) + 1), __ATOMIC_RELEASE);
     /* dead, its hub never moves: gh frees it */
     struct green *head = __atomic_load_n(&gh->reaped, __ATOMIC_RELAXED);
     do
