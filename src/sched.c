@@ -25,11 +25,16 @@
  *  - the fast paths (switch, yield, spawn on this hub, pick) know nothing of other hubs:
  *    the group costs a relaxed load when the poller is consulted in passing, and a flag
  *    in each park (GX_INPARK: a green thread woken inside a blocking call cannot move).
+ *    A member of a group of > 1 hubs takes the slow pick every time (its since_poll is
+ *    held at the threshold), to keep its ring for idle hubs to steal from (hubs.c);
+ *  - a hub about to block spins for a while first when a hand-off from another thread
+ *    may come (idle spinning, below), but only once after traffic: idle, it sleeps.
  *  - a signal handler's interruption (green_private_hub_interrupt) is handed to the
  *    interrupt hook at the next look at the poller, which it makes come without waiting.
  */
 
 #include "sched.h"
+#include "wait.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -136,6 +141,11 @@ int green__remote_pending(struct green_hub *h)
  * the notes were pushed; notes let go of meanwhile go back to their owner's layer. */
 void green__remote_drain(struct green_hub *h)
 {
+    /* a note may be about a green thread in our ring (a late wake-up, a kill, a join):
+     * what it leads to reads and writes that one's fields, which a thief may be taking */
+    if (GREEN_UNLIKELY(green__ring_busy(h)))
+        green__ring_reclaim(h);
+    h->spin_ok = 1; /* traffic from other threads: worth a spin when idle (pick_slow) */
     struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
     struct green_remote *fifo = NULL;
     while (n) {
@@ -273,8 +283,10 @@ static void poll_once(struct green_hub *h, int timeout)
     interrupt_deliver();
     if (green__remote_pending(h))
         green__remote_drain(h);
-    if (GREEN_UNLIKELY(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL))
+    if (GREEN_UNLIKELY(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL)) {
         green__inbox_drain(h);
+        h->spin_ok = 1;
+    }
     /* a yield with nothing else ready comes here every time: read the clock (~30 ns
      * on a VM) only when a timer could be due or we may have slept */
     if (timeout != 0 || green__timer_count(h)) {
@@ -294,18 +306,124 @@ static inline struct green *pick(struct green_hub *h)
     return pick_slow(h);
 }
 
+void green__steal_on(struct green_hub *h)
+{
+    if (h->stealing)
+        return;
+    h->stealing = 1;
+    h->picks = 0;
+    h->since_poll = GREEN_POLL_EVERY - 1; /* its next pick keeps the ring (pick_slow) */
+}
+
+/* ---- idle spinning ----
+ *
+ * A hand-off from a green thread of another hub (a channel's message, a mutex, a join's
+ * answer) wakes this hub through its remote list; if the hub sleeps in its poller that
+ * takes the waker's eventfd write and the epoll_wait's return, 10-20 µs, against ~100 ns
+ * when the hub is awake to see the note. So a hub about to block first spins for up to
+ * GREEN_SPIN_US (default SPIN_US_DEFAULT) looking at its remote list, its inbox and the
+ * interrupt flag — without announcing `polling`, so wakers do not write the eventfd —
+ * and, a member of a group of > 1, at the other members' rings (stealing, hubs.c). It
+ * spins only when it may get such a hand-off: another thread may wake it (a member of a
+ * group of > 1, or outside references) and notes or green threads came from other
+ * threads since its last spin that came up empty (h->spin_ok). So an idle hub spins once
+ * after its last traffic, then sleeps (0% CPU); a hub driven by its own timers and fds
+ * never spins. Not when a timer is due within the spin (the caller's timeout is then 0),
+ * and fds are looked at in passing during it. */
+#define SPIN_US_DEFAULT 50
+static int64_t spin_ns = -1; /* GREEN_SPIN_US in ns; read once (loop_make) */
+
+static void spin_init(void)
+{
+    if (__atomic_load_n(&spin_ns, __ATOMIC_RELAXED) >= 0)
+        return;
+    const char *e = getenv("GREEN_SPIN_US");
+    long us = SPIN_US_DEFAULT;
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end == 0 && v >= 0)
+            us = v > 1000000 ? 1000000 : v;
+    }
+    __atomic_store_n(&spin_ns, (int64_t)us * 1000, __ATOMIC_RELAXED);
+}
+
+static __attribute__((noinline)) int64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Something from another thread: a note, a green thread handed over, an interruption. */
+static inline int arrived(struct green_hub *h)
+{
+    return __atomic_load_n(&h->remote, __ATOMIC_RELAXED) || __atomic_load_n(&h->inbox, __ATOMIC_RELAXED) ||
+           interrupt_pending();
+}
+
+/* Spin until something arrives, work is stolen or fds became ready (1: then h's run
+ * queue or lists hold it), or the spin's time is up (0). */
+static __attribute__((noinline)) int idle_spin(struct green_hub *h, int member)
+{
+    int64_t end = clock_ns() + __atomic_load_n(&spin_ns, __ATOMIC_RELAXED);
+    int fds = h->nfds || h->poller_kind == GREEN_POLLER_URING;
+    for (unsigned i = 1;; i++) {
+        if (arrived(h))
+            return 1;
+        green_cpu_relax();
+        if (i % 16 == 0) {
+            if (member && green__steal(h))
+                return 1;
+            if (fds && i % 256 == 0) {
+                poll_wait(h, 0);
+                if (!green_list_empty(&h->rq))
+                    return 1;
+            }
+            if (clock_ns() >= end)
+                return 0;
+        }
+    }
+}
+
+/* The next green thread to run when the fast path cannot say: a poll in passing is due,
+ * or h steals (then every pick comes here: since_poll stays at GREEN_POLL_EVERY - 1), or
+ * nothing is ready. */
 static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
 {
     for (;;) {
         if (!green_list_empty(&h->rq)) {
+            if (h->stealing) {
+                if (++h->picks < GREEN_POLL_EVERY) {
+                    /* keep some where idle hubs can take them, and hand them to one
+                     * that sleeps asking for work (one relaxed load when nobody asks) */
+                    green__ring_fill(h);
+                    if (GREEN_UNLIKELY(__atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0) &&
+                        green__ring_busy(h))
+                        green__ring_give(h);
+                    h->since_poll = GREEN_POLL_EVERY - 1;
+                    return rq_pop(h);
+                }
+                h->picks = 0;
+                h->since_poll = GREEN_POLL_EVERY;
+                green__ring_reclaim(h); /* what waits there runs next: no starving */
+            }
             if (h->since_poll >= GREEN_POLL_EVERY) {
                 h->since_poll = 0;
                 poll_once(h, 0);
                 /* idle hubs ask for work: give them some of ours */
                 if (GREEN_UNLIKELY(__atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0) && h->nready > 1)
                     green__share(h);
+                if (GREEN_UNLIKELY(!h->stealing) && h->num && green__hubs_n() > 1)
+                    green__steal_on(h); /* the group grew: from now on every pick comes here */
+                if (h->stealing)
+                    h->since_poll = GREEN_POLL_EVERY - 1;
             }
             return rq_pop(h);
+        }
+        if (GREEN_UNLIKELY(green__ring_busy(h))) { /* nothing else ready: ours again */
+            green__ring_reclaim(h);
+            continue;
         }
         h->since_poll = 0;
         int64_t next = green__timer_next(h);
@@ -318,9 +436,27 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             timeout = d <= 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
         }
         if (timeout != 0) {
-            green__stack_trim(h);
-            if (h->num && green__hubs_n() > 1) { /* a member of a group: ask for work */
+            int member = h->num && green__hubs_n() > 1;
+            if (member)
+                green__steal_on(h);
+            if (member) { /* a member of a group: take what other rings hold, else ask */
+                if (green__steal(h)) {
+                    h->spin_ok = 1;
+                    continue;
+                }
                 green__hunger(h, 1);
+            }
+            if (h->spin_ok && (member || h->ext_refs) && __atomic_load_n(&spin_ns, __ATOMIC_RELAXED) > 0) {
+                if (idle_spin(h, member)) { /* stolen work counts as traffic: spin_ok stays */
+                    if (member)
+                        green__hunger(h, 0);
+                    poll_once(h, 0);
+                    continue;
+                }
+                h->spin_ok = 0; /* came up empty: no more spins until new traffic */
+            }
+            green__stack_trim(h);
+            if (member) {
                 poll_once(h, timeout);
                 green__hunger(h, 0);
                 continue;
@@ -412,6 +548,7 @@ static struct green_hub *loop_make(struct green_hub *h)
     }
     h->exit_hook = sched_exit;
     h->join_hook = join_notify;
+    spin_init();
     return h;
 }
 
