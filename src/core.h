@@ -281,6 +281,7 @@ struct green_hub {
     uint32_t picks;                /* while stealing: picks since the last poll in passing */
     int spin_ok;                   /* traffic from other threads since its last idle spin
                                     * came up empty (sched.c) */
+    int64_t spin_cur;              /* the next idle spin's length, ns (sched.c) */
     uint64_t stolen;               /* green threads it took from other hubs' rings */
 
     /* the registry (hub.c); debugging (dump.c, monitor.c) */
