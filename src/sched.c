@@ -331,13 +331,15 @@ void green__steal_on(struct green_hub *h)
  * never spins. Not when a timer is due within the spin (the caller's timeout is then 0),
  * and fds are looked at in passing during it.
  *
- * The length adapts (h->spin_cur): a spin that comes up empty quarters the next one (down
- * to SPIN_MIN_NS), one that catches something doubles it (up to GREEN_SPIN_US). On a
- * machine with more runnable threads than cores the other side of a hand-off may not be
- * running at all, and a full spin would only take the core it waits for: measured on two
- * cores under load, fixed 50 µs spins made a cross-hub ping-pong slower than sleeping. */
+ * The length adapts (h->spin_cur): a spin that comes up empty halves the next one (down
+ * to SPIN_MIN_NS), one that catches something restores GREEN_SPIN_US. On a machine with
+ * more runnable threads than cores the other side of a hand-off may not be running at
+ * all — it may wait for this very core — and a full spin only delays it: measured on two
+ * cores under load, fixed 50 µs spins made a cross-hub ping-pong slower than sleeping
+ * (a 20 µs round trip became up to 60 µs); with the halving it stays at the sleeping
+ * figure, and where both sides run, a short spin's first catch brings the full one back. */
 #define SPIN_US_DEFAULT 50
-#define SPIN_MIN_NS 2000
+#define SPIN_MIN_NS 5000
 static int64_t spin_ns = -1; /* GREEN_SPIN_US in ns; read once (loop_make) */
 
 static void spin_init(void)
@@ -401,9 +403,9 @@ static __attribute__((noinline)) int idle_spin(struct green_hub *h, int member)
         h->spin_cur = max;
     int r = idle_spin_for(h, member, h->spin_cur);
     if (r)
-        h->spin_cur = h->spin_cur * 2 > max ? max : h->spin_cur * 2;
+        h->spin_cur = max;
     else
-        h->spin_cur = h->spin_cur / 4 < SPIN_MIN_NS ? (max < SPIN_MIN_NS ? max : SPIN_MIN_NS) : h->spin_cur / 4;
+        h->spin_cur = h->spin_cur / 2 < SPIN_MIN_NS ? (max < SPIN_MIN_NS ? max : SPIN_MIN_NS) : h->spin_cur / 2;
     return r;
 }
 
