@@ -168,7 +168,10 @@ void green__remote_drain(struct green_hub *h)
             n->released = 0;
             h->remote_release(h, n);
         }
-        if (g->state == GS_WAITING && g->wait_seq == (uint32_t)note && g->hub == h)
+        /* g's hub first: a note may come late for a green thread that has moved on (given
+         * away, or stolen), whose fields its new hub's thread writes */
+        if (__atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h && g->state == GS_WAITING &&
+            g->wait_seq == (uint32_t)note)
             green__wake(h, g, (int)(note >> 32));
     }
 }
