@@ -213,6 +213,8 @@ struct green_shared_stack {
 struct green_hub {
     struct green *current;
     struct green *root;
+    int stealing;                  /* a member of a group of > 1 hubs: keeps a ring (hubs.c;
+                                    * here, on the line every switch reads anyway) */
 
     /* stacks and green threads (stack.c, green.c) */
     struct green *free_blocks;     /* type-stable control block caches: dedicated, */
@@ -276,7 +278,6 @@ struct green_hub {
      * is not NULL. Only this hub fills slots; any member empties them. */
     struct green *ring[GREEN_RING];
     uint32_t ring_mask;            /* atomic */
-    int stealing;                  /* a member of a group of > 1 hubs: keeps a ring */
     struct green_list *ring_seen;  /* the run queue's last entry when a fill last looked */
     uint32_t picks;                /* while stealing: picks since the last poll in passing */
     int spin_ok;                   /* traffic from other threads since its last idle spin

@@ -282,7 +282,7 @@ struct green *green__resolve(struct green_hub *h, green_t handle)
     }
     /* one of ours set aside in our ring (stealing, hubs.c) is taken back before anything
      * reads or writes it: a thief may be taking it right now */
-    if (GREEN_UNLIKELY(green__ring_busy(h)) && __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h &&
+    if (GREEN_UNLIKELY(h->stealing) && green__ring_busy(h) && __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h &&
         green__ring_unlink(h, g)) {
         errno = EXDEV;
         return NULL;
@@ -314,8 +314,8 @@ struct green *green__resolve_any(green_t handle, struct green_hub **hub)
     }
     /* ours, but maybe in our ring (see green__resolve): taken back, or gone to a thief.
      * g->hub is read again after the ring's mask: a theft seen done there is seen here */
-    if (gh == green__tls_hub) {
-        if (GREEN_UNLIKELY(green__ring_busy(gh)))
+    if (gh == green__tls_hub && GREEN_UNLIKELY(gh->stealing)) {
+        if (green__ring_busy(gh))
             green__ring_unlink(gh, g);
         gh = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
     }

@@ -143,7 +143,7 @@ void green__remote_drain(struct green_hub *h)
 {
     /* a note may be about a green thread in our ring (a late wake-up, a kill, a join):
      * what it leads to reads and writes that one's fields, which a thief may be taking */
-    if (GREEN_UNLIKELY(green__ring_busy(h)))
+    if (GREEN_UNLIKELY(h->stealing) && green__ring_busy(h))
         green__ring_reclaim(h);
     h->spin_ok = 1; /* traffic from other threads: worth a spin when idle (pick_slow) */
     struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
