@@ -279,6 +279,7 @@ struct green_hub {
     struct green *ring[GREEN_RING];
     uint32_t ring_mask;            /* atomic */
     struct green_list *ring_seen;  /* the run queue's last entry when a fill last looked */
+    uint32_t ring_hold;            /* picks to make before the next fill (hubs.c) */
     uint32_t picks;                /* while stealing: picks since the last poll in passing */
     int spin_ok;                   /* traffic from other threads since its last idle spin
                                     * came up empty (sched.c) */

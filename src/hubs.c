@@ -37,9 +37,11 @@
  * computes without yielding gives nothing away meanwhile. So each member of a group of
  * > 1 (h->stealing; set when it first sees the group grown) keeps a ring: up to
  * GREEN_RING movable ready green threads, taken at its picks from the back of its run
- * queue (a few looked at per pick, at most as many as stay queued), that any idle member
- * may take without the busy hub's help. A hub that is not a member of such a group has no
- * ring, and its picks do not change: the ring costs nothing on a single hub. A member
+ * queue and from its front (those that never ran: the only ones that move off x86-64,
+ * and shared-stack ones everywhere; a few looked at per pick at each end, never more
+ * than stay queued), that any idle member may take without the busy hub's help. A hub
+ * that is not a member of such a group has no ring, and its picks do not change: the
+ * ring costs nothing on a single hub. A member
  * comes to pick_slow at every pick instead of every 128th (sched.c holds its since_poll
  * at the threshold), which fills the ring, hands its content to a member that sleeps
  * hungry (ring_give: claimed as by a share), and every 128 picks takes it back to the
@@ -468,7 +470,7 @@ void green__share(struct green_hub *h)
 
 /* ---- stealing ---- */
 
-#define RING_SCAN 4 /* run-queue entries looked at per fill, from the back */
+#define RING_SCAN 4 /* run-queue entries looked at per fill at each end */
 
 static inline struct green *taken(struct green *g) { return (struct green *)((uintptr_t)g | 1); }
 
@@ -476,32 +478,50 @@ static inline struct green *taken(struct green *g) { return (struct green *)((ui
  * ready green threads, the movable ones among the last few, in the ring, so that an idle
  * member can take them even while the one about to run computes for long. Costs a few
  * loads when the ring is full or nothing is ready behind the one to run. */
+/* g (ready, movable, in h's run queue) into a free slot of h's ring. */
+static void ring_put(struct green_hub *h, struct green *g, uint32_t *mask)
+{
+    green_list_remove(&g->timer.link);
+    h->nready--;
+    green__count(&h->alive, -1);
+    h->exported = 1;
+    g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
+    int i = __builtin_ctz(~*mask);
+    __atomic_store_n(&h->ring[i], g, __ATOMIC_RELEASE);
+    __atomic_or_fetch(&h->ring_mask, 1u << i, __ATOMIC_RELEASE);
+    *mask |= 1u << i;
+}
+
 void green__ring_fill(struct green_hub *h)
 {
-    struct green_list *l = h->rq.prev;
-    if (l == h->ring_seen)
-        return; /* nothing queued since the last look: the back holds none to set aside */
     uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
     uint32_t full = (uint32_t)((1ull << GREEN_RING) - 1);
-    int scanned = 0;
-    while (mask != full && (uint64_t)__builtin_popcount(mask) + 1 < h->nready &&
-           l != &h->rq && scanned++ < RING_SCAN) {
-        struct green_list *prev = l->prev;
-        struct green *g = green_container_of(l, struct green, timer.link);
-        if (movable(h, g)) {
-            green_list_remove(l);
-            h->nready--;
-            green__count(&h->alive, -1);
-            h->exported = 1;
-            g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
-            int i = __builtin_ctz(~mask);
-            __atomic_store_n(&h->ring[i], g, __ATOMIC_RELEASE);
-            __atomic_or_fetch(&h->ring_mask, 1u << i, __ATOMIC_RELEASE);
-            mask |= 1u << i;
+#define RING_ROOM() (mask != full && (uint64_t)__builtin_popcount(mask) + 1 < h->nready)
+    /* the back: the last queued, those that yielded or slept (they move on x86-64) */
+    struct green_list *l = h->rq.prev;
+    if (l != h->ring_seen) { /* else nothing queued since the last look */
+        for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
+            struct green_list *prev = l->prev;
+            struct green *g = green_container_of(l, struct green, timer.link);
+            if (movable(h, g))
+                ring_put(h, g, &mask);
+            l = prev;
         }
-        l = prev;
+        h->ring_seen = h->rq.prev;
     }
-    h->ring_seen = h->rq.prev;
+    /* the front, behind the one about to run: green threads that never ran (the only
+     * ones that move off x86-64, and shared-stack ones everywhere) wait there */
+    l = h->rq.next->next;
+    for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
+        struct green_list *next = l->next;
+        struct green *g = green_container_of(l, struct green, timer.link);
+        if (g->flags & GF_STARTED)
+            break;
+        if (movable(h, g))
+            ring_put(h, g, &mask);
+        l = next;
+    }
+#undef RING_ROOM
 }
 
 /* Slot i of h's ring back to h, if it still holds g: 1 if taken back. A thief in the
@@ -523,7 +543,10 @@ void green__ring_reclaim(struct green_hub *h)
 {
     uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
     /* each to the front, the lowest slot (filled first, from further back) first: roughly
-     * their old order, and ahead of what was queued meanwhile (they waited longer) */
+     * their old order, and ahead of what was queued meanwhile (they waited longer). The
+     * picks that run them fill nothing (ring_hold): else the fill would set the ones
+     * behind the first aside again, and those that never ran (taken from the front)
+     * would wait there for ever */
     while (mask) {
         int i = __builtin_ctz(mask);
         mask &= mask - 1;
@@ -537,6 +560,7 @@ void green__ring_reclaim(struct green_hub *h)
             g->state = GS_READY;
             green_list_push_front(&h->rq, &g->timer.link);
             h->nready++;
+            h->ring_hold++;
         }
     }
 }
@@ -564,7 +588,8 @@ void green__ring_give(struct green_hub *h)
     if (n)
         green__send(h, to, first, last, n);
     else
-        green__hunger(to, 1); /* thieves were quicker: it still asks */
+        green__hunger(to, 1); /* thieves were quicker: it still asks (if it woke
+                               * meanwhile, its next idle poll clears this) */
 }
 
 int green__ring_unlink(struct green_hub *h, struct green *g)

@@ -423,7 +423,10 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
                 if (++h->picks < GREEN_POLL_EVERY) {
                     /* keep some where idle hubs can take them, and hand them to one
                      * that sleeps asking for work (one relaxed load when nobody asks) */
-                    green__ring_fill(h);
+                    if (GREEN_LIKELY(!h->ring_hold))
+                        green__ring_fill(h);
+                    else
+                        h->ring_hold--; /* what came back from the ring runs first */
                     if (GREEN_UNLIKELY(__atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0) &&
                         green__ring_busy(h))
                         green__ring_give(h);
@@ -1055,6 +1058,8 @@ static __attribute__((noinline)) int yield_slow(void)
     if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
         return -1; /* ENOMEM */
     if (green_list_empty(&h->rq)) {
+        if (GREEN_UNLIKELY(h->stealing) && green__ring_busy(h))
+            green__ring_reclaim(h); /* those set aside for thieves are ready too */
         poll_once(h, 0);
         if (green_list_empty(&h->rq))
             return yield_result();
