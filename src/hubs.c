@@ -41,12 +41,12 @@
  * and shared-stack ones everywhere; a few looked at per pick at each end, never more
  * than stay queued), that any idle member may take without the busy hub's help. A hub
  * that is not a member of such a group has no ring, and its picks do not change: the
- * ring costs nothing on a single hub. A member
- * comes to pick_slow at every pick instead of every 128th (sched.c holds its since_poll
- * at the threshold), which fills the ring, hands its content to a member that sleeps
- * hungry (ring_give: claimed as by a share), and every 128 picks takes it back to the
- * front of the queue, so that nothing waits there for ever; so does a hub whose run queue
- * ran empty. An idle member (pick_slow, before it spins and sleeps; and while it spins)
+ * ring costs nothing on a single hub. A member comes to pick_slow at every pick instead
+ * of every 128th (sched.c holds its since_poll at the threshold), which fills the ring,
+ * hands its content to a member that sleeps hungry (ring_give: claimed as by a share),
+ * and every 128 picks takes it back to the front of the queue and fills nothing until
+ * those have run (ring_hold), so that nothing waits there for ever; so does a hub whose
+ * run queue ran empty (a pick, or a yield). An idle member (pick_slow, before it spins and sleeps; and while it spins)
  * steals: it takes every slot it can of the first other member whose ring holds some.
  *
  * A ring slot holds NULL, a green thread, or one being taken (its address | 1); bit i of
