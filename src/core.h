@@ -239,9 +239,13 @@ struct green_shared_stack {
     struct green *spare_user;
 };
 
+#define GREEN_RING 16 /* slots of a hub's ring (stealing, hubs.c) */
+
 struct green_hub {
     struct green *current;
     struct green *root;
+    int stealing;                  /* a member of a group of > 1 hubs: keeps a ring (hubs.c;
+                                    * here, on the line every switch reads anyway) */
 
     /* stacks and green threads (stack.c, green.c) */
     struct green *free_blocks;     /* type-stable control block caches: dedicated, */
@@ -301,6 +305,19 @@ struct green_hub {
                                     * free (lock-free stack through timer.link.next) */
     struct green_stack *stacks_back; /* its stacks freed on other hubs (stack.c) */
     uint64_t moved_in;             /* green threads that arrived from another hub */
+    /* stealing (hubs.c): movable ready green threads set aside where an idle member may
+     * take them while this hub's thread is busy elsewhere. A slot holds NULL, a green
+     * thread, or one being taken (its address | 1); bit i of ring_mask is set while slot i
+     * is not NULL. Only this hub fills slots; any member empties them. */
+    struct green *ring[GREEN_RING];
+    uint32_t ring_mask;            /* atomic */
+    struct green_list *ring_seen;  /* the run queue's last entry when a fill last looked */
+    uint32_t ring_hold;            /* picks to make before the next fill (hubs.c) */
+    uint32_t picks;                /* while stealing: picks since the last poll in passing */
+    int spin_ok;                   /* traffic from other threads since its last idle spin
+                                    * came up empty (sched.c) */
+    int64_t spin_cur;              /* the next idle spin's length, ns (sched.c) */
+    uint64_t stolen;               /* green threads it took from other hubs' rings */
 
     /* the registry (hub.c); debugging (dump.c, monitor.c) */
     struct green_hub *reg_next;    /* process-wide registry of hubs */

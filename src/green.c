@@ -23,6 +23,7 @@
  */
 
 #include "greenlet.h"
+#include "sched.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -279,6 +280,13 @@ struct green *green__resolve(struct green_hub *h, green_t handle)
         errno = ESRCH;
         return NULL;
     }
+    /* one of ours set aside in our ring (stealing, hubs.c) is taken back before anything
+     * reads or writes it: a thief may be taking it right now */
+    if (GREEN_UNLIKELY(h->stealing) && green__ring_busy(h) && __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h &&
+        green__ring_unlink(h, g)) {
+        errno = EXDEV;
+        return NULL;
+    }
     if (__atomic_load_n(&g->hub, __ATOMIC_RELAXED) != h) {
         errno = EXDEV;
         return NULL;
@@ -303,6 +311,13 @@ struct green *green__resolve_any(green_t handle, struct green_hub **hub)
     if (__atomic_load_n(&g->gen, __ATOMIC_ACQUIRE) != (uint16_t)(v >> 48) || !gh) {
         errno = ESRCH;
         return NULL;
+    }
+    /* ours, but maybe in our ring (see green__resolve): taken back, or gone to a thief.
+     * g->hub is read again after the ring's mask: a theft seen done there is seen here */
+    if (gh == green__tls_hub && GREEN_UNLIKELY(gh->stealing)) {
+        if (green__ring_busy(gh))
+            green__ring_unlink(gh, g);
+        gh = __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE);
     }
     *hub = gh;
     return g;

@@ -1,7 +1,7 @@
 /*
  * hubs.c — hubs on every core (layer 4, sched.h): the group of hubs that serve the
  * process, placing green threads on them, moving ready ones to hubs that have nothing
- * to do, and the calls (join, kill, detach, wake) on green threads of other hubs.
+ * to do (given by busy hubs, or stolen by idle ones), and the calls (join, kill, detach, wake) on green threads of other hubs.
  *
  * The group. Hub 1 is the first hub to join (the caller of green_hubs_start, or of the
  * first call that needs a number); green_hubs_start starts OS threads for the others.
@@ -32,6 +32,37 @@
  * 128) and gives half of its movable ready green threads to one hungry member, which it
  * claims (hungry 1 → 0) so that two givers do not both feed it. The busy hub's own run
  * queue is touched only by its own thread: no lock on any run queue.
+ *
+ * Stealing. Sharing needs the busy hub to reach its scheduler; one whose green thread
+ * computes without yielding gives nothing away meanwhile. So each member of a group of
+ * > 1 (h->stealing; set when it first sees the group grown) keeps a ring: up to
+ * GREEN_RING movable ready green threads, taken at its picks from the back of its run
+ * queue and from its front (those that never ran: the only ones that move off x86-64,
+ * and shared-stack ones everywhere; a few looked at per pick at each end, never more
+ * than stay queued), that any idle member may take without the busy hub's help. A hub
+ * that is not a member of such a group has no ring, and its picks do not change: the
+ * ring costs nothing on a single hub. A member comes to pick_slow at every pick instead
+ * of every 128th (sched.c holds its since_poll at the threshold), which fills the ring,
+ * hands its content to a member that sleeps hungry (ring_give: claimed as by a share),
+ * and every 128 picks takes it back to the front of the queue and fills nothing until
+ * those have run (ring_hold), so that nothing waits there for ever; so does a hub whose
+ * run queue ran empty (a pick, or a yield). An idle member (pick_slow, before it spins and sleeps; and while it spins)
+ * steals: it takes every slot it can of the first other member whose ring holds some.
+ *
+ * A ring slot holds NULL, a green thread, or one being taken (its address | 1); bit i of
+ * ring_mask is set while slot i is not NULL. Only the ring's hub fills a slot: it takes g
+ * off its run queue, marks it GS_MOVING (its last write), stores it (release), sets the
+ * bit. From then on g belongs to whoever takes it: one CAS on the slot decides between
+ * thieves, and between a thief and the ring's hub taking it back. A thief that wins
+ * (slot → g|1) writes g->hub (release), empties the slot, clears the bit, and queues g as
+ * a hand-over's new hub does; the ring's hub that finds a slot being taken waits for the
+ * slot to empty (a few stores away). The ring's hub never reads or writes a green thread
+ * it set aside before taking it back: green__resolve and green__resolve_any take one of
+ * ours out of the ring (or learn that a thief has it, and where it went) before any call
+ * on it, and a remote drain takes the whole ring back first (a note, a kill or a join from
+ * another hub may be about one in it). A kill that meets one being stolen follows it to
+ * its new hub as any call across hubs does: it fails its next blocking call (ECANCELED),
+ * or never runs if it never ran.
  *
  * Calls across hubs. A call on a green thread of another hub is a record (struct xop) sent
  * to g's hub on its remote list (as a note whose g is NULL); g's hub carries it out in its
@@ -65,7 +96,8 @@
  * Invariants:
  *  - only g->hub's thread writes g's fields (but an open dead one's joiner and, once
  *    taken, its link); g->hub changes only on that thread, last;
- *  - a GS_MOVING green thread is in exactly one hub's inbox, and that hub is g->hub;
+ *  - a GS_MOVING green thread is in exactly one hub's inbox, and that hub is g->hub, or
+ *    in exactly one slot of g->hub's ring (then only the CAS's winner writes it);
  *  - a hub that handed over a green thread (h->exported) never frees its memory, nor
  *    orphans its control-block chunks: green threads of its blocks and stacks may run
  *    elsewhere (hub.c);
@@ -234,6 +266,8 @@ int green_hubs_start(int n)
         }
     }
     green__sys.pthread_mutex_unlock(&start_lock);
+    if (h->num && green__hubs_n() > 1)
+        green__steal_on(h); /* its next pick keeps a ring: what it queued may be taken */
     if (err && green__hubs_n() < n) {
         errno = err;
         return -1;
@@ -508,6 +542,187 @@ void green__reaped_drain(struct green_hub *h)
         }
         g = next;
     }
+}
+
+/* ---- stealing ---- */
+
+#define RING_SCAN 4 /* run-queue entries looked at per fill at each end */
+
+static inline struct green *taken(struct green *g) { return (struct green *)((uintptr_t)g | 1); }
+
+/* On h's thread, at a pick while it is a member of a group of > 1: keep up to half of its
+ * ready green threads, the movable ones among the last few, in the ring, so that an idle
+ * member can take them even while the one about to run computes for long. Costs a few
+ * loads when the ring is full or nothing is ready behind the one to run. */
+/* g (ready, movable, in h's run queue) into a free slot of h's ring. */
+static void ring_put(struct green_hub *h, struct green *g, uint32_t *mask)
+{
+    green_list_remove(&g->timer.link);
+    h->nready--;
+    green__count(&h->alive, -1);
+    h->exported = 1;
+    g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
+    int i = __builtin_ctz(~*mask);
+    __atomic_store_n(&h->ring[i], g, __ATOMIC_RELEASE);
+    __atomic_or_fetch(&h->ring_mask, 1u << i, __ATOMIC_RELEASE);
+    *mask |= 1u << i;
+}
+
+void green__ring_fill(struct green_hub *h)
+{
+    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
+    uint32_t full = (uint32_t)((1ull << GREEN_RING) - 1);
+#define RING_ROOM() (mask != full && (uint64_t)__builtin_popcount(mask) + 1 < h->nready)
+    /* the back: the last queued, those that yielded or slept (they move on x86-64) */
+    struct green_list *l = h->rq.prev;
+    if (l != h->ring_seen) { /* else nothing queued since the last look */
+        for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
+            struct green_list *prev = l->prev;
+            struct green *g = green_container_of(l, struct green, timer.link);
+            if (movable(h, g))
+                ring_put(h, g, &mask);
+            l = prev;
+        }
+        h->ring_seen = h->rq.prev;
+    }
+    /* the front, behind the one about to run: green threads that never ran (the only
+     * ones that move off x86-64, and shared-stack ones everywhere) wait there */
+    l = h->rq.next->next;
+    for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
+        struct green_list *next = l->next;
+        struct green *g = green_container_of(l, struct green, timer.link);
+        if (g->flags & GF_STARTED)
+            break;
+        if (movable(h, g))
+            ring_put(h, g, &mask);
+        l = next;
+    }
+#undef RING_ROOM
+}
+
+/* Slot i of h's ring back to h, if it still holds g: 1 if taken back. A thief in the
+ * middle of taking it is waited for (a few stores). */
+static int ring_take_back(struct green_hub *h, int i, struct green *g)
+{
+    struct green *v = g;
+    if (__atomic_compare_exchange_n(&h->ring[i], &v, NULL, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE)) {
+        __atomic_and_fetch(&h->ring_mask, ~(1u << i), __ATOMIC_RELAXED);
+        green__count(&h->alive, 1);
+        return 1;
+    }
+    while (__atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE) == taken(g))
+        green_cpu_relax();
+    return 0;
+}
+
+void green__ring_reclaim(struct green_hub *h)
+{
+    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
+    /* each to the front, the lowest slot (filled first, from further back) first: roughly
+     * their old order, and ahead of what was queued meanwhile (they waited longer). The
+     * picks that run them fill nothing (ring_hold): else the fill would set the ones
+     * behind the first aside again, and those that never ran (taken from the front)
+     * would wait there for ever */
+    while (mask) {
+        int i = __builtin_ctz(mask);
+        mask &= mask - 1;
+        struct green *g = __atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE);
+        if (!g || ((uintptr_t)g & 1)) {
+            if (g)
+                ring_take_back(h, i, (struct green *)((uintptr_t)g & ~(uintptr_t)1));
+            continue;
+        }
+        if (ring_take_back(h, i, g)) {
+            g->state = GS_READY;
+            green_list_push_front(&h->rq, &g->timer.link);
+            h->nready++;
+            h->ring_hold++;
+        }
+    }
+}
+
+void green__ring_give(struct green_hub *h)
+{
+    struct green_hub *to = claim_hungry(h);
+    if (!to)
+        return;
+    struct green *first = NULL, *last = NULL;
+    int n = 0;
+    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
+    while (mask) { /* the lowest slot first: from further back, so the last of the chain */
+        int i = __builtin_ctz(mask);
+        mask &= mask - 1;
+        struct green *g = __atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE);
+        if (!g || ((uintptr_t)g & 1) || !ring_take_back(h, i, g))
+            continue;
+        g->timer.link.next = (struct green_list *)(void *)first;
+        first = g;
+        if (!last)
+            last = g;
+        n++;
+    }
+    if (n)
+        green__send(h, to, first, last, n);
+    else
+        green__hunger(to, 1); /* thieves were quicker: it still asks (if it woke
+                               * meanwhile, its next idle poll clears this) */
+}
+
+int green__ring_unlink(struct green_hub *h, struct green *g)
+{
+    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
+    while (mask) {
+        int i = __builtin_ctz(mask);
+        mask &= mask - 1;
+        struct green *v = __atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE);
+        if (v != g && v != taken(g))
+            continue;
+        if (v == g && ring_take_back(h, i, g)) {
+            g->state = GS_READY;
+            green_list_push_front(&h->rq, &g->timer.link);
+            h->nready++;
+            return 0;
+        }
+        break; /* a thief took it */
+    }
+    return __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) != h;
+}
+
+/* On h's thread (an idle member): take what the other members' rings hold. The CAS on
+ * the slot decides between thieves, and between a thief and the ring's hub taking it
+ * back; the winner is g's hub from then on: it writes g->hub, then empties the slot (a
+ * hub that finds the slot being taken waits for that). */
+int green__steal(struct green_hub *h)
+{
+    int n = green__hubs_n(), got = 0;
+    int start = h->num > 0 ? h->num : 1;
+    for (int k = 1; k < n; k++) {
+        struct green_hub *v = member((start + k - 1) % n + 1);
+        if (!v || v == h)
+            continue;
+        uint32_t mask = __atomic_load_n(&v->ring_mask, __ATOMIC_ACQUIRE);
+        while (mask) {
+            int i = __builtin_ctz(mask);
+            mask &= mask - 1;
+            struct green *g = __atomic_load_n(&v->ring[i], __ATOMIC_ACQUIRE);
+            if (!g || ((uintptr_t)g & 1) ||
+                !__atomic_compare_exchange_n(&v->ring[i], &g, taken(g), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                continue;
+            __atomic_store_n(&g->hub, h, __ATOMIC_RELEASE);
+            __atomic_store_n(&v->ring[i], NULL, __ATOMIC_RELEASE);
+            __atomic_and_fetch(&v->ring_mask, ~(1u << i), __ATOMIC_RELEASE);
+            green__count(&h->alive, 1);
+            green__count(&h->moved_in, 1);
+            green__count(&h->stolen, 1);
+            if (g->flags & GF_STARTED) /* else g->fn is where the stamp would go */
+                green__stamp(h, g);
+            green__rq_push(h, g);
+            got++;
+        }
+        if (got)
+            break;
+    }
+    return got;
 }
 
 /* ---- calls on green threads of other hubs ---- */

@@ -25,6 +25,11 @@ static inline void green_list_push_back(struct green_list *h, struct green_list 
     h->prev = n;
 }
 
+static inline void green_list_push_front(struct green_list *h, struct green_list *n)
+{
+    green_list_push_back(h->next, n); /* before the first */
+}
+
 static inline void green_list_remove(struct green_list *n)
 {
     n->prev->next = n->next;

@@ -25,11 +25,16 @@
  *  - the fast paths (switch, yield, spawn on this hub, pick) know nothing of other hubs:
  *    the group costs a relaxed load when the poller is consulted in passing, and a flag
  *    in each park (GX_INPARK: a green thread woken inside a blocking call cannot move).
+ *    A member of a group of > 1 hubs takes the slow pick every time (its since_poll is
+ *    held at the threshold), to keep its ring for idle hubs to steal from (hubs.c);
+ *  - a hub about to block spins for a while first when a hand-off from another thread
+ *    may come (idle spinning, below), but only once after traffic: idle, it sleeps.
  *  - a signal handler's interruption (green_private_hub_interrupt) is handed to the
  *    interrupt hook at the next look at the poller, which it makes come without waiting.
  */
 
 #include "sched.h"
+#include "wait.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -136,6 +141,11 @@ int green__remote_pending(struct green_hub *h)
  * the notes were pushed; notes let go of meanwhile go back to their owner's layer. */
 void green__remote_drain(struct green_hub *h)
 {
+    /* a note may be about a green thread in our ring (a late wake-up, a kill, a join):
+     * what it leads to reads and writes that one's fields, which a thief may be taking */
+    if (GREEN_UNLIKELY(h->stealing) && green__ring_busy(h))
+        green__ring_reclaim(h);
+    h->spin_ok = 1; /* traffic from other threads: worth a spin when idle (pick_slow) */
     struct green_remote *n = __atomic_exchange_n(&h->remote, NULL, __ATOMIC_ACQUIRE);
     struct green_remote *fifo = NULL;
     while (n) {
@@ -158,8 +168,8 @@ void green__remote_drain(struct green_hub *h)
             n->released = 0;
             h->remote_release(h, n);
         }
-        /* its hub first: a late note for one that has moved on since (its park ended,
-         * then it moved) must not read fields another hub writes now */
+        /* g's hub first: a note may come late for a green thread that has moved on (given
+         * away, or stolen), whose fields its new hub's thread writes */
         if (__atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) == h && g->state == GS_WAITING &&
             g->wait_seq == (uint32_t)note)
             green__wake(h, g, (int)(note >> 32));
@@ -276,8 +286,10 @@ static void poll_once(struct green_hub *h, int timeout)
     interrupt_deliver();
     if (green__remote_pending(h))
         green__remote_drain(h);
-    if (GREEN_UNLIKELY(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL))
+    if (GREEN_UNLIKELY(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL)) {
         green__inbox_drain(h);
+        h->spin_ok = 1;
+    }
     if (GREEN_UNLIKELY(__atomic_load_n(&h->reaped, __ATOMIC_RELAXED) != NULL))
         green__reaped_drain(h);
     /* a yield with nothing else ready comes here every time: read the clock (~30 ns
@@ -299,18 +311,150 @@ static inline struct green *pick(struct green_hub *h)
     return pick_slow(h);
 }
 
+void green__steal_on(struct green_hub *h)
+{
+    if (h->stealing)
+        return;
+    h->stealing = 1;
+    h->picks = 0;
+    h->since_poll = GREEN_POLL_EVERY - 1; /* its next pick keeps the ring (pick_slow) */
+}
+
+/* ---- idle spinning ----
+ *
+ * A hand-off from a green thread of another hub (a channel's message, a mutex, a join's
+ * answer) wakes this hub through its remote list; if the hub sleeps in its poller that
+ * takes the waker's eventfd write and the epoll_wait's return, 10-20 µs, against ~100 ns
+ * when the hub is awake to see the note. So a hub about to block first spins for up to
+ * GREEN_SPIN_US (default SPIN_US_DEFAULT) looking at its remote list, its inbox and the
+ * interrupt flag — without announcing `polling`, so wakers do not write the eventfd —
+ * and, a member of a group of > 1, at the other members' rings (stealing, hubs.c). It
+ * spins only when it may get such a hand-off: another thread may wake it (a member of a
+ * group of > 1, or outside references) and notes or green threads came from other
+ * threads since its last spin that came up empty (h->spin_ok). So an idle hub spins once
+ * after its last traffic, then sleeps (0% CPU); a hub driven by its own timers and fds
+ * never spins. Not when a timer is due within the spin (the caller's timeout is then 0),
+ * and fds are looked at in passing during it.
+ *
+ * The length adapts (h->spin_cur): a spin that comes up empty halves the next one (down
+ * to SPIN_MIN_NS), one that catches something restores GREEN_SPIN_US. On a machine with
+ * more runnable threads than cores the other side of a hand-off may not be running at
+ * all — it may wait for this very core — and a full spin only delays it: measured on two
+ * cores under load, fixed 50 µs spins made a cross-hub ping-pong slower than sleeping
+ * (a 20 µs round trip became up to 60 µs); with the halving it stays at the sleeping
+ * figure, and where both sides run, a short spin's first catch brings the full one back. */
+#define SPIN_US_DEFAULT 50
+#define SPIN_MIN_NS 5000
+static int64_t spin_ns = -1; /* GREEN_SPIN_US in ns; read once (loop_make) */
+
+static void spin_init(void)
+{
+    if (__atomic_load_n(&spin_ns, __ATOMIC_RELAXED) >= 0)
+        return;
+    const char *e = getenv("GREEN_SPIN_US");
+    long us = SPIN_US_DEFAULT;
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end == 0 && v >= 0)
+            us = v > 1000000 ? 1000000 : v;
+    }
+    __atomic_store_n(&spin_ns, (int64_t)us * 1000, __ATOMIC_RELAXED);
+}
+
+static __attribute__((noinline)) int64_t clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Something from another thread: a note, a green thread handed over, an interruption. */
+static inline int arrived(struct green_hub *h)
+{
+    return __atomic_load_n(&h->remote, __ATOMIC_RELAXED) || __atomic_load_n(&h->inbox, __ATOMIC_RELAXED) ||
+           interrupt_pending();
+}
+
+/* Spin for up to ns until something arrives, work is stolen or fds became ready (1: then
+ * h's run queue or lists hold it), or the time is up (0). */
+static int idle_spin_for(struct green_hub *h, int member, int64_t ns)
+{
+    int64_t end = clock_ns() + ns;
+    int fds = h->nfds || h->poller_kind == GREEN_POLLER_URING;
+    for (unsigned i = 1;; i++) {
+        if (arrived(h))
+            return 1;
+        green_cpu_relax();
+        if (i % 16 == 0) {
+            if (member && green__steal(h))
+                return 1;
+            if (fds && i % 256 == 0) {
+                poll_wait(h, 0);
+                if (!green_list_empty(&h->rq))
+                    return 1;
+            }
+            if (clock_ns() >= end)
+                return 0;
+        }
+    }
+}
+
+/* The spin, its length adapted (above). */
+static __attribute__((noinline)) int idle_spin(struct green_hub *h, int member)
+{
+    int64_t max = __atomic_load_n(&spin_ns, __ATOMIC_RELAXED);
+    if (h->spin_cur <= 0 || h->spin_cur > max)
+        h->spin_cur = max;
+    int r = idle_spin_for(h, member, h->spin_cur);
+    if (r)
+        h->spin_cur = max;
+    else
+        h->spin_cur = h->spin_cur / 2 < SPIN_MIN_NS ? (max < SPIN_MIN_NS ? max : SPIN_MIN_NS) : h->spin_cur / 2;
+    return r;
+}
+
+/* The next green thread to run when the fast path cannot say: a poll in passing is due,
+ * or h steals (then every pick comes here: since_poll stays at GREEN_POLL_EVERY - 1), or
+ * nothing is ready. */
 static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
 {
     for (;;) {
         if (!green_list_empty(&h->rq)) {
+            if (h->stealing) {
+                if (++h->picks < GREEN_POLL_EVERY) {
+                    /* keep some where idle hubs can take them, and hand them to one
+                     * that sleeps asking for work (one relaxed load when nobody asks) */
+                    if (GREEN_LIKELY(!h->ring_hold))
+                        green__ring_fill(h);
+                    else
+                        h->ring_hold--; /* what came back from the ring runs first */
+                    if (GREEN_UNLIKELY(__atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0) &&
+                        green__ring_busy(h))
+                        green__ring_give(h);
+                    h->since_poll = GREEN_POLL_EVERY - 1;
+                    return rq_pop(h);
+                }
+                h->picks = 0;
+                h->since_poll = GREEN_POLL_EVERY;
+                green__ring_reclaim(h); /* what waits there runs next: no starving */
+            }
             if (h->since_poll >= GREEN_POLL_EVERY) {
                 h->since_poll = 0;
                 poll_once(h, 0);
                 /* idle hubs ask for work: give them some of ours */
                 if (GREEN_UNLIKELY(__atomic_load_n(&green__nhungry, __ATOMIC_RELAXED) != 0) && h->nready > 1)
                     green__share(h);
+                if (GREEN_UNLIKELY(!h->stealing) && h->num && green__hubs_n() > 1)
+                    green__steal_on(h); /* the group grew: from now on every pick comes here */
+                if (h->stealing)
+                    h->since_poll = GREEN_POLL_EVERY - 1;
             }
             return rq_pop(h);
+        }
+        if (GREEN_UNLIKELY(green__ring_busy(h))) { /* nothing else ready: ours again */
+            green__ring_reclaim(h);
+            continue;
         }
         h->since_poll = 0;
         int64_t next = green__timer_next(h);
@@ -323,9 +467,27 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             timeout = d <= 0 ? 0 : d > INT_MAX ? INT_MAX : (int)d;
         }
         if (timeout != 0) {
-            green__stack_trim(h);
-            if (h->num && green__hubs_n() > 1) { /* a member of a group: ask for work */
+            int member = h->num && green__hubs_n() > 1;
+            if (member)
+                green__steal_on(h);
+            if (member) { /* a member of a group: take what other rings hold, else ask */
+                if (green__steal(h)) {
+                    h->spin_ok = 1;
+                    continue;
+                }
                 green__hunger(h, 1);
+            }
+            if (h->spin_ok && (member || h->ext_refs) && __atomic_load_n(&spin_ns, __ATOMIC_RELAXED) > 0) {
+                if (idle_spin(h, member)) { /* stolen work counts as traffic: spin_ok stays */
+                    if (member)
+                        green__hunger(h, 0);
+                    poll_once(h, 0);
+                    continue;
+                }
+                h->spin_ok = 0; /* came up empty: no more spins until new traffic */
+            }
+            green__stack_trim(h);
+            if (member) {
                 poll_once(h, timeout);
                 green__hunger(h, 0);
                 continue;
@@ -417,6 +579,7 @@ static struct green_hub *loop_make(struct green_hub *h)
     }
     h->exit_hook = sched_exit;
     h->join_hook = join_notify;
+    spin_init();
     return h;
 }
 
@@ -938,6 +1101,8 @@ static __attribute__((noinline)) int yield_slow(void)
     if (GREEN_UNLIKELY(green__shared_spare_ready(h) != 0))
         return -1; /* ENOMEM */
     if (green_list_empty(&h->rq)) {
+        if (GREEN_UNLIKELY(h->stealing) && green__ring_busy(h))
+            green__ring_reclaim(h); /* those set aside for thieves are ready too */
         poll_once(h, 0);
         if (green_list_empty(&h->rq))
             return yield_result();

@@ -83,6 +83,23 @@ void green__send(struct green_hub *h, struct green_hub *to, struct green *first,
 void green__inbox_drain(struct green_hub *h);   /* on h's thread: what was handed to it */
 void green__hunger(struct green_hub *h, int on); /* h has nothing to run (1) or has (0) */
 void green__share(struct green_hub *h);         /* give hungry hubs half our movable work */
+/* Stealing. On h's thread: set aside movable ready green threads from the back of its run
+ * queue in its ring (leaving at least half of them), take all of them back to the front
+ * (reclaim), or make sure g (resolved as h's) is not in the ring: 0 when g is h's, 1
+ * when a thief has taken it (g->hub says where it is). steal: take what other members'
+ * rings hold into h's run queue; the number taken. */
+void green__ring_fill(struct green_hub *h);
+void green__ring_reclaim(struct green_hub *h);
+int green__ring_unlink(struct green_hub *h, struct green *g);
+void green__ring_give(struct green_hub *h); /* the ring's content to a hungry member */
+void green__steal_on(struct green_hub *h); /* h is a member of a group of > 1 from now on */
+int green__steal(struct green_hub *h);
+/* 1 while h's ring may hold something (on h's thread; acquire: a theft seen as done here
+ * is complete, its g->hub written) */
+static inline int green__ring_busy(struct green_hub *h)
+{
+    return __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE) != 0;
+}
 /* Calls on a green thread of another hub: run by g's hub, the caller waits. */
 enum { GREEN_XOP_KILL = 1, GREEN_XOP_WAKE, GREEN_XOP_DETACH, GREEN_XOP_JOIN };
 int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, int arg,

@@ -2,7 +2,10 @@
  * test_hubs.c — hubs on every core: the group (green_hubs_start, green_hub_count,
  * green_hub_self), placement (green_attr_t.hub), the calls that cross hubs (join, kill,
  * detach, wake), work that moves to idle hubs (both stack modes; its timers and fds
- * afterwards), kills of green threads on their way, deadlock detection, fork().
+ * afterwards), kills of green threads on their way, deadlock detection, fork(); in a
+ * process of their own: skew (all work spawned before the group starts) and stealing (an
+ * idle hub takes ready green threads from one that computes; killed while taken; idle
+ * hubs stop spinning).
  *
  * The group is process-wide and only grows, so the tests run in order: the first ones see
  * one hub, the later ones three.
@@ -775,6 +778,225 @@ static void test_skew_only_moves_spread_work(void **state)
     assert_int_equal(skew_moved[1], 0); /* a shared-stack one never moves once it ran */
 }
 
+/* ---- stealing: an idle hub takes ready green threads from a busy one ----
+ * (run as its own process, `test_hubs steal`: the group must not exist yet, so that what
+ * is spawned with GREEN_HUB_ANY stays on hub 1) */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int steal_done_on[3];   /* quick tasks finished, by hub */
+static int steal_w_running, steal_w_stop;
+
+static void *steal_quick(void *arg)
+{
+    (void)arg;
+    int hub = green_hub_self();
+    __atomic_add_fetch(&steal_done_on[hub == 1 ? 1 : 2], 1, __ATOMIC_SEQ_CST);
+    return (void *)(intptr_t)hub;
+}
+
+/* Computes without yielding until a quick task has finished on hub 2 (or 10 s): how many
+ * had, then. */
+static void *steal_busy(void *arg)
+{
+    (void)arg;
+    /* hub 1 has just picked us (its ring holds some of the quick ones): hub 2 goes idle */
+    __atomic_store_n(&steal_w_stop, 1, __ATOMIC_SEQ_CST);
+    int64_t end = now_ms() + 10000;
+    while (!__atomic_load_n(&steal_done_on[2], __ATOMIC_SEQ_CST) && now_ms() < end)
+        spin(1000);
+    return (void *)(intptr_t)__atomic_load_n(&steal_done_on[2], __ATOMIC_SEQ_CST);
+}
+
+/* Hub 2's: busy (not asking for work) until told to stop. */
+static void *steal_w(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&steal_w_running, 1, __ATOMIC_SEQ_CST);
+    int64_t end = now_ms() + 10000;
+    while (!__atomic_load_n(&steal_w_stop, __ATOMIC_SEQ_CST) && now_ms() < end)
+        spin(1000);
+    return NULL;
+}
+
+/* Hub 1 runs a green thread that computes without yielding while ready GREEN_HUB_ANY
+ * ones wait behind it; hub 2 is busy when that starts (so nothing is given to it), then
+ * goes idle: it takes some of them itself and runs them while the computation goes on.
+ * (Before stealing, hub 1 gave work away only at its polls, which a computation keeps
+ * it from reaching: the busy one ran its 10 s and every quick one ran on hub 1.) */
+static void test_steal_from_busy_hub(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hub_count(), 1);
+    enum { QUICK = 8 };
+    green_t busy = spawn_on(0, steal_busy, NULL, GREEN_STACK_DEDICATED); /* runs first */
+    assert_non_null(busy);
+    green_t q[QUICK];
+    for (int i = 0; i < QUICK; i++) /* a group of one: all of them here, behind it */
+        assert_non_null(q[i] = spawn_on(GREEN_HUB_ANY, steal_quick, NULL, i % 2));
+    assert_int_equal(green_hubs_start(2), 2);
+    green_t w = spawn_on(2, steal_w, NULL, GREEN_STACK_DEDICATED);
+    assert_non_null(w);
+    /* hub 2 busy first (waiting without parking: a park here would run `busy`) */
+    int64_t end = now_ms() + 10000;
+    while (!__atomic_load_n(&steal_w_running, __ATOMIC_SEQ_CST) && now_ms() < end)
+        sched_yield();
+    assert_true(__atomic_load_n(&steal_w_running, __ATOMIC_SEQ_CST));
+    void *r = NULL;
+    assert_int_equal(green_join(busy, &r, -1), 0);
+    int during = (int)(intptr_t)r;
+    int on2 = 0;
+    for (int i = 0; i < QUICK; i++) {
+        void *h = NULL;
+        assert_int_equal(green_join(q[i], &h, -1), 0);
+        on2 += (intptr_t)h == 2;
+    }
+    assert_int_equal(green_join(w, NULL, -1), 0);
+    print_message("quick tasks finished on hub 2 while hub 1 computed: %d; on hub 2 in all: %d of %d\n",
+                  during, on2, QUICK);
+    assert_true(during >= 1);
+}
+
+/* Stolen (or about to be) and killed: each ends with ECANCELED at its next yield. They
+ * have run on hub 1 (started: off x86-64 they then stay, GREEN_MOVE_STARTED), wait in its
+ * run queue and ring while a green thread of hub 1 computes, hub 2 goes idle and takes
+ * some, and the computing one kills them all — those still in hub 1's ring come back to
+ * hub 1 first, those taken go on hub 2 (the kill follows them). */
+enum { KQ = 16 };
+static green_t kq[KQ];
+static int kq_on2, kq_started;
+
+static void *kq_task(void *arg)
+{
+    (void)arg;
+    __atomic_add_fetch(&kq_started, 1, __ATOMIC_SEQ_CST);
+    int64_t end = now_ms() + 20000;
+    while (now_ms() < end) {
+        if (green_yield() != 0)
+            return (void *)(intptr_t)errno;
+        if (green_hub_self() == 2)
+            __atomic_store_n(&kq_on2, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL; /* never killed */
+}
+
+static void *kq_busy(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&steal_w_stop, 1, __ATOMIC_SEQ_CST); /* hub 2 goes idle */
+    int64_t end = now_ms() + 2000;
+    while (!__atomic_load_n(&kq_on2, __ATOMIC_SEQ_CST) && now_ms() < end)
+        spin(1000);
+    int failed = 0;
+    for (int i = 0; i < KQ; i++)
+        failed += green_kill(kq[i]) != 0;
+    return (void *)(intptr_t)failed;
+}
+
+static void test_steal_killed_while_moving(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hub_count(), 2);
+    /* hub 2 looks loaded (green threads waiting there), and is busy (not asking for work)
+     * when they are spawned: GREEN_HUB_ANY puts them all here */
+    enum { HOLDERS = 4 * KQ };
+    green_event_init(&hold);
+    green_t holders[HOLDERS];
+    for (int i = 0; i < HOLDERS; i++)
+        assert_non_null(holders[i] = spawn_on(2, hold_hub, NULL, GREEN_STACK_SHARED));
+#if defined(__x86_64__)
+    enum { ROUNDS_KQ = 20 };
+#else
+    enum { ROUNDS_KQ = 2 }; /* started ones stay (GREEN_MOVE_STARTED): each round waits 2 s */
+#endif
+    for (int round = 0; round < ROUNDS_KQ; round++) {
+        __atomic_store_n(&steal_w_running, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&steal_w_stop, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&kq_on2, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&kq_started, 0, __ATOMIC_SEQ_CST);
+        green_t w = spawn_on(2, steal_w, NULL, GREEN_STACK_DEDICATED);
+        assert_non_null(w);
+        int64_t end = now_ms() + 10000;
+        while (!__atomic_load_n(&steal_w_running, __ATOMIC_SEQ_CST) && now_ms() < end)
+            sched_yield();
+        for (int i = 0; i < KQ; i++) /* hub 2 is busy: here */
+            assert_non_null(kq[i] = spawn_on(GREEN_HUB_ANY, kq_task, NULL, GREEN_STACK_DEDICATED));
+        /* they run once: started (some wait in our ring meanwhile, which we take back
+         * when nothing else is ready here) */
+        for (int i = 0; i < 100000 && __atomic_load_n(&kq_started, __ATOMIC_SEQ_CST) < KQ; i++)
+            green_yield();
+        assert_int_equal(__atomic_load_n(&kq_started, __ATOMIC_SEQ_CST), KQ);
+        green_t busy = spawn_on(0, kq_busy, NULL, GREEN_STACK_DEDICATED);
+        assert_non_null(busy);
+        void *r = (void *)1;
+        assert_int_equal(green_join(busy, &r, -1), 0);
+        assert_null(r); /* every kill was accepted */
+        for (int i = 0; i < KQ; i++) {
+            r = NULL;
+            assert_int_equal(green_join(kq[i], &r, -1), 0);
+            assert_int_equal((intptr_t)r, ECANCELED);
+        }
+        assert_int_equal(green_join(w, NULL, -1), 0);
+    }
+    green_event_set(&hold);
+    assert_int_equal(green_joinall(holders, HOLDERS, -1), 0);
+    green_event_destroy(&hold);
+}
+
+/* The idle hubs go back to sleep after spinning: over a second of idleness the group's
+ * threads use (nearly) no CPU. */
+static long threads_cpu_ticks(void)
+{
+    long sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    struct dirent *e;
+    pid_t me = (pid_t)syscall(SYS_gettid);
+    while ((e = readdir(d))) {
+        int tid = atoi(e->d_name);
+        if (tid <= 0 || tid == me)
+            continue;
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        long utime = 0, stime = 0;
+        /* after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+         * cmajflt utime stime */
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) == 2)
+            sum += utime + stime;
+    }
+    closedir(d);
+    return sum;
+}
+
+static void test_idle_hubs_stop_spinning(void **state)
+{
+    (void)state;
+    /* some traffic first: a hub spins only after it */
+    for (int i = 0; i < 100; i++) {
+        green_t g = spawn_on(2, where, NULL, GREEN_STACK_DEDICATED);
+        assert_non_null(g);
+        assert_int_equal(green_join(g, NULL, -1), 0);
+    }
+    long before = threads_cpu_ticks();
+    green_sleep(1000);
+    long used = threads_cpu_ticks() - before;
+    long hz = sysconf(_SC_CLK_TCK);
+    print_message("the other threads' CPU time over 1 s idle: %ld ticks of 1/%ld s\n", used, hz);
+    assert_true(used * 4 < hz); /* under 0.25 s: a hub that kept spinning uses ~1 s */
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "skew") == 0) {
@@ -782,6 +1004,14 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_skew_only_moves_spread_work),
         };
         return cmocka_run_group_tests(skew, NULL, NULL);
+    }
+    if (argc > 1 && strcmp(argv[1], "steal") == 0) {
+        const struct CMUnitTest steal[] = {
+            cmocka_unit_test(test_steal_from_busy_hub),
+            cmocka_unit_test(test_steal_killed_while_moving),
+            cmocka_unit_test(test_idle_hubs_stop_spinning),
+        };
+        return cmocka_run_group_tests(steal, NULL, NULL);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_hub),
