@@ -244,8 +244,6 @@ struct green_shared_stack {
 struct green_hub {
     struct green *current;
     struct green *root;
-    int stealing;                  /* a member of a group of > 1 hubs: keeps a ring (hubs.c;
-                                    * here, on the line every switch reads anyway) */
 
     /* stacks and green threads (stack.c, green.c) */
     struct green *free_blocks;     /* type-stable control block caches: dedicated, */
@@ -278,6 +276,8 @@ struct green_hub {
     struct green_list rq;          /* FIFO run queue, through green.timer.link */
     uint64_t nready, nwaiting;
     uint32_t since_poll;           /* switches since the last non-blocking poll */
+    int stealing;                  /* a member of a group of > 1 hubs: keeps a ring (hubs.c;
+                                    * here, in since_poll's padding, on a line picks read) */
     void *wheel;                   /* timer.c */
     struct green_poller *poller;
     int poller_kind;
