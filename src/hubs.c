@@ -36,7 +36,8 @@
  * Stealing. Sharing needs the busy hub to reach its scheduler; one whose green thread
  * computes without yielding gives nothing away meanwhile. So each member of a group of
  * > 1 (h->stealing; set when it first sees the group grown) keeps a ring: up to
- * GREEN_RING movable ready green threads, taken at its picks from the back of its run
+ * GREEN_RING movable ready green threads, taken at its picks (every one while a member
+ * asks for work, else every 16th) from the back of its run
  * queue and from its front (those that never ran: the only ones that move off x86-64,
  * and shared-stack ones everywhere; a few looked at per pick at each end, never more
  * than stay queued), that any idle member may take without the busy hub's help. A hub
