@@ -13,6 +13,10 @@
  *   bench_hubs skew HUBS N ITERS    the same, but all N are spawned while main's hub is
  *                                   the only one, and the other HUBS - 1 start afterwards:
  *                                   they begin empty, and get work only by stealing it
+ *   bench_hubs fanout-dedicated|skew-dedicated HUBS N ITERS
+ *                                   the same on dedicated stacks: green threads that ran
+ *                                   may move too (shared-stack ones only before their
+ *                                   first run), as goroutines do
  *   bench_hubs prog1 HUBS N         the talk's Prog 1 (N green threads sleep 200 ms),
  *                                   spawned with GREEN_HUB_ANY on HUBS hubs
  *
@@ -100,13 +104,14 @@ static int calibrate(void)
 
 static int run(const char *mode, int hubs, long n, long iters)
 {
-    int skew = strcmp(mode, "skew") == 0, prog1 = strcmp(mode, "prog1") == 0;
+    int skew = strncmp(mode, "skew", 4) == 0, prog1 = strcmp(mode, "prog1") == 0;
+    int dedicated = strstr(mode, "-dedicated") != NULL;
     green_t *g = malloc((size_t)n * sizeof *g);
     B.out = calloc((size_t)n, sizeof *B.out);
     B.iters = iters;
     if (!g || !B.out)
         die("malloc");
-    green_attr_t attr = {.stack_mode = GREEN_STACK_SHARED};
+    green_attr_t attr = {.stack_mode = dedicated ? GREEN_STACK_DEDICATED : GREEN_STACK_SHARED};
     place_anywhere(&attr);
     if (!skew && hubs > 1 && hubs_start(hubs) < hubs)
         die("green_hubs_start");
@@ -136,7 +141,7 @@ static int run(const char *mode, int hubs, long n, long iters)
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: bench_hubs calibrate | fanout|skew HUBS N ITERS | prog1 HUBS N\n");
+    fprintf(stderr, "usage: bench_hubs calibrate | fanout|skew[-dedicated] HUBS N ITERS | prog1 HUBS N\n");
     return 2;
 }
 
@@ -155,7 +160,9 @@ int main(int argc, char **argv)
         return usage();
     if (strcmp(argv[1], "prog1") == 0 && argc == 4)
         return run("prog1", hubs, n, 0);
-    if ((strcmp(argv[1], "fanout") == 0 || strcmp(argv[1], "skew") == 0) && argc == 5)
+    if ((strcmp(argv[1], "fanout") == 0 || strcmp(argv[1], "skew") == 0 ||
+         strcmp(argv[1], "fanout-dedicated") == 0 || strcmp(argv[1], "skew-dedicated") == 0) &&
+        argc == 5)
         return run(argv[1], hubs, n, iters);
     return usage();
 }

@@ -691,12 +691,14 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
     fi
     echo "Each task: work($(commas "${H_IT:-?}") iterations of a multiply-add chain, ~20 µs here by"
     echo "\`bench_hubs calibrate\`: $(kv "$cal" ns_per_iter) ns each), \`green_sleep(10)\`, the same work again; wall"
-    echo "time from the first spawn to the last join (shared stacks). *fan-out*: spawned from main"
+    echo "time from the first spawn to the last join (shared stacks but in the *-dedicated* rows). *fan-out*: spawned from main"
     echo "with \`attr.hub = GREEN_HUB_ANY\` after \`green_hubs_start(2)\`. *skew*: all spawned with"
     echo "GREEN_HUB_ANY while main's hub is the only one, then \`green_hubs_start(2)\`: the second hub"
     echo "starts empty and gets work only by stealing. Go: bench/peers/fanout.go, the same work per"
     echo "task (the same iteration count), goroutines started from main (Go puts them on the"
-    echo "spawner's P and lets idle Ps steal: one program for both rows). Ratios < 1 are better."
+    echo "spawner's P and lets idle Ps steal: one program for all rows). *-dedicated*: the same on"
+    echo "dedicated stacks, where a green thread that ran may move too (a shared-stack one moves only"
+    echo "before its first run). Ratios < 1 are better."
     echo
     header "program" "libgreen, 1 hub" "libgreen, 2 hubs" "2 hubs / 1 hub" "Go GOMAXPROCS=1" "Go GOMAXPROCS=2" "libgreen(2) / Go(2)"
     h_div() { local a b; a=$(kv "$1" ms) b=$(kv "$2" ms)
@@ -707,7 +709,7 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
       g2=$(GOMAXPROCS=2 run_timed "$H_GO" "$H_N" "$H_IT")
     fi
     h_ms() { if [[ -z $1 ]]; then echo "$H_NOTE"; elif [[ -n $(kv "$1" error) ]]; then error_cell "$1"; else fmt_ms "$(kv "$1" ms)"; fi; }
-    for m in fanout skew; do
+    for m in fanout skew fanout-dedicated skew-dedicated; do
       l1=$(run_timed "$BIN/bench_hubs" "$m" 1 "$H_N" "$H_IT")
       l2=""
       [[ $H_GROUP == 1 ]] && l2=$(run_timed "$BIN/bench_hubs" "$m" 2 "$H_N" "$H_IT")
