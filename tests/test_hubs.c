@@ -672,6 +672,37 @@ static void test_foreign_stack_death(void **state)
     }
 }
 
+/* Calls fn with what follows the name in /proc/self/task/TID/stat (from the state on)
+ * of every thread of the process but the caller's; returns the sum of what fn returns. */
+static long other_threads_stat(long (*fn)(const char *after_name))
+{
+    long sum = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    struct dirent *e;
+    pid_t me = (pid_t)syscall(SYS_gettid);
+    while ((e = readdir(d))) {
+        int tid = atoi(e->d_name);
+        if (tid <= 0 || tid == me)
+            continue;
+        char path[64], buf[1024];
+        snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        if (p && p[1] == ' ')
+            sum += fn(p + 2);
+    }
+    closedir(d);
+    return sum;
+}
+
+static long is_running(const char *after_name) { return after_name[0] == 'R'; }
+
 /* Idle hubs sleep in their poller: each of the group's threads is asleep ('S'). */
 static void test_idle_hubs_sleep(void **state)
 {
@@ -679,28 +710,7 @@ static void test_idle_hubs_sleep(void **state)
     int ok = 0;
     for (int attempt = 0; attempt < 50 && !ok; attempt++) {
         green_sleep(20);
-        int running = 0;
-        DIR *d = opendir("/proc/self/task");
-        assert_non_null(d);
-        struct dirent *e;
-        pid_t me = (pid_t)syscall(SYS_gettid);
-        while ((e = readdir(d))) {
-            int tid = atoi(e->d_name);
-            if (tid <= 0 || tid == me)
-                continue;
-            char path[64], buf[512];
-            snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-            FILE *f = fopen(path, "r");
-            if (!f)
-                continue;
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            fclose(f);
-            buf[n] = 0;
-            char *p = strrchr(buf, ')');
-            if (p && p[1] == ' ' && p[2] == 'R')
-                running++;
-        }
-        closedir(d);
+        int running = (int)other_threads_stat(is_running);
         ok = running == 0;
     }
     assert_true(ok);
@@ -950,35 +960,17 @@ static void test_steal_killed_while_moving(void **state)
 
 /* The idle hubs go back to sleep after spinning: over a second of idleness the group's
  * threads use (nearly) no CPU. */
-static long threads_cpu_ticks(void)
+/* utime + stime: after the name come state ppid pgrp session tty tpgid flags minflt
+ * cminflt majflt cmajflt utime stime */
+static long cpu_ticks(const char *after_name)
 {
-    long sum = 0;
-    DIR *d = opendir("/proc/self/task");
-    assert_non_null(d);
-    struct dirent *e;
-    pid_t me = (pid_t)syscall(SYS_gettid);
-    while ((e = readdir(d))) {
-        int tid = atoi(e->d_name);
-        if (tid <= 0 || tid == me)
-            continue;
-        char path[64], buf[1024];
-        snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = 0;
-        char *p = strrchr(buf, ')');
-        long utime = 0, stime = 0;
-        /* after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt
-         * cmajflt utime stime */
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) == 2)
-            sum += utime + stime;
-    }
-    closedir(d);
-    return sum;
+    long utime = 0, stime = 0;
+    if (sscanf(after_name, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) == 2)
+        return utime + stime;
+    return 0;
 }
+
+static long threads_cpu_ticks(void) { return other_threads_stat(cpu_ticks); }
 
 static void test_idle_hubs_stop_spinning(void **state)
 {
