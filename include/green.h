@@ -199,7 +199,10 @@ GREEN_API const char *green_poller_name(void); /* "epoll" or "uring": what this 
  * On other architectures than x86-64 every green thread moves only before it first runs
  * (their compilers keep the thread pointer in a register across calls, so code that read
  * a thread-local before a switch would read the old OS thread's after it).
- * Its fds, timers and waits work on whichever hub it is on.
+ * Its fds, timers and waits work on whichever hub it is on. Order: until it first runs,
+ * it waits behind the green threads of its hub that are ready and have run, and the two
+ * kinds take turns (a hub does not start everything it was given before it finishes any;
+ * what waits unstarted is what idle hubs take); otherwise run queues are FIFO.
  *
  * THE RULE of GREEN_HUB_ANY: after a green_yield or a sleep, the caller may be on another
  * OS thread. What belongs to the OS thread does not follow it: `__thread` variables

@@ -273,7 +273,7 @@ struct green_hub {
     void *asan_fake;               /* ASan fiber bookkeeping */
 
     /* scheduler (sched.c, timer.c, poll_*.c, fd.c) and waits (wait.c) */
-    struct green_list rq;          /* FIFO run queue, through green.timer.link */
+    struct green_list rq;          /* run queue, through green.timer.link (sched.c) */
     uint64_t nready, nwaiting;
     uint32_t since_poll;           /* switches since the last non-blocking poll */
     int stealing;                  /* a member of a group of > 1 hubs: keeps a ring (hubs.c;
@@ -318,6 +318,10 @@ struct green_hub {
                                     * came up empty (sched.c) */
     int64_t spin_cur;              /* the next idle spin's length, ns (sched.c) */
     uint64_t stolen;               /* green threads it took from other hubs' rings */
+    struct green_list *fresh;      /* the first of the run queue's GREEN_HUB_ANY green
+                                    * threads that never ran, which wait at its back
+                                    * (sched.c); NULL: none */
+    int fresh_turn;                /* 1: a fresh one ran last (they take turns) */
 
     /* the registry (hub.c); debugging (dump.c, monitor.c) */
     struct green_hub *reg_next;    /* process-wide registry of hubs */

@@ -456,9 +456,8 @@ void green__share(struct green_hub *h)
     if (!want)
         return;
     /* collect first, claim after: a hungry hub is not claimed for nothing. From the back
-     * (the last to run here), then from the front: shared-stack green threads move only
-     * before their first run, and those wait at the front once the ones that already
-     * ran come back from their sleeps */
+     * (the last to run here: the fresh ones, which wait there, sched.c), then from the
+     * front (started ones, which move if their stacks are dedicated) */
     struct green *first = NULL, *last = NULL;
     int n = 0;
     for (int pass = 0; pass < 2 && (uint64_t)n < want; pass++) {
@@ -468,8 +467,7 @@ void green__share(struct green_hub *h)
             struct green_list *step = pass ? l->next : l->prev;
             struct green *g = green_container_of(l, struct green, timer.link);
             if (movable(h, g)) {
-                green_list_remove(l);
-                h->nready--;
+                green__rq_remove(h, g);
                 g->timer.link.next = (struct green_list *)(void *)first; /* newest first */
                 first = g;
                 if (!last)
@@ -560,8 +558,7 @@ static inline struct green *taken(struct green *g) { return (struct green *)((ui
 /* g (ready, movable, in h's run queue) into a free slot of h's ring. */
 static void ring_put(struct green_hub *h, struct green *g, uint32_t *mask)
 {
-    green_list_remove(&g->timer.link);
-    h->nready--;
+    green__rq_remove(h, g);
     green__count(&h->alive, -1);
     h->exported = 1;
     g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
@@ -588,9 +585,9 @@ void green__ring_fill(struct green_hub *h)
         }
         h->ring_seen = h->rq.prev;
     }
-    /* the front, behind the one about to run: green threads that never ran (the only
-     * ones that move off x86-64, and shared-stack ones everywhere) wait there */
-    l = h->rq.next->next;
+    /* the first fresh ones, but not the one about to run: green threads that never ran
+     * (the only ones that move off x86-64, and shared-stack ones everywhere) */
+    l = !h->fresh ? &h->rq : h->fresh == h->rq.next ? h->fresh->next : h->fresh;
     for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
         struct green_list *next = l->next;
         struct green *g = green_container_of(l, struct green, timer.link);
@@ -636,10 +633,9 @@ void green__ring_reclaim(struct green_hub *h)
             continue;
         }
         if (ring_take_back(h, i, g)) {
-            g->state = GS_READY;
-            green_list_push_front(&h->rq, &g->timer.link);
-            h->nready++;
-            h->ring_hold++;
+            green__rq_push_front(h, g);
+            if (g->flags & GF_STARTED) /* a fresh one goes behind the started (sched.c) */
+                h->ring_hold++;
         }
     }
 }
@@ -681,9 +677,7 @@ int green__ring_unlink(struct green_hub *h, struct green *g)
         if (v != g && v != taken(g))
             continue;
         if (v == g && ring_take_back(h, i, g)) {
-            g->state = GS_READY;
-            green_list_push_front(&h->rq, &g->timer.link);
-            h->nready++;
+            green__rq_push_front(h, g);
             return 0;
         }
         break; /* a thief took it */

@@ -70,6 +70,9 @@ void green__remote_drain(struct green_hub *h);  /* on h's thread: act on the not
 
 /* ---- the group of hubs, moves and calls across hubs (hubs.c) ---- */
 void green__rq_push(struct green_hub *h, struct green *g); /* ready, at the back */
+/* ready, at the front (fresh ones: the first of those, sched.c's "run queue") */
+void green__rq_push_front(struct green_hub *h, struct green *g);
+void green__rq_remove(struct green_hub *h, struct green *g); /* out of the run queue */
 int green__kill(struct green_hub *h, struct green *g);     /* green_kill on g of h */
 int green__detach(struct green_hub *h, struct green *g);   /* green_detach on g of h */
 extern int green__nhungry;           /* group members asking for work (atomic) */

@@ -71,6 +71,101 @@ static void test_one_hub(void **state)
     assert_int_equal((intptr_t)r, 1);
 }
 
+/* ---- the run queue's order for GREEN_HUB_ANY green threads that never ran ---- */
+
+static char order_log[64];
+static int order_n;
+
+static void *order_yielder(void *arg)
+{
+    order_log[order_n++] = (char)(intptr_t)arg;
+    assert_int_equal(green_yield(), 0);
+    order_log[order_n++] = (char)((intptr_t)arg + 1);
+    return NULL;
+}
+
+static void *order_note(void *arg)
+{
+    order_log[order_n++] = (char)(intptr_t)arg;
+    return NULL;
+}
+
+/* GREEN_HUB_ANY green threads that never ran wait behind those that ran (a yield, a
+ * wake-up), and the two kinds take turns; other placements keep the FIFO order. */
+static void test_fresh_wait_behind_started(void **state)
+{
+    (void)state;
+    assert_int_equal(green_hub_count(), 1);
+    order_n = 0;
+    green_t g[5];
+    g[0] = spawn_on(GREEN_HUB_ANY, order_yielder, (void *)(intptr_t)'a', GREEN_STACK_SHARED);
+    for (int i = 1; i < 4; i++)
+        g[i] = spawn_on(GREEN_HUB_ANY, order_note, (void *)(intptr_t)('0' + i), GREEN_STACK_SHARED);
+    for (int i = 0; i < 4; i++)
+        assert_non_null(g[i]);
+    assert_int_equal(green_joinall(g, 4, -1), 0);
+    order_log[order_n] = 0;
+    print_message("order: %s\n", order_log);
+    /* FIFO gives a123b: the yielder's second turn comes before the last fresh one */
+    assert_int_equal(order_n, 5);
+    assert_true(strchr(order_log, 'b') < strchr(order_log, '3'));
+    char digits[4] = {0};
+    for (int i = 0, k = 0; i < order_n; i++)
+        if (order_log[i] >= '0' && order_log[i] <= '9')
+            digits[k++] = order_log[i];
+    assert_string_equal(digits, "123");
+    /* placed on this hub (hub 0): plain FIFO */
+    order_n = 0;
+    g[0] = spawn_on(0, order_yielder, (void *)(intptr_t)'a', GREEN_STACK_SHARED);
+    for (int i = 1; i < 4; i++)
+        g[i] = spawn_on(0, order_note, (void *)(intptr_t)('0' + i), GREEN_STACK_SHARED);
+    assert_int_equal(green_joinall(g, 4, -1), 0);
+    order_log[order_n] = 0;
+    assert_string_equal(order_log, "a123b");
+}
+
+static int fresh_ran;
+
+static void *fresh_spinner(void *arg)
+{
+    long *yields = arg;
+    while (!__atomic_load_n(&fresh_ran, __ATOMIC_RELAXED) && *yields < 1000000) {
+        if (green_yield() != 0)
+            return (void *)(intptr_t)-1;
+        ++*yields;
+    }
+    return NULL;
+}
+
+static void *fresh_flag(void *arg)
+{
+    (void)arg;
+    __atomic_store_n(&fresh_ran, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* Two started green threads that yield to each other for ever never run out of ready
+ * work, yet a GREEN_HUB_ANY one that never ran gets its turn at once: it is not starved. */
+static void test_fresh_not_starved(void **state)
+{
+    (void)state;
+    long y1 = 0, y2 = 0;
+    fresh_ran = 0;
+    green_t a = spawn_on(0, fresh_spinner, &y1, GREEN_STACK_SHARED);
+    green_t b = spawn_on(0, fresh_spinner, &y2, GREEN_STACK_SHARED);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(green_yield(), 0); /* both have started */
+    green_t f = spawn_on(GREEN_HUB_ANY, fresh_flag, NULL, GREEN_STACK_SHARED);
+    assert_non_null(f);
+    assert_int_equal(green_join(a, NULL, -1), 0);
+    assert_int_equal(green_join(b, NULL, -1), 0);
+    assert_int_equal(green_join(f, NULL, -1), 0);
+    assert_int_equal(fresh_ran, 1);
+    print_message("the fresh one ran after %ld yields\n", y1 + y2);
+    assert_true(y1 + y2 < 16); /* its turn came, not the cap */
+}
+
 /* ---- the group ---- */
 
 static void test_start_and_extend(void **state)
@@ -458,9 +553,19 @@ static void *writer(void *arg)
     return NULL;
 }
 
+/* stealing(): every task starts, then waits for all the others to have started, so that
+ * what idle hubs find afterwards are green threads that ran (GREEN_HUB_ANY ones that never
+ * ran take turns with them and are what thieves take first) */
+static green_event_t gate;
+static int gate_on, gate_started;
+
 static void *task(void *arg)
 {
     int kill_test = arg != NULL;
+    if (gate_on) {
+        __atomic_add_fetch(&gate_started, 1, __ATOMIC_RELAXED);
+        green_event_wait(&gate, -1);
+    }
     int first = green_hub_self(), seen_other = 0;
     for (int i = 0; i < ROUNDS; i++) {
         spin(20000);
@@ -523,9 +628,17 @@ static void stealing(int mode)
     __atomic_store_n(&io_ok, 0, __ATOMIC_RELAXED);
     green_t *t = calloc(TASKS, sizeof *t);
     assert_non_null(t);
+    green_event_init(&gate);
+    gate_started = 0;
+    gate_on = 1;
     for (int i = 0; i < TASKS; i++)
         assert_non_null(t[i] = spawn_on(GREEN_HUB_ANY, task, NULL, mode));
+    while (__atomic_load_n(&gate_started, __ATOMIC_RELAXED) < TASKS)
+        green_sleep(1);
+    green_event_set(&gate);
     assert_int_equal(green_joinall(t, TASKS, -1), 0);
+    gate_on = 0;
+    green_event_destroy(&gate);
     green_event_set(&hold);
     assert_int_equal(green_joinall(holders, 2 * HOLDERS, -1), 0);
     green_event_destroy(&hold);
@@ -1007,6 +1120,8 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_hub),
+        cmocka_unit_test(test_fresh_wait_behind_started),
+        cmocka_unit_test(test_fresh_not_starved),
         cmocka_unit_test(test_start_and_extend),
         cmocka_unit_test(test_placement),
         cmocka_unit_test(test_plain_thread_is_not_a_member),
