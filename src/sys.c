@@ -16,7 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* TSan learns of locks, threads and fd hand-offs from its interceptors of these very
  * functions; bypassing them would make it report races that are not there. So under
@@ -134,11 +137,45 @@ static int text_segment(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
+/* Drop the pages of [from, to) that are mapped from the file and unchanged. A page a
+ * debugger or a uprobe wrote a breakpoint into is a private copy by now (an anonymous
+ * page in /proc/self/pagemap) and must stay: dropping it would silently remove the
+ * breakpoint (gdb's `break` on a cold function before `run` never fired). Without
+ * pagemap, nothing is dropped. Raw system calls: this runs in the libraries'
+ * constructors, where libgreen-patch.so's own wrappers of open and read may not be ready. */
+static void drop_clean(uintptr_t from, uintptr_t to, uintptr_t page)
+{
+    enum { MAXP = 512 };
+    uint64_t e[MAXP];
+    size_t n = (to - from) / page;
+    if (n > MAXP)
+        n = MAXP, to = from + MAXP * page;
+    long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    long got = syscall(SYS_pread64, (int)fd, e, n * sizeof e[0], (off_t)(from / page * sizeof e[0]));
+    syscall(SYS_close, (int)fd);
+    if (got != (long)(n * sizeof e[0]))
+        return;
+    const uint64_t present = 1ull << 63, file = 1ull << 61;
+    for (size_t i = 0; i < n;) {
+        if ((e[i] & (present | file)) != (present | file)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && (e[j] & (present | file)) == (present | file))
+            j++;
+        madvise((void *)(from + i * page), (j - i) * page, MADV_DONTNEED);
+        i = j;
+    }
+}
+
 /* The hot code was mapped at the library's first call, with its 64 KiB window: the
  * rest of the code segment becomes a mapping of its own (MADV_RANDOM changes its flags:
  * the kernel splits it off; a fault there then maps from there on only, where readahead
- * also stays off) and what fault-around had mapped of it is dropped (clean file pages:
- * a later touch maps them again). Nothing else changes: the code is the same. */
+ * also stays off) and what fault-around had mapped of it is dropped (clean file pages
+ * only: a later touch maps them again). Nothing else changes: the code is the same. */
 void green_private_text_trim(const void *hot_end)
 {
     if (!hot_end)
@@ -152,7 +189,7 @@ void green_private_text_trim(const void *hot_end)
     if (from >= to)
         return;
     if (madvise((void *)from, to - from, MADV_RANDOM) == 0)
-        madvise((void *)from, to - from, MADV_DONTNEED);
+        drop_clean(from, to, (uintptr_t)page);
 }
 
 /* the end of libgreen's hot code: the linker script's (hidden), or none */
