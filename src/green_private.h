@@ -35,6 +35,11 @@ GREEN_PRIVATE_API const struct green_sys *green_private_sys(void);
  * (ENOSYS also once the kernel or a seccomp filter refused it for good). */
 GREEN_PRIVATE_API int green_private_pidfd_open(pid_t pid);
 GREEN_PRIVATE_API int green_private_sys_internal(void);
+/* The library whose code holds hot_end (the end of its hot code, cmake/hot_layout.cmake):
+ * its code past hot_end is split off into a mapping of its own and its resident pages
+ * dropped, so that only the hot code stays mapped (the kernel maps a file's pages 64 KiB
+ * around each one touched, bounded by the mapping). NULL (no hot layout): nothing. */
+GREEN_PRIVATE_API void green_private_text_trim(const void *hot_end);
 
 /* ---- the hub (hub.c) ---- */
 

@@ -13,10 +13,17 @@
  * bit 2 set (fd tags never have it); its completion calls the record's done callback.
  * The ring is not torn down while such a request is in flight: the kernel would still
  * write into the record's buffer.
+ *
+ * liburing is not linked: the first hub that asks for this poller loads it (dlopen of
+ * liburing.so.2), so that a process on epoll, the default, does not map it (24 KiB of
+ * resident pages under greenrun). Only the five calls below are the library's; the rest
+ * of liburing.h is inline code on the rings. Without the library, init fails with ENOSYS
+ * and the hub falls back to epoll (sched.c).
  */
 
 #include "sched.h"
 
+#include <dlfcn.h>
 #include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -31,6 +38,37 @@ static inline uint64_t fd_tag(int fd, uint32_t epoch, int bit)
 {
     return ((uint64_t)(uint32_t)fd << 20) | ((uint64_t)(epoch & 0xffff) << 4) | 8 | (uint64_t)bit;
 }
+
+/* liburing's out-of-line calls, from liburing.so.2 (the ABI of liburing 2.x) */
+static struct {
+    __typeof__(io_uring_queue_init) *queue_init;
+    __typeof__(io_uring_queue_exit) *queue_exit;
+    __typeof__(io_uring_submit) *submit;
+    __typeof__(io_uring_submit_and_wait) *submit_and_wait;
+    __typeof__(io_uring_submit_and_wait_timeout) *submit_and_wait_timeout;
+} lu;
+static pthread_once_t lu_once = PTHREAD_ONCE_INIT;
+static int lu_ready;
+
+static void lu_load(void)
+{
+    void *l = dlopen("liburing.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!l)
+        return;
+#define LU_SYM(f) (lu.f = (__typeof__(lu.f))dlsym(l, "io_uring_" #f)) != NULL
+    if (LU_SYM(queue_init) && LU_SYM(queue_exit) && LU_SYM(submit) && LU_SYM(submit_and_wait) &&
+        LU_SYM(submit_and_wait_timeout)) {
+        lu_ready = 1;
+        return;
+    }
+#undef LU_SYM
+    dlclose(l);
+}
+#define io_uring_queue_init lu.queue_init
+#define io_uring_queue_exit lu.queue_exit
+#define io_uring_submit lu.submit
+#define io_uring_submit_and_wait lu.submit_and_wait
+#define io_uring_submit_and_wait_timeout lu.submit_and_wait_timeout
 
 struct uring_impl {
     struct io_uring ring;
@@ -62,6 +100,11 @@ static int arm_wake(struct green_hub *h)
 
 static int ur_init(struct green_hub *h)
 {
+    green__sys.pthread_once(&lu_once, lu_load);
+    if (!lu_ready) {
+        errno = ENOSYS; /* no liburing.so.2: the hub takes epoll */
+        return -1;
+    }
     struct uring_impl *u = calloc(1, sizeof *u);
     if (!u) {
         errno = ENOMEM;

@@ -118,29 +118,35 @@ static size_t env_size(const char *name, size_t dflt)
     return n ? (size_t)n : dflt;
 }
 
+/* Read with open/read, not stdio: fscanf would map libc's scanf code (two 64 KiB
+ * fault-around windows of resident pages) into every process that never scans. */
 static long count_maps(void)
 {
-    FILE *f = fopen("/proc/self/maps", "re");
-    if (!f)
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return 1000;
     long n = 0;
-    int c;
-    while ((c = getc(f)) != EOF)
-        n += c == '\n';
-    green__sys.fclose(f);
+    char buf[1024];
+    ssize_t r;
+    while ((r = green__sys.read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < r; i++)
+            n += buf[i] == '\n';
+    green__sys.close(fd);
     return n;
 }
 
 static long max_map_count(void)
 {
-    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
-    long v = 65530;
-    if (f) {
-        if (fscanf(f, "%ld", &v) != 1)
-            v = 65530;
-        green__sys.fclose(f);
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    long v = 0;
+    if (fd >= 0) {
+        char buf[32];
+        ssize_t r = green__sys.read(fd, buf, sizeof buf - 1);
+        for (ssize_t i = 0; i < r && buf[i] >= '0' && buf[i] <= '9'; i++)
+            v = v * 10 + (buf[i] - '0');
+        green__sys.close(fd);
     }
-    return v;
+    return v > 0 ? v : 65530;
 }
 
 static void on_segv(int sig, siginfo_t *si, void *uctx);

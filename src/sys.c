@@ -12,8 +12,14 @@
 #include "green_private.h"
 
 #include <dlfcn.h>
+#include <link.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* TSan learns of locks, threads and fd hand-offs from its interceptors of these very
  * functions; bypassing them would make it report races that are not there. So under
@@ -72,6 +78,23 @@ static void *lookup(void *libc, void *libpthread, const char *name)
 
 int green__sys_ready;
 
+/* The table's names, in its order, one string: a loop over them is ~100 bytes of code
+ * where a call per name was 4 KiB (startup code counts in every process's resident
+ * pages). */
+static const char sys_names[] =
+#define GREEN_SYS_NAME(name) #name "\0"
+    GREEN_SYS_FUNCS(GREEN_SYS_NAME)
+#undef GREEN_SYS_NAME
+    ;
+enum {
+#define GREEN_SYS_COUNT(name) sys_n_##name,
+    GREEN_SYS_FUNCS(GREEN_SYS_COUNT)
+#undef GREEN_SYS_COUNT
+    SYS_N
+};
+/* every field is a function pointer, so the table is SYS_N of them in a row */
+_Static_assert(sizeof(struct green_sys) == SYS_N * sizeof(void (*)(void)), "green_sys: not only function pointers");
+
 /* Runs before the constructors of anything that links against libgreen. */
 __attribute__((constructor(101))) void green__sys_init(void)
 {
@@ -79,12 +102,12 @@ __attribute__((constructor(101))) void green__sys_init(void)
         return;
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     void *libpthread = dlopen("libpthread.so.0", RTLD_LAZY | RTLD_NOLOAD);
-    void *f;
-#define GREEN_SYS_LOOKUP(name)                                                           \
-    if ((f = lookup(libc, libpthread, #name)) != NULL)                                   \
-        green__sys.name = (__typeof__(name) *)f;
-    GREEN_SYS_FUNCS(GREEN_SYS_LOOKUP)
-#undef GREEN_SYS_LOOKUP
+    const char *name = sys_names;
+    for (size_t i = 0; i < SYS_N; i++, name += strlen(name) + 1) {
+        void *f = lookup(libc, libpthread, name);
+        if (f) /* slot i of the table: its fields are SYS_N function pointers in a row */
+            memcpy((char *)&green__sys + i * sizeof(void (*)(void)), &f, sizeof f);
+    }
     /* the handles stay open: libc is never unloaded anyway */
     __atomic_store_n(&green__sys_ready, 1, __ATOMIC_RELEASE);
 }
@@ -92,3 +115,84 @@ __attribute__((constructor(101))) void green__sys_init(void)
 const struct green_sys *green_private_sys(void) { return green__sys_get(); }
 
 int green_private_sys_internal(void) { return green__sys_internal; }
+
+/* ---- the cold code's pages (cmake/hot_layout.cmake) ---- */
+
+struct text_find {
+    uintptr_t at, end; /* in: an address of the code; out: the end of its segment */
+};
+
+static int text_segment(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    struct text_find *t = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && t->at >= lo && t->at < lo + ph->p_memsz) {
+            t->end = lo + ph->p_memsz;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Drop the pages of [from, to) that are mapped from the file and unchanged. A page a
+ * debugger or a uprobe wrote a breakpoint into is a private copy by now (an anonymous
+ * page in /proc/self/pagemap) and must stay: dropping it would silently remove the
+ * breakpoint (gdb's `break` on a cold function before `run` never fired). Without
+ * pagemap, nothing is dropped. Raw system calls: this runs in the libraries'
+ * constructors, where libgreen-patch.so's own wrappers of open and read may not be ready. */
+static void drop_clean(uintptr_t from, uintptr_t to, uintptr_t page)
+{
+    enum { MAXP = 512 };
+    uint64_t e[MAXP];
+    size_t n = (to - from) / page;
+    if (n > MAXP)
+        n = MAXP, to = from + MAXP * page;
+    long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    long got = syscall(SYS_pread64, (int)fd, e, n * sizeof e[0], (off_t)(from / page * sizeof e[0]));
+    syscall(SYS_close, (int)fd);
+    if (got != (long)(n * sizeof e[0]))
+        return;
+    const uint64_t present = 1ull << 63, file = 1ull << 61;
+    for (size_t i = 0; i < n;) {
+        if ((e[i] & (present | file)) != (present | file)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && (e[j] & (present | file)) == (present | file))
+            j++;
+        madvise((void *)(from + i * page), (j - i) * page, MADV_DONTNEED);
+        i = j;
+    }
+}
+
+/* The hot code was mapped at the library's first call, with its 64 KiB window: the
+ * rest of the code segment becomes a mapping of its own (MADV_RANDOM changes its flags:
+ * the kernel splits it off; a fault there then maps from there on only, where readahead
+ * also stays off) and what fault-around had mapped of it is dropped (clean file pages
+ * only: a later touch maps them again). Nothing else changes: the code is the same. */
+void green_private_text_trim(const void *hot_end)
+{
+    if (!hot_end)
+        return;
+    long page = sysconf(_SC_PAGESIZE);
+    struct text_find t = {(uintptr_t)hot_end - 1, 0};
+    if (page <= 0 || !dl_iterate_phdr(text_segment, &t))
+        return;
+    uintptr_t from = ((uintptr_t)hot_end + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t to = (t.end + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    if (from >= to)
+        return;
+    if (madvise((void *)from, to - from, MADV_RANDOM) == 0)
+        drop_clean(from, to, (uintptr_t)page);
+}
+
+/* the end of libgreen's hot code: the linker script's (hidden), or none */
+extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
+
+__attribute__((constructor(102))) static void text_trim(void) { green_private_text_trim(__green_hot_end); }

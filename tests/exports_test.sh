@@ -80,11 +80,11 @@ fi
 
 # libraries loaded by the first call that needs them, never at start (each would cost
 # every process its mapped pages): OpenSSL (tls.c), c-ares (resolve.c), libunwind and
-# its liblzma (backtrace.c)
+# its liblzma (backtrace.c), liburing (poll_uring.c)
 for lib in "$core" "$patch"; do
     "${READELF:-readelf}" -d "$lib" |
-        grep -oE 'Shared library: \[(libssl|libcrypto|libcares|libunwind|liblzma)[^]]*\]' > "$tmp/needed" || true
-    compare "$(basename "$lib")'s start-up dependencies on OpenSSL, c-ares or libunwind" /dev/null "$tmp/needed"
+        grep -oE 'Shared library: \[(libssl|libcrypto|libcares|libunwind|liblzma|liburing)[^]]*\]' > "$tmp/needed" || true
+    compare "$(basename "$lib")'s start-up dependencies on OpenSSL, c-ares, libunwind or liburing" /dev/null "$tmp/needed"
 done
 
 [ "$fail" = 0 ] || exit 1

@@ -24,16 +24,36 @@ int patch_threads_cached = -1;
 struct green_sys patch_real_tab;
 int patch_real_ready;
 
+/* The table's names, in its order, one string: a loop over them is ~150 bytes of code
+ * where a call per name was 7.8 KiB (startup code counts in every process's resident
+ * pages). */
+static const char real_names[] =
+#define GREEN_PATCH_NAME(name) #name "\0"
+    GREEN_SYS_FUNCS(GREEN_PATCH_NAME)
+#undef GREEN_PATCH_NAME
+    ;
+enum {
+#define GREEN_PATCH_COUNT(name) real_n_##name,
+    GREEN_SYS_FUNCS(GREEN_PATCH_COUNT)
+#undef GREEN_PATCH_COUNT
+    REAL_N
+};
+_Static_assert(sizeof(struct green_sys) == REAL_N * sizeof(void (*)(void)), "green_sys: not only function pointers");
+
 /* RTLD_NEXT is relative to the calling object: this file is in libgreen-patch.so. Where
- * a name is not found after us, libgreen's own table (libc's, looked up later) serves. */
+ * a name is not found after us, libgreen's own table (libc's, looked up later) serves.
+ * Slot i of a table is its i-th function pointer (its fields are REAL_N of them in a row). */
 struct green_sys *patch_real_init(void)
 {
-    void *f;
-#define GREEN_PATCH_REAL(name)                                                           \
-    f = dlsym(RTLD_NEXT, #name);                                                         \
-    patch_real_tab.name = f ? (__typeof__(name) *)f : green_private_sys()->name;
-    GREEN_SYS_FUNCS(GREEN_PATCH_REAL)
-#undef GREEN_PATCH_REAL
+    const char *name = real_names;
+    for (size_t i = 0; i < REAL_N; i++, name += strlen(name) + 1) {
+        void *f = dlsym(RTLD_NEXT, name);
+        size_t at = i * sizeof(void (*)(void));
+        if (f)
+            memcpy((char *)&patch_real_tab + at, &f, sizeof f);
+        else
+            memcpy((char *)&patch_real_tab + at, (const char *)green_private_sys() + at, sizeof f);
+    }
     __atomic_store_n(&patch_real_ready, 1, __ATOMIC_RELEASE);
     return &patch_real_tab;
 }
@@ -106,8 +126,12 @@ static void pinning_report(FILE *f)
     fflush(f);
 }
 
+/* the end of this library's hot code: the linker script's (hidden), or none */
+extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
+
 __attribute__((constructor)) static void patch_init(void)
 {
+    green_private_text_trim(__green_hot_end);
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
 }

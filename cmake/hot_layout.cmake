@@ -1,0 +1,54 @@
+# cmake/hot_layout.cmake — green_hot_layout(TARGET LIBRARY LIST): build TARGET (the
+# objects) with -ffunction-sections and link LIBRARY with a linker script that puts the
+# functions named in LIST (src/hot.list, src/patch/hot.list) first in its code, in one
+# output section (.text.green_hot) inserted before .text. The kernel maps a file's pages
+# 64 KiB around each page a process touches (fault-around), so code that every program
+# under greenrun runs, scattered over a library, made most of it resident: together, it
+# spans fewer of those windows. The script also ends the hot code with a hidden symbol,
+# __green_hot_end, past which each library's constructor drops the code's pages
+# (green_private_text_trim, src/sys.c); and it puts .rodata with the headers, away
+# from .eh_frame, and the segments on 64 KiB boundaries (docs/DESIGN.md, "Resident
+# code"). Only the layout changes, not the code; GREEN_HOT_LAYOUT=OFF turns it off, and
+# it is left out where the linker does not take such a script (INSERT: GNU ld, lld).
+option(GREEN_HOT_LAYOUT "place the code that greenrun's programs run together (fewer resident pages)" ON)
+if(GREEN_HOT_LAYOUT AND NOT DEFINED GREEN_HOT_LAYOUT_WORKS)
+  include(CheckCSourceCompiles)
+  set(probe ${CMAKE_BINARY_DIR}/CMakeFiles/green-hot-probe.ld)
+  file(WRITE ${probe} "SECTIONS\n{\n  .text.green_hot : { *(.text.main) }\n}\nINSERT BEFORE .text;\n")
+  set(CMAKE_REQUIRED_FLAGS "-ffunction-sections")
+  set(CMAKE_REQUIRED_LINK_OPTIONS "-Wl,-T,${probe}")
+  check_c_source_compiles("int main(void) { return 0; }" GREEN_HOT_LAYOUT_WORKS)
+  unset(CMAKE_REQUIRED_FLAGS)
+  unset(CMAKE_REQUIRED_LINK_OPTIONS)
+endif()
+
+function(green_hot_layout objects library list)
+  if(NOT GREEN_HOT_LAYOUT OR NOT GREEN_HOT_LAYOUT_WORKS)
+    return()
+  endif()
+  file(STRINGS ${list} names REGEX "^[A-Za-z_]")
+  # the toolchain's own code that runs at load: crtbegin's (frame_dummy, ...) and
+  # libc_nonshared's (pthread_atfork, atexit)
+  set(body "    *crtbegin*.o(.text .text.*)\n    *libc_nonshared.a:*(.text .text.*)\n")
+  foreach(n ${names})
+    if(n STREQUAL "CONTEXT") # the assembly context switch: its object's .text
+      string(APPEND body "    *context_*(.text)\n")
+    else() # the function, its clones (.part.0, .constprop.0, ...), a constructor's, a destructor's
+      string(APPEND body "    *(.text.${n} .text.${n}.* .text.startup.${n} .text.exit.${n})\n")
+    endif()
+  endforeach()
+  set(ld ${PROJECT_BINARY_DIR}/${library}-hot.ld)
+  # and the read-only data goes with the headers' segment (the dynamic symbols and
+  # relocations: read at every start, so mapped anyway), not with .eh_frame, so that
+  # the latter's segment stays unmapped unless something unwinds through us
+  file(WRITE ${ld} "/* made by cmake/hot_layout.cmake from ${list} */\n"
+    "SECTIONS\n{\n  .rodata :\n  {\n    *(.rodata .rodata.* .gnu.linkonce.r.*)\n  }\n}\nINSERT AFTER .rela.plt;\n"
+    "SECTIONS\n{\n  .text.green_hot :\n  {\n${body}    PROVIDE_HIDDEN(__green_hot_end = .);\n  }\n}\nINSERT BEFORE .text;\n")
+  target_compile_options(${objects} PRIVATE -ffunction-sections)
+  # segments aligned to 64 KiB: the loader then maps the library at a 64 KiB boundary
+  # (glibc 2.35 on), so that fault-around's windows fall on the same code in every
+  # process, whatever ASLR chose, and the hot code starts one
+  target_link_options(${library} PRIVATE "LINKER:-T,${ld}" "LINKER:-z,max-page-size=0x10000")
+  set_property(TARGET ${library} APPEND PROPERTY LINK_DEPENDS ${ld})
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${list})
+endfunction()
