@@ -179,6 +179,13 @@ static void copy_name(char *to, size_t size, const char *from)
     to[i] = '\0';
 }
 
+/* Signals of the monitor this thread took: a call that the kernel may end early at a
+ * signal with part of its work done (a copy between files) looks before and after, and
+ * goes on if one came meanwhile (green_private_monitor_hits). */
+static __thread unsigned mon_hits __attribute__((tls_model("initial-exec")));
+
+unsigned green_private_monitor_hits(void) { return mon_hits; }
+
 static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
 {
     int saved = errno;
@@ -188,6 +195,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     if (t && (h == t || (!h && t->tid == (int)syscall(SYS_gettid))) && /* (exiting: no hub) */
         __atomic_compare_exchange_n(&mon_req, &asked, REQ_CLAIMED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         struct look *lk = &mon_look;
+        mon_hits++;
         green__passthrough++;
         if (!h) {
             lk->gone = 1;

@@ -96,6 +96,25 @@ static ssize_t transfer_waits(struct side *s, size_t len, int all, move_fn *move
     return (ssize_t)done;
 }
 
+/* The move between two ends that never wait (regular files), made whole again if the
+ * monitor's SIGURG cut it short: the kernel ends a long sendfile, splice or
+ * copy_file_range at a signal with what it moved so far, and the detector signals a hub
+ * it sees held this long (a backtrace); the program, without libgreen, would not have met
+ * that signal. A signal of its own still ends the call early, as the kernel does. */
+static ssize_t move_whole(move_fn *move, void *ctx, size_t len)
+{
+    size_t done = 0;
+    for (;;) {
+        unsigned hits = green_private_monitor_hits();
+        ssize_t r = move(ctx, len - done);
+        if (r < 0)
+            return done ? (ssize_t)done : -1;
+        done += (size_t)r;
+        if (r == 0 || done == len || green_private_monitor_hits() == hits)
+            return (ssize_t)done;
+    }
+}
+
 /* Make the move between in and out (len bytes at most), waiting as the sides say.
  * file_to_stream: from a regular file to a stream socket, go on until len bytes or the
  * end of the file (sendfile on a blocking socket does). */
@@ -105,7 +124,7 @@ static ssize_t transfer(int in, int out, size_t len, int file_to_stream, move_fn
     side_init(&s[0], in, POLLIN);
     side_init(&s[1], out, POLLOUT);
     if (s[0].how == PFD_PASS && s[1].how == PFD_PASS)
-        return move(ctx, len);
+        return move_whole(move, ctx, len);
     int all = file_to_stream && (s[0].state & PFD_FILE) && (s[1].state & PFD_STREAM);
     struct patch_intr *intr = NULL;
     ssize_t r = transfer_waits(s, len, all, move, ctx, &intr);
@@ -205,10 +224,24 @@ static ssize_t cfr_job(struct patch_job *j)
                                          (unsigned int)j->arg[5]);
 }
 
+struct cfr_args {
+    int in, out;
+    off64_t *off_in, *off_out;
+    unsigned int flags;
+};
+
+static ssize_t cfr_move(void *ctx, size_t left)
+{
+    struct cfr_args *a = ctx;
+    return patch_real()->copy_file_range(a->in, a->off_in, a->out, a->off_out, left, a->flags);
+}
+
 ssize_t copy_file_range(int in, off64_t *off_in, int out, off64_t *off_out, size_t len, unsigned int flags)
 {
-    if (!files_to_pool(in, out))
-        return patch_real()->copy_file_range(in, off_in, out, off_out, len, flags);
+    if (!files_to_pool(in, out)) {
+        struct cfr_args a = {in, out, off_in, off_out, flags};
+        return move_whole(cfr_move, &a, len);
+    }
     struct patch_job j = {.fn = cfr_job,
                           .arg = {in, off_in != NULL, out, off_out != NULL, (long)len, (long)flags},
                           .off = {off_in ? *off_in : 0, off_out ? *off_out : 0}};
