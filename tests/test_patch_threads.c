@@ -137,6 +137,19 @@ static void test_patch_hubs_cross(void **state)
     assert_non_null(strstr(out, "os_threads=2 counter=32000"));
 }
 
+/* A barrier across hubs: the first arrivals of each round wait on one hub, the last
+ * arrive on the other and must wake them (before the fix the first waiters could park
+ * with nothing to look again, and pgbench under GREEN_PATCH_HUBS=2 hung at its start). */
+static void test_patch_hubs_barrier(void **state)
+{
+    (void)state;
+    setenv("GREEN_PATCH_HUBS", "2", 1);
+    int st = run("threads_hubs", "barrier", NULL, GREEN, 0, out, sizeof out);
+    unsetenv("GREEN_PATCH_HUBS");
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, "barrier=ok rounds=50 serial=50"));
+}
+
 static long wall_ms(void)
 {
     const char *w = strstr(out, "wall_ms=");
@@ -325,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_native_lock_quiet),
         cmocka_unit_test(test_patch_hubs_spread),
         cmocka_unit_test(test_patch_hubs_cross),
+        cmocka_unit_test(test_patch_hubs_barrier),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

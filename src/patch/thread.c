@@ -494,7 +494,14 @@ static int green_os_threads;
  * child's fresh hub makes its loop again where a wait needs it). */
 static __thread int counted PATCH_TLS_FAST;
 
-int patch_many_hubs(void) { return __atomic_load_n(&green_os_threads, __ATOMIC_RELAXED) > 1; }
+/* With GREEN_PATCH_HUBS, from the start: the first waiter on a hub of the group may park
+ * before any green pthread of another hub has counted its OS thread, and the object's
+ * release may come from there (a barrier whose first arrivals were all on hub 2 waited
+ * for ever: pgbench under GREEN_PATCH_HUBS=2 hung at its start). */
+int patch_many_hubs(void)
+{
+    return __atomic_load_n(&green_os_threads, __ATOMIC_RELAXED) > 1 || spread() > 1;
+}
 
 int green_here(void)
 {

@@ -5,6 +5,8 @@
  * Prints "os_threads=N counter=C" and "detached=D". Given "cross", first the pthread calls
  * on a thread of another OS thread (GREEN_PATCH_HUBS: another hub): cancel, kill,
  * getattr, names, affinity, and ESRCH once it is joined; prints "cross=ok" or what failed.
+ * Given "barrier", only threads meeting at a barrier across hubs: prints "barrier=ok
+ * rounds=R serial=R" (one serial thread per round).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -169,10 +171,55 @@ static int cross(void)
     return 0;
 }
 
+/* ---- "barrier": a barrier across hubs ---- */
+
+#define BAR_THREADS 4
+#define BAR_ROUNDS 50
+static pthread_barrier_t bar;
+static int serials;
+
+/* The threads meet BAR_ROUNDS times; the first to arrive are on one hub, the last on
+ * another (round-robin placement: 0 and 2 on one, 1 and 3 on the other; the odd ones
+ * come late), so the round's end must wake waiters of another hub. */
+static void *meet(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    for (int r = 0; r < BAR_ROUNDS; r++) {
+        if (i % 2)
+            usleep(200);
+        int e = pthread_barrier_wait(&bar);
+        if (e == PTHREAD_BARRIER_SERIAL_THREAD)
+            __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
+        else if (e != 0)
+            return (void *)(intptr_t)-1;
+    }
+    return NULL;
+}
+
+static int barrier(void)
+{
+    alarm(60); /* a hang fails the test, not ctest's timeout */
+    if (pthread_barrier_init(&bar, NULL, BAR_THREADS) != 0)
+        return 1;
+    pthread_t t[BAR_THREADS];
+    for (int i = 0; i < BAR_THREADS; i++)
+        if (pthread_create(&t[i], NULL, meet, (void *)(intptr_t)i) != 0)
+            return 1;
+    int bad = 0;
+    for (int i = 0; i < BAR_THREADS; i++) {
+        void *r;
+        bad |= pthread_join(t[i], &r) != 0 || r != NULL;
+    }
+    printf("barrier=%s rounds=%d serial=%d\n", bad ? "failed" : "ok", BAR_ROUNDS, serials);
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "cross") == 0 && cross() != 0)
         return 4;
+    if (argc > 1 && strcmp(argv[1], "barrier") == 0)
+        return barrier() ? 5 : 0;
     pthread_t t[N];
     for (int i = 0; i < N; i++)
         if (pthread_create(&t[i], NULL, run, (void *)(intptr_t)i) != 0)
