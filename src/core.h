@@ -317,6 +317,9 @@ struct green_hub {
     int spin_ok;                   /* traffic from other threads since its last idle spin
                                     * came up empty (sched.c) */
     int64_t spin_cur;              /* the next idle spin's length, ns (sched.c) */
+    struct green_remote *watch;    /* the note of the green thread that parked last for a
+                                    * wake-up from another thread: an idle spin watches it
+                                    * (wait.c sets it, sched.c) */
     uint64_t stolen;               /* green threads it took from other hubs' rings */
 
     /* the registry (hub.c); debugging (dump.c, monitor.c) */
