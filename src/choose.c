@@ -674,5 +674,9 @@ int green__chan_wait(green_clause_t *c, int64_t deadline)
     s.nch = 1;
     s.p = &p;
     s.ready = &ready;
+    /* the caller has just found that c cannot complete: the entry first, then one look
+     * under the lock that queues it (rather than a look, the entry, another look) */
+    if (deadline != 0 && entries_new(&s) != 0)
+        return -1;
     return choose_end(&s, choose(&s, deadline, K_CHAN));
 }

@@ -345,6 +345,10 @@ void green__steal_on(struct green_hub *h)
  * figure, and where both sides run, a short spin's first catch brings the full one back. */
 #define SPIN_US_DEFAULT 50
 #define SPIN_MIN_NS 5000
+/* Looks made back to back before the first pause: a hand-off from a core that runs comes
+ * within a few hundred ns, and a pause costs up to 25 ns (AMD EPYC) that the hand-off
+ * would wait for; these last well under a microsecond. */
+#define SPIN_TIGHT 256
 static int64_t spin_ns = -1; /* GREEN_SPIN_US in ns; read once (loop_make) */
 
 static void spin_init(void)
@@ -420,8 +424,8 @@ static int watch_end(struct green_hub *h, struct green_remote *n)
 }
 
 /* Spin for up to ns until something arrives, work is stolen or fds became ready (1: then
- * h's run queue or lists hold it), or the time is up (0). The clock is read from the
- * 16th look on: a hand-off that comes at once costs no clock_gettime. */
+ * h's run queue or lists hold it), or the time is up (0). The clock is read once the
+ * back-to-back looks are over: a hand-off that comes at once costs no clock_gettime. */
 static int idle_spin_for(struct green_hub *h, int member, int64_t ns)
 {
     struct green_remote *watch = watch_arm(h);
@@ -436,6 +440,8 @@ static int idle_spin_for(struct green_hub *h, int member, int64_t ns)
             r = 1;
             break;
         }
+        if (i <= SPIN_TIGHT)
+            continue;
         green_cpu_relax();
         if (i % 16 == 0) {
             if (member && green__steal(h)) {
@@ -538,17 +544,12 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             int member = h->num && green__hubs_n() > 1;
             if (member)
                 green__steal_on(h);
-            if (member) { /* a member of a group: take what other rings hold, else ask */
-                if (green__steal(h)) {
-                    h->spin_ok = 1;
-                    continue;
-                }
-                green__hunger(h, 1);
+            if (member && green__steal(h)) { /* a member of a group: take what other rings hold */
+                h->spin_ok = 1;
+                continue;
             }
             if (h->spin_ok && (member || h->ext_refs) && __atomic_load_n(&spin_ns, __ATOMIC_RELAXED) > 0) {
                 if (idle_spin(h, member)) { /* stolen work counts as traffic: spin_ok stays */
-                    if (member)
-                        green__hunger(h, 0);
                     poll_once(h, 0);
                     continue;
                 }
@@ -556,6 +557,15 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             }
             green__stack_trim(h);
             if (member) {
+                /* it asks for work only now that it will sleep: spinning, it steals, and
+                 * asking costs a write of the group's count, which every busy member's
+                 * picks look at (a hand-off that ends the spin would wait for that line) */
+                green__hunger(h, 1);
+                if (green__steal(h)) { /* filled meanwhile */
+                    green__hunger(h, 0);
+                    h->spin_ok = 1;
+                    continue;
+                }
                 poll_once(h, timeout);
                 green__hunger(h, 0);
                 continue;
