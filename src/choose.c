@@ -309,8 +309,8 @@ static inline __attribute__((always_inline)) int entries_new(struct choose *s)
         return -1;
     }
     for (int i = 0; i < s->n; i++)
-        if (s->p[i].kind == K_CHAN)
-            s->p[i].e->aux = (uintptr_t)lead;
+        if (s->p[i].kind == K_CHAN && s->p[i].e->aux != (uintptr_t)lead)
+            s->p[i].e->aux = (uintptr_t)lead; /* mostly as it was: its line stays shared */
     s->lead = lead;
     return 0;
 }
@@ -538,9 +538,12 @@ static inline __attribute__((always_inline)) int collect(struct choose *s, unsig
     if (kinds & K_SIGNAL)
         green__signal_drain(s->h); /* a signal that woke us serves its clause first */
     struct green_waiter *lead = s->lead;
-    uint8_t how = GREEN_SELECT_PENDING;
+    /* looked at first: a claimed lead (the usual end) costs no locked instruction, whose
+     * line a waker of another core may hold */
+    uint8_t how = __atomic_load_n(&lead->done, __ATOMIC_ACQUIRE);
     int win = -1;
-    if (!__atomic_compare_exchange_n(&lead->done, &how, GREEN_SELECT_WITHDRAWN, 0, __ATOMIC_ACQ_REL,
+    if (how != GREEN_SELECT_PENDING ||
+        !__atomic_compare_exchange_n(&lead->done, &how, GREEN_SELECT_WITHDRAWN, 0, __ATOMIC_ACQ_REL,
                                      __ATOMIC_ACQUIRE)) {
         how = settled(lead);
         win = lead->index;
@@ -671,5 +674,9 @@ int green__chan_wait(green_clause_t *c, int64_t deadline)
     s.nch = 1;
     s.p = &p;
     s.ready = &ready;
+    /* the caller has just found that c cannot complete: the entry first, then one look
+     * under the lock that queues it (rather than a look, the entry, another look) */
+    if (deadline != 0 && entries_new(&s) != 0)
+        return -1;
     return choose_end(&s, choose(&s, deadline, K_CHAN));
 }

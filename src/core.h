@@ -287,20 +287,25 @@ struct green_hub {
     struct green_fd *fd_table;     /* fd.c, indexed by fd */
     size_t nfd_cap;
     struct green_waiter *free_waiters; /* wait.c */
-    struct green_remote *remote;   /* wake-ups pushed by other threads (lock-free stack) */
     /* gives back a note whose owner let go of it while it was on that list (wait.c) */
     void (*remote_release)(struct green_hub *, struct green_remote *);
-    int polling;                   /* set while blocked in the poller: wakers must notify */
     uint64_t loops;                /* poller rounds (the monitor's sign of life besides switches) */
+    /* What other threads write to wake the hub or hand it work, and what they read to know
+     * whether to notify it: a line of its own (the hub is allocated line-aligned), which
+     * nothing the hub writes at every pick or park shares, so that a waker's look does not
+     * miss for that (sched.c, hubs.c). */
+    struct green_remote *remote __attribute__((aligned(64))); /* wake-ups pushed by other
+                                    * threads (lock-free stack) */
+    struct green *inbox;           /* green threads handed to it (lock-free stack
+                                    * through timer.link.next) */
+    int polling;                   /* set while blocked in the poller: wakers must notify */
 
     /* the group of hubs (hubs.c) */
-    int num;                       /* its number in the group, 1..; 0: not a member */
+    int num __attribute__((aligned(64))); /* its number in the group, 1..; 0: not a member */
     int hungry;                    /* nothing to run: asks busy hubs for work (atomic) */
     int exported;                  /* blocks or stacks of its own run on other hubs: its
                                     * memory outlives its thread (hub.c) */
     uint64_t incoming;             /* green threads on their way to it (atomic) */
-    struct green *inbox;           /* green threads handed to it (lock-free stack
-                                    * through timer.link.next) */
     struct green *reaped;          /* its dead green threads joined from other hubs, to
                                     * free (lock-free stack through timer.link.next) */
     struct green_stack *stacks_back; /* its stacks freed on other hubs (stack.c) */
@@ -309,14 +314,19 @@ struct green_hub {
      * take them while this hub's thread is busy elsewhere. A slot holds NULL, a green
      * thread, or one being taken (its address | 1); bit i of ring_mask is set while slot i
      * is not NULL. Only this hub fills slots; any member empties them. */
+    uint32_t ring_mask __attribute__((aligned(64))); /* atomic; what thieves look at
+                                    * first, away from the hub's own counters */
     struct green *ring[GREEN_RING];
-    uint32_t ring_mask;            /* atomic */
-    struct green_list *ring_seen;  /* the run queue's last entry when a fill last looked */
+    struct green_list *ring_seen __attribute__((aligned(64))); /* the run queue's last entry
+                                    * when a fill last looked */
     uint32_t ring_hold;            /* picks to make before the next fill (hubs.c) */
     uint32_t picks;                /* while stealing: picks since the last poll in passing */
     int spin_ok;                   /* traffic from other threads since its last idle spin
                                     * came up empty (sched.c) */
     int64_t spin_cur;              /* the next idle spin's length, ns (sched.c) */
+    struct green_remote *watch;    /* the note of the green thread that parked last for a
+                                    * wake-up from another thread: an idle spin watches it
+                                    * (wait.c sets it, sched.c) */
     uint64_t stolen;               /* green threads it took from other hubs' rings */
     struct green_list *fresh;      /* the first of the run queue's GREEN_HUB_ANY green
                                     * threads that never ran, which wait at its back

@@ -121,7 +121,8 @@
 static struct green_hub *group[GREEN_HUBS_MAX + 1]; /* 1-based; members never leave */
 static int group_n;
 static pthread_mutex_t group_lock = PTHREAD_MUTEX_INITIALIZER;
-int green__nhungry;
+int green__nhungry __attribute__((aligned(64))); /* written by idle members, read by busy ones'
+                                                * picks: not on group_n's line */
 
 int green__hubs_n(void) { return __atomic_load_n(&group_n, __ATOMIC_ACQUIRE); }
 

@@ -404,6 +404,10 @@ void green__steal_on(struct green_hub *h)
  * figure, and where both sides run, a short spin's first catch brings the full one back. */
 #define SPIN_US_DEFAULT 50
 #define SPIN_MIN_NS 5000
+/* Looks made back to back before the first pause: a hand-off from a core that runs comes
+ * within a few hundred ns, and a pause costs up to 25 ns (AMD EPYC) that the hand-off
+ * would wait for; these last well under a microsecond. */
+#define SPIN_TIGHT 256
 static int64_t spin_ns = -1; /* GREEN_SPIN_US in ns; read once (loop_make) */
 
 static void spin_init(void)
@@ -435,28 +439,92 @@ static inline int arrived(struct green_hub *h)
            interrupt_pending();
 }
 
+/*
+ * The watch. The hand-off a spin waits for is most often the wake-up of the green thread
+ * that parked last (h->watch: the note of its waiter record, which the waker writes
+ * anyway: the element, the claim). The spin marks that note GREEN_NOTE_WATCHED and looks
+ * at it beside the remote list; a waker that finds the mark (its exchange returns
+ * non-zero) leaves the note there: no push on the hub's list, no look at `polling`. So
+ * the hand-off moves the record's line to the waker and back, and the hub's remote line
+ * stays put. The mark lives only while the spin does (the note's owner is parked
+ * meanwhile and this hub's thread is the spin), so the drain and the owner never see it.
+ */
+static inline struct green_remote *watch_arm(struct green_hub *h)
+{
+    struct green_remote *n = h->watch;
+    uint8_t idle = 0;
+    if (n && __atomic_compare_exchange_n(&n->pending, &idle, GREEN_NOTE_WATCHED, 0, __ATOMIC_RELAXED,
+                                         __ATOMIC_RELAXED))
+        return n;
+    return NULL; /* none, or already on the list */
+}
+
+/* A waker has set the watched note pending (acquire seen): act on it as the drain would.
+ * One waker per park (the one that took the record off its object), so nobody else
+ * writes `pending` meanwhile: a store gives it back, without a locked instruction. */
+static void watch_take(struct green_hub *h, struct green_remote *n)
+{
+    uint64_t note = __atomic_load_n(&n->note, __ATOMIC_RELAXED);
+    __atomic_store_n(&n->pending, 0, __ATOMIC_RELEASE);
+    struct green *g = n->g;
+    h->spin_ok = 1;
+    if (g->state == GS_WAITING && g->wait_seq == (uint32_t)note)
+        green__wake(h, g, (int)(note >> 32));
+}
+
+/* The spin is over: unmark the note, or take it if a waker came meanwhile (1). */
+static int watch_end(struct green_hub *h, struct green_remote *n)
+{
+    uint8_t w = GREEN_NOTE_WATCHED;
+    if (__atomic_compare_exchange_n(&n->pending, &w, 0, 0, __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+        return 0;
+    watch_take(h, n);
+    return 1;
+}
+
 /* Spin for up to ns until something arrives, work is stolen or fds became ready (1: then
- * h's run queue or lists hold it), or the time is up (0). */
+ * h's run queue or lists hold it), or the time is up (0). The clock is read once the
+ * back-to-back looks are over: a hand-off that comes at once costs no clock_gettime. */
 static int idle_spin_for(struct green_hub *h, int member, int64_t ns)
 {
-    int64_t end = clock_ns() + ns;
-    int fds = h->nfds || h->poller_kind == GREEN_POLLER_URING;
+    struct green_remote *watch = watch_arm(h);
+    int64_t end = 0;
+    int fds = h->nfds || h->poller_kind == GREEN_POLLER_URING, r;
     for (unsigned i = 1;; i++) {
-        if (arrived(h))
+        if (watch && __atomic_load_n(&watch->pending, __ATOMIC_ACQUIRE) != GREEN_NOTE_WATCHED) {
+            watch_take(h, watch);
             return 1;
+        }
+        if (arrived(h)) {
+            r = 1;
+            break;
+        }
+        if (i <= SPIN_TIGHT)
+            continue;
         green_cpu_relax();
         if (i % 16 == 0) {
-            if (member && green__steal(h))
-                return 1;
+            if (member && green__steal(h)) {
+                r = 1;
+                break;
+            }
             if (fds && i % 256 == 0) {
                 poll_wait(h, 0);
-                if (!green_list_empty(&h->rq))
-                    return 1;
+                if (!green_list_empty(&h->rq)) {
+                    r = 1;
+                    break;
+                }
             }
-            if (clock_ns() >= end)
-                return 0;
+            if (!end) {
+                end = clock_ns() + ns;
+            } else if (clock_ns() >= end) {
+                r = 0;
+                break;
+            }
         }
     }
+    if (watch && watch_end(h, watch))
+        r = 1;
+    return r;
 }
 
 /* The spin, its length adapted (above). */
@@ -535,17 +603,12 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             int member = h->num && green__hubs_n() > 1;
             if (member)
                 green__steal_on(h);
-            if (member) { /* a member of a group: take what other rings hold, else ask */
-                if (green__steal(h)) {
-                    h->spin_ok = 1;
-                    continue;
-                }
-                green__hunger(h, 1);
+            if (member && green__steal(h)) { /* a member of a group: take what other rings hold */
+                h->spin_ok = 1;
+                continue;
             }
             if (h->spin_ok && (member || h->ext_refs) && __atomic_load_n(&spin_ns, __ATOMIC_RELAXED) > 0) {
                 if (idle_spin(h, member)) { /* stolen work counts as traffic: spin_ok stays */
-                    if (member)
-                        green__hunger(h, 0);
                     poll_once(h, 0);
                     continue;
                 }
@@ -553,6 +616,15 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
             }
             green__stack_trim(h);
             if (member) {
+                /* it asks for work only now that it will sleep: spinning, it steals, and
+                 * asking costs a write of the group's count, which every busy member's
+                 * picks look at (a hand-off that ends the spin would wait for that line) */
+                green__hunger(h, 1);
+                if (green__steal(h)) { /* filled meanwhile */
+                    green__hunger(h, 0);
+                    h->spin_ok = 1;
+                    continue;
+                }
                 poll_once(h, timeout);
                 green__hunger(h, 0);
                 continue;

@@ -54,9 +54,14 @@ struct green_remote {
     struct green_remote *next;
     struct green *g;               /* whom it wakes */
     uint64_t note;                 /* the park it is for (low 32 bits) and the error */
-    uint8_t pending;               /* on the list: set by the waker, cleared by the drain */
+    uint8_t pending;               /* on the list: set by the waker, cleared by the drain;
+                                    * or GREEN_NOTE_WATCHED (below) */
     uint8_t released;              /* let go of by its owner while pending */
 };
+/* `pending` while the hub's idle spin watches the note (sched.c): a waker's exchange
+ * finds it non-zero and so pushes nothing and writes no eventfd: the spin, which looks
+ * at the note's own line, sees it become 1 and takes the note itself. */
+#define GREEN_NOTE_WATCHED 2
 /* From any thread: wake n->g of hub h with err if it is still in park number seq. A
  * note already pending carries the newer park and error instead. Never fails. */
 void green__remote_wake(struct green_hub *h, struct green_remote *n, uint32_t seq, int err);

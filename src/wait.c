@@ -32,17 +32,39 @@
 
 /* ---- waiter records ---- */
 
+/* Line-aligned (wait.h), the second line blank. */
+static struct green_waiter *waiter_alloc(void)
+{
+    struct green_waiter *w = aligned_alloc(_Alignof(struct green_waiter), sizeof *w);
+    if (w) {
+        w->g = NULL;
+        w->hub = NULL;
+        w->aux = 0;
+    }
+    return w;
+}
+
 struct green_waiter *green__waiter_new(struct green_hub *h)
 {
     struct green_waiter *w = h->free_waiters;
     if (w)
         h->free_waiters = w->next;
-    else if (!(w = malloc(sizeof *w))) {
+    else if (!(w = waiter_alloc())) {
         errno = ENOMEM;
         return NULL;
     }
     struct green *g = h->current;
-    *w = (struct green_waiter){.g = g, .hub = h, .seq = g->wait_seq + 1, .remote = {.g = g}};
+    w->remote = (struct green_remote){.g = g};
+    w->prev = w->next = NULL;
+    w->data = NULL;
+    w->seq = g->wait_seq + 1;
+    w->queued = w->done = 0;
+    w->index = 0;
+    /* the second line is written only when it changes (wait.h) */
+    if (w->g != g)
+        w->g = g;
+    if (w->hub != h)
+        w->hub = h;
     return w;
 }
 
@@ -63,7 +85,7 @@ int green__wait_reserve(struct green_hub *h)
     if (green__shared_spare_ready(h) != 0)
         return -1;
     if (!h->free_waiters) {
-        struct green_waiter *w = malloc(sizeof *w);
+        struct green_waiter *w = waiter_alloc();
         if (!w) {
             errno = ENOMEM;
             return -1;
@@ -142,12 +164,16 @@ struct green_waiter *green__waitq_pop(struct green_waitq *q)
  * that nothing in the hub could end is not a deadlock. */
 int green__waiter_park(struct green_hub *h, struct green_waiter *w, int64_t deadline, int external)
 {
-    (void)w;
-    if (external)
+    if (external) {
         h->ext_refs++;
+        h->watch = &w->remote; /* its wake-up is the likeliest one from another thread */
+    }
     int r = green__park(h, deadline);
-    if (external)
+    if (external) {
         h->ext_refs--;
+        if (h->watch == &w->remote)
+            h->watch = NULL;
+    }
     return r;
 }
 

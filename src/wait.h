@@ -17,18 +17,23 @@
 
 #include "sched.h"
 
-/* A parked green thread's entry in an object's queue. */
+/* A parked green thread's entry in an object's queue. Two cache lines: a waker on
+ * another OS thread writes the first (the claim, the element, the note) and the waiter's
+ * hub reads it back, so it is all that moves between their cores per hand-off; the second
+ * is written when a record is first made for a green thread and after that only read, so
+ * it stays cached on both sides. */
 struct green_waiter {
+    struct green_remote remote;    /* its wake-up from another OS thread */
     struct green_waiter *prev, *next;
-    struct green *g;
-    struct green_hub *hub;
+    void *data;                    /* free for the object: e.g. an element buffer */
     uint32_t seq;                  /* g->wait_seq of the park it belongs to */
     uint8_t queued;
     uint8_t done;                  /* set by the waker (under the object's lock) */
     int16_t index;                 /* free for the object: e.g. which select clause */
-    void *data;                    /* free for the object: e.g. an element buffer */
-    uintptr_t aux;
-    struct green_remote remote;    /* its wake-up from another OS thread */
+    /* second line */
+    struct green *g __attribute__((aligned(64)));
+    struct green_hub *hub;
+    uintptr_t aux;                 /* free for the object (not reset: set before use) */
 };
 /* struct green_waitq (public, in green.h) holds struct green_waiter pointers. */
 
