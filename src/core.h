@@ -43,6 +43,9 @@
 #include <stdint.h>
 
 #define GREEN_LIKELY(x) __builtin_expect(!!(x), 1)
+/* The switch path's functions start on a cache line of their own: their speed moved by
+ * 10% (the shared-stack switch, 29 -> 33 ns) with where unrelated code changes left them. */
+#define GREEN_SWITCH_PATH __attribute__((aligned(64)))
 #define GREEN_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* A counter of a hub that other threads read (the monitor): only its hub writes it, so a

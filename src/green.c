@@ -380,7 +380,7 @@ static inline void shared_take_inline(struct green_hub *h, struct green *t)
         green_ctx_make(&t->ctx, h->shared.hi, entry);
 }
 
-static __attribute__((noinline)) void shared_take(struct green_hub *h, struct green *t)
+static __attribute__((noinline)) GREEN_SWITCH_PATH void shared_take(struct green_hub *h, struct green *t)
 {
     shared_take_inline(h, t);
 }
@@ -436,7 +436,7 @@ static inline __attribute__((always_inline)) void bury(struct green_hub *h, int 
  * must be released after nobody stands on it) and moving frames on or off the shared
  * stack while standing on it. So the ordinary switch has nothing to do afterwards.
  */
-static void relay_main(void *unused)
+static GREEN_SWITCH_PATH void relay_main(void *unused)
 {
     (void)unused;
     struct green_hub *h = green__tls_hub;
@@ -475,7 +475,7 @@ int green__prepare(struct green_hub *h, struct green *to)
 }
 
 /* green__switch's general case. errno, set by the caller for the one resumed, is kept. */
-void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
+GREEN_SWITCH_PATH void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
 {
     struct green *from = h->current;
     int dying = from->state == GS_DEAD;
@@ -682,7 +682,7 @@ static __attribute__((noinline)) void *switch_slow(green_t handle, void *value)
     return green__switch(h, g, value);
 }
 
-void *green_switch(green_t handle, void *value)
+GREEN_SWITCH_PATH void *green_switch(green_t handle, void *value)
 {
     struct green_hub *h = green__tls_hub;
     struct green *g = (struct green *)((uintptr_t)handle & GREEN_PTR_MASK);
