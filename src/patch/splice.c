@@ -224,22 +224,16 @@ static ssize_t cfr_job(struct patch_job *j)
                                          (unsigned int)j->arg[5]);
 }
 
-struct cfr_args {
-    int in, out;
-    off64_t *off_in, *off_out;
-    unsigned int flags;
-};
-
-static ssize_t cfr_move(void *ctx, size_t left)
+static ssize_t cfr_move(void *ctx, size_t left) /* splice's arguments, the same shape */
 {
-    struct cfr_args *a = ctx;
+    struct splice_args *a = ctx;
     return patch_real()->copy_file_range(a->in, a->off_in, a->out, a->off_out, left, a->flags);
 }
 
 ssize_t copy_file_range(int in, off64_t *off_in, int out, off64_t *off_out, size_t len, unsigned int flags)
 {
     if (!files_to_pool(in, out)) {
-        struct cfr_args a = {in, out, off_in, off_out, flags};
+        struct splice_args a = {in, out, off_in, off_out, flags};
         return move_whole(cfr_move, &a, len);
     }
     struct patch_job j = {.fn = cfr_job,
