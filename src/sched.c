@@ -313,8 +313,13 @@ static inline void poll_wait(struct green_hub *h, int timeout)
 {
     if (timeout != 0) {
         /* announce that we may block, then look again for wake-ups from other threads
-         * (green__remote_wake does the mirror image) and from signal handlers */
-        __atomic_store_n(&h->polling, 1, __ATOMIC_SEQ_CST);
+         * (green__remote_wake does the mirror image) and from signal handlers. An
+         * exchange, not a store: C11 orders a seq_cst store before a later seq_cst load,
+         * but qemu-user 7.2 runs aarch64's stlr; ldar on x86 with no barrier between the
+         * two (its TCG output: fence, store, load, fence), so the load could pass the
+         * store, a waker miss the announcement and the hub sleep through its note (a
+         * test hung so under qemu). An exchange is a locked instruction everywhere. */
+        __atomic_exchange_n(&h->polling, 1, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST) || interrupt_pending() ||
             __atomic_load_n(&h->inbox, __ATOMIC_SEQ_CST))
             timeout = 0;
