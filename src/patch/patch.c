@@ -131,12 +131,14 @@ static void pinning_report(FILE *f)
     fflush(f);
 }
 
-/* the end of this library's hot code: the linker script's (hidden), or none */
+/* the ends of what every program runs and of this library's hot code: the linker
+ * script's (hidden), or none */
+extern const char __green_hot_common[] __attribute__((weak, visibility("hidden")));
 extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
 
 __attribute__((constructor)) static void patch_init(void)
 {
-    green_private_text_trim(__green_hot_end);
+    green_private_text_trim(__green_hot_common, __green_hot_end);
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
 }
