@@ -222,15 +222,15 @@ static void drop_segments(const struct text_find *t, uintptr_t common_end, uintp
         syscall(SYS_close, (int)fd);
 }
 
-void green_private_text_trim(const void *common_end, const void *hot_end)
+void green_private_text_trim(const struct green_private_text_ends *ends)
 {
-    if (!hot_end)
+    if (!ends->end)
         return;
     long page = sysconf(_SC_PAGESIZE);
-    struct text_find t = {(uintptr_t)hot_end - 1, NULL, 0, 0};
+    struct text_find t = {(uintptr_t)ends->end - 1, NULL, 0, 0};
     if (page <= 0 || !dl_iterate_phdr(text_segment, &t))
         return;
-    drop_segments(&t, (uintptr_t)common_end, (uintptr_t)hot_end);
+    drop_segments(&t, (uintptr_t)ends->common, (uintptr_t)ends->end);
 }
 
 /* the ends of what every program runs and of libgreen's hot code: the linker script's
@@ -238,7 +238,6 @@ void green_private_text_trim(const void *common_end, const void *hot_end)
 extern const char __green_hot_common[] __attribute__((weak, visibility("hidden")));
 extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
 
-__attribute__((constructor(102))) static void text_trim(void)
-{
-    green_private_text_trim(__green_hot_common, __green_hot_end);
-}
+static const struct green_private_text_ends text_ends = {__green_hot_common, __green_hot_end};
+
+__attribute__((constructor(102))) static void text_trim(void) { green_private_text_trim(&text_ends); }

@@ -135,10 +135,11 @@ static void pinning_report(FILE *f)
  * script's (hidden), or none */
 extern const char __green_hot_common[] __attribute__((weak, visibility("hidden")));
 extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
+static const struct green_private_text_ends text_ends = {__green_hot_common, __green_hot_end};
 
 __attribute__((constructor)) static void patch_init(void)
 {
-    green_private_text_trim(__green_hot_common, __green_hot_end);
+    green_private_text_trim(&text_ends);
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
 }
