@@ -4,12 +4,15 @@
 # output section (.text.green_hot) inserted before .text. The kernel maps a file's pages
 # 64 KiB around each page a process touches (fault-around), so code that every program
 # under greenrun runs, scattered over a library, made most of it resident: together, it
-# spans fewer of those windows. The script also ends the hot code with a hidden symbol,
-# __green_hot_end, past which each library's constructor drops the code's pages
-# (green_private_text_trim, src/sys.c); and it puts .rodata with the headers, away
-# from .eh_frame, and the segments on 64 KiB boundaries (docs/DESIGN.md, "Resident
-# code"). Only the layout changes, not the code; GREEN_HOT_LAYOUT=OFF turns it off, and
-# it is left out where the linker does not take such a script (INSERT: GNU ld, lld).
+# spans fewer pages. The script also marks the end of what every program runs
+# (COMMON_END in LIST: __green_hot_common) and ends the hot code with a hidden symbol,
+# __green_hot_end, by which each library's constructor makes each page of its headers
+# and of the hot code past the mark a mapping of its own and drops them
+# (green_private_text_trim, src/sys.c); it puts .rodata with the headers, away from
+# .eh_frame, and the segments on 64 KiB boundaries; and the library's calls into others
+# are bound at load (-z now) (docs/DESIGN.md, "Resident code"). Only the layout changes, not the code;
+# GREEN_HOT_LAYOUT=OFF turns it off, and it is left out where the linker does not take
+# such a script (INSERT: GNU ld, lld).
 option(GREEN_HOT_LAYOUT "place the code that greenrun's programs run together (fewer resident pages)" ON)
 if(GREEN_HOT_LAYOUT AND NOT DEFINED GREEN_HOT_LAYOUT_WORKS)
   include(CheckCSourceCompiles)
@@ -33,6 +36,8 @@ function(green_hot_layout objects library list)
   foreach(n ${names})
     if(n STREQUAL "CONTEXT") # the assembly context switch: its object's .text
       string(APPEND body "    *context_*(.text)\n")
+    elseif(n STREQUAL "COMMON_END") # the end of what every program runs
+      string(APPEND body "    PROVIDE_HIDDEN(__green_hot_common = .);\n")
     else() # the function, its clones (.part.0, .constprop.0, ...), a constructor's, a destructor's
       string(APPEND body "    *(.text.${n} .text.${n}.* .text.startup.${n} .text.exit.${n})\n")
     endif()
@@ -47,8 +52,11 @@ function(green_hot_layout objects library list)
   target_compile_options(${objects} PRIVATE -ffunction-sections)
   # segments aligned to 64 KiB: the loader then maps the library at a 64 KiB boundary
   # (glibc 2.35 on), so that fault-around's windows fall on the same code in every
-  # process, whatever ASLR chose, and the hot code starts one
-  target_link_options(${library} PRIVATE "LINKER:-T,${ld}" "LINKER:-z,max-page-size=0x10000")
+  # process, whatever ASLR chose, and the hot code starts one. Calls into other
+  # libraries bound at load (-z now), before the trim: bound lazily, each first call
+  # read the headers' relocation, version and symbol pages again, after the trim had
+  # dropped them (4 more pages of each library resident)
+  target_link_options(${library} PRIVATE "LINKER:-T,${ld}" "LINKER:-z,max-page-size=0x10000" "LINKER:-z,now")
   set_property(TARGET ${library} APPEND PROPERTY LINK_DEPENDS ${ld})
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${list})
 endfunction()

@@ -39,7 +39,12 @@ GREEN_PRIVATE_API int green_private_sys_internal(void);
  * its code past hot_end is split off into a mapping of its own and its resident pages
  * dropped, so that only the hot code stays mapped (the kernel maps a file's pages 64 KiB
  * around each one touched, bounded by the mapping). NULL (no hot layout): nothing. */
-GREEN_PRIVATE_API void green_private_text_trim(const void *hot_end);
+/* the ends of a library's code that every program runs and of its hot code (the linker
+ * script's __green_hot_common, __green_hot_end) */
+struct green_private_text_ends {
+    const void *common, *end;
+};
+GREEN_PRIVATE_API void green_private_text_trim(const struct green_private_text_ends *ends);
 /* How many of the monitor's signals (SIGURG, for a backtrace of a held hub) this OS
  * thread took so far: a call the kernel ends early at a signal goes on when one came. */
 GREEN_PRIVATE_API unsigned green_private_monitor_hits(void);

@@ -22,6 +22,7 @@
  */
 #include "sched.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,15 +67,26 @@ static inline void unmark(struct wheel *w, uint32_t s)
         w->bits[1 + (s - L0_SIZE) / LN_SIZE] &= ~((uint64_t)1 << ((s - L0_SIZE) % LN_SIZE));
 }
 
+static inline int marked(const struct wheel *w, uint32_t s)
+{
+    if (s < L0_SIZE)
+        return (int)(w->bits0[s / 64] >> (s % 64)) & 1;
+    return (int)(w->bits[1 + (s - L0_SIZE) / LN_SIZE] >> ((s - L0_SIZE) % LN_SIZE)) & 1;
+}
+
+/* The slots are not initialised here: a slot's list is made when a timer first goes
+ * into it while it is unmarked (link_timer), and read only while it is marked. So the
+ * wheel's 22 KiB are not all written at once: a hub touches the pages of the slots its
+ * timers use (a few for sleeps of one length), not all of them, and malloc's fresh
+ * memory stays unmapped until then. */
 int green__timer_init(struct green_hub *h)
 {
-    struct wheel *w = calloc(1, sizeof *w);
+    struct wheel *w = malloc(sizeof *w);
     if (!w) {
         errno = ENOMEM;
         return -1;
     }
-    for (int i = 0; i < NSLOTS; i++)
-        green_list_init(&w->slot[i]);
+    memset(w, 0, offsetof(struct wheel, slot));
     w->now = h->now;
     h->wheel = w;
     return 0;
@@ -93,6 +105,8 @@ static void link_timer(struct wheel *w, struct green_timer *t)
     while (level < LEVELS - 1 && (when >> shift_of(level + 1)) != (w->now >> shift_of(level + 1)))
         level++;
     uint32_t s = slot_index(level, when);
+    if (!marked(w, s))
+        green_list_init(&w->slot[s]);
     green_list_push_back(&w->slot[s], &t->link);
     t->slot = s;
     mark(w, s);
@@ -175,7 +189,7 @@ static void cascade(struct wheel *w)
         top++;
     for (int level = top; level >= 1; level--) {
         uint32_t s = slot_index(level, w->now);
-        if (green_list_empty(&w->slot[s]))
+        if (!marked(w, s))
             continue;
         struct green_list moving;
         green_list_init(&moving);

@@ -75,21 +75,26 @@ int green_patch_report(FILE *f)
         return -1;
     }
     int missed = 0;
+    Dl_info self = {0}; /* this library: where a wrapper that is interposed was found */
+    dladdr((void *)green_patch_report, &self);
     /* the linker's bounds of the section: two symbols, so count by address */
     size_t n = ((uintptr_t)__stop_green_patch_syms - (uintptr_t)__start_green_patch_syms) /
                sizeof(struct green_patch_sym);
     for (const struct green_patch_sym *s = __start_green_patch_syms; s != __start_green_patch_syms + n; s++) {
         void *found = dlsym(RTLD_DEFAULT, s->name);
         Dl_info where = {0};
+        if (found)
+            dladdr(found, &where);
+        int ours = found && self.dli_fbase && where.dli_fbase == self.dli_fbase;
         const char *mark = "patched";
-        if (found != s->wrapper) {
+        if (!ours) {
             mark = "NOT patched";
             missed++;
         } else if (s->threads && !patch_threads) {
             mark = "pass-through (GREEN_PATCH_THREADS is off)";
         }
-        if (found && found != s->wrapper)
-            dladdr(found, &where);
+        if (ours)
+            where.dli_fname = NULL;
         fprintf(f, "green-patch: %-24s %s%s%s\n", s->name, mark, where.dli_fname ? ", resolves to " : "",
                 where.dli_fname ? where.dli_fname : "");
     }
@@ -126,12 +131,15 @@ static void pinning_report(FILE *f)
     fflush(f);
 }
 
-/* the end of this library's hot code: the linker script's (hidden), or none */
+/* the ends of what every program runs and of this library's hot code: the linker
+ * script's (hidden), or none */
+extern const char __green_hot_common[] __attribute__((weak, visibility("hidden")));
 extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
+static const struct green_private_text_ends text_ends = {__green_hot_common, __green_hot_end};
 
 __attribute__((constructor)) static void patch_init(void)
 {
-    green_private_text_trim(__green_hot_end);
+    green_private_text_trim(&text_ends);
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
 }

@@ -204,9 +204,11 @@ int patch_intr_restart(uint32_t since);
  * anywhere else 0 (the caller's mask is the OS thread's). (sigmask.c) */
 int patch_sigmask_green(sigset_t *out);
 
+/* The registry's entries hold no address: a pointer is relocated at load, which made a
+ * page of the library's data private in every process for a table that only
+ * green_patch_report() reads. */
 struct green_patch_sym {
-    const char *name;
-    void *wrapper;
+    char name[28];
     int threads;         /* 1: a pthread wrapper, interposed only with GREEN_PATCH_THREADS=1 */
 };
 
@@ -222,9 +224,9 @@ struct green_patch_sym {
 #endif
 #define GREEN_PATCH_ENTRY(sym, is_thread)                                                \
     GREEN_PATCH_EXPORT(sym);                                                             \
+    _Static_assert(sizeof #sym <= sizeof(((struct green_patch_sym *)0)->name), #sym ": name too long"); \
     static const struct green_patch_sym green_patch_sym_##sym                             \
-        __attribute__((used, section("green_patch_syms"), aligned(sizeof(void *)))) =     \
-            {#sym, (void *)(sym), is_thread}
+        __attribute__((used, section("green_patch_syms"), aligned(4))) = {#sym, is_thread}
 /* after a wrapper's definition: list it in green_patch_report() and export it */
 #define GREEN_PATCH(sym) GREEN_PATCH_ENTRY(sym, 0)
 #define GREEN_PATCH_THREAD(sym) GREEN_PATCH_ENTRY(sym, 1)

@@ -783,21 +783,25 @@ GREEN_PATCH_THREAD(sched_yield);
 /*  Keys                                                                    */
 /* ======================================================================== */
 
-/* Recorded even with the switch off, so that keys made before it is read are known. */
-static void (*key_dtor[PTHREAD_KEYS_MAX])(void *);
-static unsigned key_seq[PTHREAD_KEYS_MAX];
-/* Keys made before libc was initialised (a sanitizer runtime's pre-init: ASan keeps its
- * per-thread state in one) belong to the OS thread, green threads or not. */
-static uint8_t key_os[PTHREAD_KEYS_MAX];
+/* Recorded even with the switch off, so that keys made before it is read are known.
+ * One record a key, not an array a field: a program's few keys are then on one page
+ * (they were on three) and a lookup reads one cache line. */
+static struct {
+    void (*dtor)(void *);
+    unsigned seq;
+    /* made before libc was initialised (a sanitizer runtime's pre-init: ASan keeps its
+     * per-thread state in one): the OS thread's, green threads or not */
+    uint8_t os;
+} keys[PTHREAD_KEYS_MAX];
 extern char **environ;
 
 int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
 {
     int r = patch_real()->pthread_key_create(k, dtor);
     if (r == 0 && *k < PTHREAD_KEYS_MAX) {
-        __atomic_store_n(&key_dtor[*k], dtor, __ATOMIC_RELAXED);
-        __atomic_store_n(&key_os[*k], environ == NULL, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&key_seq[*k], 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&keys[*k].dtor, dtor, __ATOMIC_RELAXED);
+        __atomic_store_n(&keys[*k].os, environ == NULL, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&keys[*k].seq, 1, __ATOMIC_RELEASE);
     }
     return r;
 }
@@ -807,8 +811,8 @@ int pthread_key_delete(pthread_key_t k)
 {
     int r = patch_real()->pthread_key_delete(k);
     if (r == 0 && k < PTHREAD_KEYS_MAX) {
-        __atomic_store_n(&key_dtor[k], NULL, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&key_seq[k], 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&keys[k].dtor, NULL, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&keys[k].seq, 1, __ATOMIC_RELEASE);
     }
     return r;
 }
@@ -828,17 +832,17 @@ static struct spec *spec_of(struct pth *b, pthread_key_t k, int make)
 
 void *pthread_getspecific(pthread_key_t k)
 {
-    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && patch_threads ? pth_self() : NULL;
+    struct pth *b = k < PTHREAD_KEYS_MAX && !keys[k].os && patch_threads ? pth_self() : NULL;
     if (!b)
         return patch_real()->pthread_getspecific(k);
     struct spec *e = k < PTHREAD_KEYS_MAX ? spec_of(b, k, 0) : NULL;
-    return e && e->seq == __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE) ? e->value : NULL;
+    return e && e->seq == __atomic_load_n(&keys[k].seq, __ATOMIC_ACQUIRE) ? e->value : NULL;
 }
 GREEN_PATCH_THREAD(pthread_getspecific);
 
 int pthread_setspecific(pthread_key_t k, const void *value)
 {
-    struct pth *b = k < PTHREAD_KEYS_MAX && !key_os[k] && patch_threads ? pth_self() : NULL;
+    struct pth *b = k < PTHREAD_KEYS_MAX && !keys[k].os && patch_threads ? pth_self() : NULL;
     if (!b)
         return patch_real()->pthread_setspecific(k, value);
     if (k >= PTHREAD_KEYS_MAX)
@@ -846,7 +850,7 @@ int pthread_setspecific(pthread_key_t k, const void *value)
     struct spec *e = spec_of(b, k, value != NULL);
     if (!e)
         return value ? ENOMEM : 0;
-    e->seq = __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE);
+    e->seq = __atomic_load_n(&keys[k].seq, __ATOMIC_ACQUIRE);
     e->value = (void *)value;
     return 0;
 }
@@ -865,9 +869,9 @@ static void keys_destroy(struct pth *b)
                 continue;
             }
             struct spec *e = &blk[k % KEY_BLOCK];
-            void (*dtor)(void *) = __atomic_load_n(&key_dtor[k], __ATOMIC_RELAXED);
+            void (*dtor)(void *) = __atomic_load_n(&keys[k].dtor, __ATOMIC_RELAXED);
             void *v = e->value;
-            if (!v || e->seq != __atomic_load_n(&key_seq[k], __ATOMIC_ACQUIRE))
+            if (!v || e->seq != __atomic_load_n(&keys[k].seq, __ATOMIC_ACQUIRE))
                 continue;
             e->value = NULL;
             if (dtor) {
