@@ -301,7 +301,8 @@ struct green_hub {
                                     * threads (lock-free stack) */
     struct green *inbox;           /* green threads handed to it (lock-free stack
                                     * through timer.link.next) */
-    int polling;                   /* set while blocked in the poller: wakers must notify */
+    int polling;                   /* set while blocked in the poller: wakers must notify;
+                                    * GREEN_POLL_NOTIFIED once one has (sched.h) */
 
     /* the group of hubs (hubs.c) */
     int num __attribute__((aligned(64))); /* its number in the group, 1..; 0: not a member */

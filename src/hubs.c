@@ -355,8 +355,7 @@ void green__send(struct green_hub *h, struct green_hub *to, struct green *first,
         last->timer.link.next = (struct green_list *)(void *)head;
     while (!__atomic_compare_exchange_n(&to->inbox, &head, first, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     /* as green__remote_wake: the hub looks at its inbox after announcing that it polls */
-    if (__atomic_load_n(&to->polling, __ATOMIC_SEQ_CST))
-        to->poller->ops->notify(to->poller);
+    green__poll_notify(to);
 }
 
 void green__inbox_drain(struct green_hub *h)

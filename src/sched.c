@@ -187,8 +187,7 @@ void green__remote_wake(struct green_hub *h, struct green_remote *n, uint32_t se
                                         __ATOMIC_RELAXED));
     /* The hub re-checks the list after announcing that it will block, so either it
      * sees our note or we see its announcement (all sequentially consistent). */
-    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
-        h->poller->ops->notify(h->poller);
+    green__poll_notify(h);
 }
 
 int green__remote_pending(struct green_hub *h)
@@ -314,7 +313,7 @@ static inline void poll_wait(struct green_hub *h, int timeout)
     if (timeout != 0) {
         /* announce that we may block, then look again for wake-ups from other threads
          * (green__remote_wake does the mirror image) and from signal handlers */
-        __atomic_store_n(&h->polling, 1, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&h->polling, GREEN_POLL_BLOCKED, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST) || interrupt_pending() ||
             __atomic_load_n(&h->inbox, __ATOMIC_SEQ_CST))
             timeout = 0;
