@@ -37,9 +37,10 @@
  * computes without yielding gives nothing away meanwhile. So each member of a group of
  * > 1 (h->stealing; set when it first sees the group grown) keeps a ring: up to
  * GREEN_RING movable ready green threads, taken at its picks (every one while a member
- * asks for work, else every 16th) from the back of its run
- * queue and from its front (those that never ran: the only ones that move off x86-64,
- * and shared-stack ones everywhere; a few looked at per pick at each end, never more
+ * asks for work or since a thief took some of what the last fill left, else every 16th)
+ * from the back of its run queue and from its front (those that never ran: the only ones
+ * that move off x86-64, and shared-stack ones everywhere; a few looked at per pick at
+ * each end — as many fresh ones as the ring holds once a thief has taken — never more
  * than stay queued), that any idle member may take without the busy hub's help. A hub
  * that is not a member of such a group has no ring, and its picks do not change: the
  * ring costs nothing on a single hub. A member comes to pick_slow at every pick instead
@@ -555,32 +556,41 @@ static inline struct green *taken(struct green *g) { return (struct green *)((ui
  * ready green threads, the movable ones among the last few, in the ring, so that an idle
  * member can take them even while the one about to run computes for long. Costs a few
  * loads when the ring is full or nothing is ready behind the one to run. */
-/* g (ready, movable, in h's run queue) into a free slot of h's ring. */
-static void ring_put(struct green_hub *h, struct green *g, uint32_t *mask)
+/* g (ready, movable, in h's run queue) into a free slot of h's ring; *added gets its bit,
+ * which the fill publishes in ring_mask once, for all it put there. */
+static void ring_put(struct green_hub *h, struct green *g, uint32_t mask, uint32_t *added)
 {
     green__rq_remove(h, g);
     green__count(&h->alive, -1);
     h->exported = 1;
     g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
-    int i = __builtin_ctz(~*mask);
+    int i = __builtin_ctz(~(mask | *added));
     __atomic_store_n(&h->ring[i], g, __ATOMIC_RELEASE);
-    __atomic_or_fetch(&h->ring_mask, 1u << i, __ATOMIC_RELEASE);
-    *mask |= 1u << i;
+    *added |= 1u << i;
 }
 
 void green__ring_fill(struct green_hub *h)
 {
-    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
+    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE), added = 0;
     uint32_t full = (uint32_t)((1ull << GREEN_RING) - 1);
-#define RING_ROOM() (mask != full && (uint64_t)__builtin_popcount(mask) + 1 < h->nready)
+    /* a thief took what the last fill left: it runs dry again soon, so give it as much of
+     * the fresh ones as the ring holds (RING_SCAN alone: skew on two hubs, the second hub
+     * slept and was woken ~5,000 times) */
+    int fresh_scan = (h->ring_left & ~mask) ? GREEN_RING : RING_SCAN;
+    uint64_t held = 0;
+    for (uint32_t m = mask; m; m &= m - 1)
+        held++;
+#define RING_ROOM() ((mask | added) != full && held + 1 < h->nready)
     /* the back: the last queued, those that yielded or slept (they move on x86-64) */
     struct green_list *l = h->rq.prev;
     if (l != h->ring_seen) { /* else nothing queued since the last look */
         for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
             struct green_list *prev = l->prev;
             struct green *g = green_container_of(l, struct green, timer.link);
-            if (movable(h, g))
-                ring_put(h, g, &mask);
+            if (movable(h, g)) {
+                ring_put(h, g, mask, &added);
+                held++;
+            }
             l = prev;
         }
         h->ring_seen = h->rq.prev;
@@ -588,16 +598,21 @@ void green__ring_fill(struct green_hub *h)
     /* the first fresh ones, but not the one about to run: green threads that never ran
      * (the only ones that move off x86-64, and shared-stack ones everywhere) */
     l = !h->fresh ? &h->rq : h->fresh == h->rq.next ? h->fresh->next : h->fresh;
-    for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
+    for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < fresh_scan;) {
         struct green_list *next = l->next;
         struct green *g = green_container_of(l, struct green, timer.link);
         if (g->flags & GF_STARTED)
             break;
-        if (movable(h, g))
-            ring_put(h, g, &mask);
+        if (movable(h, g)) {
+            ring_put(h, g, mask, &added);
+            held++;
+        }
         l = next;
     }
 #undef RING_ROOM
+    if (added) /* one write of the line thieves read, after the slots (release) */
+        __atomic_or_fetch(&h->ring_mask, added, __ATOMIC_RELEASE);
+    h->ring_left = mask | added;
 }
 
 /* Slot i of h's ring back to h, if it still holds g: 1 if taken back. A thief in the
@@ -638,6 +653,7 @@ void green__ring_reclaim(struct green_hub *h)
                 h->ring_hold++;
         }
     }
+    h->ring_left = 0;
 }
 
 void green__ring_give(struct green_hub *h)

@@ -556,8 +556,10 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
                         /* while nobody asks, at every 16th pick from the first after
                          * the ring came back (a poll in passing) or stealing began: a
                          * hub that goes idle while we compute still finds some (Prog 1
-                         * on two hubs: a fill at every pick cost it 8%) */
-                        if (hungry || ((h->picks - 1) & 15) == 0)
+                         * on two hubs: a fill at every pick cost it 8%); and at every
+                         * pick once a thief has taken what the last fill left (one load
+                         * of the ring's mask): it comes back when that has run */
+                        if (hungry || ((h->picks - 1) & 15) == 0 || green__ring_taken(h))
                             green__ring_fill(h);
                     } else {
                         h->ring_hold--; /* what came back from the ring runs first */

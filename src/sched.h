@@ -108,6 +108,12 @@ static inline int green__ring_busy(struct green_hub *h)
 {
     return __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE) != 0;
 }
+/* 1 when a thief has taken something h's last fill left in its ring (on h's thread: a
+ * load of the line thieves write, which stays in h's cache while nobody steals) */
+static inline int green__ring_taken(struct green_hub *h)
+{
+    return (h->ring_left & ~__atomic_load_n(&h->ring_mask, __ATOMIC_RELAXED)) != 0;
+}
 /* Calls on a green thread of another hub: run by g's hub, the caller waits. */
 enum { GREEN_XOP_KILL = 1, GREEN_XOP_WAKE, GREEN_XOP_DETACH, GREEN_XOP_JOIN };
 int green__xcall(struct green_hub *h, struct green *g, green_t handle, int op, int arg,
