@@ -556,41 +556,37 @@ static inline struct green *taken(struct green *g) { return (struct green *)((ui
  * ready green threads, the movable ones among the last few, in the ring, so that an idle
  * member can take them even while the one about to run computes for long. Costs a few
  * loads when the ring is full or nothing is ready behind the one to run. */
-/* g (ready, movable, in h's run queue) into a free slot of h's ring; *added gets its bit,
- * which the fill publishes in ring_mask once, for all it put there. */
-static void ring_put(struct green_hub *h, struct green *g, uint32_t mask, uint32_t *added)
+/* g (ready, movable, in h's run queue) out of the run queue, to go into the ring. */
+static void ring_take_out(struct green_hub *h, struct green *g, struct green **put, int *np)
 {
     green__rq_remove(h, g);
     green__count(&h->alive, -1);
-    h->exported = 1;
     g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
-    int i = __builtin_ctz(~(mask | *added));
-    __atomic_store_n(&h->ring[i], g, __ATOMIC_RELEASE);
-    *added |= 1u << i;
+    put[(*np)++] = g;
 }
 
 void green__ring_fill(struct green_hub *h)
 {
-    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE), added = 0;
+    uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
     uint32_t full = (uint32_t)((1ull << GREEN_RING) - 1);
     /* a thief took what the last fill left: it runs dry again soon, so give it as much of
      * the fresh ones as the ring holds (RING_SCAN alone: skew on two hubs, the second hub
      * slept and was woken ~5,000 times) */
     int fresh_scan = (h->ring_left & ~mask) ? GREEN_RING : RING_SCAN;
-    uint64_t held = 0;
+    int held = 0, room, np = 0;
     for (uint32_t m = mask; m; m &= m - 1)
         held++;
-#define RING_ROOM() ((mask | added) != full && held + 1 < h->nready)
+    room = GREEN_RING - held;
+    struct green *put[GREEN_RING];
+#define RING_ROOM() (np < room && (uint64_t)(held + np) + 1 < h->nready)
     /* the back: the last queued, those that yielded or slept (they move on x86-64) */
     struct green_list *l = h->rq.prev;
     if (l != h->ring_seen) { /* else nothing queued since the last look */
         for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
             struct green_list *prev = l->prev;
             struct green *g = green_container_of(l, struct green, timer.link);
-            if (movable(h, g)) {
-                ring_put(h, g, mask, &added);
-                held++;
-            }
+            if (movable(h, g))
+                ring_take_out(h, g, put, &np);
             l = prev;
         }
         h->ring_seen = h->rq.prev;
@@ -603,16 +599,31 @@ void green__ring_fill(struct green_hub *h)
         struct green *g = green_container_of(l, struct green, timer.link);
         if (g->flags & GF_STARTED)
             break;
-        if (movable(h, g)) {
-            ring_put(h, g, mask, &added);
-            held++;
-        }
+        if (movable(h, g))
+            ring_take_out(h, g, put, &np);
         l = next;
     }
 #undef RING_ROOM
-    if (added) /* one write of the line thieves read, after the slots (release) */
-        __atomic_or_fetch(&h->ring_mask, added, __ATOMIC_RELEASE);
-    h->ring_left = mask | added;
+    if (np) {
+        h->exported = 1;
+        /* the bits first, in one write of the line thieves read, then the slots: a thief
+         * that finds a bit before its slot skips it, and one that takes a slot (even by a
+         * stale look at the mask) clears its bit after we set it. A bit set after its
+         * slot could be cleared first by such a thief, and then stay set for an empty
+         * slot, which the hub's reclaim would wait on for ever. */
+        uint32_t bits = 0, free = ~mask & full;
+        int slot[GREEN_RING];
+        for (int k = 0; k < np; k++) {
+            slot[k] = __builtin_ctz(free);
+            free &= free - 1;
+            bits |= 1u << slot[k];
+        }
+        __atomic_or_fetch(&h->ring_mask, bits, __ATOMIC_RELEASE);
+        for (int k = 0; k < np; k++)
+            __atomic_store_n(&h->ring[slot[k]], put[k], __ATOMIC_RELEASE);
+        mask |= bits;
+    }
+    h->ring_left = mask;
 }
 
 /* Slot i of h's ring back to h, if it still holds g: 1 if taken back. A thief in the
