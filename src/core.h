@@ -301,7 +301,8 @@ struct green_hub {
                                     * threads (lock-free stack) */
     struct green *inbox;           /* green threads handed to it (lock-free stack
                                     * through timer.link.next) */
-    int polling;                   /* set while blocked in the poller: wakers must notify */
+    int polling;                   /* set while blocked in the poller: wakers must notify;
+                                    * GREEN_POLL_NOTIFIED once one has (sched.h) */
 
     /* the group of hubs (hubs.c) */
     int num __attribute__((aligned(64))); /* its number in the group, 1..; 0: not a member */
@@ -323,6 +324,8 @@ struct green_hub {
     struct green_list *ring_seen __attribute__((aligned(64))); /* the run queue's last entry
                                     * when a fill last looked */
     uint32_t ring_hold;            /* picks to make before the next fill (hubs.c) */
+    uint32_t ring_left;            /* the ring's slots as its last fill left them: one
+                                    * emptied since is one a thief took (hubs.c) */
     uint32_t picks;                /* while stealing: picks since the last poll in passing */
     int spin_ok;                   /* traffic from other threads since its last idle spin
                                     * came up empty (sched.c) */

@@ -37,9 +37,10 @@
  * computes without yielding gives nothing away meanwhile. So each member of a group of
  * > 1 (h->stealing; set when it first sees the group grown) keeps a ring: up to
  * GREEN_RING movable ready green threads, taken at its picks (every one while a member
- * asks for work, else every 16th) from the back of its run
- * queue and from its front (those that never ran: the only ones that move off x86-64,
- * and shared-stack ones everywhere; a few looked at per pick at each end, never more
+ * asks for work or since a thief took some of what the last fill left, else every 16th)
+ * from the back of its run queue and from its front (those that never ran: the only ones
+ * that move off x86-64, and shared-stack ones everywhere; a few looked at per pick at
+ * each end — as many fresh ones as the ring holds once a thief has taken — never more
  * than stay queued), that any idle member may take without the busy hub's help. A hub
  * that is not a member of such a group has no ring, and its picks do not change: the
  * ring costs nothing on a single hub. A member comes to pick_slow at every pick instead
@@ -355,8 +356,7 @@ void green__send(struct green_hub *h, struct green_hub *to, struct green *first,
         last->timer.link.next = (struct green_list *)(void *)head;
     while (!__atomic_compare_exchange_n(&to->inbox, &head, first, 1, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
     /* as green__remote_wake: the hub looks at its inbox after announcing that it polls */
-    if (__atomic_load_n(&to->polling, __ATOMIC_SEQ_CST))
-        to->poller->ops->notify(to->poller);
+    green__poll_notify(to);
 }
 
 void green__inbox_drain(struct green_hub *h)
@@ -450,6 +450,9 @@ static struct green_hub *claim_hungry(struct green_hub *h)
 #define SHARE_SCAN 64 /* ready green threads looked at per share, at each end: a
                        * scan past started shared-stack ones that cannot move cost Prog 1
                        * on two hubs 4% at 512 */
+#define SHARE_MISS 8  /* and no further than this many in a row that may not move: Prog 1
+                       * on two hubs, the other hub asleep between its timers, scanned 128
+                       * unmovable ones at every poll in passing (8% of the busy hub's time) */
 
 void green__share(struct green_hub *h)
 {
@@ -462,12 +465,14 @@ void green__share(struct green_hub *h)
     struct green *first = NULL, *last = NULL;
     int n = 0;
     for (int pass = 0; pass < 2 && (uint64_t)n < want; pass++) {
-        int scanned = 0;
+        int scanned = 0, miss = 0;
         struct green_list *l = pass ? h->rq.next : h->rq.prev;
-        while (l != &h->rq && (uint64_t)n < want && scanned++ < SHARE_SCAN) {
+        while (l != &h->rq && (uint64_t)n < want && scanned++ < SHARE_SCAN && miss < SHARE_MISS) {
             struct green_list *step = pass ? l->next : l->prev;
             struct green *g = green_container_of(l, struct green, timer.link);
+            miss++;
             if (movable(h, g)) {
+                miss = 0;
                 green__rq_remove(h, g);
                 g->timer.link.next = (struct green_list *)(void *)first; /* newest first */
                 first = g;
@@ -556,24 +561,29 @@ static inline struct green *taken(struct green *g) { return (struct green *)((ui
  * ready green threads, the movable ones among the last few, in the ring, so that an idle
  * member can take them even while the one about to run computes for long. Costs a few
  * loads when the ring is full or nothing is ready behind the one to run. */
-/* g (ready, movable, in h's run queue) into a free slot of h's ring. */
-static void ring_put(struct green_hub *h, struct green *g, uint32_t *mask)
+/* g (ready, movable, in h's run queue) out of the run queue, to go into the ring. */
+static void ring_take_out(struct green_hub *h, struct green *g, struct green **put, int *np)
 {
     green__rq_remove(h, g);
     green__count(&h->alive, -1);
-    h->exported = 1;
     g->state = GS_MOVING; /* our last write: from the slot on, whoever takes it */
-    int i = __builtin_ctz(~*mask);
-    __atomic_store_n(&h->ring[i], g, __ATOMIC_RELEASE);
-    __atomic_or_fetch(&h->ring_mask, 1u << i, __ATOMIC_RELEASE);
-    *mask |= 1u << i;
+    put[(*np)++] = g;
 }
 
 void green__ring_fill(struct green_hub *h)
 {
     uint32_t mask = __atomic_load_n(&h->ring_mask, __ATOMIC_ACQUIRE);
     uint32_t full = (uint32_t)((1ull << GREEN_RING) - 1);
-#define RING_ROOM() (mask != full && (uint64_t)__builtin_popcount(mask) + 1 < h->nready)
+    /* a thief took what the last fill left: it runs dry again soon, so give it as much of
+     * the fresh ones as the ring holds (RING_SCAN alone: skew on two hubs, the second hub
+     * slept and was woken ~5,000 times) */
+    int fresh_scan = (h->ring_left & ~mask) ? GREEN_RING : RING_SCAN;
+    int held = 0, room, np = 0;
+    for (uint32_t m = mask; m; m &= m - 1)
+        held++;
+    room = GREEN_RING - held;
+    struct green *put[GREEN_RING];
+#define RING_ROOM() (np < room && (uint64_t)(held + np) + 1 < h->nready)
     /* the back: the last queued, those that yielded or slept (they move on x86-64) */
     struct green_list *l = h->rq.prev;
     if (l != h->ring_seen) { /* else nothing queued since the last look */
@@ -581,7 +591,7 @@ void green__ring_fill(struct green_hub *h)
             struct green_list *prev = l->prev;
             struct green *g = green_container_of(l, struct green, timer.link);
             if (movable(h, g))
-                ring_put(h, g, &mask);
+                ring_take_out(h, g, put, &np);
             l = prev;
         }
         h->ring_seen = h->rq.prev;
@@ -589,16 +599,36 @@ void green__ring_fill(struct green_hub *h)
     /* the first fresh ones, but not the one about to run: green threads that never ran
      * (the only ones that move off x86-64, and shared-stack ones everywhere) */
     l = !h->fresh ? &h->rq : h->fresh == h->rq.next ? h->fresh->next : h->fresh;
-    for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < RING_SCAN;) {
+    for (int scanned = 0; RING_ROOM() && l != &h->rq && scanned++ < fresh_scan;) {
         struct green_list *next = l->next;
         struct green *g = green_container_of(l, struct green, timer.link);
         if (g->flags & GF_STARTED)
             break;
         if (movable(h, g))
-            ring_put(h, g, &mask);
+            ring_take_out(h, g, put, &np);
         l = next;
     }
 #undef RING_ROOM
+    if (np) {
+        h->exported = 1;
+        /* the bits first, in one write of the line thieves read, then the slots: a thief
+         * that finds a bit before its slot skips it, and one that takes a slot (even by a
+         * stale look at the mask) clears its bit after we set it. A bit set after its
+         * slot could be cleared first by such a thief, and then stay set for an empty
+         * slot, which the hub's reclaim would wait on for ever. */
+        uint32_t bits = 0, free = ~mask & full;
+        int slot[GREEN_RING];
+        for (int k = 0; k < np; k++) {
+            slot[k] = __builtin_ctz(free);
+            free &= free - 1;
+            bits |= 1u << slot[k];
+        }
+        __atomic_or_fetch(&h->ring_mask, bits, __ATOMIC_RELEASE);
+        for (int k = 0; k < np; k++)
+            __atomic_store_n(&h->ring[slot[k]], put[k], __ATOMIC_RELEASE);
+        mask |= bits;
+    }
+    h->ring_left = mask;
 }
 
 /* Slot i of h's ring back to h, if it still holds g: 1 if taken back. A thief in the
@@ -639,6 +669,7 @@ void green__ring_reclaim(struct green_hub *h)
                 h->ring_hold++;
         }
     }
+    h->ring_left = 0;
 }
 
 void green__ring_give(struct green_hub *h)

@@ -187,8 +187,7 @@ void green__remote_wake(struct green_hub *h, struct green_remote *n, uint32_t se
                                         __ATOMIC_RELAXED));
     /* The hub re-checks the list after announcing that it will block, so either it
      * sees our note or we see its announcement (all sequentially consistent). */
-    if (__atomic_load_n(&h->polling, __ATOMIC_SEQ_CST))
-        h->poller->ops->notify(h->poller);
+    green__poll_notify(h);
 }
 
 int green__remote_pending(struct green_hub *h)
@@ -319,7 +318,7 @@ static inline void poll_wait(struct green_hub *h, int timeout)
          * two (its TCG output: fence, store, load, fence), so the load could pass the
          * store, a waker miss the announcement and the hub sleep through its note (a
          * test hung so under qemu). An exchange is a locked instruction everywhere. */
-        __atomic_exchange_n(&h->polling, 1, __ATOMIC_SEQ_CST);
+        __atomic_exchange_n(&h->polling, GREEN_POLL_BLOCKED, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&h->remote, __ATOMIC_SEQ_CST) || interrupt_pending() ||
             __atomic_load_n(&h->inbox, __ATOMIC_SEQ_CST))
             timeout = 0;
@@ -562,8 +561,10 @@ static __attribute__((noinline)) struct green *pick_slow(struct green_hub *h)
                         /* while nobody asks, at every 16th pick from the first after
                          * the ring came back (a poll in passing) or stealing began: a
                          * hub that goes idle while we compute still finds some (Prog 1
-                         * on two hubs: a fill at every pick cost it 8%) */
-                        if (hungry || ((h->picks - 1) & 15) == 0)
+                         * on two hubs: a fill at every pick cost it 8%); and at every
+                         * pick once a thief has taken what the last fill left (one load
+                         * of the ring's mask): it comes back when that has run */
+                        if (hungry || ((h->picks - 1) & 15) == 0 || green__ring_taken(h))
                             green__ring_fill(h);
                     } else {
                         h->ring_hold--; /* what came back from the ring runs first */
