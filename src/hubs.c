@@ -578,10 +578,7 @@ void green__ring_fill(struct green_hub *h)
      * the fresh ones as the ring holds (RING_SCAN alone: skew on two hubs, the second hub
      * slept and was woken ~5,000 times) */
     int fresh_scan = (h->ring_left & ~mask) ? GREEN_RING : RING_SCAN;
-    int held = 0, room, np = 0;
-    for (uint32_t m = mask; m; m &= m - 1)
-        held++;
-    room = GREEN_RING - held;
+    int held = __builtin_popcount(mask), room = GREEN_RING - held, np = 0;
     struct green *put[GREEN_RING];
 #define RING_ROOM() (np < room && (uint64_t)(held + np) + 1 < h->nready)
     /* the back: the last queued, those that yielded or slept (they move on x86-64) */
