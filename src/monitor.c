@@ -322,6 +322,58 @@ static int return_address(uintptr_t ra)
 #endif
 }
 
+#if defined(__x86_64__)
+/* Where a call made at return address ra went, when the instruction says so: a direct
+ * call, or one through a GOT slot (-fno-plt), through a PLT stub's jump to its GOT slot
+ * (with or without endbr64 and bnd); 0 when it cannot be known (through a register). */
+static uintptr_t call_target(uintptr_t ra)
+{
+    unsigned char b[8];
+    int32_t rel;
+    uintptr_t t, slot;
+    if (safe_read(ra - 6, b, 6) != 6)
+        return 0;
+    if (b[1] == 0xe8) { /* call rel32 */
+        memcpy(&rel, b + 2, 4);
+        t = ra + (uintptr_t)(intptr_t)rel;
+        if (safe_read(t, b, 8) != 8)
+            return 0;
+        size_t at = 0;
+        if (b[0] == 0xf3 && b[1] == 0x0f && b[2] == 0x1e && b[3] == 0xfa)
+            at = 4; /* endbr64 */
+        if (at < 8 && b[at] == 0xf2)
+            at++; /* bnd */
+        unsigned char j[6];
+        if (safe_read(t + at, j, 6) != 6 || j[0] != 0xff || j[1] != 0x25)
+            return t; /* not a PLT stub: the function itself */
+        memcpy(&rel, j + 2, 4);
+        slot = t + at + 6 + (uintptr_t)(intptr_t)rel;
+    } else if (b[0] == 0xff && b[1] == 0x15) { /* call *disp32(%rip) */
+        memcpy(&rel, b + 2, 4);
+        slot = ra + (uintptr_t)(intptr_t)rel;
+    } else {
+        return 0;
+    }
+    return safe_read(slot, &t, sizeof t) == sizeof t ? t : 0;
+}
+#endif
+
+/* May ra, found by a scan, be where the program called into the runtime? Where the call
+ * instruction tells its target, that target must be runtime code: a stale return address
+ * of a call made through a register (libgreen's own calls through its table of libc's
+ * functions, linked into the program: the poller's epoll_wait, left on a reused stack)
+ * would otherwise end the scan before the real call site. */
+static int program_calls_runtime(uintptr_t ra)
+{
+#if defined(__x86_64__)
+    uintptr_t t = call_target(ra);
+    return t && green__symtab_code(t) == GREEN_CODE_RUNTIME;
+#else
+    (void)ra;
+    return 1;
+#endif
+}
+
 /* Is pc in the runtime rather than in the program (libgreen linked into the program
  * included, by its names)? */
 static int runtime_frame(uintptr_t pc)
@@ -363,8 +415,11 @@ static void scan_thread(struct green_hub *h, struct look *lk, const char *why)
     /* up to the call site: past it, a stale return address is no rarer than a real one */
     for (size_t i = 0; i < n && lk->npcs < MON_FRAMES; i++)
         if (return_address(words[i])) {
+            int runtime = runtime_frame(words[i]);
+            if (!runtime && !program_calls_runtime(words[i]))
+                continue;
             lk->pcs[lk->npcs++] = words[i];
-            if (!runtime_frame(words[i]))
+            if (!runtime)
                 break;
         }
 }
