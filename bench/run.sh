@@ -668,6 +668,12 @@ if (( ! PEERS_ONLY )) && [[ -x $BIN/bench_sync ]]; then
   hx "mutex, per loop, two hubs" "$(run_timed "$BIN/bench_sync" mutex-hubs "$H_XMU")" mutex "$H_MU" per-loop
   hx "condition, turns between two, one hub" "$(run_timed "$BIN/bench_sync" cond "$H_MU")" cond "$H_MU"
   hx "condition, turns between two, two hubs" "$(run_timed "$BIN/bench_sync" cond-hubs "$H_XPP")" cond "$H_MU"
+  hx "floor: a cache line from one core to the other (two spinning OS threads, no libgreen)" "$(run_timed "$BIN/bench_sync" line-flip 1M)" "" ""
+  echo
+  echo "The floor row is what any hand-off between two cores costs at least on this machine:"
+  echo "one store, seen by the other core. A two-hub message needs at least one such trip"
+  echo "(libgreen's take three to four: the channel's lock, the waiter's line both ways);"
+  echo "Go's two goroutines, mostly on one P, need none."
   echo
 
   # Fan-out, skew and Prog 1 on a hub group (bench/hubs.c, bench/peers/fanout.go).

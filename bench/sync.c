@@ -20,6 +20,9 @@
  *   cond               two green threads of one hub take turns through a condition: lock;
  *                      wait until it is our turn; give the turn; signal; unlock. msgs = 2N
  *   cond-hubs          the same on two hubs
+ *   line-flip          no libgreen: two OS threads pass a counter back and forth on one
+ *                      cache line, spinning (x86 pause / aarch64 yield). msgs = 2N: the
+ *                      one-way time is the floor of any hand-off between two cores
  *
  * The uncontended modes run 5 times in the process and print the fastest (they measure
  * a few nanoseconds, which a preemption would swamp). Results are checked; a wrong one
@@ -273,6 +276,52 @@ static struct result run_mutex_hubs(long n) { return run_mutex_on(n, 2); }
 static struct result run_pingpong(long n) { return run_pingpong_on(n, 1); }
 static struct result run_pingpong_hubs(long n) { return run_pingpong_on(n, 2); }
 
+/* ---- the floor: one cache line between two cores ---- */
+
+static struct {
+    long n;
+    long word __attribute__((aligned(64)));
+} F;
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Waits for each odd value and answers with the next even one. */
+static void *flip_answer(void *arg)
+{
+    (void)arg;
+    for (long i = 0; i < F.n; i++) {
+        while (__atomic_load_n(&F.word, __ATOMIC_ACQUIRE) != 2 * i + 1)
+            cpu_relax();
+        __atomic_store_n(&F.word, 2 * i + 2, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static struct result run_line_flip(long n)
+{
+    F.n = n;
+    F.word = 0;
+    pthread_t t;
+    if (pthread_create(&t, NULL, flip_answer, NULL) != 0)
+        die("pthread_create");
+    int64_t t0 = bench_now_ns();
+    for (long i = 0; i < n; i++) {
+        __atomic_store_n(&F.word, 2 * i + 1, __ATOMIC_RELEASE);
+        while (__atomic_load_n(&F.word, __ATOMIC_ACQUIRE) != 2 * i + 2)
+            cpu_relax();
+    }
+    int64_t t1 = bench_now_ns();
+    pthread_join(t, NULL);
+    return (struct result){(double)(t1 - t0), 2 * n, 0};
+}
+
 /* ---- driver ---- */
 
 struct row {
@@ -290,6 +339,7 @@ static const struct row rows[] = {
     {"mutex-hubs", run_mutex_hubs, 200000},
     {"cond-hubs", run_cond_hubs, 100000},
     {"pingpong-hubs", run_pingpong_hubs, 200000},
+    {"line-flip", run_line_flip, 1000000},
 };
 #define NROWS (sizeof rows / sizeof rows[0])
 
