@@ -339,8 +339,10 @@ struct green_hub {
                                     * (sched.c); NULL: none */
     int fresh_turn;                /* 1: a fresh one ran last (they take turns) */
     uint32_t place_left;           /* GREEN_HUB_ANY spawns still to go to place_to before
-                                    * the loads are compared again (hubs.c) */
+                                    * the loads are compared again, while `switches`
+                                    * stays place_at (hubs.c) */
     struct green_hub *place_to;
+    uint64_t place_at;
 
     /* the registry (hub.c); debugging (dump.c, monitor.c) */
     struct green_hub *reg_next;    /* process-wide registry of hubs */

@@ -24,8 +24,8 @@
  * ready because a park inside another blocking call ended, which still holds its hub.
  *
  * Placement (GREEN_HUB_ANY): a member that is hungry right now, else the one with the
- * fewest live green threads plus those on their way to it; chosen once per PLACE_RUN
- * such spawns of a hub, for those that follow.
+ * fewest live green threads plus those on their way to it; chosen once per burst of up
+ * to PLACE_RUN such spawns of a hub made without a switch in between.
  *
  * Work sharing. A member with nothing to run (about to block in its poller) says so:
  * h->hungry and the count green__nhungry. A busy member looks at that count every time it
@@ -295,7 +295,9 @@ void green__hubs_fork_child(void)
 
 /* GREEN_HUB_ANY spawns placed together: the loads are other hubs' lines, written as
  * they run and take in what they are given (a miss each; Prog 1 at 1M on two hubs spent
- * a tenth of its time reading them when every spawn compared them) */
+ * a tenth of its time reading them when every spawn compared them). A run is a burst:
+ * it ends after PLACE_RUN spawns, or when the spawning hub has switched since its first
+ * (so spawns made now and then each compare the loads, and see a hub that went idle). */
 #define PLACE_RUN 32
 
 /* Live green threads of m, and those on their way to it: the load placement compares. */
@@ -310,7 +312,7 @@ struct green_hub *green__place(struct green_hub *h, int hub)
         int n = green__hubs_n();
         if (n <= 1)
             return h;
-        if (h->place_left) {
+        if (h->place_left && h->place_at == h->switches) {
             h->place_left--;
             return h->place_to;
         }
@@ -333,6 +335,7 @@ struct green_hub *green__place(struct green_hub *h, int hub)
         }
         h->place_to = best ? best : h;
         h->place_left = PLACE_RUN - 1;
+        h->place_at = h->switches;
         return h->place_to;
     }
     if (hub < 1) {

@@ -31,8 +31,10 @@
  * return it), nor where the handler cannot rewind (MON_CAN_RESTART) to a thread asleep
  * in a system call: the frames come from a scan of its stack, frozen while it sleeps —
  * its pc, then the words above its stack pointer that are return addresses (in known
- * code, right after a call instruction), up to the program's call site — and the report
- * says so. A thread asleep uninterruptibly (state D: a signal would wait for the call to
+ * code, right after a call instruction), up to the program's call site: the first
+ * program frame whose call instruction names runtime code as its target (x86-64: a
+ * direct call, through a PLT stub or a GOT slot), else the first program frame — and the
+ * report says so. A thread asleep uninterruptibly (state D: a signal would wait for the call to
  * end), or that does not answer in time (MON_ANSWER_MS), is scanned the same way.
  *
  * The frames name the episode: the innermost one in the runtime's code (libc, the
@@ -413,15 +415,24 @@ static void scan_thread(struct green_hub *h, struct look *lk, const char *why)
     size_t n = safe_read(lk->sp, words, sizeof words) / sizeof *words;
     lk->pcs[lk->npcs++] = lk->pc;
     /* up to the call site: past it, a stale return address is no rarer than a real one */
-    for (size_t i = 0; i < n && lk->npcs < MON_FRAMES; i++)
+    uintptr_t unverified = 0; /* the first program frame whose call could not be checked */
+    size_t i = 0;
+    for (; i < n && lk->npcs < MON_FRAMES; i++)
         if (return_address(words[i])) {
             int runtime = runtime_frame(words[i]);
-            if (!runtime && !program_calls_runtime(words[i]))
+            if (!runtime && !program_calls_runtime(words[i])) {
+                if (!unverified)
+                    unverified = words[i];
                 continue;
+            }
             lk->pcs[lk->npcs++] = words[i];
             if (!runtime)
                 break;
         }
+    /* no call into the runtime verified (libc linked statically, say): the first
+     * program frame after all */
+    if ((i >= n || lk->npcs >= MON_FRAMES) && unverified && lk->npcs < MON_FRAMES)
+        lk->pcs[lk->npcs++] = unverified;
 }
 
 /* Send the signal and wait (up to wait_ms) for the handler's look. 0, or -1 when it did
