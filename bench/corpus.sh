@@ -26,7 +26,8 @@ if [[ $BUILD_ARG = /* ]]; then BUILD=$BUILD_ARG
 elif [[ -d $BUILD_ARG ]]; then BUILD=$(cd "$BUILD_ARG" && pwd)
 else BUILD=$ROOT/$BUILD_ARG; fi
 export CORPUS_GREENRUN=$BUILD/greenrun CORPUS_DELAY=$BUILD/tests/corpus/corpus_delay
-for f in "$CORPUS_GREENRUN" "$CORPUS_DELAY"; do
+export CORPUS_RSS_WATCH=$BUILD/tests/corpus/rss_watch
+for f in "$CORPUS_GREENRUN" "$CORPUS_DELAY" "$CORPUS_RSS_WATCH"; do
   [[ -x $f ]] || { echo "corpus.sh: $f is missing; build first (make bench-corpus does)" >&2; exit 1; }
 done
 unset GREENRUN GREEN_CORPUS_DETECT
@@ -69,13 +70,17 @@ echo "that answers every HTTP request after 200 ms; PostgreSQL's pg_sleep(0.2) a
 echo "SLEEP(0.2)), the same load on real threads and under \`greenrun\` (\`--threads\`): the"
 echo "corpus tests' own (\`ctest -L corpus\`, tests/corpus/), at their concurrency times"
 echo "$(sed 's/ /, /g' <<<"${CORPUS_FACTORS:-1 10}"). Wall time: the program's (a server's: its client's, for"
-echo "all the requests); peak RSS: the program's (/usr/bin/time); each the median of 3 runs (one"
-echo "when it hangs or fails). Ratios are greenrun / real threads, where both runs worked."
+echo "all the requests); peak RSS: the program's, twice — getrusage's (/usr/bin/time), which since"
+echo "Linux 6.2 reads per-CPU counters without their pending deltas (up to 31 pages per CPU"
+echo "and counter: a few hundred KiB off either way), and the largest Rss of its"
+echo "/proc/PID/smaps_rollup sampled every 2 ms (exact at each sample; tests/corpus/rss_watch.c);"
+echo "each the median of 3 runs (one when it hangs or fails). Ratios are greenrun / real"
+echo "threads, where both runs worked."
 echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores (other work on"
 echo "the machine skews wall times)."
 echo
-echo "| program: what the concurrency counts | concurrency | wall, real threads | wall, greenrun | ratio | peak RSS, real threads | peak RSS, greenrun | ratio |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| program: what the concurrency counts | concurrency | wall, real threads | wall, greenrun | ratio | peak RSS, real threads | peak RSS, greenrun | ratio | sampled peak RSS, real threads | sampled, greenrun | ratio |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 notes=()
 for p in "${PROGRAMS[@]}"; do
   script=$p args=()
@@ -83,36 +88,38 @@ for p in "${PROGRAMS[@]}"; do
   out=$(bash "$ROOT/tests/corpus/$script.sh" "${args[@]}" --bench 2>&1)
   st=$?
   if ((st == 77)); then
-    echo "| ${WHAT[$p]} | — | not installed: $(sed -n 's/^SKIP: //p' <<<"$out" | head -1) | | | | | |"
+    echo "| ${WHAT[$p]} | — | not installed: $(sed -n 's/^SKIP: //p' <<<"$out" | head -1) | | | | | | | | |"
     continue
   elif ((st != 0)); then
-    echo "| ${WHAT[$p]} | — | **setup failed** (exit $st): $(tail -1 <<<"$out" | cut -c1-100) | | | | | |"
+    echo "| ${WHAT[$p]} | — | **setup failed** (exit $st): $(tail -1 <<<"$out" | cut -c1-100) | | | | | | | | |"
     continue
   fi
-  # lines: name mode concurrency ok wall rss rc first-error-line
-  declare -A W=() R=() OK=() RCS=() ERR=()
+  # lines: name mode concurrency ok wall rss sampled-rss rc first-error-line
+  declare -A W=() R=() X=() OK=() RCS=() ERR=()
   cs=()
-  while read -r name mode c ok wall rss rc errline; do
+  while read -r name mode c ok wall rss rssx rc errline; do
     [[ $name == "$p" ]] || continue
     [[ $mode == real ]] && cs+=("$c")
-    W[$mode,$c]=$wall R[$mode,$c]=$rss OK[$mode,$c]=$ok RCS[$mode,$c]=$rc ERR[$mode,$c]=$errline
+    W[$mode,$c]=$wall R[$mode,$c]=$rss X[$mode,$c]=$rssx OK[$mode,$c]=$ok RCS[$mode,$c]=$rc ERR[$mode,$c]=$errline
   done <<<"$out"
   for c in "${cs[@]}"; do
     wr=$(cell "${RCS[real,$c]}" "${OK[real,$c]}" "${W[real,$c]}")
     wg=$(cell "${RCS[green,$c]}" "${OK[green,$c]}" "${W[green,$c]}")
     rr=$(fmt_kib "${R[real,$c]}") rg=$(fmt_kib "${R[green,$c]}")
-    rw="—" rm="—"
+    xr=$(fmt_kib "${X[real,$c]}") xg=$(fmt_kib "${X[green,$c]}")
+    rw="—" rm="—" xm="—"
     if [[ ${OK[real,$c]} == 0 && ${OK[green,$c]} == 0 ]]; then
       rw=$(ratio "${W[real,$c]}" "${W[green,$c]}")
       # a server that hung at SIGTERM did its work: its peak RSS still compares
       rm=$(ratio "${R[real,$c]}" "${R[green,$c]}")
+      xm=$(ratio "${X[real,$c]}" "${X[green,$c]}")
     fi
-    echo "| ${WHAT[$p]} | $c | $wr | $wg | $rw | $rr | $rg | $rm |"
+    echo "| ${WHAT[$p]} | $c | $wr | $wg | $rw | $rr | $rg | $rm | $xr | $xg | $xm |"
     for m in real green; do
       [[ ${ERR[$m,$c]} != - && ${OK[$m,$c]} != 0 ]] && notes+=("$p at $c, $m: ${ERR[$m,$c]}")
     done
   done
-  unset W R OK RCS ERR
+  unset W R X OK RCS ERR
 done
 echo
 if ((${#notes[@]})); then

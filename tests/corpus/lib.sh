@@ -49,7 +49,7 @@ case " $* " in *" --bench "*) BENCH=1 ;; esac
 BG_PIDS=()
 STOPS=()
 NFAIL=0
-declare -A TIME_PID WD_PID SNAP_PID PIN_OF PIN_WINDOW RC HUNG
+declare -A TIME_PID WD_PID SNAP_PID RSSW_PID PIN_OF PIN_WINDOW RC HUNG
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/green-corpus-$NAME.XXXXXX") || exit 2
 chmod 755 "$T"       # the servers run as nobody when we are root
@@ -184,6 +184,11 @@ launch() {
         kill -0 "$tp" 2>/dev/null || break
         sleep 0.01
     done
+    # the benchmark's exact peak RSS: the program's smaps_rollup sampled (rss_watch.c)
+    if [ "$BENCH" = 1 ] && [ -n "$PROG_PID" ] && [ -x "${CORPUS_RSS_WATCH:-}" ]; then
+        "$CORPUS_RSS_WATCH" "$PROG_PID" >"$base.rssw" 2>/dev/null </dev/null &
+        RSSW_PID[$base]=$!
+    fi
     (
         trap 'kill $s 2>/dev/null; exit 0' TERM
         sleep "$TMO" & s=$!
@@ -200,11 +205,18 @@ launch() {
 }
 
 # reap MODE RUN: wait for a launched program; sets rc (128+N when killed by signal N),
-# hung (1: the watchdog killed it), wall (s), rss (peak, KiB), out and err (its files)
+# hung (1: the watchdog killed it), wall (s), rss (peak, KiB: getrusage's), rssx (peak,
+# KiB, sampled exactly; --bench only, else 0), out and err (its files)
 reap() {
     local base=$T/$2.$1
     wait "${TIME_PID[$base]}"
     rc=$?
+    rssx=0
+    if [ -n "${RSSW_PID[$base]:-}" ]; then
+        wait "${RSSW_PID[$base]}" 2>/dev/null
+        rssx=$(cat "$base.rssw" 2>/dev/null)
+        unset "RSSW_PID[$base]"
+    fi
     kill "${WD_PID[$base]}" 2>/dev/null
     wait "${WD_PID[$base]}" 2>/dev/null
     unset "TIME_PID[$base]" "WD_PID[$base]"
@@ -340,25 +352,26 @@ corpus_end() {
 
 # bench_rows LOAD C: with --bench, run `LOAD MODE C'` for C' = C × each factor
 # (CORPUS_FACTORS, "1 10" by default) on real threads and under greenrun, print one line
-# per run (name mode concurrency ok wall_s rss_kib rc|hung first-error-line) and exit.
+# per run (name mode concurrency ok wall_s rss_kib sampled_rss_kib rc|hung first-error-line)
+# and exit.
 # LOAD runs the program and sets ok (0 when its output was right), and bwall when the
 # wall time is not the program run's own (a server's: its client's). A run that worked
-# is made 3 times and its median wall time and RSS printed (as bench/run.sh does).
+# is made 3 times and its median wall time and RSSs printed (as bench/run.sh does).
 bench_rows() {
     [ "$BENCH" = 1 ] || return 0
-    local load=$1 c=$2 f mode e i walls rsss
+    local load=$1 c=$2 f mode e i walls rsss rssxs
     for f in ${CORPUS_FACTORS:-1 10}; do
         for mode in real green; do
-            walls="" rsss=""
+            walls="" rsss="" rssxs=""
             for i in 1 2 3; do
                 bwall="" ok=1
                 "$load" "$mode" $((c * f))
-                walls="$walls ${bwall:-$wall}" rsss="$rsss $rss"
+                walls="$walls ${bwall:-$wall}" rsss="$rsss $rss" rssxs="$rssxs ${rssx:-0}"
                 [ "$ok" = 0 ] && [ "$hung" = 0 ] || break
             done
             e=$(errors "$err" | head -1 | tr -s ' \t' '  ' | cut -c1-100)
-            printf '%s %s %s %s %s %s %s %s\n' "$NAME" "$mode" $((c * f)) "$ok" "$(median $walls)" \
-                "$(median $rsss)" "$([ "$hung" = 1 ] && echo hung || echo "$rc")" "${e:--}"
+            printf '%s %s %s %s %s %s %s %s %s\n' "$NAME" "$mode" $((c * f)) "$ok" "$(median $walls)" \
+                "$(median $rsss)" "$(median $rssxs)" "$([ "$hung" = 1 ] && echo hung || echo "$rc")" "${e:--}"
         done
     done
     exit 0
