@@ -274,6 +274,39 @@ static void test_no_memory(void **state)
     assert_int_equal(run("threads_nomem", NULL, NULL, 0, 0, out, sizeof out), 0);
 }
 
+static long calloc_kib(const char *text)
+{
+    const char *p = strstr(text, "calloc_kib=");
+    assert_non_null(p);
+    return strtol(p + strlen("calloc_kib="), NULL, 10);
+}
+
+/* 40 green pthreads calloc two 80 KiB buffers each and write a byte of each: with the
+ * main arena's padding at 0 (GREEN_PATCH_TOP_PAD's default) the buffers' untouched pages
+ * stay unresident, as they do on real threads; with glibc's padding (`glibc`) calloc
+ * clears most of each block it carves from the heap's top (6.4 MiB of buffers: several
+ * MiB resident). */
+static void test_calloc_top_pad(void **state)
+{
+    (void)state;
+    if (UNDER_ASAN)
+        skip(); /* the sanitizer's allocator is not the program's malloc */
+    assert_int_equal(run("threads_calloc", NULL, NULL, GREEN, 0, out, sizeof out), 0);
+    long padless = calloc_kib(out);
+    assert_int_equal(run("threads_calloc", NULL, NULL, 0, 0, out, sizeof out), 0);
+    long real = calloc_kib(out);
+    setenv("GREEN_PATCH_TOP_PAD", "glibc", 1);
+    int st = run("threads_calloc", NULL, NULL, GREEN, 0, out, sizeof out);
+    unsetenv("GREEN_PATCH_TOP_PAD");
+    assert_int_equal(st, 0);
+    long padded = calloc_kib(out);
+    print_message("resident after the callocs: %ld KiB green (no padding), %ld KiB real threads, "
+                  "%ld KiB green with glibc's padding\n", padless, real, padded);
+    assert_true(padless < 40 * 2 * 80 / 4);     /* under a quarter of the buffers */
+    assert_true(padless < real + 512);          /* about what real threads touch */
+    assert_true(padded > 2 * padless);          /* the switch leaves glibc's way */
+}
+
 /* Without GREEN_PATCH_THREADS, a green thread that parks in read() holding a native
  * mutex is reported when it parks — before the other green thread runs — with its id,
  * name and the mutex, once for its call site over two rounds. */
@@ -334,6 +367,7 @@ int main(void)
         cmocka_unit_test(test_prims),
         cmocka_unit_test(test_no_memory),
         cmocka_unit_test(test_native_lock_report),
+        cmocka_unit_test(test_calloc_top_pad),
         cmocka_unit_test(test_native_lock_deadlock),
         cmocka_unit_test(test_native_lock_quiet),
         cmocka_unit_test(test_patch_hubs_spread),
