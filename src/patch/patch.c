@@ -16,6 +16,7 @@
 #include "patch.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +163,8 @@ static void top_pad_init(void)
             pad <<= 10;
         if (pad < 0)
             return;
+        if (pad > INT_MAX)
+            pad = INT_MAX;
     }
     mallopt(M_TOP_PAD, (int)pad);
 }
