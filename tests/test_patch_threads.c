@@ -281,12 +281,13 @@ static long calloc_kib(const char *text)
     return strtol(p + strlen("calloc_kib="), NULL, 10);
 }
 
-/* 40 green pthreads calloc two 80 KiB buffers each and write a byte of each: with the
- * main arena's padding at 0 (GREEN_PATCH_TOP_PAD's default) the buffers' untouched pages
- * stay unresident, as they do on real threads; with glibc's padding (`glibc`) calloc
- * clears most of each block it carves from the heap's top (6.4 MiB of buffers: several
- * MiB resident). */
-static void test_calloc_top_pad(void **state)
+/* 40 green pthreads calloc two 80 KiB buffers each and write a byte of each: the patch
+ * library's calloc clears only the pages that may hold data, so the buffers' untouched
+ * pages stay unresident, as they do on real threads; with glibc's calloc
+ * (GREEN_PATCH_CALLOC=glibc) most of each block carved from the shared heap's top is
+ * cleared (6.4 MiB of buffers: several MiB resident). And calloc's zeros, whatever the
+ * memory held before. */
+static void test_calloc_sparse(void **state)
 {
     (void)state;
     if (UNDER_ASAN)
@@ -295,16 +296,33 @@ static void test_calloc_top_pad(void **state)
     long padless = calloc_kib(out);
     assert_int_equal(run("threads_calloc", NULL, NULL, 0, 0, out, sizeof out), 0);
     long real = calloc_kib(out);
-    setenv("GREEN_PATCH_TOP_PAD", "glibc", 1);
+    setenv("GREEN_PATCH_CALLOC", "glibc", 1);
     int st = run("threads_calloc", NULL, NULL, GREEN, 0, out, sizeof out);
-    unsetenv("GREEN_PATCH_TOP_PAD");
+    unsetenv("GREEN_PATCH_CALLOC");
     assert_int_equal(st, 0);
     long padded = calloc_kib(out);
-    print_message("resident after the callocs: %ld KiB green (no padding), %ld KiB real threads, "
-                  "%ld KiB green with glibc's padding\n", padless, real, padded);
+    print_message("resident after the callocs: %ld KiB green, %ld KiB real threads, "
+                  "%ld KiB green with glibc's calloc\n", padless, real, padded);
     assert_true(padless < 40 * 2 * 80 / 4);     /* under a quarter of the buffers */
     assert_true(padless < real + 512);          /* about what real threads touch */
     assert_true(padded > 2 * padless);          /* the switch leaves glibc's way */
+    assert_int_equal(run("threads_calloc", "zeros", NULL, GREEN, 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "zeros: ok"));
+    assert_int_equal(run("threads_calloc", "zeros", NULL, 0, 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "zeros: ok"));
+    assert_int_equal(run("threads_calloc", "zeros-nobody", NULL, GREEN, 0, out, sizeof out), 0);
+    assert_non_null(strstr(out, "zeros: ok"));
+    /* where the machine has swap, the pages not resident are asked of pagemap (and all
+     * cleared when it cannot be read) */
+    setenv("GREEN_PATCH_CALLOC", "swap", 1);
+    int sw = run("threads_calloc", "zeros", NULL, GREEN, 0, out, sizeof out);
+    int sw_nobody = sw == 0 && strstr(out, "zeros: ok") ? run("threads_calloc", "zeros-nobody", NULL, GREEN, 0, out, sizeof out) : -1;
+    int sw_kib = sw_nobody == 0 && strstr(out, "zeros: ok") ? run("threads_calloc", NULL, NULL, GREEN, 0, out, sizeof out) : -1;
+    unsetenv("GREEN_PATCH_CALLOC");
+    assert_int_equal(sw, 0);
+    assert_int_equal(sw_nobody, 0);
+    assert_int_equal(sw_kib, 0);
+    assert_true(calloc_kib(out) < 40 * 2 * 80 / 4); /* pagemap's way saves the same */
 }
 
 /* Without GREEN_PATCH_THREADS, a green thread that parks in read() holding a native
@@ -367,7 +385,7 @@ int main(void)
         cmocka_unit_test(test_prims),
         cmocka_unit_test(test_no_memory),
         cmocka_unit_test(test_native_lock_report),
-        cmocka_unit_test(test_calloc_top_pad),
+        cmocka_unit_test(test_calloc_sparse),
         cmocka_unit_test(test_native_lock_deadlock),
         cmocka_unit_test(test_native_lock_quiet),
         cmocka_unit_test(test_patch_hubs_spread),

@@ -16,8 +16,6 @@
 #include "patch.h"
 
 #include <dlfcn.h>
-#include <limits.h>
-#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,41 +137,9 @@ extern const char __green_hot_common[] __attribute__((weak, visibility("hidden")
 extern const char __green_hot_end[] __attribute__((weak, visibility("hidden")));
 static const struct green_private_text_ends text_ends = {__green_hot_common, __green_hot_end};
 
-/* Under GREEN_PATCH_THREADS=1 every green pthread of a hub allocates from its OS
- * thread's malloc arena (the main one, for the first hub), where each real thread had an
- * arena of its own. The main arena grows its heap by the request plus M_TOP_PAD (128 KiB),
- * and calloc clears whatever part of a chunk it carves from the top that lies below the
- * heap's highest point so far, padding included: so a program that callocs buffers
- * larger than it fills (siege: 2 x 80 KiB and 24 KiB a user) has them written in full,
- * where a thread's own arena left most pages untouched (siege at 80 users: 26.7 MiB
- * resident against 19.4 on real threads; 17.6 with no padding). GREEN_PATCH_TOP_PAD sets
- * the padding (bytes, k/K suffix; default 0), `glibc` leaves malloc as it is; so does a
- * top_pad named in GLIBC_TUNABLES. (glibc then keeps its mmap threshold at 128 KiB
- * rather than raising it as large blocks are freed, as any mallopt of the padding does.) */
-static void top_pad_init(void)
-{
-    const char *v = getenv("GREEN_PATCH_TOP_PAD"), *t = getenv("GLIBC_TUNABLES");
-    if ((v && strcmp(v, "glibc") == 0) || (t && strstr(t, "top_pad")))
-        return;
-    long pad = 0;
-    if (v && *v) {
-        char *end;
-        pad = strtol(v, &end, 0);
-        if (*end == 'k' || *end == 'K')
-            pad <<= 10;
-        if (pad < 0)
-            return;
-        if (pad > INT_MAX)
-            pad = INT_MAX;
-    }
-    mallopt(M_TOP_PAD, (int)pad);
-}
-
 __attribute__((constructor)) static void patch_init(void)
 {
     green_private_text_trim(&text_ends);
-    if (patch_threads_read())
-        top_pad_init();
     if (env_on("GREEN_PATCH_REPORT"))
         green_patch_report(stderr);
 }

@@ -8,12 +8,19 @@
  *
  * On real threads each thread's arena leaves the untouched pages of its buffers
  * unresident; test_patch_threads compares the figure under GREEN_PATCH_THREADS=1, where
- * every green pthread allocates from one arena (libgreen-patch's GREEN_PATCH_TOP_PAD).
+ * every green pthread allocates from one arena (libgreen-patch's calloc, calloc.c).
+ *
+ *   threads_calloc zeros    calloc's zeros after dirty frees, of many sizes: "zeros: ok"
+ *   threads_calloc zeros-nobody   the same as user nobody, when started as root
  */
+#include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <unistd.h>
 
 enum { THREADS = 40, BUF = 80 * 1024 };
 
@@ -48,8 +55,56 @@ static void *user(void *arg)
     return NULL;
 }
 
-int main(void)
+/* calloc gives zeros whatever the memory held: blocks of many sizes, each first filled
+ * and freed so that the calloc after it reuses dirty memory (the heap's, or a mapping's
+ * glibc kept), in a thread (a green one under GREEN_PATCH_THREADS=1); and ENOMEM when
+ * the size overflows. */
+static void *zeros(void *arg)
 {
+    (void)arg;
+    static const size_t sizes[] = {1, 100, 4096, 65535, 65536, 65536 + 17, 80 * 1024, 200 * 1024,
+                                   1 << 20, (1 << 20) + 4095, 3 << 20};
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+            size_t n = sizes[i];
+            unsigned char *d = malloc(n + 64);
+            if (!d)
+                return "malloc";
+            memset(d, 0xab, n + 64);
+            free(d);
+            unsigned char *z = calloc(1, n);
+            if (!z)
+                return "calloc";
+            for (size_t k = 0; k < n; k++)
+                if (z[k]) {
+                    free(z);
+                    return "a byte not zero";
+                }
+            memset(z, 0xcd, n); /* dirty again for the next round */
+            free(z);
+        }
+    volatile size_t huge = SIZE_MAX / 2; /* (a constant would be a compile-time warning) */
+    errno = 0;
+    if (calloc(huge, 4) != NULL || errno != ENOMEM)
+        return "overflow";
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    /* "zeros-nobody": the same after giving up root, as memcached -u does: pagemap is then
+     * closed to the process (calloc falls back to the next one's) */
+    if (argc > 1 && strcmp(argv[1], "zeros-nobody") == 0 && getuid() == 0 &&
+        (setgroups(0, NULL) != 0 || setgid(65534) != 0 || setuid(65534) != 0))
+        return 1;
+    if (argc > 1 && strncmp(argv[1], "zeros", 5) == 0) {
+        pthread_t z;
+        void *why = "pthread_create";
+        if (pthread_create(&z, NULL, zeros, NULL) == 0)
+            pthread_join(z, &why);
+        printf("zeros: %s\n", why ? (const char *)why : "ok");
+        return why != NULL;
+    }
     pthread_t t[THREADS];
     pthread_barrier_init(&started, NULL, THREADS + 1);
     pthread_barrier_init(&go, NULL, THREADS + 1);
