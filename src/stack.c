@@ -24,7 +24,7 @@
  * when released, as an exiting thread's stack does in glibc, and of those only as many
  * as fit in GREEN_BIG_CACHE bytes (at least one) stay hot: glibc's cache of the stacks
  * of exited threads holds 40 MiB and unmaps the rest, so a program whose 80 threads end
- * together kept 80 stack tops here where it keeps 5 on real threads (siege at 80 users:
+ * together kept 80 stack tops here where it keeps 4 on real threads (siege at 80 users:
  * 2.9 MiB more at its peak).
  *
  * The shared stack (one per hub) is one mapping with a guard page below it. It holds the

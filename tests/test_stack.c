@@ -256,7 +256,7 @@ static __attribute__((noinline)) void *touch_top_28k(void *arg)
 
 /* Stacks of a real thread's size (a green pthread's) keep their top 32 KiB when
  * released, but only 40 MiB of them stay hot, as glibc's cache of exited threads'
- * stacks: 48 green threads with 8 MiB stacks that end together keep 5 stack tops once
+ * stacks: 48 green threads with 8 MiB stacks that end together keep 4 stack tops once
  * the hub idles, not 48 (siege's 80 users held 2.9 MiB more than on real threads). */
 static void test_big_stacks_cache_like_glibc(void **state)
 {
