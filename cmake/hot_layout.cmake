@@ -1,6 +1,6 @@
-# cmake/hot_layout.cmake — green_hot_layout(TARGET LIBRARY LIST): build TARGET (the
-# objects) with -ffunction-sections and link LIBRARY with a linker script that puts the
-# functions named in LIST (src/hot.list, src/patch/hot.list) first in its code, in one
+# cmake/hot_layout.cmake — green_hot_layout(TARGET LIBRARY LIST...): build TARGET (the
+# objects; "" for none) with -ffunction-sections and link LIBRARY with a linker script that
+# puts the functions named in LIST (src/hot.list, src/patch/hot.list) first in its code, in one
 # output section (.text.green_hot) inserted before .text. The kernel maps a file's pages
 # 64 KiB around each page a process touches (fault-around), so code that every program
 # under greenrun runs, scattered over a library, made most of it resident: together, it
@@ -29,27 +29,43 @@ function(green_hot_layout objects library list)
   if(NOT GREEN_HOT_LAYOUT OR NOT GREEN_HOT_LAYOUT_WORKS)
     return()
   endif()
-  file(STRINGS ${list} names REGEX "^[A-Za-z_]")
   # the toolchain's own code that runs at load: crtbegin's (frame_dummy, ...) and
   # libc_nonshared's (pthread_atfork, atexit)
-  set(body "    *crtbegin*.o(.text .text.*)\n    *libc_nonshared.a:*(.text .text.*)\n")
-  foreach(n ${names})
-    if(n STREQUAL "CONTEXT") # the assembly context switch: its object's .text
-      string(APPEND body "    *context_*(.text)\n")
-    elseif(n STREQUAL "COMMON_END") # the end of what every program runs
-      string(APPEND body "    PROVIDE_HIDDEN(__green_hot_common = .);\n")
-    else() # the function, its clones (.part.0, .constprop.0, ...), a constructor's, a destructor's
-      string(APPEND body "    *(.text.${n} .text.${n}.* .text.startup.${n} .text.exit.${n})\n")
-    endif()
+  set(common "    *crtbegin*.o(.text .text.*)\n    *libc_nonshared.a:*(.text .text.*)\n")
+  set(rest "")
+  set(marked OFF)
+  # more lists (libgreen-run.so: the patch's, then libgreen's): what every program runs
+  # of each first, then the rest of each
+  foreach(l ${list} ${ARGN})
+    file(STRINGS ${l} names REGEX "^[A-Za-z_]")
+    set(part common)
+    foreach(n ${names})
+      if(n STREQUAL "CONTEXT") # the assembly context switch: its object's .text
+        string(APPEND ${part} "    *context_*(.text)\n")
+      elseif(n STREQUAL "COMMON_END") # the end of what every program runs
+        set(part rest)
+        set(marked ON)
+      else() # the function, its clones (.part.0, .constprop.0, ...), a constructor's, a destructor's
+        string(APPEND ${part} "    *(.text.${n} .text.${n}.* .text.startup.${n} .text.exit.${n})\n")
+      endif()
+    endforeach()
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${l})
   endforeach()
+  if(marked)
+    set(body "${common}    PROVIDE_HIDDEN(__green_hot_common = .);\n${rest}")
+  else()
+    set(body "${common}")
+  endif()
   set(ld ${PROJECT_BINARY_DIR}/${library}-hot.ld)
   # and the read-only data goes with the headers' segment (the dynamic symbols and
   # relocations: read at every start, so mapped anyway), not with .eh_frame, so that
   # the latter's segment stays unmapped unless something unwinds through us
-  file(WRITE ${ld} "/* made by cmake/hot_layout.cmake from ${list} */\n"
+  file(WRITE ${ld} "/* made by cmake/hot_layout.cmake from ${list} ${ARGN} */\n"
     "SECTIONS\n{\n  .rodata :\n  {\n    *(.rodata .rodata.* .gnu.linkonce.r.*)\n  }\n}\nINSERT AFTER .rela.plt;\n"
     "SECTIONS\n{\n  .text.green_hot :\n  {\n${body}    PROVIDE_HIDDEN(__green_hot_end = .);\n  }\n}\nINSERT BEFORE .text;\n")
-  target_compile_options(${objects} PRIVATE -ffunction-sections)
+  if(objects)
+    target_compile_options(${objects} PRIVATE -ffunction-sections)
+  endif()
   # segments aligned to 64 KiB: the loader then maps the library at a 64 KiB boundary
   # (glibc 2.35 on), so that fault-around's windows fall on the same code in every
   # process, whatever ASLR chose, and the hot code starts one. Calls into other
@@ -58,5 +74,4 @@ function(green_hot_layout objects library list)
   # dropped them (4 more pages of each library resident)
   target_link_options(${library} PRIVATE "LINKER:-T,${ld}" "LINKER:-z,max-page-size=0x10000" "LINKER:-z,now")
   set_property(TARGET ${library} APPEND PROPERTY LINK_DEPENDS ${ld})
-  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${list})
 endfunction()

@@ -224,8 +224,12 @@ static void drop_segments(const struct text_find *t, uintptr_t common_end, uintp
 
 void green_private_text_trim(const struct green_private_text_ends *ends)
 {
-    if (!ends->end)
+    /* libgreen-run.so (libgreen and the patch in one) runs both constructors, with the
+     * same ends: once is enough (constructors run one at a time) */
+    static const char *done[2];
+    if (!ends->end || done[0] == ends->end || done[1] == ends->end)
         return;
+    done[done[0] != NULL] = ends->end;
     long page = sysconf(_SC_PAGESIZE);
     struct text_find t = {(uintptr_t)ends->end - 1, NULL, 0, 0};
     if (page <= 0 || !dl_iterate_phdr(text_segment, &t))

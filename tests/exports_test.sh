@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# exports_test.sh SOURCE_DIR BUILD_DIR LIBGREEN LIBGREEN_PATCH CC — the libraries export
-# exactly their interfaces, each symbol where it belongs:
+# exports_test.sh SOURCE_DIR BUILD_DIR LIBGREEN LIBGREEN_PATCH CC [LIBGREEN_RUN] — the
+# libraries export exactly their interfaces, each symbol where it belongs:
 #   libgreen.so, node LIBGREEN_0.1      == the functions include/green.h marks GREEN_API
 #   libgreen.so, node LIBGREEN_PRIVATE  == the functions src/green_private.h marks
 #                                          GREEN_PRIVATE_API
@@ -8,11 +8,14 @@
 #   libgreen-patch.so (unversioned)     == the names of its GREEN_PATCH/GREEN_PATCH_THREAD
 #                                          entries (src/patch/*.c) + the functions
 #                                          include/green_patch.h marks GREEN_PATCH_API
+#   libgreen-run.so (when built)        == libgreen.so's LIBGREEN_0.1 node + libgreen-patch.so's
+#                                          unversioned symbols, nothing private; its soname
+#                                          libgreen.so.0 (greenrun's library: both in one)
 # Every export is a function (no data). And the examples and benchmarks (object files
 # under BUILD_DIR/examples and BUILD_DIR/bench, when built) call libgreen only through
 # the API. Any difference fails the test and is printed.
 set -euo pipefail
-src=$1 build=$2 core=$3 patch=$4 cc=$5
+src=$1 build=$2 core=$3 patch=$4 cc=$5 run=${6:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
@@ -87,6 +90,20 @@ for lib in "$core" "$patch"; do
     compare "$(basename "$lib")'s start-up dependencies on OpenSSL, c-ares, libunwind or liburing" /dev/null "$tmp/needed"
 done
 
+if [ -n "$run" ]; then
+    exported "$run" > "$tmp/run_syms"
+    awk '$2 == "LIBGREEN_0.1" {print $1}' "$tmp/run_syms" > "$tmp/run_api"
+    awk '$2 == "-" {print $1}' "$tmp/run_syms" > "$tmp/run_plain"
+    awk '$2 != "LIBGREEN_0.1" && $2 != "-" {print $1 "@" $2}' "$tmp/run_syms" > "$tmp/run_other"
+    compare "libgreen-run.so LIBGREEN_0.1 and green.h's GREEN_API functions" "$tmp/api" "$tmp/run_api"
+    compare "libgreen-run.so's unversioned exports and libgreen-patch.so's" "$tmp/patch" "$tmp/run_plain"
+    compare "libgreen-run.so's other exports (the private interface stays inside)" /dev/null "$tmp/run_other"
+    awk '$3 != "FUNC" && $3 != "IFUNC" {print $1 " (" $3 ")"}' "$tmp/run_syms" > "$tmp/run_data"
+    compare "libgreen-run.so's exported non-functions" /dev/null "$tmp/run_data"
+    soname=$("${READELF:-readelf}" -d "$run" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+    [ "$soname" = libgreen.so.0 ] || { echo "exports: libgreen-run.so's soname is '$soname', not libgreen.so.0"; fail=1; }
+fi
+
 [ "$fail" = 0 ] || exit 1
 echo "exports: libgreen.so $(wc -l < "$tmp/core_api") API + $(wc -l < "$tmp/core_private") private functions," \
-     "libgreen-patch.so $(wc -l < "$tmp/patch_all") symbols: as declared"
+     "libgreen-patch.so $(wc -l < "$tmp/patch_all") symbols${run:+, libgreen-run.so both}: as declared"

@@ -1,9 +1,11 @@
 #!/bin/sh
-# greenrun_test.sh GREENRUN PLAIN_IO — tools/greenrun on an unmodified program (built
-# without libgreen): its output is what it prints without the patch, --report lists the
-# wrapped symbols as patched, and nothing maps libunwind until something is reported.
+# greenrun_test.sh GREENRUN PLAIN_IO ONE_RUNTIME — tools/greenrun on an unmodified program
+# (built without libgreen): its output is what it prints without the patch, --report
+# lists the wrapped symbols as patched, and nothing maps libunwind until something is
+# reported. And on a program linked with libgreen (tests/progs/one_runtime.c): its
+# libgreen and the patch are one runtime, with each library greenrun may preload.
 set -e
-greenrun=$1 prog=$2
+greenrun=$1 prog=$2 linked=$3
 want=$("$prog")
 got=$("$greenrun" "$prog")
 if [ "$got" != "$want" ]; then
@@ -27,10 +29,29 @@ echo "$report" | head -4
 # libunwind (and its liblzma) is loaded by the first report, not at start: a process
 # under greenrun (the monitor on) that reports nothing does not map it
 maps=$("$greenrun" cat /proc/self/maps)
-echo "$maps" | grep -q 'libgreen-patch' || { echo "cat /proc/self/maps under greenrun: no libgreen-patch.so?"; exit 1; }
+echo "$maps" | grep -qE 'libgreen-(run|patch)' || { echo "cat /proc/self/maps under greenrun: no libgreen-run.so or libgreen-patch.so?"; exit 1; }
 if echo "$maps" | grep -E 'libunwind|liblzma'; then
     echo "a process under greenrun that reported nothing maps libunwind or liblzma"
     exit 1
+fi
+# a program linked with libgreen: one runtime. With libgreen-run.so (greenrun's choice
+# where it is built) nothing else of ours is mapped; with libgreen-patch.so, it and
+# libgreen.so
+dir=$(dirname "$greenrun")
+for lib in "$dir/libgreen-run.so" "$dir/libgreen-patch.so"; do
+    [ -f "$lib" ] || continue
+    out=$(GREEN_PATCH_LIB=$lib "$greenrun" "$linked") || { echo "$linked under $lib failed: $out"; exit 1; }
+    echo "$linked under $(basename "$lib"): $(echo "$out" | tr '\n' ' ')"
+    libs=$(echo "$out" | grep -c '^mapped: ')
+    case $lib in
+        *-run.so) want=1 ;;
+        *) want=2 ;;
+    esac
+    [ "$libs" = "$want" ] || { echo "expected $want libgreen libraries mapped, got: $out"; exit 1; }
+    echo "$out" | grep -qx ok || { echo "$linked did not finish: $out"; exit 1; }
+done
+if [ -f "$dir/libgreen-run.so" ]; then
+    "$greenrun" cat /proc/self/maps | grep -q 'libgreen-run.so' || { echo "greenrun does not preload libgreen-run.so"; exit 1; }
 fi
 # the environment switches
 GREEN_PATCH_LIB=/nonexistent "$greenrun" true 2>/dev/null && { echo "a missing library must fail"; exit 1; }

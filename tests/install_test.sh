@@ -65,6 +65,13 @@ run_block "$tmp/work" "$doc" cmake >/dev/null
 out=$(run_block "$tmp/work" "$doc" greenrun 2>&1)
 grep -q "^green-patch: read  *patched" <<<"$out" || { echo "$out"; fail "greenrun from the install"; }
 echo "greenrun from the install: $(grep -c ' patched' <<<"$out") symbols patched"
+# what it preloads: libgreen-run.so (libgreen and the patch in one; GCC builds), from
+# LIBDIR/libgreen, a directory ldconfig does not scan (its soname is libgreen.so.0)
+maps=$("$HOME/.local/bin/greenrun" cat /proc/self/maps)
+if [[ ${CC:-cc} != *clang* ]]; then
+    grep -q '/libgreen/libgreen-run\.so$' <<<"$maps" ||
+        fail "the installed greenrun does not preload LIBDIR/libgreen/libgreen-run.so"
+fi
 
 # the gdb helper, auto-loaded with ~/.gdbinit as docs/install.md says, and sourced by hand
 if command -v gdb >/dev/null 2>&1; then
