@@ -8,8 +8,8 @@
 #   libgreen-patch.so (unversioned)     == the names of its GREEN_PATCH/GREEN_PATCH_THREAD
 #                                          entries (src/patch/*.c) + the functions
 #                                          include/green_patch.h marks GREEN_PATCH_API
-#   libgreen-run.so (when built)        == libgreen.so's LIBGREEN_0.1 node + libgreen-patch.so's
-#                                          unversioned symbols, nothing private; its soname
+#   libgreen-run.so (when built)        == libgreen.so's two nodes + libgreen-patch.so's
+#                                          unversioned symbols, nothing else; its soname
 #                                          libgreen.so.0 (greenrun's library: both in one)
 # Every export is a function (no data). And the examples and benchmarks (object files
 # under BUILD_DIR/examples and BUILD_DIR/bench, when built) call libgreen only through
@@ -93,11 +93,13 @@ done
 if [ -n "$run" ]; then
     exported "$run" > "$tmp/run_syms"
     awk '$2 == "LIBGREEN_0.1" {print $1}' "$tmp/run_syms" > "$tmp/run_api"
+    awk '$2 == "LIBGREEN_PRIVATE" {print $1}' "$tmp/run_syms" > "$tmp/run_private"
     awk '$2 == "-" {print $1}' "$tmp/run_syms" > "$tmp/run_plain"
-    awk '$2 != "LIBGREEN_0.1" && $2 != "-" {print $1 "@" $2}' "$tmp/run_syms" > "$tmp/run_other"
+    awk '$2 != "LIBGREEN_0.1" && $2 != "LIBGREEN_PRIVATE" && $2 != "-" {print $1 "@" $2}' "$tmp/run_syms" > "$tmp/run_other"
     compare "libgreen-run.so LIBGREEN_0.1 and green.h's GREEN_API functions" "$tmp/api" "$tmp/run_api"
+    compare "libgreen-run.so LIBGREEN_PRIVATE and green_private.h's functions" "$tmp/private" "$tmp/run_private"
     compare "libgreen-run.so's unversioned exports and libgreen-patch.so's" "$tmp/patch" "$tmp/run_plain"
-    compare "libgreen-run.so's other exports (the private interface stays inside)" /dev/null "$tmp/run_other"
+    compare "libgreen-run.so's other exports" /dev/null "$tmp/run_other"
     awk '$3 != "FUNC" && $3 != "IFUNC" {print $1 " (" $3 ")"}' "$tmp/run_syms" > "$tmp/run_data"
     compare "libgreen-run.so's exported non-functions" /dev/null "$tmp/run_data"
     soname=$("${READELF:-readelf}" -d "$run" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')

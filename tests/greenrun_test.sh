@@ -1,11 +1,12 @@
 #!/bin/sh
-# greenrun_test.sh GREENRUN PLAIN_IO ONE_RUNTIME — tools/greenrun on an unmodified program
-# (built without libgreen): its output is what it prints without the patch, --report
-# lists the wrapped symbols as patched, and nothing maps libunwind until something is
-# reported. And on a program linked with libgreen (tests/progs/one_runtime.c): its
-# libgreen and the patch are one runtime, with each library greenrun may preload.
+# greenrun_test.sh GREENRUN PLAIN_IO ONE_RUNTIME ONE_RUNTIME_PATCHED — tools/greenrun on
+# an unmodified program (built without libgreen): its output is what it prints without
+# the patch, --report lists the wrapped symbols as patched, and nothing maps libunwind
+# until something is reported. And on a program linked with libgreen
+# (tests/progs/one_runtime.c), and one linked with libgreen-patch.so too: one runtime,
+# with each library greenrun may preload.
 set -e
-greenrun=$1 prog=$2 linked=$3
+greenrun=$1 prog=$2 linked=$3 patched=$4
 want=$("$prog")
 got=$("$greenrun" "$prog")
 if [ "$got" != "$want" ]; then
@@ -40,15 +41,17 @@ fi
 dir=$(dirname "$greenrun")
 for lib in "$dir/libgreen-run.so" "$dir/libgreen-patch.so"; do
     [ -f "$lib" ] || continue
-    out=$(GREEN_PATCH_LIB=$lib "$greenrun" "$linked") || { echo "$linked under $lib failed: $out"; exit 1; }
-    echo "$linked under $(basename "$lib"): $(echo "$out" | tr '\n' ' ')"
-    libs=$(echo "$out" | grep -c '^mapped: ')
-    case $lib in
-        *-run.so) want=1 ;;
-        *) want=2 ;;
-    esac
-    [ "$libs" = "$want" ] || { echo "expected $want libgreen libraries mapped, got: $out"; exit 1; }
-    echo "$out" | grep -qx ok || { echo "$linked did not finish: $out"; exit 1; }
+    for p in "$linked" "$patched"; do
+        out=$(GREEN_PATCH_LIB=$lib "$greenrun" "$p") || { echo "$p under $lib failed: $out"; exit 1; }
+        echo "$(basename "$p") under $(basename "$lib"): $(echo "$out" | tr '\n' ' ')"
+        libs=$(echo "$out" | grep -c '^mapped: ')
+        case $lib:$p in
+            *-run.so:"$linked") want=1 ;;  # libgreen-run.so alone
+            *) want=2 ;;                   # and libgreen-patch.so's copy, or the pair
+        esac
+        [ "$libs" = "$want" ] || { echo "expected $want libgreen libraries mapped, got: $out"; exit 1; }
+        echo "$out" | grep -qx ok || { echo "$p did not finish: $out"; exit 1; }
+    done
 done
 if [ -f "$dir/libgreen-run.so" ]; then
     "$greenrun" cat /proc/self/maps | grep -q 'libgreen-run.so' || { echo "greenrun does not preload libgreen-run.so"; exit 1; }
