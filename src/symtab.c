@@ -14,10 +14,10 @@
  * underscores is the one given.
  *
  * It also says whose code an address is (green__symtab_code): the runtime's — libc and
- * its companions, the dynamic loader, libgreen and libgreen-patch, the sanitizer
- * runtimes and the vDSO, known by their file names — or the program's (any other
- * object loaded then); the pinning detector (monitor.c) looks for the first frame
- * outside the runtime, the program's call site.
+ * its companions, the dynamic loader, libgreen, libgreen-patch and libgreen-run (both in
+ * one), the sanitizer runtimes and the vDSO, known by their file names — or the
+ * program's (any other object loaded then); the pinning detector (monitor.c) looks for
+ * the first frame outside the runtime, the program's call site.
  */
 #include "debug.h"
 
@@ -71,8 +71,8 @@ static int runtime_object(const char *path)
 {
     static const char *const prefixes[] = {
         "libc.so", "libc-", "libpthread", "librt.", "librt-", "libdl.", "libdl-", "ld-linux",
-        "ld64.so", "ld-2.", "libgreen.so", "libgreen-patch.so", "libasan", "libubsan",
-        "libtsan", "liblsan", "libunwind",
+        "ld64.so", "ld-2.", "libgreen.so", "libgreen-patch.so", "libgreen-run.so", "libasan",
+        "libubsan", "libtsan", "liblsan", "libunwind",
     };
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
