@@ -18,8 +18,8 @@
  * compared byte for byte with what the server must send. Meanwhile the server churns
  * green threads (spawned and killed). Pass: no answer wrong or missing, no connection
  * refused or failed; after the load, the server's fds and green threads back to their
- * baseline (within 15 s); RSS's least-squares slope over the samples after WARMUP, or over
- * the second half of them, below MAX_SLOPE %/min (a leak is over it in both; a one-time
+ * baseline (within 15 s); RSS's least-squares slope over the first or the second half of
+ * the samples after WARMUP below MAX_SLOPE %/min (a leak is over it in both; a one-time
  * step in one). Exit 0 when it passes. */
 #define _GNU_SOURCE
 #include <green.h>
@@ -337,28 +337,32 @@ int main(int argc, char **argv)
     for (int i = 0; i < 15 && (after.fds != base.fds || after.alive != base.alive); i++)
         after = wait_sample();
 
-    /* RSS slope: least squares over the samples of the load after the warm-up, and over
-     * the second half of them. A leak grows RSS steadily, so it shows in both; a step
-     * (a new peak of connections or green threads reached once, after the warm-up, on a
-     * loaded machine) shows in one. The check fails only when both are over the limit. */
-    double pct = 0, pct2 = 0, slope = 0, n = 0;
-    for (int half = 0; half < 2; half++) {
+    /* RSS slope: least squares over the samples of the load after the warm-up (printed),
+     * and over each half of them. A leak grows RSS steadily, so it shows in both halves; a
+     * step (a new peak of connections or green threads reached once, after the warm-up, on
+     * a loaded machine) shows in one. The check fails only when both halves are over the
+     * limit. (The second half and the whole, as it was, both held a late step: ctest -j2
+     * beside the corpus tests failed once, and the whole reached 2.66 %/min on a pass.) */
+    double pct = 0, pct1 = 0, pct2 = 0, slope = 0, n = 0;
+    long mid = warmup * 1000 + (seconds - 1 - warmup) * 500, end = (seconds - 1) * 1000;
+    for (int w = 0; w < 3; w++) {
         double m = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
         long t0 = samples[first].ms;
-        long from = half ? warmup * 1000 + (seconds - 1 - warmup) * 500 : warmup * 1000;
+        long from = w == 2 ? mid : warmup * 1000, to_ms = w == 1 ? mid : end;
         for (int i = first; i < last; i++) {
             double x = (double)(samples[i].ms - t0) / 60000.0, y = (double)samples[i].rss;
-            if (samples[i].ms - t0 < from || samples[i].ms - t0 > (seconds - 1) * 1000)
-                continue; /* warming up, or winding down */
+            if (samples[i].ms - t0 < from || samples[i].ms - t0 > to_ms)
+                continue; /* warming up, winding down, or the other half */
             m++, sx += x, sy += y, sxx += x * x, sxy += x * y;
         }
         double sl = m > 2 ? (m * sxy - sx * sy) / (m * sxx - sx * sx) : 0; /* KiB per minute */
         double p = m > 2 ? 100.0 * sl / (sy / m) : 0;
-        if (half) {
-            pct2 = p;
-        } else {
+        if (w == 0)
             slope = sl, pct = p, n = m;
-        }
+        else if (w == 1)
+            pct1 = p;
+        else
+            pct2 = p;
     }
 
     say(to[1], "quit\n");
@@ -375,10 +379,11 @@ int main(int argc, char **argv)
     printf("soak: peak %ld fds, %ld green threads, %ld connections; after: %ld fds (baseline %ld), "
            "%ld green threads (baseline %ld), RSS %ld KiB\n",
            peak_fds, peak_alive, peak_conns, after.fds, base.fds, after.alive, base.alive, after.rss);
-    printf("soak: RSS slope after warm-up: %.1f KiB/min over %.0f samples = %.2f %%/min, over its second half "
-           "%.2f %%/min (limit %.2f, for both)\n", slope, n, pct, pct2, max_slope);
+    printf("soak: RSS slope after warm-up: %.1f KiB/min over %.0f samples = %.2f %%/min; its first half "
+           "%.2f %%/min, its second half %.2f %%/min (limit %.2f, for both halves)\n", slope, n, pct, pct1, pct2,
+           max_slope);
     int ok = tally.wrong == 0 && tally.failed == 0 && after.fds == base.fds && after.alive == base.alive &&
-             n > 2 && (pct < max_slope || pct2 < max_slope) && WIFEXITED(status) && WEXITSTATUS(status) == 0 && tally.answers > 0 &&
+             n > 2 && (pct1 < max_slope || pct2 < max_slope) && WIFEXITED(status) && WEXITSTATUS(status) == 0 && tally.answers > 0 &&
              tally.echoes > 0;
     printf("soak: %s\n", ok ? "PASS" : "FAIL");
     return ok ? 0 : 1;
