@@ -1057,11 +1057,13 @@ static void test_steal_killed_while_moving(void **state)
         green_t busy = spawn_on(0, kq_busy, NULL, GREEN_STACK_DEDICATED);
         assert_non_null(busy);
         void *r = (void *)1;
-        assert_int_equal(green_join(busy, &r, -1), 0);
+        if (green_join(busy, &r, -1) != 0)
+            fail_msg("round %d: the killer's join failed: errno %d", round, errno);
         assert_null(r); /* every kill was accepted */
         for (int i = 0; i < KQ; i++) {
             r = NULL;
-            assert_int_equal(green_join(kq[i], &r, -1), 0);
+            if (green_join(kq[i], &r, -1) != 0)
+                fail_msg("round %d: join of killed task %d failed: errno %d", round, i, errno);
             assert_int_equal((intptr_t)r, ECANCELED);
         }
         assert_int_equal(green_join(w, NULL, -1), 0);
