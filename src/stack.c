@@ -95,7 +95,6 @@ struct green_pool {
     size_t slot_size;         /* page + size */
     struct green_stack *hot, *cold;
     size_t nhot, ncold;
-    size_t hot_max;           /* GREEN_POOL_HOT; fewer for big stacks (GREEN_BIG_CACHE) */
     int cold_dirty;           /* a stack went cold since the last trim: worth a walk */
     struct green_chunk *chunks;
     size_t total;
@@ -392,14 +391,6 @@ static struct green_pool *pool_for(struct green_hub *h, size_t size)
     p->hub = h;
     p->size = size;
     p->slot_size = size + page_size;
-    p->hot_max = GREEN_POOL_HOT;
-    if (size > GREEN_BIG_STACK) {
-        p->hot_max = GREEN_BIG_CACHE / p->slot_size;
-        if (p->hot_max < 1)
-            p->hot_max = 1;
-        else if (p->hot_max > GREEN_POOL_HOT)
-            p->hot_max = GREEN_POOL_HOT;
-    }
     p->next = h->stack_pools;
     h->stack_pools = p;
     return p;
@@ -522,35 +513,47 @@ void green__stack_put(struct green_hub *h, struct green_stack *s)
     stack_put(s);
 }
 
+/* A big stack (a green pthread's: a real thread's size) keeps only its top
+ * GREEN_STACK_KEEP bytes when released, as glibc does for an exiting thread: a program
+ * whose threads each touch a deep frame once would otherwise hold all those pages in
+ * the pool. And only as many stay hot as GREEN_BIG_CACHE holds (at least one): past
+ * that it keeps nothing, as glibc unmaps a stack its cache has no room for. Returns that
+ * number. One madvise per release of such a stack; out of line, so that the default
+ * sizes' path stays as it was (a field of the pool and this code inline cost
+ * green_new+switch+destroy 15 ns in bench_spawn). */
+static __attribute__((noinline, cold)) size_t big_release(struct green_pool *p, struct green_stack *s)
+{
+    size_t hot_max = GREEN_BIG_CACHE / p->slot_size;
+    hot_max = hot_max < 1 ? 1 : hot_max > GREEN_POOL_HOT ? GREEN_POOL_HOT : hot_max;
+    if (!s->hot)
+        return hot_max;
+    int stays_hot = p->nhot < hot_max;
+    char *keep = stays_hot ? s->hi - GREEN_STACK_KEEP : s->hi + GREEN_TOP_ZONE;
+    /* a dying green thread may release its stack while its last frames are still on it
+     * (green__switch_slow's fast path): never below where this call stands */
+    char *here = (char *)__builtin_frame_address(0) - 4096;
+    int on_it = here >= s->lo && here < s->hi + GREEN_TOP_ZONE;
+    if (on_it && here < keep)
+        keep = here;
+    madvise(s->lo, (size_t)(keep - s->lo) & ~(page_size - 1), MADV_DONTNEED);
+    if (!stays_hot && !on_it) {
+        s->hot = 0; /* all of it given back: cold, and armed again when taken */
+        s->armed = 0;
+        s->dirty = NULL;
+    } else if (s->dirty && s->dirty < keep) {
+        s->dirty = keep;
+    }
+    return hot_max;
+}
+
 static void stack_put(struct green_stack *s)
 {
     struct green_pool *p = s->pool;
     s->owner = NULL;
-    if (GREEN_UNLIKELY((size_t)(s->hi - s->lo) > GREEN_BIG_STACK) && s->hot) {
-        /* A big stack (a green pthread's: a real thread's size) keeps only its top
-         * GREEN_STACK_KEEP bytes, as glibc does for an exiting thread: a program whose
-         * threads each touch a deep frame once would otherwise hold all those pages in
-         * the pool; past the pool's hot_max it keeps nothing, as glibc unmaps a stack
-         * its cache has no room for. One madvise per release of such a stack, none for
-         * default sizes. */
-        int stays_hot = p->nhot < p->hot_max;
-        char *keep = stays_hot ? s->hi - GREEN_STACK_KEEP : s->hi + GREEN_TOP_ZONE;
-        /* a dying green thread may release its stack while its last frames are still on
-         * it (green__switch_slow's fast path): never below where this call stands */
-        char *here = (char *)__builtin_frame_address(0) - 4096;
-        int on_it = here >= s->lo && here < s->hi + GREEN_TOP_ZONE;
-        if (on_it && here < keep)
-            keep = here;
-        madvise(s->lo, (size_t)(keep - s->lo) & ~(page_size - 1), MADV_DONTNEED);
-        if (!stays_hot && !on_it) {
-            s->hot = 0; /* all of it given back: cold, and armed again when taken */
-            s->armed = 0;
-            s->dirty = NULL;
-        } else if (s->dirty && s->dirty < keep) {
-            s->dirty = keep;
-        }
-    }
-    if (p->nhot < p->hot_max) {
+    size_t hot_max = GREEN_POOL_HOT;
+    if (GREEN_UNLIKELY((size_t)(s->hi - s->lo) > GREEN_BIG_STACK))
+        hot_max = big_release(p, s);
+    if (p->nhot < hot_max) {
         s->next = p->hot;
         p->hot = s;
         p->nhot++;
