@@ -726,10 +726,18 @@ int green__ring_unlink(struct green_hub *h, struct green *g)
             green__rq_push_front(h, g);
             return 0;
         }
-        break; /* a thief took it */
+        /* a thief took it, or is taking it: it writes g->hub before it empties the slot,
+         * so wait for the slot (else g->hub may still say h, and the caller would treat
+         * a green thread on its way to the thief as its own: a join of it parked the root
+         * for a task no longer here, EDEADLK; or it was woken on the wrong hub) */
+        while (__atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE) == taken(g))
+            green_cpu_relax();
+        break;
     }
     return __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) != h;
 }
+
+void (*green__steal_pause)(void); /* tests only (sched.h) */
 
 /* On h's thread (an idle member): take what the other members' rings hold. The CAS on
  * the slot decides between thieves, and between a thief and the ring's hub taking it
@@ -751,6 +759,8 @@ int green__steal(struct green_hub *h)
             if (!g || ((uintptr_t)g & 1) ||
                 !__atomic_compare_exchange_n(&v->ring[i], &g, taken(g), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
                 continue;
+            if (GREEN_UNLIKELY(green__steal_pause != NULL))
+                green__steal_pause();
             __atomic_store_n(&g->hub, h, __ATOMIC_RELEASE);
             __atomic_store_n(&v->ring[i], NULL, __ATOMIC_RELEASE);
             __atomic_and_fetch(&v->ring_mask, ~(1u << i), __ATOMIC_RELEASE);

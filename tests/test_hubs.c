@@ -15,6 +15,7 @@
 #endif
 #include "green_test.h"
 #include "../src/green_private.h" /* the patch library's calls across hubs */
+#include "../src/sched.h"          /* green__steal_pause */
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -1021,9 +1022,8 @@ static void *kq_busy(void *arg)
     return (void *)(intptr_t)failed;
 }
 
-static void test_steal_killed_while_moving(void **state)
+static void kq_rounds(int rounds)
 {
-    (void)state;
     assert_int_equal(green_hub_count(), 2);
     /* hub 2 looks loaded (green threads waiting there), and is busy (not asking for work)
      * when they are spawned: GREEN_HUB_ANY puts them all here */
@@ -1032,12 +1032,7 @@ static void test_steal_killed_while_moving(void **state)
     green_t holders[HOLDERS];
     for (int i = 0; i < HOLDERS; i++)
         assert_non_null(holders[i] = spawn_on(2, hold_hub, NULL, GREEN_STACK_SHARED));
-#if defined(__x86_64__)
-    enum { ROUNDS_KQ = 20 };
-#else
-    enum { ROUNDS_KQ = 2 }; /* started ones stay (GREEN_MOVE_STARTED): each round waits 2 s */
-#endif
-    for (int round = 0; round < ROUNDS_KQ; round++) {
+    for (int round = 0; round < rounds; round++) {
         __atomic_store_n(&steal_w_running, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&steal_w_stop, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&kq_on2, 0, __ATOMIC_SEQ_CST);
@@ -1071,6 +1066,43 @@ static void test_steal_killed_while_moving(void **state)
     green_event_set(&hold);
     assert_int_equal(green_joinall(holders, HOLDERS, -1), 0);
     green_event_destroy(&hold);
+}
+
+static void test_steal_killed_while_moving(void **state)
+{
+    (void)state;
+#if defined(__x86_64__)
+    kq_rounds(20);
+#else
+    kq_rounds(2); /* started ones stay (GREEN_MOVE_STARTED): each round waits 2 s */
+#endif
+}
+
+/* The same with a slow thief: ~50 us between its claim of a ring slot and its write of
+ * the green thread's hub. The ring's hub that looks the green thread up meanwhile (the
+ * kill, the root's join) must wait for the thief, not take it for its own: it did, and
+ * the root's join failed with EDEADLK (nothing left on its hub), or the end of the task
+ * on the thief's hub woke the other hub's root there (a crash) — ~1% of runs beside a
+ * CPU hog, nearly every run with this pause. */
+static void pause_50us(void)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 50000);
+}
+
+static void test_steal_slow_thief(void **state)
+{
+    (void)state;
+    green__steal_pause = pause_50us;
+#if defined(__x86_64__)
+    kq_rounds(5);
+#else
+    kq_rounds(1);
+#endif
+    green__steal_pause = NULL;
 }
 
 /* The idle hubs go back to sleep after spinning: over a second of idleness the group's
@@ -1116,6 +1148,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest steal[] = {
             cmocka_unit_test(test_steal_from_busy_hub),
             cmocka_unit_test(test_steal_killed_while_moving),
+            cmocka_unit_test(test_steal_slow_thief),
             cmocka_unit_test(test_idle_hubs_stop_spinning),
         };
         return cmocka_run_group_tests(steal, NULL, NULL);
