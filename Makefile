@@ -30,7 +30,7 @@ BENCH_PKGS := cmake gcc make pkg-config liburing-dev valgrind libc-ares-dev libh
               libssl-dev openssl \
               iproute2 golang-go python3-gevent libcurl4-openssl-dev $(CORPUS_PKGS)
 
-.PHONY: fuzz all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
+.PHONY: fuzz stress all test bench bench-peers bench-net bench-corpus deps-test deps-bench test-native \
         test-ucontext test-asan test-tsan test-valgrind test-aarch64 fault soak chaos install clean
 
 all:
@@ -170,6 +170,17 @@ chaos:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
 	cmake --build build -j$(JOBS) --target chaos
 	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_HUBS=$(CHAOS_HUBS) build/tests/chaos
+
+# The tests that cross OS threads, STRESS_ROUNDS times two at once beside a spinning
+# process (tests/stress.sh, docs/testing.md): races of a few instructions show up here.
+# STRESS_TESTS="hubs_steal xsync" picks tests (ctest names); default: label hub and more.
+STRESS_ROUNDS ?= 25
+STRESS_TESTS ?=
+stress:
+	$(call apt_install,cmake gcc make pkg-config libcmocka-dev liburing-dev libhttp-parser-dev)
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEN_EXAMPLES=ON -DGREEN_BENCH=ON
+	cmake --build build -j$(JOBS)
+	bash tests/stress.sh build $(STRESS_ROUNDS) $(STRESS_TESTS)
 
 # libFuzzer harnesses (tests/fuzz/), each for FUZZ_SECONDS (default 600) on its corpus,
 # under ASan+UBSan; `make test` replays the committed corpora once.
