@@ -9,7 +9,8 @@
 # __green_hot_end, by which each library's constructor makes each page of its headers
 # and of the hot code past the mark a mapping of its own and drops them
 # (green_private_text_trim, src/sys.c); it puts .rodata with the headers, away from
-# .eh_frame, and the segments on 64 KiB boundaries; and the library's calls into others
+# .eh_frame, the small zero-filled variables before the big tables (GREEN_BIG_BSS), and
+# the segments on 64 KiB boundaries; and the library's calls into others
 # are bound at load (-z now) (docs/DESIGN.md, "Resident code"). Only the layout changes, not the code;
 # GREEN_HOT_LAYOUT=OFF turns it off, and it is left out where the linker does not take
 # such a script (INSERT: GNU ld, lld).
@@ -57,12 +58,18 @@ function(green_hot_layout objects library list)
     set(body "${common}")
   endif()
   set(ld ${PROJECT_BINARY_DIR}/${library}-hot.ld)
-  # and the read-only data goes with the headers' segment (the dynamic symbols and
+  # and the zero-filled variables without a section of their own (the small ones) come
+  # first, in an output section before .bss, whose pattern then gets the big tables
+  # (GREEN_BIG_BSS, src/core.h): the small ones share two pages that every program
+  # writes, the tables come after (a statement inserted after .bss would match nothing:
+  # .bss's own pattern, earlier in the script, takes every .bss.* first).
+  # The read-only data goes with the headers' segment (the dynamic symbols and
   # relocations: read at every start, so mapped anyway), not with .eh_frame, so that
   # the latter's segment stays unmapped unless something unwinds through us
   file(WRITE ${ld} "/* made by cmake/hot_layout.cmake from ${list} ${ARGN} */\n"
     "SECTIONS\n{\n  .rodata :\n  {\n    *(.rodata .rodata.* .gnu.linkonce.r.*)\n  }\n}\nINSERT AFTER .rela.plt;\n"
-    "SECTIONS\n{\n  .text.green_hot :\n  {\n${body}    PROVIDE_HIDDEN(__green_hot_end = .);\n  }\n}\nINSERT BEFORE .text;\n")
+    "SECTIONS\n{\n  .text.green_hot :\n  {\n${body}    PROVIDE_HIDDEN(__green_hot_end = .);\n  }\n}\nINSERT BEFORE .text;\n"
+    "SECTIONS\n{\n  .bss.green_small :\n  {\n    *(.bss)\n  }\n}\nINSERT BEFORE .bss;\n")
   if(objects)
     target_compile_options(${objects} PRIVATE -ffunction-sections)
   endif()

@@ -28,7 +28,7 @@
  * since the hub last armed that number forgets its stale state first. */
 #define CLOSES_CHUNK 4096u
 #define CLOSES_CHUNKS 1024u
-static uint32_t *closes[CLOSES_CHUNKS];
+static uint32_t *closes[CLOSES_CHUNKS] GREEN_BIG_BSS;
 
 static uint32_t closes_of(int fd)
 {

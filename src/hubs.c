@@ -120,7 +120,7 @@
 
 #define GREEN_HUBS_MAX 1024
 
-static struct green_hub *group[GREEN_HUBS_MAX + 1]; /* 1-based; members never leave */
+static struct green_hub *group[GREEN_HUBS_MAX + 1] GREEN_BIG_BSS; /* 1-based; members never leave */
 static int group_n;
 static pthread_mutex_t group_lock = PTHREAD_MUTEX_INITIALIZER;
 int green__nhungry __attribute__((aligned(64))); /* written by idle members, read by busy ones'

@@ -134,7 +134,7 @@ struct site {
     char name[40];
     char what[160];                /* "pinned in read() via fgets(), called from f+0x2a" */
 };
-static struct site mon_sites[MON_SITES];
+static struct site mon_sites[MON_SITES] GREEN_BIG_BSS;
 static int mon_nsites;
 static struct site mon_other;      /* episodes beyond the table */
 

@@ -63,8 +63,8 @@ static struct {
     int stopping;                         /* at exit: idle threads leave */
     pthread_t tid[POOL_MAX];              /* in the order they started */
     uint8_t left[POOL_MAX];               /* 1: has left (at exit), 2: and is joined */
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-          .gone = PTHREAD_COND_INITIALIZER};
+} pool GREEN_BIG_BSS = {.lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
+                       .gone = PTHREAD_COND_INITIALIZER}; /* all zero bytes (glibc) */
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static __thread int on_pool_thread;

@@ -63,7 +63,7 @@ static uintptr_t vdso_lo, vdso_hi;
 static struct {
     uintptr_t lo, hi;
     int runtime;
-} objects[OBJECTS_MAX];
+} objects[OBJECTS_MAX] GREEN_BIG_BSS;
 static size_t nobjects;
 
 /* Is the object at path part of the runtime rather than of the program? */

@@ -27,7 +27,7 @@
 #define CHUNK_SIZE (1u << CHUNK_BITS)
 #define NCHUNKS (1u << 16)
 
-static unsigned char *chunks[NCHUNKS];
+static unsigned char *chunks[NCHUNKS] GREEN_BIG_BSS;
 
 static unsigned char *chunk_of(int fd, int make)
 {

@@ -35,7 +35,7 @@ struct held {
 __thread unsigned patch_native_held PATCH_TLS_FAST;
 static __thread struct held held[HELD_MAX];
 
-static void *sites[SITES_MAX]; /* call sites reported, process-wide */
+static void *sites[SITES_MAX] GREEN_BIG_BSS; /* call sites reported, process-wide */
 
 /* Forget the entries of green threads that have ended (their handles went stale). */
 static void prune(void)

@@ -792,7 +792,7 @@ static struct {
     /* made before libc was initialised (a sanitizer runtime's pre-init: ASan keeps its
      * per-thread state in one): the OS thread's, green threads or not */
     uint8_t os;
-} keys[PTHREAD_KEYS_MAX];
+} keys[PTHREAD_KEYS_MAX] GREEN_BIG_BSS;
 extern char **environ;
 
 int pthread_key_create(pthread_key_t *k, void (*dtor)(void *))
