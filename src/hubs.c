@@ -737,7 +737,9 @@ int green__ring_unlink(struct green_hub *h, struct green *g)
     return __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) != h;
 }
 
+#if GREEN_TEST_HOOKS
 void (*green__steal_pause)(void); /* tests only (sched.h) */
+#endif
 
 /* On h's thread (an idle member): take what the other members' rings hold. The CAS on
  * the slot decides between thieves, and between a thief and the ring's hub taking it
@@ -759,8 +761,10 @@ int green__steal(struct green_hub *h)
             if (!g || ((uintptr_t)g & 1) ||
                 !__atomic_compare_exchange_n(&v->ring[i], &g, taken(g), 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
                 continue;
+#if GREEN_TEST_HOOKS
             if (GREEN_UNLIKELY(green__steal_pause != NULL))
                 green__steal_pause();
+#endif
             __atomic_store_n(&g->hub, h, __ATOMIC_RELEASE);
             __atomic_store_n(&v->ring[i], NULL, __ATOMIC_RELEASE);
             __atomic_and_fetch(&v->ring_mask, ~(1u << i), __ATOMIC_RELEASE);

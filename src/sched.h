@@ -102,8 +102,9 @@ int green__ring_unlink(struct green_hub *h, struct green *g);
 void green__ring_give(struct green_hub *h); /* the ring's content to a hungry member */
 void green__steal_on(struct green_hub *h); /* h is a member of a group of > 1 from now on */
 int green__steal(struct green_hub *h);
-/* Tests only (NULL otherwise): called by a thief between its claim of a slot and its
- * write of g->hub, to hold the window in which g's old hub may look it up wide open. */
+/* Tests only (NULL otherwise; defined in builds with the tests, GREEN_TEST_HOOKS): called
+ * by a thief between its claim of a slot and its write of g->hub, to hold the window in
+ * which g's old hub may look it up wide open. */
 extern void (*green__steal_pause)(void);
 /* 1 while h's ring may hold something (on h's thread; acquire: a theft seen as done here
  * is complete, its g->hub written) */
