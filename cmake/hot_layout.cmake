@@ -60,7 +60,7 @@ function(green_hot_layout objects library list)
   set(ld ${PROJECT_BINARY_DIR}/${library}-hot.ld)
   # and the zero-filled variables without a section of their own (the small ones) come
   # first, in an output section before .bss, whose pattern then gets the big tables
-  # (GREEN_BIG_BSS, src/core.h): the small ones share two pages that every program
+  # (GREEN_BIG_BSS, src/green_private.h): the small ones share two pages that every program
   # writes, the tables come after (a statement inserted after .bss would match nothing:
   # .bss's own pattern, earlier in the script, takes every .bss.* first).
   # The read-only data goes with the headers' segment (the dynamic symbols and

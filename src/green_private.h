@@ -25,11 +25,12 @@ extern "C" {
 #define GREEN_PRIVATE_API __attribute__((visibility("default")))
 
 /* Large zero-filled tables that a process touches sparsely or not at all (the fd view's
- * chunk table, the monitor's sites, key records, the hub group): a section of their own,
- * which the hot layout's linker script (cmake/hot_layout.cmake) puts after .bss, so that
- * the small variables every program writes share two pages instead of each table's
- * neighbours' (six pages of libgreen-run.so's .bss were resident in tinyproxy, for ~6 KiB
- * of small variables). Without that script they stay in .bss, where they were. */
+ * chunk table, the monitor's sites, key records, the hub group): a section of their own.
+ * The hot layout's linker script (cmake/hot_layout.cmake) puts every object's other
+ * zero-filled variables before .bss, and these tables after them, so that the small
+ * variables every program writes share two pages instead of each table's neighbours'
+ * (six pages of libgreen-run.so's .bss were resident in tinyproxy, for ~6 KiB of small
+ * variables). Without that script they stay in .bss, where they were. */
 #define GREEN_BIG_BSS __attribute__((section(".bss.green_big")))
 
 /* ---- libc (sys.c) ---- */

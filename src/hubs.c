@@ -645,8 +645,16 @@ void green__ring_fill(struct green_hub *h)
     h->ring_left = mask;
 }
 
+/* A thief that has marked slot i of h's ring taken writes g->hub, then empties the
+ * slot: wait for that (a few stores), after which g->hub names the thief. */
+static inline void thief_wait(struct green_hub *h, int i, struct green *g)
+{
+    while (__atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE) == taken(g))
+        green_cpu_relax();
+}
+
 /* Slot i of h's ring back to h, if it still holds g: 1 if taken back. A thief in the
- * middle of taking it is waited for (a few stores). */
+ * middle of taking it is waited for. */
 static int ring_take_back(struct green_hub *h, int i, struct green *g)
 {
     struct green *v = g;
@@ -655,8 +663,7 @@ static int ring_take_back(struct green_hub *h, int i, struct green *g)
         green__count(&h->alive, 1);
         return 1;
     }
-    while (__atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE) == taken(g))
-        green_cpu_relax();
+    thief_wait(h, i, g);
     return 0;
 }
 
@@ -726,12 +733,11 @@ int green__ring_unlink(struct green_hub *h, struct green *g)
             green__rq_push_front(h, g);
             return 0;
         }
-        /* a thief took it, or is taking it: it writes g->hub before it empties the slot,
-         * so wait for the slot (else g->hub may still say h, and the caller would treat
-         * a green thread on its way to the thief as its own: a join of it parked the root
-         * for a task no longer here, EDEADLK; or it was woken on the wrong hub) */
-        while (__atomic_load_n(&h->ring[i], __ATOMIC_ACQUIRE) == taken(g))
-            green_cpu_relax();
+        /* a thief took it, or is taking it: wait for it (else g->hub may still say h,
+         * and the caller would treat a green thread on its way to the thief as its own:
+         * a join of it parked the root for a task no longer here, EDEADLK; or it was
+         * woken on the wrong hub) */
+        thief_wait(h, i, g);
         break;
     }
     return __atomic_load_n(&g->hub, __ATOMIC_ACQUIRE) != h;

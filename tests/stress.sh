@@ -34,11 +34,12 @@ for t in "${tests[@]}"; do
             ctest -R "^$t\$" --no-tests=error --timeout 600 --output-on-failure >"$logs/$t.$k.log" 2>&1 &
             pids+=($!)
         done
-        for k in 0 1; do
-            if ! wait "${pids[k]}"; then
+        for k in a b; do
+            if ! wait "${pids[0]}"; then
                 f=$((f + 1))
-                mv "$logs/$t.$([ $k = 0 ] && echo a || echo b).log" "$logs/$t.failed.$i.$k.log"
+                mv "$logs/$t.$k.log" "$logs/$t.failed.$i.$k.log"
             fi
+            pids=("${pids[@]:1}")
         done
     done
     rm -f "$logs/$t.a.log" "$logs/$t.b.log"
