@@ -7,7 +7,7 @@
  *
  * Rows, each the median of 3 runs of many calls by one green thread (one call at a time:
  * this is the latency a green thread pays, not throughput):
- *   pread/pwrite 4 KiB and 64 KiB, page-cache hits:
+ *   pread/pwrite 4 KiB, 64 KiB and 1 MiB, page-cache hits:
  *     inline        the system call on the hub's thread (what the patch does by default)
  *     pool          green_run_blocking() of the same call: the pool's round trip
  *     green (epoll) green_read/green_write on an epoll hub: the pool plus a bounce buffer
@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #define FILE_SIZE (16 << 20)
+#define BUF_SIZE (1 << 20) /* the largest call's */
 
 static int fd;
 static char path[4096];
@@ -152,11 +153,11 @@ int main(int argc, char **argv)
 {
     snprintf(path, sizeof path, "%s/bench_file_rule.%d", argc > 1 ? argv[1] : ".", (int)getpid());
     fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || posix_memalign((void **)&buf, 4096, 1 << 16) != 0) {
+    if (fd < 0 || posix_memalign((void **)&buf, 4096, BUF_SIZE) != 0) {
         perror("bench_file_rule");
         return 1;
     }
-    memset(buf, 'x', 1 << 16);
+    memset(buf, 'x', BUF_SIZE);
     for (off_t off = 0; off < FILE_SIZE; off += 1 << 16)
         if (pwrite(fd, buf, 1 << 16, off) != 1 << 16)
             return 1;
@@ -168,18 +169,20 @@ int main(int argc, char **argv)
     printf("| call | inline | pool (green_run_blocking) | green_read/write, epoll hub (pool + copy) "
            "| green_read/write, io_uring hub |\n");
     printf("|---|---:|---:|---:|---:|\n");
-    struct { const char *name; enum op op; size_t n; } rows[] = {
-        {"pread 4 KiB, cached", READ, 4096},
-        {"pread 64 KiB, cached", READ, 65536},
-        {"pwrite 4 KiB", WRITE, 4096},
-        {"pwrite 64 KiB", WRITE, 65536},
+    struct { const char *name; enum op op; size_t n; int calls; } rows[] = {
+        {"pread 4 KiB, cached", READ, 4096, calls},
+        {"pread 64 KiB, cached", READ, 65536, calls},
+        {"pread 1 MiB, cached", READ, BUF_SIZE, calls / 10},
+        {"pwrite 4 KiB", WRITE, 4096, calls},
+        {"pwrite 64 KiB", WRITE, 65536, calls},
+        {"pwrite 1 MiB", WRITE, BUF_SIZE, calls / 10},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         printf("| %s |", rows[i].name);
-        cell(measure(INLINE, rows[i].op, rows[i].n, calls));
-        cell(measure(POOL, rows[i].op, rows[i].n, calls));
-        cell(measure(GREEN, rows[i].op, rows[i].n, calls));
-        cell(on_uring(rows[i].op, rows[i].n, calls, poller));
+        cell(measure(INLINE, rows[i].op, rows[i].n, rows[i].calls));
+        cell(measure(POOL, rows[i].op, rows[i].n, rows[i].calls));
+        cell(measure(GREEN, rows[i].op, rows[i].n, rows[i].calls));
+        cell(on_uring(rows[i].op, rows[i].n, rows[i].calls, poller));
         printf("\n");
     }
     printf("| pread 64 KiB, not cached |");

@@ -5,6 +5,7 @@
  * user's view of an fd's flags stays POSIX. Real servers on loopback: the HTTP server
  * of delay_server.h (a forked child) and a redis-server started here when installed. */
 #include "green_test.h"
+#include "pool_gate.h"
 #include <green_patch.h>
 #include "delay_server.h"
 
@@ -1253,6 +1254,74 @@ static void test_locks(void **state)
     assert_hub_idle();
 }
 
+static long call_pwrite(struct blocked *b)
+{
+    return pwrite((int)b->arg[0], (const void *)b->arg[1], (size_t)b->arg[2], 0);
+}
+
+/* The file rule by default (the size rule): a read or write of a regular file under
+ * GREEN_PATCH_FILES_BIG (1 MiB) runs inline, one of 1 MiB or more on the pool with the
+ * caller's own buffers, parking only its green thread — and it runs to its end: a kill
+ * that comes meanwhile is held until the call has returned its count. */
+static void test_file_rule(void **state)
+{
+    (void)state;
+    if (getenv("GREEN_PATCH_FILES") || getenv("GREEN_PATCH_FILES_BIG"))
+        skip(); /* another rule */
+    alarm(60);
+    char path[] = "/tmp/test_patch_rule.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const size_t big = 1 << 20;
+    unsigned char *out = malloc(big), *in = malloc(big);
+    assert_non_null(out);
+    assert_non_null(in);
+    for (size_t i = 0; i < big; i++)
+        out[i] = (unsigned char)(i * 7 + i / 4096);
+    struct gate gt;
+    gate_close(&gt); /* every pool thread busy: a call sent there waits */
+    /* a byte less than the size: inline, done while the pool is still full */
+    struct blocked small = {.call = call_pwrite, .arg = {fd, (long)out, (long)big - 1}};
+    green_t g = green_spawn(blocked_run, &small);
+    assert_non_null(g);
+    assert_int_equal(green_sleep(20), 0);
+    assert_true(small.done);
+    assert_int_equal(small.r, (long)big - 1);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    /* the size: queued for the pool, its green thread parked (this one ran meanwhile) */
+    struct blocked b = {.call = call_pwrite, .arg = {fd, (long)out, (long)big}};
+    g = blocked_start(&b);
+    assert_int_equal(green_kill(g), 0); /* held: the pool will write from its buffer */
+    assert_int_equal(green_sleep(20), 0);
+    assert_false(b.done);
+    gate_open(&gt);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b.done);
+    assert_int_equal(b.r, (long)big);
+    /* what it wrote, read back by a big pread (the root's: on the pool too) */
+    assert_int_equal(pread(fd, in, big, 0), (ssize_t)big);
+    assert_memory_equal(in, out, big);
+    /* readv at the file's position, 1 MiB in two pieces: the position moves by it */
+    memset(in, 0, big);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    struct iovec iov[2] = {{in, 1000}, {in + 1000, big - 1000}};
+    assert_int_equal(readv(fd, iov, 2), (ssize_t)big);
+    assert_memory_equal(in, out, big);
+    assert_int_equal(lseek(fd, 0, SEEK_CUR), (off_t)big);
+    /* the end of the file: the short count; a write-only file: the call's EBADF */
+    assert_int_equal(pread(fd, in, big, (off_t)big - 10), 10);
+    int wfd = open(path, O_WRONLY);
+    assert_true(wfd >= 0);
+    assert_fails_with(pread(wfd, in, big, 0), EBADF);
+    close(wfd);
+    close(fd);
+    unlink(path);
+    free(in);
+    free(out);
+    alarm(0);
+    assert_hub_idle();
+}
+
 /* ---- DNS: libc's answer, freed by libc ---- */
 
 static void *resolve(void *arg)
@@ -1707,6 +1776,7 @@ int main(void)
         cmocka_unit_test(test_epoll),
         cmocka_unit_test(test_copies),
         cmocka_unit_test(test_locks),
+        cmocka_unit_test(test_file_rule),
         cmocka_unit_test(test_signal_interrupts_root),
         cmocka_unit_test(test_signal_other_os_thread),
         cmocka_unit_test(test_signal_waits),

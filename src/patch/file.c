@@ -10,13 +10,23 @@
  * (docs/patch.md has the table): a page-cache hit costs 0.6-1 µs (4 KiB) to 3-6 µs
  * (64 KiB) inline, 11-40 µs through the pool, 3-10 µs (reads) and 9-27 µs (writes)
  * through io_uring; a page-cache miss on a virtio disk 100-170 µs; an fsync 40-130 µs.
- * Hence the rule:
- *  - reads and writes of regular files run inline: most are page-cache hits, and a
- *    pool round trip costs ten times one. GREEN_PATCH_FILES=pool sends them off the
- *    hub's thread — to io_uring when the hub polls with it, else to the pool — for
- *    programs whose files are cold or slow (network file systems), at that price per
- *    call; read, readv, write and writev of regular files (io.c) follow it too (an
- *    O_DIRECT file stays inline: its transfers need the caller's aligned buffer);
+ * Hence the rule (GREEN_PATCH_FILES, io.h):
+ *  - reads and writes of regular files under GREEN_PATCH_FILES_BIG bytes (1 MiB) run
+ *    inline: most are page-cache hits, and a pool round trip costs ten times one;
+ *  - a call of 1 MiB or more goes to the pool, on the caller's own buffers: inline it
+ *    holds the hub ~0.1 ms at best (a page-cache hit) and for as long as the disk takes
+ *    at worst (a 3 MiB write on a loaded CI disk held it 105 ms), and the round trip adds
+ *    5-40% to a 1 MiB hit (read 95-97 -> 114-133 µs, write 160-182 -> 165-216 µs). Without a bounce buffer the hub's thread copies nothing, so the
+ *    caller must stay until the call ends: kills, cancellation and scoped deadlines are
+ *    held meanwhile (rw_big), as the kernel holds a thread in a regular file's I/O. A
+ *    shared-stack green thread (its stack copied away while it waits) takes the bounce
+ *    path below instead;
+ *  - GREEN_PATCH_FILES=inline makes every call inline; =pool sends every one off the
+ *    hub's thread — to io_uring when the hub polls with it, else to the pool, through a
+ *    bounce buffer (green_private_file_io) — for programs whose files are cold or slow
+ *    (network file systems), at that price per call; read, readv, write and writev of
+ *    regular files (io.c) follow the rule too (an O_DIRECT file stays inline: its
+ *    transfers need the caller's aligned buffer);
  *  - fsync and fdatasync always go to the pool: their cost is the disk's, and the
  *    round trip is small beside it;
  *  - a lock that another process holds (flock, lockf, F_SETLKW, F_OFD_SETLKW) is waited
@@ -40,20 +50,29 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-/* ---- the switch ---- */
+/* ---- the rule ---- */
 
-static int files_pool_cached = -1;
+enum { FILES_SIZE, FILES_INLINE, FILES_POOL };
+static int files_mode = -1;                    /* read on first use */
+static size_t files_big = FILES_BIG_DEFAULT;   /* written before files_mode */
 
-int patch_files_pool(void)
+static int files_mode_get(void)
 {
-    if (PATCH_LIKELY(files_pool_cached >= 0))
-        return files_pool_cached;
+    int m = __atomic_load_n(&files_mode, __ATOMIC_ACQUIRE);
+    if (PATCH_LIKELY(m >= 0))
+        return m;
     extern char **environ;
     if (!environ) /* a sanitizer's pre-init, before libc's own: ask again later */
-        return 0;
+        return FILES_INLINE;
     const char *v = getenv("GREEN_PATCH_FILES");
-    files_pool_cached = v && strcmp(v, "pool") == 0;
-    return files_pool_cached;
+    m = v && strcmp(v, "pool") == 0 ? FILES_POOL : v && strcmp(v, "inline") == 0 ? FILES_INLINE : FILES_SIZE;
+    const char *b = getenv("GREEN_PATCH_FILES_BIG");
+    if (b && *b) {
+        size_t big = patch_env_size(b);
+        files_big = big ? big : SIZE_MAX; /* 0: no call is big */
+    }
+    __atomic_store_n(&files_mode, m, __ATOMIC_RELEASE);
+    return m;
 }
 
 /* ---- waits that poll ---- */
@@ -109,15 +128,64 @@ ssize_t patch_pool_call(struct patch_job *j)
 /* green_private_file_io moves at most this much a call */
 #define FILE_CHUNK ((size_t)1 << 20)
 
+/* The call itself on a pool thread, with the caller's iovec and buffers. */
+static ssize_t rw_job(struct patch_job *j)
+{
+    int fd = (int)j->arg[0], cnt = (int)j->arg[3];
+    const struct iovec *iov = (const struct iovec *)j->arg[2];
+    off_t off = j->off[0];
+    if (j->arg[1])
+        return off < 0 ? patch_real()->writev(fd, iov, cnt) : patch_real()->pwritev(fd, iov, cnt, off);
+    return off < 0 ? patch_real()->readv(fd, iov, cnt) : patch_real()->preadv(fd, iov, cnt, off);
+}
+
+/* 1 when the caller's memory stays where it is while it waits: not a shared-stack green
+ * thread (whose stack, where its buffer may be, is copied away meanwhile). */
+static int buffers_stay(void)
+{
+    green_t self = green_current();
+    void *lo;
+    size_t size;
+    int detached;
+    return self == green_root() || (green_private_attr(self, &lo, &size, &detached) == 0 && lo != NULL);
+}
+
+/* A big call (files_big bytes or more) on the pool, made on the caller's own buffers: no
+ * bounce buffer, so no copy on the hub's thread (as long as the kernel's); the caller
+ * waits for its end whatever comes, as a thread in a regular file's I/O waits (kills,
+ * cancellation and scoped deadlines act after it; a handler's signal does not end it).
+ * -2 when the pool could not take it (the caller then makes it inline). */
+static ssize_t rw_big(int fd, int write, const struct iovec *iov, int cnt, off_t off)
+{
+    if (green_private_shield_push(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS) != 0)
+        return -2;
+    int e = errno;
+    struct patch_job j = {.fn = rw_job, .arg = {fd, write, (long)(uintptr_t)iov, cnt}, .off = {off}};
+    ssize_t r = patch_pool_call(&j);
+    int err = errno;
+    green_private_shield_pop(GREEN_SHIELD_KILLS | GREEN_SHIELD_TIMEOUTS);
+    if (r < 0 && j.res >= 0) /* the pool's own failure (ENOMEM): not the call's */
+        return -2;
+    errno = r < 0 ? err : e;
+    return r;
+}
+
 ssize_t patch_file_rw(int fd, int write, const struct iovec *iov, int cnt, off_t off)
 {
     int e = errno;
-    size_t total = 0, done = 0;
-    for (int i = 0; i < cnt; i++)
-        total += iov[i].iov_len;
+    size_t total = patch_iov_bytes(iov, cnt), done = 0;
     if (total == 0) /* nothing to move: the call itself still checks the fd */
         return green_private_file_io(fd, write, NULL, 0, off);
     patch_parking();
+    if (total >= files_big && buffers_stay()) {
+        ssize_t r = rw_big(fd, write, iov, cnt, off);
+        if (r != -2)
+            return r;
+        errno = e; /* the pool is out of reach: the call, inline */
+        if (write)
+            return off < 0 ? patch_real()->writev(fd, iov, cnt) : patch_real()->pwritev(fd, iov, cnt, off);
+        return off < 0 ? patch_real()->readv(fd, iov, cnt) : patch_real()->preadv(fd, iov, cnt, off);
+    }
     for (int i = 0; i < cnt; i++) {
         for (size_t at = 0; at < iov[i].iov_len;) {
             size_t want = iov[i].iov_len - at < FILE_CHUNK ? iov[i].iov_len - at : FILE_CHUNK;
@@ -140,9 +208,10 @@ ssize_t patch_file_rw(int fd, int write, const struct iovec *iov, int cnt, off_t
     return (ssize_t)done;
 }
 
-int patch_file_offload(int fd)
+int patch_file_offload(int fd, size_t bytes)
 {
-    if (!patch_files_pool() || !patch_here())
+    int m = files_mode_get();
+    if (PATCH_LIKELY(m == FILES_INLINE) || (m == FILES_SIZE && bytes < files_big) || !patch_here())
         return 0;
     int s = pfd_learn(fd);
     if (s <= 0 || !(s & PFD_FILE))
@@ -158,7 +227,7 @@ static int iov_ok(int cnt) { return cnt >= 0 && cnt <= IOV_MAX; }
 ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
     patch_cancel_point();
-    if (off < 0 || !patch_file_offload(fd))
+    if (off < 0 || !patch_file_offload(fd, n))
         return patch_real()->pread(fd, buf, n, off);
     struct iovec iov = {buf, n};
     return patch_file_rw(fd, 0, &iov, 1, off);
@@ -188,7 +257,7 @@ GREEN_PATCH(__pread64_chk);
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
     patch_cancel_point();
-    if (off < 0 || !patch_file_offload(fd))
+    if (off < 0 || !patch_file_offload(fd, n))
         return patch_real()->pwrite(fd, buf, n, off);
     struct iovec iov = {(void *)buf, n};
     return patch_file_rw(fd, 1, &iov, 1, off);
@@ -204,7 +273,7 @@ GREEN_PATCH(__pwrite64);
 ssize_t preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 {
     patch_cancel_point();
-    if (off < 0 || !iov_ok(cnt) || !patch_file_offload(fd))
+    if (off < 0 || !iov_ok(cnt) || !patch_file_offload(fd, patch_iov_bytes(iov, cnt)))
         return patch_real()->preadv(fd, iov, cnt, off);
     return patch_file_rw(fd, 0, iov, cnt, off);
 }
@@ -219,7 +288,7 @@ GREEN_PATCH(preadv64);
 ssize_t pwritev(int fd, const struct iovec *iov, int cnt, off_t off)
 {
     patch_cancel_point();
-    if (off < 0 || !iov_ok(cnt) || !patch_file_offload(fd))
+    if (off < 0 || !iov_ok(cnt) || !patch_file_offload(fd, patch_iov_bytes(iov, cnt)))
         return patch_real()->pwritev(fd, iov, cnt, off);
     return patch_file_rw(fd, 1, iov, cnt, off);
 }
@@ -236,7 +305,7 @@ GREEN_PATCH(pwritev64);
 ssize_t preadv2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
     patch_cancel_point();
-    if (flags || off < -1 || !iov_ok(cnt) || !patch_file_offload(fd))
+    if (flags || off < -1 || !iov_ok(cnt) || !patch_file_offload(fd, patch_iov_bytes(iov, cnt)))
         return patch_real()->preadv2(fd, iov, cnt, off, flags);
     return patch_file_rw(fd, 0, iov, cnt, off);
 }
@@ -251,7 +320,7 @@ GREEN_PATCH(preadv64v2);
 ssize_t pwritev2(int fd, const struct iovec *iov, int cnt, off_t off, int flags)
 {
     patch_cancel_point();
-    if (flags || off < -1 || !iov_ok(cnt) || !patch_file_offload(fd))
+    if (flags || off < -1 || !iov_ok(cnt) || !patch_file_offload(fd, patch_iov_bytes(iov, cnt)))
         return patch_real()->pwritev2(fd, iov, cnt, off, flags);
     return patch_file_rw(fd, 1, iov, cnt, off);
 }

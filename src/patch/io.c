@@ -62,7 +62,7 @@ static int iov_ok(int cnt) { return cnt >= 0 && cnt <= IOV_MAX; }
 
 ssize_t read(int fd, void *buf, size_t n)
 {
-    if (patch_file_offload(fd)) {
+    if (patch_file_offload(fd, n)) {
         struct iovec iov = {buf, n};
         return patch_file_rw(fd, 0, &iov, 1, -1);
     }
@@ -83,7 +83,7 @@ GREEN_PATCH(__read_chk);
 
 ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (iov_ok(iovcnt) && patch_file_offload(fd))
+    if (iov_ok(iovcnt) && patch_file_offload(fd, patch_iov_bytes(iov, iovcnt)))
         return patch_file_rw(fd, 0, iov, iovcnt, -1);
     ONE_CALL(fd, POLLIN, 0, ssize_t, patch_real()->readv(fd, iov, iovcnt));
 }
@@ -254,7 +254,7 @@ static ssize_t put_all_copy(struct put *p, const struct iovec *iov, int cnt)
 
 ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (iov_ok(iovcnt) && patch_file_offload(fd))
+    if (iov_ok(iovcnt) && patch_file_offload(fd, patch_iov_bytes(iov, iovcnt)))
         return patch_file_rw(fd, 1, iov, iovcnt, -1);
     struct put p = {.fd = fd};
     return put_all_copy(&p, iov, iovcnt);

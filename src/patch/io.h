@@ -75,15 +75,29 @@ int patch_backoff(int64_t *ms, struct patch_intr **in);
 
 /* ---- regular files (file.c) ---- */
 
-/* 1 when reads and writes of regular files leave the hub's thread
- * (GREEN_PATCH_FILES=pool), read on first use; 0: they run inline (the default). */
-int patch_files_pool(void);
-/* 1 when a read or write of fd is to be handed off by patch_file_rw: the pool mode, a
- * regular file (block device, directory), a green thread. 0 costs one load inline. */
-int patch_file_offload(int fd);
+/* The file rule: where a green thread's read or write of a regular file runs. Unset (or
+ * any value but these two), GREEN_PATCH_FILES is the size rule: a call of
+ * GREEN_PATCH_FILES_BIG bytes or more (FILES_BIG_DEFAULT; 0: none) leaves the hub's
+ * thread, a smaller one runs inline; `inline`: every call inline; `pool`: every call
+ * leaves it. Read on first use. */
+#define FILES_BIG_DEFAULT ((size_t)1 << 20)
+/* 1 when a read or write of `bytes` bytes of fd is to be made by patch_file_rw: the rule
+ * says so, fd is a regular file (block device, directory) not opened O_DIRECT, the
+ * caller a green thread. A small call under the size rule costs a load and a compare. */
+int patch_file_offload(int fd, size_t bytes);
+/* iov's bytes in all (SIZE_MAX when they would overflow). */
+static inline size_t patch_iov_bytes(const struct iovec *iov, int cnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < cnt; i++)
+        n = iov[i].iov_len > SIZE_MAX - n ? SIZE_MAX : n + iov[i].iov_len;
+    return n;
+}
 /* The read (write 0) or write of iov[0..cnt) at off (-1: the file's position) that
- * pread/pwrite/readv/writev would make, made off the hub's thread (io_uring or the pool)
- * while only the caller parks: the count, or -1 + errno. */
+ * pread/pwrite/readv/writev would make, made off the hub's thread while only the caller
+ * parks: a big one (GREEN_PATCH_FILES_BIG) on the pool with the caller's buffers, waited
+ * for to its end; a smaller one (the pool rule) through bounce buffers, by io_uring or the
+ * pool. The count, or -1 + errno. */
 ssize_t patch_file_rw(int fd, int write, const struct iovec *iov, int cnt, off_t off);
 
 /* A call run on libgreen's thread pool while only the caller parks. The record is copied

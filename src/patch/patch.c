@@ -68,6 +68,16 @@ static int env_on(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
+size_t patch_env_size(const char *v)
+{
+    char *end;
+    unsigned long long x = strtoull(v, &end, 0);
+    int shift = *end == 'k' || *end == 'K' ? 10 : *end == 'm' || *end == 'M' ? 20 : 0;
+    if (x > (SIZE_MAX >> shift))
+        return SIZE_MAX;
+    return (size_t)x << shift;
+}
+
 int green_patch_report(FILE *f)
 {
     if (!f) {

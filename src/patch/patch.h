@@ -65,6 +65,10 @@ static inline int patch_here(void)
     return green_private_hub_here() && (PATCH_LIKELY(!patch_in_handler) || patch_handler_left());
 }
 
+/* An environment variable's size: bytes, with an optional k/K or m/M suffix (0 when it
+ * says none; SIZE_MAX when too large). (patch.c) */
+size_t patch_env_size(const char *v);
+
 /* 1 when thread patching is on (GREEN_PATCH_THREADS=1), read on first use: a
  * sanitizer runtime that is not first in the library list can make our constructor run
  * before the environment is readable. */

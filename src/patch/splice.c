@@ -132,8 +132,12 @@ static ssize_t transfer(int in, int out, size_t len, int file_to_stream, move_fn
     return r;
 }
 
-/* 1 when both fds are files that the pool mode sends off the hub's thread. */
-static int files_to_pool(int in, int out) { return patch_file_offload(in) && patch_file_offload(out); }
+/* 1 when both fds are files whose transfer of len bytes the file rule sends off the
+ * hub's thread. */
+static int files_to_pool(int in, int out, size_t len)
+{
+    return patch_file_offload(in, len) && patch_file_offload(out, len);
+}
 
 /* ---- sendfile ---- */
 
@@ -158,7 +162,7 @@ ssize_t sendfile(int out, int in, off_t *offset, size_t count)
 {
     if (!patch_here() && !pfd_get(in) && !pfd_get(out))
         return patch_real()->sendfile(out, in, offset, count);
-    if (files_to_pool(in, out)) {
+    if (files_to_pool(in, out, count)) {
         struct patch_job j = {.fn = sendfile_job, .arg = {out, in, offset != NULL, (long)count},
                               .off = {offset ? *offset : 0}};
         ssize_t r = patch_pool_call(&j);
@@ -232,7 +236,7 @@ static ssize_t cfr_move(void *ctx, size_t left) /* splice's arguments, the same 
 
 ssize_t copy_file_range(int in, off64_t *off_in, int out, off64_t *off_out, size_t len, unsigned int flags)
 {
-    if (!files_to_pool(in, out)) {
+    if (!files_to_pool(in, out, len)) {
         struct splice_args a = {in, out, off_in, off_out, flags};
         return move_whole(cfr_move, &a, len);
     }

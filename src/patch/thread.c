@@ -253,15 +253,8 @@ static size_t default_stack(void)
     if (n)
         return n;
     const char *v = getenv("GREEN_PATCH_STACK_SIZE");
-    if (v && *v) {
-        char *end;
-        unsigned long long x = strtoull(v, &end, 0);
-        if (*end == 'k' || *end == 'K')
-            x <<= 10;
-        else if (*end == 'm' || *end == 'M')
-            x <<= 20;
-        n = (size_t)x;
-    }
+    if (v && *v)
+        n = patch_env_size(v);
     if (!n)
         n = process_default_stack();
     if (!n)

@@ -3,7 +3,7 @@
  * libgreen): pread/pwrite/preadv/pwritev/preadv2/pwritev2, sendfile between files,
  * fsync, fdatasync, flock, lockf and fcntl's F_SETLKW/F_OFD_SETLKW against another
  * process. The answers must be
- * glibc's, plainly and under `greenrun --threads` (GREEN_PATCH_FILES=pool too), where
+ * glibc's, plainly and under `greenrun --threads` (under every file rule), where
  * each check's thread is a green thread and a lock wait parks it while the ticker thread
  * goes on. A lock taken while waiting must belong to the process (fcntl) or to the open
  * file description (flock, OFD locks) as the real call's: other processes check.
