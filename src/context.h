@@ -35,4 +35,14 @@ void green_ctx_make(green_ctx_t *c, void *top, void (*entry)(void *));
 /* The stack pointer saved in a suspended context (lowest live byte of its stack). */
 void *green_ctx_sp(const green_ctx_t *c);
 
+/* 1 once green_ctx_make has made c (a zeroed context was not). */
+static inline int green_ctx_made(const green_ctx_t *c)
+{
+#if defined(GREEN_CONTEXT_UCONTEXT)
+    return c->entry != NULL;
+#else
+    return c->sp != NULL;
+#endif
+}
+
 #endif

@@ -461,22 +461,35 @@ int green__relay_init(struct green_hub *h)
     return 0;
 }
 
-/* Give `to` a stack and a context if it has never run. 0, or -1/ENOMEM. */
+/* Give `to` a stack if it has never run, and its first context if the stack is ready
+ * (resident); a reserved one is bound at its first run (first_context). 0, or
+ * -1/ENOMEM. */
 int green__prepare(struct green_hub *h, struct green *to)
 {
     if (to->flags & (GF_STARTED | GF_SHARED) || to->s.stack)
         return 0;
-    if (green__stack_get(h, to) != 0)
-        return -1;
+    int ready = green__stack_get(h, to);
+    if (ready <= 0)
+        return ready;
     if (!green__stack_guarded(to->s.stack))
         to->flags |= GF_UNGUARDED;
     green_ctx_make(&to->ctx, green__stack_top(to->s.stack), entry);
     return 0;
 }
 
+/* A dedicated-stack green thread whose stack was only reserved, about to run for the
+ * first time: its stack (green__stack_bind) and its first context. */
+static __attribute__((noinline)) void first_context(struct green_hub *h, struct green *to)
+{
+    green__stack_bind(h, to);
+    green_ctx_make(&to->ctx, green__stack_top(to->s.stack), entry);
+}
+
 /* green__switch's general case. errno, set by the caller for the one resumed, is kept. */
 GREEN_SWITCH_PATH void *green__switch_slow(struct green_hub *h, struct green *to, void *value)
 {
+    if (!(to->flags & (GF_STARTED | GF_SHARED)) && !green_ctx_made(&to->ctx))
+        first_context(h, to); /* before a dying caller's stack is pooled: not that one */
     struct green *from = h->current;
     int dying = from->state == GS_DEAD;
     uint8_t from_flags = from->flags;

@@ -77,8 +77,9 @@ GREEN_PRIVATE_API void *green_private_local(green_t g);
 GREEN_PRIVATE_API int green_private_set_local(green_t g, void *value);
 /* g's dedicated stack (*stack_lo NULL when it has none: shared mode, the root, not yet
  * started) and whether it is detached: 0, or -1 + errno (ESRCH, EINVAL). g may be of any
- * hub: another hub's is read without a round trip (its stack never changes; its
- * detached state may be seen a moment late). */
+ * hub: another hub's is read without a round trip (its stack never changes once it has
+ * run — before, it is a reservation its first run may exchange; its detached state may
+ * be seen a moment late). */
 GREEN_PRIVATE_API int green_private_attr(green_t g, void **stack_lo, size_t *stack_size,
                                          int *detached);
 /* green_spawn_attr with the slot of green_private_local set to `local` before the green

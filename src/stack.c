@@ -19,7 +19,11 @@
  *
  * Freed stacks go to a per-hub pool (LIFO, so the hottest is reused first). Up to
  * GREEN_POOL_HOT of them keep their pages; the hub gives the pages of the rest back
- * with madvise when it goes idle, coalescing neighbouring slots into one call. A stack
+ * with madvise when it goes idle, coalescing neighbouring slots into one call. A slot
+ * whose pages are not resident (fresh, or given back) is handed out as a reservation:
+ * not touched (not even armed) until its green thread's first run, when a pooled stack
+ * whose pages are resident takes its place if there is one by then (green__stack_bind).
+ * `hot` says which slots have resident pages; only those go on the hot list. A stack
  * bigger than the default (a green pthread's) keeps only its top GREEN_STACK_KEEP bytes
  * when released, as an exiting thread's stack does in glibc, and of those only as many
  * as fit in GREEN_BIG_CACHE bytes (at least one) stay hot: glibc's cache of the stacks
@@ -443,9 +447,7 @@ static struct green_stack *carve(struct green_pool *p)
     s->guarded = (uint8_t)guard;
     __atomic_add_fetch(guard ? &n_guarded : &n_unguarded, 1, __ATOMIC_RELAXED);
     s->vg_id = green_vg_register(s->lo, s->hi + GREEN_TOP_ZONE);
-    arm(s);
-    s->hot = 1;
-    p->total++;
+    p->total++; /* untouched (not hot, not armed) until its first run: green__stack_bind */
     return s;
 }
 
@@ -460,6 +462,20 @@ static __attribute__((noinline)) void stacks_back_take(struct green_hub *h)
         struct green_stack *next = s->next;
         stack_put(s);
         s = next;
+    }
+}
+
+/* s, off its pool's lists, becomes g's. */
+static void take(struct green_stack *s, struct green *g)
+{
+    s->next = NULL;
+    s->owner = g;
+    g->s.stack = s;
+    if (GREEN_UNLIKELY(s->dirty != NULL)) {
+        /* measured stacks start clean, so the next measure is this owner's alone */
+        if (s->hot)
+            memset(s->dirty, 0, (size_t)(s->hi - s->dirty));
+        s->dirty = NULL;
     }
 }
 
@@ -479,22 +495,61 @@ int green__stack_get(struct green_hub *h, struct green *g)
     } else if ((s = p->cold) != NULL) {
         p->cold = s->next;
         p->ncold--;
-        if (!s->armed)
-            arm(s);
-        s->hot = 1;
     } else if ((s = carve(p)) == NULL) {
         return -1;
     }
-    s->next = NULL;
-    s->owner = g;
-    g->s.stack = s;
-    if (GREEN_UNLIKELY(s->dirty != NULL)) {
-        /* measured stacks start clean, so the next measure is this owner's alone */
-        if (s->hot)
-            memset(s->dirty, 0, (size_t)(s->hi - s->dirty));
-        s->dirty = NULL;
+    take(s, g);
+    if (!s->hot)
+        return 0; /* a reservation: green__stack_bind at its first run */
+    if (!s->armed)
+        arm(s);
+    return 1;
+}
+
+/* A pooled stack of h's whose pages are resident (a dead green thread's), or NULL. */
+static struct green_stack *resident_of(struct green_hub *h, size_t size)
+{
+    for (struct green_pool *p = h->stack_pools; p; p = p->next) {
+        if (p->size != size)
+            continue;
+        struct green_stack *s = p->hot;
+        if (s) {
+            p->hot = s->next;
+            p->nhot--;
+        }
+        return s;
     }
-    return 0;
+    return NULL;
+}
+
+void green__stack_bind(struct green_hub *h, struct green *g)
+{
+    struct green_stack *s = g->s.stack, *r = NULL;
+    if (!s->hot || s->pool->hub != h)
+        r = resident_of(h, s->pool->size);
+    if (!r && s->pool->hub != h) {
+        /* moved before its first run: a slot of h's, so that its death leaves a stack
+         * here (else, fresh, the other hub's will do) */
+        struct green_pool *p = pool_for(h, s->pool->size);
+        if (p && (r = p->cold) != NULL) {
+            p->cold = r->next;
+            p->ncold--;
+        } else if (p) {
+            r = carve(p);
+        }
+    }
+    if (r) {
+        take(r, g);
+        green__stack_put(h, s); /* untouched (or another hub's: it goes home) */
+        s = r;
+    }
+    if (!s->armed)
+        arm(s);
+    s->hot = 1;
+    if (s->guarded)
+        g->flags &= (uint8_t)~GF_UNGUARDED;
+    else
+        g->flags |= GF_UNGUARDED;
 }
 
 void green__stack_put(struct green_hub *h, struct green_stack *s)
@@ -553,7 +608,7 @@ static void stack_put(struct green_stack *s)
     size_t hot_max = GREEN_POOL_HOT;
     if (GREEN_UNLIKELY((size_t)(s->hi - s->lo) > GREEN_BIG_STACK))
         hot_max = big_release(p, s);
-    if (p->nhot < hot_max) {
+    if (s->hot && p->nhot < hot_max) {
         s->next = p->hot;
         p->hot = s;
         p->nhot++;

@@ -29,7 +29,16 @@
 #include <string.h>
 
 /* ---- dedicated stacks ---- */
-int green__stack_get(struct green_hub *h, struct green *g);    /* dedicated: g->s.stack */
+/* g->s.stack, a dedicated stack of h's pool: 1 when its pages are resident (a dead green
+ * thread's) and it is ready to run on; 0 when it is a reservation (a fresh or trimmed
+ * slot, untouched), to be bound at g's first run; -1 + ENOMEM. */
+int green__stack_get(struct green_hub *h, struct green *g);
+/* g's first run on h is next and its stack is a reservation: a pooled stack of h's whose
+ * pages are resident takes its place, and the reserved one goes back untouched; one of
+ * another hub's pool (g moved before it ran) is exchanged for one of h's. So green
+ * threads made long before they run (a fan-out of 100,000) touch only as many stacks as
+ * run at once. Sets GF_UNGUARDED as the stack is. */
+void green__stack_bind(struct green_hub *h, struct green *g);
 void green__stack_put(struct green_hub *h, struct green_stack *s);
 void *green__stack_top(const struct green_stack *s);
 void green__stack_bounds(const struct green_stack *s, void **lo, size_t *size);

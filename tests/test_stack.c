@@ -196,6 +196,14 @@ static void *touch_64k(void *arg)
     return arg;
 }
 
+/* The same, then a yield: the others run (and touch) while this one is alive. */
+static void *touch_64k_yield(void *arg)
+{
+    touch_64k(NULL);
+    green_yield();
+    return arg;
+}
+
 /* Finished stacks are reused; beyond the hot pool their pages go back to the kernel
  * when the hub idles. */
 static void test_pool_reuse_and_trim(void **state)
@@ -205,7 +213,7 @@ static void test_pool_reuse_and_trim(void **state)
     green_t g[N];
     long r0 = rss_kib();
     for (int i = 0; i < N; i++)
-        g[i] = green_spawn(touch_64k, NULL);
+        g[i] = green_spawn(touch_64k_yield, NULL);
     assert_int_equal(green_joinall(g, N, -1), 0);
     long r1 = rss_kib();
     /* 400 stacks x 64 KiB were touched; all but the hot 64 are given back */
@@ -241,6 +249,30 @@ static long rss_exact_kib(void)
             break;
     fclose(f);
     return kib;
+}
+
+/* Green threads made before any of them runs take their stacks at their first run: N
+ * that each touch 64 KiB and end without blocking, spawned all before the first runs,
+ * touch one stack or two between them (each reuses the last one's), not N. */
+static void test_stacks_bound_at_first_run(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+    green_t g[N];
+    green_sleep(20); /* the hub idles: the pool's cold pages are given back first */
+    long r0 = rss_exact_kib();
+    for (int i = 0; i < N; i++)
+        assert_non_null(g[i] = green_spawn(touch_64k, (void *)(intptr_t)i));
+    long spawned = rss_exact_kib();
+    for (int i = 0; i < N; i++) {
+        void *res;
+        assert_int_equal(green_join(g[i], &res, -1), 0);
+        assert_int_equal((intptr_t)res, i);
+    }
+    long r1 = rss_exact_kib();
+    print_message("  spawned %d: +%ld KiB; all ran: +%ld KiB\n", N, spawned - r0, r1 - r0);
+    /* each stack 64 KiB touched, N of them would be 25 MiB: a tenth of that is plenty */
+    assert_true(r1 - r0 < N * 64 / 10);
 }
 
 static green_event_t big_go;
@@ -533,6 +565,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_deep_recursion_shared),
         cmocka_unit_test(test_shared_interleaved_locals),
         cmocka_unit_test(test_pool_reuse_and_trim),
+        cmocka_unit_test(test_stacks_bound_at_first_run),
         cmocka_unit_test(test_big_stacks_cache_like_glibc),
         cmocka_unit_test(test_overflow_guarded),
         cmocka_unit_test(test_overflow_unguarded_canary),
