@@ -786,6 +786,118 @@ static void test_foreign_stack_death(void **state)
     }
 }
 
+/* The process's exact resident set, KiB (VmRSS is a per-CPU counter: ~32 pages off). */
+static long rss_exact_kib(void)
+{
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    assert_non_null(f);
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Rss: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+static void *touch_64k(void *arg)
+{
+    volatile char buf[64 * 1024];
+    for (size_t i = 0; i < sizeof buf; i += 4096)
+        buf[i] = 1;
+    return arg;
+}
+
+static int hub_held; /* atomic: hold_os_thread holds its hub's OS thread while 1 */
+
+static void *hold_os_thread(void *arg)
+{
+    while (__atomic_load_n(&hub_held, __ATOMIC_SEQ_CST))
+        sleep_os_ms(1);
+    return arg;
+}
+
+/* The process's peak resident set since the last reset_peak (VmHWM), KiB. */
+static long peak_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+/* Sets the peak to the current resident set (clear_refs "5", Linux 4.0): 0, or -1. */
+static int reset_peak(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return -1;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* N green threads spawned from hub 1 onto hub `on`, each touching 64 KiB and ending
+ * without blocking, run there once all are spawned (its OS thread held meanwhile, so
+ * that no stack comes back to hub 1 before the last spawn): how far the resident set
+ * rose above where it was (its peak: an idle hub gives pooled pages back meanwhile). */
+static long first_run_round(int on, int n)
+{
+    green_t g[400], holder = NULL;
+    assert_true(n <= 400);
+    green_sleep(20); /* the hubs idle: their pools' cold pages are given back */
+    long r0 = rss_exact_kib();
+    if (reset_peak() != 0)
+        return -1;
+    if (on != 1) {
+        __atomic_store_n(&hub_held, 1, __ATOMIC_SEQ_CST);
+        assert_non_null(holder = spawn_on(on, hold_os_thread, NULL, GREEN_STACK_SHARED));
+        green_sleep(5);
+    }
+    for (int i = 0; i < n; i++)
+        assert_non_null(g[i] = spawn_on(on, touch_64k, (void *)(intptr_t)i, GREEN_STACK_DEDICATED));
+    __atomic_store_n(&hub_held, 0, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < n; i++) {
+        void *r = NULL;
+        assert_int_equal(green_join(g[i], &r, -1), 0);
+        assert_int_equal((intptr_t)r, i);
+    }
+    if (holder)
+        assert_int_equal(green_join(holder, NULL, -1), 0);
+    return peak_kib() - r0;
+}
+
+/* A green thread sent to another hub before it ever ran takes its stack there, at its
+ * first run, from that hub's own pool: N that each touch 64 KiB and end without
+ * blocking, sent to a hub whose pool is empty, touch a stack or two of that hub's
+ * between them (each reuses the last one's, which its death left there), not N of hub
+ * 1's. (A round on hub 1 first, so that the stacks hub 1 keeps resident, which its
+ * spawns take as they are, are touched as deep already.) */
+static void test_first_run_stack_on_its_hub(void **state)
+{
+    (void)state;
+    enum { N = 400 };
+#if GREEN_TEST_EMULATED
+    skip(); /* qemu-user's own memory (its translated code) is the process's too */
+#endif
+    if (UNDER_TSAN)
+        skip(); /* so is TSan's, for each green thread it follows */
+    assert_true(green_hubs_start(2) >= 2);
+    int fresh = green_hubs_start(green_hub_count() + 1); /* a hub with no stacks yet */
+    assert_true(fresh >= 3);
+    long own = first_run_round(1, N), there = first_run_round(fresh, N);
+    if (own < 0 || there < 0)
+        skip(); /* no /proc/self/clear_refs */
+    print_message("%d green threads on hub 1: +%ld KiB, then on hub %d: +%ld KiB\n", N, own,
+                  fresh, there);
+    /* N stacks of 64 KiB: 25 MiB; VmHWM is a per-CPU counter, ~32 pages off a CPU */
+    assert_true(there < N * 64 / 10);
+}
+
 /* Calls fn with what follows the name in /proc/self/task/TID/stat (from the state on)
  * of every thread of the process but the caller's; returns the sum of what fn returns. */
 static long other_threads_stat(long (*fn)(const char *after_name))
@@ -1174,6 +1286,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stealing_shared),
         cmocka_unit_test(test_killed_while_moving),
         cmocka_unit_test(test_foreign_stack_death),
+        cmocka_unit_test(test_first_run_stack_on_its_hub),
         cmocka_unit_test(test_idle_hubs_sleep),
         cmocka_unit_test(test_fork_child_has_one_hub),
     };
