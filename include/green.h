@@ -48,7 +48,8 @@ typedef void *(*green_fn)(void *arg);
  *
  * GREEN_STACK_DEDICATED: an mmap'd stack of its own (default 256 KiB, lazily committed,
  *   pooled). A guard page sits below it while vm.max_map_count allows; beyond that budget
- *   the stack limit and a canary are checked at every switch.
+ *   the stack limit and a canary are checked at every switch. Reserved at the spawn, and
+ *   exchanged at the first run for a pooled one whose pages are resident, if any.
  *
  * GREEN_STACK_SHARED: the green thread runs on its OS thread's shared stack (greenlet's
  *   technique). When another shared-mode green thread takes the stack, the used part is
