@@ -67,7 +67,7 @@ static int files_mode_get(void)
     const char *v = getenv("GREEN_PATCH_FILES");
     m = v && strcmp(v, "pool") == 0 ? FILES_POOL : v && strcmp(v, "inline") == 0 ? FILES_INLINE : FILES_SIZE;
     const char *b = getenv("GREEN_PATCH_FILES_BIG");
-    if (b && *b) {
+    if (b && *b >= '0' && *b <= '9') { /* not a number: the default */
         size_t big = patch_env_size(b);
         files_big = big ? big : SIZE_MAX; /* 0: no call is big */
     }
