@@ -46,10 +46,10 @@
 #define UNDER_TSAN 0
 #endif
 
-/* A "Key: N kB" line of /proc/self/status (key "VmRSS", "VmSize", ...), or -1. */
-static inline long proc_status_kib(const char *key)
+/* A "Key: N kB" line of a /proc/self file, or -1. */
+static inline long proc_kib(const char *path, const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
+    FILE *f = fopen(path, "r");
     char line[256];
     size_t n = strlen(key);
     long v = -1;
@@ -59,6 +59,17 @@ static inline long proc_status_kib(const char *key)
     if (f)
         fclose(f);
     return v;
+}
+
+/* A "Key: N kB" line of /proc/self/status (key "VmRSS", "VmSize", "VmHWM", ...), or -1. */
+static inline long proc_status_kib(const char *key) { return proc_kib("/proc/self/status", key); }
+
+/* The exact resident set, KiB: smaps_rollup's Rss (the kernel walks the page tables;
+ * VmRSS is a per-CPU counter, off by up to ~32 pages per CPU), else VmRSS. */
+static inline long rss_exact_kib(void)
+{
+    long kib = proc_kib("/proc/self/smaps_rollup", "Rss");
+    return kib >= 0 ? kib : proc_status_kib("VmRSS");
 }
 
 /* Run under valgrind (its preloaded helper is mapped)? Checked at run time: the same

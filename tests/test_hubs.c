@@ -786,20 +786,6 @@ static void test_foreign_stack_death(void **state)
     }
 }
 
-/* The process's exact resident set, KiB (VmRSS is a per-CPU counter: ~32 pages off). */
-static long rss_exact_kib(void)
-{
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    assert_non_null(f);
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Rss: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 static void *touch_64k(void *arg)
 {
     volatile char buf[64 * 1024];
@@ -815,20 +801,6 @@ static void *hold_os_thread(void *arg)
     while (__atomic_load_n(&hub_held, __ATOMIC_SEQ_CST))
         sleep_os_ms(1);
     return arg;
-}
-
-/* The process's peak resident set since the last reset_peak (VmHWM), KiB. */
-static long peak_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    assert_non_null(f);
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
 }
 
 /* Sets the peak to the current resident set (clear_refs "5", Linux 4.0): 0, or -1. */
@@ -868,7 +840,7 @@ static long first_run_round(int on, int n)
     }
     if (holder)
         assert_int_equal(green_join(holder, NULL, -1), 0);
-    return peak_kib() - r0;
+    return proc_status_kib("VmHWM") - r0; /* the peak since reset_peak */
 }
 
 /* A green thread sent to another hub before it ever ran takes its stack there, at its

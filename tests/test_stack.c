@@ -236,21 +236,6 @@ static void test_pool_reuse_and_trim(void **state)
     }
 }
 
-/* Exact resident set (VmRSS is a per-CPU counter, off by up to ~32 pages per CPU). */
-static long rss_exact_kib(void)
-{
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    if (!f)
-        return rss_kib();
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Rss: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
-}
-
 /* Green threads made before any of them runs take their stacks at their first run: N
  * that each touch 64 KiB and end without blocking, spawned all before the first runs,
  * touch one stack or two between them (each reuses the last one's), not N. */
