@@ -33,7 +33,7 @@ void *green_ctx_swap(green_ctx_t *from, green_ctx_t *to, void *value)
     return handover;
 }
 
-static void start(unsigned hi, unsigned lo)
+static void ctx_first(unsigned hi, unsigned lo)
 {
     green_ctx_t *c = (green_ctx_t *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
     c->entry(handover);
@@ -53,7 +53,7 @@ void green_ctx_make(green_ctx_t *c, void *top, void (*entry)(void *))
     c->uc.uc_link = NULL;
     c->entry = entry;
     uintptr_t p = (uintptr_t)c;
-    makecontext(&c->uc, (void (*)(void))start, 2, (unsigned)(p >> 32), (unsigned)p);
+    makecontext(&c->uc, (void (*)(void))ctx_first, 2, (unsigned)(p >> 32), (unsigned)p);
 }
 
 void *green_ctx_sp(const green_ctx_t *c)
