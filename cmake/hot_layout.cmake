@@ -46,8 +46,11 @@ function(green_hot_layout objects library list)
       elseif(n STREQUAL "COMMON_END") # the end of what every program runs
         set(part rest)
         set(marked ON)
-      else() # the function, its clones (.part.0, .constprop.0, ...), a constructor's, a destructor's
-        string(APPEND ${part} "    *(.text.${n} .text.${n}.* .text.startup.${n} .text.exit.${n})\n")
+      else() # the function, its clones (.part.0, .constprop.0, ...), a constructor's, a
+        # destructor's, and what GCC calls cold of it (a function marked cold, the branch of
+        # an if marked unlikely, split off as NAME.cold): .text.unlikely would put that past
+        # the hot code, where one touch maps up to 64 KiB (tests/hot_pages_test.sh)
+        string(APPEND ${part} "    *(.text.${n} .text.${n}.* .text.unlikely.${n} .text.unlikely.${n}.* .text.startup.${n} .text.exit.${n})\n")
       endif()
     endforeach()
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${l})

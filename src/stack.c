@@ -575,11 +575,8 @@ void green__stack_put(struct green_hub *h, struct green_stack *s)
  * that it keeps nothing, as glibc unmaps a stack its cache has no room for. Returns that
  * number. One madvise per release of such a stack; out of line, so that the default
  * sizes' path stays as it was (a field of the pool and this code inline cost
- * green_new+switch+destroy 15 ns in bench_spawn). Not marked cold, nor its branch
- * unlikely: every green pthread's exit runs it, and GCC puts cold code (and the
- * unlikely branch, split off as green__stack_put.cold) past the hot layout's end
- * (src/hot.list), where each process that runs it maps a page more. */
-static __attribute__((noinline)) size_t big_release(struct green_pool *p, struct green_stack *s)
+ * green_new+switch+destroy 15 ns in bench_spawn). */
+static __attribute__((noinline, cold)) size_t big_release(struct green_pool *p, struct green_stack *s)
 {
     size_t hot_max = GREEN_BIG_CACHE / p->slot_size;
     hot_max = hot_max < 1 ? 1 : hot_max > GREEN_POOL_HOT ? GREEN_POOL_HOT : hot_max;
@@ -609,7 +606,7 @@ static void stack_put(struct green_stack *s)
     struct green_pool *p = s->pool;
     s->owner = NULL;
     size_t hot_max = GREEN_POOL_HOT;
-    if ((size_t)(s->hi - s->lo) > GREEN_BIG_STACK)
+    if (GREEN_UNLIKELY((size_t)(s->hi - s->lo) > GREEN_BIG_STACK))
         hot_max = big_release(p, s);
     if (s->hot && p->nhot < hot_max) {
         s->next = p->hot;
