@@ -44,7 +44,7 @@ declare -A WHAT=(
   [mariadb_slap]="mariadb-slap: clients (threads), one query each"
   [memcached]="memcached: waiting connections, on connections/2 worker threads"
   [nginx]="nginx: concurrent proxied requests (its epoll loop; a thread pool)"
-  [curl]="curl -Z: parallel transfers (one thread; resolver threads)"
+  [curl]="curl -Z: parallel transfers (one thread throughout: curl resolves localhost itself)"
   [redis_benchmark]="redis-benchmark --threads 4: clients (SET+GET, 100 each; 4 event-loop threads)")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", b / a; else print "—" }'; }
