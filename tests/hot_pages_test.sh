@@ -3,9 +3,9 @@
 # runs is in the hot layout's lists (src/hot.list, src/patch/hot.list): PROG
 # (tests/progs/hot_pages.c, a plain threaded program) runs under GREENRUN and finds none
 # of LIB's code pages past __green_hot_end resident. A function left out of the lists
-# that such a program runs costs every process up to 64 KiB of resident code (session 9's
-# stack binding did: 56 KiB in tinyproxy). Exit 77 (skipped) without nm and readelf, or
-# when LIB has no hot layout.
+# that such a program runs costs every process up to 64 KiB of resident code (the binding
+# of dedicated stacks at the first run, 2026-12-06, did: 56 KiB in tinyproxy). Exit 77
+# (skipped) without nm and readelf, or when LIB has no hot layout.
 set -u
 greenrun=$1 prog=$2 lib=$3
 command -v nm >/dev/null 2>&1 && command -v readelf >/dev/null 2>&1 ||
