@@ -13,6 +13,7 @@
  */
 
 #include "context.h"
+#include "sys.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -26,7 +27,7 @@ void *green_ctx_swap(green_ctx_t *from, green_ctx_t *to, void *value)
 {
     handover = value;
     /* the kernel's mask is 8 bytes (_NSIG / 8); raw, so that no wrapper sees it */
-    if (syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &to->uc.uc_sigmask, _NSIG / 8) != 0)
+    if (green__sys.syscall(SYS_rt_sigprocmask, SIG_BLOCK, NULL, &to->uc.uc_sigmask, _NSIG / 8) != 0)
         abort();
     if (swapcontext(&from->uc, &to->uc) != 0)
         abort(); /* cannot fail with a valid context */

@@ -52,7 +52,7 @@ struct green_hub *green__hubs(void) { return reg_head; }
 static void registry_add(struct green_hub *h)
 {
     h->thread = (unsigned long)green__sys.pthread_self();
-    h->tid = (int)syscall(SYS_gettid);
+    h->tid = (int)green__sys.syscall(SYS_gettid);
     green__sys.pthread_mutex_lock(&reg_lock);
     h->reg_next = reg_head;
     reg_head = h;

@@ -194,7 +194,7 @@ static void on_monitor_signal(int sig, siginfo_t *si, void *uc)
     struct green_hub *t = __atomic_load_n(&mon_target, __ATOMIC_ACQUIRE);
     struct green_hub *h = green__tls_hub;
     int asked = REQ_ASKED;
-    if (t && (h == t || (!h && t->tid == (int)syscall(SYS_gettid))) && /* (exiting: no hub) */
+    if (t && (h == t || (!h && t->tid == (int)green__sys.syscall(SYS_gettid))) && /* (exiting: no hub) */
         __atomic_compare_exchange_n(&mon_req, &asked, REQ_CLAIMED, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
         struct look *lk = &mon_look;
         mon_hits++;

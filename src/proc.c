@@ -52,7 +52,7 @@ static int pidfd_open(pid_t pid)
 {
 #ifdef SYS_pidfd_open
     if (!__atomic_load_n(&no_pidfd, __ATOMIC_RELAXED)) {
-        int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+        int fd = (int)green__sys.syscall(SYS_pidfd_open, pid, 0);
         if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
             return fd;
         __atomic_store_n(&no_pidfd, 1, __ATOMIC_RELAXED);

@@ -172,7 +172,7 @@ static void put_back(struct green_hub *h, const struct signalfd_siginfo *si)
 {
     siginfo_t info;
     siginfo_from(&info, si);
-    if (syscall(SYS_rt_tgsigqueueinfo, getpid(), h->tid, info.si_signo, &info) != 0)
+    if (green__sys.syscall(SYS_rt_tgsigqueueinfo, getpid(), h->tid, info.si_signo, &info) != 0)
         green__sys.pthread_kill((pthread_t)h->thread, info.si_signo);
 }
 

@@ -154,7 +154,7 @@ static void drop_clean(int fd, uintptr_t from, uintptr_t to, uintptr_t page)
         size_t n = (to - from) / page;
         if (n > MAXP)
             n = MAXP;
-        long got = syscall(SYS_pread64, fd, e, n * sizeof e[0], (off_t)(from / page * sizeof e[0]));
+        long got = green__sys.syscall(SYS_pread64, fd, e, n * sizeof e[0], (off_t)(from / page * sizeof e[0]));
         if (got != (long)(n * sizeof e[0]))
             return;
         const uint64_t present = 1ull << 63, file = 1ull << 61;
@@ -195,7 +195,7 @@ static void split_pages(uintptr_t from, uintptr_t to, uintptr_t ps)
 static void drop_segments(const struct text_find *t, uintptr_t common_end, uintptr_t hot_end)
 {
     uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
-    long fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    long fd = green__sys.syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
     for (ElfW(Half) i = 0; i < t->phnum; i++) {
         const ElfW(Phdr) *ph = &t->phdr[i];
         if (ph->p_type != PT_LOAD || (ph->p_flags & PF_W) || !((ph->p_flags & PF_X) || ph->p_offset == 0))
@@ -219,7 +219,7 @@ static void drop_segments(const struct text_find *t, uintptr_t common_end, uintp
             drop_clean((int)fd, from, to, ps);
     }
     if (fd >= 0)
-        syscall(SYS_close, (int)fd);
+        green__sys.syscall(SYS_close, (int)fd);
 }
 
 void green_private_text_trim(const struct green_private_text_ends *ends)

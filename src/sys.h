@@ -68,7 +68,8 @@
     X(sigwait) X(sigwaitinfo) X(sigtimedwait)                                            \
     X(waitpid) X(wait) X(wait3) X(wait4) X(waitid) X(system) X(popen) X(pclose)          \
     X(sendfile) X(splice) X(tee) X(copy_file_range) X(recvmmsg) X(sendmmsg)              \
-    X(preadv) X(pwritev) X(preadv2) X(pwritev2) X(fsync) X(fdatasync) X(flock) X(lockf)
+    X(preadv) X(pwritev) X(preadv2) X(pwritev2) X(fsync) X(fdatasync) X(flock) X(lockf)   \
+    X(syscall)
 
 /* epoll_pwait2 came with glibc 2.35 */
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))

@@ -30,6 +30,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef GREEN_TEST_URING
+#include <liburing.h>
+#endif
 
 static int http_port;
 
@@ -1055,6 +1058,75 @@ static void test_epoll(void **state)
     assert_hub_idle();
 }
 
+#ifdef GREEN_TEST_URING
+static long call_uring_wait(struct blocked *b)
+{
+    struct io_uring_cqe *cqe = NULL;
+    long r = io_uring_wait_cqe((struct io_uring *)b->arg[0], &cqe);
+    if (r == 0)
+        b->arg[1] = cqe->res;
+    return r;
+}
+
+/* A program's own io_uring (src/patch/uring.c): io_uring_wait_cqe parks its green
+ * thread only; a kill ends it with -ECANCELED, a scoped deadline with -ETIMEDOUT, its
+ * own earlier timeout with -ETIME (liburing's answers are negative error numbers:
+ * errno untouched). */
+static void test_uring(void **state)
+{
+    (void)state;
+    alarm(60);
+    struct io_uring ring;
+    if (io_uring_queue_init(4, &ring, 0) < 0)
+        skip(); /* no io_uring here */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    char buf[8];
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_read(sqe, p[0], buf, sizeof buf, 0);
+    assert_int_equal(io_uring_submit(&ring), 1);
+    long ticks;
+    green_t t = ticker_start(&ticks);
+    struct blocked b = {.call = call_uring_wait, .arg = {(long)&ring}};
+    green_t g = blocked_start(&b);
+    green_t w = green_spawn(write_soon, (void *)(intptr_t)p[1]);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_int_equal(green_join(w, NULL, -1), 0);
+    assert_int_equal(b.r, 0);
+    assert_int_equal(b.arg[1], 3);
+    ticker_stop(t, &ticks, 1);
+    struct io_uring_cqe *cqe;
+    assert_int_equal(io_uring_peek_cqe(&ring, &cqe), 0);
+    io_uring_cqe_seen(&ring, cqe);
+    sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_read(sqe, p[0], buf, sizeof buf, 0);
+    assert_int_equal(io_uring_submit(&ring), 1);
+    b = (struct blocked){.call = call_uring_wait, .arg = {(long)&ring}};
+    g = blocked_start(&b);
+    assert_int_equal(green_kill(g), 0);
+    assert_int_equal(green_join(g, NULL, -1), 0);
+    assert_true(b.done);
+    assert_int_equal(b.r, -ECANCELED);
+    assert_int_equal(b.err, 0);
+    assert_int_equal(green_timeout_push(30), 0);
+    struct __kernel_timespec ten_ms = {0, 10 * 1000000};
+    assert_int_equal(io_uring_wait_cqe_timeout(&ring, &cqe, &ten_ms), -ETIME); /* its own, earlier */
+    errno = 0;
+    assert_int_equal(io_uring_wait_cqe(&ring, &cqe), -ETIMEDOUT);
+    assert_int_equal(errno, 0);
+    assert_int_equal(green_timeout_pop(), 0);
+    assert_int_equal(write(p[1], "z", 1), 1);
+    assert_int_equal(io_uring_wait_cqe(&ring, &cqe), 0);
+    assert_int_equal(cqe->res, 1);
+    io_uring_cqe_seen(&ring, cqe);
+    io_uring_queue_exit(&ring);
+    close(p[0]);
+    close(p[1]);
+    alarm(0);
+    assert_hub_idle();
+}
+#endif
+
 static long call_splice(struct blocked *b)
 {
     return splice((int)b->arg[0], NULL, (int)b->arg[1], NULL, 1 << 16, 0);
@@ -1774,6 +1846,9 @@ int main(void)
         cmocka_unit_test(test_waits),
         cmocka_unit_test(test_system),
         cmocka_unit_test(test_epoll),
+#ifdef GREEN_TEST_URING
+        cmocka_unit_test(test_uring),
+#endif
         cmocka_unit_test(test_copies),
         cmocka_unit_test(test_locks),
         cmocka_unit_test(test_file_rule),

@@ -105,8 +105,8 @@ static void zero_swapped(long *fd, uintptr_t page, size_t k, const unsigned char
 {
     uint64_t e[CALLOC_PAGES];
     if (*fd == -2)
-        *fd = syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    int known = *fd >= 0 && syscall(SYS_pread64, (int)*fd, e, k * sizeof e[0], (off_t)(page / ps * sizeof e[0])) ==
+        *fd = patch_real()->syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    int known = *fd >= 0 && patch_real()->syscall(SYS_pread64, (int)*fd, e, k * sizeof e[0], (off_t)(page / ps * sizeof e[0])) ==
                                 (long)(k * sizeof e[0]);
     const uint64_t present = 1ull << 63, swapped = 1ull << 62;
     for (size_t i = 0; i < k; i++)
@@ -156,7 +156,7 @@ static __attribute__((noinline)) void zero_used(char *p, size_t n)
         page += k * ps;
     }
     if (fd >= 0)
-        syscall(SYS_close, (int)fd);
+        patch_real()->syscall(SYS_close, (int)fd);
 }
 
 void *calloc(size_t n, size_t size)

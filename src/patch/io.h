@@ -62,6 +62,9 @@ int patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline, struct patch_intr
                enum patch_intr_kind kind);
 /* close() of fd on this OS thread: wake the green threads whose waits include it. */
 void patch_closing(int fd);
+/* fd is about to be closed behind libc's back (liburing closes a ring's fd with a system
+ * call of its own): forget what is known of it, as close() does. (fd.c) */
+void patch_fd_closing(int fd);
 
 /* (The sigmask of ppoll, pselect or epoll_pwait: patch_intr_catch, then a record with the
  * mask: see patch.h.) */

@@ -77,7 +77,7 @@ static green_t holder(pthread_mutex_t *m)
 static void futex_wake(pthread_mutex_t *m)
 {
     int op = FUTEX_WAKE | ((kind_of(m) & KIND_PSHARED) ? 0 : FUTEX_PRIVATE_FLAG);
-    syscall(SYS_futex, word(m), op, 1, NULL, NULL, 0);
+    patch_real()->syscall(SYS_futex, word(m), op, 1, NULL, NULL, 0);
 }
 
 /* ---- the held list, through __list.__next ---- */

@@ -212,7 +212,7 @@ int patch_sigmask_green(sigset_t *out);
  * page of the library's data private in every process for a table that only
  * green_patch_report() reads. */
 struct green_patch_sym {
-    char name[28];
+    char name[36];       /* io_uring_submit_and_wait_timeout's fits */
     int threads;         /* 1: a pthread wrapper, interposed only with GREEN_PATCH_THREADS=1 */
 };
 

@@ -891,7 +891,7 @@ static void once_wake(pthread_once_t *o)
     struct pwait *w;
     while ((w = pq_pop(o)))
         pq_wake(w, 0);
-    syscall(SYS_futex, o, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); /* plain threads */
+    patch_real()->syscall(SYS_futex, o, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0); /* plain threads */
 }
 
 /* The routine was left by pthread_exit or cancellation: as if never called. */

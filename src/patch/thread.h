@@ -40,9 +40,10 @@ struct pwait {
     int done;                  /* set by whoever served it: what it waited for is its own */
     int err;                   /* with done: news for the waiter (EOWNERDEAD) */
     int allocated;             /* by pq_node, for a green thread with no powner */
+    uint32_t bits;             /* PQ_FUTEX: the waiter's bitset (FUTEX_WAIT_BITSET) */
 };
 
-enum { PQ_MUTEX = 1, PQ_COND, PQ_READ, PQ_WRITE, PQ_BARRIER, PQ_SEM, PQ_ONCE };
+enum { PQ_MUTEX = 1, PQ_COND, PQ_READ, PQ_WRITE, PQ_BARRIER, PQ_SEM, PQ_ONCE, PQ_FUTEX };
 
 /* What a green thread that locks pthread mutexes has: the list of those it holds
  * (through each mutex's __list.__next) and its wait node. */
