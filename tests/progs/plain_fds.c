@@ -17,28 +17,6 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
-/* A thread that writes n bytes of buf to fd once the ticker has ticked. */
-struct later {
-    int fd;
-    const char *buf;
-    size_t n;
-};
-
-static void *write_later(void *arg)
-{
-    struct later *l = arg;
-    ticks_wait(20);
-    CHECK_EQ(write(l->fd, l->buf, l->n), (long)l->n);
-    return NULL;
-}
-
-static pthread_t in_a_while(struct later *l)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, write_later, l), 0);
-    return t;
-}
-
 /* A scratch file of n bytes of 'a'..'z', unlinked. */
 static int scratch(size_t n)
 {

@@ -15,27 +15,6 @@
 #include <liburing.h>
 #include <poll.h>
 
-struct later {
-    int fd;
-    const char *buf;
-    size_t n;
-};
-
-static void *write_later(void *arg)
-{
-    struct later *l = arg;
-    ticks_wait(20);
-    CHECK_EQ(write(l->fd, l->buf, l->n), (long)l->n);
-    return NULL;
-}
-
-static pthread_t in_a_while(struct later *l)
-{
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, write_later, l), 0);
-    return t;
-}
-
 /* Queue a read of pipe p into buf, tagged with tag (not submitted). */
 static void queue_read(struct io_uring *ring, int fd, char *buf, unsigned n, uint64_t tag)
 {
@@ -56,62 +35,73 @@ static struct io_uring ring_new(void)
     return ring;
 }
 
+/* A ring with a read of an empty pipe submitted (tag 7) into buf. */
+struct reading {
+    struct io_uring ring;
+    int p[2];
+    char buf[16];
+};
+
+static void reading_start(struct reading *r)
+{
+    memset(r, 0, sizeof *r);
+    r->ring = ring_new();
+    CHECK_EQ(pipe(r->p), 0);
+    queue_read(&r->ring, r->p[0], r->buf, sizeof r->buf, 7);
+    CHECK_EQ(io_uring_submit(&r->ring), 1);
+}
+
+static void reading_end(struct reading *r)
+{
+    io_uring_queue_exit(&r->ring);
+    close(r->p[0]);
+    close(r->p[1]);
+}
+
 /* io_uring_wait_cqe (the inline one, through __io_uring_get_cqe): a read completes when
  * the pipe is written, and the ticker ran meanwhile */
 static void check_wait(void)
 {
-    struct io_uring ring = ring_new();
-    int p[2];
-    CHECK_EQ(pipe(p), 0);
-    char buf[16] = {0};
-    queue_read(&ring, p[0], buf, sizeof buf, 7);
-    CHECK_EQ(io_uring_submit(&ring), 1);
+    struct reading r;
+    reading_start(&r);
     struct io_uring_cqe *cqe = NULL;
-    CHECK_EQ(io_uring_peek_cqe(&ring, &cqe), -EAGAIN); /* nothing yet, and no wait */
-    struct later l = {p[1], "hello", 5};
+    CHECK_EQ(io_uring_peek_cqe(&r.ring, &cqe), -EAGAIN); /* nothing yet, and no wait */
+    struct later l = {r.p[1], "hello", 5};
     long t0 = ticks_now();
     pthread_t w = in_a_while(&l);
-    CHECK_EQ(io_uring_wait_cqe(&ring, &cqe), 0);
+    CHECK_EQ(io_uring_wait_cqe(&r.ring, &cqe), 0);
     CHECK(TICKED(t0));
     CHECK_EQ(cqe->res, 5);
     CHECK_EQ(io_uring_cqe_get_data64(cqe), 7);
-    CHECK(memcmp(buf, "hello", 5) == 0);
-    io_uring_cqe_seen(&ring, cqe);
+    CHECK(memcmp(r.buf, "hello", 5) == 0);
+    io_uring_cqe_seen(&r.ring, cqe);
     CHECK_EQ(pthread_join(w, NULL), 0);
-    io_uring_queue_exit(&ring);
-    close(p[0]);
-    close(p[1]);
+    reading_end(&r);
 }
 
 /* io_uring_wait_cqe_timeout and io_uring_wait_cqes with a timeout: -ETIME when nothing
  * completes in time; the completion when it does */
 static void check_timeout(void)
 {
-    struct io_uring ring = ring_new();
-    int p[2];
-    CHECK_EQ(pipe(p), 0);
-    char buf[16] = {0};
-    queue_read(&ring, p[0], buf, sizeof buf, 1);
-    CHECK_EQ(io_uring_submit(&ring), 1);
+    struct reading r;
+    reading_start(&r);
     struct io_uring_cqe *cqe = NULL;
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 30 * 1000000};
     long t0 = ticks_now();
-    CHECK_EQ(io_uring_wait_cqe_timeout(&ring, &cqe, &ts), -ETIME);
+    CHECK_EQ(io_uring_wait_cqe_timeout(&r.ring, &cqe, &ts), -ETIME);
     CHECK(TICKED(t0));
     struct __kernel_timespec zero = {0, 0};
-    CHECK_EQ(io_uring_wait_cqes(&ring, &cqe, 1, &zero, NULL), -ETIME);
+    CHECK_EQ(io_uring_wait_cqes(&r.ring, &cqe, 1, &zero, NULL), -ETIME);
     struct __kernel_timespec past = {-1, 0}; /* the kernel takes it: at once */
-    CHECK_EQ(io_uring_wait_cqe_timeout(&ring, &cqe, &past), -ETIME);
-    struct later l = {p[1], "xy", 2};
+    CHECK_EQ(io_uring_wait_cqe_timeout(&r.ring, &cqe, &past), -ETIME);
+    struct later l = {r.p[1], "xy", 2};
     pthread_t w = in_a_while(&l);
     struct __kernel_timespec ten = {.tv_sec = 10, .tv_nsec = 0};
-    CHECK_EQ(io_uring_wait_cqes(&ring, &cqe, 1, &ten, NULL), 0);
+    CHECK_EQ(io_uring_wait_cqes(&r.ring, &cqe, 1, &ten, NULL), 0);
     CHECK_EQ(cqe->res, 2);
-    io_uring_cqe_seen(&ring, cqe);
+    io_uring_cqe_seen(&r.ring, cqe);
     CHECK_EQ(pthread_join(w, NULL), 0);
-    io_uring_queue_exit(&ring);
-    close(p[0]);
-    close(p[1]);
+    reading_end(&r);
 }
 
 /* io_uring_submit_and_wait and io_uring_wait_cqe_nr: two reads from two pipes, each

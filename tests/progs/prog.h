@@ -90,6 +90,29 @@ static inline void ticks_wait(long n)
         usleep(1000);
 }
 
+/* A thread that writes n bytes of buf to fd once the ticker has ticked 20 times: what a
+ * check's wait is waiting for, from another thread, a while after the wait began. */
+struct later {
+    int fd;
+    const char *buf;
+    size_t n;
+};
+
+static inline void *write_later(void *arg)
+{
+    struct later *l = arg;
+    ticks_wait(20);
+    CHECK_EQ(write(l->fd, l->buf, l->n), (long)l->n);
+    return NULL;
+}
+
+static inline pthread_t in_a_while(struct later *l)
+{
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, write_later, l), 0);
+    return t;
+}
+
 /* pthread_cancel of a thread blocked in a call that is a cancellation point: the call
  * never returns, its cleanup handler runs, the join says PTHREAD_CANCELED. `block` makes
  * the call (with arg); it must not return. */
