@@ -22,9 +22,7 @@ for mode in real green; do
     check $mode "8 answers" $ok "" "$out" "$err"
     conc $mode 8 "$(wall_ms)" $ok
 
-    launch $mode int "${CURL[@]}" "http://localhost:$DELAY_PORT/delay/30000/[1-4]"
-    signal 1 INT
-    reap $mode int
+    interrupt $mode int 1 INT "${CURL[@]}" "http://localhost:$DELAY_PORT/delay/30000/[1-4]"
 done
 same curl8 "answers (in any order)" sort
 stopped int "SIGINT at 1 s" 130

@@ -23,9 +23,7 @@ for mode in real green; do
     check $mode "32 queries" $ok "" "$out" "$err"
     conc $mode 32 "$(wall_ms)" $ok
 
-    launch $mode int "${SLAP[@]}" --concurrency=4 --iterations=1000 --number-of-queries=4
-    signal 1 INT
-    reap $mode int
+    interrupt $mode int 1 INT "${SLAP[@]}" --concurrency=4 --iterations=1000 --number-of-queries=4
 done
 same slap32 "report" facts
 stopped int "SIGINT at 1 s" 130

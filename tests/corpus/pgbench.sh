@@ -28,9 +28,7 @@ for mode in real green; do
     check $mode "8 transactions" $ok "" "$out" "$err"
     conc $mode 8 "$(wall_ms)" $ok
 
-    launch $mode int "${PGB[@]}" -c 4 -j 2 -T 30 postgres
-    signal 1 INT
-    reap $mode int
+    interrupt $mode int 1 INT "${PGB[@]}" -c 4 -j 2 -T 30 postgres
 done
 same pgbench8 "report" facts
 stopped int "SIGINT at 1 s" 130

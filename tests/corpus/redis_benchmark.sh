@@ -27,9 +27,7 @@ for mode in real green; do
     load $mode 20
     check $mode "SET and GET answered" $ok "$(tr '\n' ' ' <"$T/rb20.$mode.sum" | cut -c1-90)" "$out" "$err"
 
-    launch $mode int "${RB[@]}" -c 8 -n 100000000
-    signal 1 INT
-    reap $mode int
+    interrupt $mode int 1 INT "${RB[@]}" -c 8 -n 100000000
 done
 
 stopped int "SIGINT at 1 s" 130

@@ -28,9 +28,7 @@ for mode in real green; do
     check $mode "8 requests answered" $ok "" "$out" "$err"
     conc $mode 8 "$(wall_ms)" $ok
 
-    launch $mode int siege -c 4 -t 30s -b "$U/delay/$LAT/int"
-    signal 1 INT
-    reap $mode int
+    interrupt $mode int 1 INT siege -c 4 -t 30s -b "$U/delay/$LAT/int"
 done
 same siege8 "statistics" facts
 stopped int "SIGINT at 1 s" 0
