@@ -372,6 +372,52 @@ static void test_native_lock_quiet(void **state)
     assert_null(strstr(out, "libgreen-patch:"));
 }
 
+/* A green pthread that waits on a wake-up object kept in a __thread variable (a futex
+ * word through syscall(), a condition) — one that the green pthreads of its OS thread
+ * share — is reported at its first wait, once over two rounds: the variable's address
+ * (main's, the same), its module, and why; the program goes on and ends well. */
+static void tlswait_reported(const char *mode, const char *what)
+{
+    assert_int_equal(run("threads_tlswait", mode, NULL, GREEN | WITH_STDERR, 0, out, sizeof out), 0);
+    char line[128], addr[64];
+    snprintf(line, sizeof line, "%s at %%63s", what);
+    assert_int_equal(sscanf(out, line, addr), 1);
+    const char *report = strstr(out, "libgreen-patch: green pthread ");
+    assert_non_null(report);
+    assert_null(strstr(report + 1, "libgreen-patch: green pthread ")); /* once */
+    char on[96];
+    snprintf(on, sizeof on, "on %s, a thread-local variable of ", addr);
+    assert_non_null(strstr(report, on));
+    assert_non_null(strstr(report, "threads_tlswait (offset "));
+    assert_non_null(strstr(report, "share its thread-local variables"));
+    assert_non_null(strstr(out, "done"));
+}
+
+static void test_tlswait_futex(void **state)
+{
+    (void)state;
+    tlswait_reported("futex", "word");
+}
+
+static void test_tlswait_cond(void **state)
+{
+    (void)state;
+    tlswait_reported("cond", "cond");
+}
+
+/* On real threads each waiter has its own variable; a global word is nobody's own:
+ * nothing to say either way. */
+static void test_tlswait_quiet(void **state)
+{
+    (void)state;
+    assert_int_equal(run("threads_tlswait", "futex", NULL, WITH_STDERR, 0, out, sizeof out), 0);
+    assert_null(strstr(out, "libgreen-patch:"));
+    assert_non_null(strstr(out, "done"));
+    assert_int_equal(run("threads_tlswait", "global", NULL, GREEN | WITH_STDERR, 0, out, sizeof out), 0);
+    assert_null(strstr(out, "libgreen-patch:"));
+    assert_non_null(strstr(out, "done"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -388,6 +434,9 @@ int main(void)
         cmocka_unit_test(test_calloc_sparse),
         cmocka_unit_test(test_native_lock_deadlock),
         cmocka_unit_test(test_native_lock_quiet),
+        cmocka_unit_test(test_tlswait_futex),
+        cmocka_unit_test(test_tlswait_cond),
+        cmocka_unit_test(test_tlswait_quiet),
         cmocka_unit_test(test_patch_hubs_spread),
         cmocka_unit_test(test_patch_hubs_cross),
         cmocka_unit_test(test_patch_hubs_barrier),

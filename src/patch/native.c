@@ -86,16 +86,14 @@ static int first_time(void *site)
     return 0;
 }
 
-/* Is pc in libgreen-patch.so or libgreen.so? */
-static int ours(void *pc)
+int patch_ours(void *pc)
 {
     Dl_info self, core, at;
     return dladdr(pc, &at) && ((dladdr((void *)patch_parking_report, &self) && at.dli_fbase == self.dli_fbase) ||
                                (dladdr((void *)green_park, &core) && at.dli_fbase == core.dli_fbase));
 }
 
-/* pc as "function+0x12" where its object exports the function, else "object+0x1234". */
-static const char *where(void *pc, char *buf, size_t n)
+const char *patch_where(void *pc, char *buf, size_t n)
 {
     Dl_info at;
     if (!dladdr(pc, &at) || !at.dli_fname) {
@@ -128,7 +126,7 @@ void patch_parking_report(void)
     int saved = errno;
     void *pcs[32];
     int n = backtrace(pcs, 32), skip = 0;
-    while (skip < n - 1 && ours(pcs[skip]))
+    while (skip < n - 1 && patch_ours(pcs[skip]))
         skip++;
     if (first_time(pcs[skip])) {
         char msg[768], at[256], site[256];
@@ -140,8 +138,8 @@ void patch_parking_report(void)
                  "GREEN_PATCH_THREADS=1 (pthread mutexes become green ones), or give the library "
                  "lock callbacks that use green mutexes. Backtrace:\n",
                  (unsigned long long)green_id(me), name && *name ? " '" : "", name ? name : "",
-                 name && *name ? "'" : "", where(pcs[skip], site, sizeof site), h->mutex,
-                 where(h->site, at, sizeof at));
+                 name && *name ? "'" : "", patch_where(pcs[skip], site, sizeof site), h->mutex,
+                 patch_where(h->site, at, sizeof at));
         say(msg);
         backtrace_symbols_fd(pcs + skip, n - skip, 2);
     }

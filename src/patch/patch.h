@@ -143,6 +143,13 @@ static inline void patch_zero_wait(void)
  * by a green thread); and before libc's unlock. `site` is the lock's caller. */
 int patch_native_lock(void *m, int e, void *site);
 void patch_native_unlock(void *m);
+/* A green thread is about to wait on obj (queue.c): an object in the thread-local
+ * storage its hub's green pthreads share is reported, once per process (tlocal.c). */
+void patch_tlocal_wait(const void *obj);
+/* For reports (native.c): is pc in libgreen-patch.so or libgreen.so? pc as
+ * "function+0x12" where its object exports the function, else "object+0x1234". */
+int patch_ours(void *pc);
+const char *patch_where(void *pc, char *buf, size_t n);
 
 /*
  * Signal handlers interrupt blocking calls as the kernel does (intr.c). A wrapper whose

@@ -80,6 +80,7 @@ static void queue_gone(void)
 
 void pq_push(struct pwait *w, const void *obj)
 {
+    patch_tlocal_wait(obj); /* a wait object in thread-local storage: said once (tlocal.c) */
     w->obj = obj;
     w->next = NULL;
     w->done = 0;
