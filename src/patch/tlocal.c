@@ -14,7 +14,8 @@
  * the offset in its block, the call site and a backtrace. The program goes on.
  *
  * The blocks' places are found once, at the first wait (dl_iterate_phdr): each one's
- * offset from the thread pointer, the same in every thread (static TLS).
+ * offset from the thread pointer, the same in every thread — the static ones only
+ * (tlocal_find).
  */
 #include "patch.h"
 
@@ -22,6 +23,7 @@
 #include <execinfo.h>
 #include <link.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BLOCKS_MAX 32
@@ -53,7 +55,7 @@ static int tlocal_module(struct dl_phdr_info *info, size_t size, void *arg)
     (void)size;
     char *tp = arg;
     if (!info->dlpi_tls_data || nblocks == BLOCKS_MAX)
-        return 0; /* no TLS, or not allocated in this thread (dlopen'd: not static) */
+        return 0; /* no TLS, or not allocated in this thread yet */
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_TLS || ph->p_memsz == 0)
@@ -62,17 +64,50 @@ static int tlocal_module(struct dl_phdr_info *info, size_t size, void *arg)
         b->off = (char *)info->dlpi_tls_data - tp;
         b->size = ph->p_memsz;
         b->name = info->dlpi_name ? info->dlpi_name : "";
-        if (nblocks == 1 || b->off < lo)
-            lo = b->off;
-        if (nblocks == 1 || b->off + (ptrdiff_t)b->size > hi)
-            hi = b->off + (ptrdiff_t)b->size;
     }
     return 0;
 }
 
+/* How far b lies from the thread pointer, on the side where static TLS grows (below it
+ * on x86-64, above it on aarch64): its far end, or -1 on the other side. */
+static ptrdiff_t reach(const struct block *b)
+{
+#if defined(__x86_64__)
+    return b->off < 0 ? -b->off : -1;
+#else
+    return b->off >= 0 ? b->off + (ptrdiff_t)b->size : -1;
+#endif
+}
+
+static int by_reach(const void *x, const void *y)
+{
+    ptrdiff_t a = reach(x), b = reach(y);
+    return (a > b) - (a < b);
+}
+
+/* Only the static blocks count: each OS thread has them at the same offsets, packed
+ * from the thread pointer on (a few bytes of alignment apart). A module loaded by dlopen
+ * may have its block allocated apart (malloc'd, where no offset holds for another
+ * thread): the first block further than a page from the previous one ends the static
+ * ones. */
 static void tlocal_find(void)
 {
     dl_iterate_phdr(tlocal_module, thread_pointer());
+    qsort(blocks, (size_t)nblocks, sizeof blocks[0], by_reach);
+    ptrdiff_t end = 0;
+    int n = 0;
+    while (n < nblocks && reach(&blocks[n]) >= 0) {
+        ptrdiff_t near = reach(&blocks[n]) - (ptrdiff_t)blocks[n].size; /* its near end */
+        if (near - end > 4096)
+            break;
+        end = reach(&blocks[n]);
+        if (n == 0 || blocks[n].off < lo)
+            lo = blocks[n].off;
+        if (n == 0 || blocks[n].off + (ptrdiff_t)blocks[n].size > hi)
+            hi = blocks[n].off + (ptrdiff_t)blocks[n].size;
+        n++;
+    }
+    nblocks = n;
 }
 
 static void report(const void *obj)
